@@ -1,0 +1,153 @@
+"""The composition root: `create_app(settings)` builds the one Starlette app.
+
+Its lifespan owns every resource (engine, Slack client, Bolt app, scheduler, outbox worker)
+and hands them to the handlers as typed state; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from bot import migrate
+from bot.config import Config, load_config
+from bot.metrics import Metrics
+from bot.outbox import OutboxWorker
+from bot.ports import Clock, SlackSender, SystemClock
+from bot.render import Renderer
+from bot.runtime import Runtime
+from bot.scheduling import build_scheduler, register_jobs
+from bot.settings import Settings
+from bot.store.db import Database, make_engine
+from handlers.routes import RequestMetrics, routes
+from handlers.slack.app import build_bolt_app
+from integrations.slack.logsender import LogSlackSender
+from integrations.slack.sender import WebApiSlackSender, make_web_client
+
+log = logging.getLogger("releasebot")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What tests (and the demo) swap in; production passes nothing."""
+
+    clock: Clock | None = None
+    config: Config | None = None
+    slack_sender: SlackSender | None = None
+    process_before_response: bool = False
+    start_scheduler: bool = True
+    outbox_poll_seconds: float = 5.0
+
+
+class State(TypedDict):
+    runtime: Runtime
+    slack_handler: AsyncSlackRequestHandler
+
+
+def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Starlette:
+    overrides = overrides or Overrides()
+    config = overrides.config or load_config(settings.config_path)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[State]:
+        engine = make_engine(settings.database_url)
+        await asyncio.to_thread(migrate.upgrade, engine)
+        db = Database(engine)
+        clock = overrides.clock or SystemClock()
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        client = make_web_client(token or "xoxb-sandbox", settings.slack_api_url)
+        sender = overrides.slack_sender or _slack_sender(token, client)
+        worker = OutboxWorker(
+            db=db,
+            clock=clock,
+            config=config,
+            slack=sender,
+            renderer=Renderer(
+                template_dir=_template_dir(settings), public_url=settings.public_url
+            ),
+            metrics=metrics,
+        )
+        runtime = Runtime(
+            settings=settings,
+            config=config,
+            db=db,
+            clock=clock,
+            metrics=metrics,
+            worker=worker,
+            migrations_head=migrate.head(),
+        )
+        bolt = build_bolt_app(
+            signing_secret=_signing_secret(settings),
+            client=client,
+            token=token,
+            slash_command=config.slack.slash_command,
+            process_before_response=overrides.process_before_response,
+        )
+        socket_mode = await _start_socket_mode(settings, bolt)
+        scheduler = build_scheduler()
+        register_jobs(scheduler, runtime)
+        if overrides.start_scheduler:
+            scheduler.start()
+        worker_task = asyncio.create_task(
+            worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
+        )
+        log.info("releasebot ready: %d services configured", len(config.services))
+        try:
+            yield {"runtime": runtime, "slack_handler": AsyncSlackRequestHandler(bolt)}
+        finally:
+            worker.stop()
+            await worker_task
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            if socket_mode is not None:
+                await socket_mode.close_async()
+            engine.dispose()
+
+    return Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        lifespan=lifespan,
+    )
+
+
+def _slack_sender(token: str | None, client: Any) -> SlackSender:
+    if token is None:
+        log.warning(
+            "SLACK_BOT_TOKEN is not set: Slack messages are written to this log instead"
+        )
+        return LogSlackSender()
+    return WebApiSlackSender(client)
+
+
+def _signing_secret(settings: Settings) -> str:
+    if settings.slack_signing_secret is not None:
+        return settings.slack_signing_secret.get_secret_value()
+    # No secret configured: nothing from outside can be signed with this one, so
+    # /slack/events refuses every request rather than accepting unsigned input.
+    return secrets.token_hex(32)
+
+
+def _template_dir(settings: Settings) -> Path | None:
+    return settings.templates_dir
+
+
+async def _start_socket_mode(settings: Settings, bolt: Any) -> Any:
+    if settings.slack_app_token is None:
+        return None
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+    await handler.connect_async()
+    log.info("connected to Slack in Socket Mode")
+    return handler

@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per app so several apps can live in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.webhooks = Counter(
+            "releasebot_webhooks",
+            "Inbound webhook deliveries by provider and outcome.",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "releasebot_outbox_backlog",
+            "Outbox messages waiting to be sent.",
+            registry=self.registry,
+        )
+        self.outbox_dead = Gauge(
+            "releasebot_outbox_dead",
+            "Outbox messages given up on after the retry horizon or a permanent error.",
+            registry=self.registry,
+        )
+        self.outbox_sent = Counter(
+            "releasebot_outbox_sent",
+            "Outbox messages sent, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_failures = Counter(
+            "releasebot_outbox_failures",
+            "Failed outbox send attempts, by kind and whether they will be retried.",
+            ["kind", "retryable"],
+            registry=self.registry,
+        )
+        self.slack_api_errors = Counter(
+            "releasebot_slack_api_errors",
+            "Slack Web API calls that failed, by error.",
+            ["error"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "releasebot_http_request_duration_seconds",
+            "HTTP request latency by route and status class.",
+            ["route", "method", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )

@@ -1,0 +1,224 @@
+"""The outbox worker: sends what the services queued, in order per deployment, with retries.
+
+A row is leased (claimed) before it is sent, so several replicas can share one database.
+429s wait for Retry-After, 5xx and network errors back off exponentially with jitter, and a
+row is given up on (status dead, shown in /readyz and /metrics) only after a permanent error
+or the retry horizon. A crash between commit and send leaves the row pending, so it is sent
+on the next start; a release message that already has a stored ts is edited, never re-posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.domain.errors import DeliveryFailed
+from bot.metrics import Metrics
+from bot.ports import Clock, SlackSender
+from bot.render import Renderer
+from bot.services import outbox
+from bot.services.deployments import SLACK_MESSAGE, SLACK_THREAD
+from bot.services.views import ReleaseView, release_view, save_message
+from bot.store.db import Database
+from bot.store.tables import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300.0
+HORIZON = timedelta(hours=24)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        config: Config,
+        slack: SlackSender,
+        renderer: Renderer,
+        metrics: Metrics,
+        rng: Callable[[], float] = random.random,
+        batch: int = 50,
+        horizon: timedelta = HORIZON,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._config = config
+        self._slack = slack
+        self._renderer = renderer
+        self._metrics = metrics
+        self._rng = rng
+        self._batch = batch
+        self._horizon = horizon
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self, *, poll_seconds: float = 5.0) -> None:
+        """Drain whenever woken (a commit queued something) or every `poll_seconds`."""
+        while not self._stopping:
+            try:
+                await self.drain()
+            except Exception:  # keep the worker alive; the rows stay pending
+                log.exception("outbox drain failed; will try again")
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def drain(self) -> int:
+        """Send every row that is due now; returns how many rows were settled."""
+        settled = 0
+        while True:
+            now = self._clock.now()
+            claimed = await asyncio.to_thread(
+                self._db.write, lambda s: outbox.claim_due(s, now=now, limit=self._batch)
+            )
+            if not claimed:
+                return settled
+            by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
+            for row in claimed:
+                by_key[row.key].append(row)
+            await asyncio.gather(*(self._send_in_order(rows) for rows in by_key.values()))
+            settled += len(claimed)
+
+    async def _send_in_order(self, rows: list[outbox.Claimed]) -> None:
+        for row in rows:
+            if not await self._send(row):
+                return
+
+    async def _send(self, row: outbox.Claimed) -> bool:
+        """Send one row and settle it; False when it failed (later rows of its key wait)."""
+        try:
+            await self._dispatch(row)
+        except DeliveryFailed as exc:
+            self._metrics.outbox_failures.labels(row.kind, str(exc.retryable).lower()).inc()
+            if row.kind.startswith("slack."):
+                self._metrics.slack_api_errors.labels(_error_code(exc.reason)).inc()
+            await self._settle_failure(row, exc)
+            return False
+        except Exception as exc:
+            log.exception("outbox row %s (%s) failed unexpectedly", row.id, row.kind)
+            self._metrics.outbox_failures.labels(row.kind, "true").inc()
+            await self._settle_failure(
+                row, DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+            )
+            return False
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write, lambda s: outbox.mark_sent(s, row_id=row.id, now=now)
+        )
+        self._metrics.outbox_sent.labels(row.kind).inc()
+        return True
+
+    async def _settle_failure(self, row: outbox.Claimed, exc: DeliveryFailed) -> None:
+        now = self._clock.now()
+        if not exc.retryable or now - row.created_at > self._horizon:
+            log.error("giving up on outbox row %s (%s): %s", row.id, row.kind, exc.reason)
+            await asyncio.to_thread(
+                self._db.write, lambda s: outbox.mark_dead(s, row_id=row.id, error=exc.reason)
+            )
+            return
+        if exc.retry_after is not None:
+            delay = exc.retry_after + self._rng()  # Slack asks for at least this long
+        else:
+            delay = min(MAX_BACKOFF, 2.0 ** min(row.attempts, 16)) * (0.5 + self._rng())
+        log.warning(
+            "outbox row %s (%s) failed, retry in %.1fs: %s", row.id, row.kind, delay, exc.reason
+        )
+        next_at = now + timedelta(seconds=delay)
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: outbox.mark_retry(s, row_id=row.id, next_attempt_at=next_at,
+                                        error=exc.reason),
+        )
+
+    async def _dispatch(self, row: outbox.Claimed) -> None:
+        if row.kind == SLACK_MESSAGE:
+            await self._release_message(row)
+        elif row.kind == SLACK_THREAD:
+            await self._thread_reply(row)
+        else:
+            raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
+
+    async def _view(self, row: outbox.Claimed) -> ReleaseView:
+        deployment_id = int(row.payload["deployment_id"])
+        view = await asyncio.to_thread(self._read, lambda s: release_view(s, deployment_id))
+        if view is None:
+            raise DeliveryFailed(f"deployment {deployment_id} does not exist", retryable=False)
+        return view
+
+    def _read(self, fn: Callable[[Session], Any]) -> Any:
+        with self._db.read() as session:
+            return fn(session)
+
+    async def _release_message(self, row: outbox.Claimed) -> None:
+        view = await self._view(row)
+        if view.ts is not None and await asyncio.to_thread(self._read, _has_later_update(row)):
+            return  # a later update of the same message renders the same, newer state
+        text, blocks = self._renderer.release_message(view)
+        if view.channel is not None and view.ts is not None:
+            try:
+                await self._slack.update_message(
+                    channel=view.channel, ts=view.ts, text=text, blocks=blocks
+                )
+                return
+            except DeliveryFailed as exc:
+                if "message_not_found" not in exc.reason:
+                    raise
+                log.warning("release message %s was deleted; posting it again", view.ts)
+        channel = view.channel or self._config.channel_for(view.service)
+        posted = await self._slack.post_message(channel=channel, text=text, blocks=blocks)
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: save_message(
+                s, deployment_id=view.deployment_id, channel=posted.channel, ts=posted.ts, now=now
+            ),
+        )
+
+    async def _thread_reply(self, row: outbox.Claimed) -> None:
+        view = await self._view(row)
+        if view.channel is None or view.ts is None:
+            raise DeliveryFailed(
+                f"deployment {view.deployment_id} has no release message to reply to",
+                retryable=False,
+            )
+        text = self._renderer.thread_reply(view, row.payload)
+        await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
+
+
+def _has_later_update(row: outbox.Claimed) -> Callable[[Session], bool]:
+    def query(session: Session) -> bool:
+        later = session.execute(
+            sa.select(OutboxMessage.id)
+            .where(OutboxMessage.key == row.key)
+            .where(OutboxMessage.kind == SLACK_MESSAGE)
+            .where(OutboxMessage.status == outbox.PENDING)
+            .where(OutboxMessage.id > row.id)
+            .limit(1)
+        ).first()
+        return later is not None
+
+    return query
+
+
+def _error_code(reason: str) -> str:
+    return reason.rsplit(": ", 1)[-1][:64] if ": " in reason else "error"

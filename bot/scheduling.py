@@ -1,0 +1,52 @@
+"""APScheduler wiring: stable job ids, coalescing, one instance at a time.
+
+Jobs are thin: the work lives in services that take the time as an argument, so they are
+tested as plain functions with a fixed clock. Due work is claimed from the database, so
+several replicas may run the same jobs safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.runtime import Runtime
+from bot.services.housekeeping import drop_old_webhook_bodies
+
+log = logging.getLogger(__name__)
+
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+
+
+def build_scheduler() -> AsyncIOScheduler:
+    return AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+
+
+def outbox_tick(runtime: Runtime) -> None:
+    """Retries come due while nothing new is committed: wake the worker to look."""
+    runtime.worker.wake()
+
+
+async def webhook_retention(runtime: Runtime) -> int:
+    now = runtime.clock.now()
+    retention = timedelta(days=runtime.settings.webhook_retention_days)
+    dropped = await asyncio.to_thread(
+        runtime.db.write, lambda s: drop_old_webhook_bodies(s, now=now, retention=retention)
+    )
+    if dropped:
+        log.info("dropped %d raw webhook bodies older than %s", dropped, retention)
+    return dropped
+
+
+def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
+    scheduler.add_job(
+        outbox_tick, "interval", seconds=2, id="outbox.tick", args=[runtime],
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        webhook_retention, "interval", hours=1, id="webhooks.retention", args=[runtime],
+        replace_existing=True,
+    )

@@ -1,0 +1,352 @@
+"""Recording CI events: deliveries, releases, deployments and their state changes.
+
+Every state change goes through `transition`, which checks the table of legal moves, updates
+the row only if nobody else did first (row_version), and writes the audit record and the
+outbox rows in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col, select
+
+from bot.config import Config
+from bot.domain import states
+from bot.domain.errors import ConcurrentUpdate
+from bot.domain.events import DeployEvent
+from bot.domain.tracking import resolve
+from bot.services import audit, outbox
+from bot.store.tables import Deployment, Release, WebhookDelivery
+
+SLACK_MESSAGE = "slack.release_message"
+SLACK_THREAD = "slack.thread_reply"
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: str  # accepted | duplicate | ignored
+    delivery: str
+    deployment_id: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    provider: str
+    delivery_id: str
+    event: str
+    body: bytes
+
+
+def record_delivery(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    delivery: Delivery,
+    event: DeployEvent | None,
+    note: str | None = None,
+) -> IngestResult:
+    """Store one verified delivery and apply what it says, once per delivery id.
+
+    `event` is None for deliveries that carry nothing to track (ping, unknown events); `note`
+    then says why, and the delivery is answered as ignored (or accepted for a ping).
+    """
+    seen = session.exec(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.provider == delivery.provider)
+        .where(WebhookDelivery.delivery_id == delivery.delivery_id)
+    ).first()
+    if seen is not None:
+        return IngestResult(DUPLICATE, delivery.delivery_id)
+
+    result = _apply(session, now=now, config=config, delivery=delivery, event=event, note=note)
+    session.add(
+        WebhookDelivery(
+            provider=delivery.provider,
+            delivery_id=delivery.delivery_id,
+            event=delivery.event[:100],
+            received_at=now,
+            outcome=result.status,
+            detail=(result.detail or "")[:500] or None,
+            deployment_id=result.deployment_id,
+            body=delivery.body,
+        )
+    )
+    session.flush()  # a concurrent copy of this delivery fails here and is retried as duplicate
+    return result
+
+
+def _apply(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    delivery: Delivery,
+    event: DeployEvent | None,
+    note: str | None,
+) -> IngestResult:
+    if event is None:
+        status = ACCEPTED if delivery.event == "ping" else IGNORED
+        return IngestResult(status, delivery.delivery_id, detail=note)
+    tracked = resolve(config, event.target)
+    if tracked is None:
+        where = event.target.repo or event.target.app or event.target.service or "?"
+        return IngestResult(
+            IGNORED,
+            delivery.delivery_id,
+            detail=f"no configured service tracks {event.target.provider}:{where}"
+            + (f" environment {event.target.environment}" if event.target.environment else ""),
+        )
+    deployment, changed = apply_event(
+        session, now=now, service=tracked.service, environment=tracked.environment, event=event
+    )
+    if deployment is None:
+        return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
+    return IngestResult(
+        ACCEPTED if changed else IGNORED,
+        delivery.delivery_id,
+        deployment_id=deployment.id,
+        detail=None if changed else f"deployment already {deployment.state}",
+    )
+
+
+def apply_event(
+    session: Session, *, now: datetime, service: str, environment: str, event: DeployEvent
+) -> tuple[Deployment | None, bool]:
+    """Move (or start) the deployment the event is about. Returns (deployment, changed)."""
+    if event.status not in states.CI_REPORTED:
+        raise ValueError(f"CI events report one of {sorted(states.CI_REPORTED)}")
+    current = _latest(session, service=service, environment=environment, sha=event.sha)
+    if current is None or _starts_new_attempt(current, event):
+        current = _create(
+            session, now=now, service=service, environment=environment, event=event,
+            attempt=1 if current is None else current.attempt + 1,
+        )
+        changed = True
+    else:
+        changed = _fill_in(current, event)
+    path = states.ci_path(current.state, event.status)
+    if path is None:
+        return current, changed
+    for target in path:
+        transition(session, deployment=current, target=target, now=now,
+                   actor=_actor(event), source=event.source_event, url=event.url,
+                   note=event.description)
+    return current, changed or bool(path)
+
+
+def _latest(session: Session, *, service: str, environment: str, sha: str) -> Deployment | None:
+    return session.exec(
+        select(Deployment)
+        .where(Deployment.service == service)
+        .where(Deployment.environment == environment)
+        .where(Deployment.sha == sha)
+        .order_by(col(Deployment.attempt).desc())
+        .limit(1)
+    ).first()
+
+
+def _starts_new_attempt(current: Deployment, event: DeployEvent) -> bool:
+    """A finished deployment is run again when CI reports a new run of the same version."""
+    if current.state not in states.FINISHED:
+        return False
+    return event.external_id is not None and event.external_id != current.external_id
+
+
+def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
+    """Details a later event knows and an earlier one did not (CI link, deployer)."""
+    changed = False
+    if event.url and not deployment.ci_url:
+        deployment.ci_url = event.url[:2000]
+        changed = True
+    if event.actor and not deployment.deployer:
+        deployment.deployer = event.actor[:200]
+        changed = True
+    if event.external_id and not deployment.external_id:
+        deployment.external_id = event.external_id[:100]
+    return changed
+
+
+def _actor(event: DeployEvent) -> str:
+    provider = event.target.provider
+    return f"{provider}:{event.actor}" if event.actor else provider
+
+
+def _release(session: Session, *, now: datetime, service: str, event: DeployEvent) -> Release:
+    release = session.exec(
+        select(Release).where(Release.service == service).where(Release.sha == event.sha)
+    ).first()
+    if release is None:
+        release = Release(
+            service=service, sha=event.sha, version=event.version, ref=event.ref, created_at=now
+        )
+        session.add(release)
+        session.flush()
+    elif event.version and not release.version:
+        release.version = event.version
+    return release
+
+
+def _create(
+    session: Session,
+    *,
+    now: datetime,
+    service: str,
+    environment: str,
+    event: DeployEvent,
+    attempt: int,
+) -> Deployment:
+    release = _release(session, now=now, service=service, event=event)
+    assert release.id is not None
+    deployment = Deployment(
+        release_id=release.id,
+        service=service,
+        environment=environment,
+        sha=event.sha,
+        attempt=attempt,
+        state=states.PENDING,
+        source=event.source_event[:64],
+        external_id=(event.external_id or None) and event.external_id[:100],
+        ci_url=event.url and event.url[:2000],
+        deployer=event.actor and event.actor[:200],
+        description=event.description and event.description[:2000],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(deployment)
+    session.flush()  # two first events for one deployment collide on uq_deployment_attempt
+    assert deployment.id is not None
+    audit.append(
+        session,
+        at=now,
+        actor=_actor(event),
+        action="deployment.created",
+        subject=f"deployment:{deployment.id}",
+        details={
+            "service": service,
+            "environment": environment,
+            "sha": event.sha,
+            "attempt": attempt,
+            "source": event.source_event,
+            "release": release.id,
+        },
+    )
+    outbox.enqueue(
+        session,
+        key=_key(deployment),
+        kind=SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id},
+        now=now,
+    )
+    _supersede_older(session, now=now, newer=deployment)
+    return deployment
+
+
+def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> None:
+    older = session.exec(
+        select(Deployment)
+        .where(Deployment.service == newer.service)
+        .where(Deployment.environment == newer.environment)
+        .where(Deployment.sha != newer.sha)
+        .where(col(Deployment.state).in_(states.SUPERSEDABLE))
+        .where(col(Deployment.created_at) <= newer.created_at)
+    ).all()
+    for deployment in older:
+        transition(
+            session,
+            deployment=deployment,
+            target=states.SUPERSEDED,
+            now=now,
+            actor="releasebot",
+            source="supersede",
+            note=f"superseded by {newer.sha[:7]}",
+            extra={"superseded_by": newer.id},
+        )
+
+
+def _key(deployment: Deployment) -> str:
+    return f"deployment:{deployment.id}"
+
+
+def transition(
+    session: Session,
+    *,
+    deployment: Deployment,
+    target: str,
+    now: datetime,
+    actor: str,
+    source: str,
+    url: str | None = None,
+    note: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The one way a deployment changes state (raises IllegalTransition / ConcurrentUpdate)."""
+    states.check_move(deployment.state, target)
+    previous = deployment.state
+    values: dict[str, Any] = {
+        "state": target,
+        "row_version": deployment.row_version + 1,
+        "updated_at": now,
+    }
+    if target in states.FINISHED or target in (states.VERIFIED, states.SUCCEEDED):
+        values["finished_at"] = now
+    updated = session.execute(
+        sa.update(Deployment)
+        .where(col(Deployment.id) == deployment.id)
+        .where(col(Deployment.row_version) == deployment.row_version)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate(f"deployment {deployment.id} changed underneath")
+    for name, value in values.items():
+        set_committed_value(deployment, name, value)
+    details: dict[str, Any] = {"from": previous, "to": target, "source": source}
+    if note:
+        details["note"] = note[:500]
+    if extra:
+        details.update(extra)
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="deployment.state_changed",
+        subject=f"deployment:{deployment.id}",
+        details=details,
+    )
+    outbox.enqueue(
+        session,
+        key=_key(deployment),
+        kind=SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id},
+        now=now,
+    )
+    outbox.enqueue(
+        session,
+        key=_key(deployment),
+        kind=SLACK_THREAD,
+        payload={
+            "deployment_id": deployment.id,
+            "from": previous,
+            "to": target,
+            "at": now.isoformat(),
+            "actor": actor,
+            "url": url,
+            "note": note[:500] if note else None,
+        },
+        now=now,
+    )
+
+
+def get(session: Session, deployment_id: int) -> Deployment | None:
+    return session.get(Deployment, deployment_id)

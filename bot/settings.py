@@ -1,0 +1,92 @@
+"""Process settings from the environment (secrets and endpoints never live in the YAML).
+
+Built by the app factory or the CLI from a mapping, never at import time:
+
+    settings = load_settings(os.environ)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    config_path: Path = Field(Path("releasebot.yaml"), validation_alias=_env("RELEASEBOT_CONFIG"))
+    database_url: str = Field(
+        "sqlite:///./releasebot.db", validation_alias=_env("RELEASEBOT_DATABASE_URL")
+    )
+    public_url: str = Field("http://localhost:8000", validation_alias=_env("RELEASEBOT_PUBLIC_URL"))
+    api_token: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_API_TOKEN"))
+    max_body_bytes: int = Field(5 * MIB, gt=0, validation_alias=_env("RELEASEBOT_MAX_BODY_BYTES"))
+    webhook_retention_days: int = Field(
+        30, ge=1, validation_alias=_env("RELEASEBOT_WEBHOOK_RETENTION_DAYS")
+    )
+    templates_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_TEMPLATES_DIR"))
+    log_level: str = Field("INFO", validation_alias=_env("RELEASEBOT_LOG_LEVEL"))
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field(
+        "https://slack.com/api/", validation_alias=_env("RELEASEBOT_SLACK_API_URL")
+    )
+
+    github_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("GITHUB_WEBHOOK_SECRET")
+    )
+    github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))
+    github_app_id: str | None = Field(None, validation_alias=_env("GITHUB_APP_ID"))
+    github_app_private_key: SecretStr | None = Field(
+        None, validation_alias=_env("GITHUB_APP_PRIVATE_KEY")
+    )
+    github_api_url: str = Field("https://api.github.com", validation_alias=_env("GITHUB_API_URL"))
+
+    gitlab_webhook_token: SecretStr | None = Field(
+        None, validation_alias=_env("GITLAB_WEBHOOK_TOKEN")
+    )
+    gitlab_token: SecretStr | None = Field(None, validation_alias=_env("GITLAB_TOKEN"))
+    gitlab_api_url: str = Field("https://gitlab.com/api/v4", validation_alias=_env("GITLAB_API_URL"))
+
+    argocd_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("ARGOCD_WEBHOOK_SECRET")
+    )
+    argocd_url: str | None = Field(None, validation_alias=_env("ARGOCD_URL"))
+    argocd_token: SecretStr | None = Field(None, validation_alias=_env("ARGOCD_TOKEN"))
+    generic_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("RELEASEBOT_GENERIC_WEBHOOK_SECRET")
+    )
+    pagerduty_events_url: str = Field(
+        "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
+    )
+
+    @property
+    def slack_sandbox(self) -> bool:
+        """No bot token: Slack calls stay inside the process."""
+        return self.slack_bot_token is None
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Settings from an explicit mapping (os.environ in production, a dict in tests)."""
+    known = {
+        alias
+        for field in Settings.model_fields.values()
+        if isinstance(field.validation_alias, AliasChoices)
+        for alias in field.validation_alias.choices
+        if isinstance(alias, str)
+    }
+    values = {key: value for key, value in environ.items() if key in known and value != ""}
+    return Settings.model_validate(values)

@@ -1,0 +1,191 @@
+"""SQLModel tables. Statuses are plain strings validated in bot.domain; times are UTC-aware."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from bot.store.types import UTCDateTime
+
+
+def _at(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _json(**kw: Any) -> Any:
+    return Field(sa_type=sa.JSON, **kw)
+
+
+class Release(SQLModel, table=True):
+    """One version (sha) of one service, with what ships in it and how risky it looks."""
+
+    __tablename__ = "release"
+    __table_args__ = (sa.UniqueConstraint("service", "sha", name="uq_release_service_sha"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(max_length=100, index=True)
+    sha: str = Field(max_length=64)
+    version: str | None = Field(default=None, max_length=200)
+    ref: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _at()
+    commits: list[dict[str, Any]] | None = _json(default=None)
+    risk: dict[str, Any] | None = _json(default=None)
+
+
+class Deployment(SQLModel, table=True):
+    """A release into one environment; `state` follows bot.domain.states."""
+
+    __tablename__ = "deployment"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "service", "environment", "sha", "attempt", name="uq_deployment_attempt"
+        ),
+        sa.Index("ix_deployment_service_env_created", "service", "environment", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    service: str = Field(max_length=100)
+    environment: str = Field(max_length=100)
+    sha: str = Field(max_length=64)
+    attempt: int = 1
+    state: str = Field(max_length=32, index=True)
+    row_version: int = 1
+    source: str = Field(max_length=64)
+    external_id: str | None = Field(default=None, max_length=100)
+    ci_url: str | None = Field(default=None, max_length=2000)
+    deployer: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _at()
+    updated_at: datetime = _at()
+    finished_at: datetime | None = _at(default=None)
+
+
+class ReleaseMessage(SQLModel, table=True):
+    """Where the living Slack message of a deployment is: its channel and ts."""
+
+    __tablename__ = "release_message"
+
+    deployment_id: int = Field(foreign_key="deployment.id", primary_key=True)
+    channel: str = Field(max_length=100)
+    ts: str = Field(max_length=32)
+    posted_at: datetime = _at()
+
+
+class Gate(SQLModel, table=True):
+    """What a deployment into a gated environment needs before it may go ahead."""
+
+    __tablename__ = "gate"
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    sha: str = Field(max_length=64)
+    status: str = Field(max_length=32, index=True)
+    requirement: dict[str, Any] = _json(default_factory=dict)
+    row_version: int = 1
+    callback_url: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _at()
+    expires_at: datetime | None = _at(default=None)
+    decided_at: datetime | None = _at(default=None)
+
+
+class Approval(SQLModel, table=True):
+    """One person's decision on a gate; one per person per gate."""
+
+    __tablename__ = "approval"
+    __table_args__ = (sa.UniqueConstraint("gate_id", "user_id", name="uq_approval_gate_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gate_id: int = Field(foreign_key="gate.id", index=True)
+    user_id: str = Field(max_length=32)
+    decision: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=3000)
+    created_at: datetime = _at()
+
+
+class Check(SQLModel, table=True):
+    """A verification planned for a deployment from the environment's `verify` list."""
+
+    __tablename__ = "deploy_check"
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    name: str = Field(max_length=100)
+    kind: str = Field(max_length=32)
+    spec: dict[str, Any] = _json(default_factory=dict)
+
+
+class CheckRun(SQLModel, table=True):
+    """One run of a check at one `at` offset; claimed atomically when due."""
+
+    __tablename__ = "check_run"
+    __table_args__ = (sa.Index("ix_check_run_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    check_id: int = Field(foreign_key="deploy_check.id", index=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    due_at: datetime = _at()
+    status: str = Field(max_length=32)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_until: datetime | None = _at(default=None)
+    finished_at: datetime | None = _at(default=None)
+    result: dict[str, Any] | None = _json(default=None)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained record of every state change and human action."""
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: str = Field(max_length=32)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=100, index=True)
+    subject: str = Field(max_length=200, index=True)
+    details: str = Field(sa_type=sa.Text)  # canonical JSON, exactly as hashed
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """Every accepted inbound delivery, de-duplicated by provider + delivery id."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    delivery_id: str = Field(max_length=200)
+    event: str = Field(max_length=100)
+    received_at: datetime = _at(index=True)
+    outcome: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=500)
+    deployment_id: int | None = Field(default=None, index=True)
+    body: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A side effect on the outside world, written with the state change that caused it.
+
+    Rows with the same `key` are sent in id order; `claimed_until` is the worker's lease.
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=100, index=True)
+    kind: str = Field(max_length=64)
+    payload: dict[str, Any] = _json(default_factory=dict)
+    status: str = Field(max_length=16)
+    attempts: int = 0
+    created_at: datetime = _at()
+    next_attempt_at: datetime = _at()
+    claimed_until: datetime | None = _at(default=None)
+    sent_at: datetime | None = _at(default=None)
+    last_error: str | None = Field(default=None, max_length=1000)

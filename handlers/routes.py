@@ -1,0 +1,88 @@
+"""Every HTTP route of the app; handlers are thin: verify, parse, one call, fast answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.metrics import Metrics
+from bot.runtime import Runtime
+from bot.services.health import readiness, refresh_gauges
+from handlers.webhooks.github import github_webhook
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    report = await asyncio.to_thread(runtime_readiness, runtime)
+    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+
+def runtime_readiness(runtime: Runtime) -> dict[str, Any]:
+    return readiness(runtime.db, expected_head=runtime.migrations_head)
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    await asyncio.to_thread(refresh_gauges, runtime.db, runtime.metrics)
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def slack_events(request: Request) -> Response:
+    handler: AsyncSlackRequestHandler = request.state.slack_handler
+    return await handler.handle(request)
+
+
+async def not_found(_: Request) -> Response:
+    return PlainTextResponse("not found", status_code=404)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/slack/events", slack_events, methods=["POST"]),
+        Route("/webhooks/github", github_webhook, methods=["POST"]),
+    ]
+
+
+class RequestMetrics:
+    """Pure ASGI middleware timing every request by route template and status class."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.request_latency.labels(
+                path, scope.get("method", ""), f"{status // 100}xx"
+            ).observe(time.perf_counter() - started)

@@ -1,0 +1,58 @@
+"""The Bolt app: Slack's signature check and dispatch, with releasebot's listeners registered."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger("releasebot.slack")
+
+SANDBOX_TEAM = "T0SANDBOX"
+SANDBOX_BOT_USER = "U0RELBOT"
+
+
+def build_bolt_app(
+    *,
+    signing_secret: str,
+    client: AsyncWebClient,
+    token: str | None,
+    slash_command: str,
+    process_before_response: bool = False,
+) -> AsyncApp:
+    """One AsyncApp; without a bot token it authorizes as the local sandbox bot."""
+    authorize = None if token else _sandbox_authorize
+    app = AsyncApp(
+        signing_secret=signing_secret,
+        client=client,
+        token=token,
+        authorize=authorize,
+        process_before_response=process_before_response,
+        logger=log,
+    )
+    register(app, slash_command=slash_command)
+    return app
+
+
+async def _sandbox_authorize(**_: Any) -> AuthorizeResult:
+    return AuthorizeResult(
+        enterprise_id=None,
+        team_id=SANDBOX_TEAM,
+        bot_user_id=SANDBOX_BOT_USER,
+        bot_id="B0RELBOT",
+        bot_token="xoxb-sandbox",
+    )
+
+
+def register(app: AsyncApp, *, slash_command: str) -> None:
+    """Listeners; each is a thin call into the services (more arrive with gates and commands)."""
+
+    @app.event("app_mention")
+    async def _mentioned(event: dict[str, Any], say: Any) -> None:
+        await say(
+            text=f"I post a message for every deployment here. Try `{slash_command} help`.",
+            thread_ts=event.get("ts"),
+        )

@@ -1,0 +1,56 @@
+"""POST /webhooks/github: verify X-Hub-Signature-256, parse, record, answer 202."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.runtime import Runtime
+from bot.services.deployments import Delivery
+from handlers.webhooks.verify import (
+    Refused,
+    check_hmac_signature,
+    decode_json,
+    media_type,
+    read_body,
+)
+from integrations.github import payloads
+from integrations.payloads import PayloadError
+
+
+async def github_webhook(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    settings = runtime.settings
+    secret = settings.github_webhook_secret
+    try:
+        body = await read_body(request, limit=settings.max_body_bytes)
+        check_hmac_signature(
+            secret=secret.get_secret_value() if secret else None,
+            body=body,
+            header_value=request.headers.get("x-hub-signature-256"),
+            header="X-Hub-Signature-256",
+        )
+        event_name = request.headers.get("x-github-event")
+        delivery_id = request.headers.get("x-github-delivery")
+        if not event_name:
+            raise Refused(400, "missing X-GitHub-Event header")
+        if not delivery_id:
+            raise Refused(400, "missing X-GitHub-Delivery header")
+        data = decode_json(body, form_field="payload", content_type=media_type(request))
+        try:
+            parsed = payloads.parse(event_name, data)
+        except PayloadError as exc:
+            raise Refused(400, str(exc)) from None
+    except Refused as refused:
+        runtime.metrics.webhooks.labels("github", f"refused_{refused.status}").inc()
+        return refused.response()
+
+    result = await runtime.record_delivery(
+        Delivery(provider="github", delivery_id=delivery_id[:200], event=event_name, body=body),
+        parsed.event,
+        parsed.note,
+    )
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)

@@ -1,0 +1,100 @@
+"""Inbound webhook checks: body size, content type and signatures, all before parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+
+class Refused(Exception):
+    """The request is refused before anything is stored; carries the HTTP answer."""
+
+    def __init__(self, status: int, error: str) -> None:
+        self.status = status
+        self.error = error
+        super().__init__(error)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.error}, status_code=self.status)
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise Refused(413, f"body exceeds {limit} bytes")
+        except ValueError:
+            raise Refused(400, "invalid Content-Length") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def hmac_sha256_hex(secret: bytes, body: bytes) -> str:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def check_hmac_signature(
+    *, secret: str | None, body: bytes, header_value: str | None, header: str
+) -> None:
+    """`header_value` must be `sha256=<hex HMAC-SHA256(secret, body)>`; compared in constant time.
+
+    With no secret configured every request is refused: an unsigned route is never open.
+    """
+    if not secret:
+        raise Refused(401, f"webhook secret not configured: set the secret to accept {header}")
+    if not header_value:
+        raise Refused(401, f"missing {header} header")
+    expected = "sha256=" + hmac_sha256_hex(secret.encode("utf-8"), body)
+    if not hmac.compare_digest(expected.encode("ascii"), header_value.strip().encode("utf-8")):
+        raise Refused(401, f"invalid {header} signature")
+
+
+def check_token(*, secret: str | None, given: str | None, header: str) -> None:
+    if not secret:
+        raise Refused(401, f"webhook token not configured: set the token to accept {header}")
+    if not given:
+        raise Refused(401, f"missing {header} header")
+    if not hmac.compare_digest(secret.encode("utf-8"), given.encode("utf-8")):
+        raise Refused(401, f"invalid {header}")
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def decode_json(body: bytes, *, form_field: str | None = None, content_type: str) -> Any:
+    """JSON from `application/json`, or from one form field (GitHub's `payload=`)."""
+    if content_type == "application/json" or content_type.endswith("+json"):
+        raw = body
+    elif form_field is not None and content_type == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        except UnicodeDecodeError:
+            raise Refused(400, "form body is not UTF-8") from None
+        values = fields.get(form_field)
+        if not values:
+            raise Refused(400, f"form body has no {form_field} field")
+        raw = values[0].encode("utf-8")
+    else:
+        accepted = "application/json" + (
+            " or application/x-www-form-urlencoded" if form_field else ""
+        )
+        raise Refused(415, f"unsupported content type {content_type or '(none)'}: use {accepted}")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Refused(400, f"malformed JSON: {exc}") from None

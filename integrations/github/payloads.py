@@ -1,0 +1,188 @@
+"""GitHub webhook payloads -> DeployEvent (pure functions; no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.domain import states
+from bot.domain.events import DeployEvent, DeployTarget
+from integrations.payloads import (
+    PayloadError,
+    optional_str,
+    require_mapping,
+    require_sha,
+    require_str,
+)
+
+HANDLED_EVENTS = frozenset({"ping", "deployment", "deployment_status", "workflow_run"})
+
+# deployment_status.state -> our state; None means the status says nothing we track.
+DEPLOYMENT_STATUS: dict[str, str | None] = {
+    "queued": states.PENDING,
+    "pending": states.PENDING,
+    "waiting": states.PENDING,
+    "in_progress": states.IN_PROGRESS,
+    "success": states.SUCCEEDED,
+    "failure": states.FAILED,
+    "error": states.FAILED,
+    "inactive": None,
+}
+
+WORKFLOW_CONCLUSION: dict[str, str | None] = {
+    "success": states.SUCCEEDED,
+    "failure": states.FAILED,
+    "timed_out": states.FAILED,
+    "cancelled": states.FAILED,
+    "startup_failure": states.FAILED,
+    "action_required": states.PENDING,
+    "neutral": None,
+    "skipped": None,
+    "stale": None,
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a delivery means: a DeployEvent, or nothing to track and why."""
+
+    event: DeployEvent | None
+    note: str | None = None
+
+
+def parse(event_name: str, payload: Any) -> Parsed:
+    """Turn one GitHub delivery into a DeployEvent; raises PayloadError on a malformed body."""
+    body = require_mapping(payload, "")
+    if event_name == "ping":
+        return Parsed(None, f"ping: {optional_str(body, 'zen') or 'hello'}")
+    if event_name == "deployment":
+        return _deployment(body)
+    if event_name == "deployment_status":
+        return _deployment_status(body)
+    if event_name == "workflow_run":
+        return _workflow_run(body)
+    return Parsed(None, f"event {event_name!r} is not tracked")
+
+
+def _repo(body: Any) -> str:
+    return require_str(body, "repository.full_name")
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _version(deployment: Any) -> str | None:
+    payload = deployment.get("payload")
+    if isinstance(payload, dict) and isinstance(payload.get("version"), str | int):
+        return str(payload["version"])
+    return optional_str(deployment, "ref")
+
+
+def _deployment(body: Any) -> Parsed:
+    action = optional_str(body, "action")
+    if action not in (None, "created"):
+        return Parsed(None, f"deployment action {action!r} is not tracked")
+    deployment = require_mapping(body, "deployment")
+    target = DeployTarget(
+        provider="github",
+        repo=_repo(body),
+        environment=require_str(body, "deployment.environment"),
+        workflow=optional_str(body, "workflow_run.path") or optional_str(body, "workflow.path"),
+    )
+    return Parsed(
+        DeployEvent(
+            target=target,
+            sha=require_sha(body, "deployment.sha", "workflow_run.head_sha"),
+            status=states.PENDING,
+            source_event="github.deployment",
+            external_id=f"deployment:{require_str(body, 'deployment.id')}",
+            ref=optional_str(deployment, "ref"),
+            version=_version(deployment),
+            url=optional_str(body, "workflow_run.html_url"),
+            actor=optional_str(body, "deployment.creator.login"),
+            description=optional_str(deployment, "description"),
+            occurred_at=_when(optional_str(deployment, "created_at")),
+        )
+    )
+
+
+def _deployment_status(body: Any) -> Parsed:
+    deployment = require_mapping(body, "deployment")
+    state = require_str(body, "deployment_status.state")
+    if state not in DEPLOYMENT_STATUS:
+        raise PayloadError("deployment_status.state", f"has an unknown value {state!r}")
+    status = DEPLOYMENT_STATUS[state]
+    if status is None:
+        return Parsed(None, f"deployment status {state!r} is not tracked")
+    environment = optional_str(body, "deployment_status.environment") or require_str(
+        body, "deployment.environment"
+    )
+    target = DeployTarget(
+        provider="github",
+        repo=_repo(body),
+        environment=environment,
+        workflow=optional_str(body, "workflow_run.path") or optional_str(body, "workflow.path"),
+    )
+    url = (
+        optional_str(body, "deployment_status.target_url")
+        or optional_str(body, "deployment_status.log_url")
+        or optional_str(body, "workflow_run.html_url")
+    )
+    return Parsed(
+        DeployEvent(
+            target=target,
+            sha=require_sha(body, "deployment.sha", "workflow_run.head_sha"),
+            status=status,
+            source_event="github.deployment_status",
+            external_id=f"deployment:{require_str(body, 'deployment.id')}",
+            ref=optional_str(deployment, "ref"),
+            version=_version(deployment),
+            url=url,
+            actor=optional_str(body, "deployment.creator.login"),
+            description=optional_str(body, "deployment_status.description"),
+            occurred_at=_when(optional_str(body, "deployment_status.created_at")),
+        )
+    )
+
+
+def _workflow_run(body: Any) -> Parsed:
+    run = require_mapping(body, "workflow_run")
+    status = require_str(body, "workflow_run.status")
+    conclusion = optional_str(run, "conclusion")
+    ours: str | None
+    if status == "completed":
+        ours = WORKFLOW_CONCLUSION.get(conclusion or "", None)
+        if ours is None:
+            return Parsed(None, f"workflow run concluded {conclusion!r}: nothing to track")
+    elif status == "in_progress":
+        ours = states.IN_PROGRESS
+    else:  # requested, queued, waiting, pending
+        ours = states.PENDING
+    target = DeployTarget(
+        provider="github",
+        repo=_repo(body),
+        workflow=require_str(body, "workflow_run.path"),
+    )
+    return Parsed(
+        DeployEvent(
+            target=target,
+            sha=require_sha(body, "workflow_run.head_sha"),
+            status=ours,
+            source_event="github.workflow_run",
+            external_id=f"run:{require_str(body, 'workflow_run.id')}",
+            ref=optional_str(run, "head_branch"),
+            url=optional_str(run, "html_url"),
+            actor=optional_str(body, "workflow_run.triggering_actor.login")
+            or optional_str(body, "workflow_run.actor.login")
+            or optional_str(body, "sender.login"),
+            description=optional_str(run, "display_title"),
+            occurred_at=_when(optional_str(run, "updated_at")),
+        )
+    )
