@@ -12,7 +12,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -46,6 +45,7 @@ class Overrides:
     slack_sender: SlackSender | None = None
     process_before_response: bool = False
     start_scheduler: bool = True
+    run_outbox_worker: bool = True
     outbox_poll_seconds: float = 5.0
 
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[State]:
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
         engine = make_engine(settings.database_url)
         await asyncio.to_thread(migrate.upgrade, engine)
         db = Database(engine)
@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             config=config,
             slack=sender,
             renderer=Renderer(
-                template_dir=_template_dir(settings), public_url=settings.public_url
+                template_dir=settings.templates_dir, public_url=settings.public_url
             ),
             metrics=metrics,
         )
@@ -99,15 +99,21 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         register_jobs(scheduler, runtime)
         if overrides.start_scheduler:
             scheduler.start()
-        worker_task = asyncio.create_task(
-            worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
+        worker_task = (
+            asyncio.create_task(
+                worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
+            )
+            if overrides.run_outbox_worker
+            else None
         )
+        app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
         log.info("releasebot ready: %d services configured", len(config.services))
         try:
             yield {"runtime": runtime, "slack_handler": AsyncSlackRequestHandler(bolt)}
         finally:
             worker.stop()
-            await worker_task
+            if worker_task is not None:
+                await worker_task
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             if socket_mode is not None:
@@ -136,10 +142,6 @@ def _signing_secret(settings: Settings) -> str:
     # No secret configured: nothing from outside can be signed with this one, so
     # /slack/events refuses every request rather than accepting unsigned input.
     return secrets.token_hex(32)
-
-
-def _template_dir(settings: Settings) -> Path | None:
-    return settings.templates_dir
 
 
 async def _start_socket_mode(settings: Settings, bolt: Any) -> Any:
