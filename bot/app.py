@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         db = Database(engine)
         clock = overrides.clock or SystemClock()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        client = make_web_client(token or "xoxb-sandbox", settings.slack_api_url)
+        client = make_web_client(token, settings.slack_api_url)
         sender = overrides.slack_sender or _slack_sender(token, client)
         worker = OutboxWorker(
             db=db,
@@ -90,7 +90,6 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         bolt = build_bolt_app(
             signing_secret=_signing_secret(settings),
             client=client,
-            token=token,
             slash_command=config.slack.slash_command,
             process_before_response=overrides.process_before_response,
         )

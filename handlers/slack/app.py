@@ -19,17 +19,14 @@ def build_bolt_app(
     *,
     signing_secret: str,
     client: AsyncWebClient,
-    token: str | None,
     slash_command: str,
     process_before_response: bool = False,
 ) -> AsyncApp:
-    """One AsyncApp; without a bot token it authorizes as the local sandbox bot."""
-    authorize = None if token else _sandbox_authorize
+    """One AsyncApp using `client` and its token; without a token it acts as the sandbox bot."""
     app = AsyncApp(
         signing_secret=signing_secret,
         client=client,
-        token=token,
-        authorize=authorize,
+        authorize=None if client.token else _sandbox_authorize,
         process_before_response=process_before_response,
         logger=log,
     )

@@ -33,7 +33,7 @@ DEFAULT_TIMEOUT_SECONDS = 30
 
 
 def make_web_client(
-    token: str, base_url: str, *, timeout: int = DEFAULT_TIMEOUT_SECONDS
+    token: str | None, base_url: str, *, timeout: int = DEFAULT_TIMEOUT_SECONDS
 ) -> AsyncWebClient:
     """A client for `base_url` (Slack's, or a fake's) with slack_sdk's default retry handlers."""
     return AsyncWebClient(token=token, base_url=base_url, timeout=timeout)
