@@ -73,9 +73,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             clock=clock,
             config=config,
             slack=sender,
-            renderer=Renderer(
-                template_dir=settings.templates_dir, public_url=settings.public_url
-            ),
+            renderer=Renderer(template_dir=settings.templates_dir, public_url=settings.public_url),
             metrics=metrics,
         )
         runtime = Runtime(
@@ -128,9 +126,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
 
 def _slack_sender(token: str | None, client: Any) -> SlackSender:
     if token is None:
-        log.warning(
-            "SLACK_BOT_TOKEN is not set: Slack messages are written to this log instead"
-        )
+        log.warning("SLACK_BOT_TOKEN is not set: Slack messages are written to this log instead")
         return LogSlackSender()
     return WebApiSlackSender(client)
 
@@ -149,6 +145,6 @@ async def _start_socket_mode(settings: Settings, bolt: Any) -> Any:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("connected to Slack in Socket Mode")
     return handler

@@ -52,8 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             _error(f"  {problem}")
         return EXIT_FAIL
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                access_log=False)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=settings.log_level.lower(), access_log=False
+    )
     return EXIT_OK
 
 

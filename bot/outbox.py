@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
@@ -87,10 +87,7 @@ class OutboxWorker:
         """Send every row that is due now; returns how many rows were settled."""
         settled = 0
         while True:
-            now = self._clock.now()
-            claimed = await asyncio.to_thread(
-                self._db.write, lambda s: outbox.claim_due(s, now=now, limit=self._batch)
-            )
+            claimed = await asyncio.to_thread(self._db.write, self._claim)
             if not claimed:
                 return settled
             by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
@@ -98,6 +95,9 @@ class OutboxWorker:
                 by_key[row.key].append(row)
             await asyncio.gather(*(self._send_in_order(rows) for rows in by_key.values()))
             settled += len(claimed)
+
+    def _claim(self, session: Session) -> list[outbox.Claimed]:
+        return outbox.claim_due(session, now=self._clock.now(), limit=self._batch)
 
     async def _send_in_order(self, rows: list[outbox.Claimed]) -> None:
         for row in rows:
@@ -146,8 +146,9 @@ class OutboxWorker:
         next_at = now + timedelta(seconds=delay)
         await asyncio.to_thread(
             self._db.write,
-            lambda s: outbox.mark_retry(s, row_id=row.id, next_attempt_at=next_at,
-                                        error=exc.reason),
+            lambda s: outbox.mark_retry(
+                s, row_id=row.id, next_attempt_at=next_at, error=exc.reason
+            ),
         )
 
     async def _dispatch(self, row: outbox.Claimed) -> None:
@@ -160,7 +161,9 @@ class OutboxWorker:
 
     async def _view(self, row: outbox.Claimed) -> ReleaseView:
         deployment_id = int(row.payload["deployment_id"])
-        view = await asyncio.to_thread(self._read, lambda s: release_view(s, deployment_id))
+        view: ReleaseView | None = await asyncio.to_thread(
+            self._read, lambda s: release_view(s, deployment_id)
+        )
         if view is None:
             raise DeliveryFailed(f"deployment {deployment_id} does not exist", retryable=False)
         return view
@@ -208,11 +211,11 @@ class OutboxWorker:
 def _has_later_update(row: outbox.Claimed) -> Callable[[Session], bool]:
     def query(session: Session) -> bool:
         later = session.execute(
-            sa.select(OutboxMessage.id)
-            .where(OutboxMessage.key == row.key)
-            .where(OutboxMessage.kind == SLACK_MESSAGE)
-            .where(OutboxMessage.status == outbox.PENDING)
-            .where(OutboxMessage.id > row.id)
+            sa.select(col(OutboxMessage.id))
+            .where(col(OutboxMessage.key) == row.key)
+            .where(col(OutboxMessage.kind) == SLACK_MESSAGE)
+            .where(col(OutboxMessage.status) == outbox.PENDING)
+            .where(col(OutboxMessage.id) > row.id)
             .limit(1)
         ).first()
         return later is not None

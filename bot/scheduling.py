@@ -43,10 +43,18 @@ async def webhook_retention(runtime: Runtime) -> int:
 
 def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
     scheduler.add_job(
-        outbox_tick, "interval", seconds=2, id="outbox.tick", args=[runtime],
+        outbox_tick,
+        "interval",
+        seconds=2,
+        id="outbox.tick",
+        args=[runtime],
         replace_existing=True,
     )
     scheduler.add_job(
-        webhook_retention, "interval", hours=1, id="webhooks.retention", args=[runtime],
+        webhook_retention,
+        "interval",
+        hours=1,
+        id="webhooks.retention",
+        args=[runtime],
         replace_existing=True,
     )

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         None, validation_alias=_env("GITLAB_WEBHOOK_TOKEN")
     )
     gitlab_token: SecretStr | None = Field(None, validation_alias=_env("GITLAB_TOKEN"))
-    gitlab_api_url: str = Field("https://gitlab.com/api/v4", validation_alias=_env("GITLAB_API_URL"))
+    gitlab_api_url: str = Field(
+        "https://gitlab.com/api/v4", validation_alias=_env("GITLAB_API_URL")
+    )
 
     argocd_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("ARGOCD_WEBHOOK_SECRET")

@@ -31,8 +31,18 @@ from tests.helpers import EXAMPLE_CONFIG, GITHUB_SECRET, SLACK_SIGNING_SECRET, S
 from tests.servers import serve_in_thread
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL")
-CLEARED_PREFIXES = ("SLACK_", "RELEASEBOT_", "GITHUB_", "GITLAB_", "ARGOCD_", "PAGERDUTY_",
-                    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+CLEARED_PREFIXES = (
+    "SLACK_",
+    "RELEASEBOT_",
+    "GITHUB_",
+    "GITLAB_",
+    "ARGOCD_",
+    "PAGERDUTY_",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+)
 
 
 def pytest_report_header() -> str:
@@ -49,6 +59,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- databases ---------------------------------------------------------------------------
+
 
 class PostgresDatabases:
     """Fresh databases cloned from a migrated template, one per test."""
@@ -146,6 +157,7 @@ def example_config() -> Config:
 
 # --- Slack -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[tuple[FakeSlackWebApi, str]]:
     fake = FakeSlackWebApi()
@@ -160,6 +172,7 @@ def slack(slack_server: tuple[FakeSlackWebApi, str]) -> FakeSlackWebApi:
 
 
 # --- the app -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def environ(database_url: str, slack_server: tuple[FakeSlackWebApi, str]) -> dict[str, str]:
@@ -194,9 +207,7 @@ BotFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def bot_factory(
-    environ: dict[str, str], clock: FrozenClock, slack: FakeSlackWebApi
-) -> BotFactory:
+def bot_factory(environ: dict[str, str], clock: FrozenClock, slack: FakeSlackWebApi) -> BotFactory:
     """`async with bot_factory(**env_overrides) as bot:` runs the app with its lifespan.
 
     The outbox worker's loop is not started (outbox_poll_seconds is huge and nothing wakes
@@ -205,7 +216,9 @@ def bot_factory(
 
     @asynccontextmanager
     async def run(
-        *, env: dict[str, str | None] | None = None, overrides: Overrides | None = None,
+        *,
+        env: dict[str, str | None] | None = None,
+        overrides: Overrides | None = None,
         settings: Settings | None = None,
     ) -> AsyncIterator[Bot]:
         merged: dict[str, str] = dict(environ)
@@ -216,8 +229,8 @@ def bot_factory(
                 merged[key] = value
         app = create_app(
             settings or load_settings(merged),
-            overrides=overrides or Overrides(clock=clock, start_scheduler=False,
-                                             run_outbox_worker=False),
+            overrides=overrides
+            or Overrides(clock=clock, start_scheduler=False, run_outbox_worker=False),
         )
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)

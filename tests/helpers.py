@@ -14,8 +14,8 @@ from typing import Any
 from slack_sdk.signature import SignatureVerifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures" if (SHARED / "fixtures").is_dir() else REPO_ROOT / "tests" / "fixtures"
+SHARED = REPO_ROOT.parent / "shared"  # the specification folder, beside a checkout in CI
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # copies of the published payloads (SOURCES.md)
 EXAMPLE_CONFIG = REPO_ROOT / "examples" / "releasebot.yaml"
 
 GITHUB_SECRET = "It's a Secret to Everybody"
@@ -73,8 +73,13 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
 
 
-def slack_headers(body: bytes, *, content_type: str, timestamp: int | None = None,
-                  secret: str = SLACK_SIGNING_SECRET) -> dict[str, str]:
+def slack_headers(
+    body: bytes,
+    *,
+    content_type: str,
+    timestamp: int | None = None,
+    secret: str = SLACK_SIGNING_SECRET,
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     return {

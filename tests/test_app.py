@@ -56,7 +56,7 @@ async def test_metrics_count_webhooks_by_outcome_and_time_requests(bot: Bot) -> 
     # pending -> in_progress -> succeeded: the message, two edits, two thread lines
     assert "releasebot_outbox_backlog 5.0" in text
     assert (
-        'releasebot_http_request_duration_seconds_count'
+        "releasebot_http_request_duration_seconds_count"
         '{method="POST",route="/webhooks/github",status="2xx"} 1.0'
     ) in text
 

@@ -129,7 +129,9 @@ async def test_a_workflow_run_is_tracked_through_the_configured_workflow(
     assert answer.json()["status"] == "accepted"
     [deployment] = rows(bot, Deployment)
     assert (deployment.service, deployment.environment, deployment.state) == (
-        "checkout", "staging", "succeeded"
+        "checkout",
+        "staging",
+        "succeeded",
     )
     assert deployment.ci_url == run["workflow_run"]["html_url"]
 
@@ -171,8 +173,11 @@ async def test_a_stale_status_after_success_changes_nothing(
 
 async def test_a_newer_version_supersedes_a_pending_one(bot: Bot) -> None:
     older = encode(deployment_status("pending"))
-    newer = encode(deployment_status("pending", sha="9e602444f49b8b69c3a9a51fa97a115f3d323508",
-                                     deployment_id=2))
+    newer = encode(
+        deployment_status(
+            "pending", sha="9e602444f49b8b69c3a9a51fa97a115f3d323508", deployment_id=2
+        )
+    )
     await bot.post("/webhooks/github", older, github_headers("deployment_status", older))
     await bot.post("/webhooks/github", newer, github_headers("deployment_status", newer))
     states = {d.sha[:7]: d.state for d in rows(bot, Deployment)}
@@ -180,6 +185,7 @@ async def test_a_newer_version_supersedes_a_pending_one(bot: Bot) -> None:
 
 
 # --- refused requests change nothing -------------------------------------------------------
+
 
 async def assert_nothing_changed(bot: Bot, slack: FakeSlackWebApi) -> None:
     await bot.send_outbox()

@@ -1,11 +1,11 @@
 """The releasebot error tree.
 
-    ReleasebotError
-     ├── ConfigError            the YAML config is invalid (carries every problem with its path)
-     ├── IllegalTransition      a deployment was asked to move where the state table forbids
-     ├── ConcurrentUpdate       another writer changed the row first; the caller re-reads and retries
-     └── DeliveryFailed         an outside API refused or failed a call (Slack, pager, deployer)
-          carries `retryable` and, when the API said so, `retry_after` seconds
+ReleasebotError
+ ├── ConfigError            the YAML config is invalid (carries every problem with its path)
+ ├── IllegalTransition      a deployment was asked to move where the state table forbids
+ ├── ConcurrentUpdate       another writer changed the row first; the caller re-reads and retries
+ └── DeliveryFailed         an outside API refused or failed a call (Slack, pager, deployer)
+      carries `retryable` and, when the API said so, `retry_after` seconds
 """
 
 from __future__ import annotations

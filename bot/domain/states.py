@@ -1,10 +1,10 @@
 """The deployment state machine: a table of legal moves and one pure transition check.
 
-    pending -> awaiting_approval -> approved | rejected | expired
-    approved | pending -> in_progress -> succeeded | failed
-    succeeded -> verifying -> verified | verification_failed
-    (deployed states) -> rolling_back -> rolled_back
-    pending | awaiting_approval | approved -> superseded   (a newer version wins)
+pending -> awaiting_approval -> approved | rejected | expired
+approved | pending -> in_progress -> succeeded | failed
+succeeded -> verifying -> verified | verification_failed
+(deployed states) -> rolling_back -> rolled_back
+pending | awaiting_approval | approved -> superseded   (a newer version wins)
 """
 
 from __future__ import annotations

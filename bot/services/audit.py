@@ -100,8 +100,14 @@ def verify_chain(session: Session) -> tuple[int, ChainBreak | None]:
                 yield to_record(event)
             except json.JSONDecodeError:
                 yield AuditRecord(
-                    event.seq, event.at, event.actor, event.action, event.subject,
-                    {"unreadable": event.details}, event.prev_hash, "",
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.action,
+                    event.subject,
+                    {"unreadable": event.details},
+                    event.prev_hash,
+                    "",
                 )
 
     broken = find_break(records())
@@ -134,8 +140,16 @@ def export(session: Session, *, fmt: str, since: datetime | None = None) -> str:
         writer.writerow(EXPORT_FIELDS)
         for r in rows:
             writer.writerow(
-                [r.seq, r.at, r.actor, r.action, r.subject, canonical_json(dict(r.details)),
-                 r.prev_hash, r.hash]
+                [
+                    r.seq,
+                    r.at,
+                    r.actor,
+                    r.action,
+                    r.subject,
+                    canonical_json(dict(r.details)),
+                    r.prev_hash,
+                    r.hash,
+                ]
             )
         return buffer.getvalue()
     raise ValueError(f"unknown export format {fmt!r}: use json or csv")

@@ -129,7 +129,11 @@ def apply_event(
     current = _latest(session, service=service, environment=environment, sha=event.sha)
     if current is None or _starts_new_attempt(current, event):
         current = _create(
-            session, now=now, service=service, environment=environment, event=event,
+            session,
+            now=now,
+            service=service,
+            environment=environment,
+            event=event,
             attempt=1 if current is None else current.attempt + 1,
         )
         changed = True
@@ -139,9 +143,16 @@ def apply_event(
     if path is None:
         return current, changed
     for target in path:
-        transition(session, deployment=current, target=target, now=now,
-                   actor=_actor(event), source=event.source_event, url=event.url,
-                   note=event.description)
+        transition(
+            session,
+            deployment=current,
+            target=target,
+            now=now,
+            actor=_actor(event),
+            source=event.source_event,
+            url=event.url,
+            note=event.description,
+        )
     return current, changed or bool(path)
 
 

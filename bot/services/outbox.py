@@ -51,10 +51,10 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
     """Lease the first due row of each key; a row leased by another worker is skipped."""
     earlier = sa.orm.aliased(OutboxMessage)
     blocked = (
-        sa.select(earlier.id)
-        .where(earlier.key == OutboxMessage.key)
-        .where(earlier.id < OutboxMessage.id)
-        .where(earlier.status == PENDING)
+        sa.select(col(earlier.id))
+        .where(col(earlier.key) == col(OutboxMessage.key))
+        .where(col(earlier.id) < col(OutboxMessage.id))
+        .where(col(earlier.status) == PENDING)
         .exists()
     )
     query = (
@@ -104,9 +104,7 @@ def mark_sent(session: Session, *, row_id: int, now: datetime) -> None:
     )
 
 
-def mark_retry(
-    session: Session, *, row_id: int, next_attempt_at: datetime, error: str
-) -> None:
+def mark_retry(session: Session, *, row_id: int, next_attempt_at: datetime, error: str) -> None:
     session.execute(
         sa.update(OutboxMessage)
         .where(col(OutboxMessage.id) == row_id)
@@ -143,11 +141,11 @@ class Backlog:
 
 def backlog(session: Session) -> Backlog:
     pending, oldest = session.execute(
-        sa.select(sa.func.count(), sa.func.min(OutboxMessage.created_at)).where(
-            OutboxMessage.status == PENDING
+        sa.select(sa.func.count(), sa.func.min(col(OutboxMessage.created_at))).where(
+            col(OutboxMessage.status) == PENDING
         )
     ).one()
     dead = session.execute(
-        sa.select(sa.func.count()).where(OutboxMessage.status == DEAD)
+        sa.select(sa.func.count()).where(col(OutboxMessage.status) == DEAD)
     ).scalar_one()
     return Backlog(int(pending), int(dead), oldest)

@@ -69,8 +69,9 @@ def save_message(
     """Remember where the release message is, so every later change edits it in place."""
     existing = session.get(ReleaseMessage, deployment_id)
     if existing is None:
-        session.add(ReleaseMessage(deployment_id=deployment_id, channel=channel, ts=ts,
-                                   posted_at=now))
+        session.add(
+            ReleaseMessage(deployment_id=deployment_id, channel=channel, ts=ts, posted_at=now)
+        )
     else:
         existing.channel = channel
         existing.ts = ts

@@ -154,9 +154,7 @@ class WebhookDelivery(SQLModel, table=True):
     """Every accepted inbound delivery, de-duplicated by provider + delivery id."""
 
     __tablename__ = "webhook_delivery"
-    __table_args__ = (
-        sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),
-    )
+    __table_args__ = (sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),)
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=32)
