@@ -44,3 +44,50 @@ class SlackSender(Protocol):
         text: str,
         blocks: list[dict[str, Any]] | None = None,
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a release, as the code host reports it."""
+
+    sha: str
+    message: str
+    author: str  # display name
+    author_login: str | None = None  # code-host login of the author (self-approval ban)
+    committer_login: str | None = None
+    authored_at: datetime | None = None  # lead time for changes starts here
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    additions: int
+    deletions: int
+    status: str = "modified"  # added | removed | modified | renamed
+    previous_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What changed between two versions (or in one commit when there is no base)."""
+
+    commits: tuple[Commit, ...]
+    files: tuple[FileChange, ...]
+    total_commits: int  # may exceed len(commits) when the host caps the list
+    truncated: bool  # the host capped commits or files: counts are lower bounds
+    url: str | None = None  # a page showing the comparison
+
+    @property
+    def additions(self) -> int:
+        return sum(f.additions for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        return sum(f.deletions for f in self.files)
+
+
+class ScmClient(Protocol):
+    """A code host's compare API (GitHub, GitLab)."""
+
+    async def compare(self, *, repo: str, base: str | None, head: str) -> Comparison: ...
