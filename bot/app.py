@@ -22,7 +22,7 @@ from bot import migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
-from bot.ports import Clock, SlackSender, SystemClock
+from bot.ports import Clock, ScmClient, SlackSender, SystemClock
 from bot.render import Renderer
 from bot.runtime import Runtime
 from bot.scheduling import build_scheduler, register_jobs
@@ -43,6 +43,7 @@ class Overrides:
     clock: Clock | None = None
     config: Config | None = None
     slack_sender: SlackSender | None = None
+    scm_clients: dict[str, ScmClient] | None = None
     process_before_response: bool = False
     start_scheduler: bool = True
     run_outbox_worker: bool = True
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             slack=sender,
             renderer=Renderer(template_dir=settings.templates_dir, public_url=settings.public_url),
             metrics=metrics,
+            scm=overrides.scm_clients if overrides.scm_clients is not None else {},
         )
         runtime = Runtime(
             settings=settings,

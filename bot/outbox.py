@@ -23,10 +23,10 @@ from sqlmodel import Session, col
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
 from bot.metrics import Metrics
-from bot.ports import Clock, SlackSender
+from bot.ports import Clock, Comparison, ScmClient, SlackSender
 from bot.render import Renderer
-from bot.services import outbox
-from bot.services.deployments import SLACK_MESSAGE, SLACK_THREAD
+from bot.services import assessment, outbox
+from bot.services.outbox import ASSESS, SLACK_MESSAGE, SLACK_THREAD
 from bot.services.views import ReleaseView, release_view, save_message
 from bot.store.db import Database
 from bot.store.tables import OutboxMessage
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
 HORIZON = timedelta(hours=24)
+# The release message shows "assessing..." until the compare API answers; after this many
+# failed attempts it shows the commit list as unavailable instead of waiting longer.
+ASSESS_ATTEMPTS = 4
 
 
 class OutboxWorker:
@@ -47,6 +50,7 @@ class OutboxWorker:
         slack: SlackSender,
         renderer: Renderer,
         metrics: Metrics,
+        scm: dict[str, ScmClient] | None = None,
         rng: Callable[[], float] = random.random,
         batch: int = 50,
         horizon: timedelta = HORIZON,
@@ -57,6 +61,7 @@ class OutboxWorker:
         self._slack = slack
         self._renderer = renderer
         self._metrics = metrics
+        self._scm = scm or {}
         self._rng = rng
         self._batch = batch
         self._horizon = horizon
@@ -156,13 +161,15 @@ class OutboxWorker:
             await self._release_message(row)
         elif row.kind == SLACK_THREAD:
             await self._thread_reply(row)
+        elif row.kind == ASSESS:
+            await self._assess(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
     async def _view(self, row: outbox.Claimed) -> ReleaseView:
         deployment_id = int(row.payload["deployment_id"])
         view: ReleaseView | None = await asyncio.to_thread(
-            self._read, lambda s: release_view(s, deployment_id)
+            self._read, lambda s: release_view(s, deployment_id, config=self._config)
         )
         if view is None:
             raise DeliveryFailed(f"deployment {deployment_id} does not exist", retryable=False)
@@ -206,6 +213,39 @@ class OutboxWorker:
             )
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
+
+
+    async def _assess(self, row: outbox.Claimed) -> None:
+        deployment_id = int(row.payload["deployment_id"])
+        plan: assessment.AssessmentPlan | None = await asyncio.to_thread(
+            self._read,
+            lambda s: assessment.plan(s, config=self._config, deployment_id=deployment_id),
+        )
+        if plan is None:
+            return
+        comparison: Comparison | None = None
+        unavailable: str | None = None
+        client = self._scm.get(plan.provider)
+        if not plan.fetch:
+            pass
+        elif client is None:
+            unavailable = f"no {plan.provider} API credentials configured"
+        else:
+            try:
+                comparison = await client.compare(repo=plan.repo, base=plan.base, head=plan.head)
+            except DeliveryFailed as exc:
+                if exc.retryable and row.attempts + 1 < ASSESS_ATTEMPTS:
+                    raise
+                unavailable = exc.reason
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: assessment.record(
+                s, now=now, config=self._config, plan=plan, comparison=comparison,
+                unavailable=unavailable,
+            ),
+        )
+        self.wake()
 
 
 def _has_later_update(row: outbox.Claimed) -> Callable[[Session], bool]:

@@ -72,6 +72,18 @@ def mention(principal: str) -> Mrkdwn:
     return Mrkdwn(escape_mrkdwn(principal))
 
 
+RISK_EMOJI = {
+    "low": ":large_green_circle:",
+    "medium": ":large_yellow_circle:",
+    "high": ":large_orange_circle:",
+    "critical": ":red_circle:",
+}
+
+
+def risk_label(level: str) -> Mrkdwn:
+    return Mrkdwn(RISK_EMOJI.get(level, ":white_circle:"))
+
+
 def state_label(state: str) -> Mrkdwn:
     emoji, label = STATE_LABELS.get(state, (":grey_question:", state))
     return Mrkdwn(f"{emoji} {escape_mrkdwn(label)}")
@@ -117,7 +129,7 @@ def _environment(directory: Path | None, finalize: Callable[[object], str]) -> j
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.globals.update(link=link, mention=mention, state_label=state_label)
+    env.globals.update(link=link, mention=mention, state_label=state_label, risk_label=risk_label)
     env.filters.update(truncate_to=truncate, clock=clock_time, plain=plain)
     return env
 
@@ -137,7 +149,9 @@ class Renderer:
             "release": asdict(view),
             "details_url": f"{self._public_url}/deployments/{view.deployment_id}",
             "commits_shown": (view.commits or [])[:10],
-            "commits_more": max(len(view.commits or []) - 10, 0),
+            "commits_more": max(
+                int((view.diff or {}).get("total_commits") or len(view.commits or [])) - 10, 0
+            ),
         }
         blocks = self._blocks("release_message.json.j2", context)
         text = self._text.get_template("release_message.txt.j2").render(context).strip()

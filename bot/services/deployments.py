@@ -20,11 +20,12 @@ from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.events import DeployEvent
 from bot.domain.tracking import resolve
-from bot.services import audit, outbox
+from bot.ports import Comparison
+from bot.services import assessment, audit, outbox
 from bot.store.tables import Deployment, Release, WebhookDelivery
 
-SLACK_MESSAGE = "slack.release_message"
-SLACK_THREAD = "slack.thread_reply"
+SLACK_MESSAGE = outbox.SLACK_MESSAGE
+SLACK_THREAD = outbox.SLACK_THREAD
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -55,11 +56,13 @@ def record_delivery(
     delivery: Delivery,
     event: DeployEvent | None,
     note: str | None = None,
+    commits: Comparison | None = None,
 ) -> IngestResult:
     """Store one verified delivery and apply what it says, once per delivery id.
 
     `event` is None for deliveries that carry nothing to track (ping, unknown events); `note`
     then says why, and the delivery is answered as ignored (or accepted for a ping).
+    `commits` is the commit list a generic webhook may carry with its event.
     """
     seen = session.exec(
         select(WebhookDelivery.id)
@@ -69,7 +72,10 @@ def record_delivery(
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
 
-    result = _apply(session, now=now, config=config, delivery=delivery, event=event, note=note)
+    result = _apply(
+        session, now=now, config=config, delivery=delivery, event=event, note=note,
+        commits=commits,
+    )
     session.add(
         WebhookDelivery(
             provider=delivery.provider,
@@ -94,6 +100,7 @@ def _apply(
     delivery: Delivery,
     event: DeployEvent | None,
     note: str | None,
+    commits: Comparison | None,
 ) -> IngestResult:
     if event is None:
         status = ACCEPTED if delivery.event == "ping" else IGNORED
@@ -108,7 +115,12 @@ def _apply(
             + (f" environment {event.target.environment}" if event.target.environment else ""),
         )
     deployment, changed = apply_event(
-        session, now=now, service=tracked.service, environment=tracked.environment, event=event
+        session,
+        now=now,
+        service=tracked.service,
+        environment=tracked.environment,
+        event=event,
+        commits=commits,
     )
     if deployment is None:
         return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
@@ -121,7 +133,13 @@ def _apply(
 
 
 def apply_event(
-    session: Session, *, now: datetime, service: str, environment: str, event: DeployEvent
+    session: Session,
+    *,
+    now: datetime,
+    service: str,
+    environment: str,
+    event: DeployEvent,
+    commits: Comparison | None = None,
 ) -> tuple[Deployment | None, bool]:
     """Move (or start) the deployment the event is about. Returns (deployment, changed)."""
     if event.status not in states.CI_REPORTED:
@@ -139,6 +157,8 @@ def apply_event(
         changed = True
     else:
         changed = _fill_in(current, event)
+    if commits is not None:
+        _store_webhook_commits(session, deployment=current, commits=commits, event=event)
     path = states.ci_path(current.state, event.status)
     if path is None:
         return current, changed
@@ -167,6 +187,21 @@ def _latest(session: Session, *, service: str, environment: str, sha: str) -> De
     ).first()
 
 
+def _store_webhook_commits(
+    session: Session, *, deployment: Deployment, commits: Comparison, event: DeployEvent
+) -> None:
+    release = session.get(Release, deployment.release_id)
+    if release is not None and release.commits_source != "webhook":
+        base = event.extra.get("previous_sha")
+        assessment.store_comparison(release, comparison=commits, base=base, source="webhook")
+        session.add(release)
+
+
+def _retries(event: DeployEvent) -> int:
+    attempt = event.extra.get("run_attempt", "1")
+    return max(int(attempt) - 1, 0) if attempt.isdigit() else 0
+
+
 def _starts_new_attempt(current: Deployment, event: DeployEvent) -> bool:
     """A finished deployment is run again when CI reports a new run of the same version."""
     if current.state not in states.FINISHED:
@@ -185,6 +220,8 @@ def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
         changed = True
     if event.external_id and not deployment.external_id:
         deployment.external_id = event.external_id[:100]
+    if _retries(event) > deployment.ci_retries:
+        deployment.ci_retries = _retries(event)
     return changed
 
 
@@ -231,6 +268,7 @@ def _create(
         ci_url=event.url and event.url[:2000],
         deployer=event.actor and event.actor[:200],
         description=event.description and event.description[:2000],
+        ci_retries=_retries(event),
         created_at=now,
         updated_at=now,
     )
@@ -259,6 +297,7 @@ def _create(
         payload={"deployment_id": deployment.id},
         now=now,
     )
+    assessment.enqueue(session, deployment=deployment, now=now)
     _supersede_older(session, now=now, newer=deployment)
     return deployment
 

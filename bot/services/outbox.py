@@ -19,6 +19,11 @@ PENDING = "pending"
 SENT = "sent"
 DEAD = "dead"
 
+# Kinds of rows, each sent by its own handler in bot.outbox.
+SLACK_MESSAGE = "slack.release_message"  # post or edit the deployment's release message
+SLACK_THREAD = "slack.thread_reply"  # one progress line in the message's thread
+ASSESS = "deployment.assess"  # fetch the commits, score the risk
+
 LEASE = timedelta(seconds=60)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot.config import Config
 from bot.store.tables import Deployment, Release, ReleaseMessage
 
 
@@ -30,13 +31,18 @@ class ReleaseView:
     risk: dict[str, Any] | None  # None: not assessed yet
     channel: str | None  # where the message lives, once posted
     ts: str | None
+    diff: dict[str, Any] | None = None  # additions, deletions, files, truncated, url
+    assessment_note: str | None = None  # why the commit list is unavailable
+    freeze: str | None = None  # the active change freeze for this environment, if any
 
     @property
     def short_sha(self) -> str:
         return self.sha[:7]
 
 
-def release_view(session: Session, deployment_id: int) -> ReleaseView | None:
+def release_view(
+    session: Session, deployment_id: int, *, config: Config | None = None
+) -> ReleaseView | None:
     deployment = session.get(Deployment, deployment_id)
     if deployment is None or deployment.id is None:
         return None
@@ -57,10 +63,20 @@ def release_view(session: Session, deployment_id: int) -> ReleaseView | None:
         created_at=deployment.created_at,
         updated_at=deployment.updated_at,
         commits=release.commits if release else None,
-        risk=release.risk if release else None,
+        risk=deployment.risk,
         channel=message.channel if message else None,
         ts=message.ts if message else None,
+        diff=release.diff if release else None,
+        assessment_note=deployment.assessment_note,
+        freeze=_freeze(config, deployment) if config else None,
     )
+
+
+def _freeze(config: Config, deployment: Deployment) -> str | None:
+    for freeze in config.freezes:
+        if freeze.covers(deployment.environment) and freeze.active_at(deployment.updated_at):
+            return f"{freeze.reason} (until {freeze.end.isoformat(timespec='minutes')})"
+    return None
 
 
 def save_message(

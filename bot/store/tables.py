@@ -31,8 +31,11 @@ class Release(SQLModel, table=True):
     version: str | None = Field(default=None, max_length=200)
     ref: str | None = Field(default=None, max_length=255)
     created_at: datetime = _at()
+    # What ships, once assessed: the commits since `base_sha` and the size of the diff.
+    base_sha: str | None = Field(default=None, max_length=64)
     commits: list[dict[str, Any]] | None = _json(default=None)
-    risk: dict[str, Any] | None = _json(default=None)
+    diff: dict[str, Any] | None = _json(default=None)
+    commits_source: str | None = Field(default=None, max_length=32)  # scm | webhook
 
 
 class Deployment(SQLModel, table=True):
@@ -59,6 +62,9 @@ class Deployment(SQLModel, table=True):
     ci_url: str | None = Field(default=None, max_length=2000)
     deployer: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    ci_retries: int = 0
+    risk: dict[str, Any] | None = _json(default=None)  # RiskAssessment.to_dict()
+    assessment_note: str | None = Field(default=None, max_length=500)
     created_at: datetime = _at()
     updated_at: datetime = _at()
     finished_at: datetime | None = _at(default=None)

@@ -184,5 +184,6 @@ def _workflow_run(body: Any) -> Parsed:
             or optional_str(body, "sender.login"),
             description=optional_str(run, "display_title"),
             occurred_at=_when(optional_str(run, "updated_at")),
+            extra={"run_attempt": optional_str(run, "run_attempt") or "1"},
         )
     )

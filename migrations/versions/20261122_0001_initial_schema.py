@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 01:47:04.682807
+Create Date: 2026-11-22 01:54:49.705581
 """
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ def upgrade() -> None:
     sa.Column('version', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('ref', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('base_sha', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('commits', sa.JSON(), nullable=True),
-    sa.Column('risk', sa.JSON(), nullable=True),
+    sa.Column('diff', sa.JSON(), nullable=True),
+    sa.Column('commits_source', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('service', 'sha', name='uq_release_service_sha')
     )
@@ -103,6 +105,9 @@ def upgrade() -> None:
     sa.Column('ci_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('deployer', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('ci_retries', sa.Integer(), nullable=False),
+    sa.Column('risk', sa.JSON(), nullable=True),
+    sa.Column('assessment_note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),

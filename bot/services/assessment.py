@@ -1,0 +1,217 @@
+"""What ships in a deployment and how risky it is: commits, diff size and the risk score.
+
+The worker runs this in two halves around the code host's compare API, so no database
+transaction waits on the network:
+
+    plan(...)  -> AssessmentPlan   (which repo, which base and head, whether to fetch)
+    <ScmClient.compare(...)>       (in the worker, retried through the outbox)
+    record(...)                    (store commits, diff and the risk; edit the message)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from bot.config import Config
+from bot.domain import states
+from bot.domain.risk import RiskInputs, assess
+from bot.ports import Commit, Comparison
+from bot.services import audit, outbox
+from bot.store.tables import Deployment, Release
+
+RECENT = timedelta(days=30)
+MAX_STORED_COMMITS = 250
+MAX_STORED_PATHS = 300
+
+DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
+FAILED = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLED_BACK)
+
+
+@dataclass(frozen=True)
+class AssessmentPlan:
+    deployment_id: int
+    provider: str  # github | gitlab
+    repo: str
+    base: str | None
+    head: str
+    fetch: bool  # False: the commits are already known (a generic webhook sent them)
+
+
+def enqueue(session: Session, *, deployment: Deployment, now: datetime) -> None:
+    outbox.enqueue(
+        session,
+        key=f"assess:{deployment.id}",
+        kind=outbox.ASSESS,
+        payload={"deployment_id": deployment.id},
+        now=now,
+    )
+
+
+def previous_deployed_sha(session: Session, *, deployment: Deployment) -> str | None:
+    """The base of the comparison: the last version that deployed successfully to this
+    environment, else to production, other than this one."""
+    for environment in (deployment.environment, "production"):
+        found = session.exec(
+            select(Deployment.sha)
+            .where(Deployment.service == deployment.service)
+            .where(Deployment.environment == environment)
+            .where(col(Deployment.state).in_(DEPLOYED))
+            .where(Deployment.sha != deployment.sha)
+            .where(col(Deployment.created_at) <= deployment.created_at)
+            .order_by(col(Deployment.created_at).desc())
+            .limit(1)
+        ).first()
+        if found is not None:
+            return found
+    return None
+
+
+def plan(session: Session, *, config: Config, deployment_id: int) -> AssessmentPlan | None:
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None or deployment.id is None:
+        return None
+    service = config.services.get(deployment.service)
+    release = session.get(Release, deployment.release_id)
+    if service is None or release is None:
+        return None
+    base = previous_deployed_sha(session, deployment=deployment)
+    known = release.commits_source == "webhook" or (
+        release.commits is not None and release.base_sha == base
+    )
+    return AssessmentPlan(
+        deployment_id=deployment.id,
+        provider=service.provider,
+        repo=service.repo_path,
+        base=base,
+        head=deployment.sha,
+        fetch=not known,
+    )
+
+
+def commit_to_dict(commit: Commit) -> dict[str, Any]:
+    return {
+        "sha": commit.sha,
+        "message": commit.message[:2000],
+        "author": commit.author[:200],
+        "author_login": commit.author_login,
+        "committer_login": commit.committer_login,
+        "authored_at": commit.authored_at.isoformat() if commit.authored_at else None,
+        "url": commit.url,
+    }
+
+
+def store_comparison(
+    release: Release, *, comparison: Comparison, base: str | None, source: str
+) -> None:
+    release.base_sha = base
+    release.commits = [commit_to_dict(c) for c in comparison.commits[:MAX_STORED_COMMITS]]
+    release.commits_source = source
+    release.diff = {
+        "additions": comparison.additions,
+        "deletions": comparison.deletions,
+        "files": len(comparison.files),
+        "paths": [f.path for f in comparison.files[:MAX_STORED_PATHS]],
+        "total_commits": comparison.total_commits,
+        "truncated": comparison.truncated,
+        "url": comparison.url,
+    }
+
+
+def record(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    plan: AssessmentPlan,
+    comparison: Comparison | None,
+    unavailable: str | None = None,
+) -> None:
+    """Store what the compare API said (or why it could not say) and score the risk."""
+    deployment = session.get(Deployment, plan.deployment_id)
+    if deployment is None:
+        return
+    release = session.get(Release, deployment.release_id)
+    assert release is not None
+    if comparison is not None:
+        store_comparison(release, comparison=comparison, base=plan.base, source="scm")
+    deployment.assessment_note = unavailable[:500] if unavailable else None
+    assessment = assess(_inputs(session, config=config, deployment=deployment, release=release),
+                        config=config.risk)
+    deployment.risk = assessment.to_dict()
+    session.add(deployment)
+    session.add(release)
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="deployment.assessed",
+        subject=f"deployment:{deployment.id}",
+        details={
+            "score": assessment.score,
+            "level": assessment.level,
+            "factors": [f.name for f in assessment.factors],
+            "base": plan.base,
+            "commits": len(release.commits or []),
+            "unavailable": unavailable,
+        },
+    )
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id},
+        now=now,
+    )
+
+
+def _inputs(
+    session: Session, *, config: Config, deployment: Deployment, release: Release
+) -> RiskInputs:
+    diff = release.diff or {}
+    recent = session.exec(
+        select(Deployment.state, Deployment.sha)
+        .where(Deployment.service == deployment.service)
+        .where(Deployment.environment == deployment.environment)
+        .where(col(Deployment.created_at) >= deployment.created_at - RECENT)
+        .where(col(Deployment.created_at) < deployment.created_at)
+        .where(col(Deployment.state).in_(DEPLOYED + FAILED))
+        .order_by(col(Deployment.created_at).desc())
+    ).all()
+    last_production = session.exec(
+        select(Deployment.created_at)
+        .where(Deployment.service == deployment.service)
+        .where(Deployment.environment == "production")
+        .where(col(Deployment.state).in_(DEPLOYED))
+        .where(col(Deployment.created_at) < deployment.created_at)
+        .order_by(col(Deployment.created_at).desc())
+        .limit(1)
+    ).first()
+    days = (
+        (deployment.created_at - last_production).total_seconds() / 86400
+        if last_production is not None
+        else None
+    )
+    return RiskInputs(
+        additions=int(diff.get("additions", 0)),
+        deletions=int(diff.get("deletions", 0)),
+        files_changed=int(diff.get("files", 0)),
+        paths=tuple(diff.get("paths", ())),
+        commit_count=int(diff.get("total_commits", len(release.commits or []))),
+        truncated=bool(diff.get("truncated", False)),
+        days_since_last_production_deploy=days,
+        ci_retried_jobs=deployment.ci_retries,
+        deploy_at=deployment.created_at,
+        environment=deployment.environment,
+        is_production=deployment.environment == "production",
+        freeze_active=any(
+            f.covers(deployment.environment) and f.active_at(deployment.created_at)
+            for f in config.freezes
+        ),
+        recent_deploys=len(recent),
+        recent_failures=sum(1 for state, _ in recent if state in FAILED),
+        last_deploy_failed=bool(recent) and recent[0][0] in FAILED,
+    )
