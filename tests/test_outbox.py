@@ -91,7 +91,7 @@ async def test_a_permanent_slack_error_is_given_up_on_and_shown_in_readyz_and_me
 
     statuses = [row.status for row in outbox_rows(bot) if row.kind.startswith("slack.")]
     assert statuses[0] == "dead"
-    assert statuses[1:] == ["sent"] * 4  # the next edit posts the message after all
+    assert set(statuses[1:]) == {"sent"}  # the next edit posts the message after all
     assert len(slack.messages(CHANNEL)) == 1
     ready = (await bot.http.get("/readyz")).json()
     assert ready["outbox"]["dead"] >= 1
