@@ -30,6 +30,8 @@ from bot.settings import Settings
 from bot.store.db import Database, make_engine
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
+from integrations.github.client import GitHubClient, github_client_from_settings
+from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.slack.logsender import LogSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_web_client
 
@@ -69,6 +71,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         client = make_web_client(token, settings.slack_api_url)
         sender = overrides.slack_sender or _slack_sender(token, client)
+        own_scm = _scm(settings) if overrides.scm_clients is None else {}
+        scm = overrides.scm_clients if overrides.scm_clients is not None else own_scm
         worker = OutboxWorker(
             db=db,
             clock=clock,
@@ -76,7 +80,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             slack=sender,
             renderer=Renderer(template_dir=settings.templates_dir, public_url=settings.public_url),
             metrics=metrics,
-            scm=overrides.scm_clients if overrides.scm_clients is not None else {},
+            scm=scm,
         )
         runtime = Runtime(
             settings=settings,
@@ -117,6 +121,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 scheduler.shutdown(wait=False)
             if socket_mode is not None:
                 await socket_mode.close_async()
+            for scm_client in own_scm.values():
+                await scm_client.aclose()
             engine.dispose()
 
     return Starlette(
@@ -131,6 +137,18 @@ def _slack_sender(token: str | None, client: Any) -> SlackSender:
         log.warning("SLACK_BOT_TOKEN is not set: Slack messages are written to this log instead")
         return LogSlackSender()
     return WebApiSlackSender(client)
+
+
+def _scm(settings: Settings) -> dict[str, GitHubClient | GitLabClient]:
+    """The code hosts' compare APIs that credentials are configured for."""
+    clients: dict[str, GitHubClient | GitLabClient] = {}
+    github = github_client_from_settings(settings)
+    if github is not None:
+        clients["github"] = github
+    gitlab = gitlab_client_from_settings(settings)
+    if gitlab is not None:
+        clients["gitlab"] = gitlab
+    return clients
 
 
 def _signing_secret(settings: Settings) -> str:

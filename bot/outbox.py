@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ class OutboxWorker:
         slack: SlackSender,
         renderer: Renderer,
         metrics: Metrics,
-        scm: dict[str, ScmClient] | None = None,
+        scm: Mapping[str, ScmClient] | None = None,
         rng: Callable[[], float] = random.random,
         batch: int = 50,
         horizon: timedelta = HORIZON,

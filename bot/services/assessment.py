@@ -114,11 +114,21 @@ def store_comparison(
         "additions": comparison.additions,
         "deletions": comparison.deletions,
         "files": len(comparison.files),
-        "paths": [f.path for f in comparison.files[:MAX_STORED_PATHS]],
+        "paths": _paths(comparison)[:MAX_STORED_PATHS],
         "total_commits": comparison.total_commits,
         "truncated": comparison.truncated,
         "url": comparison.url,
     }
+
+
+def _paths(comparison: Comparison) -> list[str]:
+    """Every path a change touches, old names of renamed files included."""
+    paths: list[str] = []
+    for change in comparison.files:
+        paths.append(change.path)
+        if change.previous_path and change.previous_path != change.path:
+            paths.append(change.previous_path)
+    return paths
 
 
 def record(
@@ -201,7 +211,8 @@ def _inputs(
         files_changed=int(diff.get("files", 0)),
         paths=tuple(diff.get("paths", ())),
         commit_count=int(diff.get("total_commits", len(release.commits or []))),
-        truncated=bool(diff.get("truncated", False)),
+        truncated=bool(diff.get("truncated", False))
+        or len(diff.get("paths", ())) < int(diff.get("files", 0)),
         days_since_last_production_deploy=days,
         ci_retried_jobs=deployment.ci_retries,
         deploy_at=deployment.created_at,
