@@ -6,7 +6,7 @@ Every method that talks to the network raises `bot.domain.errors.DeliveryFailed`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -91,3 +91,38 @@ class ScmClient(Protocol):
     """A code host's compare API (GitHub, GitLab)."""
 
     async def compare(self, *, repo: str, base: str | None, head: str) -> Comparison: ...
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """A decision or action to carry out in the real pipeline.
+
+    `kind` names the deployer (github_protection_rule, github_workflow,
+    gitlab_deployment_approval, argocd, jenkins, webhook); `target` is that kind's section of
+    the environment's `deploy` config; `context` carries provider ids learned from webhooks
+    (a protection rule's callback URL and installation id, a GitLab deployment id, ...).
+    `request_id` is stable across retries so a deployer can avoid acting twice.
+    """
+
+    kind: str
+    action: str  # approve | reject | promote | rollback
+    service: str
+    repo: str  # "owner/name" on the code host
+    environment: str
+    sha: str
+    request_id: str
+    version: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    target: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    detail: str  # what happened, for the thread and the audit record
+    url: str | None = None  # the run, build or operation it started, when known
+
+
+class Deployer(Protocol):
+    async def execute(self, request: DeployRequest) -> DeployResult: ...
