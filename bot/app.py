@@ -22,7 +22,7 @@ from bot import migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
-from bot.ports import Clock, ScmClient, SlackSender, SystemClock
+from bot.ports import Clock, DeploymentLookup, ScmClient, SlackSender, SystemClock
 from bot.render import Renderer
 from bot.runtime import Runtime
 from bot.scheduling import build_scheduler, register_jobs
@@ -46,6 +46,7 @@ class Overrides:
     config: Config | None = None
     slack_sender: SlackSender | None = None
     scm_clients: dict[str, ScmClient] | None = None
+    lookups: dict[str, DeploymentLookup] | None = None
     process_before_response: bool = False
     start_scheduler: bool = True
     run_outbox_worker: bool = True
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             renderer=Renderer(template_dir=settings.templates_dir, public_url=settings.public_url),
             metrics=metrics,
             scm=scm,
+            lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
         )
         runtime = Runtime(
             settings=settings,
@@ -149,6 +151,11 @@ def _scm(settings: Settings) -> dict[str, GitHubClient | GitLabClient]:
     if gitlab is not None:
         clients["gitlab"] = gitlab
     return clients
+
+
+def _lookups(clients: dict[str, GitHubClient | GitLabClient]) -> dict[str, DeploymentLookup]:
+    gitlab = clients.get("gitlab")
+    return {"gitlab": gitlab} if isinstance(gitlab, GitLabClient) else {}
 
 
 def _signing_secret(settings: Settings) -> str:

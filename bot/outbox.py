@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import replace
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -23,10 +24,12 @@ from sqlmodel import Session, col
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
 from bot.metrics import Metrics
-from bot.ports import Clock, Comparison, ScmClient, SlackSender
+from bot.domain.events import event_from_dict
+from bot.ports import Clock, Comparison, DeploymentLookup, ScmClient, SlackSender
 from bot.render import Renderer
 from bot.services import assessment, outbox
-from bot.services.outbox import ASSESS, SLACK_MESSAGE, SLACK_THREAD
+from bot.services.deployments import apply_resolved
+from bot.services.outbox import ASSESS, RESOLVE_SHA, SLACK_MESSAGE, SLACK_THREAD
 from bot.services.views import ReleaseView, release_view, save_message
 from bot.store.db import Database
 from bot.store.tables import OutboxMessage
@@ -51,6 +54,7 @@ class OutboxWorker:
         renderer: Renderer,
         metrics: Metrics,
         scm: Mapping[str, ScmClient] | None = None,
+        lookups: Mapping[str, DeploymentLookup] | None = None,
         rng: Callable[[], float] = random.random,
         batch: int = 50,
         horizon: timedelta = HORIZON,
@@ -62,6 +66,7 @@ class OutboxWorker:
         self._renderer = renderer
         self._metrics = metrics
         self._scm = scm or {}
+        self._lookups = lookups or {}
         self._rng = rng
         self._batch = batch
         self._horizon = horizon
@@ -163,6 +168,8 @@ class OutboxWorker:
             await self._thread_reply(row)
         elif row.kind == ASSESS:
             await self._assess(row)
+        elif row.kind == RESOLVE_SHA:
+            await self._resolve_sha(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
@@ -214,7 +221,6 @@ class OutboxWorker:
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
 
-
     async def _assess(self, row: outbox.Claimed) -> None:
         deployment_id = int(row.payload["deployment_id"])
         plan: assessment.AssessmentPlan | None = await asyncio.to_thread(
@@ -241,9 +247,38 @@ class OutboxWorker:
         await asyncio.to_thread(
             self._db.write,
             lambda s: assessment.record(
-                s, now=now, config=self._config, plan=plan, comparison=comparison,
+                s,
+                now=now,
+                config=self._config,
+                plan=plan,
+                comparison=comparison,
                 unavailable=unavailable,
             ),
+        )
+        self.wake()
+
+    async def _resolve_sha(self, row: outbox.Claimed) -> None:
+        """A webhook that named its commit by a short sha: fetch the full one, then apply."""
+        provider = str(row.payload["provider"])
+        lookup = self._lookups.get(provider)
+        if lookup is None:
+            raise DeliveryFailed(
+                f"no {provider} API credentials configured to look up a deployment's sha",
+                retryable=False,
+            )
+        event = event_from_dict(row.payload["event"])
+        found = await lookup.deployment(row.payload["project"], int(row.payload["deployment_id"]))
+        if not found.sha.lower().startswith(event.sha.lower()):
+            raise DeliveryFailed(
+                f"{provider} deployment {row.payload['deployment_id']} is at {found.sha[:12]}, "
+                f"not {event.sha}",
+                retryable=False,
+            )
+        event = replace(event, sha=found.sha.lower(), ref=event.ref or found.ref)
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: apply_resolved(s, now=now, config=self._config, event=event),
         )
         self.wake()
 

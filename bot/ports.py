@@ -126,3 +126,33 @@ class DeployResult:
 
 class Deployer(Protocol):
     async def execute(self, request: DeployRequest) -> DeployResult: ...
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    id: str
+    name: str | None = None
+    email: str | None = None
+    is_bot: bool = False
+
+
+class SlackDirectory(Protocol):
+    """Who people are and which user groups they are in (cached by the implementation)."""
+
+    async def user(self, user_id: str) -> SlackUser: ...
+
+    async def group_members(self, group_id: str) -> frozenset[str]: ...
+
+
+class ResolvedDeployment(Protocol):
+    @property
+    def sha(self) -> str: ...
+
+    @property
+    def ref(self) -> str: ...
+
+
+class DeploymentLookup(Protocol):
+    """Finds a CI deployment's full sha when its webhook carried only a short one (GitLab)."""
+
+    async def deployment(self, project: str | int, deployment_id: int) -> ResolvedDeployment: ...

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     generic_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("RELEASEBOT_GENERIC_WEBHOOK_SECRET")
     )
+    jenkins_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("JENKINS_WEBHOOK_SECRET")
+    )
     pagerduty_events_url: str = Field(
         "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
     )

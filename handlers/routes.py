@@ -16,7 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.services.health import readiness, refresh_gauges
+from handlers.webhooks.argocd import argocd_webhook
+from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
+from handlers.webhooks.gitlab import gitlab_webhook
+from handlers.webhooks.jenkins import jenkins_webhook
 
 
 async def healthz(_: Request) -> Response:
@@ -55,6 +59,10 @@ def routes() -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/webhooks/github", github_webhook, methods=["POST"]),
+        Route("/webhooks/gitlab", gitlab_webhook, methods=["POST"]),
+        Route("/webhooks/argocd", argocd_webhook, methods=["POST"]),
+        Route("/webhooks/jenkins", jenkins_webhook, methods=["POST"]),
+        Route("/webhooks/generic", generic_webhook, methods=["POST"]),
     ]
 
 

@@ -60,5 +60,10 @@ def commits(count: int, *, message: str = "Change {i}", author: str = "Dev One")
         for i in range(count)
     )
     files = (FileChange(path="app/main.py", additions=12 * count, deletions=3 * count),)
-    return Comparison(commits=made, files=files, total_commits=count, truncated=False,
-                      url="https://github.com/acme/checkout/compare/a...b")
+    return Comparison(
+        commits=made,
+        files=files,
+        total_commits=count,
+        truncated=False,
+        url="https://github.com/acme/checkout/compare/a...b",
+    )

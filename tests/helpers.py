@@ -87,3 +87,160 @@ def slack_headers(
         "x-slack-signature": signature,
         "content-type": content_type,
     }
+
+
+# --- GitLab, Argo CD, Jenkins and generic webhooks ----------------------------------------
+
+GITLAB_TOKEN = "gitlab-webhook-token-for-tests"
+ARGOCD_SECRET = "argocd-webhook-secret-for-tests"
+JENKINS_SECRET = "jenkins-webhook-secret-for-tests"
+GENERIC_SECRET = "generic-webhook-secret-for-tests"
+
+
+def releasebot_signature(body: bytes, secret: str) -> str:
+    """`X-Releasebot-Signature` (generic, Jenkins): GitHub's scheme with our header name."""
+    return github_signature(body, secret)
+
+
+def gitlab_headers(
+    event: str, *, delivery: str | None = None, token: str = GITLAB_TOKEN
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-gitlab-event": event,
+        "x-gitlab-token": token,
+        "x-gitlab-event-uuid": str(uuid.uuid4()),
+        "idempotency-key": delivery or str(uuid.uuid4()),
+        "user-agent": "GitLab/17.6.0",
+    }
+
+
+def gitlab_job(
+    status: str,
+    *,
+    repo: str = "acme/ledger",
+    environment: str = "production",
+    sha: str = SHA_A,
+    build_id: int = 3580121225,
+) -> dict[str, Any]:
+    """The published Job Hook fixture, pointed at a configured service."""
+    body = copy.deepcopy(fixture("gitlab", "job_hook__go-gitlab-success.json"))
+    body.update(build_status=status, sha=sha, build_id=build_id)
+    body["project"] = {"id": 31537070, "path_with_namespace": repo}
+    body["repository"]["homepage"] = f"https://gitlab.example/{repo}"
+    body["environment"]["name"] = environment
+    return body
+
+
+def argocd_headers(*, token: str = ARGOCD_SECRET, delivery: str | None = None) -> dict[str, str]:
+    headers = {"content-type": "application/json", "x-releasebot-token": token}
+    if delivery is not None:
+        headers["x-releasebot-delivery"] = delivery
+    return headers
+
+
+def argocd_body(
+    event: str,
+    *,
+    app: str = "storefront-prod",
+    revision: str | None = SHA_A,
+    started_at: str = "2026-11-17T09:58:00Z",
+    finished_at: str | None = "2026-11-17T09:59:30Z",
+) -> dict[str, Any]:
+    """A body as the templates of docs/argocd-notifications.md render it."""
+    phase = {"sync-running": "Running", "sync-failed": "Failed"}.get(event, "Succeeded")
+    return {
+        "event": event,
+        "app": app,
+        "revision": revision,
+        "syncRevision": revision,
+        "phase": phase,
+        "health": "Degraded" if event == "health-degraded" else "Healthy",
+        "message": "successfully synced (all tasks run)",
+        "startedAt": started_at,
+        "finishedAt": None if event == "sync-running" else finished_at,
+        "initiatedBy": "alice",
+        "automated": False,
+        "url": f"https://argocd.example/applications/{app}",
+    }
+
+
+def signed_headers(body: bytes, secret: str, *, delivery: str | None = None) -> dict[str, str]:
+    """Headers of a generic or Jenkins delivery signed with X-Releasebot-Signature."""
+    headers = {
+        "content-type": "application/json",
+        "x-releasebot-signature": releasebot_signature(body, secret),
+    }
+    if delivery is not None:
+        headers["x-releasebot-delivery"] = delivery
+    return headers
+
+
+def jenkins_build(
+    phase: str,
+    status: str | None = None,
+    *,
+    job: str = "payments-deploy",
+    number: int = 42,
+    sha: str = SHA_A,
+    environment: str | None = "production",
+) -> dict[str, Any]:
+    """The published Notification plugin fixture for another job, phase and result."""
+    body = copy.deepcopy(fixture("jenkins", "notification__completed-success-wiki-example.json"))
+    body["name"] = job
+    body["url"] = f"job/{job}/"
+    build = body["build"]
+    build.update(
+        number=number,
+        phase=phase,
+        full_url=f"https://jenkins.example/job/{job}/{number}/",
+        url=f"job/{job}/{number}/",
+    )
+    build["scm"]["commit"] = sha
+    if status is None:
+        build.pop("status", None)
+    else:
+        build["status"] = status
+    if environment is not None:
+        build["parameters"] = {"ENVIRONMENT": environment, "VERSION": "v1.4.2"}
+    return body
+
+
+def generic_body(status: str = "succeeded", **fields: Any) -> dict[str, Any]:
+    """A CONTRACT.md generic webhook body for payments-batch in production."""
+    body: dict[str, Any] = {
+        "service": "payments-batch",
+        "environment": "production",
+        "version": "v2.3.0",
+        "sha": SHA_A,
+        "status": status,
+        "url": "https://ci.example/run/42",
+        "actor": "alice",
+        "previous_sha": SHA_B,
+        "commits": [
+            {
+                "sha": SHA_A,
+                "message": "Batch payouts in one transaction",
+                "author": "Alice",
+                "timestamp": "2026-11-16T15:04:05+01:00",
+            }
+        ],
+    }
+    body.update(fields)
+    return body
+
+
+def example_config_data() -> dict[str, Any]:
+    """The canonical example config as plain data, to copy and change in a test."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    return data
+
+
+def rows(bot: Any, model: Any) -> list[Any]:
+    """Every row of `model` in the running bot's database."""
+    from sqlmodel import select
+
+    with bot.runtime.db.read() as session:
+        return list(session.exec(select(model)).all())

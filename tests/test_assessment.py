@@ -35,8 +35,9 @@ def section(message: dict[str, Any], title: str) -> str:
 
 
 def overrides(clock: FrozenClock, scm: FakeScm) -> Overrides:
-    return Overrides(clock=clock, start_scheduler=False, run_outbox_worker=False,
-                     scm_clients={"github": scm})
+    return Overrides(
+        clock=clock, start_scheduler=False, run_outbox_worker=False, scm_clients={"github": scm}
+    )
 
 
 async def test_the_message_lists_the_commits_and_explains_the_risk(
@@ -119,9 +120,7 @@ async def test_a_failing_compare_api_is_retried_then_reported(
     bot_factory: BotFactory, slack: FakeSlackWebApi, clock: FrozenClock
 ) -> None:
     scm = FakeScm()
-    scm.failures = [
-        DeliveryFailed("GET compare: 502", retryable=True) for _ in range(10)
-    ]
+    scm.failures = [DeliveryFailed("GET compare: 502", retryable=True) for _ in range(10)]
     async with bot_factory(overrides=overrides(clock, scm)) as bot:
         await deploy(bot, "success")
         for _ in range(6):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,19 @@ class DeployTarget:
     app: str | None = None  # Argo CD application
     job: str | None = None  # Jenkins job
     service: str | None = None  # generic webhooks name the service directly
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """A pipeline that waits for a decision in Slack, and how to tell it the decision.
+
+    `decide_via` names the deployer that carries the decision back (for example
+    "github_protection_rule"), or is None when the pipeline polls for it (the gates API);
+    `context` holds what that deployer needs (callback URL, installation id, ...).
+    """
+
+    decide_via: str | None
+    context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -39,3 +53,21 @@ class DeployEvent:
     description: str | None = None
     occurred_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    gate: GateRequest | None = None  # the pipeline waits for an approval
+
+
+def event_to_dict(event: DeployEvent) -> dict[str, Any]:
+    """A JSON-ready form, for events that wait in the outbox."""
+    data = asdict(event)
+    data["occurred_at"] = event.occurred_at.isoformat() if event.occurred_at else None
+    return data
+
+
+def event_from_dict(data: dict[str, Any]) -> DeployEvent:
+    values = dict(data)
+    values["target"] = DeployTarget(**values["target"])
+    if values.get("gate") is not None:
+        values["gate"] = GateRequest(**values["gate"])
+    if values.get("occurred_at"):
+        values["occurred_at"] = datetime.fromisoformat(values["occurred_at"])
+    return DeployEvent(**values)

@@ -149,8 +149,9 @@ def record(
     if comparison is not None:
         store_comparison(release, comparison=comparison, base=plan.base, source="scm")
     deployment.assessment_note = unavailable[:500] if unavailable else None
-    assessment = assess(_inputs(session, config=config, deployment=deployment, release=release),
-                        config=config.risk)
+    assessment = assess(
+        _inputs(session, config=config, deployment=deployment, release=release), config=config.risk
+    )
     deployment.risk = assessment.to_dict()
     session.add(deployment)
     session.add(release)

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
-from bot.domain.events import DeployEvent
+from bot.domain.events import DeployEvent, event_to_dict
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
 from bot.services import assessment, audit, outbox
@@ -41,6 +41,19 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class ShaLookup:
+    """An event whose full sha the worker still has to fetch from the code host.
+
+    `event.sha` holds the short sha the webhook carried until the lookup replaces it.
+    """
+
+    provider: str
+    project: str
+    deployment_id: int
+    event: DeployEvent
+
+
+@dataclass(frozen=True)
 class Delivery:
     provider: str
     delivery_id: str
@@ -57,6 +70,7 @@ def record_delivery(
     event: DeployEvent | None,
     note: str | None = None,
     commits: Comparison | None = None,
+    lookup: ShaLookup | None = None,
 ) -> IngestResult:
     """Store one verified delivery and apply what it says, once per delivery id.
 
@@ -72,10 +86,18 @@ def record_delivery(
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
 
-    result = _apply(
-        session, now=now, config=config, delivery=delivery, event=event, note=note,
-        commits=commits,
-    )
+    if lookup is not None:
+        result = _queue_lookup(session, now=now, config=config, delivery=delivery, lookup=lookup)
+    else:
+        result = _apply(
+            session,
+            now=now,
+            config=config,
+            delivery=delivery,
+            event=event,
+            note=note,
+            commits=commits,
+        )
     session.add(
         WebhookDelivery(
             provider=delivery.provider,
@@ -90,6 +112,51 @@ def record_delivery(
     )
     session.flush()  # a concurrent copy of this delivery fails here and is retried as duplicate
     return result
+
+
+def _queue_lookup(
+    session: Session, *, now: datetime, config: Config, delivery: Delivery, lookup: ShaLookup
+) -> IngestResult:
+    if resolve(config, lookup.event.target) is None:
+        return _untracked(delivery, lookup.event)
+    outbox.enqueue(
+        session,
+        key=f"lookup:{lookup.provider}:{lookup.deployment_id}",
+        kind=outbox.RESOLVE_SHA,
+        payload={
+            "provider": lookup.provider,
+            "project": lookup.project,
+            "deployment_id": lookup.deployment_id,
+            "event": event_to_dict(lookup.event),
+        },
+        now=now,
+    )
+    return IngestResult(
+        ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
+    )
+
+
+def apply_resolved(
+    session: Session, *, now: datetime, config: Config, event: DeployEvent
+) -> Deployment | None:
+    """Apply an event once the worker has looked up its full sha."""
+    tracked = resolve(config, event.target)
+    if tracked is None:
+        return None
+    deployment, _ = apply_event(
+        session, now=now, service=tracked.service, environment=tracked.environment, event=event
+    )
+    return deployment
+
+
+def _untracked(delivery: Delivery, event: DeployEvent) -> IngestResult:
+    where = event.target.repo or event.target.app or event.target.service or "?"
+    return IngestResult(
+        IGNORED,
+        delivery.delivery_id,
+        detail=f"no configured service tracks {event.target.provider}:{where}"
+        + (f" environment {event.target.environment}" if event.target.environment else ""),
+    )
 
 
 def _apply(
@@ -107,13 +174,7 @@ def _apply(
         return IngestResult(status, delivery.delivery_id, detail=note)
     tracked = resolve(config, event.target)
     if tracked is None:
-        where = event.target.repo or event.target.app or event.target.service or "?"
-        return IngestResult(
-            IGNORED,
-            delivery.delivery_id,
-            detail=f"no configured service tracks {event.target.provider}:{where}"
-            + (f" environment {event.target.environment}" if event.target.environment else ""),
-        )
+        return _untracked(delivery, event)
     deployment, changed = apply_event(
         session,
         now=now,

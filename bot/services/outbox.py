@@ -23,6 +23,7 @@ DEAD = "dead"
 SLACK_MESSAGE = "slack.release_message"  # post or edit the deployment's release message
 SLACK_THREAD = "slack.thread_reply"  # one progress line in the message's thread
 ASSESS = "deployment.assess"  # fetch the commits, score the risk
+RESOLVE_SHA = "deployment.resolve_sha"  # fetch a full sha the webhook did not carry
 
 LEASE = timedelta(seconds=60)
 

@@ -89,13 +89,32 @@ class Gate(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     deployment_id: int = Field(foreign_key="deployment.id", index=True)
     sha: str = Field(max_length=64)
-    status: str = Field(max_length=32, index=True)
-    requirement: dict[str, Any] = _json(default_factory=dict)
+    status: str = Field(max_length=32, index=True)  # pending | approved | rejected | ...
+    requirement: dict[str, Any] = _json(default_factory=dict)  # what was required at decision
     row_version: int = 1
-    callback_url: str | None = Field(default=None, max_length=2000)
+    decide_via: str | None = Field(default=None, max_length=64)  # deployer kind, or polled
+    context: dict[str, Any] = _json(default_factory=dict)  # what that deployer needs
+    requested_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = _at()
     expires_at: datetime | None = _at(default=None)
+    remind_at: datetime | None = _at(default=None)
+    reminded_at: datetime | None = _at(default=None)
     decided_at: datetime | None = _at(default=None)
+    decided_by: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=3000)
+    break_glass: dict[str, Any] | None = _json(default=None)  # requester, reason, confirmer
+
+
+class EnvironmentLock(SQLModel, table=True):
+    """Automatic promotion into a service's environment is stopped (after a rollback)."""
+
+    __tablename__ = "environment_lock"
+
+    service: str = Field(max_length=100, primary_key=True)
+    environment: str = Field(max_length=100, primary_key=True)
+    reason: str = Field(max_length=1000)
+    locked_by: str = Field(max_length=200)
+    locked_at: datetime = _at()
 
 
 class Approval(SQLModel, table=True):

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain import states
-from bot.domain.events import DeployEvent, DeployTarget
+from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from integrations.payloads import (
     PayloadError,
     optional_str,
@@ -16,7 +16,9 @@ from integrations.payloads import (
     require_str,
 )
 
-HANDLED_EVENTS = frozenset({"ping", "deployment", "deployment_status", "workflow_run"})
+HANDLED_EVENTS = frozenset(
+    {"ping", "deployment", "deployment_status", "workflow_run", "deployment_protection_rule"}
+)
 
 # deployment_status.state -> our state; None means the status says nothing we track.
 DEPLOYMENT_STATUS: dict[str, str | None] = {
@@ -62,6 +64,8 @@ def parse(event_name: str, payload: Any) -> Parsed:
         return _deployment_status(body)
     if event_name == "workflow_run":
         return _workflow_run(body)
+    if event_name == "deployment_protection_rule":
+        return _protection_rule(body)
     return Parsed(None, f"event {event_name!r} is not tracked")
 
 
@@ -187,3 +191,48 @@ def _workflow_run(body: Any) -> Parsed:
             extra={"run_attempt": optional_str(run, "run_attempt") or "1"},
         )
     )
+
+
+def _protection_rule(body: Any) -> Parsed:
+    """GitHub asks our App whether a job may deploy to an environment; it waits for the answer.
+
+    The decision goes back to `deployment_callback_url` with an installation token.
+    """
+    action = optional_str(body, "action")
+    if action not in (None, "requested"):
+        return Parsed(None, f"deployment_protection_rule action {action!r} is not tracked")
+    environment = require_str(body, "environment")
+    callback = require_str(body, "deployment_callback_url")
+    if not callback.startswith("https://") and not callback.startswith("http://"):
+        raise PayloadError("deployment_callback_url", "must be a URL")
+    run_url = None
+    marker = "/deployment_protection_rule"
+    if callback.endswith(marker) and "/repos/" in callback:
+        path = callback[callback.index("/repos/") + len("/repos/") : -len(marker)]
+        run_url = f"https://github.com/{path}"
+    return Parsed(
+        DeployEvent(
+            target=DeployTarget(provider="github", repo=_repo(body), environment=environment),
+            sha=require_sha(body, "deployment.sha"),
+            status=states.PENDING,
+            source_event="github.deployment_protection_rule",
+            external_id=_optional_id(body, "deployment.id"),
+            ref=optional_str(body, "deployment.ref"),
+            url=run_url,
+            actor=optional_str(body, "deployment.creator.login")
+            or optional_str(body, "sender.login"),
+            gate=GateRequest(
+                decide_via="github_protection_rule",
+                context={
+                    "callback_url": callback,
+                    "installation_id": require_str(body, "installation.id"),
+                    "environment_name": environment,
+                },
+            ),
+        )
+    )
+
+
+def _optional_id(body: Any, path: str) -> str | None:
+    value = optional_str(body, path)
+    return f"deployment:{value}" if value else None

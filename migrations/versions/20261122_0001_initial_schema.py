@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 01:54:49.705581
+Create Date: 2026-11-22 02:06:29.999482
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_event_action'), ['action'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_event_subject'), ['subject'], unique=False)
 
+    op.create_table('environment_lock',
+    sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('environment', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('locked_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('locked_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('service', 'environment')
+    )
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -139,10 +147,17 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('requirement', sa.JSON(), nullable=False),
     sa.Column('row_version', sa.Integer(), nullable=False),
-    sa.Column('callback_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('decide_via', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('context', sa.JSON(), nullable=False),
+    sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('remind_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reminded_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('decided_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=3000), nullable=True),
+    sa.Column('break_glass', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['deployment_id'], ['deployment.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -236,6 +251,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_message_key'))
 
     op.drop_table('outbox_message')
+    op.drop_table('environment_lock')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_subject'))
         batch_op.drop_index(batch_op.f('ix_audit_event_action'))

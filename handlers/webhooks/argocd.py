@@ -1,0 +1,49 @@
+"""POST /webhooks/argocd: check X-Releasebot-Token, parse our template's body, record, 202.
+
+Argo CD notifications cannot sign a body, so the `service.webhook.releasebot` entry of
+argocd-notifications-cm sends the shared secret in a header (docs/argocd-notifications.md).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.runtime import Runtime
+from bot.services.deployments import Delivery
+from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
+from integrations.argocd import payloads
+from integrations.payloads import PayloadError
+
+
+async def argocd_webhook(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    settings = runtime.settings
+    secret = settings.argocd_webhook_secret
+    try:
+        check_token(
+            secret=secret.get_secret_value() if secret else None,
+            given=request.headers.get("x-releasebot-token"),
+            header="X-Releasebot-Token",
+        )
+        body = await read_body(request, limit=settings.max_body_bytes)
+        data = decode_json(body, content_type=media_type(request))
+        try:
+            parsed = payloads.parse(data)
+        except PayloadError as exc:
+            raise Refused(400, str(exc)) from None
+    except Refused as refused:
+        runtime.metrics.webhooks.labels("argocd", f"refused_{refused.status}").inc()
+        return refused.response()
+
+    delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
+    event_name = parsed.event.source_event if parsed.event else "argocd"
+    result = await runtime.record_delivery(
+        Delivery(provider="argocd", delivery_id=delivery_id[:200], event=event_name, body=body),
+        parsed.event,
+        parsed.note,
+    )
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)

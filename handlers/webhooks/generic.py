@@ -1,0 +1,66 @@
+"""POST /webhooks/generic: verify X-Releasebot-Signature, parse, record, answer 202."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.ports import Comparison
+from bot.runtime import Runtime
+from bot.services.deployments import Delivery
+from handlers.webhooks.verify import (
+    Refused,
+    check_hmac_signature,
+    decode_json,
+    media_type,
+    read_body,
+)
+from integrations.generic import payloads
+from integrations.payloads import PayloadError
+
+
+async def generic_webhook(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    settings = runtime.settings
+    secret = settings.generic_webhook_secret
+    try:
+        body = await read_body(request, limit=settings.max_body_bytes)
+        check_hmac_signature(
+            secret=secret.get_secret_value() if secret else None,
+            body=body,
+            header_value=request.headers.get("x-releasebot-signature"),
+            header="X-Releasebot-Signature",
+        )
+        data = decode_json(body, content_type=media_type(request))
+        try:
+            parsed = payloads.parse(data)
+        except PayloadError as exc:
+            raise Refused(400, str(exc)) from None
+    except Refused as refused:
+        runtime.metrics.webhooks.labels("generic", f"refused_{refused.status}").inc()
+        return refused.response()
+
+    # Without X-Releasebot-Delivery, a byte-identical resend is the same delivery.
+    delivery_id = request.headers.get("x-releasebot-delivery") or (
+        "body-" + hashlib.sha256(body).hexdigest()[:40]
+    )
+    event = parsed.event
+    if event is not None and parsed.previous_sha:
+        event = replace(event, extra={**event.extra, "previous_sha": parsed.previous_sha})
+    result = await runtime.record_delivery(
+        Delivery(provider="generic", delivery_id=delivery_id[:200], event="deploy", body=body),
+        event,
+        parsed.note,
+        commits=Comparison(
+            commits=parsed.commits, files=(), total_commits=len(parsed.commits), truncated=False
+        )
+        if parsed.commits
+        else None,
+    )
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)

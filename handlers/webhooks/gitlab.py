@@ -1,0 +1,76 @@
+"""POST /webhooks/gitlab: check X-Gitlab-Token, parse, record, answer 202."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.config import Config
+from bot.domain.events import DeployEvent
+from bot.domain.tracking import resolve
+from bot.runtime import Runtime
+from bot.services.deployments import Delivery, ShaLookup
+from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
+from integrations.gitlab import payloads
+from integrations.payloads import PayloadError
+
+
+async def gitlab_webhook(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    settings = runtime.settings
+    secret = settings.gitlab_webhook_token
+    try:
+        check_token(
+            secret=secret.get_secret_value() if secret else None,
+            given=request.headers.get("x-gitlab-token"),
+            header="X-Gitlab-Token",
+        )
+        body = await read_body(request, limit=settings.max_body_bytes)
+        event_name = request.headers.get("x-gitlab-event")
+        # Idempotency-Key (GitLab 17.4+) stays the same across GitLab's retries of one event.
+        delivery_id = request.headers.get("idempotency-key") or request.headers.get(
+            "x-gitlab-event-uuid"
+        )
+        if not event_name:
+            raise Refused(400, "missing X-Gitlab-Event header")
+        if not delivery_id:
+            raise Refused(400, "missing Idempotency-Key or X-Gitlab-Event-UUID header")
+        data = decode_json(body, content_type=media_type(request))
+        try:
+            parsed = payloads.parse(event_name, data)
+        except PayloadError as exc:
+            raise Refused(400, str(exc)) from None
+    except Refused as refused:
+        runtime.metrics.webhooks.labels("gitlab", f"refused_{refused.status}").inc()
+        return refused.response()
+
+    delivery = Delivery(
+        provider="gitlab", delivery_id=delivery_id[:200], event=event_name, body=body
+    )
+    if parsed.lookup is not None:
+        # A Deployment Hook names its commit by a short sha: the worker fetches the full one
+        # from the deployments API after this request has been answered.
+        ref = parsed.lookup
+        result = await runtime.record_delivery(
+            delivery,
+            None,
+            lookup=ShaLookup(
+                provider="gitlab",
+                project=str(ref.project_id),
+                deployment_id=ref.deployment_id,
+                event=payloads.pending_event(ref),
+            ),
+        )
+    else:
+        result = await runtime.record_delivery(
+            delivery, _tracked_first(runtime.config, parsed.events) or parsed.event, parsed.note
+        )
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)
+
+
+def _tracked_first(config: Config, events: tuple[DeployEvent, ...]) -> DeployEvent | None:
+    """Of a pipeline's environments, the first one a configured service tracks."""
+    return next((event for event in events if resolve(config, event.target) is not None), None)

@@ -1,0 +1,68 @@
+"""POST /webhooks/jenkins: check the signature (or bearer token), parse, record, answer 202.
+
+Two ways to authenticate, both against JENKINS_WEBHOOK_SECRET and compared in constant time:
+`X-Releasebot-Signature: sha256=<hex HMAC-SHA256 of the body>` when the sender can sign, else
+`Authorization: Bearer <secret>`. A request carrying a signature is judged by it alone.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot.runtime import Runtime
+from bot.services.deployments import Delivery
+from handlers.webhooks.verify import (
+    Refused,
+    check_hmac_signature,
+    check_token,
+    decode_json,
+    media_type,
+    read_body,
+)
+from integrations.jenkins import payloads
+from integrations.payloads import PayloadError
+
+SIGNATURE_HEADER = "X-Releasebot-Signature"
+
+
+async def jenkins_webhook(request: Request) -> Response:
+    runtime: Runtime = request.state.runtime
+    settings = runtime.settings
+    secret = settings.jenkins_webhook_secret
+    try:
+        body = await read_body(request, limit=settings.max_body_bytes)
+        _authenticate(request, body, secret.get_secret_value() if secret else None)
+        data = decode_json(body, content_type=media_type(request))
+        try:
+            parsed = payloads.parse(data)
+        except PayloadError as exc:
+            raise Refused(400, str(exc)) from None
+    except Refused as refused:
+        runtime.metrics.webhooks.labels("jenkins", f"refused_{refused.status}").inc()
+        return refused.response()
+
+    delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
+    result = await runtime.record_delivery(
+        Delivery(provider="jenkins", delivery_id=delivery_id[:200], event="build", body=body),
+        parsed.event,
+        parsed.note,
+    )
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)
+
+
+def _authenticate(request: Request, body: bytes, secret: str | None) -> None:
+    signature = request.headers.get(SIGNATURE_HEADER.lower())
+    authorization = request.headers.get("authorization")
+    if signature is not None or authorization is None:
+        check_hmac_signature(
+            secret=secret, body=body, header_value=signature, header=SIGNATURE_HEADER
+        )
+        return
+    scheme, _, token = authorization.partition(" ")
+    if secret and scheme.lower() != "bearer":
+        raise Refused(401, "invalid Authorization: use Bearer <token>")
+    check_token(secret=secret, given=token.strip(), header="Authorization")

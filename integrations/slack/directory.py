@@ -1,0 +1,84 @@
+"""Slack users and user groups, cached briefly (usergroups.users.list is a Tier 2 method)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ports import SlackUser
+from integrations.slack.sender import api_failure, network_failure
+
+DEFAULT_TTL = 300.0
+
+
+class WebApiDirectory:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        ttl: float = DEFAULT_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._now = monotonic
+        self._users: dict[str, tuple[float, SlackUser]] = {}
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def user(self, user_id: str) -> SlackUser:
+        cached = self._users.get(user_id)
+        if cached is not None and self._now() - cached[0] < self._ttl:
+            return cached[1]
+        data = await self._call("users.info", user=user_id)
+        raw: Mapping[str, Any] = data.get("user") or {}
+        profile: Mapping[str, Any] = raw.get("profile") or {}
+        found = SlackUser(
+            id=user_id,
+            name=profile.get("display_name") or raw.get("real_name") or raw.get("name"),
+            email=profile.get("email"),
+            is_bot=bool(raw.get("is_bot")),
+        )
+        self._users[user_id] = (self._now(), found)
+        return found
+
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        cached = self._groups.get(group_id)
+        if cached is not None and self._now() - cached[0] < self._ttl:
+            return cached[1]
+        data = await self._call("usergroups.users.list", usergroup=group_id)
+        members = frozenset(str(u) for u in data.get("users") or [])
+        self._groups[group_id] = (self._now(), members)
+        return members
+
+    async def _call(self, method: str, **params: str) -> Mapping[str, Any]:
+        try:
+            response = await self._client.api_call(method, http_verb="GET", params=params)
+        except SlackApiError as exc:
+            raise api_failure(method, exc) from None
+        except Exception as exc:
+            raise network_failure(method, exc) from None
+        data: Mapping[str, Any] = response.data if isinstance(response.data, dict) else {}
+        return data
+
+
+class StaticDirectory:
+    """A directory from plain data: the sandbox's users and groups, or a fixed test setup."""
+
+    def __init__(
+        self,
+        *,
+        users: Mapping[str, SlackUser] | None = None,
+        groups: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        self._users = dict(users or {})
+        self._groups = dict(groups or {})
+
+    async def user(self, user_id: str) -> SlackUser:
+        return self._users.get(user_id, SlackUser(id=user_id))
+
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        return self._groups.get(group_id, frozenset())
