@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
-from bot.services import audit, outbox
+from bot.services import audit, gates, outbox
 from bot.store.tables import Deployment, Release
 
 RECENT = timedelta(days=30)
@@ -177,6 +177,7 @@ def record(
         payload={"deployment_id": deployment.id},
         now=now,
     )
+    gates.reassess(session, now=now, config=config, deployment=deployment)
 
 
 def _inputs(

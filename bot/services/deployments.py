@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
-from bot.domain.errors import ConcurrentUpdate
 from bot.domain.events import DeployEvent, event_to_dict
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
-from bot.services import assessment, audit, outbox
+from bot.services import assessment, audit, gates, outbox
+from bot.services.transitions import transition
 from bot.store.tables import Deployment, Release, WebhookDelivery
 
 SLACK_MESSAGE = outbox.SLACK_MESSAGE
@@ -144,7 +141,12 @@ def apply_resolved(
     if tracked is None:
         return None
     deployment, _ = apply_event(
-        session, now=now, service=tracked.service, environment=tracked.environment, event=event
+        session,
+        now=now,
+        service=tracked.service,
+        environment=tracked.environment,
+        event=event,
+        config=config,
     )
     return deployment
 
@@ -182,6 +184,7 @@ def _apply(
         environment=tracked.environment,
         event=event,
         commits=commits,
+        config=config,
     )
     if deployment is None:
         return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
@@ -201,6 +204,7 @@ def apply_event(
     environment: str,
     event: DeployEvent,
     commits: Comparison | None = None,
+    config: Config | None = None,
 ) -> tuple[Deployment | None, bool]:
     """Move (or start) the deployment the event is about. Returns (deployment, changed)."""
     if event.status not in states.CI_REPORTED:
@@ -220,6 +224,12 @@ def apply_event(
         changed = _fill_in(current, event)
     if commits is not None:
         _store_webhook_commits(session, deployment=current, commits=commits, event=event)
+    if event.gate is not None and config is not None:
+        gates.open_gate(
+            session, now=now, config=config, deployment=current, request=event.gate,
+            requested_by=_actor(event),
+        )
+        return current, True
     path = states.ci_path(current.state, event.status)
     if path is None:
         return current, changed
@@ -353,7 +363,7 @@ def _create(
     )
     outbox.enqueue(
         session,
-        key=_key(deployment),
+        key=f"deployment:{deployment.id}",
         kind=SLACK_MESSAGE,
         payload={"deployment_id": deployment.id},
         now=now,
@@ -383,80 +393,6 @@ def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> N
             note=f"superseded by {newer.sha[:7]}",
             extra={"superseded_by": newer.id},
         )
-
-
-def _key(deployment: Deployment) -> str:
-    return f"deployment:{deployment.id}"
-
-
-def transition(
-    session: Session,
-    *,
-    deployment: Deployment,
-    target: str,
-    now: datetime,
-    actor: str,
-    source: str,
-    url: str | None = None,
-    note: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """The one way a deployment changes state (raises IllegalTransition / ConcurrentUpdate)."""
-    states.check_move(deployment.state, target)
-    previous = deployment.state
-    values: dict[str, Any] = {
-        "state": target,
-        "row_version": deployment.row_version + 1,
-        "updated_at": now,
-    }
-    if target in states.FINISHED or target in (states.VERIFIED, states.SUCCEEDED):
-        values["finished_at"] = now
-    updated = session.execute(
-        sa.update(Deployment)
-        .where(col(Deployment.id) == deployment.id)
-        .where(col(Deployment.row_version) == deployment.row_version)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConcurrentUpdate(f"deployment {deployment.id} changed underneath")
-    for name, value in values.items():
-        set_committed_value(deployment, name, value)
-    details: dict[str, Any] = {"from": previous, "to": target, "source": source}
-    if note:
-        details["note"] = note[:500]
-    if extra:
-        details.update(extra)
-    audit.append(
-        session,
-        at=now,
-        actor=actor,
-        action="deployment.state_changed",
-        subject=f"deployment:{deployment.id}",
-        details=details,
-    )
-    outbox.enqueue(
-        session,
-        key=_key(deployment),
-        kind=SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
-    outbox.enqueue(
-        session,
-        key=_key(deployment),
-        kind=SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "from": previous,
-            "to": target,
-            "at": now.isoformat(),
-            "actor": actor,
-            "url": url,
-            "note": note[:500] if note else None,
-        },
-        now=now,
-    )
 
 
 def get(session: Session, deployment_id: int) -> Deployment | None:

@@ -24,6 +24,7 @@ SLACK_MESSAGE = "slack.release_message"  # post or edit the deployment's release
 SLACK_THREAD = "slack.thread_reply"  # one progress line in the message's thread
 ASSESS = "deployment.assess"  # fetch the commits, score the risk
 RESOLVE_SHA = "deployment.resolve_sha"  # fetch a full sha the webhook did not carry
+DEPLOY = "deployer.execute"  # tell the real pipeline a decision, or start a deploy
 
 LEASE = timedelta(seconds=60)
 

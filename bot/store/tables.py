@@ -63,6 +63,7 @@ class Deployment(SQLModel, table=True):
     deployer: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     ci_retries: int = 0
+    rollback_to: str | None = Field(default=None, max_length=64)  # sha being restored
     risk: dict[str, Any] | None = _json(default=None)  # RiskAssessment.to_dict()
     assessment_note: str | None = Field(default=None, max_length=500)
     created_at: datetime = _at()
@@ -103,6 +104,7 @@ class Gate(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=200)
     reason: str | None = Field(default=None, max_length=3000)
     break_glass: dict[str, Any] | None = _json(default=None)  # requester, reason, confirmer
+    progress: str | None = Field(default=None, max_length=1000)  # "1 of 2 approvals: ..."
 
 
 class EnvironmentLock(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:06:29.999482
+Create Date: 2026-11-22 02:08:40.973723
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def upgrade() -> None:
     sa.Column('deployer', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('ci_retries', sa.Integer(), nullable=False),
+    sa.Column('rollback_to', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('risk', sa.JSON(), nullable=True),
     sa.Column('assessment_note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
@@ -158,6 +159,7 @@ def upgrade() -> None:
     sa.Column('decided_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=3000), nullable=True),
     sa.Column('break_glass', sa.JSON(), nullable=True),
+    sa.Column('progress', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.ForeignKeyConstraint(['deployment_id'], ['deployment.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

@@ -1,0 +1,461 @@
+"""Approval gates: opened when a pipeline waits, decided by people in Slack, settled once.
+
+Every decision locks the gate row first (its row_version is bumped with a conditional
+UPDATE), so double clicks, two approvers at the same instant, or an approval racing a
+rejection or an expiry end in exactly one consistent outcome, decided by the database.
+A decision the pipeline waits for is carried back by a deployer through the outbox.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bot.config import Config, Environment
+from bot.domain import gates as rules
+from bot.domain import states
+from bot.domain.errors import ConcurrentUpdate
+from bot.domain.events import GateRequest
+from bot.services import audit, outbox
+from bot.services.transitions import transition
+from bot.store.tables import Approval, Deployment, Gate, Release
+
+DEPLOY = outbox.DEPLOY
+
+APPROVED = "approved"
+REJECTED = "rejected"
+RECORDED = "recorded"
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # approved | rejected | recorded | refused
+    message: str  # what to tell the person who clicked
+    gate_id: int | None = None
+    deployment_id: int | None = None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def environment_of(config: Config, deployment: Deployment) -> Environment | None:
+    service = config.services.get(deployment.service)
+    return service.environment(deployment.environment) if service else None
+
+
+def gate_principals(config: Config, service: str, environment: str) -> frozenset[str]:
+    """Every user group a decision on this environment's gates may need resolving."""
+    svc = config.services.get(service)
+    env = svc.environment(environment) if svc else None
+    found: set[str] = set()
+    if env is not None and env.gate is not None:
+        for rule in env.gate.require:
+            found.update(rule.approvers)
+        for risk_gate in env.gate.by_risk.values():
+            for rule in risk_gate.require or ():
+                found.update(rule.approvers)
+    if config.break_glass is not None:
+        found.update(config.break_glass.approvers)
+    return frozenset(p for p in found if p.startswith("S"))
+
+
+def memberships_from(
+    group_members: Mapping[str, frozenset[str]], users: set[str]
+) -> dict[str, frozenset[str]]:
+    return {
+        user: frozenset(g for g, members in group_members.items() if user in members)
+        for user in users
+    }
+
+
+def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeople:
+    release = session.get(Release, deployment.release_id)
+    commits = (release.commits or []) if release else []
+    return rules.ReleasePeople(
+        authors=tuple(c.get("author_login") or "" for c in commits),
+        committers=tuple(c.get("committer_login") or "" for c in commits),
+        deployers=tuple(p for p in (deployment.deployer,) if p),
+    )
+
+
+def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:
+    """What the gate needs now; None until the risk is known (the decision waits for it)."""
+    env = environment_of(config, deployment)
+    if env is None or env.gate is None:
+        return None
+    level = deployment.risk.get("level") if deployment.risk else None
+    if level is None:
+        return None
+    return rules.requirement_for(env.gate, level)
+
+
+def pending_gate(session: Session, deployment_id: int) -> Gate | None:
+    return session.exec(
+        select(Gate)
+        .where(Gate.deployment_id == deployment_id)
+        .where(Gate.status == rules.PENDING)
+        .order_by(col(Gate.id).desc())
+    ).first()
+
+
+def latest_gate(session: Session, deployment_id: int) -> Gate | None:
+    return session.exec(
+        select(Gate).where(Gate.deployment_id == deployment_id).order_by(col(Gate.id).desc())
+    ).first()
+
+
+def approvers_of(session: Session, gate_id: int) -> list[str]:
+    return list(
+        session.exec(
+            select(Approval.user_id)
+            .where(Approval.gate_id == gate_id)
+            .where(Approval.decision == "approve")
+            .order_by(col(Approval.id))
+        ).all()
+    )
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def open_gate(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment: Deployment,
+    request: GateRequest,
+    requested_by: str | None,
+) -> Gate | None:
+    """The pipeline waits: open (or find) the gate of this deployment.
+
+    With no gate configured for the environment, the pipeline is told to go ahead at once.
+    """
+    assert deployment.id is not None
+    env = environment_of(config, deployment)
+    if env is None or env.gate is None:
+        if request.decide_via is not None:
+            _call_deployer(
+                session, now=now, deployment=deployment, kind=request.decide_via,
+                action="approve", context=request.context, actor="releasebot",
+                reason=f"no gate is configured for {deployment.environment}",
+            )
+        return None
+    existing = pending_gate(session, deployment.id)
+    if existing is not None:
+        return existing
+    _supersede_pending(session, now=now, config=config, newer=deployment)
+    times = rules.GateTimes.from_gate(env.gate, now)
+    gate = Gate(
+        deployment_id=deployment.id,
+        sha=deployment.sha,
+        status=rules.PENDING,
+        requirement={},
+        decide_via=request.decide_via,
+        context=dict(request.context),
+        requested_by=requested_by,
+        created_at=now,
+        expires_at=times.expires_at,
+        remind_at=times.remind_at,
+    )
+    session.add(gate)
+    session.flush()
+    assert gate.id is not None
+    audit.append(
+        session, at=now, actor=requested_by or "releasebot", action="gate.opened",
+        subject=f"gate:{gate.id}",
+        details={"deployment": deployment.id, "sha": deployment.sha,
+                 "decide_via": request.decide_via, "expires_at": times.expires_at.isoformat()},
+    )
+    if deployment.state == states.PENDING:
+        transition(
+            session, deployment=deployment, target=states.AWAITING_APPROVAL, now=now,
+            actor="releasebot", source="gate",
+            note=f"gate #{gate.id} waits for approval (expires {times.expires_at:%H:%M} UTC)",
+        )
+    settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
+    return gate
+
+
+def _supersede_pending(
+    session: Session, *, now: datetime, config: Config, newer: Deployment
+) -> None:
+    older = session.exec(
+        select(Gate, Deployment)
+        .join(Deployment, col(Deployment.id) == col(Gate.deployment_id))
+        .where(Gate.status == rules.PENDING)
+        .where(Deployment.service == newer.service)
+        .where(Deployment.environment == newer.environment)
+        .where(Deployment.sha != newer.sha)
+    ).all()
+    for gate, deployment in older:
+        _lock(session, gate)
+        _close(
+            session, now=now, gate=gate, deployment=deployment, status=rules.SUPERSEDED,
+            actor="releasebot", reason=f"superseded by {newer.sha[:7]}",
+            target_state=states.SUPERSEDED,
+        )
+
+
+# --- deciding --------------------------------------------------------------------------------
+
+
+def decide(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    gate_id: int,
+    person: rules.Person,
+    group_members: Mapping[str, frozenset[str]],
+    decision: str,
+    reason: str | None = None,
+) -> Outcome:
+    """Record one person's approve or reject on a gate, or refuse it with the reason."""
+    gate = session.get(Gate, gate_id)
+    if gate is None:
+        return Outcome(REFUSED, "this gate does not exist", gate_id)
+    _lock(session, gate)
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None and deployment.id is not None
+    env = environment_of(config, deployment)
+    assert env is not None and env.gate is not None
+    approvers = approvers_of(session, gate_id)
+    voted = set(
+        session.exec(select(Approval.user_id).where(Approval.gate_id == gate_id)).all()
+    )
+    memberships = memberships_from(group_members, {*approvers, person.user_id})
+    current = requirement(config, deployment) or rules.requirement_for(env.gate, None)
+    refusal = rules.decision_refusal(
+        decision="approve" if decision == "approve" else "reject",
+        gate_status=gate.status,
+        requirement=current,
+        forbid_self_approval=env.gate.forbid_self_approval,
+        person=person,
+        people=release_people(session, deployment),
+        approvals=sorted(voted),
+        memberships=memberships,
+        environment=deployment.environment,
+        freezes=config.freezes,
+        at=now,
+    )
+    if refusal is None and decision == "reject" and not (reason or "").strip():
+        refusal = "a reason is required to reject a release"
+    subject = f"gate:{gate_id}"
+    if refusal is not None:
+        audit.append(
+            session, at=now, actor=person.user_id, action="gate.decision_refused",
+            subject=subject, details={"decision": decision, "reason": refusal},
+        )
+        return Outcome(REFUSED, refusal, gate_id, deployment.id)
+    session.add(
+        Approval(gate_id=gate_id, user_id=person.user_id, decision=decision,
+                 reason=(reason or "").strip()[:3000] or None, created_at=now)
+    )
+    session.flush()
+    audit.append(
+        session, at=now, actor=person.user_id, action=f"gate.{decision}_recorded",
+        subject=subject, details={"reason": reason, "email": person.email},
+    )
+    if decision == "reject":
+        _close(
+            session, now=now, gate=gate, deployment=deployment, status=rules.REJECTED,
+            actor=person.user_id, reason=(reason or "").strip(), target_state=states.REJECTED,
+        )
+        return Outcome(REJECTED, "you rejected this release", gate_id, deployment.id)
+    result = settle(
+        session, now=now, config=config, gate=gate, deployment=deployment,
+        memberships=memberships, actor=person.user_id,
+    )
+    if result == APPROVED:
+        return Outcome(APPROVED, "approved: the release goes ahead", gate_id, deployment.id)
+    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate_id,
+                   deployment.id)
+
+
+def settle(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    gate: Gate,
+    deployment: Deployment,
+    memberships: Mapping[str, frozenset[str]],
+    actor: str = "releasebot",
+) -> str:
+    """Decide the gate if what it requires is now met; keep its progress line current."""
+    if gate.status != rules.PENDING:
+        return gate.status
+    assert gate.id is not None
+    current = requirement(config, deployment)
+    if current is None:
+        gate.progress = "waiting for the risk assessment before deciding"
+        _refresh(session, now=now, deployment=deployment)
+        return RECORDED
+    approvers = approvers_of(session, gate.id)
+    status = rules.evaluate(current, approvers, memberships)
+    gate.requirement = current.to_dict()
+    gate.progress = status.describe(_mention)
+    if status.met:
+        reason = (
+            f"{current.risk_level} risk: approved automatically"
+            if current.mode == "auto_approve"
+            else status.describe(_mention)
+        )
+        _close(
+            session, now=now, gate=gate, deployment=deployment, status=rules.APPROVED,
+            actor=actor if current.mode != "auto_approve" else "releasebot",
+            reason=reason, target_state=states.APPROVED,
+        )
+        return APPROVED
+    session.add(gate)
+    _refresh(session, now=now, deployment=deployment)
+    return RECORDED
+
+
+def reassess(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
+    """The risk is known now: a waiting gate may auto-approve or become blocked."""
+    assert deployment.id is not None
+    gate = pending_gate(session, deployment.id)
+    if gate is None:
+        return
+    _lock(session, gate)
+    settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
+
+
+def _mention(principal: str) -> str:
+    if principal.startswith(("U", "W")):
+        return f"<@{principal}>"
+    if principal.startswith("S"):
+        return f"<!subteam^{principal}>"
+    return principal
+
+
+def _lock(session: Session, gate: Gate) -> None:
+    """Bump the row version, or fail if someone else did first (the caller retries)."""
+    updated = session.execute(
+        sa.update(Gate)
+        .where(col(Gate.id) == gate.id)
+        .where(col(Gate.row_version) == gate.row_version)
+        .values(row_version=gate.row_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate(f"gate {gate.id} changed underneath")
+    session.refresh(gate)
+
+
+def _close(
+    session: Session,
+    *,
+    now: datetime,
+    gate: Gate,
+    deployment: Deployment,
+    status: str,
+    actor: str,
+    reason: str,
+    target_state: str,
+) -> None:
+    gate.status = status
+    gate.decided_at = now
+    gate.decided_by = actor
+    gate.reason = reason[:3000] or None
+    session.add(gate)
+    session.flush()
+    audit.append(
+        session, at=now, actor=actor, action=f"gate.{status}", subject=f"gate:{gate.id}",
+        details={"deployment": deployment.id, "reason": reason, "requirement": gate.requirement},
+    )
+    if target_state in states.LEGAL_MOVES.get(deployment.state, frozenset()):
+        transition(
+            session, deployment=deployment, target=target_state, now=now, actor=actor,
+            source="gate", note=reason,
+        )
+    action = "approve" if status == rules.APPROVED else "reject"
+    if gate.decide_via is not None:
+        on_approve = str(gate.context.get("on_approve", "approve"))
+        if action == "approve" or not gate.context.get("on_approve"):
+            _call_deployer(
+                session, now=now, deployment=deployment, kind=gate.decide_via,
+                action=on_approve if action == "approve" else "reject",
+                context=gate.context, actor=actor, reason=reason,
+            )
+
+
+def _refresh(session: Session, *, now: datetime, deployment: Deployment) -> None:
+    outbox.enqueue(
+        session, key=f"deployment:{deployment.id}", kind=outbox.SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id}, now=now,
+    )
+
+
+def _call_deployer(
+    session: Session,
+    *,
+    now: datetime,
+    deployment: Deployment,
+    kind: str,
+    action: str,
+    context: Mapping[str, Any],
+    actor: str,
+    reason: str | None,
+) -> None:
+    outbox.enqueue(
+        session,
+        key=f"deploy:{deployment.id}",
+        kind=DEPLOY,
+        payload={
+            "deployment_id": deployment.id,
+            "kind": kind,
+            "action": action,
+            "request_id": f"rb-{deployment.id}-{action}-{uuid.uuid4().hex[:8]}",
+            "context": dict(context),
+            "actor": actor,
+            "reason": reason,
+        },
+        now=now,
+    )
+
+
+# --- time ------------------------------------------------------------------------------------
+
+
+def sweep(session: Session, *, now: datetime, config: Config) -> int:
+    """Remind the approvers of gates waiting long, expire the ones past their time."""
+    acted = 0
+    for gate in session.exec(select(Gate).where(Gate.status == rules.PENDING)).all():
+        deployment = session.get(Deployment, gate.deployment_id)
+        if deployment is None or gate.expires_at is None:
+            continue
+        if now >= gate.expires_at:
+            _lock(session, gate)
+            _close(
+                session, now=now, gate=gate, deployment=deployment, status=rules.EXPIRED,
+                actor="releasebot", reason="nobody decided in time",
+                target_state=states.EXPIRED,
+            )
+            acted += 1
+        elif gate.remind_at is not None and now >= gate.remind_at and gate.reminded_at is None:
+            _lock(session, gate)
+            gate.reminded_at = now
+            session.add(gate)
+            principals = (rules.Requirement.from_dict(gate.requirement).principals()
+                          if gate.requirement else ())
+            outbox.enqueue(
+                session, key=f"deployment:{deployment.id}", kind=outbox.SLACK_THREAD,
+                payload={"deployment_id": deployment.id, "template": "gate_reminder.txt.j2",
+                         "approvers": list(principals), "expires_at": gate.expires_at.isoformat(),
+                         "progress": gate.progress},
+                now=now,
+            )
+            audit.append(session, at=now, actor="releasebot", action="gate.reminded",
+                         subject=f"gate:{gate.id}", details={"approvers": list(principals)})
+            acted += 1
+    return acted

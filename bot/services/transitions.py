@@ -1,0 +1,90 @@
+"""The one way a deployment changes state.
+
+`transition` checks the table of legal moves, updates the row only if nobody else did first
+(row_version), and writes the audit record and the outbox rows (the message edit and a line
+in its thread) in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col
+
+from bot.domain import states
+from bot.domain.errors import ConcurrentUpdate
+from bot.services import audit, outbox
+from bot.store.tables import Deployment
+
+
+def transition(
+    session: Session,
+    *,
+    deployment: Deployment,
+    target: str,
+    now: datetime,
+    actor: str,
+    source: str,
+    url: str | None = None,
+    note: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The one way a deployment changes state (raises IllegalTransition / ConcurrentUpdate)."""
+    states.check_move(deployment.state, target)
+    previous = deployment.state
+    values: dict[str, Any] = {
+        "state": target,
+        "row_version": deployment.row_version + 1,
+        "updated_at": now,
+    }
+    if target in states.FINISHED or target in (states.VERIFIED, states.SUCCEEDED):
+        values["finished_at"] = now
+    updated = session.execute(
+        sa.update(Deployment)
+        .where(col(Deployment.id) == deployment.id)
+        .where(col(Deployment.row_version) == deployment.row_version)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate(f"deployment {deployment.id} changed underneath")
+    for name, value in values.items():
+        set_committed_value(deployment, name, value)
+    details: dict[str, Any] = {"from": previous, "to": target, "source": source}
+    if note:
+        details["note"] = note[:500]
+    if extra:
+        details.update(extra)
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="deployment.state_changed",
+        subject=f"deployment:{deployment.id}",
+        details=details,
+    )
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id},
+        now=now,
+    )
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_THREAD,
+        payload={
+            "deployment_id": deployment.id,
+            "from": previous,
+            "to": target,
+            "at": now.isoformat(),
+            "actor": actor,
+            "url": url,
+            "note": note[:500] if note else None,
+        },
+        now=now,
+    )
