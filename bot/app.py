@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import httpx
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,7 +24,15 @@ from bot import migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
-from bot.ports import Clock, DeploymentLookup, ScmClient, SlackSender, SystemClock
+from bot.ports import (
+    Clock,
+    Deployer,
+    DeploymentLookup,
+    ScmClient,
+    SlackDirectory,
+    SlackSender,
+    SystemClock,
+)
 from bot.render import Renderer
 from bot.runtime import Runtime
 from bot.scheduling import build_scheduler, register_jobs
@@ -30,8 +40,10 @@ from bot.settings import Settings
 from bot.store.db import Database, make_engine
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
+from integrations.deployers.registry import build_deployers, close_all
 from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
+from integrations.slack.directory import StaticDirectory, WebApiDirectory
 from integrations.slack.logsender import LogSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_web_client
 
@@ -47,6 +59,10 @@ class Overrides:
     slack_sender: SlackSender | None = None
     scm_clients: dict[str, ScmClient] | None = None
     lookups: dict[str, DeploymentLookup] | None = None
+    directory: SlackDirectory | None = None
+    deployers: dict[str, Deployer] | None = None
+    http_transport: httpx.AsyncBaseTransport | None = None  # the outside world's HTTP APIs
+    environ: Mapping[str, str] | None = None  # where secrets named in the config are read
     process_before_response: bool = False
     start_scheduler: bool = True
     run_outbox_worker: bool = True
@@ -72,7 +88,22 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         client = make_web_client(token, settings.slack_api_url)
         sender = overrides.slack_sender or _slack_sender(token, client)
-        own_scm = _scm(settings) if overrides.scm_clients is None else {}
+        own_scm = _scm(settings, overrides.http_transport) if overrides.scm_clients is None else {}
+        environ = overrides.environ if overrides.environ is not None else os.environ
+        own_deployers = (
+            build_deployers(
+                settings,
+                secret_lookup=environ.get,
+                transport=overrides.http_transport,
+                jenkins_url=settings.jenkins_url,
+                jenkins_user=settings.jenkins_user,
+                jenkins_api_token=settings.jenkins_api_token.get_secret_value()
+                if settings.jenkins_api_token
+                else None,
+            )
+            if overrides.deployers is None
+            else {}
+        )
         scm = overrides.scm_clients if overrides.scm_clients is not None else own_scm
         worker = OutboxWorker(
             db=db,
@@ -83,8 +114,10 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             metrics=metrics,
             scm=scm,
             lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
+            deployers=overrides.deployers if overrides.deployers is not None else own_deployers,
         )
         runtime = Runtime(
+            directory=overrides.directory or _directory(token, client),
             settings=settings,
             config=config,
             db=db,
@@ -97,6 +130,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             signing_secret=_signing_secret(settings),
             client=client,
             slash_command=config.slack.slash_command,
+            runtime=runtime,
             process_before_response=overrides.process_before_response,
         )
         socket_mode = await _start_socket_mode(settings, bolt)
@@ -125,6 +159,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 await socket_mode.close_async()
             for scm_client in own_scm.values():
                 await scm_client.aclose()
+            await close_all(own_deployers)
             engine.dispose()
 
     return Starlette(
@@ -141,16 +176,22 @@ def _slack_sender(token: str | None, client: Any) -> SlackSender:
     return WebApiSlackSender(client)
 
 
-def _scm(settings: Settings) -> dict[str, GitHubClient | GitLabClient]:
+def _scm(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, GitHubClient | GitLabClient]:
     """The code hosts' compare APIs that credentials are configured for."""
     clients: dict[str, GitHubClient | GitLabClient] = {}
-    github = github_client_from_settings(settings)
+    github = github_client_from_settings(settings, transport=transport)
     if github is not None:
         clients["github"] = github
-    gitlab = gitlab_client_from_settings(settings)
+    gitlab = gitlab_client_from_settings(settings, transport=transport)
     if gitlab is not None:
         clients["gitlab"] = gitlab
     return clients
+
+
+def _directory(token: str | None, client: Any) -> SlackDirectory:
+    return WebApiDirectory(client) if token else StaticDirectory()
 
 
 def _lookups(clients: dict[str, GitHubClient | GitLabClient]) -> dict[str, DeploymentLookup]:

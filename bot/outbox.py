@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import replace
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,13 +23,21 @@ from sqlmodel import Session, col
 
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
-from bot.metrics import Metrics
 from bot.domain.events import event_from_dict
-from bot.ports import Clock, Comparison, DeploymentLookup, ScmClient, SlackSender
+from bot.metrics import Metrics
+from bot.ports import (
+    Clock,
+    Comparison,
+    Deployer,
+    DeploymentLookup,
+    DeployRequest,
+    ScmClient,
+    SlackSender,
+)
 from bot.render import Renderer
-from bot.services import assessment, outbox
+from bot.services import assessment, outbox, pipeline
 from bot.services.deployments import apply_resolved
-from bot.services.outbox import ASSESS, RESOLVE_SHA, SLACK_MESSAGE, SLACK_THREAD
+from bot.services.outbox import ASSESS, DEPLOY, RESOLVE_SHA, SLACK_MESSAGE, SLACK_THREAD
 from bot.services.views import ReleaseView, release_view, save_message
 from bot.store.db import Database
 from bot.store.tables import OutboxMessage
@@ -55,6 +63,7 @@ class OutboxWorker:
         metrics: Metrics,
         scm: Mapping[str, ScmClient] | None = None,
         lookups: Mapping[str, DeploymentLookup] | None = None,
+        deployers: Mapping[str, Deployer] | None = None,
         rng: Callable[[], float] = random.random,
         batch: int = 50,
         horizon: timedelta = HORIZON,
@@ -67,6 +76,7 @@ class OutboxWorker:
         self._metrics = metrics
         self._scm = scm or {}
         self._lookups = lookups or {}
+        self._deployers = deployers or {}
         self._rng = rng
         self._batch = batch
         self._horizon = horizon
@@ -142,9 +152,13 @@ class OutboxWorker:
         now = self._clock.now()
         if not exc.retryable or now - row.created_at > self._horizon:
             log.error("giving up on outbox row %s (%s): %s", row.id, row.kind, exc.reason)
-            await asyncio.to_thread(
-                self._db.write, lambda s: outbox.mark_dead(s, row_id=row.id, error=exc.reason)
-            )
+
+            def give_up(session: Session) -> None:
+                outbox.mark_dead(session, row_id=row.id, error=exc.reason)
+                if row.kind == DEPLOY:
+                    pipeline.record_failure(session, now=now, payload=row.payload, error=exc.reason)
+
+            await asyncio.to_thread(self._db.write, give_up)
             return
         if exc.retry_after is not None:
             delay = exc.retry_after + self._rng()  # Slack asks for at least this long
@@ -170,6 +184,8 @@ class OutboxWorker:
             await self._assess(row)
         elif row.kind == RESOLVE_SHA:
             await self._resolve_sha(row)
+        elif row.kind == DEPLOY:
+            await self._deploy(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
@@ -254,6 +270,28 @@ class OutboxWorker:
                 comparison=comparison,
                 unavailable=unavailable,
             ),
+        )
+        self.wake()
+
+    async def _deploy(self, row: outbox.Claimed) -> None:
+        """Carry a decision or an action to the real pipeline through its deployer."""
+        kind = str(row.payload["kind"])
+        deployer = self._deployers.get(kind)
+        if deployer is None:
+            raise DeliveryFailed(
+                f"no credentials configured for the {kind} deployer", retryable=False
+            )
+        request: DeployRequest | None = await asyncio.to_thread(
+            self._read,
+            lambda s: pipeline.request_for(s, config=self._config, payload=row.payload),
+        )
+        if request is None:
+            raise DeliveryFailed("the deployment is gone", retryable=False)
+        result = await deployer.execute(request)
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: pipeline.record_result(s, now=now, payload=row.payload, result=result),
         )
         self.wake()
 

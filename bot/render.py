@@ -84,6 +84,14 @@ def risk_label(level: str) -> Mrkdwn:
     return Mrkdwn(RISK_EMOJI.get(level, ":white_circle:"))
 
 
+_PRINCIPAL = re.compile(r"\b(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})\b")
+
+
+def with_mentions(value: object) -> Mrkdwn:
+    """Escape text we composed ourselves from Slack ids, then turn those ids into mentions."""
+    return Mrkdwn(_PRINCIPAL.sub(lambda m: mention(m.group(0)), escape_mrkdwn(value)))
+
+
 def state_label(state: str) -> Mrkdwn:
     emoji, label = STATE_LABELS.get(state, (":grey_question:", state))
     return Mrkdwn(f"{emoji} {escape_mrkdwn(label)}")
@@ -130,7 +138,9 @@ def _environment(directory: Path | None, finalize: Callable[[object], str]) -> j
         keep_trailing_newline=False,
     )
     env.globals.update(link=link, mention=mention, state_label=state_label, risk_label=risk_label)
-    env.filters.update(truncate_to=truncate, clock=clock_time, plain=plain)
+    env.filters.update(
+        truncate_to=truncate, clock=clock_time, plain=plain, with_mentions=with_mentions
+    )
     return env
 
 
@@ -158,11 +168,8 @@ class Renderer:
         return text, blocks
 
     def thread_reply(self, view: ReleaseView, change: dict[str, Any]) -> str:
-        return (
-            self._text.get_template("thread_reply.txt.j2")
-            .render({"r": view, "change": change})
-            .strip()
-        )
+        template = str(change.get("template") or "thread_reply.txt.j2")
+        return self._text.get_template(template).render({"r": view, "change": change}).strip()
 
     def _blocks(self, name: str, context: dict[str, Any]) -> list[dict[str, Any]]:
         rendered = self._json.get_template(name).render(context)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     jenkins_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("JENKINS_WEBHOOK_SECRET")
     )
+    jenkins_url: str | None = Field(None, validation_alias=_env("JENKINS_URL"))
+    jenkins_user: str | None = Field(None, validation_alias=_env("JENKINS_USER"))
+    jenkins_api_token: SecretStr | None = Field(None, validation_alias=_env("JENKINS_API_TOKEN"))
     pagerduty_events_url: str = Field(
         "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
     )

@@ -27,7 +27,14 @@ from bot.settings import Settings, load_settings
 from bot.store.db import Database, make_engine, normalize_url
 from integrations.slack.fakeapi import FakeSlackWebApi
 from tests.fakes import FrozenClock
-from tests.helpers import EXAMPLE_CONFIG, GITHUB_SECRET, SLACK_SIGNING_SECRET, SLACK_TOKEN
+from tests.helpers import (
+    EXAMPLE_CONFIG,
+    GITHUB_SECRET,
+    SLACK_GROUPS,
+    SLACK_SIGNING_SECRET,
+    SLACK_TOKEN,
+    SLACK_USERS,
+)
 from tests.servers import serve_in_thread
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL")
@@ -160,7 +167,7 @@ def example_config() -> Config:
 
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[tuple[FakeSlackWebApi, str]]:
-    fake = FakeSlackWebApi()
+    fake = FakeSlackWebApi(users=SLACK_USERS, usergroups=SLACK_GROUPS)
     with serve_in_thread(fake.app()) as base_url:
         yield fake, base_url
 

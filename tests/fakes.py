@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
 
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
@@ -67,3 +71,63 @@ def commits(count: int, *, message: str = "Change {i}", author: str = "Dev One")
         truncated=False,
         url="https://github.com/acme/checkout/compare/a...b",
     )
+
+
+class FakeGitHub:
+    """GitHub's REST API as an httpx transport: App tokens, compare, protection-rule
+    callbacks and workflow dispatches, answering as GitHub does and recording every call."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.compare_files: list[dict[str, Any]] = [
+            {"filename": "app/main.py", "status": "modified", "additions": 10, "deletions": 2}
+        ]
+        self.commit_author = "octo-owner"
+        self.callback_status = 204
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    def calls(self, method: str, path_part: str) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == method and path_part in r.url.path]
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.calls("POST", "/deployment_protection_rule")]
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if path.endswith("/installation"):
+            return httpx.Response(200, json={"id": 42})
+        if path.startswith("/app/installations/") and path.endswith("/access_tokens"):
+            expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return httpx.Response(201, json={"token": "ghs_installation", "expires_at": expires})
+        if "/compare/" in path or "/commits/" in path:
+            return httpx.Response(200, json=self._comparison(path))
+        if path.endswith("/deployment_protection_rule"):
+            return httpx.Response(self.callback_status)
+        if path.endswith("/dispatches"):
+            return httpx.Response(204)
+        return httpx.Response(404, json={"message": "Not Found"})
+
+    def _comparison(self, path: str) -> dict[str, Any]:
+        head = path.rsplit("...", 1)[-1].rsplit("/", 1)[-1]
+        commit = {
+            "sha": head,
+            "html_url": f"https://github.com/acme/checkout/commit/{head}",
+            "commit": {
+                "message": "Speed up checkout",
+                "author": {"name": "Olga Owner", "date": "2026-11-16T09:00:00Z"},
+            },
+            "author": {"login": self.commit_author},
+            "committer": {"login": self.commit_author},
+        }
+        if "/compare/" in path:
+            return {
+                "html_url": "https://github.com/acme/checkout/compare/x...y",
+                "total_commits": 1,
+                "commits": [commit],
+                "files": self.compare_files,
+            }
+        return {**commit, "files": self.compare_files}

@@ -22,6 +22,21 @@ GITHUB_SECRET = "It's a Secret to Everybody"
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
 SLACK_TOKEN = "xoxb-test-token"
 
+# The workspace the fake Slack Web API knows (users.info, usergroups.users.list).
+SLACK_USERS: dict[str, dict[str, Any]] = {
+    "U0RM1": {"name": "rita", "profile": {"email": "rita@acme.example"}},
+    "U0RM2": {"name": "ravi", "profile": {"email": "ravi@acme.example"}},
+    "U0OWNER01": {"name": "olga", "profile": {"email": "olga@acme.example"}},
+    "U0SRE1": {"name": "sam", "profile": {"email": "sam@acme.example"}},
+    "U0BOTH": {"name": "bea", "profile": {"email": "bea@acme.example"}},
+    "U0STRANGER": {"name": "stan", "profile": {"email": "stan@acme.example"}},
+}
+SLACK_GROUPS: dict[str, list[str]] = {
+    "S0RELMGRS": ["U0RM1", "U0RM2", "U0OWNER01", "U0BOTH"],
+    "S0SREGRPS": ["U0SRE1", "U0BOTH"],
+    "S0ONCALL1": ["U0SRE1"],
+}
+
 SHA_A = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 SHA_B = "9e602444f49b8b69c3a9a51fa97a115f3d323508"
 

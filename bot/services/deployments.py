@@ -226,7 +226,11 @@ def apply_event(
         _store_webhook_commits(session, deployment=current, commits=commits, event=event)
     if event.gate is not None and config is not None:
         gates.open_gate(
-            session, now=now, config=config, deployment=current, request=event.gate,
+            session,
+            now=now,
+            config=config,
+            deployment=current,
+            request=event.gate,
             requested_by=_actor(event),
         )
         return current, True

@@ -96,6 +96,13 @@ def requirement(config: Config, deployment: Deployment) -> rules.Requirement | N
     return rules.requirement_for(env.gate, level)
 
 
+def scope(session: Session, gate_id: int) -> tuple[str, str] | None:
+    """(service, environment) of a gate."""
+    gate = session.get(Gate, gate_id)
+    deployment = session.get(Deployment, gate.deployment_id) if gate else None
+    return (deployment.service, deployment.environment) if deployment else None
+
+
 def pending_gate(session: Session, deployment_id: int) -> Gate | None:
     return session.exec(
         select(Gate)
@@ -143,8 +150,13 @@ def open_gate(
     if env is None or env.gate is None:
         if request.decide_via is not None:
             _call_deployer(
-                session, now=now, deployment=deployment, kind=request.decide_via,
-                action="approve", context=request.context, actor="releasebot",
+                session,
+                now=now,
+                deployment=deployment,
+                kind=request.decide_via,
+                action="approve",
+                context=request.context,
+                actor="releasebot",
                 reason=f"no gate is configured for {deployment.environment}",
             )
         return None
@@ -169,15 +181,26 @@ def open_gate(
     session.flush()
     assert gate.id is not None
     audit.append(
-        session, at=now, actor=requested_by or "releasebot", action="gate.opened",
+        session,
+        at=now,
+        actor=requested_by or "releasebot",
+        action="gate.opened",
         subject=f"gate:{gate.id}",
-        details={"deployment": deployment.id, "sha": deployment.sha,
-                 "decide_via": request.decide_via, "expires_at": times.expires_at.isoformat()},
+        details={
+            "deployment": deployment.id,
+            "sha": deployment.sha,
+            "decide_via": request.decide_via,
+            "expires_at": times.expires_at.isoformat(),
+        },
     )
     if deployment.state == states.PENDING:
         transition(
-            session, deployment=deployment, target=states.AWAITING_APPROVAL, now=now,
-            actor="releasebot", source="gate",
+            session,
+            deployment=deployment,
+            target=states.AWAITING_APPROVAL,
+            now=now,
+            actor="releasebot",
+            source="gate",
             note=f"gate #{gate.id} waits for approval (expires {times.expires_at:%H:%M} UTC)",
         )
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
@@ -198,8 +221,13 @@ def _supersede_pending(
     for gate, deployment in older:
         _lock(session, gate)
         _close(
-            session, now=now, gate=gate, deployment=deployment, status=rules.SUPERSEDED,
-            actor="releasebot", reason=f"superseded by {newer.sha[:7]}",
+            session,
+            now=now,
+            gate=gate,
+            deployment=deployment,
+            status=rules.SUPERSEDED,
+            actor="releasebot",
+            reason=f"superseded by {newer.sha[:7]}",
             target_state=states.SUPERSEDED,
         )
 
@@ -228,9 +256,7 @@ def decide(
     env = environment_of(config, deployment)
     assert env is not None and env.gate is not None
     approvers = approvers_of(session, gate_id)
-    voted = set(
-        session.exec(select(Approval.user_id).where(Approval.gate_id == gate_id)).all()
-    )
+    voted = set(session.exec(select(Approval.user_id).where(Approval.gate_id == gate_id)).all())
     memberships = memberships_from(group_members, {*approvers, person.user_id})
     current = requirement(config, deployment) or rules.requirement_for(env.gate, None)
     refusal = rules.decision_refusal(
@@ -251,33 +277,56 @@ def decide(
     subject = f"gate:{gate_id}"
     if refusal is not None:
         audit.append(
-            session, at=now, actor=person.user_id, action="gate.decision_refused",
-            subject=subject, details={"decision": decision, "reason": refusal},
+            session,
+            at=now,
+            actor=person.user_id,
+            action="gate.decision_refused",
+            subject=subject,
+            details={"decision": decision, "reason": refusal},
         )
         return Outcome(REFUSED, refusal, gate_id, deployment.id)
     session.add(
-        Approval(gate_id=gate_id, user_id=person.user_id, decision=decision,
-                 reason=(reason or "").strip()[:3000] or None, created_at=now)
+        Approval(
+            gate_id=gate_id,
+            user_id=person.user_id,
+            decision=decision,
+            reason=(reason or "").strip()[:3000] or None,
+            created_at=now,
+        )
     )
     session.flush()
     audit.append(
-        session, at=now, actor=person.user_id, action=f"gate.{decision}_recorded",
-        subject=subject, details={"reason": reason, "email": person.email},
+        session,
+        at=now,
+        actor=person.user_id,
+        action=f"gate.{decision}_recorded",
+        subject=subject,
+        details={"reason": reason, "email": person.email},
     )
     if decision == "reject":
         _close(
-            session, now=now, gate=gate, deployment=deployment, status=rules.REJECTED,
-            actor=person.user_id, reason=(reason or "").strip(), target_state=states.REJECTED,
+            session,
+            now=now,
+            gate=gate,
+            deployment=deployment,
+            status=rules.REJECTED,
+            actor=person.user_id,
+            reason=(reason or "").strip(),
+            target_state=states.REJECTED,
         )
         return Outcome(REJECTED, "you rejected this release", gate_id, deployment.id)
     result = settle(
-        session, now=now, config=config, gate=gate, deployment=deployment,
-        memberships=memberships, actor=person.user_id,
+        session,
+        now=now,
+        config=config,
+        gate=gate,
+        deployment=deployment,
+        memberships=memberships,
+        actor=person.user_id,
     )
     if result == APPROVED:
         return Outcome(APPROVED, "approved: the release goes ahead", gate_id, deployment.id)
-    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate_id,
-                   deployment.id)
+    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate_id, deployment.id)
 
 
 def settle(
@@ -302,17 +351,22 @@ def settle(
     approvers = approvers_of(session, gate.id)
     status = rules.evaluate(current, approvers, memberships)
     gate.requirement = current.to_dict()
-    gate.progress = status.describe(_mention)
+    gate.progress = status.describe()  # ids as they are; templates turn them into mentions
     if status.met:
         reason = (
             f"{current.risk_level} risk: approved automatically"
             if current.mode == "auto_approve"
-            else status.describe(_mention)
+            else status.describe()
         )
         _close(
-            session, now=now, gate=gate, deployment=deployment, status=rules.APPROVED,
+            session,
+            now=now,
+            gate=gate,
+            deployment=deployment,
+            status=rules.APPROVED,
             actor=actor if current.mode != "auto_approve" else "releasebot",
-            reason=reason, target_state=states.APPROVED,
+            reason=reason,
+            target_state=states.APPROVED,
         )
         return APPROVED
     session.add(gate)
@@ -328,14 +382,6 @@ def reassess(session: Session, *, now: datetime, config: Config, deployment: Dep
         return
     _lock(session, gate)
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
-
-
-def _mention(principal: str) -> str:
-    if principal.startswith(("U", "W")):
-        return f"<@{principal}>"
-    if principal.startswith("S"):
-        return f"<!subteam^{principal}>"
-    return principal
 
 
 def _lock(session: Session, gate: Gate) -> None:
@@ -370,29 +416,46 @@ def _close(
     session.add(gate)
     session.flush()
     audit.append(
-        session, at=now, actor=actor, action=f"gate.{status}", subject=f"gate:{gate.id}",
+        session,
+        at=now,
+        actor=actor,
+        action=f"gate.{status}",
+        subject=f"gate:{gate.id}",
         details={"deployment": deployment.id, "reason": reason, "requirement": gate.requirement},
     )
     if target_state in states.LEGAL_MOVES.get(deployment.state, frozenset()):
         transition(
-            session, deployment=deployment, target=target_state, now=now, actor=actor,
-            source="gate", note=reason,
+            session,
+            deployment=deployment,
+            target=target_state,
+            now=now,
+            actor=actor,
+            source="gate",
+            note=reason,
         )
     action = "approve" if status == rules.APPROVED else "reject"
     if gate.decide_via is not None:
         on_approve = str(gate.context.get("on_approve", "approve"))
         if action == "approve" or not gate.context.get("on_approve"):
             _call_deployer(
-                session, now=now, deployment=deployment, kind=gate.decide_via,
+                session,
+                now=now,
+                deployment=deployment,
+                kind=gate.decide_via,
                 action=on_approve if action == "approve" else "reject",
-                context=gate.context, actor=actor, reason=reason,
+                context=gate.context,
+                actor=actor,
+                reason=reason,
             )
 
 
 def _refresh(session: Session, *, now: datetime, deployment: Deployment) -> None:
     outbox.enqueue(
-        session, key=f"deployment:{deployment.id}", kind=outbox.SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id}, now=now,
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_MESSAGE,
+        payload={"deployment_id": deployment.id},
+        now=now,
     )
 
 
@@ -437,8 +500,13 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
         if now >= gate.expires_at:
             _lock(session, gate)
             _close(
-                session, now=now, gate=gate, deployment=deployment, status=rules.EXPIRED,
-                actor="releasebot", reason="nobody decided in time",
+                session,
+                now=now,
+                gate=gate,
+                deployment=deployment,
+                status=rules.EXPIRED,
+                actor="releasebot",
+                reason="nobody decided in time",
                 target_state=states.EXPIRED,
             )
             acted += 1
@@ -446,16 +514,31 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
             _lock(session, gate)
             gate.reminded_at = now
             session.add(gate)
-            principals = (rules.Requirement.from_dict(gate.requirement).principals()
-                          if gate.requirement else ())
+            principals = (
+                rules.Requirement.from_dict(gate.requirement).principals()
+                if gate.requirement
+                else ()
+            )
             outbox.enqueue(
-                session, key=f"deployment:{deployment.id}", kind=outbox.SLACK_THREAD,
-                payload={"deployment_id": deployment.id, "template": "gate_reminder.txt.j2",
-                         "approvers": list(principals), "expires_at": gate.expires_at.isoformat(),
-                         "progress": gate.progress},
+                session,
+                key=f"deployment:{deployment.id}",
+                kind=outbox.SLACK_THREAD,
+                payload={
+                    "deployment_id": deployment.id,
+                    "template": "gate_reminder.txt.j2",
+                    "approvers": list(principals),
+                    "expires_at": gate.expires_at.isoformat(),
+                    "progress": gate.progress,
+                },
                 now=now,
             )
-            audit.append(session, at=now, actor="releasebot", action="gate.reminded",
-                         subject=f"gate:{gate.id}", details={"approvers": list(principals)})
+            audit.append(
+                session,
+                at=now,
+                actor="releasebot",
+                action="gate.reminded",
+                subject=f"gate:{gate.id}",
+                details={"approvers": list(principals)},
+            )
             acted += 1
     return acted

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.config import Config
-from bot.store.tables import Deployment, Release, ReleaseMessage
+from bot.domain import states
+from bot.store.tables import Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,15 @@ class ReleaseView:
     diff: dict[str, Any] | None = None  # additions, deletions, files, truncated, url
     assessment_note: str | None = None  # why the commit list is unavailable
     freeze: str | None = None  # the active change freeze for this environment, if any
+    gate_id: int | None = None
+    gate_status: str | None = None  # pending | approved | rejected | expired | superseded
+    gate_progress: str | None = None  # "1 of 2 approvals: waiting for ..." (ids, not mentions)
+    gate_expires_at: datetime | None = None
+    gate_decided_by: str | None = None
+    gate_reason: str | None = None
+    promote_to: str | None = None  # the next environment, when the release may go there
+    can_roll_back: bool = False
+    lock: str | None = None  # why automatic promotion into this environment is stopped
 
     @property
     def short_sha(self) -> str:
@@ -69,7 +79,61 @@ def release_view(
         diff=release.diff if release else None,
         assessment_note=deployment.assessment_note,
         freeze=_freeze(config, deployment) if config else None,
+        **_gate(session, deployment.id),
+        **_actions(session, config, deployment),
     )
+
+
+def _gate(session: Session, deployment_id: int) -> dict[str, Any]:
+    gate = session.exec(
+        select(Gate).where(Gate.deployment_id == deployment_id).order_by(col(Gate.id).desc())
+    ).first()
+    if gate is None:
+        return {}
+    return {
+        "gate_id": gate.id,
+        "gate_status": gate.status,
+        "gate_progress": gate.progress,
+        "gate_expires_at": gate.expires_at,
+        "gate_decided_by": gate.decided_by,
+        "gate_reason": gate.reason,
+    }
+
+
+PROMOTABLE = frozenset({states.SUCCEEDED, states.VERIFIED})
+ROLLBACKABLE = frozenset(
+    {states.SUCCEEDED, states.VERIFYING, states.VERIFIED, states.VERIFICATION_FAILED, states.FAILED}
+)
+
+
+def next_environment(config: Config, service: str, environment: str) -> str | None:
+    """Where a release goes after `environment`: `auto_promote_to`, else the next listed."""
+    svc = config.services.get(service)
+    if svc is None:
+        return None
+    names = [env.name for env in svc.environments]
+    env = svc.environment(environment)
+    if env is not None and env.auto_promote_to:
+        return env.auto_promote_to
+    index = names.index(environment) if environment in names else -1
+    return names[index + 1] if 0 <= index < len(names) - 1 else None
+
+
+def _actions(session: Session, config: Config | None, deployment: Deployment) -> dict[str, Any]:
+    if config is None:
+        return {}
+    svc = config.services.get(deployment.service)
+    env = svc.environment(deployment.environment) if svc else None
+    lock = session.get(EnvironmentLock, (deployment.service, deployment.environment))
+    return {
+        "promote_to": next_environment(config, deployment.service, deployment.environment)
+        if deployment.state in PROMOTABLE
+        else None,
+        "can_roll_back": deployment.state in ROLLBACKABLE
+        and env is not None
+        and env.deploy is not None,
+        "lock": lock.reason if lock else None,
+    }
 
 
 def _freeze(config: Config, deployment: Deployment) -> str | None:

@@ -9,6 +9,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.runtime import Runtime
+from handlers.slack.actions import register_actions
+
 log = logging.getLogger("releasebot.slack")
 
 SANDBOX_TEAM = "T0SANDBOX"
@@ -20,6 +23,7 @@ def build_bolt_app(
     signing_secret: str,
     client: AsyncWebClient,
     slash_command: str,
+    runtime: Runtime,
     process_before_response: bool = False,
 ) -> AsyncApp:
     """One AsyncApp using `client` and its token; without a token it acts as the sandbox bot."""
@@ -31,6 +35,7 @@ def build_bolt_app(
         logger=log,
     )
     register(app, slash_command=slash_command)
+    register_actions(app, runtime)
     return app
 
 

@@ -1,0 +1,124 @@
+"""Requests to the real pipeline (through a deployer) and what came back from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.ports import DeployRequest, DeployResult
+from bot.services import audit, outbox
+from bot.store.tables import Deployment, Release
+
+
+def request_for(
+    session: Session, *, config: Config, payload: dict[str, Any]
+) -> DeployRequest | None:
+    deployment = session.get(Deployment, int(payload["deployment_id"]))
+    if deployment is None:
+        return None
+    release = session.get(Release, deployment.release_id)
+    service = config.services.get(deployment.service)
+    env = service.environment(deployment.environment) if service else None
+    kind = str(payload["kind"])
+    target: dict[str, Any] = {}
+    if env is not None and env.deploy is not None and env.deploy.kind == kind:
+        target = env.deploy.target.model_dump(mode="json")
+    return DeployRequest(
+        kind=kind,
+        action=str(payload["action"]),
+        service=deployment.service,
+        repo=service.repo_path if service else "",
+        environment=deployment.environment,
+        sha=str(payload.get("sha") or deployment.sha),
+        request_id=str(payload["request_id"]),
+        version=release.version if release else None,
+        reason=payload.get("reason"),
+        actor=payload.get("actor"),
+        target=target,
+        context=dict(payload.get("context") or {}),
+    )
+
+
+def record_result(
+    session: Session, *, now: datetime, payload: dict[str, Any], result: DeployResult
+) -> None:
+    deployment_id = int(payload["deployment_id"])
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="deployer.called",
+        subject=f"deployment:{deployment_id}",
+        details={
+            "kind": payload["kind"],
+            "action": payload["action"],
+            "request_id": payload["request_id"],
+            "detail": result.detail,
+            "url": result.url,
+        },
+    )
+    _thread(
+        session,
+        now=now,
+        deployment_id=deployment_id,
+        payload=payload,
+        detail=result.detail,
+        url=result.url,
+        failed=False,
+    )
+
+
+def record_failure(session: Session, *, now: datetime, payload: dict[str, Any], error: str) -> None:
+    deployment_id = int(payload["deployment_id"])
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="deployer.failed",
+        subject=f"deployment:{deployment_id}",
+        details={
+            "kind": payload["kind"],
+            "action": payload["action"],
+            "request_id": payload["request_id"],
+            "error": error,
+        },
+    )
+    _thread(
+        session,
+        now=now,
+        deployment_id=deployment_id,
+        payload=payload,
+        detail=error,
+        url=None,
+        failed=True,
+    )
+
+
+def _thread(
+    session: Session,
+    *,
+    now: datetime,
+    deployment_id: int,
+    payload: dict[str, Any],
+    detail: str,
+    url: str | None,
+    failed: bool,
+) -> None:
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment_id}",
+        kind=outbox.SLACK_THREAD,
+        payload={
+            "deployment_id": deployment_id,
+            "template": "deployer_result.txt.j2",
+            "kind": payload["kind"],
+            "action": payload["action"],
+            "detail": detail,
+            "url": url,
+            "failed": failed,
+        },
+        now=now,
+    )

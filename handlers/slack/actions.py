@@ -1,0 +1,132 @@
+"""Buttons and modals on release messages: approve, reject (with a reason), and the rest.
+
+Each listener acks at once (Slack allows 3 seconds), then makes one call into the runtime
+and tells the person who clicked what happened, ephemerally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.services.gates import Outcome
+
+log = logging.getLogger("releasebot.slack")
+
+REJECT_MODAL = "release_reject_modal"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+
+ICONS = {
+    "approved": ":white_check_mark:",
+    "recorded": ":ballot_box_with_check:",
+    "rejected": ":no_entry:",
+    "refused": ":no_entry_sign:",
+}
+
+
+def register_actions(app: AsyncApp, runtime: Runtime) -> None:
+    @app.action("release_approve")
+    async def approve(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        gate_id = _value(body)
+        if gate_id is None:
+            return
+        outcome = await runtime.decide_gate(
+            gate_id=gate_id, user_id=body["user"]["id"], decision="approve"
+        )
+        await _tell(client, body, outcome)
+
+    @app.action("release_reject")
+    async def reject(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        gate_id = _value(body)
+        if gate_id is None:
+            return
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=reason_modal(
+                callback_id=REJECT_MODAL,
+                title="Reject release",
+                prompt="Why are you rejecting this release? The reason goes in the audit trail.",
+                submit="Reject",
+                metadata={"gate_id": gate_id, "channel": _channel(body)},
+            ),
+        )
+
+    @app.view(REJECT_MODAL)
+    async def reject_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        reason = _reason(body)
+        if not reason:
+            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
+            return
+        await ack()
+        metadata = json.loads(body["view"].get("private_metadata") or "{}")
+        outcome = await runtime.decide_gate(
+            gate_id=int(metadata["gate_id"]),
+            user_id=body["user"]["id"],
+            decision="reject",
+            reason=reason,
+        )
+        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
+
+
+def reason_modal(
+    *, callback_id: str, title: str, prompt: str, submit: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": {"type": "plain_text", "text": title[:24]},
+        "submit": {"type": "plain_text", "text": submit[:24]},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps(metadata),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": {"type": "plain_text", "text": prompt[:2000]},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "max_length": 3000,
+                },
+            }
+        ],
+    }
+
+
+def _value(body: dict[str, Any]) -> int | None:
+    try:
+        return int(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        log.warning("ignoring a click without a numeric value")
+        return None
+
+
+def _channel(body: dict[str, Any]) -> str | None:
+    channel = body.get("channel") or body.get("container") or {}
+    value = channel.get("id") or channel.get("channel_id")
+    return str(value) if value else None
+
+
+def _reason(body: dict[str, Any]) -> str:
+    values = body.get("view", {}).get("state", {}).get("values", {})
+    value = values.get(REASON_BLOCK, {}).get(REASON_INPUT, {}).get("value") or ""
+    return str(value).strip()
+
+
+async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) -> None:
+    channel = _channel(body)
+    user = body["user"]["id"]
+    text = f"{ICONS.get(outcome.result, '')} {outcome.message}".strip()
+    if channel is None:
+        log.info("no channel to answer %s in: %s", user, text)
+        return
+    await client.chat_postEphemeral(channel=channel, user=user, text=text)

@@ -1,0 +1,248 @@
+"""Concurrent webhook deliveries are settled by the database, never by timing.
+
+Each test releases many threads at once (a `threading.Barrier`) into
+`bot.services.deployments.record_delivery` through `Database.write`, the way the webhook
+handlers call it, and then checks what a user would see: how many deployments and
+releases exist, what each delivery was answered, the deployment's final state, and that
+the audit trail explains that state and still verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+from sqlmodel import col, select
+
+from bot.config import Config
+from bot.domain import states
+from bot.services import audit
+from bot.services.deployments import Delivery, IngestResult, record_delivery
+from bot.store.db import Database
+from bot.store.tables import AuditEvent, Deployment, Release, WebhookDelivery
+from integrations.github import payloads
+from tests.fakes import FrozenClock
+from tests.helpers import SHA_A, SHA_B, deployment_status, encode
+
+T = TypeVar("T")
+THREADS = 8
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def all_at_once(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run every task in its own thread, released together; results in task order."""
+    barrier = threading.Barrier(len(tasks))
+
+    def run(task: Callable[[], T]) -> T:
+        barrier.wait()
+        return task()
+
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        futures = [pool.submit(run, task) for task in tasks]
+        return [future.result() for future in futures]
+
+
+def github_delivery(
+    db: Database, clock: FrozenClock, config: Config, delivery_id: str, status: str,
+    *, sha: str = SHA_A,
+) -> Callable[[], IngestResult]:
+    """What the GitHub handler does with one verified deployment_status delivery."""
+    body = deployment_status(status, sha=sha)
+    parsed = payloads.parse("deployment_status", body)
+    assert parsed.event is not None, parsed.note
+    delivery = Delivery(provider="github", delivery_id=delivery_id, event="deployment_status",
+                        body=encode(body))
+    event = parsed.event
+
+    def send() -> IngestResult:
+        now = clock.now()
+        return db.write(lambda s: record_delivery(
+            s, now=now, config=config, delivery=delivery, event=event
+        ))
+
+    return send
+
+
+def rows(db: Database, model: Any) -> list[Any]:
+    with db.read() as session:
+        return list(session.exec(select(model)).all())
+
+
+def audited_moves(db: Database, deployment_id: int) -> list[tuple[str, str]]:
+    """The (from, to) of every state change the audit trail records for one deployment."""
+    with db.read() as session:
+        events = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.subject == f"deployment:{deployment_id}")
+            .where(AuditEvent.action == "deployment.state_changed")
+            .order_by(col(AuditEvent.seq))
+        ).all()
+    moves = []
+    for event in events:
+        details = json.loads(event.details)
+        moves.append((details["from"], details["to"]))
+    return moves
+
+
+def assert_audit_explains(db: Database, deployment: Deployment) -> None:
+    """The audit trail walks legally from pending to the state the deployment is in."""
+    assert deployment.id is not None
+    state = states.PENDING
+    for source, target in audited_moves(db, deployment.id):
+        assert source == state, f"audit says {source}->{target} but the deployment was {state}"
+        states.check_move(source, target)
+        state = target
+    assert state == deployment.state
+
+
+def assert_chain_verifies(db: Database) -> None:
+    with db.read() as session:
+        checked, broken = audit.verify_chain(session)
+    assert broken is None, broken
+    assert checked == len(rows(db, AuditEvent))
+
+
+# --- tests -------------------------------------------------------------------------------
+
+def test_one_delivery_sent_eight_times_at_once_is_accepted_once(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    send = github_delivery(db, clock, example_config, "delivery-1", "in_progress")
+
+    results = all_at_once([send] * THREADS)
+
+    assert sorted(r.status for r in results) == ["accepted"] + ["duplicate"] * (THREADS - 1)
+    assert {r.delivery for r in results} == {"delivery-1"}
+    [stored] = rows(db, WebhookDelivery)
+    assert (stored.delivery_id, stored.outcome) == ("delivery-1", "accepted")
+    [deployment] = rows(db, Deployment)
+    assert deployment.state == states.IN_PROGRESS
+    assert len(rows(db, Release)) == 1
+    [accepted] = [r for r in results if r.status == "accepted"]
+    assert accepted.deployment_id == deployment.id
+    assert audited_moves(db, deployment.id) == [(states.PENDING, states.IN_PROGRESS)]
+    assert_chain_verifies(db)
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        ["pending", "in_progress", "success", "pending", "in_progress", "success", "pending",
+         "in_progress"],
+        ["success", "pending", "pending", "in_progress", "in_progress", "pending", "in_progress",
+         "pending"],
+    ],
+    ids=["mixed", "one-success"],
+)
+def test_different_deliveries_about_one_new_deployment_at_once_make_one_deployment(
+    db: Database, clock: FrozenClock, example_config: Config, statuses: list[str]
+) -> None:
+    sends = [
+        github_delivery(db, clock, example_config, f"delivery-{n}", status)
+        for n, status in enumerate(statuses)
+    ]
+
+    results = all_at_once(sends)
+
+    [release] = rows(db, Release)
+    [deployment] = rows(db, Deployment)
+    assert release.sha == deployment.sha == SHA_A
+    assert (deployment.service, deployment.environment) == ("checkout", "production")
+    # A success, whenever it is applied, is where the deployment ends: nothing a CI system
+    # reports later (pending, in_progress) may take it back.
+    assert deployment.state == states.SUCCEEDED
+    assert_audit_explains(db, deployment)
+    assert_chain_verifies(db)
+    created = [e for e in rows(db, AuditEvent) if e.action == "deployment.created"]
+    assert len(created) == 1
+
+    assert len(rows(db, WebhookDelivery)) == THREADS
+    assert "duplicate" not in {r.status for r in results}
+    assert {r.deployment_id for r in results if r.status == "accepted"} == {deployment.id}
+    success = [r for r, status in zip(results, statuses, strict=True) if status == "success"]
+    assert success and all(r.status in ("accepted", "ignored") for r in success)
+
+
+def test_a_success_and_a_failure_racing_end_in_one_of_them_and_the_audit_agrees(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    statuses = ["in_progress", "success", "failure", "pending"] * (THREADS // 4)
+    sends = [
+        github_delivery(db, clock, example_config, f"delivery-{n}", status)
+        for n, status in enumerate(statuses)
+    ]
+
+    all_at_once(sends)
+
+    [deployment] = rows(db, Deployment)
+    assert deployment.state in (states.SUCCEEDED, states.FAILED)
+    assert deployment.finished_at is not None
+    assert_audit_explains(db, deployment)
+    assert_chain_verifies(db)
+
+
+def test_deliveries_for_two_versions_at_once_make_two_deployments(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """Whichever version starts second may supersede the other while it is still pending."""
+    other = SHA_B
+    sends = [
+        github_delivery(db, clock, example_config, f"delivery-{sha[:4]}-{n}", status, sha=sha)
+        for sha in (SHA_A, other)
+        for n, status in enumerate(["pending", "in_progress", "success", "in_progress"])
+    ]
+
+    all_at_once(sends)
+
+    deployments = rows(db, Deployment)
+    assert sorted(d.sha for d in deployments) == sorted([SHA_A, other])
+    assert len(rows(db, Release)) == 2
+    assert {d.state for d in deployments} <= {states.SUCCEEDED, states.SUPERSEDED}
+    assert states.SUCCEEDED in {d.state for d in deployments}
+    for deployment in deployments:
+        assert_audit_explains(db, deployment)
+    assert_chain_verifies(db)
+
+
+def test_a_burst_of_unrelated_deployments_from_many_workers_is_all_recorded(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """Webhook workers streaming deliveries about different versions never lose one.
+
+    The only thing they share is the audit chain, which every state change appends to.
+    """
+    workers, each = THREADS, 5
+
+    def worker(number: int) -> Callable[[], list[str]]:
+        sends = [
+            github_delivery(db, clock, example_config, f"delivery-{number}-{n}", "success",
+                            sha=hashlib.sha1(f"{number}-{n}".encode()).hexdigest())
+            for n in range(each)
+        ]
+
+        def stream() -> list[str]:
+            lost = []
+            for send in sends:
+                try:
+                    assert send().status == "accepted"
+                except Exception as exc:  # noqa: BLE001  (a lost delivery is what we report)
+                    lost.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            return lost
+
+        return stream
+
+    lost = [failure for failures in all_at_once([worker(n) for n in range(workers)])
+            for failure in failures]
+
+    assert lost == [], f"{len(lost)} of {workers * each} deliveries failed, e.g. {lost[0]}"
+    deployments = rows(db, Deployment)
+    assert len(deployments) == workers * each
+    assert {d.state for d in deployments} == {states.SUCCEEDED}
+    assert len(rows(db, WebhookDelivery)) == workers * each
+    assert_chain_verifies(db)
