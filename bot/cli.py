@@ -96,7 +96,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         with db.read() as session:
             if args.action == "export":
-                since = datetime.fromisoformat(args.since) if args.since else None
+                try:
+                    since = datetime.fromisoformat(args.since) if args.since else None
+                except ValueError:
+                    _error(f"--since {args.since!r} is not an ISO 8601 time (2026-11-01T00:00Z)")
+                    return EXIT_ERROR
                 _print(audit.export(session, fmt=args.format, since=since))
                 return EXIT_OK
             checked, broken = audit.verify_chain(session)

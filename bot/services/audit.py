@@ -23,6 +23,7 @@ from bot.domain.audit import (
 )
 from bot.store.tables import AuditEvent
 
+CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 
 
@@ -37,9 +38,13 @@ def append(
 ) -> AuditEvent:
     """Add one record at the end of the chain, inside the caller's transaction.
 
-    Two writers racing for the same `seq` collide on the primary key; the loser's whole
-    transaction is retried by `Database.write`, so the chain never forks.
+    On PostgreSQL, writers queue on a transaction-scoped advisory lock, so replicas append
+    one after another; should two writers still race for the same `seq` they collide on
+    the primary key and the loser's whole transaction is retried by `Database.write`, so
+    the chain never forks.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     seq = 1 if last is None else last.seq + 1
     prev_hash = GENESIS_HASH if last is None else last.hash

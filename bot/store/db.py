@@ -8,7 +8,9 @@ requests are settled by the database and never by timing.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -89,7 +91,10 @@ class Database:
 
     def write(self, fn: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
         last: Exception | None = None
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            if attempt:
+                # Let the writer that won settle before trying again, a little longer each time.
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
             try:
                 return self._write_once(fn)
             except (IntegrityError, ConcurrentUpdate) as exc:
