@@ -91,7 +91,44 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _audit_evidence(args: argparse.Namespace) -> int:
+    """`audit evidence <release-id>`: the release's evidence pack as indented JSON."""
+    from datetime import UTC
+
+    from bot.services.evidence import evidence_pack
+
+    if args.release_id is None:
+        _error("audit evidence needs a release id: releasebot audit evidence <release-id>")
+        return EXIT_ERROR
+    settings = _settings(args)
+    try:
+        config = load_config(settings.config_path)
+    except ConfigError as exc:
+        _error(f"{settings.config_path}: invalid configuration")
+        for problem in exc.problems:
+            _error(f"  {problem}")
+        return EXIT_FAIL
+    db = Database(make_engine(settings.database_url))
+    try:
+        with db.read() as session:
+            pack = evidence_pack(
+                session,
+                release_id=args.release_id,
+                config=config,
+                generated_at=datetime.now(UTC),
+            )
+    except LookupError as exc:
+        _error(str(exc.args[0]) if exc.args else str(exc))
+        return EXIT_FAIL
+    finally:
+        db.dispose()
+    _print(json.dumps(pack, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "evidence":
+        return _audit_evidence(args)
     db = Database(make_engine(_settings(args).database_url))
     try:
         with db.read() as session:
@@ -134,10 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("path", nargs="?", help="config file (default: $RELEASEBOT_CONFIG)")
     config.set_defaults(func=cmd_config)
 
-    audit_cmd = sub.add_parser("audit", help="export or verify the audit trail")
-    audit_cmd.add_argument("action", choices=["export", "verify"])
+    audit_cmd = sub.add_parser(
+        "audit", help="export or verify the audit trail, or print a release's evidence pack"
+    )
+    audit_cmd.add_argument("action", choices=["export", "verify", "evidence"])
+    audit_cmd.add_argument(
+        "release_id", nargs="?", type=int, help="release id (for evidence: its evidence pack)"
+    )
     audit_cmd.add_argument("--format", choices=["json", "csv"], default="json")
     audit_cmd.add_argument("--since", help="ISO 8601 time; export records from then on")
+    audit_cmd.add_argument("--config", help="config file (default: $RELEASEBOT_CONFIG)")
     audit_cmd.set_defaults(func=cmd_audit)
     return parser
 

@@ -37,7 +37,14 @@ from bot.ports import (
 from bot.render import Renderer
 from bot.services import assessment, outbox, pipeline
 from bot.services.deployments import apply_resolved
-from bot.services.outbox import ASSESS, DEPLOY, RESOLVE_SHA, SLACK_MESSAGE, SLACK_THREAD
+from bot.services.outbox import (
+    ASSESS,
+    DEPLOY,
+    RESOLVE_SHA,
+    SLACK_ANNOUNCE,
+    SLACK_MESSAGE,
+    SLACK_THREAD,
+)
 from bot.services.views import ReleaseView, release_view, save_message
 from bot.store.db import Database
 from bot.store.tables import OutboxMessage
@@ -186,6 +193,8 @@ class OutboxWorker:
             await self._resolve_sha(row)
         elif row.kind == DEPLOY:
             await self._deploy(row)
+        elif row.kind == SLACK_ANNOUNCE:
+            await self._announce(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
@@ -272,6 +281,13 @@ class OutboxWorker:
             ),
         )
         self.wake()
+
+    async def _announce(self, row: outbox.Claimed) -> None:
+        """A line in the channel itself, for what everyone should see (break-glass)."""
+        view = await self._view(row)
+        channel = view.channel or self._config.channel_for(view.service)
+        text = self._renderer.thread_reply(view, row.payload)
+        await self._slack.post_message(channel=channel, text=text)
 
     async def _deploy(self, row: outbox.Claimed) -> None:
         """Carry a decision or an action to the real pipeline through its deployer."""

@@ -156,3 +156,68 @@ class DeploymentLookup(Protocol):
     """Finds a CI deployment's full sha when its webhook carried only a short one (GitLab)."""
 
     async def deployment(self, project: str | int, deployment_id: int) -> ResolvedDeployment: ...
+
+
+# ---- verification checks and paging ----------------------------------------------------------
+
+from collections.abc import Mapping  # noqa: E402  (appended section; keeps the lines above as-is)
+from typing import Literal  # noqa: E402
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one post-deploy check run.
+
+    `summary` is one plain-English line for the Slack thread ("HTTP 200 in 43 ms", "expected
+    HTTP 200, got 500 in 12 ms", "error-rate 0.004 <= max 0.01", "no data: the query returned
+    an empty result"); `evidence` holds the details for the audit record (status_code,
+    latency_ms, value, query, error, a body excerpt, ...), JSON-serializable.
+    """
+
+    passed: bool
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class CheckRunner(Protocol):
+    """Runs one `verify:` check; a failing or unreachable target is a failed result, not an error.
+
+    `check` is the check's config section as a dict, `VerifyCheck.model_dump(mode="json")`:
+    `{"name": ..., "http": {...}, "prometheus": None, "at": [...]}` (durations as "2s").
+    """
+
+    async def run(self, check: Mapping[str, Any]) -> CheckResult: ...
+
+
+PagerAction = Literal["trigger", "resolve", "change"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagerEvent:
+    """Something to tell the on-call tool: open (`trigger`) or close (`resolve`) an alert keyed by
+    `dedup_key`, or record a `change` (a deploy) that never pages.
+
+    `routing_key` is the credential the provider takes with the event: the PagerDuty
+    integration's routing key, or the Opsgenie API key. Implementations never put it in an error.
+    `severity` is critical | error | warning | info. `links` are `(href, text)` pairs.
+    """
+
+    action: PagerAction
+    routing_key: str
+    summary: str
+    source: str
+    dedup_key: str | None = None
+    severity: str = "error"
+    links: tuple[tuple[str, str], ...] = ()
+    custom_details: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None
+    component: str | None = None
+
+
+class Pager(Protocol):
+    """PagerDuty / Opsgenie. Returns the provider's dedup key or request id, when it gives one.
+
+    Raises `DeliveryFailed` (retryable for network errors, 5xx and rate limits).
+    """
+
+    async def send(self, event: PagerEvent) -> str | None: ...

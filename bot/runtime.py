@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from sqlmodel import Session
+
 from bot.config import Config
 from bot.domain.events import DeployEvent
 from bot.domain.gates import Person
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.ports import Clock, Comparison, SlackDirectory
-from bot.services import gates
+from bot.services import gates, releases
 from bot.services.deployments import Delivery, IngestResult, ShaLookup, record_delivery
 from bot.settings import Settings
 from bot.store.db import Database
@@ -94,3 +96,105 @@ class Runtime:
     def _gate_scope(self, gate_id: int) -> tuple[str, str] | None:
         with self.db.read() as session:
             return gates.scope(session, gate_id)
+
+    async def operate(
+        self, *, action: str, deployment_id: int, user_id: str, reason: str | None = None
+    ) -> gates.Outcome:
+        """promote, rollback or unlock from Slack, after the same permission check for all."""
+        scope = await asyncio.to_thread(self._deployment_scope, deployment_id)
+        if scope is None:
+            return gates.Outcome(gates.REFUSED, "this deployment does not exist")
+        allowed = releases.operators(self.config, *scope, action=action)
+        memberships = await self._groups_of(user_id, allowed)
+        now = self.clock.now()
+
+        def run(session: Session) -> gates.Outcome:
+            refusal = releases.refusal_for(
+                session,
+                now=now,
+                config=self.config,
+                deployment_id=deployment_id,
+                user_id=user_id,
+                memberships=memberships,
+                action=action,
+            )
+            if refusal is not None:
+                return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
+            if action == "promote":
+                return releases.promote(
+                    session, now=now, config=self.config, deployment_id=deployment_id, actor=user_id
+                )
+            if action == "rollback":
+                return releases.rollback(
+                    session,
+                    now=now,
+                    config=self.config,
+                    deployment_id=deployment_id,
+                    actor=user_id,
+                    reason=reason or "",
+                )
+            if action == "unlock":
+                unlocked = releases.unlock(
+                    session, now=now, service=scope[0], environment=scope[1], actor=user_id
+                )
+                return gates.Outcome(
+                    "unlocked" if unlocked else gates.REFUSED,
+                    f"automatic promotion into {scope[1]} is unlocked"
+                    if unlocked
+                    else f"{scope[1]} of {scope[0]} is not locked",
+                    deployment_id=deployment_id,
+                )
+            raise ValueError(f"unknown action {action!r}")
+
+        outcome = await asyncio.to_thread(self.db.write, run)
+        self.worker.wake()
+        return outcome
+
+    async def break_glass(
+        self, *, gate_id: int, user_id: str, reason: str | None = None, confirm: bool = False
+    ) -> gates.Outcome:
+        """Ask for break-glass on a gate (with a reason), or confirm someone else's request."""
+        now = self.clock.now()
+        if not confirm:
+            outcome = await asyncio.to_thread(
+                self.db.write,
+                lambda s: gates.request_break_glass(
+                    s,
+                    now=now,
+                    config=self.config,
+                    gate_id=gate_id,
+                    user_id=user_id,
+                    reason=reason or "",
+                ),
+            )
+        else:
+            groups = frozenset(
+                p
+                for p in (self.config.break_glass.approvers if self.config.break_glass else ())
+                if p.startswith("S")
+            )
+            members = {group: await self.directory.group_members(group) for group in groups}
+            outcome = await asyncio.to_thread(
+                self.db.write,
+                lambda s: gates.confirm_break_glass(
+                    s,
+                    now=now,
+                    config=self.config,
+                    gate_id=gate_id,
+                    user_id=user_id,
+                    group_members=members,
+                ),
+            )
+        self.worker.wake()
+        return outcome
+
+    async def _groups_of(self, user_id: str, principals: frozenset[str]) -> frozenset[str]:
+        found = set()
+        for group in sorted(p for p in principals if p.startswith("S")):
+            if user_id in await self.directory.group_members(group):
+                found.add(group)
+        return frozenset(found)
+
+    def _deployment_scope(self, deployment_id: int) -> tuple[str, str] | None:
+        with self.db.read() as session:
+            return releases.scope(session, deployment_id)

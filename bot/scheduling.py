@@ -14,6 +14,7 @@ from datetime import UTC, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime import Runtime
+from bot.services import gates
 from bot.services.housekeeping import drop_old_webhook_bodies
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,31 @@ async def webhook_retention(runtime: Runtime) -> int:
     return dropped
 
 
+async def gate_sweep(runtime: Runtime) -> int:
+    """Remind approvers of gates waiting long; expire the ones past their time."""
+    now = runtime.clock.now()
+    acted = await asyncio.to_thread(
+        runtime.db.write, lambda s: gates.sweep(s, now=now, config=runtime.config)
+    )
+    if acted:
+        runtime.worker.wake()
+    return acted
+
+
 def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
     scheduler.add_job(
         outbox_tick,
         "interval",
         seconds=2,
         id="outbox.tick",
+        args=[runtime],
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        gate_sweep,
+        "interval",
+        seconds=30,
+        id="gates.sweep",
         args=[runtime],
         replace_existing=True,
     )

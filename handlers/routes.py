@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.services.health import readiness, refresh_gauges
+from handlers.api import create_gate, get_gate
 from handlers.webhooks.argocd import argocd_webhook
 from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
@@ -63,6 +64,8 @@ def routes() -> list[BaseRoute]:
         Route("/webhooks/argocd", argocd_webhook, methods=["POST"]),
         Route("/webhooks/jenkins", jenkins_webhook, methods=["POST"]),
         Route("/webhooks/generic", generic_webhook, methods=["POST"]),
+        Route("/api/v1/gates", create_gate, methods=["POST"]),
+        Route("/api/v1/gates/{gate_id}", get_gate, methods=["GET"]),
     ]
 
 

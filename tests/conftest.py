@@ -37,6 +37,8 @@ from tests.helpers import (
 )
 from tests.servers import serve_in_thread
 
+pytest_plugins = ["tests.slackflow"]  # fixtures for driving gates through GitHub and Slack
+
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL")
 CLEARED_PREFIXES = (
     "SLACK_",

@@ -8,131 +8,26 @@ fake GitHub as the protection-rule callback; the audit chain tells the whole sto
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlmodel import select
 
-from bot.app import Overrides
 from bot.services import audit
-from bot.store.tables import AuditEvent, Deployment, Gate
+from bot.store.tables import AuditEvent, Deployment
 from integrations.slack.fakeapi import FakeSlackWebApi
-from tests.conftest import Bot, BotFactory
+from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
-from tests.helpers import SHA_A, encode, github_headers, slack_headers
-
-CHANNEL = "#checkout-deploys"
-CALLBACK = "https://api.github.com/repos/acme/checkout/actions/runs/4242/deployment_protection_rule"
-
-
-@pytest.fixture(scope="session")
-def app_private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+from tests.helpers import slack_headers
+from tests.slackflow import CHANNEL, buttons, click, request_gate, the_gate, told
 
 
 @pytest.fixture
-def github() -> FakeGitHub:
-    return FakeGitHub()
-
-
-@pytest.fixture
-async def bot(
-    bot_factory: BotFactory, clock: FrozenClock, github: FakeGitHub, app_private_key: str
-) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=github.transport,
-        environ={},
-    )
-    env = {"GITHUB_APP_ID": "1234", "GITHUB_APP_PRIVATE_KEY": app_private_key}
-    async with bot_factory(env=env, overrides=overrides) as running:
-        yield running
-
-
-def protection_rule(sha: str = SHA_A, run: int = 4242) -> dict[str, Any]:
-    """A `deployment_protection_rule` delivery shaped as GitHub documents it."""
-    return {
-        "action": "requested",
-        "environment": "production",
-        "event": "push",
-        "deployment_callback_url": CALLBACK.replace("4242", str(run)),
-        "deployment": {"id": 777, "sha": sha, "ref": "main", "creator": {"login": "ci-bot"}},
-        "pull_requests": [],
-        "installation": {"id": 42},
-        "repository": {"full_name": "acme/checkout"},
-        "sender": {"login": "ci-bot"},
-    }
-
-
-async def request_gate(bot: Bot, **kw: Any) -> None:
-    body = encode(protection_rule(**kw))
-    headers = github_headers("deployment_protection_rule", body)
-    answer = await bot.post("/webhooks/github", body, headers)
-    assert answer.status_code == 202, answer.text
-    assert answer.json()["status"] == "accepted"
-    await bot.send_outbox()
-
-
-async def click(bot: Bot, user: str, action_id: str, value: int) -> None:
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0SANDBOX"},
-        "user": {"id": user},
-        "api_app_id": "A0RELBOT",
-        "trigger_id": f"trigger-{user}-{time.monotonic_ns()}",
-        "channel": {"id": CHANNEL},
-        "container": {"type": "message", "channel_id": CHANNEL},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b",
-                "value": str(value),
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    answer = await bot.post(
-        "/slack/events",
-        body,
-        slack_headers(body, content_type="application/x-www-form-urlencoded"),
-    )
-    assert answer.status_code == 200, answer.text
-    await bot.send_outbox()
-
-
-def the_gate(bot: Bot) -> Gate:
-    with bot.runtime.db.read() as session:
-        gate = session.exec(select(Gate)).one()
-    return gate
-
-
-def told(slack: FakeSlackWebApi, user: str) -> str:
-    return str([m for m in slack.ephemeral_messages() if m["user"] == user][-1]["text"])
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        element["action_id"]
-        for block in message["blocks"]
-        if block["type"] == "actions"
-        for element in block["elements"]
-    ]
+def bot(gated_bot: Bot) -> Bot:
+    """The app with a GitHub App configured, talking to the fake GitHub."""
+    return gated_bot
 
 
 async def test_a_release_manager_approves_and_github_is_told(
@@ -145,7 +40,7 @@ async def test_a_release_manager_approves_and_github_is_told(
     gate = the_gate(bot)
     assert gate.status == "pending"
     [message] = slack.messages(CHANNEL)
-    assert buttons(message) == ["release_approve", "release_reject"]
+    assert buttons(message) == ["release_approve", "release_reject", "release_break_glass"]
     assert "0 of 1 approvals" in json.dumps(message["blocks"])
     assert github.decisions() == []  # GitHub keeps waiting
 

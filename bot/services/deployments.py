@@ -17,7 +17,7 @@ from bot.domain import states
 from bot.domain.events import DeployEvent, event_to_dict
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
-from bot.services import assessment, audit, gates, outbox
+from bot.services import assessment, audit, gates, outbox, releases
 from bot.services.transitions import transition
 from bot.store.tables import Deployment, Release, WebhookDelivery
 
@@ -248,6 +248,11 @@ def apply_event(
             url=event.url,
             note=event.description,
         )
+    if path and current.state == states.SUCCEEDED:
+        if config is not None:
+            releases.after_deployed(session, now=now, config=config, deployed=current)
+        else:
+            releases.finish_rollbacks(session, now=now, deployed=current)
     return current, changed or bool(path)
 
 

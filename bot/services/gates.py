@@ -542,3 +542,182 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
             )
             acted += 1
     return acted
+
+
+# --- break-glass -----------------------------------------------------------------------------
+
+
+def request_break_glass(
+    session: Session, *, now: datetime, config: Config, gate_id: int, user_id: str, reason: str
+) -> Outcome:
+    """Someone asks to pass a gate in an emergency; a second person has to confirm."""
+    gate = session.get(Gate, gate_id)
+    if gate is None:
+        return Outcome(REFUSED, "this gate does not exist", gate_id)
+    _lock(session, gate)
+    refusal = None
+    if config.break_glass is None:
+        refusal = "break-glass is not configured (no break_glass section in releasebot.yaml)"
+    elif gate.status != rules.PENDING:
+        refusal = f"this gate is already {gate.status}"
+    elif len(reason.strip()) < rules.MIN_BREAK_GLASS_REASON:
+        refusal = (
+            f"break-glass needs a reason of at least {rules.MIN_BREAK_GLASS_REASON} characters "
+            "saying what is on fire"
+        )
+    if refusal is not None:
+        audit.append(
+            session,
+            at=now,
+            actor=user_id,
+            action="gate.break_glass_refused",
+            subject=f"gate:{gate_id}",
+            details={"reason": refusal},
+        )
+        return Outcome(REFUSED, refusal, gate_id, gate.deployment_id)
+    assert config.break_glass is not None
+    gate.break_glass = {
+        "requested_by": user_id,
+        "reason": reason.strip()[:2000],
+        "requested_at": now.isoformat(),
+    }
+    session.add(gate)
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="gate.break_glass_requested",
+        subject=f"gate:{gate_id}",
+        details={"reason": reason.strip()},
+    )
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None
+    _announce(
+        session,
+        now=now,
+        deployment=deployment,
+        payload={
+            "template": "break_glass.txt.j2",
+            "stage": "requested",
+            "by": user_id,
+            "reason": reason.strip()[:2000],
+            "approvers": list(config.break_glass.approvers),
+        },
+    )
+    _refresh(session, now=now, deployment=deployment)
+    who = " or ".join(config.break_glass.approvers)
+    return Outcome(
+        RECORDED, f"break-glass requested: someone from {who} must confirm", gate_id, deployment.id
+    )
+
+
+def confirm_break_glass(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    gate_id: int,
+    user_id: str,
+    group_members: Mapping[str, frozenset[str]],
+) -> Outcome:
+    gate = session.get(Gate, gate_id)
+    if gate is None:
+        return Outcome(REFUSED, "this gate does not exist", gate_id)
+    _lock(session, gate)
+    asked = gate.break_glass or {}
+    refusal: str | None
+    if gate.status != rules.PENDING:
+        refusal = f"this gate is already {gate.status}"
+    elif not asked.get("requested_by"):
+        refusal = "nobody has asked for break-glass on this gate"
+    elif asked.get("confirmed_by"):
+        refusal = "this break-glass was already confirmed"
+    else:
+        request = rules.BreakGlassRequest(
+            requested_by=str(asked["requested_by"]),
+            reason=str(asked["reason"]),
+            requested_at=datetime.fromisoformat(str(asked["requested_at"])),
+        )
+        refusal = rules.break_glass_check(
+            config.break_glass, request, user_id, memberships_from(group_members, {user_id}), now
+        )
+    if refusal is not None:
+        audit.append(
+            session,
+            at=now,
+            actor=user_id,
+            action="gate.break_glass_refused",
+            subject=f"gate:{gate_id}",
+            details={"reason": refusal},
+        )
+        return Outcome(REFUSED, refusal, gate_id, gate.deployment_id)
+    assert config.break_glass is not None
+    valid_until = rules.break_glass_valid_until(config.break_glass, now)
+    gate.break_glass = {
+        **asked,
+        "confirmed_by": user_id,
+        "confirmed_at": now.isoformat(),
+        "valid_until": valid_until.isoformat(),
+    }
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="gate.break_glass_confirmed",
+        subject=f"gate:{gate_id}",
+        details=dict(gate.break_glass),
+    )
+    _close(
+        session,
+        now=now,
+        gate=gate,
+        deployment=deployment,
+        status=rules.APPROVED,
+        actor=user_id,
+        reason=f"break-glass: asked by {asked['requested_by']}, confirmed by {user_id}: "
+        f"{asked['reason']}",
+        target_state=states.APPROVED,
+    )
+    _announce(
+        session,
+        now=now,
+        deployment=deployment,
+        payload={
+            "template": "break_glass.txt.j2",
+            "stage": "confirmed",
+            "by": asked["requested_by"],
+            "confirmed_by": user_id,
+            "reason": asked["reason"],
+            "valid_until": valid_until.isoformat(),
+        },
+    )
+    outbox.enqueue(
+        session,
+        key=f"pager:{deployment.id}",
+        kind=outbox.PAGER_CHANGE,
+        payload={
+            "deployment_id": deployment.id,
+            "what": "break-glass",
+            "summary": f"Break-glass on {deployment.service} {deployment.environment}: "
+            f"{asked['reason']}"[:1000],
+        },
+        now=now,
+    )
+    return Outcome(
+        APPROVED, "break-glass confirmed: the release goes ahead", gate_id, deployment.id
+    )
+
+
+def _announce(
+    session: Session, *, now: datetime, deployment: Deployment, payload: dict[str, Any]
+) -> None:
+    """A line for the whole channel, not only the thread (break-glass is loud on purpose)."""
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_ANNOUNCE,
+        payload={"deployment_id": deployment.id, **payload},
+        now=now,
+    )

@@ -25,6 +25,8 @@ SLACK_THREAD = "slack.thread_reply"  # one progress line in the message's thread
 ASSESS = "deployment.assess"  # fetch the commits, score the risk
 RESOLVE_SHA = "deployment.resolve_sha"  # fetch a full sha the webhook did not carry
 DEPLOY = "deployer.execute"  # tell the real pipeline a decision, or start a deploy
+SLACK_ANNOUNCE = "slack.announcement"  # a line in the channel itself, linked to the message
+PAGER_CHANGE = "pager.change"  # a PagerDuty change event (deploy, rollback, break-glass)
 
 LEASE = timedelta(seconds=60)
 

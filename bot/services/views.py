@@ -41,6 +41,8 @@ class ReleaseView:
     gate_expires_at: datetime | None = None
     gate_decided_by: str | None = None
     gate_reason: str | None = None
+    gate_break_glass: dict[str, Any] | None = None  # requested_by, reason, confirmed_by, ...
+    break_glass_available: bool = False
     promote_to: str | None = None  # the next environment, when the release may go there
     can_roll_back: bool = False
     lock: str | None = None  # why automatic promotion into this environment is stopped
@@ -97,6 +99,7 @@ def _gate(session: Session, deployment_id: int) -> dict[str, Any]:
         "gate_expires_at": gate.expires_at,
         "gate_decided_by": gate.decided_by,
         "gate_reason": gate.reason,
+        "gate_break_glass": gate.break_glass,
     }
 
 
@@ -133,6 +136,7 @@ def _actions(session: Session, config: Config | None, deployment: Deployment) ->
         and env is not None
         and env.deploy is not None,
         "lock": lock.reason if lock else None,
+        "break_glass_available": config.break_glass is not None,
     }
 
 

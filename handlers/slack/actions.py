@@ -130,3 +130,105 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) 
         log.info("no channel to answer %s in: %s", user, text)
         return
     await client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
+ROLLBACK_MODAL = "release_rollback_modal"
+BREAK_GLASS_MODAL = "release_break_glass_modal"
+
+
+def register_operations(app: AsyncApp, runtime: Runtime) -> None:
+    """Promote, roll back (with a reason), unlock, and break-glass (ask, then confirm)."""
+
+    @app.action("release_promote")
+    async def promote(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        deployment_id = _value(body)
+        if deployment_id is not None:
+            outcome = await runtime.operate(
+                action="promote", deployment_id=deployment_id, user_id=body["user"]["id"]
+            )
+            await _tell(client, body, outcome)
+
+    @app.action("release_unlock")
+    async def unlock(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        deployment_id = _value(body)
+        if deployment_id is not None:
+            outcome = await runtime.operate(
+                action="unlock", deployment_id=deployment_id, user_id=body["user"]["id"]
+            )
+            await _tell(client, body, outcome)
+
+    @app.action("release_rollback")
+    async def rollback(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        deployment_id = _value(body)
+        if deployment_id is None:
+            return
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=reason_modal(
+                callback_id=ROLLBACK_MODAL,
+                title="Roll back",
+                prompt="Why roll back? Automatic promotion stays locked until someone unlocks it.",
+                submit="Roll back",
+                metadata={"deployment_id": deployment_id, "channel": _channel(body)},
+            ),
+        )
+
+    @app.view(ROLLBACK_MODAL)
+    async def rollback_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        reason = _reason(body)
+        if not reason:
+            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
+            return
+        await ack()
+        metadata = json.loads(body["view"].get("private_metadata") or "{}")
+        outcome = await runtime.operate(
+            action="rollback",
+            deployment_id=int(metadata["deployment_id"]),
+            user_id=body["user"]["id"],
+            reason=reason,
+        )
+        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
+
+    @app.action("release_break_glass")
+    async def break_glass(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        gate_id = _value(body)
+        if gate_id is None:
+            return
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=reason_modal(
+                callback_id=BREAK_GLASS_MODAL,
+                title="Break glass",
+                prompt="What is on fire? Break-glass passes the gate once a second person "
+                "confirms; it is announced in the channel and audited.",
+                submit="Ask",
+                metadata={"gate_id": gate_id, "channel": _channel(body)},
+            ),
+        )
+
+    @app.view(BREAK_GLASS_MODAL)
+    async def break_glass_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        reason = _reason(body)
+        if not reason:
+            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
+            return
+        await ack()
+        metadata = json.loads(body["view"].get("private_metadata") or "{}")
+        outcome = await runtime.break_glass(
+            gate_id=int(metadata["gate_id"]), user_id=body["user"]["id"], reason=reason
+        )
+        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
+
+    @app.action("release_break_glass_confirm")
+    async def confirm(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        gate_id = _value(body)
+        if gate_id is not None:
+            outcome = await runtime.break_glass(
+                gate_id=gate_id, user_id=body["user"]["id"], confirm=True
+            )
+            await _tell(client, body, outcome)

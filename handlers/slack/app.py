@@ -10,7 +10,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from handlers.slack.actions import register_actions
+from handlers.slack.actions import register_actions, register_operations
 
 log = logging.getLogger("releasebot.slack")
 
@@ -36,6 +36,7 @@ def build_bolt_app(
     )
     register(app, slash_command=slash_command)
     register_actions(app, runtime)
+    register_operations(app, runtime)
     return app
 
 

@@ -1,0 +1,354 @@
+"""Promote a release to the next environment, roll an environment back, lock and unlock it.
+
+Promotion goes through the target environment's gate exactly as any other deployment does;
+a rollback redeploys the version last deployed successfully before, and stops automatic
+promotion into that environment until someone unlocks it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from bot.config import Config
+from bot.domain import gates as rules
+from bot.domain import states
+from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.services import audit, gates, outbox
+from bot.services.gates import Outcome
+from bot.services.transitions import transition
+from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
+from bot.store.tables import Deployment, EnvironmentLock, Release
+
+PROMOTED = "promoted"
+ROLLING_BACK = "rolling_back"
+REFUSED = gates.REFUSED
+DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
+
+
+def promote(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment_id: int,
+    actor: str,
+    to_environment: str | None = None,
+    automatic: bool = False,
+) -> Outcome:
+    """Send a deployed release on to its next environment (through that environment's gate)."""
+    source = session.get(Deployment, deployment_id)
+    if source is None:
+        return Outcome(REFUSED, "this deployment does not exist")
+    if source.state not in PROMOTABLE:
+        return Outcome(
+            REFUSED,
+            "only a deployed release can be promoted; this one is "
+            + source.state.replace("_", " "),
+            deployment_id=deployment_id,
+        )
+    target = to_environment or next_environment(config, source.service, source.environment)
+    service = config.services[source.service]
+    env = service.environment(target) if target else None
+    if target is None or env is None:
+        return Outcome(
+            REFUSED,
+            f"{source.service} has no environment after {source.environment} to promote to",
+            deployment_id=deployment_id,
+        )
+    if env.deploy is None:
+        return Outcome(
+            REFUSED,
+            f"{target} of {source.service} has no deploy section: releasebot cannot start "
+            "its pipeline",
+            deployment_id=deployment_id,
+        )
+    if automatic:
+        lock = session.get(EnvironmentLock, (source.service, target))
+        if lock is not None:
+            return Outcome(
+                REFUSED,
+                f"automatic promotion to {target} is locked: {lock.reason}",
+                deployment_id=deployment_id,
+            )
+        freeze = rules.active_freeze(config.freezes, target, now)
+        if freeze is not None:
+            return Outcome(
+                REFUSED, f"{target} is frozen: {freeze.reason}", deployment_id=deployment_id
+            )
+    active = session.exec(
+        select(Deployment)
+        .where(Deployment.service == source.service)
+        .where(Deployment.environment == target)
+        .where(Deployment.sha == source.sha)
+        .where(col(Deployment.state).not_in(states.FINISHED | {states.VERIFIED}))
+    ).first()
+    if active is not None:
+        return Outcome(
+            REFUSED,
+            f"{source.sha[:7]} is already {active.state.replace('_', ' ')} in {target}",
+            deployment_id=active.id,
+        )
+    release = session.get(Release, source.release_id)
+    # deployments imports this module (rollbacks finish there), so import it when used
+    from bot.services.deployments import apply_event
+
+    event = DeployEvent(
+        target=DeployTarget(provider="releasebot", service=source.service, environment=target),
+        sha=source.sha,
+        status=states.PENDING,
+        source_event="releasebot.promote",
+        external_id=f"promote:{source.id}:{now.timestamp():.0f}",
+        version=release.version if release else None,
+        ref=release.ref if release else None,
+        actor=actor,
+        description=f"promoted from {source.environment}",
+        gate=GateRequest(decide_via=env.deploy.kind, context={"on_approve": "promote"}),
+    )
+    created, _ = apply_event(
+        session, now=now, service=source.service, environment=target, event=event, config=config
+    )
+    assert created is not None
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="release.promoted",
+        subject=f"deployment:{source.id}",
+        details={"to": target, "deployment": created.id, "automatic": automatic},
+    )
+    return Outcome(PROMOTED, f"promoting {source.sha[:7]} to {target}", deployment_id=created.id)
+
+
+def rollback(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment_id: int,
+    actor: str,
+    reason: str,
+    to_sha: str | None = None,
+) -> Outcome:
+    """Redeploy the version last deployed successfully before this one, and lock promotion."""
+    current = session.get(Deployment, deployment_id)
+    if current is None:
+        return Outcome(REFUSED, "this deployment does not exist")
+    if not reason.strip():
+        return Outcome(REFUSED, "a reason is required to roll back", deployment_id=deployment_id)
+    if current.state not in ROLLBACKABLE:
+        return Outcome(
+            REFUSED,
+            f"only a deployed release can be rolled back; this one is "
+            f"{current.state.replace('_', ' ')}",
+            deployment_id=deployment_id,
+        )
+    env = config.services[current.service].environment(current.environment)
+    if env is None or env.deploy is None:
+        return Outcome(
+            REFUSED,
+            f"{current.environment} of {current.service} has no deploy "
+            "section: releasebot cannot start its pipeline",
+            deployment_id=deployment_id,
+        )
+    target = to_sha or _previous_good(session, current)
+    if target is None:
+        return Outcome(
+            REFUSED,
+            f"no earlier version of {current.service} was deployed to {current.environment}",
+            deployment_id=deployment_id,
+        )
+    current.rollback_to = target
+    session.add(current)
+    transition(
+        session,
+        deployment=current,
+        target=states.ROLLING_BACK,
+        now=now,
+        actor=actor,
+        source="rollback",
+        note=f"rolling back to {target[:7]}: {reason.strip()}",
+    )
+    lock(
+        session,
+        now=now,
+        service=current.service,
+        environment=current.environment,
+        actor=actor,
+        reason=f"rolled back by {actor}: {reason.strip()}",
+    )
+    outbox.enqueue(
+        session,
+        key=f"deploy:{current.id}",
+        kind=outbox.DEPLOY,
+        payload={
+            "deployment_id": current.id,
+            "kind": env.deploy.kind,
+            "action": "rollback",
+            "sha": target,
+            "request_id": f"rb-{current.id}-rollback-{now.timestamp():.0f}",
+            "context": {},
+            "actor": actor,
+            "reason": reason.strip(),
+        },
+        now=now,
+    )
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="release.rollback_requested",
+        subject=f"deployment:{current.id}",
+        details={"to": target, "reason": reason.strip()},
+    )
+    return Outcome(
+        ROLLING_BACK,
+        f"rolling {current.environment} back to {target[:7]}",
+        deployment_id=current.id,
+    )
+
+
+def _previous_good(session: Session, current: Deployment) -> str | None:
+    return session.exec(
+        select(Deployment.sha)
+        .where(Deployment.service == current.service)
+        .where(Deployment.environment == current.environment)
+        .where(Deployment.sha != current.sha)
+        .where(col(Deployment.state).in_(DEPLOYED))
+        .where(col(Deployment.created_at) <= current.created_at)
+        .order_by(col(Deployment.created_at).desc())
+        .limit(1)
+    ).first()
+
+
+def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -> None:
+    """The version a rollback restores has deployed: the rolled-back deployment is done."""
+    waiting = session.exec(
+        select(Deployment)
+        .where(Deployment.service == deployed.service)
+        .where(Deployment.environment == deployed.environment)
+        .where(Deployment.state == states.ROLLING_BACK)
+        .where(Deployment.rollback_to == deployed.sha)
+    ).all()
+    for deployment in waiting:
+        transition(
+            session,
+            deployment=deployment,
+            target=states.ROLLED_BACK,
+            now=now,
+            actor="releasebot",
+            source="rollback",
+            note=f"{deployed.sha[:7]} is back in {deployed.environment}",
+        )
+
+
+def lock(
+    session: Session, *, now: datetime, service: str, environment: str, actor: str, reason: str
+) -> None:
+    existing = session.get(EnvironmentLock, (service, environment))
+    if existing is None:
+        session.add(
+            EnvironmentLock(
+                service=service,
+                environment=environment,
+                reason=reason[:1000],
+                locked_by=actor,
+                locked_at=now,
+            )
+        )
+    else:
+        existing.reason, existing.locked_by, existing.locked_at = reason[:1000], actor, now
+        session.add(existing)
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="environment.locked",
+        subject=f"environment:{service}/{environment}",
+        details={"reason": reason},
+    )
+
+
+def unlock(session: Session, *, now: datetime, service: str, environment: str, actor: str) -> bool:
+    existing = session.get(EnvironmentLock, (service, environment))
+    if existing is None:
+        return False
+    session.delete(existing)
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="environment.unlocked",
+        subject=f"environment:{service}/{environment}",
+        details={},
+    )
+    return True
+
+
+def operators(config: Config, service: str, environment: str, *, action: str) -> frozenset[str]:
+    """Who may promote or roll back: release managers, the service's owners and the
+    environment's approvers; on-call may also roll back."""
+    svc = config.services.get(service)
+    found = set(config.slack.release_managers)
+    if svc is not None:
+        found.update(svc.owners)
+    found.update(gates.gate_principals(config, service, environment))
+    if action == "rollback":
+        found.update(config.slack.oncall)
+    return frozenset(found)
+
+
+def refusal_for(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment_id: int,
+    user_id: str,
+    memberships: frozenset[str],
+    action: str,
+) -> str | None:
+    """Why this person may not `action` (promote, rollback, unlock) this deployment, or None;
+    a refusal is audited."""
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None:
+        return "this deployment does not exist"
+    allowed = operators(config, deployment.service, deployment.environment, action=action)
+    if user_id in allowed or memberships & allowed:
+        return None
+    names = ", ".join(sorted(allowed)) or "nobody"
+    reason = f"only {names} may {action} {deployment.service}"
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="release.action_refused",
+        subject=f"deployment:{deployment_id}",
+        details={"action": action, "reason": reason},
+    )
+    return reason
+
+
+def after_deployed(
+    session: Session, *, now: datetime, config: Config, deployed: Deployment
+) -> None:
+    """A deployment succeeded: finish rollbacks it restores; promote on when nothing is left
+    to verify and the environment promotes automatically."""
+    finish_rollbacks(session, now=now, deployed=deployed)
+    env = config.services[deployed.service].environment(deployed.environment)
+    if env is not None and env.auto_promote_to and not env.verify and deployed.id is not None:
+        promote(
+            session,
+            now=now,
+            config=config,
+            deployment_id=deployed.id,
+            actor="releasebot",
+            automatic=True,
+        )
+
+
+def scope(session: Session, deployment_id: int) -> tuple[str, str] | None:
+    """(service, environment) of a deployment."""
+    deployment = session.get(Deployment, deployment_id)
+    return (deployment.service, deployment.environment) if deployment else None
