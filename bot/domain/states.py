@@ -57,6 +57,8 @@ CI_REPORTED: Final = frozenset({PENDING, IN_PROGRESS, SUCCEEDED, FAILED})
 FINISHED: Final = frozenset(
     {REJECTED, EXPIRED, FAILED, VERIFICATION_FAILED, ROLLED_BACK, SUPERSEDED}
 )
+# The version runs in the environment (or did, until something newer replaced it).
+DEPLOYED: Final = frozenset({SUCCEEDED, VERIFYING, VERIFIED})
 # A newer version of the same service and environment supersedes these.
 SUPERSEDABLE: Final = frozenset({PENDING, AWAITING_APPROVAL, APPROVED})
 

@@ -283,10 +283,25 @@ def _retries(event: DeployEvent) -> int:
 
 
 def _starts_new_attempt(current: Deployment, event: DeployEvent) -> bool:
-    """A finished deployment is run again when CI reports a new run of the same version."""
-    if current.state not in states.FINISHED:
+    """CI reports a new run of a version whose last deployment here is over.
+
+    After a finished deployment any new run counts. After a successful one (a version
+    deployed again, as a rollback does), only a run the same CI system names differently
+    does: another source reporting the same deployment (a workflow run and the GitHub
+    deployment it created) must not split it in two.
+    """
+    new_id = event.external_id
+    if new_id is None or new_id == current.external_id:
         return False
-    return event.external_id is not None and event.external_id != current.external_id
+    if current.state in states.FINISHED:
+        return True
+    if current.state not in states.DEPLOYED:
+        return False
+    return _id_kind(new_id) == _id_kind(current.external_id or "")
+
+
+def _id_kind(external_id: str) -> str:
+    return external_id.split(":", 1)[0]
 
 
 def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
