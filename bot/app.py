@@ -21,13 +21,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from bot import migrate
+from bot.checks import CheckScheduler
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.ports import (
+    CheckRunner,
     Clock,
     Deployer,
     DeploymentLookup,
+    Pager,
     ScmClient,
     SlackDirectory,
     SlackSender,
@@ -40,9 +43,14 @@ from bot.settings import Settings
 from bot.store.db import Database, make_engine
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
+from integrations.checks.http import HttpCheckRunner
+from integrations.checks.prometheus import PrometheusCheckRunner
 from integrations.deployers.registry import build_deployers, close_all
 from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
+from integrations.http import make_client
+from integrations.pagers.opsgenie import OpsgeniePager
+from integrations.pagers.pagerduty import PagerDutyPager
 from integrations.slack.directory import StaticDirectory, WebApiDirectory
 from integrations.slack.logsender import LogSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_web_client
@@ -63,6 +71,8 @@ class Overrides:
     deployers: dict[str, Deployer] | None = None
     http_transport: httpx.AsyncBaseTransport | None = None  # the outside world's HTTP APIs
     environ: Mapping[str, str] | None = None  # where secrets named in the config are read
+    check_runners: dict[str, CheckRunner] | None = None
+    pagers: dict[str, Pager] | None = None
     process_before_response: bool = False
     start_scheduler: bool = True
     run_outbox_worker: bool = True
@@ -104,6 +114,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             if overrides.deployers is None
             else {}
         )
+        own_pagers = _pagers(settings, overrides.http_transport) if overrides.pagers is None else {}
+        own_runners = _runners(overrides.http_transport) if overrides.check_runners is None else {}
         scm = overrides.scm_clients if overrides.scm_clients is not None else own_scm
         worker = OutboxWorker(
             db=db,
@@ -115,8 +127,18 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             scm=scm,
             lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
             deployers=overrides.deployers if overrides.deployers is not None else own_deployers,
+            pagers=overrides.pagers if overrides.pagers is not None else own_pagers,
+            secrets=environ.get,
+            public_url=settings.public_url,
+        )
+        checks = CheckScheduler(
+            db=db,
+            clock=clock,
+            config=config,
+            runners=overrides.check_runners if overrides.check_runners is not None else own_runners,
         )
         runtime = Runtime(
+            checks=checks,
             directory=overrides.directory or _directory(token, client),
             settings=settings,
             config=config,
@@ -160,6 +182,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             for scm_client in own_scm.values():
                 await scm_client.aclose()
             await close_all(own_deployers)
+            for closeable in (*own_pagers.values(), *own_runners.values()):
+                await closeable.aclose()
             engine.dispose()
 
     return Starlette(
@@ -188,6 +212,26 @@ def _scm(
     if gitlab is not None:
         clients["gitlab"] = gitlab
     return clients
+
+
+def _pagers(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, PagerDutyPager | OpsgeniePager]:
+    return {
+        "pagerduty": PagerDutyPager(
+            make_client(settings.pagerduty_events_url, transport=transport)
+        ),
+        "opsgenie": OpsgeniePager(make_client("https://api.opsgenie.com", transport=transport)),
+    }
+
+
+def _runners(
+    transport: httpx.AsyncBaseTransport | None,
+) -> dict[str, HttpCheckRunner | PrometheusCheckRunner]:
+    return {
+        "http": HttpCheckRunner(make_client("", transport=transport)),
+        "prometheus": PrometheusCheckRunner(make_client("", transport=transport)),
+    }
 
 
 def _directory(token: str | None, client: Any) -> SlackDirectory:

@@ -31,6 +31,8 @@ from bot.ports import (
     Deployer,
     DeploymentLookup,
     DeployRequest,
+    Pager,
+    PagerEvent,
     ScmClient,
     SlackSender,
 )
@@ -40,6 +42,8 @@ from bot.services.deployments import apply_resolved
 from bot.services.outbox import (
     ASSESS,
     DEPLOY,
+    PAGER,
+    PAGER_CHANGE,
     RESOLVE_SHA,
     SLACK_ANNOUNCE,
     SLACK_MESSAGE,
@@ -71,6 +75,9 @@ class OutboxWorker:
         scm: Mapping[str, ScmClient] | None = None,
         lookups: Mapping[str, DeploymentLookup] | None = None,
         deployers: Mapping[str, Deployer] | None = None,
+        pagers: Mapping[str, Pager] | None = None,
+        secrets: Callable[[str], str | None] | None = None,
+        public_url: str = "",
         rng: Callable[[], float] = random.random,
         batch: int = 50,
         horizon: timedelta = HORIZON,
@@ -84,6 +91,9 @@ class OutboxWorker:
         self._scm = scm or {}
         self._lookups = lookups or {}
         self._deployers = deployers or {}
+        self._pagers = pagers or {}
+        self._secrets = secrets or (lambda _name: None)
+        self._public_url = public_url.rstrip("/")
         self._rng = rng
         self._batch = batch
         self._horizon = horizon
@@ -195,6 +205,8 @@ class OutboxWorker:
             await self._deploy(row)
         elif row.kind == SLACK_ANNOUNCE:
             await self._announce(row)
+        elif row.kind in (PAGER, PAGER_CHANGE):
+            await self._page(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
@@ -288,6 +300,53 @@ class OutboxWorker:
         channel = view.channel or self._config.channel_for(view.service)
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=channel, text=text)
+
+    async def _page(self, row: outbox.Claimed) -> None:
+        """Trigger or resolve an on-call alert, or record a change event, for the service's
+        PagerDuty (and Opsgenie, when configured); a service without on-call has nothing
+        to send."""
+        view = await self._view(row)
+        oncall = self._config.services[view.service].oncall
+        if oncall is None:
+            log.info("%s has no on-call configured; not paging", view.service)
+            return
+        message_url = f"{self._public_url}/deployments/{view.deployment_id}"
+        targets = []
+        if oncall.pagerduty is not None:
+            targets.append(("pagerduty", oncall.pagerduty.routing_key_env))
+        if oncall.opsgenie is not None:
+            targets.append(("opsgenie", oncall.opsgenie.api_key_env))
+        for provider, variable in targets:
+            pager = self._pagers.get(provider)
+            key = self._secrets(variable)
+            if pager is None:
+                continue
+            if not key:
+                raise DeliveryFailed(
+                    f"{variable} is not set: cannot reach {provider}", retryable=False
+                )
+            action = "change" if row.kind == PAGER_CHANGE else str(row.payload["action"])
+            await pager.send(
+                PagerEvent(
+                    action=action,  # type: ignore[arg-type]
+                    routing_key=key,
+                    summary=str(row.payload["summary"]),
+                    source=f"releasebot/{view.service}/{view.environment}",
+                    dedup_key=row.payload.get("dedup_key"),
+                    severity=str(row.payload.get("severity") or "error"),
+                    links=((message_url, "Release in releasebot"),)
+                    + (((view.ci_url, "CI run"),) if view.ci_url else ()),
+                    custom_details={
+                        "service": view.service,
+                        "environment": view.environment,
+                        "sha": view.sha,
+                        "version": view.version,
+                        "state": view.state,
+                    },
+                    timestamp=self._clock.now(),
+                    component=view.service,
+                )
+            )
 
     async def _deploy(self, row: outbox.Claimed) -> None:
         """Carry a decision or an action to the real pipeline through its deployer."""

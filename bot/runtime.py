@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session
 
+from bot.checks import CheckScheduler
 from bot.config import Config
 from bot.domain.events import DeployEvent
 from bot.domain.gates import Person
@@ -21,6 +22,7 @@ from bot.store.db import Database
 
 @dataclass
 class Runtime:
+    checks: CheckScheduler
     directory: SlackDirectory
     settings: Settings
     config: Config

@@ -53,12 +53,28 @@ async def gate_sweep(runtime: Runtime) -> int:
     return acted
 
 
+async def checks_tick(runtime: Runtime) -> int:
+    """Run the verification checks that are due; results wake the outbox."""
+    ran = await runtime.checks.run_due()
+    if ran:
+        runtime.worker.wake()
+    return ran
+
+
 def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
     scheduler.add_job(
         outbox_tick,
         "interval",
         seconds=2,
         id="outbox.tick",
+        args=[runtime],
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        checks_tick,
+        "interval",
+        seconds=1,
+        id="checks.tick",
         args=[runtime],
         replace_existing=True,
     )

@@ -101,10 +101,12 @@ def test_anything_that_was_deployed_can_be_rolled_back() -> None:
     assert states.LEGAL_MOVES[states.ROLLING_BACK] == {states.ROLLED_BACK}
 
 
-def test_only_undeployed_states_can_be_superseded() -> None:
+def test_only_undeployed_or_unverified_states_can_be_superseded() -> None:
+    """A newer version supersedes one still waiting to deploy, or one whose verification it
+    interrupts; a verified or failed deployment keeps its outcome."""
     can_be_superseded = {s for s, moves in states.LEGAL_MOVES.items() if states.SUPERSEDED in moves}
-    assert can_be_superseded == states.SUPERSEDABLE
-    assert not can_be_superseded & DEPLOYED
+    assert can_be_superseded == states.SUPERSEDABLE | {states.VERIFYING}
+    assert not can_be_superseded & (DEPLOYED - {states.VERIFYING})
 
 
 def test_a_gated_deployment_only_starts_after_approval() -> None:

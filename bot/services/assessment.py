@@ -59,7 +59,7 @@ def previous_deployed_sha(session: Session, *, deployment: Deployment) -> str | 
             select(Deployment.sha)
             .where(Deployment.service == deployment.service)
             .where(Deployment.environment == environment)
-            .where(col(Deployment.state).in_(DEPLOYED))
+            .where(col(Deployment.deployed_at).is_not(None))
             .where(Deployment.sha != deployment.sha)
             .where(col(Deployment.created_at) <= deployment.created_at)
             .order_by(col(Deployment.created_at).desc())

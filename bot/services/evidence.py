@@ -26,7 +26,9 @@ written as the audit chain writes it (`2026-11-17T10:00:00.000000Z`):
     freezes         [{deployment_id, environment, at, environments, reason, start, end}]:
                     each configured freeze that covered a deployment's environment at the
                     deployment's created_at (empty: no deployment ran in a freeze)
-    break_glass     [{deployment_id, gate_id, ...the gate's break_glass record}]
+    break_glass     [{deployment_id, gate_id, requested_by, reason, requested_at,
+                      confirmed_by, confirmed_at, valid_until}]: every gate passed (or asked
+                    to be passed) by break-glass, as on the gate itself
     verification    [{deployment_id, check_id, name, kind, spec,
                       runs: [{id, due_at, status, finished_at, result}]}]
     identities      {slack user id: {github, gitlab, email} or null} for every Slack user
@@ -120,7 +122,11 @@ def evidence_pack(
             if gate.break_glass:
                 people.update(_slack_users(*_strings(gate.break_glass)))
                 break_glass.append(
-                    {"deployment_id": deployment.id, "gate_id": gate.id, **gate.break_glass}
+                    {
+                        "deployment_id": deployment.id,
+                        "gate_id": gate.id,
+                        **_break_glass_doc(gate.break_glass),
+                    }
                 )
             gate_docs.append(_gate_doc(gate, votes, config))
         people.update(_slack_users(deployment.deployer))
@@ -270,7 +276,7 @@ def _gate_doc(gate: Gate, approvals: list[Approval], config: Config) -> dict[str
         "decided_by": gate.decided_by,
         "reason": gate.reason,
         "progress": gate.progress,
-        "break_glass": _jsonable(gate.break_glass),
+        "break_glass": _break_glass_doc(gate.break_glass) if gate.break_glass else None,
         "approvals": [
             {
                 "user_id": a.user_id,
@@ -282,6 +288,19 @@ def _gate_doc(gate: Gate, approvals: list[Approval], config: Config) -> dict[str
             for a in approvals
         ],
     }
+
+
+def _break_glass_doc(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's break-glass record (requested_by, reason, requested_at, confirmed_by,
+    confirmed_at, valid_until), its times in the pack's UTC form."""
+    doc: dict[str, Any] = _jsonable(dict(record))
+    for key, value in doc.items():
+        if (key.endswith("_at") or key == "valid_until") and isinstance(value, str):
+            try:
+                doc[key] = _iso(datetime.fromisoformat(value))
+            except ValueError:
+                pass  # kept as stored
+    return doc
 
 
 def _freezes_for(deployment: Deployment, freezes: Iterable[Freeze]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ RESOLVE_SHA = "deployment.resolve_sha"  # fetch a full sha the webhook did not c
 DEPLOY = "deployer.execute"  # tell the real pipeline a decision, or start a deploy
 SLACK_ANNOUNCE = "slack.announcement"  # a line in the channel itself, linked to the message
 PAGER_CHANGE = "pager.change"  # a PagerDuty change event (deploy, rollback, break-glass)
+PAGER = "pager.alert"  # page on-call (trigger) or close the alert (resolve)
 
 LEASE = timedelta(seconds=60)
 

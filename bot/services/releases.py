@@ -209,13 +209,18 @@ def rollback(
     )
 
 
+BAD = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK)
+
+
 def _previous_good(session: Session, current: Deployment) -> str | None:
+    """The version that ran in this environment before, and was not itself found bad."""
     return session.exec(
         select(Deployment.sha)
         .where(Deployment.service == current.service)
         .where(Deployment.environment == current.environment)
         .where(Deployment.sha != current.sha)
-        .where(col(Deployment.state).in_(DEPLOYED))
+        .where(col(Deployment.deployed_at).is_not(None))
+        .where(col(Deployment.state).not_in(BAD))
         .where(col(Deployment.created_at) <= current.created_at)
         .order_by(col(Deployment.created_at).desc())
         .limit(1)

@@ -42,6 +42,8 @@ def transition(
     }
     if target in states.FINISHED or target in (states.VERIFIED, states.SUCCEEDED):
         values["finished_at"] = now
+    if target == states.SUCCEEDED and deployment.deployed_at is None:
+        values["deployed_at"] = now
     updated = session.execute(
         sa.update(Deployment)
         .where(col(Deployment.id) == deployment.id)

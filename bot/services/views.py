@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.services import verification
 from bot.store.tables import Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
 
 
@@ -43,6 +44,7 @@ class ReleaseView:
     gate_reason: str | None = None
     gate_break_glass: dict[str, Any] | None = None  # requested_by, reason, confirmed_by, ...
     break_glass_available: bool = False
+    verification: dict[str, Any] | None = None  # total, passed, failed names, pending
     promote_to: str | None = None  # the next environment, when the release may go there
     can_roll_back: bool = False
     lock: str | None = None  # why automatic promotion into this environment is stopped
@@ -81,6 +83,7 @@ def release_view(
         diff=release.diff if release else None,
         assessment_note=deployment.assessment_note,
         freeze=_freeze(config, deployment) if config else None,
+        verification=verification.progress(session, deployment.id),
         **_gate(session, deployment.id),
         **_actions(session, config, deployment),
     )

@@ -68,6 +68,7 @@ class Deployment(SQLModel, table=True):
     assessment_note: str | None = Field(default=None, max_length=500)
     created_at: datetime = _at()
     updated_at: datetime = _at()
+    deployed_at: datetime | None = _at(default=None)  # when it first ran in the environment
     finished_at: datetime | None = _at(default=None)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:08:40.973723
+Create Date: 2026-11-22 02:20:07.260858
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def upgrade() -> None:
     sa.Column('assessment_note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['release_id'], ['release.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,74 @@
+"""Running due verification checks: claim from the database, run at the edge, record.
+
+`run_due_checks` is what the scheduler's `checks.tick` job calls every second; tests call it
+directly with a fixed clock. Claims are per process (`worker`), so replicas never run the
+same check run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+
+from bot.config import Config
+from bot.ports import CheckResult, CheckRunner, Clock
+from bot.services import verification
+from bot.store.db import Database
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class CheckScheduler:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        config: Config,
+        runners: Mapping[str, CheckRunner],
+        worker: str = WORKER_ID,
+        concurrency: int = 50,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._config = config
+        self._runners = runners
+        self._worker = worker
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def run_due(self) -> int:
+        """Run every check that is due now; returns how many ran."""
+        now = self._clock.now()
+        claimed = await asyncio.to_thread(
+            self._db.write,
+            lambda s: verification.claim_due(s, now=now, worker=self._worker),
+        )
+        if claimed:
+            await asyncio.gather(*(self._run(run) for run in claimed))
+        return len(claimed)
+
+    async def _run(self, run: verification.ClaimedRun) -> None:
+        async with self._limit:
+            result = await self._check(run)
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: verification.record(
+                s, now=now, config=self._config, run_id=run.id, result=result
+            ),
+        )
+
+    async def _check(self, run: verification.ClaimedRun) -> CheckResult:
+        runner = self._runners.get(run.kind)
+        if runner is None:
+            return CheckResult(False, f"no runner for {run.kind} checks")
+        try:
+            return await runner.run(run.spec)
+        except Exception as exc:  # a runner bug must not leave the run claimed forever
+            log.exception("check %s (%s) crashed", run.name, run.kind)
+            return CheckResult(False, f"the check could not run: {type(exc).__name__}")

@@ -1,0 +1,428 @@
+"""Verifying a deploy after it lands: plan the checks, claim the due ones, record results, act.
+
+Check runs are rows with a due time, so a restart loses none; a worker *claims* a due run
+with a conditional UPDATE (on PostgreSQL behind `FOR UPDATE SKIP LOCKED`) before running it,
+so replicas sharing one database never run the same check twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bot.config import Config
+from bot.domain import states
+from bot.ports import CheckResult
+from bot.services import audit, outbox
+from bot.services.transitions import transition
+from bot.store.tables import Check, CheckRun, Deployment
+
+PENDING = "pending"
+RUNNING = "running"
+PASSED = "passed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    id: int
+    deployment_id: int
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    due_at: datetime
+
+
+def plan(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> int:
+    """One run per check and `at` offset, due from now; the deployment starts verifying."""
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is None or not env.verify:
+        return 0
+    assert deployment.id is not None
+    cancel_older(session, now=now, newer=deployment)
+    count = 0
+    last = timedelta(0)
+    for check in env.verify:
+        row = Check(
+            deployment_id=deployment.id,
+            name=check.name,
+            kind="http" if check.http is not None else "prometheus",
+            spec=check.model_dump(mode="json"),
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        for offset in check.at:
+            session.add(
+                CheckRun(
+                    check_id=row.id,
+                    deployment_id=deployment.id,
+                    due_at=now + offset,
+                    status=PENDING,
+                )
+            )
+            count += 1
+            last = max(last, offset)
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="verification.planned",
+        subject=f"deployment:{deployment.id}",
+        details={
+            "runs": count,
+            "checks": [c.name for c in env.verify],
+            "last_due": (now + last).isoformat(),
+        },
+    )
+    transition(
+        session,
+        deployment=deployment,
+        target=states.VERIFYING,
+        now=now,
+        actor="releasebot",
+        source="verification",
+        note=f"{count} checks planned over {_span(last)}",
+    )
+    return count
+
+
+def _span(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    return f"{minutes} min" if minutes else f"{int(offset.total_seconds())} s"
+
+
+def cancel_older(session: Session, *, now: datetime, newer: Deployment) -> None:
+    """A newer deployment (or a rollback) makes the older one's pending checks moot."""
+    older = session.exec(
+        select(Deployment)
+        .where(Deployment.service == newer.service)
+        .where(Deployment.environment == newer.environment)
+        .where(Deployment.id != newer.id)
+        .where(Deployment.state == states.VERIFYING)
+    ).all()
+    for deployment in older:
+        cancel(
+            session,
+            now=now,
+            deployment=deployment,
+            reason=f"{newer.sha[:7]} was deployed before verification finished",
+        )
+        transition(
+            session,
+            deployment=deployment,
+            target=states.SUPERSEDED,
+            now=now,
+            actor="releasebot",
+            source="verification",
+            note=f"superseded by {newer.sha[:7]}",
+        )
+
+
+def cancel(session: Session, *, now: datetime, deployment: Deployment, reason: str) -> int:
+    result = session.execute(
+        sa.update(CheckRun)
+        .where(col(CheckRun.deployment_id) == deployment.id)
+        .where(col(CheckRun.status).in_((PENDING, RUNNING)))
+        .values(status=CANCELLED, finished_at=now, result={"summary": reason})
+        .execution_options(synchronize_session=False)
+    )
+    cancelled = int(result.rowcount)  # type: ignore[attr-defined]
+    if cancelled:
+        audit.append(
+            session,
+            at=now,
+            actor="releasebot",
+            action="verification.cancelled",
+            subject=f"deployment:{deployment.id}",
+            details={"runs": cancelled, "reason": reason},
+        )
+    return cancelled
+
+
+def claim_due(
+    session: Session, *, now: datetime, worker: str, limit: int = 100
+) -> list[ClaimedRun]:
+    """Take due runs (and runs whose worker died mid-lease) for this worker only."""
+    claimable = sa.or_(
+        col(CheckRun.status) == PENDING,
+        sa.and_(col(CheckRun.status) == RUNNING, col(CheckRun.claimed_until) < now),
+    )
+    query = (
+        select(CheckRun.id)
+        .where(claimable)
+        .where(col(CheckRun.due_at) <= now)
+        .order_by(col(CheckRun.due_at))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed: list[ClaimedRun] = []
+    for run_id in session.exec(query).all():
+        assert run_id is not None
+        taken = session.execute(
+            sa.update(CheckRun)
+            .where(col(CheckRun.id) == run_id)
+            .where(claimable)
+            .values(status=RUNNING, claimed_by=worker[:100], claimed_until=now + LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        run = session.get(CheckRun, run_id)
+        check = session.get(Check, run.check_id) if run else None
+        if run is None or check is None:
+            continue
+        claimed.append(
+            ClaimedRun(
+                run_id, run.deployment_id, check.name, check.kind, dict(check.spec), run.due_at
+            )
+        )
+    return claimed
+
+
+def record(
+    session: Session, *, now: datetime, config: Config, run_id: int, result: CheckResult
+) -> str:
+    """Store one result and move the deployment on: verified, failed, or still verifying."""
+    run = session.get(CheckRun, run_id)
+    if run is None or run.status != RUNNING:
+        return "ignored"  # cancelled while it ran, or recorded already
+    check = session.get(Check, run.check_id)
+    deployment = session.get(Deployment, run.deployment_id)
+    assert check is not None and deployment is not None and deployment.id is not None
+    run.status = PASSED if result.passed else FAILED
+    run.finished_at = now
+    run.claimed_until = None
+    run.result = {
+        "passed": result.passed,
+        "summary": result.summary[:500],
+        "evidence": result.evidence,
+    }
+    session.add(run)
+    session.flush()
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="check.passed" if result.passed else "check.failed",
+        subject=f"deployment:{deployment.id}",
+        details={
+            "check": check.name,
+            "run": run_id,
+            "summary": result.summary[:500],
+            "evidence": result.evidence,
+        },
+    )
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_THREAD,
+        payload={
+            "deployment_id": deployment.id,
+            "template": "check_result.txt.j2",
+            "check": check.name,
+            "passed": result.passed,
+            "summary": result.summary[:500],
+        },
+        now=now,
+    )
+    if deployment.state != states.VERIFYING:
+        return run.status
+    if not result.passed:
+        failed(
+            session,
+            now=now,
+            config=config,
+            deployment=deployment,
+            check=check.name,
+            summary=result.summary,
+        )
+        return FAILED
+    remaining = session.exec(
+        select(sa.func.count())
+        .select_from(CheckRun)
+        .where(col(CheckRun.deployment_id) == deployment.id)
+        .where(col(CheckRun.status).in_((PENDING, RUNNING)))
+    ).one()
+    if remaining == 0:
+        transition(
+            session,
+            deployment=deployment,
+            target=states.VERIFIED,
+            now=now,
+            actor="releasebot",
+            source="verification",
+            note="every check passed",
+        )
+        verified(session, now=now, config=config, deployment=deployment)
+    else:
+        outbox.enqueue(
+            session,
+            key=f"deployment:{deployment.id}",
+            kind=outbox.SLACK_MESSAGE,
+            payload={"deployment_id": deployment.id},
+            now=now,
+        )
+    return PASSED
+
+
+def failed(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment: Deployment,
+    check: str,
+    summary: str,
+) -> None:
+    """The first failure ends verification: tell on-call, page, and roll back by policy."""
+    from bot.services import releases  # releases plans verification through deployments
+
+    assert deployment.id is not None
+    cancel(session, now=now, deployment=deployment, reason=f"{check} failed")
+    transition(
+        session,
+        deployment=deployment,
+        target=states.VERIFICATION_FAILED,
+        now=now,
+        actor="releasebot",
+        source="verification",
+        note=f"{check}: {summary}"[:500],
+    )
+    service = config.services[deployment.service]
+    env = service.environment(deployment.environment)
+    oncall = list(config.slack.oncall)
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_THREAD,
+        payload={
+            "deployment_id": deployment.id,
+            "template": "verification_failed.txt.j2",
+            "oncall": oncall,
+            "check": check,
+            "summary": summary[:500],
+            "policy": env.on_verification_failure if env else "notify",
+        },
+        now=now,
+    )
+    outbox.enqueue(
+        session,
+        key=f"pager:{deployment.id}",
+        kind=outbox.PAGER,
+        payload={
+            "deployment_id": deployment.id,
+            "action": "trigger",
+            "dedup_key": incident_key(deployment),
+            "summary": f"{deployment.service} {deployment.environment}: "
+            f"verification failed after deploying {deployment.sha[:7]}: "
+            f"{check}: {summary}"[:1000],
+            "severity": "critical" if deployment.environment == "production" else "error",
+        },
+        now=now,
+    )
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="incident.opened",
+        subject=f"deployment:{deployment.id}",
+        details={"dedup_key": incident_key(deployment), "check": check},
+    )
+    if env is not None and env.on_verification_failure == "rollback" and env.deploy is not None:
+        releases.rollback(
+            session,
+            now=now,
+            config=config,
+            deployment_id=deployment.id,
+            actor="releasebot",
+            reason=f"verification failed: {check}",
+        )
+
+
+def verified(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
+    """Every check passed: close the incident this version's rollback answered, promote on."""
+    from bot.services import releases
+
+    restored = session.exec(
+        select(Deployment)
+        .where(Deployment.service == deployment.service)
+        .where(Deployment.environment == deployment.environment)
+        .where(Deployment.rollback_to == deployment.sha)
+        .where(col(Deployment.state).in_((states.ROLLED_BACK, states.ROLLING_BACK)))
+    ).all()
+    for bad in restored:
+        opened = session.exec(
+            select(sa.func.min(sa.text("at")))
+            .select_from(sa.text("audit_event"))
+            .where(sa.text("action = 'incident.opened'"))
+            .where(sa.text("subject = :subject"))
+            .params(subject=f"deployment:{bad.id}")
+        ).one()
+        if opened is None:
+            continue
+        recovered_after = now - datetime.fromisoformat(str(opened).replace("Z", "+00:00"))
+        outbox.enqueue(
+            session,
+            key=f"pager:{bad.id}",
+            kind=outbox.PAGER,
+            payload={
+                "deployment_id": bad.id,
+                "action": "resolve",
+                "dedup_key": incident_key(bad),
+                "summary": f"{bad.service} {bad.environment} recovered: "
+                f"{deployment.sha[:7]} verified after the rollback",
+            },
+            now=now,
+        )
+        audit.append(
+            session,
+            at=now,
+            actor="releasebot",
+            action="incident.resolved",
+            subject=f"deployment:{bad.id}",
+            details={
+                "dedup_key": incident_key(bad),
+                "restored_by": deployment.id,
+                "recovery_seconds": int(recovered_after.total_seconds()),
+            },
+        )
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is not None and env.auto_promote_to and deployment.id is not None:
+        releases.promote(
+            session,
+            now=now,
+            config=config,
+            deployment_id=deployment.id,
+            actor="releasebot",
+            automatic=True,
+        )
+
+
+def incident_key(deployment: Deployment) -> str:
+    return f"releasebot/{deployment.service}/{deployment.environment}/{deployment.id}"
+
+
+def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
+    """{"total", "passed", "failed": [names], "pending"} for the release message."""
+    rows = session.exec(
+        select(CheckRun.status, Check.name)
+        .join(Check, col(Check.id) == col(CheckRun.check_id))
+        .where(CheckRun.deployment_id == deployment_id)
+    ).all()
+    if not rows:
+        return None
+    return {
+        "total": len(rows),
+        "passed": sum(1 for status, _ in rows if status == PASSED),
+        "failed": sorted({name for status, name in rows if status == FAILED}),
+        "pending": sum(1 for status, _ in rows if status in (PENDING, RUNNING)),
+        "cancelled": sum(1 for status, _ in rows if status == CANCELLED),
+    }
