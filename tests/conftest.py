@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings, load_settings
 from bot.store.db import Database, make_engine, normalize_url
 from integrations.slack.fakeapi import FakeSlackWebApi
-from tests.fakes import FrozenClock
+from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import (
     EXAMPLE_CONFIG,
     GITHUB_SECRET,
@@ -39,6 +39,7 @@ from tests.servers import serve_in_thread
 
 pytest_plugins = ["tests.slackflow"]  # fixtures for driving gates through GitHub and Slack
 
+TEST_SECRETS = {"PD_CHECKOUT_ROUTING_KEY": "pd-test-routing-key"}
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL")
 CLEARED_PREFIXES = (
     "SLACK_",
@@ -236,11 +237,15 @@ def bot_factory(environ: dict[str, str], clock: FrozenClock, slack: FakeSlackWeb
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        app = create_app(
-            settings or load_settings(merged),
-            overrides=overrides
-            or Overrides(clock=clock, start_scheduler=False, run_outbox_worker=False),
+        chosen = overrides or Overrides(clock=clock, start_scheduler=False, run_outbox_worker=False)
+        # Nothing in a test reaches the network: outside HTTP APIs answer from fakes, and
+        # secrets named in the config come from here rather than the real environment.
+        chosen = replace(
+            chosen,
+            http_transport=chosen.http_transport or FakeEdge().transport,
+            environ=chosen.environ if chosen.environ is not None else TEST_SECRETS,
         )
+        app = create_app(settings or load_settings(merged), overrides=chosen)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bot") as http:

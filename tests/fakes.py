@@ -131,3 +131,87 @@ class FakeGitHub:
                 "files": self.compare_files,
             }
         return {**commit, "files": self.compare_files}
+
+
+class FakeHealth:
+    """A service's /healthz: answers the statuses queued, then `default`."""
+
+    def __init__(self, default: int = 200) -> None:
+        self.default = default
+        self.queued: list[int] = []
+        self.requests: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status = self.queued.pop(0) if self.queued else self.default
+        return httpx.Response(status, json={"status": "ok" if status < 400 else "down"})
+
+
+class FakePrometheus:
+    """Prometheus' instant query API answering one value for every query."""
+
+    def __init__(self, value: str = "0.001") -> None:
+        self.value = value
+        self.queries: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.queries.append(request.url.params.get("query", ""))
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "data": {
+                    "resultType": "vector",
+                    "result": [{"metric": {}, "value": [1700000000.0, self.value]}],
+                },
+            },
+        )
+
+
+class FakePagerDuty:
+    """PagerDuty's Events API v2: accepts events and change events, recording them."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.changes: list[dict[str, Any]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/v2/change/enqueue":
+            self.changes.append(body)
+            return httpx.Response(
+                202, json={"status": "success", "message": "Change event processed"}
+            )
+        self.events.append(body)
+        return httpx.Response(
+            202,
+            json={
+                "status": "success",
+                "message": "Event processed",
+                "dedup_key": body.get("dedup_key") or "generated",
+            },
+        )
+
+
+class FakeEdge:
+    """Every outside HTTP API the bot reaches, behind one httpx transport, routed by host."""
+
+    def __init__(self) -> None:
+        self.github = FakeGitHub()
+        self.health = FakeHealth()
+        self.prometheus = FakePrometheus()
+        self.pagerduty = FakePagerDuty()
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._route)
+
+    def _route(self, request: httpx.Request) -> httpx.Response:
+        host, port = request.url.host, request.url.port
+        if host == "events.pagerduty.com":
+            return self.pagerduty.handle(request)
+        if port == 9310:
+            return self.health.handle(request)
+        if port == 9390:
+            return self.prometheus.handle(request)
+        return self.github._handle(request)

@@ -18,7 +18,7 @@ from bot.app import Overrides
 from bot.store.tables import Gate
 from integrations.slack.fakeapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
-from tests.fakes import FakeGitHub, FrozenClock
+from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
 from tests.helpers import SHA_A, encode, github_headers, slack_headers
 
 CHANNEL = "#checkout-deploys"
@@ -36,20 +36,26 @@ def app_private_key() -> str:
 
 
 @pytest.fixture
-def github() -> FakeGitHub:
-    return FakeGitHub()
+def edge() -> FakeEdge:
+    """GitHub, the services' health endpoints, Prometheus and PagerDuty, all faked."""
+    return FakeEdge()
+
+
+@pytest.fixture
+def github(edge: FakeEdge) -> FakeGitHub:
+    return edge.github
 
 
 @pytest.fixture
 async def gated_bot(
-    bot_factory: BotFactory, clock: FrozenClock, github: FakeGitHub, app_private_key: str
+    bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge, app_private_key: str
 ) -> AsyncIterator[Bot]:
     overrides = Overrides(
         clock=clock,
         start_scheduler=False,
         run_outbox_worker=False,
         process_before_response=True,
-        http_transport=github.transport,
+        http_transport=edge.transport,
         environ={},
     )
     env = {"GITHUB_APP_ID": "1234", "GITHUB_APP_PRIVATE_KEY": app_private_key}

@@ -40,6 +40,7 @@ HASHED_FIELDS = ("seq", "at", "actor", "action", "subject", "details")
 
 # --- helpers -----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the `releasebot` CLI at the test database, as an operator would."""
@@ -47,8 +48,9 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return database_url
 
 
-async def deploy(bot: Bot, clock: FrozenClock, sha: str, *statuses: str,
-                 description: str | None = None) -> None:
+async def deploy(
+    bot: Bot, clock: FrozenClock, sha: str, *statuses: str, description: str | None = None
+) -> None:
     """Report a GitHub deployment of `sha` to production, one status a minute."""
     for status in statuses:
         body = deployment_status(status, sha=sha)
@@ -140,6 +142,7 @@ def mentions_record(stderr: str, seq: int) -> bool:
 
 # --- verify ------------------------------------------------------------------------------
 
+
 async def test_records_written_by_real_deployments_form_a_chain_audit_verify_accepts(
     bot: Bot, clock: FrozenClock, cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -172,8 +175,12 @@ async def test_an_empty_audit_trail_verifies(
     ids=["details", "actor"],
 )
 async def test_editing_one_stored_record_is_reported_at_that_record(
-    bot: Bot, clock: FrozenClock, cli_env: str, capsys: pytest.CaptureFixture[str],
-    column: str, forge: Any,
+    bot: Bot,
+    clock: FrozenClock,
+    cli_env: str,
+    capsys: pytest.CaptureFixture[str],
+    column: str,
+    forge: Any,
 ) -> None:
     await two_releases(bot, clock)
     events = stored_events(cli_env)
@@ -182,8 +189,12 @@ async def test_editing_one_stored_record_is_reported_at_that_record(
     forged = forge(getattr(succeeded, column))
     assert forged != getattr(succeeded, column)
 
-    run_sql(cli_env, f"UPDATE audit_event SET {column} = :value WHERE seq = :seq",
-            value=forged, seq=succeeded.seq)
+    run_sql(
+        cli_env,
+        f"UPDATE audit_event SET {column} = :value WHERE seq = :seq",
+        value=forged,
+        seq=succeeded.seq,
+    )
     code, out, err = verify(capsys)
 
     assert code == EXIT_FAIL
@@ -199,11 +210,17 @@ async def test_a_forger_who_also_rehashes_the_edited_record_is_caught_at_the_nex
     victim = events[2]
     record = {name: getattr(victim, name) for name in (*HASHED_FIELDS, "prev_hash")}
     record["details"] = {**json.loads(victim.details), "note": "approved by the CTO"}
-    details = json.dumps(record["details"], sort_keys=True, separators=(",", ":"),
-                         ensure_ascii=False)
+    details = json.dumps(
+        record["details"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
-    run_sql(cli_env, "UPDATE audit_event SET details = :d, hash = :h WHERE seq = :seq",
-            d=details, h=expected_hash(record), seq=victim.seq)
+    run_sql(
+        cli_env,
+        "UPDATE audit_event SET details = :d, hash = :h WHERE seq = :seq",
+        d=details,
+        h=expected_hash(record),
+        seq=victim.seq,
+    )
     code, _, err = verify(capsys)
 
     assert code == EXIT_FAIL
@@ -226,6 +243,7 @@ async def test_deleting_a_record_from_the_middle_is_detected(
 
 
 # --- export ------------------------------------------------------------------------------
+
 
 async def test_json_export_prints_every_record_with_the_contract_fields_in_order(
     bot: Bot, clock: FrozenClock, cli_env: str, capsys: pytest.CaptureFixture[str]
@@ -281,6 +299,7 @@ async def test_export_since_keeps_only_records_from_that_time_on(
 
 # --- concurrent appends ------------------------------------------------------------------
 
+
 def append_concurrently(db: Database, clock: FrozenClock, writers: int, each: int) -> list[str]:
     """`writers` threads, released together, each appending `each` records; returns failures."""
     barrier = threading.Barrier(writers)
@@ -290,13 +309,21 @@ def append_concurrently(db: Database, clock: FrozenClock, writers: int, each: in
         barrier.wait()
         for index in range(each):
             try:
-                db.write(partial(
-                    audit.append, at=clock.now(), actor=f"U{number:03d}",
-                    action="test.appended", subject=f"writer:{number}", details={"index": index},
-                ))
+                db.write(
+                    partial(
+                        audit.append,
+                        at=clock.now(),
+                        actor=f"U{number:03d}",
+                        action="test.appended",
+                        subject=f"writer:{number}",
+                        details={"index": index},
+                    )
+                )
             except Exception as exc:  # noqa: BLE001  (a lost append is the failure we report)
-                failures.append(f"writer {number}, append {index}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0]}")
+                failures.append(
+                    f"writer {number}, append {index}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}"
+                )
         return failures
 
     with ThreadPoolExecutor(max_workers=writers) as pool:

@@ -35,6 +35,7 @@ THREADS = 8
 
 # --- helpers -----------------------------------------------------------------------------
 
+
 def all_at_once(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Run every task in its own thread, released together; results in task order."""
     barrier = threading.Barrier(len(tasks))
@@ -49,22 +50,28 @@ def all_at_once(tasks: Sequence[Callable[[], T]]) -> list[T]:
 
 
 def github_delivery(
-    db: Database, clock: FrozenClock, config: Config, delivery_id: str, status: str,
-    *, sha: str = SHA_A,
+    db: Database,
+    clock: FrozenClock,
+    config: Config,
+    delivery_id: str,
+    status: str,
+    *,
+    sha: str = SHA_A,
 ) -> Callable[[], IngestResult]:
     """What the GitHub handler does with one verified deployment_status delivery."""
     body = deployment_status(status, sha=sha)
     parsed = payloads.parse("deployment_status", body)
     assert parsed.event is not None, parsed.note
-    delivery = Delivery(provider="github", delivery_id=delivery_id, event="deployment_status",
-                        body=encode(body))
+    delivery = Delivery(
+        provider="github", delivery_id=delivery_id, event="deployment_status", body=encode(body)
+    )
     event = parsed.event
 
     def send() -> IngestResult:
         now = clock.now()
-        return db.write(lambda s: record_delivery(
-            s, now=now, config=config, delivery=delivery, event=event
-        ))
+        return db.write(
+            lambda s: record_delivery(s, now=now, config=config, delivery=delivery, event=event)
+        )
 
     return send
 
@@ -110,6 +117,7 @@ def assert_chain_verifies(db: Database) -> None:
 
 # --- tests -------------------------------------------------------------------------------
 
+
 def test_one_delivery_sent_eight_times_at_once_is_accepted_once(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
@@ -133,10 +141,26 @@ def test_one_delivery_sent_eight_times_at_once_is_accepted_once(
 @pytest.mark.parametrize(
     "statuses",
     [
-        ["pending", "in_progress", "success", "pending", "in_progress", "success", "pending",
-         "in_progress"],
-        ["success", "pending", "pending", "in_progress", "in_progress", "pending", "in_progress",
-         "pending"],
+        [
+            "pending",
+            "in_progress",
+            "success",
+            "pending",
+            "in_progress",
+            "success",
+            "pending",
+            "in_progress",
+        ],
+        [
+            "success",
+            "pending",
+            "pending",
+            "in_progress",
+            "in_progress",
+            "pending",
+            "in_progress",
+            "pending",
+        ],
     ],
     ids=["mixed", "one-success"],
 )
@@ -154,9 +178,10 @@ def test_different_deliveries_about_one_new_deployment_at_once_make_one_deployme
     [deployment] = rows(db, Deployment)
     assert release.sha == deployment.sha == SHA_A
     assert (deployment.service, deployment.environment) == ("checkout", "production")
-    # A success, whenever it is applied, is where the deployment ends: nothing a CI system
-    # reports later (pending, in_progress) may take it back.
-    assert deployment.state == states.SUCCEEDED
+    # A success, whenever it is applied, is where CI's part ends (verification takes over):
+    # nothing a CI system reports later (pending, in_progress) may take it back.
+    assert deployment.state == states.VERIFYING
+    assert deployment.deployed_at is not None
     assert_audit_explains(db, deployment)
     assert_chain_verifies(db)
     created = [e for e in rows(db, AuditEvent) if e.action == "deployment.created"]
@@ -181,7 +206,7 @@ def test_a_success_and_a_failure_racing_end_in_one_of_them_and_the_audit_agrees(
     all_at_once(sends)
 
     [deployment] = rows(db, Deployment)
-    assert deployment.state in (states.SUCCEEDED, states.FAILED)
+    assert deployment.state in (states.VERIFYING, states.FAILED)
     assert deployment.finished_at is not None
     assert_audit_explains(db, deployment)
     assert_chain_verifies(db)
@@ -203,8 +228,10 @@ def test_deliveries_for_two_versions_at_once_make_two_deployments(
     deployments = rows(db, Deployment)
     assert sorted(d.sha for d in deployments) == sorted([SHA_A, other])
     assert len(rows(db, Release)) == 2
-    assert {d.state for d in deployments} <= {states.SUCCEEDED, states.SUPERSEDED}
-    assert states.SUCCEEDED in {d.state for d in deployments}
+    # The version that deployed last is being verified; one that deployed before it was
+    # replaced mid-verification, or never ran (superseded while pending).
+    assert {d.state for d in deployments} <= {states.VERIFYING, states.SUPERSEDED}
+    assert states.VERIFYING in {d.state for d in deployments}
     for deployment in deployments:
         assert_audit_explains(db, deployment)
     assert_chain_verifies(db)
@@ -221,8 +248,14 @@ def test_a_burst_of_unrelated_deployments_from_many_workers_is_all_recorded(
 
     def worker(number: int) -> Callable[[], list[str]]:
         sends = [
-            github_delivery(db, clock, example_config, f"delivery-{number}-{n}", "success",
-                            sha=hashlib.sha1(f"{number}-{n}".encode()).hexdigest())
+            github_delivery(
+                db,
+                clock,
+                example_config,
+                f"delivery-{number}-{n}",
+                "success",
+                sha=hashlib.sha1(f"{number}-{n}".encode()).hexdigest(),
+            )
             for n in range(each)
         ]
 
@@ -237,12 +270,17 @@ def test_a_burst_of_unrelated_deployments_from_many_workers_is_all_recorded(
 
         return stream
 
-    lost = [failure for failures in all_at_once([worker(n) for n in range(workers)])
-            for failure in failures]
+    lost = [
+        failure
+        for failures in all_at_once([worker(n) for n in range(workers)])
+        for failure in failures
+    ]
 
     assert lost == [], f"{len(lost)} of {workers * each} deliveries failed, e.g. {lost[0]}"
     deployments = rows(db, Deployment)
     assert len(deployments) == workers * each
-    assert {d.state for d in deployments} == {states.SUCCEEDED}
+    # Every delivery deployed its version; all but the newest were replaced while verifying.
+    assert all(d.deployed_at is not None for d in deployments)
+    assert {d.state for d in deployments} <= {states.VERIFYING, states.SUPERSEDED}
     assert len(rows(db, WebhookDelivery)) == workers * each
     assert_chain_verifies(db)

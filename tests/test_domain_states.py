@@ -31,8 +31,14 @@ ALL_STATES = sorted(states.STATES)
 CI_STATUSES = sorted(states.CI_REPORTED)
 GATE_STATES = {states.AWAITING_APPROVAL, states.APPROVED}
 HUMAN_OR_BOT_ONLY = states.STATES - states.CI_REPORTED
-DEPLOYED = {states.IN_PROGRESS, states.SUCCEEDED, states.FAILED, states.VERIFYING,
-            states.VERIFIED, states.VERIFICATION_FAILED}
+DEPLOYED = {
+    states.IN_PROGRESS,
+    states.SUCCEEDED,
+    states.FAILED,
+    states.VERIFYING,
+    states.VERIFIED,
+    states.VERIFICATION_FAILED,
+}
 
 
 def legal_pairs() -> Iterator[tuple[str, str]]:
@@ -64,6 +70,7 @@ def walk(start: str, path: list[str]) -> list[tuple[str, str]]:
 
 # --- the table ---------------------------------------------------------------------------
 
+
 def test_every_move_leads_to_a_known_state() -> None:
     for current, target in legal_pairs():
         assert states.is_state(target), f"{current} -> unknown state {target!r}"
@@ -71,9 +78,20 @@ def test_every_move_leads_to_a_known_state() -> None:
 
 def test_the_states_are_the_ones_the_design_names() -> None:
     assert states.STATES == {
-        "pending", "awaiting_approval", "approved", "rejected", "expired", "in_progress",
-        "succeeded", "failed", "verifying", "verified", "verification_failed",
-        "rolling_back", "rolled_back", "superseded",
+        "pending",
+        "awaiting_approval",
+        "approved",
+        "rejected",
+        "expired",
+        "in_progress",
+        "succeeded",
+        "failed",
+        "verifying",
+        "verified",
+        "verification_failed",
+        "rolling_back",
+        "rolled_back",
+        "superseded",
     }
 
 
@@ -111,8 +129,9 @@ def test_only_undeployed_or_unverified_states_can_be_superseded() -> None:
 
 def test_a_gated_deployment_only_starts_after_approval() -> None:
     assert states.IN_PROGRESS not in states.LEGAL_MOVES[states.AWAITING_APPROVAL]
-    leads_to_in_progress = {s for s, moves in states.LEGAL_MOVES.items()
-                            if states.IN_PROGRESS in moves}
+    leads_to_in_progress = {
+        s for s, moves in states.LEGAL_MOVES.items() if states.IN_PROGRESS in moves
+    }
     assert leads_to_in_progress == {states.PENDING, states.APPROVED}
 
 
@@ -123,9 +142,14 @@ def test_check_move_accepts_every_legal_move(current: str, target: str) -> None:
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(states.SUCCEEDED, states.PENDING), (states.AWAITING_APPROVAL, states.IN_PROGRESS),
-     (states.REJECTED, states.APPROVED), (states.PENDING, states.PENDING),
-     (states.PENDING, "deployed"), ("nonsense", states.PENDING)],
+    [
+        (states.SUCCEEDED, states.PENDING),
+        (states.AWAITING_APPROVAL, states.IN_PROGRESS),
+        (states.REJECTED, states.APPROVED),
+        (states.PENDING, states.PENDING),
+        (states.PENDING, "deployed"),
+        ("nonsense", states.PENDING),
+    ],
 )
 def test_check_move_refuses_an_illegal_move_naming_both_states(current: str, target: str) -> None:
     with pytest.raises(IllegalTransition) as refused:
@@ -145,6 +169,7 @@ def test_check_move_refuses_every_pair_outside_the_table() -> None:
 
 # --- CI walks ----------------------------------------------------------------------------
 
+
 def test_a_ci_event_never_walks_through_a_gate_or_a_verification() -> None:
     for current, target in itertools.product(ALL_STATES, CI_STATUSES):
         path = states.ci_path(current, target)
@@ -163,13 +188,15 @@ def test_a_ci_event_cannot_skip_a_waiting_gate() -> None:
 def test_after_approval_ci_may_report_the_deploy() -> None:
     assert states.ci_path(states.APPROVED, states.IN_PROGRESS) == [states.IN_PROGRESS]
     assert states.ci_path(states.APPROVED, states.SUCCEEDED) == [
-        states.IN_PROGRESS, states.SUCCEEDED
+        states.IN_PROGRESS,
+        states.SUCCEEDED,
     ]
 
 
 def test_a_late_success_walks_through_in_progress() -> None:
     assert states.ci_path(states.PENDING, states.SUCCEEDED) == [
-        states.IN_PROGRESS, states.SUCCEEDED
+        states.IN_PROGRESS,
+        states.SUCCEEDED,
     ]
     assert states.ci_path(states.PENDING, states.FAILED) == [states.IN_PROGRESS, states.FAILED]
 
@@ -238,8 +265,12 @@ def ci_event(status: str, sha: str, source: tuple[str, str], run: str | None) ->
     provider, source_event = source
     return DeployEvent(
         target=DeployTarget(provider=provider, repo="acme/checkout", environment="production"),
-        sha=sha, status=status, source_event=source_event, external_id=run,
-        actor="octocat", url=f"https://ci.example/{provider}/{run or 'unknown'}",
+        sha=sha,
+        status=status,
+        source_event=source_event,
+        external_id=run,
+        actor="octocat",
+        url=f"https://ci.example/{provider}/{run or 'unknown'}",
     )
 
 
@@ -269,8 +300,9 @@ def assert_invariants(db: Database) -> None:
         assert replayed.get(f"deployment:{deployment.id}", states.PENDING) == deployment.state
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(reports=st.lists(ci_report, min_size=1, max_size=12))
 def test_random_ci_reports_through_the_database_keep_every_deployment_legal(
     db: Database, clock: FrozenClock, reports: list[tuple[str, int, tuple[str, str], str | None]]
@@ -283,8 +315,7 @@ def test_random_ci_reports_through_the_database_keep_every_deployment_legal(
         event = ci_event(status, sha_of(example, version), source, run)
 
         deployment, _changed = db.write(
-            partial(apply_event, now=now, service="checkout", environment=environment,
-                    event=event)
+            partial(apply_event, now=now, service="checkout", environment=environment, event=event)
         )
 
         assert deployment is not None

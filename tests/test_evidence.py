@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 from bot import cli
 from bot.config import Config, parse_config
 from bot.domain.audit import record_hash
+from bot.scheduling import checks_tick
 from bot.services.evidence import FORMAT, evidence_pack
-from bot.store.tables import Check, CheckRun, Deployment
+from bot.store.tables import Deployment
 from integrations.slack.fakeapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
@@ -72,7 +73,7 @@ async def approved_and_deployed(bot: Bot, github: FakeGitHub) -> int:
     await github_event(bot, "deployment_status", deployment_status("success"))
     with bot.runtime.db.read() as session:
         [deployment] = session.exec(select(Deployment).where(Deployment.sha == SHA_A)).all()
-    assert deployment.state == "succeeded"
+    assert deployment.state == "verifying"  # production verifies every deploy
     return deployment.release_id
 
 
@@ -89,7 +90,7 @@ def times(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
     """Every (key, value) of a time field in the pack, outside the hashed audit details."""
     if isinstance(value, dict):
         for name, item in value.items():
-            if name == "details":
+            if name in ("details", "spec"):  # audit details, and check config ("at" offsets)
                 continue
             if name in ("at", "start", "end", "generated_at") or name.endswith("_at"):
                 yield name, item
@@ -175,7 +176,9 @@ async def test_the_pack_tells_the_whole_story(
     # The deployment, its risk and its gate with the approval.
     [deployment] = pack["deployments"]
     assert (deployment["environment"], deployment["attempt"]) == ("production", 1)
-    assert deployment["state"] == "succeeded"
+    # The second release deployed while this one was still being verified.
+    assert deployment["state"] == "superseded"
+    assert deployment["deployed_at"] == "2026-11-17T10:00:00.000000Z"
     assert deployment["deployer"] == "ci-bot"
     assert deployment["ci_url"] == "https://github.com/acme/checkout/actions/runs/4242"
     assert deployment["finished_at"] == "2026-11-17T10:00:00.000000Z"
@@ -207,7 +210,10 @@ async def test_the_pack_tells_the_whole_story(
         "U0OWNER01": {"github": "octo-owner", "gitlab": "owner", "email": None},
         "U0RM1": None,
     }
-    assert (pack["freezes"], pack["break_glass"], pack["verification"]) == ([], [], [])
+    assert (pack["freezes"], pack["break_glass"]) == ([], [])
+    # Its checks were planned, then stopped when the newer release replaced it.
+    runs = [run for check in pack["verification"] for run in check["runs"]]
+    assert len(runs) == 6 and {run["status"] for run in runs} == {"cancelled"}
 
     # The audit records of this release only, each one's hash recomputing.
     records = pack["audit"]["records"]
@@ -239,10 +245,12 @@ async def test_the_pack_tells_the_whole_story(
         "gate.approve_recorded",
         "gate.approved",
         "deployer.called",
+        "verification.planned",
+        "verification.cancelled",
     ):
         assert expected in actions
     assert actions[-1] == "deployment.state_changed"
-    assert records[-1]["details"]["to"] == "succeeded"
+    assert records[-1]["details"]["to"] == "superseded"
 
     chain = pack["audit"]["chain"]
     assert chain["verified"] is True
@@ -326,39 +334,25 @@ async def test_verification_results_are_in_the_pack(
     release_id = await approved_and_deployed(bot, github)
     deployment_id = the_gate(bot).deployment_id
 
-    def planned(session: Session) -> None:  # as the verification plan stores a check and a run
-        check = Check(deployment_id=deployment_id, name="health", kind="http", spec={})
-        session.add(check)
-        session.flush()
-        assert check.id is not None
-        session.add(
-            CheckRun(
-                check_id=check.id,
-                deployment_id=deployment_id,
-                due_at=datetime(2026, 11, 17, 10, 1, tzinfo=UTC),
-                status="passed",
-                finished_at=datetime(2026, 11, 17, 10, 1, 2, tzinfo=UTC),
-                result={"status": 200, "ms": 12},
-            )
-        )
-
-    bot.runtime.db.write(planned)
+    # The deploy planned production's checks; the first health check runs at once.
+    await checks_tick(bot.runtime)
     pack = pack_of(bot, example_config, release_id, clock)
-    [check] = pack["verification"]
-    assert (check["deployment_id"], check["name"], check["kind"]) == (
-        deployment_id,
-        "health",
-        "http",
-    )
-    assert check["runs"] == [
-        {
-            "id": check["runs"][0]["id"],
-            "due_at": "2026-11-17T10:01:00.000000Z",
-            "status": "passed",
-            "finished_at": "2026-11-17T10:01:02.000000Z",
-            "result": {"status": 200, "ms": 12},
-        }
+    checks = {c["name"]: c for c in pack["verification"]}
+    assert sorted(checks) == ["error-rate", "health"]
+    assert {c["deployment_id"] for c in checks.values()} == {deployment_id}
+    assert (checks["health"]["kind"], checks["error-rate"]["kind"]) == ("http", "prometheus")
+    health_runs = checks["health"]["runs"]
+    assert [r["due_at"] for r in health_runs] == [
+        "2026-11-17T10:00:00.000000Z",
+        "2026-11-17T10:01:00.000000Z",
+        "2026-11-17T10:05:00.000000Z",
     ]
+    first = health_runs[0]
+    assert (first["status"], first["finished_at"]) == ("passed", "2026-11-17T10:00:00.000000Z")
+    assert first["result"]["passed"] is True
+    assert first["result"]["summary"].startswith("HTTP 200 in")
+    assert first["result"]["evidence"]["status_code"] == 200
+    assert [r["status"] for r in health_runs[1:]] == ["pending", "pending"]
 
 
 async def test_a_tampered_record_shows_as_a_broken_chain(

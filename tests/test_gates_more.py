@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from bot.domain.gates import Person
-from bot.scheduling import gate_sweep
+from bot.scheduling import checks_tick, gate_sweep
 from bot.services import gates
 from bot.store.tables import Approval, AuditEvent, Deployment, EnvironmentLock, Gate
 from integrations.slack.fakeapi import FakeSlackWebApi
@@ -37,6 +37,7 @@ from tests.slackflow import (
     told,
 )
 
+SHA_C = "1234567890abcdef1234567890abcdef12345678"
 MEDIUM = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
 GROUPS = {group: frozenset(users) for group, users in SLACK_GROUPS.items()}
 
@@ -63,6 +64,17 @@ async def deploy(bot: Bot, state: str, **kw: Any) -> None:
     await bot.send_outbox()
 
 
+async def deploy_staging(bot: Bot, sha: str) -> None:
+    """GitHub Actions ran deploy-staging.yml for `sha`, which is how staging is tracked."""
+    run = fixture("github", "workflow_run__completed-success.json")
+    run["repository"]["full_name"] = "acme/checkout"
+    run["workflow_run"].update(path=".github/workflows/deploy-staging.yml", head_sha=sha)
+    body = encode(run)
+    answer = await bot.post("/webhooks/github", body, github_headers("workflow_run", body))
+    assert answer.json()["status"] == "accepted"
+    await bot.send_outbox()
+
+
 def dispatches(github: FakeGitHub) -> list[dict[str, Any]]:
     return [json.loads(r.content) for r in github.calls("POST", "/dispatches")]
 
@@ -70,31 +82,29 @@ def dispatches(github: FakeGitHub) -> list[dict[str, Any]]:
 # --- promote -------------------------------------------------------------------------------
 
 
-async def test_a_release_manager_promotes_staging_to_production_through_its_gate(
-    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+async def test_a_verified_staging_release_promotes_itself_through_the_production_gate(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub, clock: FrozenClock
 ) -> None:
     github.commit_author = "someone-else"
     github.compare_files = MEDIUM  # production asks one release manager at medium risk
-    run = fixture("github", "workflow_run__completed-success.json")
-    run["repository"]["full_name"] = "acme/checkout"
-    run["workflow_run"].update(path=".github/workflows/deploy-staging.yml", head_sha=SHA_A)
-    body = encode(run)
-    await bot.post("/webhooks/github", body, github_headers("workflow_run", body))
-    await bot.send_outbox()
+    await deploy_staging(bot, SHA_A)
     [staging] = deployments(bot)
-    assert (staging.environment, staging.state) == ("staging", "succeeded")
-    [message] = slack.messages(CHANNEL)
-    assert "release_promote" in buttons(message)
+    assert (staging.environment, staging.state) == ("staging", "verifying")
+    assert "release_promote" not in buttons(slack.messages(CHANNEL)[0])  # not verified yet
 
-    await click(bot, "U0STRANGER", "release_promote", staging.id or 0)
-    assert "only" in told(slack, "U0STRANGER") and "may promote" in told(slack, "U0STRANGER")
-    assert len(deployments(bot)) == 1
-
-    await click(bot, "U0RM1", "release_promote", staging.id or 0)
-    assert "promoting f95f852 to production" in told(slack, "U0RM1")
-    production = deployments(bot)[-1]
+    await checks_tick(bot.runtime)  # staging health at 0s
+    clock.advance(seconds=30)
+    await checks_tick(bot.runtime)  # and at 30s: verified, so auto_promote_to goes on
+    await bot.send_outbox()
+    staging, production = deployments(bot)
+    assert staging.state == "verified"
     assert (production.environment, production.state) == ("production", "awaiting_approval")
     assert dispatches(github) == []  # nothing starts before the gate is passed
+
+    await click(bot, "U0STRANGER", "release_promote", staging.id or 0)
+    assert "may promote" in told(slack, "U0STRANGER")
+    await click(bot, "U0RM1", "release_promote", staging.id or 0)
+    assert "already awaiting approval in production" in told(slack, "U0RM1")
 
     await click(bot, "U0RM2", "release_approve", the_gate(bot).id or 0)
     [dispatch] = dispatches(github)
@@ -135,11 +145,27 @@ async def test_a_rollback_redeploys_the_last_good_version_and_locks_promotion(
     await deploy(bot, "success", sha=SHA_A, deployment_id=3)  # the pipeline redeploys A
     states = {(d.sha[:7], d.attempt): d.state for d in deployments(bot)}
     assert states[(SHA_B[:7], 1)] == "rolled_back"
-    assert states[(SHA_A[:7], 2)] == "succeeded"
+    assert states[(SHA_A[:7], 2)] == "verifying"
 
     message = next(m for m in slack.messages(CHANNEL) if SHA_B[:7] in m["text"])
     assert "Automatic promotion stopped" in json.dumps(message["blocks"])
     assert "release_unlock" in buttons(message)
+
+    # While production is locked, a verified staging release waits for a person.
+    await deploy_staging(bot, SHA_C)
+    await checks_tick(bot.runtime)
+    clock.advance(seconds=30)
+    await checks_tick(bot.runtime)
+    await bot.send_outbox()
+    staging = next(d for d in deployments(bot) if d.environment == "staging")
+    assert staging.state == "verified"
+    assert not [d for d in deployments(bot) if d.sha == SHA_C and d.environment == "production"]
+    note = slack.thread(
+        CHANNEL, next(m for m in slack.messages(CHANNEL) if "staging" in m["text"])["ts"]
+    )[-1]["text"]
+    assert "Not promoted to production automatically" in note and "locked" in note
+    await click(bot, "U0RM1", "release_promote", staging.id or 0)
+    assert "promoting 1234567 to production" in told(slack, "U0RM1")
     await click(bot, "U0RM2", "release_unlock", bad.id or 0)
     with bot.runtime.db.read() as session:
         assert session.get(EnvironmentLock, ("checkout", "production")) is None

@@ -79,7 +79,7 @@ async def test_thread_lines_never_overtake_the_message_they_belong_to(
     [message] = slack.messages(CHANNEL)
     replies = slack.thread(CHANNEL, message["ts"])[1:]
     assert ["Deploying" in replies[0]["text"], "Deployed" in replies[1]["text"]] == [True, True]
-    assert "Deployed" in message["text"]
+    assert "Verifying" in message["text"]  # production verifies what deployed
 
 
 async def test_a_permanent_slack_error_is_given_up_on_and_shown_in_readyz_and_metrics(
@@ -123,7 +123,7 @@ async def test_rows_committed_before_a_crash_are_sent_after_restart(
         await deploy(second, "success")
         await second.send_outbox()
     [message] = slack.messages(CHANNEL)
-    assert "Deployed" in message["text"]
+    assert "Verifying" in message["text"]
 
 
 async def test_a_message_posted_just_before_a_crash_is_edited_not_posted_again(
@@ -150,7 +150,8 @@ async def test_the_background_worker_sends_without_being_asked(
     async with bot_factory(overrides=overrides) as bot:
         await deploy(bot, "success")
         deadline = time.monotonic() + 10
-        while len(slack.calls_to("chat.postMessage")) < 3 and time.monotonic() < deadline:
+        while len(slack.calls_to("chat.postMessage")) < 4 and time.monotonic() < deadline:
             await asyncio.sleep(0)
     assert len(slack.messages(CHANNEL)) == 1
-    assert len(slack.calls_to("chat.postMessage")) == 3
+    # the message, and its thread: deploying, deployed, verifying
+    assert len(slack.calls_to("chat.postMessage")) == 4

@@ -275,12 +275,12 @@ async def test_a_sync_posts_one_message_then_edits_it(
     assert answer.json()["status"] == "accepted"
     await argocd_bot.send_outbox()
     [message] = slack.messages("#storefront-deploys")
-    assert message["edited"] is True and "Deployed" in message["text"]
+    assert message["edited"] is True and "Verifying" in message["text"]  # synced; checks next
     [deployment] = rows(argocd_bot, Deployment)
     assert (deployment.service, deployment.environment, deployment.state) == (
         "storefront",
         "production",
-        "succeeded",
+        "verifying",
     )
     assert deployment.ci_url == "https://argocd.example/applications/storefront-prod"
     assert deployment.deployer == "alice"
@@ -297,9 +297,9 @@ async def test_a_failed_sync_fails_the_deployment(argocd_bot: Bot) -> None:
 async def test_degraded_health_after_success_changes_nothing(argocd_bot: Bot) -> None:
     await post(argocd_bot, argocd_body("sync-succeeded"))
     answer = await post(argocd_bot, argocd_body("health-degraded"))
-    assert answer.json()["status"] == "ignored"
+    assert answer.json()["status"] == "ignored"  # verification judges a landed deploy
     [deployment] = rows(argocd_bot, Deployment)
-    assert deployment.state == "succeeded"
+    assert deployment.state == "verifying"
 
 
 async def test_argo_cd_retries_of_one_notification_are_duplicates(

@@ -71,14 +71,16 @@ async def test_a_deploy_posts_one_message_then_edits_it_and_replies_in_its_threa
 
     [message] = slack.messages("#checkout-deploys")
     assert message["edited"] is True
-    assert "Deployed" in message["text"]
+    assert "Verifying" in message["text"]  # deployed; production's checks run next
     thread = slack.thread("#checkout-deploys", message["ts"])
     replies = [m["text"] for m in thread[1:]]
-    assert len(replies) == 2
+    assert len(replies) == 3
     assert "Deploying" in replies[0] and "Deployed" in replies[1]
     assert "was in progress" in replies[1]
+    assert "Verifying" in replies[2] and "6 checks planned" in replies[2]
     [deployment] = rows(bot, Deployment)
-    assert deployment.state == "succeeded"
+    assert deployment.state == "verifying"
+    assert deployment.deployed_at is not None
     assert deployment.sha == SHA_A
 
 
@@ -131,7 +133,7 @@ async def test_a_workflow_run_is_tracked_through_the_configured_workflow(
     assert (deployment.service, deployment.environment, deployment.state) == (
         "checkout",
         "staging",
-        "succeeded",
+        "verifying",
     )
     assert deployment.ci_url == run["workflow_run"]["html_url"]
 
@@ -166,9 +168,9 @@ async def test_a_stale_status_after_success_changes_nothing(
         await bot.post("/webhooks/github", body, github_headers("deployment_status", body))
     await bot.send_outbox()
     [deployment] = rows(bot, Deployment)
-    assert deployment.state == "succeeded"
+    assert deployment.state == "verifying"
     [message] = slack.messages("#checkout-deploys")
-    assert "Deployed" in message["text"]
+    assert "Verifying" in message["text"]
 
 
 async def test_a_newer_version_supersedes_a_pending_one(bot: Bot) -> None:

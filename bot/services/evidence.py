@@ -249,6 +249,7 @@ def _deployment_doc(deployment: Deployment, gates: list[dict[str, Any]]) -> dict
         "sha": deployment.sha,
         "created_at": _iso(deployment.created_at),
         "updated_at": _iso(deployment.updated_at),
+        "deployed_at": _iso(deployment.deployed_at),
         "finished_at": _iso(deployment.finished_at),
         "deployer": deployment.deployer,
         "ci_url": deployment.ci_url,

@@ -15,7 +15,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
-from bot.services import audit, gates, outbox
+from bot.services import audit, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
@@ -194,6 +194,15 @@ def rollback(
         },
         now=now,
     )
+    verification.cancel(session, now=now, deployment=current, reason="rolled back")
+    change_event(
+        session,
+        now=now,
+        deployment=current,
+        what="rollback",
+        summary=f"Rolling {current.service} {current.environment} back to {target[:7]}: "
+        f"{reason.strip()}",
+    )
     audit.append(
         session,
         at=now,
@@ -341,8 +350,18 @@ def after_deployed(
     """A deployment succeeded: finish rollbacks it restores; promote on when nothing is left
     to verify and the environment promotes automatically."""
     finish_rollbacks(session, now=now, deployed=deployed)
+    if deployed.environment == "production":
+        change_event(
+            session,
+            now=now,
+            deployment=deployed,
+            what="deploy",
+            summary=f"Deployed {deployed.service} {deployed.sha[:7]} to production",
+        )
     env = config.services[deployed.service].environment(deployed.environment)
-    if env is not None and env.auto_promote_to and not env.verify and deployed.id is not None:
+    if env is not None and env.verify:
+        verification.plan(session, now=now, config=config, deployment=deployed)
+    elif env is not None and env.auto_promote_to and deployed.id is not None:
         promote(
             session,
             now=now,
@@ -351,6 +370,19 @@ def after_deployed(
             actor="releasebot",
             automatic=True,
         )
+
+
+def change_event(
+    session: Session, *, now: datetime, deployment: Deployment, what: str, summary: str
+) -> None:
+    """A PagerDuty change event: informational, never pages (deploys, rollbacks, break-glass)."""
+    outbox.enqueue(
+        session,
+        key=f"pager:{deployment.id}",
+        kind=outbox.PAGER_CHANGE,
+        payload={"deployment_id": deployment.id, "what": what, "summary": summary[:1000]},
+        now=now,
+    )
 
 
 def scope(session: Session, deployment_id: int) -> tuple[str, str] | None:

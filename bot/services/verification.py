@@ -396,7 +396,7 @@ def verified(session: Session, *, now: datetime, config: Config, deployment: Dep
         )
     env = config.services[deployment.service].environment(deployment.environment)
     if env is not None and env.auto_promote_to and deployment.id is not None:
-        releases.promote(
+        outcome = releases.promote(
             session,
             now=now,
             config=config,
@@ -404,6 +404,28 @@ def verified(session: Session, *, now: datetime, config: Config, deployment: Dep
             actor="releasebot",
             automatic=True,
         )
+        if outcome.result == releases.REFUSED:
+            audit.append(
+                session,
+                at=now,
+                actor="releasebot",
+                action="release.promotion_held",
+                subject=f"deployment:{deployment.id}",
+                details={"to": env.auto_promote_to, "reason": outcome.message},
+            )
+            outbox.enqueue(
+                session,
+                key=f"deployment:{deployment.id}",
+                kind=outbox.SLACK_THREAD,
+                payload={
+                    "deployment_id": deployment.id,
+                    "template": "note.txt.j2",
+                    "icon": ":lock:",
+                    "text": f"Not promoted to "
+                    f"{env.auto_promote_to} automatically: {outcome.message}",
+                },
+                now=now,
+            )
 
 
 def incident_key(deployment: Deployment) -> str:
