@@ -31,9 +31,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = config.attributes.get("engine") or make_engine(
-        load_settings(os.environ).database_url
-    )
+    engine = config.attributes.get("engine") or make_engine(load_settings(os.environ).database_url)
     with engine.connect() as conn:
         _run(conn)
         conn.commit()
