@@ -42,6 +42,8 @@ from bot.scheduling import build_scheduler, register_jobs
 from bot.settings import Settings
 from bot.store.db import Database, make_engine
 from handlers.routes import RequestMetrics, routes
+from handlers.sandbox import Sandbox
+from handlers.sandbox import routes as sandbox_routes
 from handlers.slack.app import build_bolt_app
 from integrations.checks.http import HttpCheckRunner
 from integrations.checks.prometheus import PrometheusCheckRunner
@@ -51,8 +53,16 @@ from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
 from integrations.pagers.opsgenie import OpsgeniePager
 from integrations.pagers.pagerduty import PagerDutyPager
-from integrations.slack.directory import StaticDirectory, WebApiDirectory
-from integrations.slack.logsender import LogSlackSender
+from integrations.slack.directory import WebApiDirectory
+from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.slack.logsender import LoggingSlackSender
+from integrations.slack.sandbox import (
+    SANDBOX_TOKEN,
+    InProcessWebClient,
+    group_names,
+    load_directory,
+    make_sandbox,
+)
 from integrations.slack.sender import WebApiSlackSender, make_web_client
 
 log = logging.getLogger("releasebot")
@@ -82,6 +92,7 @@ class Overrides:
 class State(TypedDict):
     runtime: Runtime
     slack_handler: AsyncSlackRequestHandler
+    sandbox: Sandbox | None
 
 
 def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Starlette:
@@ -96,8 +107,31 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         db = Database(engine)
         clock = overrides.clock or SystemClock()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        client = make_web_client(token, settings.slack_api_url)
-        sender = overrides.slack_sender or _slack_sender(token, client)
+        sandbox = None if token else make_sandbox(settings.sandbox_directory)
+        if sandbox is not None:
+            log.warning(
+                "SLACK_BOT_TOKEN is not set: Slack runs in the local sandbox at %s/sandbox, "
+                "and every message is also written to this log",
+                settings.public_url.rstrip("/"),
+            )
+        # Our own calls reach the sandbox in process; Bolt makes a client per request from
+        # its base URL, so its calls (ephemeral answers, modals) go to the sandbox's HTTP API
+        # on this server.
+        client = (
+            InProcessWebClient(sandbox)
+            if sandbox is not None
+            else make_web_client(token, settings.slack_api_url)
+        )
+        bolt_client = (
+            make_web_client(SANDBOX_TOKEN, settings.public_url.rstrip("/") + "/sandbox/api/")
+            if sandbox is not None
+            else client
+        )
+        sender = overrides.slack_sender or (
+            LoggingSlackSender(WebApiSlackSender(client))
+            if sandbox is not None
+            else WebApiSlackSender(client)
+        )
         own_scm = _scm(settings, overrides.http_transport) if overrides.scm_clients is None else {}
         environ = overrides.environ if overrides.environ is not None else os.environ
         own_deployers = (
@@ -139,7 +173,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         )
         runtime = Runtime(
             checks=checks,
-            directory=overrides.directory or _directory(token, client),
+            directory=overrides.directory or WebApiDirectory(client),
             settings=settings,
             config=config,
             db=db,
@@ -148,12 +182,15 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             worker=worker,
             migrations_head=migrate.head(),
         )
+        signing_secret = _signing_secret(settings)
         bolt = build_bolt_app(
-            signing_secret=_signing_secret(settings),
-            client=client,
+            signing_secret=signing_secret,
+            client=bolt_client,
             slash_command=config.slack.slash_command,
             runtime=runtime,
-            process_before_response=overrides.process_before_response,
+            # In the sandbox nobody waits on Slack's 3 seconds: finish before answering, so
+            # the page shows the result of a click at once.
+            process_before_response=overrides.process_before_response or sandbox is not None,
         )
         socket_mode = await _start_socket_mode(settings, bolt)
         scheduler = build_scheduler()
@@ -170,7 +207,11 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
         log.info("releasebot ready: %d services configured", len(config.services))
         try:
-            yield {"runtime": runtime, "slack_handler": AsyncSlackRequestHandler(bolt)}
+            yield {
+                "runtime": runtime,
+                "slack_handler": AsyncSlackRequestHandler(bolt),
+                "sandbox": _sandbox_pages(sandbox, settings, config, signing_secret),
+            }
         finally:
             worker.stop()
             if worker_task is not None:
@@ -187,17 +228,10 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             engine.dispose()
 
     return Starlette(
-        routes=routes(),
+        routes=[*routes(), *sandbox_routes()],
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
     )
-
-
-def _slack_sender(token: str | None, client: Any) -> SlackSender:
-    if token is None:
-        log.warning("SLACK_BOT_TOKEN is not set: Slack messages are written to this log instead")
-        return LogSlackSender()
-    return WebApiSlackSender(client)
 
 
 def _scm(
@@ -234,13 +268,25 @@ def _runners(
     }
 
 
-def _directory(token: str | None, client: Any) -> SlackDirectory:
-    return WebApiDirectory(client) if token else StaticDirectory()
-
-
 def _lookups(clients: dict[str, GitHubClient | GitLabClient]) -> dict[str, DeploymentLookup]:
     gitlab = clients.get("gitlab")
     return {"gitlab": gitlab} if isinstance(gitlab, GitLabClient) else {}
+
+
+def _sandbox_pages(
+    sandbox: FakeSlackWebApi | None, settings: Settings, config: Config, signing_secret: str
+) -> Sandbox | None:
+    if sandbox is None:
+        return None
+    users, _ = load_directory(settings.sandbox_directory)
+    return Sandbox(
+        slack=sandbox,
+        signing_secret=signing_secret,
+        slash_command=config.slack.slash_command,
+        people={uid: str(u.get("real_name") or uid) for uid, u in users.items()},
+        groups=group_names(settings.sandbox_directory),
+        default_channel=config.slack.default_channel,
+    )
 
 
 def _signing_secret(settings: Settings) -> str:

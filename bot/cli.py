@@ -341,6 +341,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
         return run_gate(args, client)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_demo(host=args.host, port=args.port, database=Path(args.database), auto=args.auto,
+             play=not args.no_story)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="releasebot", description="Slack release bot for continuous deployment."
@@ -402,6 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gate_request.add_argument("--token", help="API token (default: $RELEASEBOT_API_TOKEN)")
     gate_request.set_defaults(func=cmd_gate)
+    demo = sub.add_parser(
+        "demo", help="run the bot with the local Slack sandbox and play a release story into it"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--database", default="releasebot-demo.db", help="SQLite file (recreated)")
+    demo.add_argument("--auto", action="store_true", help="make the story's clicks too")
+    demo.add_argument("--no-story", action="store_true", help="only serve; send events yourself")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

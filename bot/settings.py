@@ -29,9 +29,15 @@ class Settings(BaseSettings):
     )
     public_url: str = Field("http://localhost:8000", validation_alias=_env("RELEASEBOT_PUBLIC_URL"))
     api_token: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_API_TOKEN"))
+    dashboard_token: SecretStr | None = Field(
+        None, validation_alias=_env("RELEASEBOT_DASHBOARD_TOKEN")
+    )
     max_body_bytes: int = Field(5 * MIB, gt=0, validation_alias=_env("RELEASEBOT_MAX_BODY_BYTES"))
     webhook_retention_days: int = Field(
         30, ge=1, validation_alias=_env("RELEASEBOT_WEBHOOK_RETENTION_DAYS")
+    )
+    sandbox_directory: Path | None = Field(
+        None, validation_alias=_env("RELEASEBOT_SANDBOX_DIRECTORY")
     )
     templates_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_TEMPLATES_DIR"))
     log_level: str = Field("INFO", validation_alias=_env("RELEASEBOT_LOG_LEVEL"))

@@ -17,6 +17,14 @@ from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.services.health import readiness, refresh_gauges
 from handlers.api import create_gate, get_gate
+from handlers.dashboard import (
+    audit_log,
+    deployment_detail,
+    deployment_evidence,
+    dora_page,
+    overview_page,
+    static_file,
+)
 from handlers.webhooks.argocd import argocd_webhook
 from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
@@ -66,6 +74,12 @@ def routes() -> list[BaseRoute]:
         Route("/webhooks/generic", generic_webhook, methods=["POST"]),
         Route("/api/v1/gates", create_gate, methods=["POST"]),
         Route("/api/v1/gates/{gate_id}", get_gate, methods=["GET"]),
+        Route("/", overview_page, methods=["GET"]),
+        Route("/deployments/{deployment_id}", deployment_detail, methods=["GET"]),
+        Route("/deployments/{deployment_id}/evidence.json", deployment_evidence, methods=["GET"]),
+        Route("/audit", audit_log, methods=["GET"]),
+        Route("/dora", dora_page, methods=["GET"]),
+        Route("/static/{path:path}", static_file, methods=["GET"]),
     ]
 
 

@@ -63,22 +63,3 @@ class WebApiDirectory:
             raise network_failure(method, exc) from None
         data: Mapping[str, Any] = response.data if isinstance(response.data, dict) else {}
         return data
-
-
-class StaticDirectory:
-    """A directory from plain data: the sandbox's users and groups, or a fixed test setup."""
-
-    def __init__(
-        self,
-        *,
-        users: Mapping[str, SlackUser] | None = None,
-        groups: Mapping[str, frozenset[str]] | None = None,
-    ) -> None:
-        self._users = dict(users or {})
-        self._groups = dict(groups or {})
-
-    async def user(self, user_id: str) -> SlackUser:
-        return self._users.get(user_id, SlackUser(id=user_id))
-
-    async def group_members(self, group_id: str) -> frozenset[str]:
-        return self._groups.get(group_id, frozenset())

@@ -1,13 +1,11 @@
-"""A SlackSender for running without a Slack token: every message goes to the log as text."""
+"""Slack messages written to the log as readable text, beside whatever else sends them."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 from typing import Any
 
-from bot.ports import PostedMessage
+from bot.ports import PostedMessage, SlackSender
 
 log = logging.getLogger("releasebot.slack")
 
@@ -34,12 +32,11 @@ def blocks_to_text(blocks: list[dict[str, Any]] | None) -> str:
     return "\n".join(line for line in lines if line)
 
 
-class LogSlackSender:
-    def __init__(self) -> None:
-        self._counter = itertools.count(1)
+class LoggingSlackSender:
+    """Logs every message as text, then hands it to `inner` (the local sandbox, usually)."""
 
-    def _ts(self) -> str:
-        return f"{int(time.time())}.{next(self._counter):06d}"
+    def __init__(self, inner: SlackSender) -> None:
+        self._inner = inner
 
     async def post_message(
         self,
@@ -49,10 +46,14 @@ class LogSlackSender:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> PostedMessage:
-        ts = self._ts()
+        posted = await self._inner.post_message(
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
+        )
         where = f"{channel} thread {thread_ts}" if thread_ts else channel
-        log.info("slack message to %s (ts %s):\n%s", where, ts, blocks_to_text(blocks) or text)
-        return PostedMessage(channel=channel, ts=ts)
+        log.info(
+            "slack message to %s (ts %s):\n%s", where, posted.ts, blocks_to_text(blocks) or text
+        )
+        return posted
 
     async def update_message(
         self,
@@ -62,4 +63,5 @@ class LogSlackSender:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
     ) -> None:
+        await self._inner.update_message(channel=channel, ts=ts, text=text, blocks=blocks)
         log.info("slack message %s in %s updated:\n%s", ts, channel, blocks_to_text(blocks) or text)
