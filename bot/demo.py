@@ -255,8 +255,8 @@ class Story:
             follow_redirects=False,
         )
 
-    def wait(self, what: str, check: Callable[[], Any]) -> Any:
-        deadline = time.monotonic() + self.timeout
+    def wait(self, what: str, check: Callable[[], Any], *, forever: bool = False) -> Any:
+        deadline = float("inf") if forever else time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             found = check()
             if found:
@@ -290,7 +290,7 @@ class Story:
                 "    In the sandbox: act as Olga and click Approve (she wrote it: refused), then "
                 "act as Rita and click Approve"
             )
-        self.wait("the approval", lambda: self.world.dispatches)
+        self.wait("the approval", lambda: self.world.dispatches, forever=not self.auto)
         say("4/6 approved: GitHub's deploy-production.yml was dispatched; the pipeline runs")
         self.world.healthy = False
         self.deployment_status("in_progress", RELEASE, 200)
