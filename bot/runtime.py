@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
 
 from sqlmodel import Session
 
@@ -14,10 +17,12 @@ from bot.domain.gates import Person
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.ports import Clock, Comparison, SlackDirectory
-from bot.services import gates, releases
+from bot.services import dora, freezes, gates, queries, releases
 from bot.services.deployments import Delivery, IngestResult, ShaLookup, record_delivery
 from bot.settings import Settings
 from bot.store.db import Database
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -200,3 +205,165 @@ class Runtime:
     def _deployment_scope(self, deployment_id: int) -> tuple[str, str] | None:
         with self.db.read() as session:
             return releases.scope(session, deployment_id)
+
+    # --- slash command and App Home ------------------------------------------------------
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run a read-only query in a worker thread (the slash command's lists, App Home)."""
+
+        def run() -> T:
+            with self.db.read() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+    async def groups_of(self, user_id: str, principals: Iterable[str]) -> frozenset[str]:
+        """The user groups among `principals` this user is in (Slack, cached by the directory)."""
+        return await self._groups_of(user_id, frozenset(principals))
+
+    async def promote_version(
+        self, *, user_id: str, service: str, version: str, environment: str
+    ) -> gates.Outcome:
+        """`/release promote <service> <version|latest> to <env>`: find the deployment in the
+        environment before `environment`, then the same path as the Promote button."""
+        found = await self.read(
+            lambda s: queries.promote_source(
+                s, config=self.config, service=service, version=version, target=environment
+            )
+        )
+        if found.deployment_id is None:
+            return gates.Outcome(gates.REFUSED, found.problem or "nothing to promote")
+        return await self.operate(
+            action="promote", deployment_id=found.deployment_id, user_id=user_id
+        )
+
+    async def rollback_environment(
+        self,
+        *,
+        user_id: str,
+        service: str,
+        environment: str,
+        to_version: str | None = None,
+        reason: str,
+    ) -> gates.Outcome:
+        """`/release rollback <service> <env> [to <version>]`: the newest deployed deployment
+        there is rolled back, as the Roll back button does (to the last good version, or to
+        the one named, which must have run in that environment)."""
+        found = await self.read(
+            lambda s: queries.rollback_target(
+                s,
+                config=self.config,
+                service=service,
+                environment=environment,
+                to_version=to_version,
+            )
+        )
+        if found.deployment_id is None:
+            return gates.Outcome(gates.REFUSED, found.problem or "nothing to roll back")
+        if found.to_sha is None:
+            return await self.operate(
+                action="rollback",
+                deployment_id=found.deployment_id,
+                user_id=user_id,
+                reason=reason,
+            )
+        deployment_id, to_sha = found.deployment_id, found.to_sha
+        allowed = releases.operators(self.config, service, environment, action="rollback")
+        memberships = await self._groups_of(user_id, allowed)
+        now = self.clock.now()
+
+        def run(session: Session) -> gates.Outcome:
+            refusal = releases.refusal_for(
+                session,
+                now=now,
+                config=self.config,
+                deployment_id=deployment_id,
+                user_id=user_id,
+                memberships=memberships,
+                action="rollback",
+            )
+            if refusal is not None:
+                return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
+            return releases.rollback(
+                session,
+                now=now,
+                config=self.config,
+                deployment_id=deployment_id,
+                actor=user_id,
+                reason=reason,
+                to_sha=to_sha,
+            )
+
+        outcome = await asyncio.to_thread(self.db.write, run)
+        self.worker.wake()
+        return outcome
+
+    async def freeze(
+        self, *, user_id: str, environment: str, duration: timedelta, reason: str
+    ) -> freezes.FreezeOutcome:
+        """`/release freeze`: release managers only; stored and audited (refusals too)."""
+        memberships = await self._groups_of(user_id, frozenset(self.config.slack.release_managers))
+        now = self.clock.now()
+        outcome = await asyncio.to_thread(
+            self.db.write,
+            lambda s: freezes.freeze(
+                s,
+                now=now,
+                config=self.config,
+                environment=environment,
+                duration=duration,
+                reason=reason,
+                actor=user_id,
+                memberships=memberships,
+            ),
+        )
+        return outcome
+
+    async def unfreeze(self, *, user_id: str, environment: str) -> freezes.FreezeOutcome:
+        """`/release unfreeze`: lift the freezes started from Slack on that environment."""
+        memberships = await self._groups_of(user_id, frozenset(self.config.slack.release_managers))
+        now = self.clock.now()
+        outcome = await asyncio.to_thread(
+            self.db.write,
+            lambda s: freezes.unfreeze(
+                s,
+                now=now,
+                config=self.config,
+                environment=environment,
+                actor=user_id,
+                memberships=memberships,
+            ),
+        )
+        return outcome
+
+    async def pending_approvals(
+        self, user_id: str, *, only_actionable: bool = False
+    ) -> list[queries.PendingApproval]:
+        """Open gates, with `can_act` for this user (their groups resolved through Slack)."""
+        memberships = await self._groups_of(user_id, queries.approver_groups(self.config))
+        return await self.read(
+            lambda s: queries.pending(
+                s,
+                config=self.config,
+                user_id=user_id,
+                memberships=memberships,
+                only_actionable=only_actionable,
+            )
+        )
+
+    async def owned_services(self, user_id: str) -> list[str]:
+        """Services whose owners list this user or one of their user groups."""
+        memberships = await self._groups_of(user_id, queries.owner_groups(self.config))
+        return queries.owned_services(self.config, user_id, memberships)
+
+    async def metrics_message(self, *, service: str | None, days: int) -> dora.MetricsMessage:
+        """`/release metrics`: DORA metrics over the last `days`, overall and per configured
+        service (or for one service), as a Slack message."""
+        now = self.clock.now()
+        services = list(self.config.services) if service is None else None
+        return await self.read(
+            lambda s: dora.message(
+                dora.report(s, now=now, service=service, windows=(days,), services=services),
+                now=now,
+            )
+        )

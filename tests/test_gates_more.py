@@ -345,3 +345,18 @@ async def test_a_click_after_expiry_is_refused(
     assert "expired" in told(slack, "U0RM1")
     assert the_gate(bot).status == "expired"
     assert timedelta(hours=4) == (the_gate(bot).expires_at - the_gate(bot).created_at)  # type: ignore[operator]
+
+
+async def test_low_risk_is_not_approved_automatically_during_a_freeze(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub, clock: FrozenClock
+) -> None:
+    clock.set(datetime(2026, 12, 24, 10, 0, tzinfo=UTC))  # inside the year-end freeze
+    github.commit_author = "someone-else"
+    github.compare_files = [
+        {"filename": "README.md", "status": "modified", "additions": 2, "deletions": 1}
+    ]
+    await request_gate(bot)
+    gate = the_gate(bot)
+    assert gate.status == "pending"
+    assert "frozen" in (gate.progress or "") and "break-glass" in (gate.progress or "")
+    assert github.decisions() == []

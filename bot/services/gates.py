@@ -22,7 +22,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.events import GateRequest
-from bot.services import audit, outbox
+from bot.services import audit, freezes, outbox
 from bot.services.transitions import transition
 from bot.store.tables import Approval, Deployment, Gate, Release
 
@@ -269,7 +269,7 @@ def decide(
         approvals=sorted(voted),
         memberships=memberships,
         environment=deployment.environment,
-        freezes=config.freezes,
+        freezes=freezes.active(session, config=config, now=now),
         at=now,
     )
     if refusal is None and decision == "reject" and not (reason or "").strip():
@@ -352,7 +352,20 @@ def settle(
     status = rules.evaluate(current, approvers, memberships)
     gate.requirement = current.to_dict()
     gate.progress = status.describe()  # ids as they are; templates turn them into mentions
-    if status.met:
+    freeze = (
+        rules.active_freeze(
+            freezes.active(session, config=config, now=now), deployment.environment, now
+        )
+        if current.mode == "auto_approve"
+        else None
+    )
+    if freeze is not None:
+        # Nothing passes a freeze by itself: a person decides, with break-glass.
+        gate.progress = (
+            f"{deployment.environment} is frozen ({freeze.reason}): low risk is not approved "
+            "automatically during a freeze; use break-glass"
+        )
+    elif status.met:
         reason = (
             f"{current.risk_level} risk: approved automatically"
             if current.mode == "auto_approve"

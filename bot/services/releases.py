@@ -15,7 +15,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
-from bot.services import audit, gates, outbox, verification
+from bot.services import audit, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
@@ -72,7 +72,7 @@ def promote(
                 f"automatic promotion to {target} is locked: {lock.reason}",
                 deployment_id=deployment_id,
             )
-        freeze = rules.active_freeze(config.freezes, target, now)
+        freeze = rules.active_freeze(freezes.active(session, config=config, now=now), target, now)
         if freeze is not None:
             return Outcome(
                 REFUSED, f"{target} is frozen: {freeze.reason}", deployment_id=deployment_id

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
-from bot.services import verification
+from bot.services import freezes, verification
 from bot.store.tables import Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
 
 
@@ -82,7 +82,7 @@ def release_view(
         ts=message.ts if message else None,
         diff=release.diff if release else None,
         assessment_note=deployment.assessment_note,
-        freeze=_freeze(config, deployment) if config else None,
+        freeze=_freeze(session, config, deployment) if config else None,
         verification=verification.progress(session, deployment.id),
         **_gate(session, deployment.id),
         **_actions(session, config, deployment),
@@ -143,8 +143,8 @@ def _actions(session: Session, config: Config | None, deployment: Deployment) ->
     }
 
 
-def _freeze(config: Config, deployment: Deployment) -> str | None:
-    for freeze in config.freezes:
+def _freeze(session: Session, config: Config, deployment: Deployment) -> str | None:
+    for freeze in freezes.active(session, config=config, now=deployment.updated_at):
         if freeze.covers(deployment.environment) and freeze.active_at(deployment.updated_at):
             return f"{freeze.reason} (until {freeze.end.isoformat(timespec='minutes')})"
     return None

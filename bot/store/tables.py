@@ -215,3 +215,22 @@ class OutboxMessage(SQLModel, table=True):
     claimed_until: datetime | None = _at(default=None)
     sent_at: datetime | None = _at(default=None)
     last_error: str | None = Field(default=None, max_length=1000)
+
+
+class FreezeWindow(SQLModel, table=True):
+    """A change freeze started from Slack (`/release freeze`); config freezes live in the YAML.
+
+    `environment` is an environment name or "all". A lifted window ends at `lifted_at`.
+    """
+
+    __tablename__ = "freeze_window"
+
+    id: int | None = Field(default=None, primary_key=True)
+    environment: str = Field(max_length=100)
+    starts_at: datetime = _at()
+    ends_at: datetime = _at(index=True)
+    reason: str = Field(max_length=1000)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _at()
+    lifted_at: datetime | None = _at(default=None)
+    lifted_by: str | None = Field(default=None, max_length=200)

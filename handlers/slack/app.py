@@ -11,6 +11,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from handlers.slack.actions import register_actions, register_operations
+from handlers.slack.commands import register_commands
+from handlers.slack.home import register_home
 
 log = logging.getLogger("releasebot.slack")
 
@@ -37,6 +39,8 @@ def build_bolt_app(
     register(app, slash_command=slash_command)
     register_actions(app, runtime)
     register_operations(app, runtime)
+    register_commands(app, runtime, slash_command)
+    register_home(app, runtime, command_name=slash_command)
     return app
 
 

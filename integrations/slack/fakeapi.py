@@ -16,6 +16,10 @@ It answers the way Slack does:
 - Logic errors are HTTP 200 `{"ok": false, "error": "<code>"}`; unknown methods give
   `unknown_method`; a missing token `not_authed`, a non-bot token `invalid_auth`.
 - `fail_next()` injects rate limits (HTTP 429 + Retry-After), 5xx answers or logic errors.
+- `views.publish` keeps the latest App Home view of each user (`home_view(user)`).
+- `POST /response/<token>` stands in for a slash command's or an interaction's
+  `response_url`: put `<base url>/response/<any token>` in a payload and what the app sends
+  back to it is recorded (`responses(token)`), as Slack would show it.
 
 Every call is recorded, failed ones included, before it is answered. State is guarded by a
 lock, because uvicorn serves the fake from one thread while tests read it from another.
@@ -199,6 +203,8 @@ class FakeSlackWebApi:
         self._by_ts: dict[tuple[str, str], _Message] = {}
         self._ephemeral: list[Json] = []
         self._views: list[Json] = []
+        self._home_views: dict[str, Json] = {}
+        self._responses: list[Json] = []
         self._used_triggers: set[str] = set()
         self._faults: dict[str, list[_Fault]] = {}
         self._methods: dict[str, Callable[[Json], Json]] = {
@@ -207,6 +213,7 @@ class FakeSlackWebApi:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "views.open": self._views_open,
+            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.history": self._conversations_history,
@@ -220,6 +227,7 @@ class FakeSlackWebApi:
         methods = ["GET", "POST"]
         return Starlette(
             routes=[
+                Route("/response/{token}", self._response_url, methods=["POST"]),
                 Route("/api/{method}", self._endpoint, methods=methods),
                 Route("/{method}", self._endpoint, methods=methods),
             ]
@@ -236,6 +244,26 @@ class FakeSlackWebApi:
             self._calls.append(RecordedCall(method, copy.deepcopy(params), token))
             status, body, headers = self._answer(method, params, token, parse_error)
         return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _response_url(self, request: Request) -> Response:
+        """What an app posts to a `response_url`: JSON (or a form `payload=`), recorded."""
+        token: str = request.path_params["token"]
+        params, parse_error = await _read_params(request)
+        if isinstance(params.get("payload"), str):
+            try:
+                params = json.loads(params["payload"])
+            except ValueError:
+                parse_error = "invalid_payload"
+        if parse_error is not None or not isinstance(params, dict):
+            return Response("invalid_payload", status_code=400, media_type="text/plain")
+        with self._lock:
+            self._responses.append({"token": token, "body": copy.deepcopy(params)})
+        if params.get("blocks") is not None:
+            try:
+                _blocks(params.get("blocks"), limit=MAX_MESSAGE_BLOCKS, error="invalid_blocks")
+            except _ApiError as error:
+                return Response(error.error, status_code=400, media_type="text/plain")
+        return Response("ok", media_type="text/plain")
 
     def _answer(
         self, method: str, params: Json, token: str | None, parse_error: str | None
@@ -337,6 +365,21 @@ class FakeSlackWebApi:
         with self._lock:
             return copy.deepcopy(self._views)
 
+    def home_view(self, user: str) -> Json | None:
+        """The App Home view last published for `user` (as Slack returned it), or None."""
+        with self._lock:
+            view = self._home_views.get(user)
+            return copy.deepcopy(view) if view is not None else None
+
+    def responses(self, token: str | None = None) -> list[Json]:
+        """Bodies posted to `/response/<token>` (every token when None), oldest first."""
+        with self._lock:
+            return [
+                copy.deepcopy(r["body"])
+                for r in self._responses
+                if token is None or r["token"] == token
+            ]
+
     def reset(self) -> None:
         """Forget calls, messages, views and pending faults; keep the user directory.
 
@@ -348,6 +391,8 @@ class FakeSlackWebApi:
             self._by_ts.clear()
             self._ephemeral.clear()
             self._views.clear()
+            self._home_views.clear()
+            self._responses.clear()
             self._used_triggers.clear()
             self._faults.clear()
 
@@ -468,6 +513,37 @@ class FakeSlackWebApi:
         }
         self._views.append({"trigger_id": trigger_id, "view": opened})
         return {"view": copy.deepcopy(opened)}
+
+    def _views_publish(self, params: Json) -> Json:
+        user_id = _str(params, "user_id")
+        if user_id is None:
+            raise _ApiError("invalid_arguments", "[ERROR] missing required field: user_id")
+        view = params.get("view")
+        if not isinstance(view, dict):
+            raise _ApiError("invalid_arguments", "[ERROR] missing required field: view")
+        if view.get("type") != "home":
+            raise _ApiError("invalid_arguments", "[ERROR] must be home [json-pointer:/view/type]")
+        blocks = _blocks(view.get("blocks"), limit=MAX_VIEW_BLOCKS, error="invalid_arguments")
+        previous = self._home_views.get(user_id)
+        view_id = previous["id"] if previous else f"VH{len(self._home_views) + 1:09d}"
+        published: Json = {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "type": "home",
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            **copy.deepcopy(view),
+            "blocks": blocks,
+            "state": {"values": {}},
+            "hash": f"{self._next_ts()}.{hashlib.sha256(view_id.encode()).hexdigest()[:8]}",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+        self._home_views[user_id] = published
+        return {"view": copy.deepcopy(published)}
 
     def _users_info(self, params: Json) -> Json:
         user_id = _str(params, "user")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:20:07.260858
+Create Date: 2026-11-22 02:40:42.593792
 """
 
 from __future__ import annotations
@@ -47,6 +47,21 @@ def upgrade() -> None:
     sa.Column('locked_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('service', 'environment')
     )
+    op.create_table('freeze_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('environment', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('starts_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('created_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('lifted_at', bot.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lifted_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('freeze_window', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_freeze_window_ends_at'), ['ends_at'], unique=False)
+
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -254,6 +269,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_message_key'))
 
     op.drop_table('outbox_message')
+    with op.batch_alter_table('freeze_window', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_freeze_window_ends_at'))
+
+    op.drop_table('freeze_window')
     op.drop_table('environment_lock')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_subject'))
