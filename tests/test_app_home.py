@@ -122,6 +122,8 @@ async def test_a_release_manager_approves_from_app_home(
     await click_in_home(bot, view, "U0RM1", approve)
     assert the_gate(bot).status == "approved"
     assert [d["state"] for d in github.decisions()] == ["approved"]
+    [answer] = slack.messages("U0RM1")  # App Home has no channel: the answer comes as a DM
+    assert "approved: the release goes ahead" in answer["text"]
 
     again = await open_home(bot, slack, "U0RM1")
     assert again["id"] == view["id"]  # the same Home tab, republished

@@ -127,7 +127,8 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) 
     user = body["user"]["id"]
     text = f"{ICONS.get(outcome.result, '')} {outcome.message}".strip()
     if channel is None:
-        log.info("no channel to answer %s in: %s", user, text)
+        # A click on App Home has no channel: answer in a direct message instead.
+        await client.chat_postMessage(channel=user, text=text)
         return
     await client.chat_postEphemeral(channel=channel, user=user, text=text)
 

@@ -70,7 +70,7 @@ MAX_MODAL_TITLE_CHARS = 24
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 999
 
-CHANNEL_PREFIXES = ("#", "C", "G")
+CHANNEL_PREFIXES = ("#", "C", "G", "D", "U", "W")  # a user id posts a direct message, as Slack does
 """Channel names the fake accepts: `#name`, or public (C…) and private (G…) channel ids."""
 
 JSON_ENCODED_FIELDS = ("blocks", "attachments", "view", "metadata")
