@@ -144,3 +144,19 @@ def test_a_broken_override_is_reported_with_the_template_name(tmp_path: Path) ->
     (tmp_path / "release_message.json.j2").write_text('[{"type": "divider"},]')
     with pytest.raises(ValueError, match="release_message.json.j2"):
         Renderer(template_dir=tmp_path).release_message(VIEW)
+
+
+def test_the_approval_line_mentions_the_approvers() -> None:
+    view = replace(
+        VIEW,
+        state="approved",
+        gate_id=3,
+        gate_status="approved",
+        gate_reason="approved by U0RM1 (S0RELMGRS) and U0SRE1 (S0SREGRPS) <!here>",
+    )
+    _, blocks = Renderer().release_message(view)
+    line = next(
+        b["text"]["text"] for b in blocks if "*Approval*" in b.get("text", {}).get("text", "")
+    )
+    assert "<@U0RM1> (<!subteam^S0RELMGRS>)" in line and "<@U0SRE1>" in line
+    assert "&lt;!here&gt;" in line  # anything else stays plain text
