@@ -154,6 +154,65 @@ def cmd_audit(args: argparse.Namespace) -> int:
         db.dispose()
 
 
+# --- metrics: DORA figures in the terminal ----------------------------------------------------
+
+
+def _metrics_days(value: str) -> int:
+    from bot.domain.dora import MAX_DAYS
+
+    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 to {MAX_DAYS}")
+    return int(value)
+
+
+def _metrics_at(value: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """`metrics`: DORA metrics, overall and per configured service (or one), as a table."""
+    from datetime import UTC
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.services import dora
+
+    settings = _settings(args)
+    try:
+        config = load_config(settings.config_path)
+    except ConfigError as exc:
+        _error(f"{settings.config_path}: invalid configuration")
+        for problem in exc.problems:
+            _error(f"  {problem}")
+        return EXIT_FAIL
+    if args.service is not None and args.service not in config.services:
+        _error(f"warning: {args.service} is not in {settings.config_path}; showing its history")
+    now = args.at or datetime.now(UTC)
+    services = None if args.service is not None else sorted(config.services)
+    db = Database(make_engine(settings.database_url))
+    try:
+        with db.read() as session:
+            rows = dora.report(
+                session, now=now, service=args.service, windows=(args.days,), services=services
+            )
+    except SQLAlchemyError as exc:
+        _error(f"cannot read the database: {type(exc).__name__}: {exc}".splitlines()[0])
+        return EXIT_ERROR
+    finally:
+        db.dispose()
+    _print(dora.heading(rows, now=now, year=args.year))
+    _print(dora.table_text(rows, year=args.year))
+    _print(dora.verdict_line(rows[0], year=args.year))
+    _print(dora.legend(args.year))
+    return EXIT_OK
+
+
 # --- gate: ask the running bot for an approval, from any CI job ------------------------------
 
 GATES_PATH = "/api/v1/gates"
@@ -345,8 +404,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run_demo(host=args.host, port=args.port, database=Path(args.database), auto=args.auto,
-             play=not args.no_story)
+    run_demo(
+        host=args.host,
+        port=args.port,
+        database=Path(args.database),
+        auto=args.auto,
+        play=not args.no_story,
+    )
     return EXIT_OK
 
 
@@ -382,6 +446,28 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_argument("--since", help="ISO 8601 time; export records from then on")
     audit_cmd.add_argument("--config", help="config file (default: $RELEASEBOT_CONFIG)")
     audit_cmd.set_defaults(func=cmd_audit)
+
+    from bot.domain.dora import DEFAULT_YEAR, years
+
+    metrics_cmd = sub.add_parser(
+        "metrics", help="DORA metrics per service and overall, with the performance cluster"
+    )
+    metrics_cmd.add_argument("--service", help="one service (default: overall and each one)")
+    metrics_cmd.add_argument(
+        "--days", type=_metrics_days, default=30, help="the last N days (default 30)"
+    )
+    metrics_cmd.add_argument(
+        "--year",
+        type=int,
+        choices=years(),
+        default=DEFAULT_YEAR,
+        help=f"DORA report year of the cluster thresholds (default {DEFAULT_YEAR})",
+    )
+    metrics_cmd.add_argument(
+        "--at", type=_metrics_at, help="as of this ISO 8601 time (default: now)"
+    )
+    metrics_cmd.add_argument("--config", help="config file (default: $RELEASEBOT_CONFIG)")
+    metrics_cmd.set_defaults(func=cmd_metrics)
 
     gate_cmd = sub.add_parser("gate", help="ask the bot for an approval from any CI job")
     gate_sub = gate_cmd.add_subparsers(dest="action", required=True)

@@ -13,6 +13,7 @@ from datetime import UTC, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.digest import register_digest
 from bot.runtime import Runtime
 from bot.services import gates
 from bot.services.housekeeping import drop_old_webhook_bodies
@@ -94,3 +95,4 @@ def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
         args=[runtime],
         replace_existing=True,
     )
+    register_digest(scheduler, runtime)

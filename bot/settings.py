@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     webhook_retention_days: int = Field(
         30, ge=1, validation_alias=_env("RELEASEBOT_WEBHOOK_RETENTION_DAYS")
     )
+    digest_day: str = Field(  # weekly DORA digest: APScheduler day_of_week, e.g. mon or fri
+        "mon",
+        pattern=r"(?i)^(mon|tue|wed|thu|fri|sat|sun)([-,](mon|tue|wed|thu|fri|sat|sun))*$",
+        validation_alias=_env("RELEASEBOT_DIGEST_DAY"),
+    )
+    digest_hour: int = Field(9, ge=0, le=23, validation_alias=_env("RELEASEBOT_DIGEST_HOUR"))
     sandbox_directory: Path | None = Field(
         None, validation_alias=_env("RELEASEBOT_SANDBOX_DIRECTORY")
     )

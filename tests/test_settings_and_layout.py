@@ -73,7 +73,13 @@ async def test_jobs_are_registered_with_stable_ids(bot: Bot) -> None:
     scheduler.start(paused=True)  # job defaults apply once the scheduler has started
     jobs = {job.id: job for job in scheduler.get_jobs()}
     scheduler.shutdown(wait=False)
-    assert sorted(jobs) == ["checks.tick", "gates.sweep", "outbox.tick", "webhooks.retention"]
+    assert sorted(jobs) == [
+        "checks.tick",
+        "dora.weekly_digest",
+        "gates.sweep",
+        "outbox.tick",
+        "webhooks.retention",
+    ]
     assert jobs["webhooks.retention"].trigger.interval == timedelta(hours=1)
     assert jobs["outbox.tick"].trigger.interval == timedelta(seconds=2)
     for job in jobs.values():
