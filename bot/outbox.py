@@ -14,12 +14,12 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
@@ -39,6 +39,7 @@ from bot.ports import (
 from bot.render import Renderer
 from bot.services import assessment, outbox, pipeline
 from bot.services.deployments import apply_resolved
+from bot.services.dora import DIGEST_KIND
 from bot.services.outbox import (
     ASSESS,
     DEPLOY,
@@ -49,9 +50,8 @@ from bot.services.outbox import (
     SLACK_MESSAGE,
     SLACK_THREAD,
 )
-from bot.services.views import ReleaseView, release_view, save_message
+from bot.services.views import ReleaseView, release_views, save_message
 from bot.store.db import Database
-from bot.store.tables import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,18 @@ HORIZON = timedelta(hours=24)
 # The release message shows "assessing..." until the compare API answers; after this many
 # failed attempts it shows the commit list as unavailable instead of waiting longer.
 ASSESS_ATTEMPTS = 4
+# Kinds whose handler shows a deployment's release view (read once per batch for all rows).
+NEEDS_VIEW = frozenset({SLACK_MESSAGE, SLACK_THREAD, SLACK_ANNOUNCE, PAGER, PAGER_CHANGE})
+
+
+@dataclass
+class _Batch:
+    """What one drain round read for the rows it claimed."""
+
+    views: dict[int, ReleaseView]
+    newest_message: dict[str, int]  # key -> id of its newest pending release-message row
+    sent: list[int] = field(default_factory=list)
+    untried: list[int] = field(default_factory=list)  # an earlier row of their key failed
 
 
 class OutboxWorker:
@@ -79,8 +91,9 @@ class OutboxWorker:
         secrets: Callable[[str], str | None] | None = None,
         public_url: str = "",
         rng: Callable[[], float] = random.random,
-        batch: int = 50,
+        batch: int = 100,
         horizon: timedelta = HORIZON,
+        min_interval: float = 0.15,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -97,6 +110,7 @@ class OutboxWorker:
         self._rng = rng
         self._batch = batch
         self._horizon = horizon
+        self._min_interval = min_interval
         self._wakeup = asyncio.Event()
         self._stopping = False
 
@@ -108,43 +122,80 @@ class OutboxWorker:
         self._wakeup.set()
 
     async def run(self, *, poll_seconds: float = 5.0) -> None:
-        """Drain whenever woken (a commit queued something) or every `poll_seconds`."""
+        """Send a batch whenever woken (a commit queued something) or every `poll_seconds`.
+
+        During a burst every commit wakes the worker; a batch then starts at most every
+        `min_interval` seconds, so rows pile up a little and one batch claims them together
+        (and sends only the newest edit of each release message) instead of one small
+        batch per commit competing with the commits themselves for the CPU. A full batch
+        means a backlog: the next one starts as soon as that interval allows.
+        """
+        loop = asyncio.get_running_loop()
         while not self._stopping:
+            started = loop.time()
+            claimed = 0
             try:
-                await self.drain()
+                claimed = await self._send_batch()
             except Exception:  # keep the worker alive; the rows stay pending
-                log.exception("outbox drain failed; will try again")
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
-            except TimeoutError:
-                pass
-            self._wakeup.clear()
+                log.exception("outbox batch failed; will try again")
+            if claimed < self._batch:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
+                except TimeoutError:
+                    pass
+                self._wakeup.clear()
+            pause = self._min_interval - (loop.time() - started)
+            if pause > 0 and not self._stopping:
+                await asyncio.sleep(pause)
 
     async def drain(self) -> int:
         """Send every row that is due now; returns how many rows were settled."""
         settled = 0
-        while True:
-            claimed = await asyncio.to_thread(self._db.write, self._claim)
-            if not claimed:
-                return settled
-            by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
-            for row in claimed:
-                by_key[row.key].append(row)
-            await asyncio.gather(*(self._send_in_order(rows) for rows in by_key.values()))
-            settled += len(claimed)
+        while claimed := await self._send_batch():
+            settled += claimed
+        return settled
+
+    async def _send_batch(self) -> int:
+        """Claim a batch of due rows, send them (in order per key), settle them; returns how
+        many rows were claimed."""
+        claimed = await asyncio.to_thread(self._db.write, self._claim)
+        if not claimed:
+            return 0
+        batch = await asyncio.to_thread(self._prepare, claimed)
+        by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
+        for row in claimed:
+            by_key[row.key].append(row)
+        await asyncio.gather(*(self._send_in_order(rows, batch) for rows in by_key.values()))
+        if batch.sent or batch.untried:
+            await asyncio.to_thread(self._db.write, partial(_settle, batch, self._clock.now()))
+        return len(claimed)
 
     def _claim(self, session: Session) -> list[outbox.Claimed]:
         return outbox.claim_due(session, now=self._clock.now(), limit=self._batch)
 
-    async def _send_in_order(self, rows: list[outbox.Claimed]) -> None:
-        for row in rows:
-            if not await self._send(row):
+    def _prepare(self, claimed: list[outbox.Claimed]) -> _Batch:
+        """Read, for all claimed rows at once, the release views and the newest pending
+        message edit of each key. Read after the claim, so every view is at least as new
+        as the rows that asked for it."""
+        deployment_ids = {int(r.payload["deployment_id"]) for r in claimed if r.kind in NEEDS_VIEW}
+        message_keys = sorted({r.key for r in claimed if r.kind == SLACK_MESSAGE})
+        with self._db.read() as session:
+            return _Batch(
+                views=release_views(session, deployment_ids, config=self._config),
+                newest_message=outbox.later_message_updates(session, keys=message_keys),
+            )
+
+    async def _send_in_order(self, rows: list[outbox.Claimed], batch: _Batch) -> None:
+        for index, row in enumerate(rows):
+            if not await self._send(row, batch):
+                batch.untried.extend(r.id for r in rows[index + 1 :])
                 return
 
-    async def _send(self, row: outbox.Claimed) -> bool:
-        """Send one row and settle it; False when it failed (later rows of its key wait)."""
+    async def _send(self, row: outbox.Claimed, batch: _Batch) -> bool:
+        """Send one row; False when it failed (it is settled for a retry or given up on at
+        once, and the later rows of its key wait). Sent rows are marked after the batch."""
         try:
-            await self._dispatch(row)
+            await self._dispatch(row, batch)
         except DeliveryFailed as exc:
             self._metrics.outbox_failures.labels(row.kind, str(exc.retryable).lower()).inc()
             if row.kind.startswith("slack."):
@@ -158,10 +209,7 @@ class OutboxWorker:
                 row, DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
             )
             return False
-        now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write, lambda s: outbox.mark_sent(s, row_id=row.id, now=now)
-        )
+        batch.sent.append(row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
         return True
 
@@ -192,11 +240,11 @@ class OutboxWorker:
             ),
         )
 
-    async def _dispatch(self, row: outbox.Claimed) -> None:
+    async def _dispatch(self, row: outbox.Claimed, batch: _Batch) -> None:
         if row.kind == SLACK_MESSAGE:
-            await self._release_message(row)
+            await self._release_message(row, batch)
         elif row.kind == SLACK_THREAD:
-            await self._thread_reply(row)
+            await self._thread_reply(row, batch)
         elif row.kind == ASSESS:
             await self._assess(row)
         elif row.kind == RESOLVE_SHA:
@@ -204,17 +252,27 @@ class OutboxWorker:
         elif row.kind == DEPLOY:
             await self._deploy(row)
         elif row.kind == SLACK_ANNOUNCE:
-            await self._announce(row)
+            await self._announce(row, batch)
         elif row.kind in (PAGER, PAGER_CHANGE):
-            await self._page(row)
+            await self._page(row, batch)
+        elif row.kind == DIGEST_KIND:
+            await self._digest(row)
         else:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
 
-    async def _view(self, row: outbox.Claimed) -> ReleaseView:
-        deployment_id = int(row.payload["deployment_id"])
-        view: ReleaseView | None = await asyncio.to_thread(
-            self._read, lambda s: release_view(s, deployment_id, config=self._config)
+    async def _digest(self, row: outbox.Claimed) -> None:
+        p = row.payload
+        blocks = p.get("blocks")
+        await self._slack.post_message(
+            channel=str(p["channel"]),
+            text=str(p["text"]),
+            blocks=blocks if isinstance(blocks, list) else None,
         )
+
+    @staticmethod
+    def _view(row: outbox.Claimed, batch: _Batch) -> ReleaseView:
+        deployment_id = int(row.payload["deployment_id"])
+        view = batch.views.get(deployment_id)
         if view is None:
             raise DeliveryFailed(f"deployment {deployment_id} does not exist", retryable=False)
         return view
@@ -223,9 +281,9 @@ class OutboxWorker:
         with self._db.read() as session:
             return fn(session)
 
-    async def _release_message(self, row: outbox.Claimed) -> None:
-        view = await self._view(row)
-        if view.ts is not None and await asyncio.to_thread(self._read, _has_later_update(row)):
+    async def _release_message(self, row: outbox.Claimed, batch: _Batch) -> None:
+        view = self._view(row, batch)
+        if view.ts is not None and batch.newest_message.get(row.key, 0) > row.id:
             return  # a later update of the same message renders the same, newer state
         text, blocks = self._renderer.release_message(view)
         if view.channel is not None and view.ts is not None:
@@ -247,9 +305,11 @@ class OutboxWorker:
                 s, deployment_id=view.deployment_id, channel=posted.channel, ts=posted.ts, now=now
             ),
         )
+        # The rest of the batch (thread lines, later edits) goes to the posted message.
+        batch.views[view.deployment_id] = replace(view, channel=posted.channel, ts=posted.ts)
 
-    async def _thread_reply(self, row: outbox.Claimed) -> None:
-        view = await self._view(row)
+    async def _thread_reply(self, row: outbox.Claimed, batch: _Batch) -> None:
+        view = self._view(row, batch)
         if view.channel is None or view.ts is None:
             raise DeliveryFailed(
                 f"deployment {view.deployment_id} has no release message to reply to",
@@ -294,18 +354,18 @@ class OutboxWorker:
         )
         self.wake()
 
-    async def _announce(self, row: outbox.Claimed) -> None:
+    async def _announce(self, row: outbox.Claimed, batch: _Batch) -> None:
         """A line in the channel itself, for what everyone should see (break-glass)."""
-        view = await self._view(row)
+        view = self._view(row, batch)
         channel = view.channel or self._config.channel_for(view.service)
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=channel, text=text)
 
-    async def _page(self, row: outbox.Claimed) -> None:
+    async def _page(self, row: outbox.Claimed, batch: _Batch) -> None:
         """Trigger or resolve an on-call alert, or record a change event, for the service's
         PagerDuty (and Opsgenie, when configured); a service without on-call has nothing
         to send."""
-        view = await self._view(row)
+        view = self._view(row, batch)
         oncall = self._config.services[view.service].oncall
         if oncall is None:
             log.info("%s has no on-call configured; not paging", view.service)
@@ -396,19 +456,12 @@ class OutboxWorker:
         self.wake()
 
 
-def _has_later_update(row: outbox.Claimed) -> Callable[[Session], bool]:
-    def query(session: Session) -> bool:
-        later = session.execute(
-            sa.select(col(OutboxMessage.id))
-            .where(col(OutboxMessage.key) == row.key)
-            .where(col(OutboxMessage.kind) == SLACK_MESSAGE)
-            .where(col(OutboxMessage.status) == outbox.PENDING)
-            .where(col(OutboxMessage.id) > row.id)
-            .limit(1)
-        ).first()
-        return later is not None
-
-    return query
+def _settle(batch: _Batch, now: datetime, session: Session) -> None:
+    """Mark the batch's sent rows sent, and give back the leases of rows never tried."""
+    if batch.sent:
+        outbox.mark_sent_many(session, row_ids=batch.sent, now=now)
+    if batch.untried:
+        outbox.release(session, row_ids=batch.untried)
 
 
 def _error_code(reason: str) -> str:

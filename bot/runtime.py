@@ -53,18 +53,21 @@ class Runtime:
         Deployment Hook); `commits` is a commit list the webhook carried itself.
         """
         now = self.clock.now()
-        result = await asyncio.to_thread(
-            self.db.write,
-            lambda s: record_delivery(
-                s,
-                now=now,
-                config=self.config,
-                delivery=delivery,
-                event=event,
-                note=note,
-                commits=commits,
-                lookup=lookup,
-            ),
+        # Group commit: deliveries arriving together share one transaction (each in its
+        # own savepoint); the future resolves once that transaction has committed.
+        result = await asyncio.wrap_future(
+            self.db.submit_write(
+                lambda s: record_delivery(
+                    s,
+                    now=now,
+                    config=self.config,
+                    delivery=delivery,
+                    event=event,
+                    note=note,
+                    commits=commits,
+                    lookup=lookup,
+                )
+            )
         )
         self.metrics.webhooks.labels(delivery.provider, result.status).inc()
         if result.status == "accepted":

@@ -27,6 +27,14 @@ CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 
 
+# Built once: the append path runs several times per webhook delivery. Core statements on the
+# session's connection, not ORM objects: nothing reads the new row back through the ORM.
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_CHAIN_HEAD = sa.select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
+_INSERT = sa.insert(_AUDIT)
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def append(
     session: Session,
     *,
@@ -35,7 +43,7 @@ def append(
     action: str,
     subject: str,
     details: Mapping[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
     """Add one record at the end of the chain, inside the caller's transaction.
 
     On PostgreSQL, writers queue on a transaction-scoped advisory lock, so replicas append
@@ -43,34 +51,59 @@ def append(
     the primary key and the loser's whole transaction is retried by `Database.write`, so
     the chain never forks.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
-    seq = 1 if last is None else last.seq + 1
-    prev_hash = GENESIS_HASH if last is None else last.hash
+    conn = session.connection()
+    head = _cached_head(session)
+    if head is None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(_LOCK, {"key": CHAIN_LOCK})
+        last = conn.execute(_CHAIN_HEAD).first()
+        head = (0, GENESIS_HASH) if last is None else (last.seq, last.hash)
+    seq, prev_hash = head[0] + 1, head[1]
     stamp = format_at(at)
     body = json.loads(canonical_json(dict(details or {})))
-    event = AuditEvent(
+    digest = record_hash(
+        prev_hash=prev_hash,
         seq=seq,
         at=stamp,
         actor=actor,
         action=action,
         subject=subject,
-        details=canonical_json(body),
-        prev_hash=prev_hash,
-        hash=record_hash(
-            prev_hash=prev_hash,
-            seq=seq,
-            at=stamp,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=body,
-        ),
+        details=body,
     )
-    session.add(event)
-    session.flush()
-    return event
+    conn.execute(
+        _INSERT,
+        {
+            "seq": seq,
+            "at": stamp,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": canonical_json(body),
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
+    )
+    session.info[_HEAD] = (_innermost(session), seq, digest)
+
+
+# The chain head this session appended last, so the next append in the same transaction
+# skips the lookup (a delivery appends several records). It is used only while the
+# innermost transaction (or savepoint) that wrote it is still the current one: until then
+# this transaction holds the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory
+# lock, taken in that same transaction or savepoint), so no other writer can have appended.
+# In any other transaction, or once a savepoint began or ended, the head is read again.
+_HEAD = "audit_chain_head"
+
+
+def _innermost(session: Session) -> object:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _cached_head(session: Session) -> tuple[int, str] | None:
+    cached = session.info.get(_HEAD)
+    if cached is None or cached[0] is not _innermost(session):
+        return None
+    return cached[1], cached[2]
 
 
 def to_record(event: AuditEvent) -> AuditRecord:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -20,6 +23,45 @@ from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox, releases
 from bot.services.transitions import transition
 from bot.store.tables import Deployment, Release, WebhookDelivery
+
+_DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_RELEASE = Release.__table__  # type: ignore[attr-defined]
+_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
+
+# Statements on the ingest path are built once (building one costs more than running it) and
+# are Core statements where nothing needs an ORM object back.
+_SEEN = (
+    sa.select(_DELIVERY.c.id)
+    .where(_DELIVERY.c.provider == sa.bindparam("provider"))
+    .where(_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
+)
+_INSERT_DELIVERY = sa.insert(_DELIVERY)
+_FIND_RELEASE = (
+    sa.select(_RELEASE.c.id, _RELEASE.c.version)
+    .where(_RELEASE.c.service == sa.bindparam("service"))
+    .where(_RELEASE.c.sha == sa.bindparam("sha"))
+)
+_INSERT_RELEASE = sa.insert(_RELEASE)
+_SET_RELEASE_VERSION = (
+    sa.update(_RELEASE).where(_RELEASE.c.id == sa.bindparam("id")).values(version=sa.bindparam("v"))
+)
+_INSERT_DEPLOYMENT = sa.insert(_DEPLOYMENT)
+_LATEST = (
+    select(Deployment)
+    .where(col(Deployment.service) == sa.bindparam("service"))
+    .where(col(Deployment.environment) == sa.bindparam("environment"))
+    .where(col(Deployment.sha) == sa.bindparam("sha"))
+    .order_by(col(Deployment.attempt).desc())
+    .limit(1)
+)
+_SUPERSEDABLE_OLDER = (
+    select(Deployment)
+    .where(col(Deployment.service) == sa.bindparam("service"))
+    .where(col(Deployment.environment) == sa.bindparam("environment"))
+    .where(col(Deployment.sha) != sa.bindparam("sha"))
+    .where(col(Deployment.state).in_(sorted(states.SUPERSEDABLE)))
+    .where(col(Deployment.created_at) <= sa.bindparam("created_at"))
+)
 
 SLACK_MESSAGE = outbox.SLACK_MESSAGE
 SLACK_THREAD = outbox.SLACK_THREAD
@@ -75,10 +117,9 @@ def record_delivery(
     then says why, and the delivery is answered as ignored (or accepted for a ping).
     `commits` is the commit list a generic webhook may carry with its event.
     """
-    seen = session.exec(
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.provider == delivery.provider)
-        .where(WebhookDelivery.delivery_id == delivery.delivery_id)
+    conn = session.connection()
+    seen = conn.execute(
+        _SEEN, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
     ).first()
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
@@ -95,19 +136,21 @@ def record_delivery(
             note=note,
             commits=commits,
         )
-    session.add(
-        WebhookDelivery(
-            provider=delivery.provider,
-            delivery_id=delivery.delivery_id,
-            event=delivery.event[:100],
-            received_at=now,
-            outcome=result.status,
-            detail=(result.detail or "")[:500] or None,
-            deployment_id=result.deployment_id,
-            body=delivery.body,
-        )
+    # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
+    # is retried and then finds this row: answered duplicate.
+    conn.execute(
+        _INSERT_DELIVERY,
+        {
+            "provider": delivery.provider,
+            "delivery_id": delivery.delivery_id,
+            "event": delivery.event[:100],
+            "received_at": now,
+            "outcome": result.status,
+            "detail": (result.detail or "")[:500] or None,
+            "deployment_id": result.deployment_id,
+            "body": delivery.body,
+        },
     )
-    session.flush()  # a concurrent copy of this delivery fails here and is retried as duplicate
     return result
 
 
@@ -258,12 +301,7 @@ def apply_event(
 
 def _latest(session: Session, *, service: str, environment: str, sha: str) -> Deployment | None:
     return session.exec(
-        select(Deployment)
-        .where(Deployment.service == service)
-        .where(Deployment.environment == environment)
-        .where(Deployment.sha == sha)
-        .order_by(col(Deployment.attempt).desc())
-        .limit(1)
+        _LATEST, params={"service": service, "environment": environment, "sha": sha}
     ).first()
 
 
@@ -325,19 +363,31 @@ def _actor(event: DeployEvent) -> str:
     return f"{provider}:{event.actor}" if event.actor else provider
 
 
-def _release(session: Session, *, now: datetime, service: str, event: DeployEvent) -> Release:
-    release = session.exec(
-        select(Release).where(Release.service == service).where(Release.sha == event.sha)
-    ).first()
-    if release is None:
-        release = Release(
-            service=service, sha=event.sha, version=event.version, ref=event.ref, created_at=now
+def _release(session: Session, *, now: datetime, service: str, event: DeployEvent) -> int:
+    """The id of the release of `event.sha`, made on its first event."""
+    conn = session.connection()
+    found = conn.execute(_FIND_RELEASE, {"service": service, "sha": event.sha}).first()
+    if found is None:
+        # Two first events of one version collide on uq_release_service_sha; the loser's
+        # transaction is retried and finds this row.
+        inserted = conn.execute(
+            _INSERT_RELEASE,
+            {
+                "service": service,
+                "sha": event.sha,
+                "version": event.version,
+                "ref": event.ref,
+                "created_at": now,
+                "base_sha": None,
+                "commits": None,
+                "diff": None,
+                "commits_source": None,
+            },
         )
-        session.add(release)
-        session.flush()
-    elif event.version and not release.version:
-        release.version = event.version
-    return release
+        return _new_id(inserted)
+    if event.version and not found.version:
+        conn.execute(_SET_RELEASE_VERSION, {"id": found.id, "v": event.version})
+    return int(found.id)
 
 
 def _create(
@@ -349,15 +399,15 @@ def _create(
     event: DeployEvent,
     attempt: int,
 ) -> Deployment:
-    release = _release(session, now=now, service=service, event=event)
-    assert release.id is not None
+    release_id = _release(session, now=now, service=service, event=event)
     deployment = Deployment(
-        release_id=release.id,
+        release_id=release_id,
         service=service,
         environment=environment,
         sha=event.sha,
         attempt=attempt,
         state=states.PENDING,
+        row_version=1,
         source=event.source_event[:64],
         external_id=(event.external_id or None) and event.external_id[:100],
         ci_url=event.url and event.url[:2000],
@@ -367,9 +417,14 @@ def _create(
         created_at=now,
         updated_at=now,
     )
+    # A Core INSERT, then the object joins the session as if loaded (every column is set
+    # above): an ORM flush of one new row costs several times the INSERT itself. Two first
+    # events for one deployment collide here on uq_deployment_attempt.
+    values = deployment.model_dump(exclude={"id"})
+    inserted = session.connection().execute(_INSERT_DEPLOYMENT, values)
+    deployment.id = _new_id(inserted)
+    make_transient_to_detached(deployment)
     session.add(deployment)
-    session.flush()  # two first events for one deployment collide on uq_deployment_attempt
-    assert deployment.id is not None
     audit.append(
         session,
         at=now,
@@ -382,7 +437,7 @@ def _create(
             "sha": event.sha,
             "attempt": attempt,
             "source": event.source_event,
-            "release": release.id,
+            "release": release_id,
         },
     )
     outbox.enqueue(
@@ -397,14 +452,21 @@ def _create(
     return deployment
 
 
+def _new_id(inserted: sa.CursorResult[Any]) -> int:
+    key = inserted.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> None:
     older = session.exec(
-        select(Deployment)
-        .where(Deployment.service == newer.service)
-        .where(Deployment.environment == newer.environment)
-        .where(Deployment.sha != newer.sha)
-        .where(col(Deployment.state).in_(states.SUPERSEDABLE))
-        .where(col(Deployment.created_at) <= newer.created_at)
+        _SUPERSEDABLE_OLDER,
+        params={
+            "service": newer.service,
+            "environment": newer.environment,
+            "sha": newer.sha,
+            "created_at": newer.created_at,
+        },
     ).all()
     for deployment in older:
         transition(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from bot.store.tables import OutboxMessage
 
@@ -32,19 +32,40 @@ PAGER = "pager.alert"  # page on-call (trigger) or close the alert (resolve)
 LEASE = timedelta(seconds=60)
 
 
+# Built once: enqueue runs several times per webhook delivery. A Core INSERT on the session's
+# connection runs at once, so rows get their ids (and so their send order) in call order.
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_INSERT = sa.insert(_OUTBOX)
+
+
 def enqueue(
     session: Session, *, key: str, kind: str, payload: dict[str, Any], now: datetime
-) -> OutboxMessage:
-    row = OutboxMessage(
-        key=key,
-        kind=kind,
-        payload=payload,
-        status=PENDING,
-        created_at=now,
-        next_attempt_at=now,
+) -> None:
+    enqueue_many(session, [(key, kind, payload)], now=now)
+
+
+def enqueue_many(
+    session: Session, rows: list[tuple[str, str, dict[str, Any]]], *, now: datetime
+) -> None:
+    """Queue (key, kind, payload) rows in this order, in one statement."""
+    session.connection().execute(
+        _INSERT,
+        [
+            {
+                "key": key,
+                "kind": kind,
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+                "claimed_until": None,
+                "sent_at": None,
+                "last_error": None,
+            }
+            for key, kind, payload in rows
+        ],
     )
-    session.add(row)
-    return row
 
 
 @dataclass(frozen=True)
@@ -57,61 +78,128 @@ class Claimed:
     created_at: datetime
 
 
+# claim_due walks the pending rows in id order, a page at a time (ix_outbox_status_id).
+_PAGE = 500
+_PENDING_PAGE = (
+    sa.select(_OUTBOX.c.id, _OUTBOX.c.key, _OUTBOX.c.next_attempt_at, _OUTBOX.c.claimed_until)
+    .where(_OUTBOX.c.status == PENDING)
+    .where(_OUTBOX.c.id > sa.bindparam("after"))
+    .order_by(_OUTBOX.c.id)
+    .limit(_PAGE)
+)
+
+
 def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claimed]:
-    """Lease the first due row of each key; a row leased by another worker is skipped."""
-    earlier = sa.orm.aliased(OutboxMessage)
-    blocked = (
-        sa.select(col(earlier.id))
-        .where(col(earlier.key) == col(OutboxMessage.key))
-        .where(col(earlier.id) < col(OutboxMessage.id))
-        .where(col(earlier.status) == PENDING)
-        .exists()
-    )
+    """Lease up to `limit` due rows, in id order; within a key only a run of rows from its
+    first pending one, so a row is never sent before an earlier pending row of its key.
+
+    The pending rows are read in id order and each key is followed until its first row
+    that is not due or is leased by another worker: that row and every later row of the key
+    wait. On PostgreSQL the rows are then locked with SKIP LOCKED; a row another replica
+    is claiming at the same moment is skipped, and so are the later rows of its key.
+    """
+    conn = session.connection()
+    candidates: list[tuple[int, str]] = []  # (id, key)
+    blocked: set[str] = set()
+    after = 0
+    while len(candidates) < limit:
+        page = conn.execute(_PENDING_PAGE, {"after": after}).all()
+        for row in page:
+            if row.key in blocked:
+                continue
+            if row.next_attempt_at <= now and (
+                row.claimed_until is None or row.claimed_until < now
+            ):
+                candidates.append((row.id, row.key))
+                if len(candidates) == limit:
+                    break
+            else:
+                blocked.add(row.key)
+        if len(page) < _PAGE:
+            break
+        after = page[-1].id
+    if not candidates:
+        return []
     query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == PENDING)
-        .where(OutboxMessage.next_attempt_at <= now)
-        .where(
-            sa.or_(
-                col(OutboxMessage.claimed_until).is_(None),
-                col(OutboxMessage.claimed_until) < now,
-            )
+        sa.select(
+            _OUTBOX.c.id,
+            _OUTBOX.c.key,
+            _OUTBOX.c.kind,
+            _OUTBOX.c.payload,
+            _OUTBOX.c.attempts,
+            _OUTBOX.c.created_at,
         )
-        .where(~blocked)
-        .order_by(col(OutboxMessage.id))
-        .limit(limit)
+        .where(_OUTBOX.c.id.in_([row_id for row_id, _ in candidates]))
+        .where(_OUTBOX.c.status == PENDING)
+        .where(sa.or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now))
+        .order_by(_OUTBOX.c.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    lockable = {row.id: row for row in conn.execute(query)}
     claimed: list[Claimed] = []
-    for row in session.exec(query).all():
-        taken = session.execute(
-            sa.update(OutboxMessage)
-            .where(col(OutboxMessage.id) == row.id)
-            .where(
-                sa.or_(
-                    col(OutboxMessage.claimed_until).is_(None),
-                    col(OutboxMessage.claimed_until) < now,
-                )
+    lost: set[str] = set()  # keys with a row another worker took (or settled) first
+    for row_id, key in candidates:
+        if key in lost:
+            continue
+        taken = lockable.get(row_id)
+        if taken is None:  # the rest of this key waits for that row
+            lost.add(key)
+            continue
+        claimed.append(
+            Claimed(
+                taken.id,
+                taken.key,
+                taken.kind,
+                dict(taken.payload),
+                taken.attempts,
+                taken.created_at,
             )
-            .values(claimed_until=now + LEASE)
-            .execution_options(synchronize_session=False)
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            assert row.id is not None
-            claimed.append(
-                Claimed(row.id, row.key, row.kind, dict(row.payload), row.attempts, row.created_at)
-            )
+    if claimed:
+        conn.execute(
+            sa.update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_([c.id for c in claimed]))
+            .values(claimed_until=now + LEASE)
+        )
     return claimed
 
 
 def mark_sent(session: Session, *, row_id: int, now: datetime) -> None:
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id)
+    mark_sent_many(session, row_ids=[row_id], now=now)
+
+
+def mark_sent_many(session: Session, *, row_ids: list[int], now: datetime) -> None:
+    session.connection().execute(
+        sa.update(_OUTBOX)
+        .where(_OUTBOX.c.id.in_(row_ids))
         .values(status=SENT, sent_at=now, claimed_until=None, last_error=None)
-        .execution_options(synchronize_session=False)
     )
+
+
+def release(session: Session, *, row_ids: list[int]) -> None:
+    """Give back leases of claimed rows that were not tried (an earlier row of their key
+    failed), so they wait only for that row, not for the lease to run out."""
+    session.connection().execute(
+        sa.update(_OUTBOX)
+        .where(_OUTBOX.c.id.in_(row_ids))
+        .where(_OUTBOX.c.status == PENDING)
+        .values(claimed_until=None)
+    )
+
+
+def later_message_updates(session: Session, *, keys: list[str]) -> dict[str, int]:
+    """Per key, the id of its newest pending release-message row (for skipping stale edits)."""
+    if not keys:
+        return {}
+    rows = session.connection().execute(
+        sa.select(_OUTBOX.c.key, sa.func.max(_OUTBOX.c.id))
+        .where(_OUTBOX.c.key.in_(keys))
+        .where(_OUTBOX.c.kind == SLACK_MESSAGE)
+        .where(_OUTBOX.c.status == PENDING)
+        .group_by(_OUTBOX.c.key)
+    )
+    return {key: int(newest) for key, newest in rows}
 
 
 def mark_retry(session: Session, *, row_id: int, next_attempt_at: datetime, error: str) -> None:

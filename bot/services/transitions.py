@@ -12,12 +12,20 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.services import audit, outbox
 from bot.store.tables import Deployment
+
+_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
+# Built once; the SET clause comes from the parameters each call passes (column names).
+_MOVE = (
+    sa.update(_DEPLOYMENT)
+    .where(_DEPLOYMENT.c.id == sa.bindparam("where_id"))
+    .where(_DEPLOYMENT.c.row_version == sa.bindparam("where_row_version"))
+)
 
 
 def transition(
@@ -44,14 +52,13 @@ def transition(
         values["finished_at"] = now
     if target == states.SUCCEEDED and deployment.deployed_at is None:
         values["deployed_at"] = now
-    updated = session.execute(
-        sa.update(Deployment)
-        .where(col(Deployment.id) == deployment.id)
-        .where(col(Deployment.row_version) == deployment.row_version)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    # A Core UPDATE on the session's connection (the ORM's bulk-update path costs more, and
+    # the loaded object is brought up to date below without a reload).
+    updated = session.connection().execute(
+        _MOVE,
+        {"where_id": deployment.id, "where_row_version": deployment.row_version, **values},
     )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
+    if updated.rowcount != 1:
         raise ConcurrentUpdate(f"deployment {deployment.id} changed underneath")
     for name, value in values.items():
         set_committed_value(deployment, name, value)
@@ -68,25 +75,24 @@ def transition(
         subject=f"deployment:{deployment.id}",
         details=details,
     )
-    outbox.enqueue(
+    key = f"deployment:{deployment.id}"
+    outbox.enqueue_many(
         session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "from": previous,
-            "to": target,
-            "at": now.isoformat(),
-            "actor": actor,
-            "url": url,
-            "note": note[:500] if note else None,
-        },
+        [
+            (key, outbox.SLACK_MESSAGE, {"deployment_id": deployment.id}),
+            (
+                key,
+                outbox.SLACK_THREAD,
+                {
+                    "deployment_id": deployment.id,
+                    "from": previous,
+                    "to": target,
+                    "at": now.isoformat(),
+                    "actor": actor,
+                    "url": url,
+                    "note": note[:500] if note else None,
+                },
+            ),
+        ],
         now=now,
     )

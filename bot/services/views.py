@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +13,15 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.services import freezes, verification
-from bot.store.tables import Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
+from bot.store.tables import (
+    Check,
+    CheckRun,
+    Deployment,
+    EnvironmentLock,
+    Gate,
+    Release,
+    ReleaseMessage,
+)
 
 
 @dataclass(frozen=True)
@@ -57,42 +67,96 @@ class ReleaseView:
 def release_view(
     session: Session, deployment_id: int, *, config: Config | None = None
 ) -> ReleaseView | None:
-    deployment = session.get(Deployment, deployment_id)
-    if deployment is None or deployment.id is None:
-        return None
-    release = session.get(Release, deployment.release_id)
-    message = session.get(ReleaseMessage, deployment.id)
-    return ReleaseView(
-        deployment_id=deployment.id,
-        service=deployment.service,
-        environment=deployment.environment,
-        sha=deployment.sha,
-        version=release.version if release else None,
-        ref=release.ref if release else None,
-        state=deployment.state,
-        attempt=deployment.attempt,
-        deployer=deployment.deployer,
-        ci_url=deployment.ci_url,
-        description=deployment.description,
-        created_at=deployment.created_at,
-        updated_at=deployment.updated_at,
-        commits=release.commits if release else None,
-        risk=deployment.risk,
-        channel=message.channel if message else None,
-        ts=message.ts if message else None,
-        diff=release.diff if release else None,
-        assessment_note=deployment.assessment_note,
-        freeze=_freeze(session, config, deployment) if config else None,
-        verification=verification.progress(session, deployment.id),
-        **_gate(session, deployment.id),
-        **_actions(session, config, deployment),
-    )
+    return release_views(session, [deployment_id], config=config).get(deployment_id)
 
 
-def _gate(session: Session, deployment_id: int) -> dict[str, Any]:
-    gate = session.exec(
-        select(Gate).where(Gate.deployment_id == deployment_id).order_by(col(Gate.id).desc())
-    ).first()
+def release_views(
+    session: Session, deployment_ids: Iterable[int], *, config: Config | None = None
+) -> dict[int, ReleaseView]:
+    """The views of several deployments (missing ones left out), read in a few queries for
+    all of them: the outbox worker renders a batch of rows at a time."""
+    ids = sorted(set(deployment_ids))
+    if not ids:
+        return {}
+    deployments = session.exec(select(Deployment).where(col(Deployment.id).in_(ids))).all()
+    release_ids = sorted({d.release_id for d in deployments})
+    releases = {
+        r.id: r for r in session.exec(select(Release).where(col(Release.id).in_(release_ids)))
+    }
+    messages = {
+        m.deployment_id: m
+        for m in session.exec(
+            select(ReleaseMessage).where(col(ReleaseMessage.deployment_id).in_(ids))
+        )
+    }
+    gates: dict[int, Gate] = {}  # the newest gate of each deployment
+    for gate in session.exec(
+        select(Gate).where(col(Gate.deployment_id).in_(ids)).order_by(col(Gate.id))
+    ):
+        gates[gate.deployment_id] = gate
+    progress = _verification_progress(session, ids)
+    locks: dict[tuple[str, str], EnvironmentLock | None] = {}
+    views: dict[int, ReleaseView] = {}
+    for deployment in deployments:
+        assert deployment.id is not None
+        release = releases.get(deployment.release_id)
+        message = messages.get(deployment.id)
+        scope = (deployment.service, deployment.environment)
+        if config is not None and scope not in locks:
+            locks[scope] = session.get(EnvironmentLock, scope)
+        views[deployment.id] = ReleaseView(
+            deployment_id=deployment.id,
+            service=deployment.service,
+            environment=deployment.environment,
+            sha=deployment.sha,
+            version=release.version if release else None,
+            ref=release.ref if release else None,
+            state=deployment.state,
+            attempt=deployment.attempt,
+            deployer=deployment.deployer,
+            ci_url=deployment.ci_url,
+            description=deployment.description,
+            created_at=deployment.created_at,
+            updated_at=deployment.updated_at,
+            commits=release.commits if release else None,
+            risk=deployment.risk,
+            channel=message.channel if message else None,
+            ts=message.ts if message else None,
+            diff=release.diff if release else None,
+            assessment_note=deployment.assessment_note,
+            freeze=_freeze(session, config, deployment) if config else None,
+            verification=progress.get(deployment.id),
+            **_gate(gates.get(deployment.id)),
+            **_actions(config, deployment, locks.get(scope)),
+        )
+    return views
+
+
+def _verification_progress(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """`verification.progress` for several deployments at once (same figures; a deployment
+    without check runs is left out, as progress answers None for it)."""
+    runs: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for deployment_id, status, name in session.exec(
+        select(CheckRun.deployment_id, CheckRun.status, Check.name)
+        .join(Check, col(Check.id) == col(CheckRun.check_id))
+        .where(col(CheckRun.deployment_id).in_(ids))
+    ):
+        runs[deployment_id].append((status, name))
+    return {
+        deployment_id: {
+            "total": len(rows),
+            "passed": sum(1 for status, _ in rows if status == verification.PASSED),
+            "failed": sorted({name for status, name in rows if status == verification.FAILED}),
+            "pending": sum(
+                1 for status, _ in rows if status in (verification.PENDING, verification.RUNNING)
+            ),
+            "cancelled": sum(1 for status, _ in rows if status == verification.CANCELLED),
+        }
+        for deployment_id, rows in runs.items()
+    }
+
+
+def _gate(gate: Gate | None) -> dict[str, Any]:
     if gate is None:
         return {}
     return {
@@ -125,12 +189,13 @@ def next_environment(config: Config, service: str, environment: str) -> str | No
     return names[index + 1] if 0 <= index < len(names) - 1 else None
 
 
-def _actions(session: Session, config: Config | None, deployment: Deployment) -> dict[str, Any]:
+def _actions(
+    config: Config | None, deployment: Deployment, lock: EnvironmentLock | None
+) -> dict[str, Any]:
     if config is None:
         return {}
     svc = config.services.get(deployment.service)
     env = svc.environment(deployment.environment) if svc else None
-    lock = session.get(EnvironmentLock, (deployment.service, deployment.environment))
     return {
         "promote_to": next_environment(config, deployment.service, deployment.environment)
         if deployment.state in PROMOTABLE

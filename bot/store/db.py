@@ -3,17 +3,25 @@
 `Database.write(fn)` runs `fn(session)` in one transaction and retries it when another
 writer got there first (a unique key or a version column refused the write), so concurrent
 requests are settled by the database and never by timing.
+
+`Database.submit_write(fn)` does the same for small, frequent writes (webhook deliveries)
+with a group commit: one writer thread runs every `fn` that is waiting when it gets to them
+in one transaction, each in its own SAVEPOINT, and resolves their futures only after the
+COMMIT. One that fails rolls back alone and is retried on its own, like `write` would.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -26,7 +34,10 @@ from bot.domain.errors import ConcurrentUpdate
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 WRITE_ATTEMPTS = 8
+GROUP_MAX = 64  # writes in one group commit
+GROUP_IDLE_SECONDS = 2.0  # the group writer thread stops after this long without work
 
 
 def normalize_url(url: str) -> str:
@@ -83,6 +94,9 @@ class Database:
         # SQLite has one writer at a time; queueing writers in-process is cheaper than
         # letting them spin on the busy timeout.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._group_queue: queue.SimpleQueue[_GroupItem[Any]] = queue.SimpleQueue()
+        self._group_thread: threading.Thread | None = None
+        self._group_start = threading.Lock()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -125,6 +139,123 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    # --- group commit ----------------------------------------------------------------------
+
+    def submit_write(self, fn: Callable[[Session], T]) -> Future[T]:
+        """Run `fn(session)` in a transaction shared with other submitted writes.
+
+        The future resolves (with fn's result or exception) after the transaction committed,
+        so a caller that answers when it resolves answers only for stored data. `fn` runs in
+        its own SAVEPOINT: when it raises, only its own changes are rolled back; when the
+        database refused it (a unique key, a version column), it is run again on its own
+        through `write`, as `write` would have retried it. `fn` may run more than once.
+        """
+        future: Future[T] = Future()
+        self._group_queue.put(_GroupItem(fn, future))
+        with self._group_start:
+            if self._group_thread is None:
+                self._group_thread = threading.Thread(
+                    target=self._group_writer, name="db-group-writer", daemon=True
+                )
+                self._group_thread.start()
+        return future
+
+    def _group_writer(self) -> None:
+        while True:
+            try:
+                first = self._group_queue.get(timeout=GROUP_IDLE_SECONDS)
+            except queue.Empty:
+                with self._group_start:  # exit only if nothing arrived meanwhile
+                    if self._group_queue.empty():
+                        self._group_thread = None
+                        return
+                continue
+            # Whatever queued up while the previous group ran goes into this one: nothing
+            # waits for company, so a lone write is not delayed.
+            group = [first]
+            while len(group) < GROUP_MAX:
+                try:
+                    group.append(self._group_queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_GroupItem[Any]]) -> None:
+        outcomes: list[_Outcome] = []
+        try:
+            if self._write_lock is not None:
+                with self._write_lock:
+                    self._run_group(group, outcomes)
+            else:
+                self._run_group(group, outcomes)
+        except Exception:
+            # The group's transaction failed as a whole (BEGIN or COMMIT): nothing of it
+            # is stored. Run every write on its own, with the usual retries.
+            log.warning("group commit of %d writes failed; writing one by one", len(group))
+            for item in group:
+                self._write_alone(item)
+            return
+        for item, outcome in zip(group, outcomes, strict=True):
+            if outcome.retry:
+                self._write_alone(item)
+            elif outcome.error is not None:
+                item.future.set_exception(outcome.error)
+            else:
+                item.future.set_result(outcome.result)
+
+    def _run_group(self, group: list[_GroupItem[Any]], outcomes: list[_Outcome]) -> None:
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    for item in group:
+                        outcomes.append(_in_savepoint(conn, item.fn))
+            finally:
+                conn.info.pop("write", None)
+
+    def _write_alone(self, item: _GroupItem[Any]) -> None:
+        try:
+            item.future.set_result(self.write(item.fn))
+        except Exception as exc:
+            item.future.set_exception(exc)
+
+
+@dataclass
+class _GroupItem(Generic[R]):
+    fn: Callable[[Session], R]
+    future: Future[R]
+
+
+@dataclass
+class _Outcome:
+    result: Any = None
+    error: BaseException | None = None
+    retry: bool = False  # the database refused it: run it again on its own
+
+
+def _in_savepoint(conn: sa.Connection, fn: Callable[[Session], Any]) -> _Outcome:
+    """Run one write of a group in a SAVEPOINT of the group's transaction."""
+    # A Session of its own per write (no identity map shared with the others of the group);
+    # its commit releases the savepoint, its rollback undoes only this write.
+    with Session(
+        bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    ) as session:
+        try:
+            result = fn(session)
+            session.commit()
+            return _Outcome(result=result)
+        except (IntegrityError, ConcurrentUpdate):
+            session.rollback()
+            return _Outcome(retry=True)
+        except OperationalError as exc:
+            session.rollback()
+            if _is_retryable_operational(exc):
+                return _Outcome(retry=True)
+            return _Outcome(error=exc)
+        except Exception as exc:
+            session.rollback()
+            return _Outcome(error=exc)
 
 
 def _is_retryable_operational(exc: OperationalError) -> bool:

@@ -47,6 +47,13 @@ class Deployment(SQLModel, table=True):
             "service", "environment", "sha", "attempt", name="uq_deployment_attempt"
         ),
         sa.Index("ix_deployment_service_env_created", "service", "environment", "created_at"),
+        # Superseding, cancelling older verifications and finishing rollbacks look for the
+        # deployments of one service and environment in given states on every CI event.
+        sa.Index("ix_deployment_service_env_state", "service", "environment", "state"),
+        # DORA reads deployments of one environment by time (and service).
+        sa.Index(
+            "ix_deployment_env_service_deployed", "environment", "service", "deployed_at", "state"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -202,7 +209,11 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox_message"
-    __table_args__ = (sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        # The worker walks the pending rows in id order (claim_due); sent rows are skipped.
+        sa.Index("ix_outbox_status_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=100, index=True)

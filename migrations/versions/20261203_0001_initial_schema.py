@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:40:42.593792
+Create Date: 2026-12-03 18:14:35.409092
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_message_key'), ['key'], unique=False)
+        batch_op.create_index('ix_outbox_status_id', ['status', 'id'], unique=False)
         batch_op.create_index('ix_outbox_status_next', ['status', 'next_attempt_at'], unique=False)
 
     op.create_table('release',
@@ -141,8 +142,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('service', 'environment', 'sha', 'attempt', name='uq_deployment_attempt')
     )
     with op.batch_alter_table('deployment', schema=None) as batch_op:
+        batch_op.create_index('ix_deployment_env_service_deployed', ['environment', 'service', 'deployed_at', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_deployment_release_id'), ['release_id'], unique=False)
         batch_op.create_index('ix_deployment_service_env_created', ['service', 'environment', 'created_at'], unique=False)
+        batch_op.create_index('ix_deployment_service_env_state', ['service', 'environment', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_deployment_state'), ['state'], unique=False)
 
     op.create_table('deploy_check',
@@ -251,8 +254,10 @@ def downgrade() -> None:
     op.drop_table('deploy_check')
     with op.batch_alter_table('deployment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deployment_state'))
+        batch_op.drop_index('ix_deployment_service_env_state')
         batch_op.drop_index('ix_deployment_service_env_created')
         batch_op.drop_index(batch_op.f('ix_deployment_release_id'))
+        batch_op.drop_index('ix_deployment_env_service_deployed')
 
     op.drop_table('deployment')
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
@@ -266,6 +271,7 @@ def downgrade() -> None:
     op.drop_table('release')
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_status_next')
+        batch_op.drop_index('ix_outbox_status_id')
         batch_op.drop_index(batch_op.f('ix_outbox_message_key'))
 
     op.drop_table('outbox_message')

@@ -1,0 +1,235 @@
+"""The fast ingest path keeps its promises: group commit, batched outbox claims and views.
+
+`Database.submit_write` runs the writes that arrive together in one transaction, each in its
+own savepoint: one that fails rolls back alone, one the database refuses is retried on its
+own, and the audit chain stays one chain. `claim_due` leases several rows of a key at once
+but never one behind an earlier pending row. `release_views` reads what `release_view`
+reads, for many deployments at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from bot.config import Config
+from bot.services import audit, outbox, verification
+from bot.services.deployments import Delivery, IngestResult, record_delivery
+from bot.services.views import release_view, release_views
+from bot.store.db import Database
+from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release
+from integrations.github import payloads
+from integrations.slack.fakeapi import FakeSlackWebApi
+from tests.conftest import Bot
+from tests.fakes import FrozenClock
+from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_headers
+
+
+def held_group(db: Database) -> tuple[threading.Event, Future[None]]:
+    """Occupy the group writer until the event is set, so the writes submitted meanwhile
+    queue up and are committed together in the next group."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold(_: Session) -> None:
+        started.set()
+        assert release.wait(10)
+
+    future = db.submit_write(hold)
+    assert started.wait(10)
+    return release, future
+
+
+def note(clock: FrozenClock, action: str) -> Callable[[Session], str]:
+    def write(session: Session) -> str:
+        audit.append(session, at=clock.now(), actor="test", action=action, subject="group")
+        return action
+
+    return write
+
+
+def actions(db: Database) -> list[str]:
+    with db.read() as session:
+        rows = session.exec(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        return [row.action for row in rows]
+
+
+def test_a_failing_write_in_a_group_rolls_back_alone_and_the_chain_holds(
+    db: Database, clock: FrozenClock
+) -> None:
+    release, held = held_group(db)
+
+    def fails(session: Session) -> None:
+        audit.append(session, at=clock.now(), actor="test", action="test.bad", subject="group")
+        raise RuntimeError("boom")
+
+    first = db.submit_write(note(clock, "test.first"))
+    bad = db.submit_write(fails)
+    second = db.submit_write(note(clock, "test.second"))
+    release.set()
+    held.result(10)
+
+    assert first.result(10) == "test.first"
+    assert second.result(10) == "test.second"
+    with pytest.raises(RuntimeError, match="boom"):
+        bad.result(10)
+    assert actions(db) == ["test.first", "test.second"]
+    with db.read() as session:
+        assert audit.verify_chain(session) == (2, None)
+
+
+def test_a_write_the_database_refuses_in_a_group_is_retried_on_its_own(
+    db: Database, clock: FrozenClock
+) -> None:
+    """As if another replica inserted the same release between the check and the insert."""
+    table = Release.__table__  # type: ignore[attr-defined]
+    tries: list[int] = []
+
+    def make_release(*, check: bool) -> Callable[[Session], str]:
+        def write(session: Session) -> str:
+            tries.append(1)
+            found = session.connection().execute(
+                sa.select(table.c.id).where(table.c.service == "checkout")
+            )
+            if (check or len(tries) > 2) and found.first() is not None:
+                return "exists"
+            session.connection().execute(
+                sa.insert(table), {"service": "checkout", "sha": SHA_A, "created_at": clock.now()}
+            )
+            audit.append(session, at=clock.now(), actor="test", action="test.r", subject="r")
+            return "inserted"
+
+        return write
+
+    release, held = held_group(db)
+    first = db.submit_write(make_release(check=True))
+    racing = db.submit_write(make_release(check=False))  # skips the check the first time
+    release.set()
+    held.result(10)
+
+    assert (first.result(10), racing.result(10)) == ("inserted", "exists")
+    assert actions(db) == ["test.r"]
+
+
+def github(
+    config: Config, clock: FrozenClock, delivery_id: str, status: str, sha: str = SHA_A
+) -> Callable[[Session], IngestResult]:
+    body = deployment_status(status, sha=sha)
+    parsed = payloads.parse("deployment_status", body)
+    delivery = Delivery("github", delivery_id, "deployment_status", encode(body))
+    now = clock.now()
+    return lambda s: record_delivery(
+        s, now=now, config=config, delivery=delivery, event=parsed.event
+    )
+
+
+def test_copies_and_racing_deliveries_in_one_group_are_settled_by_the_database(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    release, held = held_group(db)
+    futures = [
+        db.submit_write(github(example_config, clock, "d-1", "in_progress")),
+        db.submit_write(github(example_config, clock, "d-1", "in_progress")),  # a redelivery
+        db.submit_write(github(example_config, clock, "d-2", "in_progress")),  # same deployment
+        db.submit_write(github(example_config, clock, "d-3", "success")),
+        db.submit_write(github(example_config, clock, "d-4", "in_progress", sha=SHA_B)),
+    ]
+    release.set()
+    held.result(10)
+
+    answers = [f.result(10).status for f in futures]
+    assert answers == ["accepted", "duplicate", "ignored", "accepted", "accepted"]
+    with db.read() as session:
+        deployments = session.exec(select(Deployment).order_by(Deployment.id)).all()
+        assert [(d.sha, d.state) for d in deployments] == [
+            (SHA_A, "verifying"),
+            (SHA_B, "in_progress"),
+        ]
+        checked, broken = audit.verify_chain(session)
+        assert broken is None and checked > 5
+
+
+def enqueue(db: Database, clock: FrozenClock, key: str, **values: Any) -> int:
+    def write(session: Session) -> int:
+        outbox.enqueue(session, key=key, kind="test.kind", payload={}, now=clock.now())
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        row_id = int(session.connection().execute(sa.select(sa.func.max(table.c.id))).scalar_one())
+        if values:
+            session.connection().execute(
+                sa.update(table).where(table.c.id == row_id).values(**values)
+            )
+        return row_id
+
+    return db.write(write)
+
+
+def test_a_claim_takes_runs_of_rows_per_key_never_one_behind_a_waiting_row(
+    db: Database, clock: FrozenClock
+) -> None:
+    later = clock.now() + timedelta(minutes=5)
+    a1, a2 = enqueue(db, clock, "a"), enqueue(db, clock, "a")
+    enqueue(db, clock, "b", next_attempt_at=later)  # retrying later: b waits
+    b2 = enqueue(db, clock, "b")
+    enqueue(db, clock, "c", claimed_until=later)  # being sent by another worker
+    c2 = enqueue(db, clock, "c")
+    a3 = enqueue(db, clock, "a")
+
+    claimed = db.write(lambda s: outbox.claim_due(s, now=clock.now(), limit=10))
+    assert [row.id for row in claimed] == [a1, a2, a3]
+    assert db.write(lambda s: outbox.claim_due(s, now=clock.now(), limit=10)) == []
+
+    db.write(lambda s: outbox.release(s, row_ids=[a3]))  # a3 was never tried
+    db.write(lambda s: outbox.mark_sent_many(s, row_ids=[a1, a2], now=clock.now()))
+    clock.advance(minutes=6)  # b's retry is due, c's lease ran out
+    claimed = db.write(lambda s: outbox.claim_due(s, now=clock.now(), limit=10))
+    assert {row.id for row in claimed} >= {a3, b2, c2}
+    assert [row.id for row in claimed] == sorted(row.id for row in claimed)
+
+
+def test_release_views_read_what_release_view_reads(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    for n, (status, sha) in enumerate(
+        [("in_progress", SHA_A), ("success", SHA_A), ("in_progress", SHA_B)]
+    ):
+        db.write(github(example_config, clock, f"v-{n}", status, sha=sha))
+    with db.read() as session:
+        ids = [d.id for d in session.exec(select(Deployment)).all() if d.id is not None]
+        views = release_views(session, [*ids, 999], config=example_config)
+        assert sorted(views) == sorted(ids)
+        for deployment_id in ids:
+            assert views[deployment_id] == release_view(
+                session, deployment_id, config=example_config
+            )
+            assert views[deployment_id].verification == verification.progress(
+                session, deployment_id
+            )
+        assert any(view.verification for view in views.values())
+
+
+async def test_one_batch_posts_the_message_once_and_sends_only_its_newest_edit(
+    bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    for status in ("in_progress", "success"):
+        body = encode(deployment_status(status))
+        answer = await bot.post("/webhooks/github", body, github_headers("deployment_status", body))
+        assert answer.status_code == 202
+    await bot.send_outbox()
+
+    [message] = slack.messages("#checkout-deploys")
+    assert "Verifying" in message["text"]
+    # Four edits were queued with the deliveries and one batch sent only the newest; the
+    # risk assessment then queued one more, sent by the next batch.
+    assert len(slack.calls_to("chat.update")) == 2
+    replies = slack.thread("#checkout-deploys", message["ts"])[1:]
+    assert len(replies) == 3  # deploying, deployed, verifying: every thread line is sent
+    with bot.runtime.db.read() as session:
+        rows = session.exec(select(OutboxMessage)).all()
+        assert {row.status for row in rows if row.kind.startswith("slack.")} == {"sent"}
