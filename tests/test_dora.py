@@ -587,7 +587,9 @@ def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 # --- the weekly digest ---------------------------------------------------------------------
 
 
-async def test_digest_job_queues_one_slack_post(db: Database, history: History, bot: Any) -> None:
+async def test_digest_job_posts_once_per_week(
+    db: Database, history: History, bot: Any, slack: Any
+) -> None:
     assert bot.runtime.clock.now() == NOW
     assert await weekly_digest(bot.runtime) is True
     assert await weekly_digest(bot.runtime) is False  # another replica, same hour: no second
@@ -607,6 +609,12 @@ async def test_digest_job_queues_one_slack_post(db: Database, history: History, 
     blocks = row.payload["blocks"]
     assert blocks[0]["type"] == "header"
     assert any("checkout" in b.get("text", {}).get("text", "") for b in blocks[1:])
+
+    # The outbox worker posts it to the default channel, blocks and all.
+    await bot.send_outbox()
+    posted = [m for m in slack.messages("#deploys") if m["text"].startswith("Weekly DORA")]
+    assert len(posted) == 1
+    assert posted[0]["blocks"][0]["type"] == "header"
 
     # A week later it is queued again.
     bot.runtime.clock.advance(days=7)
