@@ -10,7 +10,7 @@ RSS <= 250 MB.
 In one process, as `releasebot serve` would hold them: a real `Runtime` (the database, the
 `CheckScheduler`, a real `OutboxWorker` rendering Slack messages for a stand-in Slack that
 accepts them) and a real APScheduler `AsyncIOScheduler` with the production jobs from
-`bot.scheduling.register_jobs` (`checks.tick` every second, `outbox.tick`, `gates.sweep`,
+`bot.scheduling.register_jobs` (`checks.tick` every half second, `outbox.tick`, `gates.sweep`,
 ...). Only the check runner is a fake: it answers "passed" at once, so what is measured is
 the scheduling path (tick, claim, record, outbox), not a health endpoint.
 
@@ -18,7 +18,7 @@ Before the clock starts, `--count` check runs (one `Check` each, ten per deploym
 checkout to production, each deployment `verifying` with a posted release message) are
 inserted with due times spread evenly over `--minutes`. Fire-time drift is the real clock
 when the runner is entered minus the run's `due_at`. Because `checks.tick` fires once per
-`--tick` seconds (1 s in production), a run waits up to one tick for the next firing: the
+`--tick` seconds (0.5 s in production), a run waits up to one tick for the next firing: the
 tick alone puts p99 near 0.99 x tick, and everything the tick does (claim, gather) adds to
 it. Peak RSS is this process's `ru_maxrss`; it includes every module the server imports.
 
@@ -67,7 +67,7 @@ from bot.outbox import OutboxWorker  # noqa: E402
 from bot.ports import CheckResult, PostedMessage, SlackUser, SystemClock  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
-from bot.scheduling import build_scheduler, register_jobs  # noqa: E402
+from bot.scheduling import CHECKS_TICK_SECONDS, build_scheduler, register_jobs  # noqa: E402
 from bot.services import verification  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.store.db import Database, make_engine, normalize_url  # noqa: E402
@@ -413,8 +413,8 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
     scheduler_log = SchedulerLog()
     logging.getLogger("apscheduler").addHandler(scheduler_log)
     scheduler = build_scheduler()
-    register_jobs(scheduler, runtime)  # the production jobs, checks.tick every second
-    if args.tick != 1.0:
+    register_jobs(scheduler, runtime)  # the production jobs, checks.tick every 0.5 s
+    if args.tick != CHECKS_TICK_SECONDS:
         scheduler.reschedule_job("checks.tick", trigger="interval", seconds=args.tick)
     worker_task = (
         asyncio.create_task(worker.run(poll_seconds=5.0), name="outbox-worker")
@@ -535,7 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         "; a fresh database is created on it and dropped afterwards. Default: a SQLite file",
     )
     parser.add_argument(
-        "--tick", type=float, default=1.0, help="checks.tick interval in s (production: 1)"
+        "--tick",
+        type=float,
+        default=CHECKS_TICK_SECONDS,
+        help="checks.tick interval in s (production: 0.5)",
     )
     parser.add_argument(
         "--no-outbox",
