@@ -16,7 +16,13 @@ from typing import Any
 import httpx
 
 from bot import migrate
-from bot.config import config_json_schema, format_duration, load_config, parse_duration
+from bot.config import (
+    Config,
+    config_json_schema,
+    format_duration,
+    load_config,
+    parse_duration,
+)
 from bot.domain.errors import ConfigError
 from bot.services import audit
 from bot.settings import Settings, load_settings
@@ -38,6 +44,17 @@ def _print(text: str) -> None:
 
 def _error(text: str) -> None:
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+def _config_or_report(settings: Settings) -> Config | None:
+    """The config the settings name, or None after printing every problem with its path."""
+    try:
+        return load_config(settings.config_path)
+    except ConfigError as exc:
+        _error(f"{settings.config_path}: invalid configuration")
+        for problem in exc.problems:
+            _error(f"  {problem}")
+        return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -105,12 +122,8 @@ def _audit_evidence(args: argparse.Namespace) -> int:
         _error("audit evidence needs a release id: releasebot audit evidence <release-id>")
         return EXIT_ERROR
     settings = _settings(args)
-    try:
-        config = load_config(settings.config_path)
-    except ConfigError as exc:
-        _error(f"{settings.config_path}: invalid configuration")
-        for problem in exc.problems:
-            _error(f"  {problem}")
+    config = _config_or_report(settings)
+    if config is None:
         return EXIT_FAIL
     db = Database(make_engine(settings.database_url))
     try:
@@ -184,12 +197,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from bot.services import dora
 
     settings = _settings(args)
-    try:
-        config = load_config(settings.config_path)
-    except ConfigError as exc:
-        _error(f"{settings.config_path}: invalid configuration")
-        for problem in exc.problems:
-            _error(f"  {problem}")
+    config = _config_or_report(settings)
+    if config is None:
         return EXIT_FAIL
     if args.service is not None and args.service not in config.services:
         _error(f"warning: {args.service} is not in {settings.config_path}; showing its history")
