@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import jinja2
 from bot.services.views import ReleaseView
 
 TEMPLATES = Path(__file__).parent / "templates"
+_VIEW_FIELDS = tuple(f.name for f in fields(ReleaseView))
 
 STATE_LABELS: dict[str, tuple[str, str]] = {
     "pending": (":hourglass_flowing_sand:", "Pending"),
@@ -156,7 +157,9 @@ class Renderer:
         """(fallback text, blocks) for the release message of one deployment."""
         context = {
             "r": view,
-            "release": asdict(view),
+            # The view's fields as a dict, shallow: templates only read them (asdict would
+            # deep-copy every commit on every render).
+            "release": {name: getattr(view, name) for name in _VIEW_FIELDS},
             "details_url": f"{self._public_url}/deployments/{view.deployment_id}",
             "commits_shown": (view.commits or [])[:10],
             "commits_more": max(

@@ -21,6 +21,7 @@ from bot.domain.audit import (
     format_at,
     record_hash,
 )
+from bot.store import deferred
 from bot.store.tables import AuditEvent
 
 CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
@@ -29,6 +30,7 @@ EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_has
 
 # Built once: the append path runs several times per webhook delivery. Core statements on the
 # session's connection, not ORM objects: nothing reads the new row back through the ORM.
+# Inside `deferred.deferred_inserts` (a webhook delivery) the INSERTs are written together.
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _CHAIN_HEAD = sa.select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
 _INSERT = sa.insert(_AUDIT)
@@ -54,6 +56,7 @@ def append(
     conn = session.connection()
     head = _cached_head(session)
     if head is None:
+        deferred.flush(session)  # records held back in this session come before the head
         if conn.dialect.name == "postgresql":
             conn.execute(_LOCK, {"key": CHAIN_LOCK})
         last = conn.execute(_CHAIN_HEAD).first()
@@ -70,18 +73,21 @@ def append(
         subject=subject,
         details=body,
     )
-    conn.execute(
+    deferred.insert(
+        session,
         _INSERT,
-        {
-            "seq": seq,
-            "at": stamp,
-            "actor": actor,
-            "action": action,
-            "subject": subject,
-            "details": canonical_json(body),
-            "prev_hash": prev_hash,
-            "hash": digest,
-        },
+        [
+            {
+                "seq": seq,
+                "at": stamp,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": canonical_json(body),
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        ],
     )
     session.info[_HEAD] = (_innermost(session), seq, digest)
 

@@ -22,6 +22,7 @@ from bot.domain.tracking import resolve
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox, releases
 from bot.services.transitions import transition
+from bot.store.deferred import deferred_inserts
 from bot.store.tables import Deployment, Release, WebhookDelivery
 
 _DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
@@ -54,13 +55,23 @@ _LATEST = (
     .order_by(col(Deployment.attempt).desc())
     .limit(1)
 )
-_SUPERSEDABLE_OLDER = (
+# The deployments a new one supersedes: same service and environment, another sha, in a
+# supersedable state, created no later than it. Found by (service, environment, state)
+# (ix_deployment_service_env_state), the created_at test made in Python: with it in the SQL,
+# SQLite picks the created_at index instead and walks the environment's whole history.
+# There rarely is one, so only the ones found are loaded as objects, oldest first (the
+# order the created_at index gave them in).
+_SUPERSEDABLE = (
+    sa.select(_DEPLOYMENT.c.id, _DEPLOYMENT.c.created_at)
+    .where(_DEPLOYMENT.c.service == sa.bindparam("service"))
+    .where(_DEPLOYMENT.c.environment == sa.bindparam("environment"))
+    .where(_DEPLOYMENT.c.sha != sa.bindparam("sha"))
+    .where(_DEPLOYMENT.c.state.in_(sorted(states.SUPERSEDABLE)))
+)
+_BY_IDS_OLDEST_FIRST = (
     select(Deployment)
-    .where(col(Deployment.service) == sa.bindparam("service"))
-    .where(col(Deployment.environment) == sa.bindparam("environment"))
-    .where(col(Deployment.sha) != sa.bindparam("sha"))
-    .where(col(Deployment.state).in_(sorted(states.SUPERSEDABLE)))
-    .where(col(Deployment.created_at) <= sa.bindparam("created_at"))
+    .where(col(Deployment.id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(Deployment.created_at), col(Deployment.id))
 )
 
 SLACK_MESSAGE = outbox.SLACK_MESSAGE
@@ -124,18 +135,22 @@ def record_delivery(
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
 
-    if lookup is not None:
-        result = _queue_lookup(session, now=now, config=config, delivery=delivery, lookup=lookup)
-    else:
-        result = _apply(
-            session,
-            now=now,
-            config=config,
-            delivery=delivery,
-            event=event,
-            note=note,
-            commits=commits,
-        )
+    # The audit records and outbox rows the delivery causes are written together at the end.
+    with deferred_inserts(session):
+        if lookup is not None:
+            result = _queue_lookup(
+                session, now=now, config=config, delivery=delivery, lookup=lookup
+            )
+        else:
+            result = _apply(
+                session,
+                now=now,
+                config=config,
+                delivery=delivery,
+                event=event,
+                note=note,
+                commits=commits,
+            )
     # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
     # is retried and then finds this row: answered duplicate.
     conn.execute(
@@ -459,15 +474,16 @@ def _new_id(inserted: sa.CursorResult[Any]) -> int:
 
 
 def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> None:
-    older = session.exec(
-        _SUPERSEDABLE_OLDER,
-        params={
-            "service": newer.service,
-            "environment": newer.environment,
-            "sha": newer.sha,
-            "created_at": newer.created_at,
-        },
-    ).all()
+    params = {"service": newer.service, "environment": newer.environment, "sha": newer.sha}
+    session.flush()  # what an ORM query would flush first
+    ids = [
+        row.id
+        for row in session.connection().execute(_SUPERSEDABLE, params)
+        if row.created_at <= newer.created_at
+    ]
+    if not ids:
+        return
+    older = session.exec(_BY_IDS_OLDEST_FIRST, params={"ids": ids}).all()
     for deployment in older:
         transition(
             session,

@@ -12,6 +12,7 @@ A freeze from the YAML cannot be lifted from Slack: it is version-controlled on 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -208,6 +209,51 @@ def active(session: Session, *, config: Config, now: datetime) -> list[Freeze]:
                 reason=window.reason,
             )
         )
+    return found
+
+
+def active_at_each(
+    session: Session, *, config: Config, moments: Iterable[datetime]
+) -> dict[datetime, list[Freeze]]:
+    """`active(...)` at each of several moments, with one query for all of them (the outbox
+    worker renders a batch of release messages, each as of its deployment's last change)."""
+    wanted = set(moments)
+    if not wanted:
+        return {}
+    earliest, latest = min(wanted), max(wanted)
+    # Every window in force at some moment between the first and the last, in id order;
+    # then, for each moment, the ones in force at it (the same test as `_in_force`).
+    windows = list(
+        session.exec(
+            select(FreezeWindow)
+            .where(col(FreezeWindow.ends_at) > earliest)
+            .where(col(FreezeWindow.starts_at) <= latest)
+            .where(
+                sa.or_(
+                    col(FreezeWindow.lifted_at).is_(None), col(FreezeWindow.lifted_at) > earliest
+                )
+            )
+            .order_by(col(FreezeWindow.id))
+        ).all()
+    )
+    found: dict[datetime, list[Freeze]] = {}
+    for moment in wanted:
+        freezes = [f for f in config.freezes if f.active_at(moment)]
+        for window in windows:
+            if (
+                window.ends_at > moment
+                and window.starts_at <= moment
+                and (window.lifted_at is None or window.lifted_at > moment)
+            ):
+                freezes.append(
+                    Freeze(
+                        environments=[window.environment],
+                        start=window.starts_at,
+                        end=_end(window),
+                        reason=window.reason,
+                    )
+                )
+        found[moment] = freezes
     return found
 
 

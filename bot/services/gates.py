@@ -103,13 +103,29 @@ def scope(session: Session, gate_id: int) -> tuple[str, str] | None:
     return (deployment.service, deployment.environment) if deployment else None
 
 
+# Built once: every assessed deployment asks for its pending gate, and most have none, so
+# a Core query says whether there is one before the ORM loads it.
+_GATE = Gate.__table__  # type: ignore[attr-defined]
+_ANY_PENDING_GATE = (
+    sa.select(_GATE.c.id)
+    .where(_GATE.c.deployment_id == sa.bindparam("deployment_id"))
+    .where(_GATE.c.status == rules.PENDING)
+    .limit(1)
+)
+_PENDING_GATE = (
+    select(Gate)
+    .where(col(Gate.deployment_id) == sa.bindparam("deployment_id"))
+    .where(col(Gate.status) == rules.PENDING)
+    .order_by(col(Gate.id).desc())
+)
+
+
 def pending_gate(session: Session, deployment_id: int) -> Gate | None:
-    return session.exec(
-        select(Gate)
-        .where(Gate.deployment_id == deployment_id)
-        .where(Gate.status == rules.PENDING)
-        .order_by(col(Gate.id).desc())
-    ).first()
+    params = {"deployment_id": deployment_id}
+    session.flush()  # what the ORM query would flush first (a gate added just now)
+    if session.connection().execute(_ANY_PENDING_GATE, params).first() is None:
+        return None
+    return session.exec(_PENDING_GATE, params=params).first()
 
 
 def latest_gate(session: Session, deployment_id: int) -> Gate | None:

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from bot.store import deferred
 from bot.store.tables import OutboxMessage
 
 PENDING = "pending"
@@ -47,8 +48,10 @@ def enqueue(
 def enqueue_many(
     session: Session, rows: list[tuple[str, str, dict[str, Any]]], *, now: datetime
 ) -> None:
-    """Queue (key, kind, payload) rows in this order, in one statement."""
-    session.connection().execute(
+    """Queue (key, kind, payload) rows in this order, in one statement (inside
+    `deferred.deferred_inserts`, together with the block's other rows when it ends)."""
+    deferred.insert(
+        session,
         _INSERT,
         [
             {

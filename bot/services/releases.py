@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -25,6 +26,18 @@ PROMOTED = "promoted"
 ROLLING_BACK = "rolling_back"
 REFUSED = gates.REFUSED
 DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
+
+# Built once: every successful deploy looks for the rollbacks it finishes, first with a
+# Core query (there rarely are any), then loads them as objects only when there are.
+_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
+_ROLLING_BACK_TO_WHERE = (
+    _DEPLOYMENT.c.service == sa.bindparam("service"),
+    _DEPLOYMENT.c.environment == sa.bindparam("environment"),
+    _DEPLOYMENT.c.state == states.ROLLING_BACK,
+    _DEPLOYMENT.c.rollback_to == sa.bindparam("sha"),
+)
+_ANY_ROLLING_BACK_TO = sa.select(_DEPLOYMENT.c.id).where(*_ROLLING_BACK_TO_WHERE).limit(1)
+_ROLLING_BACK_TO = select(Deployment).where(*_ROLLING_BACK_TO_WHERE)
 
 
 def promote(
@@ -238,13 +251,11 @@ def _previous_good(session: Session, current: Deployment) -> str | None:
 
 def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -> None:
     """The version a rollback restores has deployed: the rolled-back deployment is done."""
-    waiting = session.exec(
-        select(Deployment)
-        .where(Deployment.service == deployed.service)
-        .where(Deployment.environment == deployed.environment)
-        .where(Deployment.state == states.ROLLING_BACK)
-        .where(Deployment.rollback_to == deployed.sha)
-    ).all()
+    params = {"service": deployed.service, "environment": deployed.environment, "sha": deployed.sha}
+    session.flush()  # what an ORM query would flush first (a rollback_to set just now)
+    if session.connection().execute(_ANY_ROLLING_BACK_TO, params).first() is None:
+        return
+    waiting = session.exec(_ROLLING_BACK_TO, params=params).all()
     for deployment in waiting:
         transition(
             session,

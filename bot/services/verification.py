@@ -28,6 +28,28 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 LEASE = timedelta(minutes=2)
 
+# Built once: planning runs on every successful deploy (inside the webhook's transaction).
+# Core statements where nothing needs an ORM object back; building and flushing ORM objects
+# for a handful of rows costs several times the INSERTs themselves.
+_CHECK = Check.__table__  # type: ignore[attr-defined]
+_RUN = CheckRun.__table__  # type: ignore[attr-defined]
+# The checks' ids come back in the order of the rows given (one statement for all of them).
+_INSERT_CHECKS = sa.insert(_CHECK).returning(_CHECK.c.id, sort_by_parameter_order=True)
+_INSERT_RUN = sa.insert(_RUN)
+_VERIFYING_OTHERS = (
+    select(Deployment)
+    .where(col(Deployment.service) == sa.bindparam("service"))
+    .where(col(Deployment.environment) == sa.bindparam("environment"))
+    .where(col(Deployment.id) != sa.bindparam("id"))
+    .where(col(Deployment.state) == states.VERIFYING)
+)
+# The SET clause comes from the parameters each call passes (column names).
+_CANCEL = (
+    sa.update(_RUN)
+    .where(_RUN.c.deployment_id == sa.bindparam("where_deployment_id"))
+    .where(_RUN.c.status.in_((PENDING, RUNNING)))
+)
+
 
 @dataclass(frozen=True)
 class ClaimedRun:
@@ -46,29 +68,40 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
         return 0
     assert deployment.id is not None
     cancel_older(session, now=now, newer=deployment)
+    conn = session.connection()
     count = 0
     last = timedelta(0)
-    for check in env.verify:
-        row = Check(
-            deployment_id=deployment.id,
-            name=check.name,
-            kind="http" if check.http is not None else "prometheus",
-            spec=check.model_dump(mode="json"),
-        )
-        session.add(row)
-        session.flush()
-        assert row.id is not None
+    check_ids = conn.execute(
+        _INSERT_CHECKS,
+        [
+            {
+                "deployment_id": deployment.id,
+                "name": check.name,
+                "kind": "http" if check.http is not None else "prometheus",
+                "spec": check.model_dump(mode="json"),
+            }
+            for check in env.verify
+        ],
+    ).scalars()
+    runs: list[dict[str, Any]] = []
+    for check, check_id in zip(env.verify, check_ids, strict=True):
         for offset in check.at:
-            session.add(
-                CheckRun(
-                    check_id=row.id,
-                    deployment_id=deployment.id,
-                    due_at=now + offset,
-                    status=PENDING,
-                )
+            runs.append(
+                {
+                    "check_id": check_id,
+                    "deployment_id": deployment.id,
+                    "due_at": now + offset,
+                    "status": PENDING,
+                    "claimed_by": None,
+                    "claimed_until": None,
+                    "finished_at": None,
+                    "result": None,
+                }
             )
             count += 1
             last = max(last, offset)
+    if runs:
+        conn.execute(_INSERT_RUN, runs)
     audit.append(
         session,
         at=now,
@@ -101,11 +134,8 @@ def _span(offset: timedelta) -> str:
 def cancel_older(session: Session, *, now: datetime, newer: Deployment) -> None:
     """A newer deployment (or a rollback) makes the older one's pending checks moot."""
     older = session.exec(
-        select(Deployment)
-        .where(Deployment.service == newer.service)
-        .where(Deployment.environment == newer.environment)
-        .where(Deployment.id != newer.id)
-        .where(Deployment.state == states.VERIFYING)
+        _VERIFYING_OTHERS,
+        params={"service": newer.service, "environment": newer.environment, "id": newer.id},
     ).all()
     for deployment in older:
         cancel(
@@ -126,14 +156,17 @@ def cancel_older(session: Session, *, now: datetime, newer: Deployment) -> None:
 
 
 def cancel(session: Session, *, now: datetime, deployment: Deployment, reason: str) -> int:
-    result = session.execute(
-        sa.update(CheckRun)
-        .where(col(CheckRun.deployment_id) == deployment.id)
-        .where(col(CheckRun.status).in_((PENDING, RUNNING)))
-        .values(status=CANCELLED, finished_at=now, result={"summary": reason})
-        .execution_options(synchronize_session=False)
+    session.flush()  # runs added through the ORM are cancelled too (as an ORM update would)
+    result = session.connection().execute(
+        _CANCEL,
+        {
+            "where_deployment_id": deployment.id,
+            "status": CANCELLED,
+            "finished_at": now,
+            "result": {"summary": reason},
+        },
     )
-    cancelled = int(result.rowcount)  # type: ignore[attr-defined]
+    cancelled = int(result.rowcount)
     if cancelled:
         audit.append(
             session,

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.config import Config
+from bot.config import Config, Freeze
 from bot.domain import states
 from bot.services import freezes, verification
 from bot.store.tables import (
@@ -95,6 +95,12 @@ def release_views(
     ):
         gates[gate.deployment_id] = gate
     progress = _verification_progress(session, ids)
+    # The freezes in force when each deployment last changed, read once for all of them.
+    frozen = (
+        freezes.active_at_each(session, config=config, moments=(d.updated_at for d in deployments))
+        if config is not None
+        else {}
+    )
     locks: dict[tuple[str, str], EnvironmentLock | None] = {}
     views: dict[int, ReleaseView] = {}
     for deployment in deployments:
@@ -124,7 +130,7 @@ def release_views(
             ts=message.ts if message else None,
             diff=release.diff if release else None,
             assessment_note=deployment.assessment_note,
-            freeze=_freeze(session, config, deployment) if config else None,
+            freeze=_freeze(frozen[deployment.updated_at], deployment) if config else None,
             verification=progress.get(deployment.id),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
@@ -208,8 +214,8 @@ def _actions(
     }
 
 
-def _freeze(session: Session, config: Config, deployment: Deployment) -> str | None:
-    for freeze in freezes.active(session, config=config, now=deployment.updated_at):
+def _freeze(active: list[Freeze], deployment: Deployment) -> str | None:
+    for freeze in active:
         if freeze.covers(deployment.environment) and freeze.active_at(deployment.updated_at):
             return f"{freeze.reason} (until {freeze.end.isoformat(timespec='minutes')})"
     return None
