@@ -107,7 +107,11 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         db = Database(engine)
         clock = overrides.clock or SystemClock()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        sandbox = None if token else make_sandbox(settings.sandbox_directory)
+        sandbox = (
+            None
+            if token
+            else make_sandbox(settings.sandbox_directory, clock=lambda: clock.now().timestamp())
+        )
         if sandbox is not None:
             log.warning(
                 "SLACK_BOT_TOKEN is not set: Slack runs in the local sandbox at %s/sandbox, "

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -77,6 +78,17 @@ _env = jinja2.Environment(
     # Block Kit is loose (optional keys everywhere): a missing key renders as nothing.
     undefined=jinja2.ChainableUndefined,
 )
+
+
+def _slack_time(ts: str) -> str:
+    """A message ts (epoch seconds) as Slack shows it: the time of day, UTC."""
+    try:
+        return datetime.fromtimestamp(float(ts), UTC).strftime("%H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError):
+        return str(ts)
+
+
+_env.filters["slack_time"] = _slack_time
 
 
 def _sandbox(request: Request) -> Sandbox | None:

@@ -6,6 +6,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,10 @@ def test_a_click_in_the_sandbox_goes_through_bolt_and_decides_the_gate(running: 
     assert "payments-batch → production" in html
     ts = re.search(r'name="ts" value="([^"]+)"', html)
     assert ts is not None
+    # Stamped by the app's clock, as Slack stamps messages, and shown as a time of day.
+    posted = float(ts.group(1))
+    assert abs(posted - time.time()) < 300
+    assert f"{datetime.fromtimestamp(posted, UTC):%H:%M:%S} UTC" in html
 
     def click(user: str) -> None:
         answer = httpx.post(

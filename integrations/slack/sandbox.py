@@ -10,6 +10,7 @@ directory file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,14 @@ def group_names(path: Path | None = None) -> dict[str, str]:
     return {str(g): str((v or {}).get("name") or g) for g, v in (data.get("groups") or {}).items()}
 
 
-def make_sandbox(directory: Path | None = None) -> FakeSlackWebApi:
+def make_sandbox(
+    directory: Path | None = None, *, clock: Callable[[], float] | None = None
+) -> FakeSlackWebApi:
+    """The sandbox Slack; `clock` (epoch seconds) stamps its messages, as Slack's ts does."""
     users, groups = load_directory(directory)
-    return FakeSlackWebApi(users=users, usergroups=groups)
+    if clock is None:
+        return FakeSlackWebApi(users=users, usergroups=groups)
+    return FakeSlackWebApi(users=users, usergroups=groups, clock=clock)
 
 
 class InProcessWebClient(AsyncWebClient):
