@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,23 +39,17 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
+from ingest import PATH as BARE_PATH  # noqa: E402
 from ingest import (  # noqa: E402
-    HOST,
     AiohttpPoster,
     LoadResult,
     Server,
-    clean_environ,
-    free_port,
     start_bare,
+    start_releasebot,
     wait_until_up,
-)
-from ingest import (  # noqa: E402
-    PATH as BARE_PATH,
 )
 
 from tests.helpers import (  # noqa: E402
-    EXAMPLE_CONFIG,
-    GITHUB_SECRET,
     encode,
     github_headers,
     slack_headers,
@@ -73,36 +66,6 @@ CLICKS = [
     ("U0STRANGR", "release_approve"),  # not an approver: refused
     ("U0RELMGR1", "release_reject"),  # opens the reason modal
 ]
-
-
-def start_releasebot(workdir: Path) -> Server:
-    """`releasebot serve` on the sandbox Slack, as bench/ingest.py starts it, plus the signing
-    secret the clicks are signed with. GitHub calls (commit lists, the protection-rule
-    callback) go to a closed port and are retried by the outbox, off the measured path."""
-    port = free_port()
-    env = clean_environ() | {
-        "RELEASEBOT_DATABASE_URL": f"sqlite:///{workdir / 'releasebot.db'}",
-        "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
-        "RELEASEBOT_LOG_LEVEL": "WARNING",
-        "RELEASEBOT_PUBLIC_URL": f"http://{HOST}:{port}",
-        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-        "GITHUB_API_URL": "http://127.0.0.1:9",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    log_path = workdir / "releasebot.log"
-    command = [sys.executable, "-m", "bot", "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return Server("releasebot", process, port, log_path)
 
 
 def click_body(user: str, action_id: str, gate: str, message_ts: str, n: int) -> bytes:
@@ -195,7 +158,16 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     releasebot = LoadResult(count=args.rounds * args.concurrency, seconds=0.0, latencies_ms=[])
     rounds: list[list[bytes]] = []
     async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
-        server = start_releasebot(workdir)
+        server = start_releasebot(
+            workdir,
+            wrap=[],
+            # GitHub calls (commit lists, the protection-rule callback) go to a closed port
+            # and are retried by the outbox, off the measured path.
+            extra_env={
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "GITHUB_API_URL": "http://127.0.0.1:9",
+            },
+        )
         try:
             startup = await wait_until_up(client, server, "/readyz")
             poster = AiohttpPoster(args.concurrency)

@@ -46,10 +46,16 @@ import httpx  # noqa: E402
 
 from tests.helpers import (  # noqa: E402
     EXAMPLE_CONFIG,
+    GENERIC_SECRET,
     GITHUB_SECRET,
+    GITLAB_TOKEN,
     deployment_status,
     encode,
+    generic_body,
     github_headers,
+    gitlab_headers,
+    gitlab_job,
+    signed_headers,
 )
 
 TARGET_THROUGHPUT = 1000.0  # deliveries/s
@@ -57,6 +63,8 @@ TARGET_P99_MS = 25.0
 TARGET_RATIO = 0.3
 HOST = "127.0.0.1"
 PATH = "/webhooks/github"
+# The providers a run can load, and the route each posts to. The bare app answers on all.
+PROVIDERS = {"github": PATH, "gitlab": "/webhooks/gitlab", "generic": "/webhooks/generic"}
 # What the bare server and `releasebot serve` both hand to uvicorn.run (see bot/cli.py).
 UVICORN_SETTINGS: dict[str, Any] = {"log_level": "warning", "access_log": False}
 # Environment prefixes the bench clears so a developer's shell cannot change what is measured.
@@ -75,7 +83,7 @@ def bare_app() -> Any:
     async def accept(_: Request) -> JSONResponse:
         return JSONResponse({"status": "accepted"}, status_code=202)
 
-    return Starlette(routes=[Route(PATH, accept, methods=["POST"])])
+    return Starlette(routes=[Route(path, accept, methods=["POST"]) for path in PROVIDERS.values()])
 
 
 def serve_bare(port: int) -> None:
@@ -143,16 +151,26 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_PREFIXES)}
 
 
-def start_releasebot(workdir: Path, *, wrap: list[str]) -> Server:
+def start_releasebot(
+    workdir: Path, *, wrap: list[str], extra_env: dict[str, str] | None = None
+) -> Server:
+    """`python -m bot serve` on a fresh SQLite file in `workdir`, with the webhook secrets
+    of every provider the bench loads (and `extra_env` on top)."""
     port = free_port()
-    env = clean_environ() | {
-        "RELEASEBOT_DATABASE_URL": f"sqlite:///{workdir / 'releasebot.db'}",
-        "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
-        "RELEASEBOT_LOG_LEVEL": "WARNING",
-        "RELEASEBOT_PUBLIC_URL": "http://releasebot.bench",
-        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = (
+        clean_environ()
+        | {
+            "RELEASEBOT_DATABASE_URL": f"sqlite:///{workdir / 'releasebot.db'}",
+            "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
+            "RELEASEBOT_LOG_LEVEL": "WARNING",
+            "RELEASEBOT_PUBLIC_URL": "http://releasebot.bench",
+            "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+            "GITLAB_WEBHOOK_TOKEN": GITLAB_TOKEN,
+            "RELEASEBOT_GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        | (extra_env or {})
+    )
     log_path = workdir / "releasebot.log"
     command = [*wrap, sys.executable, "-m", "bot", "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:
@@ -217,10 +235,13 @@ class Job:
     headers: dict[str, str]
     deployment: int  # index of the deployment it is about
     first: bool  # the in_progress status that starts that deployment
+    path: str = PATH
 
 
-def build_requests(count: int, *, concurrency: int, seed: str, base_id: int) -> list[Job]:
-    """`count` deliveries: in_progress then success for count/2 deployments.
+def build_requests(
+    count: int, *, concurrency: int, seed: str, base_id: int, provider: str = "github"
+) -> list[Job]:
+    """`count` deliveries: "running" then "succeeded" for count/2 deployments.
 
     The success of a deployment is queued 2*concurrency places after its in_progress, so the
     load mixes creates and moves the way a busy CI would; the sender also waits for the
@@ -228,8 +249,9 @@ def build_requests(count: int, *, concurrency: int, seed: str, base_id: int) -> 
     """
     deployments = (count + 1) // 2
     lag = max(2 * concurrency, 1)
-    firsts = [_delivery("in_progress", i, seed, base_id) for i in range(deployments)]
-    seconds = [_delivery("success", i, seed, base_id) for i in range(deployments)]
+    make = DELIVERIES[provider]
+    firsts = [make(True, i, seed, base_id) for i in range(deployments)]
+    seconds = [make(False, i, seed, base_id) for i in range(deployments)]
     ordered: list[Job] = []
     for i in range(deployments + lag):
         if i < deployments:
@@ -239,7 +261,9 @@ def build_requests(count: int, *, concurrency: int, seed: str, base_id: int) -> 
     return ordered[:count]
 
 
-def _delivery(state: str, index: int, seed: str, base_id: int) -> Job:
+def _github(first: bool, index: int, seed: str, base_id: int) -> Job:
+    """A GitHub deployment_status for checkout in production."""
+    state = "in_progress" if first else "success"
     body = deployment_status(
         state,
         repo="acme/checkout",
@@ -249,7 +273,45 @@ def _delivery(state: str, index: int, seed: str, base_id: int) -> Job:
     )
     body["deployment_status"]["id"] = 2 * (base_id + index) + (state != "in_progress")
     raw = encode(body)
-    return Job(raw, github_headers("deployment_status", raw), index, state == "in_progress")
+    return Job(raw, github_headers("deployment_status", raw), index, first)
+
+
+def _gitlab(first: bool, index: int, seed: str, base_id: int) -> Job:
+    """A GitLab Job Hook (the published fixture) for ledger's production environment."""
+    body = gitlab_job(
+        "running" if first else "success",
+        repo="acme/ledger",
+        environment="production",
+        sha=f"{seed}{index:016x}",
+        build_id=base_id + index,
+    )
+    raw = encode(body)
+    return Job(raw, gitlab_headers("Job Hook"), index, first, PROVIDERS["gitlab"])
+
+
+def _generic(first: bool, index: int, seed: str, base_id: int) -> Job:
+    """A signed generic delivery for payments-batch in production, with its one commit."""
+    sha = f"{seed}{index:016x}"
+    body = generic_body(
+        "started" if first else "succeeded",
+        sha=sha,
+        version=f"v2.{index}.0",
+        commits=[
+            {
+                "sha": sha,
+                "message": f"Batch payouts, part {index}",
+                "author": "Alice",
+                "timestamp": "2026-11-16T15:04:05+01:00",
+            }
+        ],
+    )
+    raw = encode(body)
+    delivery = f"bench-{base_id + index}-{'started' if first else 'succeeded'}"
+    headers = signed_headers(raw, GENERIC_SECRET, delivery=delivery)
+    return Job(raw, headers, index, first, PROVIDERS["generic"])
+
+
+DELIVERIES = {"github": _github, "gitlab": _gitlab, "generic": _generic}
 
 
 @dataclass
@@ -365,7 +427,7 @@ def _json_or_none(raw: bytes) -> Any:
 POSTERS: dict[str, type[Poster]] = {"aiohttp": AiohttpPoster, "httpx": HttpxPoster}
 
 
-async def run_load(kind: str, url: str, requests: list[Job], concurrency: int) -> LoadResult:
+async def run_load(kind: str, base_url: str, requests: list[Job], concurrency: int) -> LoadResult:
     started_deployments: dict[int, asyncio.Event] = {
         r.deployment: asyncio.Event() for r in requests if r.first
     }
@@ -386,7 +448,9 @@ async def run_load(kind: str, url: str, requests: list[Job], concurrency: int) -
                 await gate.wait()
             sent = time.perf_counter()
             try:
-                status, answer = await poster.post(url, request.body, request.headers)
+                status, answer = await poster.post(
+                    base_url + request.path, request.body, request.headers
+                )
             except Exception as exc:  # connection refused, reset, timeout: all counted
                 result.latencies_ms.append((time.perf_counter() - sent) * 1000)
                 result.statuses[0] += 1
@@ -442,12 +506,7 @@ async def wait_for_drain(
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    requests = build_requests(
-        args.count, concurrency=args.concurrency, seed=secrets.token_hex(12), base_id=900_000_000
-    )
-    warmup = build_requests(
-        args.warmup, concurrency=args.concurrency, seed=secrets.token_hex(12), base_id=800_000_000
-    )
+    """One load per provider asked for, each on a fresh server and database."""
     results: dict[str, Any] = {
         "config": {
             "count": args.count,
@@ -458,8 +517,30 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "client": args.client,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
-        }
+            "providers": args.providers,
+        },
+        "providers": {},
     }
+    for provider in args.providers:
+        run_dir = workdir / provider
+        run_dir.mkdir()
+        results["providers"][provider] = await bench_provider(args, run_dir, provider)
+    return results
+
+
+async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str) -> dict[str, Any]:
+    def build(count: int, base_id: int) -> list[Job]:
+        return build_requests(
+            count,
+            concurrency=args.concurrency,
+            seed=secrets.token_hex(12),
+            base_id=base_id,
+            provider=provider,
+        )
+
+    requests = build(args.count, 900_000_000)
+    warmup = build(args.warmup, 800_000_000)
+    results: dict[str, Any] = {}
     wrap = shlex.split(args.py_spy_wrap)
 
     async with control_client() as client:
@@ -468,12 +549,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         try:
             startup = await wait_until_up(client, server, "/readyz")
             if warmup:
-                await run_load(args.client, server.base_url + PATH, warmup, args.concurrency)
+                await run_load(args.client, server.base_url, warmup, args.concurrency)
                 await wait_for_drain(client, server, args.drain_timeout)
             cpu_start = None if wrap else cpu_seconds(server.process.pid)
-            releasebot = await run_load(
-                args.client, server.base_url + PATH, requests, args.concurrency
-            )
+            releasebot = await run_load(args.client, server.base_url, requests, args.concurrency)
             cpu_load = None if wrap else cpu_seconds(server.process.pid)
             drain, pending_after_load, dead = await wait_for_drain(
                 client, server, args.drain_timeout
@@ -507,11 +586,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         try:
             await wait_until_up(client, bare_server, "/")
             if warmup:
-                await run_load(args.client, bare_server.base_url + PATH, warmup, args.concurrency)
+                await run_load(args.client, bare_server.base_url, warmup, args.concurrency)
             bare_cpu_start = cpu_seconds(bare_server.process.pid)
-            bare = await run_load(
-                args.client, bare_server.base_url + PATH, requests, args.concurrency
-            )
+            bare = await run_load(args.client, bare_server.base_url, requests, args.concurrency)
             bare_cpu_end = cpu_seconds(bare_server.process.pid)
         finally:
             bare_server.stop()
@@ -542,16 +619,42 @@ def mark(met: bool) -> str:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    cfg, rb, bare, t = results["config"], results["releasebot"], results["bare"], results["targets"]
+    cfg = results["config"]
+    for provider, run in results["providers"].items():
+        print_provider(cfg, provider, run)
+    if len(results["providers"]) > 1:
+        out = sys.stdout.write
+        out("\nside by side (releasebot):\n")
+        out(
+            f"{'provider':10}{'deliv/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'CPU ms':>10}{'drain s':>10}\n"
+        )
+        for provider, run in results["providers"].items():
+            rb, drain = run["releasebot"], run["drain"]
+            cpu = rb["server_cpu_ms_per_delivery"]
+            out(
+                f"{provider:10}{rb['throughput_per_s']:>10.0f}{rb['latency_ms']['p50']:>10.1f}"
+                f"{rb['latency_ms']['p99']:>10.1f}{'-' if cpu is None else f'{cpu:.2f}':>10}"
+                f"{'-' if drain['seconds'] is None else drain['seconds']:>10}\n"
+            )
+
+
+def print_provider(cfg: dict[str, Any], provider: str, results: dict[str, Any]) -> None:
+    rb, bare, t = results["releasebot"], results["bare"], results["targets"]
     drain = results["drain"]
     out = sys.stdout.write
+    what = {
+        "github": "GitHub deployment_status",
+        "gitlab": "GitLab Job Hook",
+        "generic": "generic webhook",
+    }[provider]
 
     def row(label: str, mine: str, theirs: str, target: str = "", met: bool | None = None) -> None:
         verdict = "" if met is None else mark(met)
         out(f"{label:24}{mine:>12}{theirs:>12}   {target:10}{verdict}".rstrip() + "\n")
 
     out(
-        f"\nwebhook ingest: {cfg['count']} signed GitHub deployment_status deliveries, "
+        f"\nwebhook ingest: {cfg['count']} signed {what} deliveries, "
         f"concurrency {cfg['concurrency']} ({cfg['client']}),\n{cfg['database']}, "
         f"one uvicorn worker, {cfg['cpus']} CPUs, Python {cfg['python']}\n\n"
     )
@@ -599,6 +702,16 @@ def print_table(results: dict[str, Any]) -> None:
         )
 
 
+def _providers(value: str) -> list[str]:
+    chosen = list(PROVIDERS) if value == "all" else [p.strip() for p in value.split(",")]
+    unknown = [p for p in chosen if p not in PROVIDERS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown provider {', '.join(unknown)}: choose from {', '.join(PROVIDERS)} or all"
+        )
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=3000, help="deliveries (default 3000)")
@@ -623,6 +736,14 @@ def main(argv: list[str] | None = None) -> int:
         default="aiohttp",
         help="load generator HTTP client (default aiohttp; httpx's pool is "
         "itself the bottleneck at 32 in flight)",
+    )
+    parser.add_argument(
+        "--provider",
+        dest="providers",
+        default="github",
+        type=_providers,
+        help="comma-separated providers to load, each on a fresh server: "
+        f"{', '.join(PROVIDERS)} or all (default github)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
