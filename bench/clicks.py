@@ -17,6 +17,12 @@ Reject clicks that open the reason modal. The listeners' work (deciding the gate
 database, answering ephemerally, views.open) runs after the ack, in the same process, so it
 competes with the next acks the way it would in production.
 
+By default the bot talks to a stand-in Slack Web API served from its own process (real
+HTTP on loopback, SLACK_BOT_TOKEN set), as production talks to Slack over the network:
+the bot's process then does exactly the work it does in production. `--slack sandbox`
+uses the built-in sandbox instead, whose Slack API calls (ephemeral answers, modals) are
+handled by the bot's own process and so add to its load.
+
 In the same run it sends the same signed bodies to a bare Starlette endpoint under the same
 uvicorn settings and prints releasebot's p99 against it. Exit status 0 whenever the
 benchmark ran, whatever the figures; 1 when it could not run.
@@ -27,6 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,15 +47,19 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
-from ingest import PATH as BARE_PATH  # noqa: E402
 from ingest import (  # noqa: E402
+    HOST,
+    UVICORN_SETTINGS,
     AiohttpPoster,
     LoadResult,
     Server,
+    clean_environ,
+    free_port,
     start_bare,
     start_releasebot,
     wait_until_up,
 )
+from ingest import PATH as BARE_PATH  # noqa: E402
 
 from tests.helpers import (  # noqa: E402
     encode,
@@ -58,6 +70,7 @@ from tests.slackflow import CHANNEL, protection_rule  # noqa: E402
 
 TARGET_P99_MS = 150.0
 SIGNING_SECRET = "bench-slack-signing-secret"
+BOT_TOKEN = "xoxb-bench"
 # (user, action): who clicks what, cycled over the burst.
 CLICKS = [
     ("U0RELMGR1", "release_approve"),  # a release manager: approves (first one wins)
@@ -91,7 +104,35 @@ def click_body(user: str, action_id: str, gate: str, message_ts: str, n: int) ->
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-async def open_gate(client: httpx.AsyncClient, server: Server, n: int, timeout: float) -> Any:
+def serve_fake_slack(port: int) -> None:
+    """The stand-in Slack (people and groups of the sandbox directory) under uvicorn."""
+    import uvicorn
+
+    from integrations.slack.sandbox import make_sandbox
+
+    uvicorn.run(make_sandbox(clock=time.time).app(), host=HOST, port=port, **UVICORN_SETTINGS)
+
+
+def start_fake_slack(workdir: Path) -> Server:
+    port = free_port()
+    log_path = workdir / "slack.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-fake-slack", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=clean_environ() | {"PYTHONPATH": str(REPO_ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Server("slack", process, port, log_path)
+
+
+async def open_gate(
+    client: httpx.AsyncClient, server: Server, slack_api: str, n: int, timeout: float
+) -> Any:
     """A new release of checkout waits at production's gate; returns (gate id, message ts)."""
     body = encode(protection_rule(sha=f"{n + 1:040x}", run=5000 + n))
     headers = github_headers("deployment_protection_rule", body)
@@ -99,7 +140,7 @@ async def open_gate(client: httpx.AsyncClient, server: Server, n: int, timeout: 
     answer.raise_for_status()
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        found = await _approve_button(client, server, sha_prefix=f"{n + 1:040x}"[:7])
+        found = await _approve_button(client, slack_api, sha_prefix=f"{n + 1:040x}"[:7])
         if found:
             return found
         await asyncio.sleep(0.05)
@@ -107,13 +148,13 @@ async def open_gate(client: httpx.AsyncClient, server: Server, n: int, timeout: 
 
 
 async def _approve_button(
-    client: httpx.AsyncClient, server: Server, *, sha_prefix: str
+    client: httpx.AsyncClient, slack_api: str, *, sha_prefix: str
 ) -> tuple[str, str] | None:
     history = (
         await client.post(
-            server.base_url + "/sandbox/api/conversations.history",
+            slack_api + "conversations.history",
             data={"channel": CHANNEL, "limit": "20"},
-            headers={"authorization": "Bearer xoxb-sandbox"},
+            headers={"authorization": f"Bearer {BOT_TOKEN}"},
         )
     ).json()
     for message in history.get("messages", []):
@@ -157,23 +198,25 @@ def bodies_for(round_no: int, gate: str, ts: str, concurrency: int) -> list[byte
 async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     releasebot = LoadResult(count=args.rounds * args.concurrency, seconds=0.0, latencies_ms=[])
     rounds: list[list[bytes]] = []
+    # GitHub calls (commit lists, the protection-rule callback) go to a closed port and are
+    # retried by the outbox, off the measured path.
+    env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "GITHUB_API_URL": "http://127.0.0.1:9"}
+    slack: Server | None = None
     async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
-        server = start_releasebot(
-            workdir,
-            wrap=[],
-            # GitHub calls (commit lists, the protection-rule callback) go to a closed port
-            # and are retried by the outbox, off the measured path.
-            extra_env={
-                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "GITHUB_API_URL": "http://127.0.0.1:9",
-            },
-        )
+        if args.slack == "fake":
+            slack = start_fake_slack(workdir)
+            await wait_until_up(client, slack, "/api/api.test")
+            slack_api = f"{slack.base_url}/api/"
+            env |= {"SLACK_BOT_TOKEN": BOT_TOKEN, "RELEASEBOT_SLACK_API_URL": slack_api}
+        server = start_releasebot(workdir, wrap=[], extra_env=env)
+        if slack is None:
+            slack_api = f"{server.base_url}/sandbox/api/"
         try:
             startup = await wait_until_up(client, server, "/readyz")
             poster = AiohttpPoster(args.concurrency)
             try:
                 for n in range(args.warmup + args.rounds):
-                    gate, ts = await open_gate(client, server, n, timeout=30.0)
+                    gate, ts = await open_gate(client, server, slack_api, n, timeout=30.0)
                     bodies = bodies_for(n, gate, ts, args.concurrency)
                     if n < args.warmup:
                         unmeasured = LoadResult(count=0, seconds=0.0, latencies_ms=[])
@@ -187,6 +230,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await poster.aclose()
         finally:
             server.stop()
+            if slack is not None:
+                slack.stop()
 
         bare = LoadResult(count=releasebot.count, seconds=0.0, latencies_ms=[])
         bare_server = start_bare(workdir)
@@ -209,6 +254,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "rounds": args.rounds,
             "concurrency": args.concurrency,
             "warmup_rounds": args.warmup,
+            "slack": args.slack,
         },
         "startup_to_ready_s": round(startup, 3),
         "releasebot": _summary(releasebot, ok_status=200),
@@ -241,7 +287,8 @@ def print_table(results: dict[str, Any]) -> None:
     config = results["config"]
     out(
         f"Slack interaction ack: {config['rounds']} rounds of {config['concurrency']} "
-        f"concurrent clicks (startup to /readyz {results['startup_to_ready_s']} s)"
+        f"concurrent clicks, Slack: {config['slack']} "
+        f"(startup to /readyz {results['startup_to_ready_s']} s)"
     )
     out(f"{'':12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}  answered")
     for name in ("releasebot", "bare"):
@@ -267,13 +314,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured rounds first")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--slack",
+        choices=["fake", "sandbox"],
+        default="fake",
+        help="a stand-in Slack in its own process (default), or the built-in sandbox",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database and server log")
+    parser.add_argument("--serve-fake-slack", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="releasebot-bench-clicks-") as tmp:
-        try:
-            results = asyncio.run(bench(args, Path(tmp)))
-        except RuntimeError as exc:
-            out(f"the benchmark could not run: {exc}", err=True)
-            return 1
+    if args.serve_fake_slack is not None:
+        serve_fake_slack(args.serve_fake_slack)
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="releasebot-bench-clicks-"))
+    try:
+        results = asyncio.run(bench(args, tmp))
+    except RuntimeError as exc:
+        out(f"the benchmark could not run: {exc}", err=True)
+        return 1
+    finally:
+        if args.keep:
+            out(f"kept {tmp}", err=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         out(json.dumps(results, indent=2))
     else:

@@ -163,7 +163,8 @@ def start_releasebot(
             "RELEASEBOT_DATABASE_URL": f"sqlite:///{workdir / 'releasebot.db'}",
             "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
             "RELEASEBOT_LOG_LEVEL": "WARNING",
-            "RELEASEBOT_PUBLIC_URL": "http://releasebot.bench",
+            # The sandbox Slack is reached through the public URL (Bolt's own client).
+            "RELEASEBOT_PUBLIC_URL": f"http://{HOST}:{port}",
             "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
             "GITLAB_WEBHOOK_TOKEN": GITLAB_TOKEN,
             "RELEASEBOT_GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
