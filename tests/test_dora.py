@@ -50,8 +50,9 @@ from bot.cli import main
 from bot.digest import DIGEST_JOB_ID, register_digest, weekly_digest
 from bot.domain import dora as domain
 from bot.domain import states
+from bot.ports import Commit, Comparison
 from bot.scheduling import build_scheduler
-from bot.services import audit, dora
+from bot.services import assessment, audit, dora
 from bot.settings import load_settings
 from bot.store.db import Database
 from bot.store.tables import Deployment, OutboxMessage, Release
@@ -78,8 +79,22 @@ def commit(sha: str, authored: datetime | str | None, message: str = "change") -
     }
 
 
+def as_commit(stored: dict[str, Any]) -> Commit:
+    authored = stored["authored_at"]
+    return Commit(
+        sha=stored["sha"],
+        message=stored["message"],
+        author=stored["author"],
+        author_login=stored["author_login"],
+        committer_login=stored["committer_login"],
+        authored_at=datetime.fromisoformat(authored) if authored else None,
+        url=stored["url"],
+    )
+
+
 class History:
-    """Inserts releases, deployments and audit records straight into the database."""
+    """Inserts releases, deployments and audit records straight into the database; a
+    release's commits go through `assessment.store_comparison`, as the worker stores them."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -91,16 +106,21 @@ class History:
     ) -> int:
         def add(session: Session) -> int:
             row = Release(
-                service=service,
-                sha=f"{name.lower():0<40}",
-                version=name,
-                created_at=created,
-                commits=commits,
-                commits_source="scm" if commits is not None else None,
+                service=service, sha=f"{name.lower():0<40}", version=name, created_at=created
             )
             session.add(row)
             session.flush()
             assert row.id is not None
+            if commits is not None:
+                made = tuple(as_commit(c) for c in commits)
+                assessment.store_comparison(
+                    row,
+                    comparison=Comparison(
+                        commits=made, files=(), total_commits=len(made), truncated=False
+                    ),
+                    base=None,
+                    source="scm",
+                )
             return row.id
 
         self.releases[name] = self.db.write(add)
@@ -202,7 +222,7 @@ def history(db: Database) -> History:
         "checkout",
         [
             commit("c1", ago(days=4, hours=-2)),
-            # A message quoting the key must not be read as a commit time.
+            # A message quoting the key: the times come from the rows, never the text.
             commit("c2", ago(days=4, hours=-5), message='"authored_at": "2001-01-01T00:00:00Z"'),
             commit("c3", None),  # the code host gave no time: no lead time
         ],

@@ -10,10 +10,14 @@ transaction waits on the network:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -21,9 +25,10 @@ from bot.domain import states
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
 from bot.services import audit, gates, outbox
-from bot.store.tables import Deployment, Release
+from bot.store.tables import Deployment, Release, ReleaseCommit
 
 RECENT = timedelta(days=30)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_STORED_COMMITS = 250
 MAX_STORED_PATHS = 300
 
@@ -104,11 +109,49 @@ def commit_to_dict(commit: Commit) -> dict[str, Any]:
     }
 
 
+def commit_rows(release_id: int, commits: Iterable[Commit]) -> list[dict[str, Any]]:
+    """The `release_commit` rows of a release's commits: one per sha (its first mention),
+    with `authored_us` (see ReleaseCommit; a time without an offset is taken as UTC)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for commit in commits:
+        if commit.sha not in rows:
+            rows[commit.sha] = {
+                "release_id": release_id,
+                "sha": commit.sha,
+                "authored_us": epoch_micros(commit.authored_at),
+            }
+    return list(rows.values())
+
+
+def epoch_micros(at: datetime | None) -> int | None:
+    """Microseconds since 1970-01-01 UTC, exactly (no float on the way)."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
 def store_comparison(
-    release: Release, *, comparison: Comparison, base: str | None, source: str
+    release: Release,
+    *,
+    comparison: Comparison,
+    base: str | None,
+    source: str,
+    session: Session | None = None,
 ) -> None:
+    """Store what ships in `release`: its commits (on the release as JSON, and their times as
+    `release_commit` rows, replacing any stored before), the diff's size and its base.
+
+    `session`: the one `release` belongs to, by default; the rows are written through it,
+    so in the caller's transaction.
+    """
+    owner = session if session is not None else object_session(release)
+    if owner is None:
+        raise ValueError("store_comparison needs the release's session to store its commits")
+    kept = comparison.commits[:MAX_STORED_COMMITS]
     release.base_sha = base
-    release.commits = [commit_to_dict(c) for c in comparison.commits[:MAX_STORED_COMMITS]]
+    release.commits = [commit_to_dict(c) for c in kept]
     release.commits_source = source
     release.diff = {
         "additions": comparison.additions,
@@ -119,6 +162,19 @@ def store_comparison(
         "truncated": comparison.truncated,
         "url": comparison.url,
     }
+    _replace_commit_rows(owner, release, kept)
+
+
+def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterable[Commit]) -> None:
+    if release.id is None:
+        session.add(release)
+        session.flush()
+    assert release.id is not None
+    table = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    session.execute(sa.delete(table).where(table.c.release_id == release.id))
+    rows = commit_rows(release.id, commits)
+    if rows:
+        session.execute(sa.insert(table), rows)
 
 
 def _paths(comparison: Comparison) -> list[str]:
@@ -147,7 +203,9 @@ def record(
     release = session.get(Release, deployment.release_id)
     assert release is not None
     if comparison is not None:
-        store_comparison(release, comparison=comparison, base=plan.base, source="scm")
+        store_comparison(
+            release, comparison=comparison, base=plan.base, source="scm", session=session
+        )
     deployment.assessment_note = unavailable[:500] if unavailable else None
     assessment = assess(
         _inputs(session, config=config, deployment=deployment, release=release), config=config.risk

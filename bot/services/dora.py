@@ -25,14 +25,21 @@ What is counted (the window is `(now - days, now]`; "production" is the environm
   Median, in hours. A rolled-back deployment's `finished_at` is when the rollback finished,
   so the failure is taken to begin when the bad version went live instead.
 
-Counts are SQL aggregates; only the lead time reads rows (the commit times are JSON on the
-release), fetching each release's commits as text and reading just the `authored_at` values.
-`report` reads the history once for its longest window and cuts the shorter ones from it.
+Counts are SQL aggregates. The lead time joins each release's first production deployment
+to its `release_commit` rows (written with the commit list by `assessment.store_comparison`;
+the times are integer microseconds) and the database returns the lead times as JSON arrays
+of integers, one per service and segment; Python sorts them and takes the medians.
+`report` reads the history once for its longest window and cuts the shorter ones from it;
+`metrics` of every service together reads the lead times pooled, not service by service.
 
-Cost (bench/dora.py, 100,000 deployments): everything but the lead time is a few SQL
-aggregates and one correlated lookup per unexplained failure; the lead time is linear in
-the commits of the window's releases, since each release's JSON must be read and parsed.
-That part needs the commit times stored as rows to meet the 200 ms target on long windows.
+Cost (bench/dora.py, 100,000 deployments over 90 days, 756,795 commits): counts and
+recovery are a few SQL aggregates and one correlated lookup per unexplained failure (about
+40-150 ms together at 90 days). The lead time stays linear in the commits of the window's
+releases (741,283 at 90 days): every one is joined, subtracted, sent and sorted, about
+0.3-0.4 s in the database and 0.2 s to sort at 90 days, so 7 days meets the 200 ms target
+on both backends and 30 and 90 days do not. Meeting it there needs the lead times stored
+ready-made, ordered, when a release first succeeds in production (see bench/dora.py
+--lead-table), which is a write in bot.services.transitions, not here.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -64,7 +72,7 @@ from bot.domain.dora import (
     table,
 )
 from bot.services import outbox
-from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release
+from bot.store.tables import AuditEvent, Deployment, OutboxMessage, ReleaseCommit
 
 PRODUCTION: Final = "production"
 FAILURE_STATES: Final = (
@@ -83,11 +91,6 @@ DIGEST_KEY: Final = "digest"
 DIGEST_ONCE_PER: Final = timedelta(hours=12)  # replicas: the first queues it, others skip
 DIGEST_LOCK: Final = 7_200_313  # PostgreSQL advisory lock id (audit uses 7_200_312)
 
-# Commits are stored by `assessment.commit_to_dict` as flat objects whose values are strings
-# or null, so a `"authored_at": "<time>"` pair in the JSON text can only be that key: a quote
-# inside a string value is escaped. Reading the pairs straight from the text is several times
-# faster than decoding every commit.
-_AUTHORED_AT = re.compile(r'"authored_at"\s*:\s*"([^"]+)"')
 _SUBJECT = re.compile(r"deployment:(\d+)")
 _ID_CHUNK = 5000  # ids per IN list: SQLite takes 32766 parameters, PostgreSQL 65535
 
@@ -107,6 +110,8 @@ class _History:
     counts: dict[str, list[list[int]]] = field(default_factory=dict)  # [window][deploys, fails]
     leads: dict[str, list[list[float]]] = field(default_factory=dict)  # [segment] -> seconds
     recoveries: dict[str, list[list[float]]] = field(default_factory=dict)  # [segment] -> s
+    # Every service's lead times together, when only the overall figure is wanted.
+    pooled_leads: list[list[float]] | None = None
 
     def services(self) -> set[str]:
         return set(self.counts) | set(self.leads) | set(self.recoveries)
@@ -178,8 +183,54 @@ def _read_lead_times(
     now: datetime,
     starts: Sequence[datetime],
     service: str | None,
+    each_service: bool = False,
 ) -> None:
-    """Each commit's lead time, for releases whose first production deployment is in range."""
+    """Each commit's lead time, for releases whose first production deployment is in range.
+
+    `service`: that service's. Otherwise every service's, pooled (`history.pooled_leads`),
+    or with `each_service` under each service's name.
+
+    The first production deployment of each release that ran in range, joined to the
+    release's `release_commit` rows: the database subtracts (integer microseconds) and
+    returns one JSON array per segment, picked out with FILTER, so only integers are
+    rendered and parsed. Per service, PostgreSQL groups the commits (a hash aggregate);
+    SQLite would sort them all for a GROUP BY (about 0.5 s at 90 days of 100,000
+    deployments), so there each service is one query: those `_read_counts` found, since a
+    release first deployed in range has a production deployment that ran in range.
+    """
+    if service is None and not each_service:
+        query = _lead_query(session, now=now, starts=starts, scope="all")
+        pooled = session.execute(query).one()
+        history.pooled_leads = [_seconds(micros) for micros in pooled]
+        return
+    if service is None and session.get_bind().dialect.name != "sqlite":
+        query = _lead_query(session, now=now, starts=starts, scope="each")
+        for name, *arrays in session.execute(query):
+            _keep_leads(history, name, arrays)
+        return
+    query = _lead_query(session, now=now, starts=starts, scope="one")
+    for name in [service] if service is not None else sorted(history.counts):
+        _keep_leads(history, name, session.execute(query, {"service": name}).one())
+
+
+def _keep_leads(history: _History, name: str, found: Sequence[list[int] | None]) -> None:
+    for index, micros in enumerate(found):
+        if micros:
+            history.segments(history.leads, name)[index].extend(_seconds(micros))
+
+
+def _seconds(micros: list[int] | None) -> list[float]:
+    # An int below 2**53 converts to float exactly and the division rounds once, so each
+    # value is exactly timedelta.total_seconds() of the same two times.
+    return [us / 1e6 for us in micros] if micros else []
+
+
+def _lead_query(
+    session: Session, *, now: datetime, starts: Sequence[datetime], scope: str
+) -> sa.Select[Any]:
+    """SELECT one JSON array of lead times (microseconds) per segment (see _History), of
+    every service ("all"), of the service bound as :service ("one"), or per service
+    ("each": the service name first, one row each)."""
     earlier = aliased(Deployment)
     deployed_before = (
         sa.select(sa.literal(1))
@@ -188,45 +239,59 @@ def _read_lead_times(
         .where(col(earlier.deployed_at) < col(Deployment.deployed_at))
         .exists()
     )
-    query = (
+    dialect = session.get_bind().dialect
+    first_at = sa.func.min(col(Deployment.deployed_at))
+    where = [col(Deployment.environment) == PRODUCTION]
+    if scope == "one":
+        where.append(col(Deployment.service) == sa.bindparam("service"))
+    first = (
         sa.select(
-            col(Deployment.service),
-            col(Deployment.release_id),
-            col(Deployment.deployed_at),
-            sa.cast(col(Release.commits), sa.Text),
+            col(Deployment.release_id).label("release_id"),
+            col(Deployment.service).label("service"),
+            first_at.label("deployed_at"),
+            _micros(dialect, first_at).label("deployed_us"),
         )
-        .join(Release, col(Release.id) == col(Deployment.release_id))
-        .where(*_in_production(service))
+        .where(*where)
         .where(col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now)
-        .where(col(Release.commits).is_not(None))
         .where(~deployed_before)
+        # Two production deployments of a release that ran at the same moment: once.
+        .group_by(col(Deployment.release_id), col(Deployment.service))
+        .subquery("first_production")
     )
-    seen: set[int] = set()
-    parse = datetime.fromisoformat
-    for name, release_id, deployed_at, commits in session.execute(query):
-        if release_id in seen or not commits:
-            continue
-        seen.add(release_id)
-        segment = _segment(deployed_at, starts)
-        if segment is None:
-            continue
-        leads = history.segments(history.leads, name)[segment]
-        found = _AUTHORED_AT.findall(commits)
-        try:  # the hot loop: every commit of every release in range
-            leads.extend([(deployed_at - parse(text)).total_seconds() for text in found])
-        except (TypeError, ValueError):  # a time without an offset, or not a time at all
-            leads.extend(_lead_times_slowly(deployed_at, found))
+    commit = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    lead = first.c.deployed_us - commit.c.authored_us
+    gather = sa.func.json_group_array if dialect.name == "sqlite" else sa.func.json_agg
+    arrays: list[Any] = []
+    for i in range(len(starts)):
+        array: Any = gather(lead, type_=sa.JSON)
+        if len(starts) > 1:
+            after = first.c.deployed_at > starts[i]
+            array = array.filter(
+                after if i == 0 else sa.and_(after, first.c.deployed_at <= starts[i - 1])
+            )
+        arrays.append(array)
+    query = (
+        sa.select(*arrays)
+        .select_from(first.join(commit, commit.c.release_id == first.c.release_id))
+        .where(commit.c.authored_us.is_not(None))
+    )
+    if scope == "each":
+        query = query.with_only_columns(first.c.service, *arrays).group_by(first.c.service)
+    return query
 
 
-def _lead_times_slowly(deployed_at: datetime, found: Iterable[str]) -> Iterator[float]:
-    for text in found:
-        try:
-            authored = datetime.fromisoformat(text)
-        except ValueError:
-            continue
-        if authored.tzinfo is None:
-            authored = authored.replace(tzinfo=UTC)
-        yield (deployed_at - authored).total_seconds()
+def _micros(dialect: sa.Dialect, at: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """Microseconds since the epoch of a UTCDateTime, exactly, as `release_commit` keeps
+    commit times. On SQLite the column is the text 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC,
+    microseconds always written): julianday() would keep milliseconds only, and
+    unixepoch() (SQLite 3.38) is twice as fast as strftime('%s')."""
+    if dialect.name != "sqlite":
+        return sa.cast(sa.extract("epoch", at) * 1_000_000, sa.BigInteger)
+    if getattr(dialect.dbapi, "sqlite_version_info", (0,)) >= (3, 38):
+        seconds: sa.ColumnElement[Any] = sa.func.unixepoch(at)
+    else:
+        seconds = sa.cast(sa.func.strftime("%s", at), sa.Integer)
+    return seconds * 1_000_000 + sa.cast(sa.func.substr(at, 21, 6), sa.Integer)
 
 
 def _scope_from_key(key: Any, deployment_id: int) -> tuple[str, str] | None:
@@ -383,13 +448,21 @@ def _no_jit(session: Session) -> None:
 
 
 def _read(
-    session: Session, *, now: datetime, windows: Sequence[int], service: str | None
+    session: Session,
+    *,
+    now: datetime,
+    windows: Sequence[int],
+    service: str | None,
+    each_service: bool,
 ) -> _History:
+    """`each_service`: every service's figures are wanted, not only the overall ones."""
     history = _History(windows=tuple(windows))
     starts = _starts(now, windows)
     _no_jit(session)
-    _read_counts(session, history, now=now, starts=starts, service=service)
-    _read_lead_times(session, history, now=now, starts=starts, service=service)
+    _read_counts(session, history, now=now, starts=starts, service=service)  # leads need them
+    _read_lead_times(
+        session, history, now=now, starts=starts, service=service, each_service=each_service
+    )
     _read_recoveries(session, history, now=now, starts=starts, service=service)
     return history
 
@@ -433,6 +506,7 @@ def _figures(
     sorted_recoveries: dict[str, list[list[float]]] = {
         name: list(_cumulative(segments)) for name, segments in history.recoveries.items()
     }
+    pooled = None if history.pooled_leads is None else list(_cumulative(history.pooled_leads))
     empty: list[list[float]] = [[] for _ in windows]
     results: dict[tuple[str | None, int], DoraMetrics] = {}
     for name in names:
@@ -440,7 +514,10 @@ def _figures(
         for i, days in enumerate(windows):
             deployments = sum(history.counts[m][i][0] for m in members if m in history.counts)
             failures = sum(history.counts[m][i][1] for m in members if m in history.counts)
-            leads = _union(sorted_leads.get(m, empty)[i] for m in members)
+            if name is None and pooled is not None:
+                leads = pooled[i]
+            else:
+                leads = _union(sorted_leads.get(m, empty)[i] for m in members)
             recoveries = _union(sorted_recoveries.get(m, empty)[i] for m in members)
             results[(name, days)] = DoraMetrics(
                 service=name,
@@ -460,8 +537,10 @@ def _union(sorted_lists: Iterable[list[float]]) -> list[float]:
     lists = [values for values in sorted_lists if values]
     if len(lists) == 1:
         return lists[0]
-    # Timsort merges the sorted runs in about linear time.
-    return sorted(v for values in lists for v in values)
+    # Timsort merges the sorted runs in about linear time; joined in C, not a generator.
+    merged = list(chain.from_iterable(lists))
+    merged.sort()
+    return merged
 
 
 def _check_days(days: int) -> None:
@@ -488,7 +567,7 @@ def report(
         return []
     for days in wanted:
         _check_days(days)
-    history = _read(session, now=now, windows=wanted, service=service)
+    history = _read(session, now=now, windows=wanted, service=service, each_service=service is None)
     if service is not None:
         names: list[str | None] = [service]
     else:
@@ -503,7 +582,7 @@ def metrics(
 ) -> DoraMetrics:
     """The four metrics of `service` (None: every service together) over the last `days`."""
     _check_days(days)
-    history = _read(session, now=now, windows=[days], service=service)
+    history = _read(session, now=now, windows=[days], service=service, each_service=False)
     return _figures(history, [service])[(service, days)]
 
 

@@ -38,6 +38,31 @@ class Release(SQLModel, table=True):
     commits_source: str | None = Field(default=None, max_length=32)  # scm | webhook
 
 
+class ReleaseCommit(SQLModel, table=True):
+    """One of `Release.commits` as a row: what lead time for changes is measured from.
+
+    Written with the commit list, in the same transaction, and replaced with it
+    (`assessment.store_comparison`). The JSON on the release stays what messages and
+    evidence show; these rows let the DORA read join a release's commit times in SQL.
+
+    `authored_us` is the authored time in microseconds since 1970-01-01 UTC (None: the code
+    host gave no time), not a DateTime: the lead time is a subtraction per commit over
+    hundreds of thousands of rows, and on SQLite a DateTime is text that must be parsed
+    first (unixepoch() and substr() per row cost ~5x the integer read; julianday() keeps
+    milliseconds only). Integers are exact and cheap on both backends.
+    """
+
+    __tablename__ = "release_commit"
+    __table_args__ = (
+        # The lead-time join reads a release's commit times from this index alone.
+        sa.Index("ix_release_commit_release_authored", "release_id", "authored_us"),
+    )
+
+    release_id: int = Field(foreign_key="release.id", primary_key=True)
+    sha: str = Field(max_length=64, primary_key=True)
+    authored_us: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
 class Deployment(SQLModel, table=True):
     """A release into one environment; `state` follows bot.domain.states."""
 
@@ -50,14 +75,25 @@ class Deployment(SQLModel, table=True):
         # Superseding, cancelling older verifications and finishing rollbacks look for the
         # deployments of one service and environment in given states on every CI event.
         sa.Index("ix_deployment_service_env_state", "service", "environment", "state"),
-        # DORA reads deployments of one environment by time (and service).
+        # DORA reads the deployments of one environment that ran in a time range, for all
+        # services or one, from this index alone: counts (service, state) and the first
+        # production deployment of each release (release_id). Time before service: the
+        # overall figures range-scan the window instead of every service's history.
         sa.Index(
-            "ix_deployment_env_service_deployed", "environment", "service", "deployed_at", "state"
+            "ix_deployment_env_deployed",
+            "environment",
+            "deployed_at",
+            "service",
+            "state",
+            "release_id",
         ),
+        # A release's deployments (the foreign key); DORA's "no earlier production
+        # deployment of this release" is answered from it alone.
+        sa.Index("ix_deployment_release_env_deployed", "release_id", "environment", "deployed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    release_id: int = Field(foreign_key="release.id", index=True)
+    release_id: int = Field(foreign_key="release.id")
     service: str = Field(max_length=100)
     environment: str = Field(max_length=100)
     sha: str = Field(max_length=64)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-03 18:14:35.409092
+Create Date: 2026-12-03 18:56:03.164888
 """
 
 from __future__ import annotations
@@ -142,11 +142,21 @@ def upgrade() -> None:
     sa.UniqueConstraint('service', 'environment', 'sha', 'attempt', name='uq_deployment_attempt')
     )
     with op.batch_alter_table('deployment', schema=None) as batch_op:
-        batch_op.create_index('ix_deployment_env_service_deployed', ['environment', 'service', 'deployed_at', 'state'], unique=False)
-        batch_op.create_index(batch_op.f('ix_deployment_release_id'), ['release_id'], unique=False)
+        batch_op.create_index('ix_deployment_env_deployed', ['environment', 'deployed_at', 'service', 'state', 'release_id'], unique=False)
+        batch_op.create_index('ix_deployment_release_env_deployed', ['release_id', 'environment', 'deployed_at'], unique=False)
         batch_op.create_index('ix_deployment_service_env_created', ['service', 'environment', 'created_at'], unique=False)
         batch_op.create_index('ix_deployment_service_env_state', ['service', 'environment', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_deployment_state'), ['state'], unique=False)
+
+    op.create_table('release_commit',
+    sa.Column('release_id', sa.Integer(), nullable=False),
+    sa.Column('sha', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('authored_us', sa.BigInteger(), nullable=True),
+    sa.ForeignKeyConstraint(['release_id'], ['release.id'], ),
+    sa.PrimaryKeyConstraint('release_id', 'sha')
+    )
+    with op.batch_alter_table('release_commit', schema=None) as batch_op:
+        batch_op.create_index('ix_release_commit_release_authored', ['release_id', 'authored_us'], unique=False)
 
     op.create_table('deploy_check',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -252,12 +262,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_deploy_check_deployment_id'))
 
     op.drop_table('deploy_check')
+    with op.batch_alter_table('release_commit', schema=None) as batch_op:
+        batch_op.drop_index('ix_release_commit_release_authored')
+
+    op.drop_table('release_commit')
     with op.batch_alter_table('deployment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deployment_state'))
         batch_op.drop_index('ix_deployment_service_env_state')
         batch_op.drop_index('ix_deployment_service_env_created')
-        batch_op.drop_index(batch_op.f('ix_deployment_release_id'))
-        batch_op.drop_index('ix_deployment_env_service_deployed')
+        batch_op.drop_index('ix_deployment_release_env_deployed')
+        batch_op.drop_index('ix_deployment_env_deployed')
 
     op.drop_table('deployment')
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
