@@ -13,8 +13,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bot.ports import Commit, Comparison
 from bot.scheduling import checks_tick
-from bot.services import dashboard
+from bot.services import assessment, dashboard
 from bot.store.db import Database
 from bot.store.tables import Deployment, Release
 from tests.conftest import Bot, BotFactory
@@ -337,16 +338,21 @@ def test_dora_series_counts_deploys_and_median_lead_time_per_week(db: Database) 
 
     def seed(session: Any) -> None:
         def release(sha: str, *authored: datetime) -> int:
-            row = Release(
-                service="checkout",
-                sha=sha * 40,
-                created_at=now,
-                commits=[{"sha": sha * 40, "authored_at": a.isoformat()} for a in authored]
-                + [{"sha": "f" * 40, "authored_at": None}],
-            )
+            row = Release(service="checkout", sha=sha * 40, created_at=now)
             session.add(row)
             session.flush()
             assert row.id is not None
+            commits = [
+                Commit(sha=f"{sha}{i}".ljust(40, "0"), message="m", author="a", authored_at=at)
+                for i, at in enumerate(authored)
+            ] + [Commit(sha="f" * 40, message="no time", author="a", authored_at=None)]
+            # stored as the worker stores a release's commits
+            assessment.store_comparison(
+                row,
+                comparison=Comparison(tuple(commits), (), len(commits), False),
+                base=None,
+                source="test",
+            )
             return row.id
 
         def deploy(release_id: int, sha: str, at: datetime, env: str, state: str, n: int) -> None:

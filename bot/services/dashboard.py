@@ -25,6 +25,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.services import audit, outbox
+from bot.services.assessment import epoch_micros
 from bot.store.tables import (
     Approval,
     AuditEvent,
@@ -33,6 +34,7 @@ from bot.store.tables import (
     Deployment,
     Gate,
     Release,
+    ReleaseCommit,
 )
 
 PRODUCTION = "production"
@@ -678,9 +680,11 @@ def dora_series(
         first_deploy.setdefault(release_id, (index, deployed_at))
 
     leads: list[list[float]] = [[] for _ in starts]
-    for release_id, commits in _release_commits(session, first_deploy):
+    for release_id, authored_us in _commit_times(session, first_deploy):
         index, deployed_at = first_deploy[release_id]
-        leads[index].extend(_lead_times(commits, deployed_at))
+        deployed_us = epoch_micros(deployed_at)
+        if deployed_us is not None:
+            leads[index].append(max(deployed_us - authored_us, 0) / 1_000_000)
 
     everything = [lead for found in leads for lead in found]
     total = sum(deploys)
@@ -720,32 +724,17 @@ def _index(at: datetime, first: datetime, step: timedelta, count: int) -> int | 
     return index if 0 <= index < count else None
 
 
-def _release_commits(
+def _commit_times(
     session: Session, releases: Iterable[int], chunk: int = 500
-) -> Iterable[tuple[int, list[dict[str, Any]]]]:
+) -> Iterable[tuple[int, int]]:
+    """(release id, authored time in epoch microseconds) of the releases' commits with a time
+    (the `release_commit` rows the DORA metrics read too)."""
     ids = sorted(releases)
     for offset in range(0, len(ids), chunk):
         part = ids[offset : offset + chunk]
-        for release_id, commits in session.execute(
-            sa.select(col(Release.id), col(Release.commits)).where(col(Release.id).in_(part))
-        ).all():
-            if release_id is not None and commits:
-                yield release_id, commits
-
-
-def _lead_times(commits: Iterable[Any], deployed_at: datetime) -> list[float]:
-    if deployed_at.tzinfo is None:
-        deployed_at = deployed_at.replace(tzinfo=UTC)
-    found: list[float] = []
-    for commit in commits:
-        authored = commit.get("authored_at") if isinstance(commit, Mapping) else None
-        if not isinstance(authored, str):
-            continue
-        try:
-            at = datetime.fromisoformat(authored)
-        except ValueError:
-            continue
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        found.append(max((deployed_at - at).total_seconds(), 0.0))
-    return found
+        rows = session.execute(
+            sa.select(col(ReleaseCommit.release_id), col(ReleaseCommit.authored_us))
+            .where(col(ReleaseCommit.release_id).in_(part))
+            .where(col(ReleaseCommit.authored_us).is_not(None))
+        ).all()
+        yield from ((int(release_id), int(authored_us)) for release_id, authored_us in rows)
