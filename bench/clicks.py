@@ -130,17 +130,23 @@ def start_fake_slack(workdir: Path) -> Server:
     return Server("slack", process, port, log_path)
 
 
+def release_sha(n: int) -> str:
+    """Round n's sha: its first 7 digits (what the message shows) differ every round."""
+    return f"{n + 1:07x}".ljust(40, "0")
+
+
 async def open_gate(
     client: httpx.AsyncClient, server: Server, slack_api: str, n: int, timeout: float
 ) -> Any:
     """A new release of checkout waits at production's gate; returns (gate id, message ts)."""
-    body = encode(protection_rule(sha=f"{n + 1:040x}", run=5000 + n))
+    sha = release_sha(n)
+    body = encode(protection_rule(sha=sha, run=5000 + n))
     headers = github_headers("deployment_protection_rule", body)
     answer = await client.post(server.base_url + "/webhooks/github", content=body, headers=headers)
     answer.raise_for_status()
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        found = await _approve_button(client, slack_api, sha_prefix=f"{n + 1:040x}"[:7])
+        found = await _approve_button(client, slack_api, sha_prefix=sha[:7])
         if found:
             return found
         await asyncio.sleep(0.05)
