@@ -63,7 +63,7 @@ from integrations.slack.sandbox import (
     load_directory,
     make_sandbox,
 )
-from integrations.slack.sender import WebApiSlackSender, make_web_client
+from integrations.slack.sender import WebApiSlackSender, make_http_session, make_web_client
 
 log = logging.getLogger("releasebot")
 
@@ -120,14 +120,20 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             )
         # Our own calls reach the sandbox in process; Bolt makes a client per request from
         # its base URL, so its calls (ephemeral answers, modals) go to the sandbox's HTTP API
-        # on this server.
+        # on this server. Every Web API call over HTTP shares one session (its connections
+        # are kept open), Bolt's per-request clients included.
+        slack_http = make_http_session()
         client = (
             InProcessWebClient(sandbox)
             if sandbox is not None
-            else make_web_client(token, settings.slack_api_url)
+            else make_web_client(token, settings.slack_api_url, session=slack_http)
         )
         bolt_client = (
-            make_web_client(SANDBOX_TOKEN, settings.public_url.rstrip("/") + "/sandbox/api/")
+            make_web_client(
+                SANDBOX_TOKEN,
+                settings.public_url.rstrip("/") + "/sandbox/api/",
+                session=slack_http,
+            )
             if sandbox is not None
             else client
         )
@@ -229,6 +235,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             await close_all(own_deployers)
             for closeable in (*own_pagers.values(), *own_runners.values()):
                 await closeable.aclose()
+            await slack_http.close()
             engine.dispose()
 
     return Starlette(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -73,6 +74,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             _error(f"  {problem}")
         return EXIT_FAIL
+    # What is loaded by now (modules, the config) stays for the life of the server: frozen,
+    # the collector's full passes no longer walk it all (each stalled the event loop, and
+    # every request waiting on it, for ~100 ms).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=settings.log_level.lower(), access_log=False
     )

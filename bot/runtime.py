@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.store.db import Database
 
 T = TypeVar("T")
+GATE_SCOPES_KEPT = 256
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Runtime:
     worker: OutboxWorker
     migrations_head: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # (service, environment) of the gates clicked lately: it never changes for a gate (nor
+    # are gates deleted), and a burst of clicks on one message would read it each time.
+    _gate_scopes: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     async def record_delivery(
         self,
@@ -78,9 +82,14 @@ class Runtime:
         self, *, gate_id: int, user_id: str, decision: str, reason: str | None = None
     ) -> gates.Outcome:
         """One person's approve or reject from Slack: who they are, then one transaction."""
-        found = await asyncio.to_thread(self._gate_scope, gate_id)
+        found = self._gate_scopes.get(gate_id)
         if found is None:
-            return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
+            found = await asyncio.to_thread(self._gate_scope, gate_id)
+            if found is None:
+                return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
+            if len(self._gate_scopes) >= GATE_SCOPES_KEPT:
+                del self._gate_scopes[next(iter(self._gate_scopes))]  # the oldest
+            self._gate_scopes[gate_id] = found
         service, environment = found
         groups = gates.gate_principals(self.config, service, environment)
         group_members = {group: await self.directory.group_members(group) for group in groups}

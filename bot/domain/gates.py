@@ -66,6 +66,7 @@ __all__ = [
     "break_glass_check",
     "break_glass_valid_until",
     "can_fill_a_seat",
+    "closed_refusal",
     "decision_refusal",
     "due_action",
     "evaluate",
@@ -739,8 +740,9 @@ def decision_refusal(
     gate and on their own change (stopping a release is always safe).
     """
     _require_aware(at, "at")
-    if gate_status not in _PENDING_ALIASES:
-        return _CLOSED_REASONS.get(gate_status, f"this gate is {gate_status}, not pending")
+    closed = closed_refusal(gate_status)
+    if closed is not None:
+        return closed
     if not can_fill_a_seat(requirement, person.user_id, memberships):
         return _not_an_approver(requirement, mention)
     approving = decision == "approve"
@@ -759,6 +761,17 @@ def decision_refusal(
             f"{requirement.risk_level} risk" if requirement.risk_level else "this gate is blocked"
         )
         return f"{level}: only break-glass can pass this gate"
+    return None
+
+
+def closed_refusal(gate_status: str) -> str | None:
+    """The first check of `decision_refusal` on its own: why nobody may decide on a gate in
+    this status ("this gate was already approved"), or None while it is pending.
+
+    Whatever else a decision would look at is irrelevant once this answers, so a caller may
+    ask it before gathering the rest."""
+    if gate_status not in _PENDING_ALIASES:
+        return _CLOSED_REASONS.get(gate_status, f"this gate is {gate_status}, not pending")
     return None
 
 

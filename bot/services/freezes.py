@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -197,10 +197,30 @@ def unfreeze(
     )
 
 
+# `_in_force` built once, as a Core statement: every gate decision asks `active(...)`, and
+# it needs the window's values only, not FreezeWindow objects.
+_WINDOW = FreezeWindow.__table__  # type: ignore[attr-defined]
+_AT = sa.bindparam("at", type_=_WINDOW.c.ends_at.type)
+_IN_FORCE = (
+    sa.select(
+        _WINDOW.c.environment,
+        _WINDOW.c.starts_at,
+        _WINDOW.c.ends_at,
+        _WINDOW.c.lifted_at,
+        _WINDOW.c.reason,
+    )
+    .where(_WINDOW.c.ends_at > _AT)
+    .where(_WINDOW.c.starts_at <= _AT)
+    .where(sa.or_(_WINDOW.c.lifted_at.is_(None), _WINDOW.c.lifted_at > _AT))
+    .order_by(_WINDOW.c.id)
+)
+
+
 def active(session: Session, *, config: Config, now: datetime) -> list[Freeze]:
     """Every freeze in force at `now`: the YAML's (file order), then Slack's (oldest first)."""
     found = [f for f in config.freezes if f.active_at(now)]
-    for window in _windows(session, now):
+    session.flush()  # what the ORM query would flush first (a window added just now)
+    for window in session.connection().execute(_IN_FORCE, {"at": now}):
         found.append(
             Freeze(
                 environments=[window.environment],
@@ -290,7 +310,15 @@ def _in_force(query: SelectOfScalar[FreezeWindow], at: datetime) -> SelectOfScal
     )
 
 
-def _end(window: FreezeWindow) -> datetime:
+class _Window(Protocol):
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def lifted_at(self) -> datetime | None: ...
+
+
+def _end(window: _Window) -> datetime:
+    """When a window (a FreezeWindow, or a row of `_IN_FORCE`) ends: lifted or run out."""
     if window.lifted_at is not None and window.lifted_at < window.ends_at:
         return window.lifted_at
     return window.ends_at

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from bot.config import Config, Environment
@@ -46,8 +48,12 @@ class Outcome:
 
 
 def environment_of(config: Config, deployment: Deployment) -> Environment | None:
-    service = config.services.get(deployment.service)
-    return service.environment(deployment.environment) if service else None
+    return _environment(config, deployment.service, deployment.environment)
+
+
+def _environment(config: Config, service: str, environment: str) -> Environment | None:
+    found = config.services.get(service)
+    return found.environment(environment) if found else None
 
 
 def gate_principals(config: Config, service: str, environment: str) -> frozenset[str]:
@@ -76,8 +82,13 @@ def memberships_from(
 
 
 def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeople:
-    release = session.get(Release, deployment.release_id)
-    commits = (release.commits or []) if release else []
+    session.flush()  # what the ORM would flush before loading the release
+    found = (
+        session.connection()
+        .execute(_RELEASE_COMMITS, {"release_id": deployment.release_id})
+        .first()
+    )
+    commits = (found.commits or []) if found is not None else []
     return rules.ReleasePeople(
         authors=tuple(c.get("author_login") or "" for c in commits),
         committers=tuple(c.get("committer_login") or "" for c in commits),
@@ -98,14 +109,57 @@ def requirement(config: Config, deployment: Deployment) -> rules.Requirement | N
 
 def scope(session: Session, gate_id: int) -> tuple[str, str] | None:
     """(service, environment) of a gate."""
-    gate = session.get(Gate, gate_id)
-    deployment = session.get(Deployment, gate.deployment_id) if gate else None
-    return (deployment.service, deployment.environment) if deployment else None
+    session.flush()  # what the ORM would flush before loading the gate
+    found = session.connection().execute(_GATE_SCOPE, {"gate_id": gate_id}).first()
+    return (found.service, found.environment) if found is not None else None
 
+
+# Core statements built once, run on the session's connection: a click on a gate's button
+# runs them (a burst of clicks runs them many times), and none needs ORM objects.
+_GATE = Gate.__table__  # type: ignore[attr-defined]
+_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
+_APPROVAL = Approval.__table__  # type: ignore[attr-defined]
+_RELEASE = Release.__table__  # type: ignore[attr-defined]
+_GATE_SCOPE = (
+    sa.select(_DEPLOYMENT.c.service, _DEPLOYMENT.c.environment)
+    .select_from(_GATE.join(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
+    .where(_GATE.c.id == sa.bindparam("gate_id"))
+)
+# What a decision looks at first: the gate's status and version, and where it gates.
+_GATE_TO_DECIDE = (
+    sa.select(
+        _GATE.c.status,
+        _GATE.c.row_version,
+        _GATE.c.deployment_id,
+        _DEPLOYMENT.c.id.label("found_deployment"),
+        _DEPLOYMENT.c.service,
+        _DEPLOYMENT.c.environment,
+    )
+    .select_from(_GATE.outerjoin(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
+    .where(_GATE.c.id == sa.bindparam("gate_id"))
+)
+# `_lock` as one statement: bump the version only if it is still the one read.
+_BUMP_ROW_VERSION = (
+    sa.update(_GATE)
+    .where(_GATE.c.id == sa.bindparam("gate_id"))
+    .where(_GATE.c.row_version == sa.bindparam("seen_version"))
+    .values(row_version=sa.bindparam("new_version"))
+)
+_VOTES = (
+    sa.select(_APPROVAL.c.user_id, _APPROVAL.c.decision)
+    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
+    .order_by(_APPROVAL.c.id)
+)
+_APPROVERS = (
+    sa.select(_APPROVAL.c.user_id)
+    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
+    .where(_APPROVAL.c.decision == "approve")
+    .order_by(_APPROVAL.c.id)
+)
+_RELEASE_COMMITS = sa.select(_RELEASE.c.commits).where(_RELEASE.c.id == sa.bindparam("release_id"))
 
 # Built once: every assessed deployment asks for its pending gate, and most have none, so
 # a Core query says whether there is one before the ORM loads it.
-_GATE = Gate.__table__  # type: ignore[attr-defined]
 _ANY_PENDING_GATE = (
     sa.select(_GATE.c.id)
     .where(_GATE.c.deployment_id == sa.bindparam("deployment_id"))
@@ -135,14 +189,8 @@ def latest_gate(session: Session, deployment_id: int) -> Gate | None:
 
 
 def approvers_of(session: Session, gate_id: int) -> list[str]:
-    return list(
-        session.exec(
-            select(Approval.user_id)
-            .where(Approval.gate_id == gate_id)
-            .where(Approval.decision == "approve")
-            .order_by(col(Approval.id))
-        ).all()
-    )
+    session.flush()  # what the ORM query would flush first (an approval added just now)
+    return list(session.connection().execute(_APPROVERS, {"gate_id": gate_id}).scalars())
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -262,17 +310,37 @@ def decide(
     decision: str,
     reason: str | None = None,
 ) -> Outcome:
-    """Record one person's approve or reject on a gate, or refuse it with the reason."""
-    gate = session.get(Gate, gate_id)
-    if gate is None:
+    """Record one person's approve or reject on a gate, or refuse it with the reason.
+
+    The gate is locked first (`_lock`: its row_version bumped if still the one read). A
+    click on a gate that is no longer pending (most of a burst of clicks) is refused from
+    the gate's row alone: nothing else a decision looks at can change that answer, which is
+    `rules.decision_refusal`'s first check.
+    """
+    session.flush()  # what the ORM would flush before its first statement here
+    conn = session.connection()
+    seen = conn.execute(_GATE_TO_DECIDE, {"gate_id": gate_id}).first()
+    if seen is None:
         return Outcome(REFUSED, "this gate does not exist", gate_id)
-    _lock(session, gate)
-    deployment = session.get(Deployment, gate.deployment_id)
-    assert deployment is not None and deployment.id is not None
-    env = environment_of(config, deployment)
+    _bump(session, gate_id, seen.row_version)
+    assert seen.found_deployment is not None
+    env = _environment(config, seen.service, seen.environment)
     assert env is not None and env.gate is not None
-    approvers = approvers_of(session, gate_id)
-    voted = set(session.exec(select(Approval.user_id).where(Approval.gate_id == gate_id)).all())
+    subject = f"gate:{gate_id}"
+    closed = rules.closed_refusal(seen.status)
+    if closed is not None:
+        _refused(
+            session, now=now, person=person, decision=decision, refusal=closed, gate_id=gate_id
+        )
+        return Outcome(REFUSED, closed, gate_id, seen.deployment_id)
+    # Loaded after the lock: the row as it is now (populate_existing in case this session
+    # already held the gate, with the version before the bump).
+    gate = session.get(Gate, gate_id, populate_existing=True)
+    deployment = session.get(Deployment, seen.deployment_id)
+    assert gate is not None and deployment is not None and deployment.id is not None
+    votes = conn.execute(_VOTES, {"gate_id": gate_id}).all()
+    approvers = [user for user, vote in votes if vote == "approve"]
+    voted = {user for user, _ in votes}
     memberships = memberships_from(group_members, {*approvers, person.user_id})
     current = requirement(config, deployment) or rules.requirement_for(env.gate, None)
     refusal = rules.decision_refusal(
@@ -290,15 +358,9 @@ def decide(
     )
     if refusal is None and decision == "reject" and not (reason or "").strip():
         refusal = "a reason is required to reject a release"
-    subject = f"gate:{gate_id}"
     if refusal is not None:
-        audit.append(
-            session,
-            at=now,
-            actor=person.user_id,
-            action="gate.decision_refused",
-            subject=subject,
-            details={"decision": decision, "reason": refusal},
+        _refused(
+            session, now=now, person=person, decision=decision, refusal=refusal, gate_id=gate_id
         )
         return Outcome(REFUSED, refusal, gate_id, deployment.id)
     session.add(
@@ -343,6 +405,25 @@ def decide(
     if result == APPROVED:
         return Outcome(APPROVED, "approved: the release goes ahead", gate_id, deployment.id)
     return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate_id, deployment.id)
+
+
+def _refused(
+    session: Session,
+    *,
+    now: datetime,
+    person: rules.Person,
+    decision: str,
+    refusal: str,
+    gate_id: int,
+) -> None:
+    audit.append(
+        session,
+        at=now,
+        actor=person.user_id,
+        action="gate.decision_refused",
+        subject=f"gate:{gate_id}",
+        details={"decision": decision, "reason": refusal},
+    )
 
 
 def settle(
@@ -425,6 +506,20 @@ def _lock(session: Session, gate: Gate) -> None:
     if updated.rowcount != 1:  # type: ignore[attr-defined]
         raise ConcurrentUpdate(f"gate {gate.id} changed underneath")
     session.refresh(gate)
+
+
+def _bump(session: Session, gate_id: int, seen_version: int) -> None:
+    """`_lock` by id: bump the row version from the one read, or fail if someone else did
+    first (the caller retries). A Gate object this session holds gets the new version."""
+    updated = session.connection().execute(
+        _BUMP_ROW_VERSION,
+        {"gate_id": gate_id, "seen_version": seen_version, "new_version": seen_version + 1},
+    )
+    if updated.rowcount != 1:
+        raise ConcurrentUpdate(f"gate {gate_id} changed underneath")
+    held = session.identity_map.get(identity_key(Gate, gate_id))
+    if held is not None:
+        set_committed_value(held, "row_version", seen_version + 1)
 
 
 def _close(

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.services.gates import Outcome
+from handlers.slack.middleware import ACK_FIRST
 
 log = logging.getLogger("releasebot.slack")
 
@@ -31,7 +32,7 @@ ICONS = {
 
 
 def register_actions(app: AsyncApp, runtime: Runtime) -> None:
-    @app.action("release_approve")
+    @app.action("release_approve", middleware=ACK_FIRST)
     async def approve(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         gate_id = _value(body)
@@ -42,7 +43,7 @@ def register_actions(app: AsyncApp, runtime: Runtime) -> None:
         )
         await _tell(client, body, outcome)
 
-    @app.action("release_reject")
+    @app.action("release_reject", middleware=ACK_FIRST)
     async def reject(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         gate_id = _value(body)
@@ -140,7 +141,7 @@ BREAK_GLASS_MODAL = "release_break_glass_modal"
 def register_operations(app: AsyncApp, runtime: Runtime) -> None:
     """Promote, roll back (with a reason), unlock, and break-glass (ask, then confirm)."""
 
-    @app.action("release_promote")
+    @app.action("release_promote", middleware=ACK_FIRST)
     async def promote(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         deployment_id = _value(body)
@@ -150,7 +151,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
             )
             await _tell(client, body, outcome)
 
-    @app.action("release_unlock")
+    @app.action("release_unlock", middleware=ACK_FIRST)
     async def unlock(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         deployment_id = _value(body)
@@ -160,7 +161,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
             )
             await _tell(client, body, outcome)
 
-    @app.action("release_rollback")
+    @app.action("release_rollback", middleware=ACK_FIRST)
     async def rollback(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         deployment_id = _value(body)
@@ -193,7 +194,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
         )
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
-    @app.action("release_break_glass")
+    @app.action("release_break_glass", middleware=ACK_FIRST)
     async def break_glass(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         gate_id = _value(body)
@@ -224,7 +225,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
         )
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
-    @app.action("release_break_glass_confirm")
+    @app.action("release_break_glass_confirm", middleware=ACK_FIRST)
     async def confirm(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         gate_id = _value(body)

@@ -49,6 +49,7 @@ from bot.render import clock_time, escape_mrkdwn, link, mention, risk_label, sta
 from bot.runtime import Runtime
 from bot.services import freezes, queries
 from bot.services.gates import Outcome
+from handlers.slack.middleware import ACK_FIRST
 
 log = logging.getLogger("releasebot.slack")
 
@@ -430,7 +431,7 @@ class Reply:
 def register_commands(app: AsyncApp, runtime: Runtime, command_name: str) -> None:
     """One listener for the slash command and one for the list pages' "Next" buttons."""
 
-    @app.command(command_name)
+    @app.command(command_name, middleware=ACK_FIRST)
     async def command(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         await ack()
         user = str(body.get("user_id") or "")
@@ -444,7 +445,7 @@ def register_commands(app: AsyncApp, runtime: Runtime, command_name: str) -> Non
         for channel, text in reply.announcements:
             await _announce(client, channel, text)
 
-    @app.action(PAGE_ACTION)
+    @app.action(PAGE_ACTION, middleware=ACK_FIRST)
     async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         await ack()
         try:

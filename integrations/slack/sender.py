@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.errors import DeliveryFailed
 from bot.ports import PostedMessage
 
-__all__ = ["RETRYABLE_ERRORS", "WebApiSlackSender", "make_web_client"]
+__all__ = ["RETRYABLE_ERRORS", "WebApiSlackSender", "make_http_session", "make_web_client"]
 
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -33,10 +33,29 @@ DEFAULT_TIMEOUT_SECONDS = 30
 
 
 def make_web_client(
-    token: str | None, base_url: str, *, timeout: int = DEFAULT_TIMEOUT_SECONDS
+    token: str | None,
+    base_url: str,
+    *,
+    timeout: int = DEFAULT_TIMEOUT_SECONDS,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
-    """A client for `base_url` (Slack's, or a fake's) with slack_sdk's default retry handlers."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout)
+    """A client for `base_url` (Slack's, or a fake's) with slack_sdk's default retry handlers.
+
+    With `session` (see `make_http_session`) every call goes through that session's pool of
+    kept-alive connections; without, slack_sdk opens a new session (and connection) per call.
+    Bolt passes its client's session on to the client it makes for each request.
+    """
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, session=session)
+
+
+def make_http_session(*, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> aiohttp.ClientSession:
+    """An aiohttp session for `make_web_client`, as slack_sdk would make one for each call
+    (the same total timeout, no proxies from the environment), except that it keeps no
+    cookies between calls and keeps connections open for the next call. Create it in the
+    event loop that uses it and close it there."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout), cookie_jar=aiohttp.DummyCookieJar()
+    )
 
 
 class WebApiSlackSender:
