@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+import pytest
+from sqlmodel import Session, select
 
 from bot.app import Overrides
+from bot.config import Config
 from bot.domain.errors import DeliveryFailed
-from bot.store.tables import AuditEvent, Deployment
+from bot.domain.risk import RiskInputs
+from bot.services import assessment
+from bot.store.db import Database
+from bot.store.tables import AuditEvent, Deployment, Release
 from integrations.slack.fakeapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeScm, FrozenClock, commits
@@ -136,3 +142,63 @@ async def test_a_failing_compare_api_is_retried_then_reported(
     assert "commit list unavailable: GET compare: 502" in section(
         slack.messages(CHANNEL)[0], "Commits"
     )
+
+
+def test_the_service_record_counts_the_last_30_days_in_this_environment(
+    db: Database, example_config: Config
+) -> None:
+    """Recent failure rate, last deploy failed and days since production come from history."""
+    now = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)
+    history = [  # (days ago, environment, state)
+        (40, "production", "verified"),  # older than 30 days: not counted, but production
+        (20, "production", "failed"),
+        (10, "production", "verified"),
+        (5, "production", "rolled_back"),
+        (4, "staging", "failed"),  # another environment
+        (3, "production", "in_progress"),  # never finished: neither deployed nor failed
+        (2, "production", "verification_failed"),
+    ]
+
+    def seed(session: Session) -> tuple[Deployment, Release]:
+        release = Release(service="checkout", sha=SHA_A, created_at=now)
+        session.add(release)
+        session.flush()
+        assert release.id is not None
+        for n, (days, environment, state) in enumerate(history):
+            at = now - timedelta(days=days)
+            session.add(
+                Deployment(
+                    release_id=release.id,
+                    service="checkout",
+                    environment=environment,
+                    sha=f"{n:040x}",
+                    state=state,
+                    source="test",
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+        current = Deployment(
+            release_id=release.id,
+            service="checkout",
+            environment="production",
+            sha=SHA_A,
+            state="in_progress",
+            source="test",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(current)
+        session.flush()
+        return current, release
+
+    def inputs(session: Session) -> RiskInputs:
+        current, release = seed(session)
+        return assessment._inputs(
+            session, config=example_config, deployment=current, release=release
+        )
+
+    found = db.write(inputs)
+    assert (found.recent_deploys, found.recent_failures) == (4, 3)
+    assert found.last_deploy_failed is True  # verification failed 2 days ago
+    assert found.days_since_last_production_deploy == pytest.approx(10)

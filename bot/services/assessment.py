@@ -242,15 +242,29 @@ def _inputs(
     session: Session, *, config: Config, deployment: Deployment, release: Release
 ) -> RiskInputs:
     diff = release.diff or {}
-    recent = session.exec(
-        select(Deployment.state, Deployment.sha)
-        .where(Deployment.service == deployment.service)
-        .where(Deployment.environment == deployment.environment)
-        .where(col(Deployment.created_at) >= deployment.created_at - RECENT)
-        .where(col(Deployment.created_at) < deployment.created_at)
-        .where(col(Deployment.state).in_(DEPLOYED + FAILED))
+    # The service's record in this environment over the last RECENT: counted in the
+    # database (a busy service has thousands of deployments there), plus the latest one.
+    window = (
+        (col(Deployment.service) == deployment.service)
+        & (col(Deployment.environment) == deployment.environment)
+        & (col(Deployment.created_at) >= deployment.created_at - RECENT)
+        & (col(Deployment.created_at) < deployment.created_at)
+        & col(Deployment.state).in_(DEPLOYED + FAILED)
+    )
+    recent_deploys, recent_failures = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((col(Deployment.state).in_(FAILED), 1), else_=0)), 0
+            ),
+        ).where(window)
+    ).one()
+    latest_state = session.execute(
+        sa.select(col(Deployment.state))
+        .where(window)
         .order_by(col(Deployment.created_at).desc())
-    ).all()
+        .limit(1)
+    ).scalar()
     last_production = session.exec(
         select(Deployment.created_at)
         .where(Deployment.service == deployment.service)
@@ -282,7 +296,7 @@ def _inputs(
             f.covers(deployment.environment) and f.active_at(deployment.created_at)
             for f in config.freezes
         ),
-        recent_deploys=len(recent),
-        recent_failures=sum(1 for state, _ in recent if state in FAILED),
-        last_deploy_failed=bool(recent) and recent[0][0] in FAILED,
+        recent_deploys=int(recent_deploys),
+        recent_failures=int(recent_failures),
+        last_deploy_failed=latest_state in FAILED,
     )
