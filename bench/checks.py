@@ -35,14 +35,11 @@ import logging
 import math
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,6 +53,7 @@ if str(REPO_ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
+from support import bench_database, out  # noqa: E402
 
 import bot.app  # noqa: E402,F401  (every module the server imports counts towards its RSS)
 from bot import migrate  # noqa: E402
@@ -70,7 +68,7 @@ from bot.runtime import Runtime  # noqa: E402
 from bot.scheduling import CHECKS_TICK_SECONDS, build_scheduler, register_jobs  # noqa: E402
 from bot.services import verification  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.store.db import Database, make_engine, normalize_url  # noqa: E402
+from bot.store.db import Database, make_engine  # noqa: E402
 from bot.store.tables import (  # noqa: E402
     Check,
     CheckRun,
@@ -88,11 +86,6 @@ SERVICE, ENVIRONMENT = "checkout", "production"
 LEAD_SECONDS = 2.0  # between the end of seeding and the first due time
 GRACE_SECONDS = 60.0  # after the last due time, before giving up on stragglers
 INSERT_CHUNK = 1000
-
-
-def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def rss_now_mb() -> float | None:
@@ -117,40 +110,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # --- the database --------------------------------------------------------------------------
-
-
-@contextmanager
-def bench_database(url: str | None, *, keep: bool) -> Iterator[str]:
-    """A fresh database: a SQLite file in a temp dir, or a new database on the PostgreSQL
-    server `url` names (created here, dropped afterwards unless --keep)."""
-    if url is None:
-        workdir = Path(tempfile.mkdtemp(prefix="releasebot-bench-checks-"))
-        try:
-            yield f"sqlite:///{workdir / 'releasebot.db'}"
-        finally:
-            if keep:
-                out(f"kept {workdir}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
-        return
-    server = make_url(normalize_url(url))
-    if server.get_backend_name() != "postgresql":
-        raise SystemExit(f"--database-url must be a PostgreSQL URL, not {server.drivername}")
-    name = f"rb_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            if keep:
-                out(f"kept database {name}")
-            else:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 def check_spec(name: str) -> dict[str, Any]:
@@ -556,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count, --minutes and --tick must be positive")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        with bench_database(args.database_url, keep=args.keep) as url:
+        with bench_database(
+            args.database_url, keep=args.keep, prefix="releasebot-bench-checks-"
+        ) as url:
             results = asyncio.run(run(args, url))
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         sys.stderr.write(f"the benchmark could not run: {type(exc).__name__}: {exc}\n")

@@ -40,14 +40,10 @@ import argparse
 import json
 import math
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,14 +54,15 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+from support import bench_database, out  # noqa: E402
 
 from bot import migrate  # noqa: E402
 from bot.domain import states  # noqa: E402
 from bot.domain.audit import format_at  # noqa: E402
 from bot.ports import Commit  # noqa: E402
 from bot.services import assessment, dora  # noqa: E402
-from bot.store.db import Database, make_engine, normalize_url  # noqa: E402
+from bot.store.db import Database, make_engine  # noqa: E402
 from bot.store.tables import AuditEvent, Deployment, Release, ReleaseCommit  # noqa: E402
 
 TARGET_MS = 200.0
@@ -100,46 +97,7 @@ PROPOSED_INDEX_SQL = (
 )
 
 
-def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 # --- the database --------------------------------------------------------------------------
-
-
-@contextmanager
-def bench_database(url: str | None, *, keep: bool) -> Iterator[str]:
-    """A fresh database: a SQLite file in a temp dir, or a new database on the PostgreSQL
-    server `url` names (created here, dropped afterwards unless --keep)."""
-    if url is None:
-        workdir = Path(tempfile.mkdtemp(prefix="releasebot-bench-dora-"))
-        try:
-            yield f"sqlite:///{workdir / 'releasebot.db'}"
-        finally:
-            if keep:
-                out(f"kept {workdir}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
-        return
-    server = make_url(normalize_url(url))
-    if server.get_backend_name() != "postgresql":
-        raise SystemExit(f"--database-url must be a PostgreSQL URL, not {server.drivername}")
-    name = f"rb_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            if keep:
-                out(f"kept database {name}")
-            else:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 # --- the history ---------------------------------------------------------------------------
@@ -731,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.deployments < 1 or args.repeat < 1:
         parser.error("--deployments and --repeat must be positive")
     try:
-        with bench_database(args.database_url, keep=args.keep) as url:
+        with bench_database(
+            args.database_url, keep=args.keep, prefix="releasebot-bench-dora-"
+        ) as url:
             results = run(args, url)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         sys.stderr.write(f"the benchmark could not run: {type(exc).__name__}: {exc}\n")
