@@ -106,6 +106,7 @@ class OutboxWorker:
         self._deployers = deployers or {}
         self._pagers = pagers or {}
         self._secrets = secrets or (lambda _name: None)
+        self._unset_warned: set[str] = set()  # secret variables already reported missing
         self._public_url = public_url.rstrip("/")
         self._rng = rng
         self._batch = batch
@@ -381,11 +382,18 @@ class OutboxWorker:
             key = self._secrets(variable)
             if pager is None:
                 continue
+            action = "change" if row.kind == PAGER_CHANGE else str(row.payload["action"])
+            if not key and action == "change":
+                # A change event is a note on the service's timeline: without its key it is
+                # skipped (said once), not a dead row per deploy. A page never is.
+                if variable not in self._unset_warned:
+                    self._unset_warned.add(variable)
+                    log.warning("%s is not set: %s change events are skipped", variable, provider)
+                continue
             if not key:
                 raise DeliveryFailed(
                     f"{variable} is not set: cannot reach {provider}", retryable=False
                 )
-            action = "change" if row.kind == PAGER_CHANGE else str(row.payload["action"])
             await pager.send(
                 PagerEvent(
                     action=action,  # type: ignore[arg-type]

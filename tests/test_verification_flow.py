@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from bot.app import Overrides
 from bot.scheduling import checks_tick
-from bot.store.tables import AuditEvent, CheckRun, Deployment
+from bot.store.tables import AuditEvent, CheckRun, Deployment, OutboxMessage
 from integrations.slack.fakeapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FrozenClock
@@ -196,3 +196,37 @@ async def test_notify_policy_shows_the_rollback_button_instead(
     assert "release_rollback" in actions
     assert edge.github.calls("POST", "/dispatches") == []
     assert "Use *Roll back*" in "\n".join(thread_of(slack, SHA_A))
+
+
+async def test_without_a_routing_key_change_events_are_skipped_but_a_page_fails_loudly(
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    edge: FakeEdge,
+    app_private_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    overrides = Overrides(
+        clock=clock,
+        start_scheduler=False,
+        run_outbox_worker=False,
+        http_transport=edge.transport,
+        environ={},  # PD_CHECKOUT_ROUTING_KEY, named by the config, is not set
+    )
+    env = {"GITHUB_APP_ID": "1234", "GITHUB_APP_PRIVATE_KEY": app_private_key}
+    async with bot_factory(env=env, overrides=overrides) as bot:
+        await deploy(bot, SHA_A, 1)
+        await deploy(bot, SHA_B, 2)
+        with bot.runtime.db.read() as session:
+            dead = session.exec(select(OutboxMessage).where(OutboxMessage.status == "dead")).all()
+        assert dead == []  # two production deploys, no change event, nothing dead
+        warned = [r.getMessage() for r in caplog.records if "PD_CHECKOUT_ROUTING_KEY" in r.message]
+        assert warned == ["PD_CHECKOUT_ROUTING_KEY is not set: pagerduty change events are skipped"]
+
+        edge.health.queued = [500]  # SHA_B's first health check fails: on-call must be paged
+        await checks_due(bot)
+        with bot.runtime.db.read() as session:
+            dead = session.exec(select(OutboxMessage).where(OutboxMessage.status == "dead")).all()
+        assert [row.last_error for row in dead] == [
+            "PD_CHECKOUT_ROUTING_KEY is not set: cannot reach pagerduty"
+        ]
+        assert edge.pagerduty.events == [] and edge.pagerduty.changes == []
