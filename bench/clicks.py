@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,14 +47,12 @@ if str(REPO_ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from ingest import (  # noqa: E402
-    HOST,
-    UVICORN_SETTINGS,
+    BOT_TOKEN,
     AiohttpPoster,
     LoadResult,
     Server,
-    clean_environ,
-    free_port,
     start_bare,
+    start_fake_slack,
     start_releasebot,
     wait_until_up,
 )
@@ -70,7 +67,6 @@ from tests.slackflow import CHANNEL, protection_rule  # noqa: E402
 
 TARGET_P99_MS = 150.0
 SIGNING_SECRET = "bench-slack-signing-secret"
-BOT_TOKEN = "xoxb-bench"
 # (user, action): who clicks what, cycled over the burst.
 CLICKS = [
     ("U0RELMGR1", "release_approve"),  # a release manager: approves (first one wins)
@@ -102,32 +98,6 @@ def click_body(user: str, action_id: str, gate: str, message_ts: str, n: int) ->
         ],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
-
-
-def serve_fake_slack(port: int) -> None:
-    """The stand-in Slack (people and groups of the sandbox directory) under uvicorn."""
-    import uvicorn
-
-    from integrations.slack.sandbox import make_sandbox
-
-    uvicorn.run(make_sandbox(clock=time.time).app(), host=HOST, port=port, **UVICORN_SETTINGS)
-
-
-def start_fake_slack(workdir: Path) -> Server:
-    port = free_port()
-    log_path = workdir / "slack.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve-fake-slack", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=clean_environ() | {"PYTHONPATH": str(REPO_ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return Server("slack", process, port, log_path)
 
 
 def release_sha(n: int) -> str:
@@ -327,11 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a stand-in Slack in its own process (default), or the built-in sandbox",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
-    parser.add_argument("--serve-fake-slack", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_fake_slack is not None:
-        serve_fake_slack(args.serve_fake_slack)
-        return 0
     tmp = Path(tempfile.mkdtemp(prefix="releasebot-bench-clicks-"))
     try:
         results = asyncio.run(bench(args, tmp))

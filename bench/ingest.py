@@ -187,6 +187,37 @@ def start_releasebot(
     return Server("releasebot", process, port, log_path)
 
 
+BOT_TOKEN = "xoxb-bench"
+
+
+def serve_fake_slack(port: int) -> None:
+    """A stand-in Slack Web API (the sandbox directory's people and groups) under uvicorn,
+    stamping messages with the real time."""
+    import uvicorn
+
+    from integrations.slack.sandbox import make_sandbox
+
+    uvicorn.run(make_sandbox(clock=time.time).app(), host=HOST, port=port, **UVICORN_SETTINGS)
+
+
+def start_fake_slack(workdir: Path) -> Server:
+    """The stand-in Slack in a process of its own, as Slack is to a real deployment."""
+    port = free_port()
+    log_path = workdir / "slack.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-fake-slack", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=clean_environ() | {"PYTHONPATH": str(REPO_ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Server("slack", process, port, log_path)
+
+
 def start_bare(workdir: Path) -> Server:
     port = free_port()
     log_path = workdir / "bare.log"
@@ -529,6 +560,71 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return results
 
 
+SERVICES = {"github": "checkout", "gitlab": "ledger", "generic": "payments-batch"}
+TARGET_TO_SLACK_P95_MS = 500.0
+
+
+async def steady_latency(
+    args: argparse.Namespace,
+    client: httpx.AsyncClient,
+    server: Server,
+    provider: str,
+    slack_api: str,
+) -> dict[str, Any]:
+    """Webhook to Slack message, one new deployment at a time at `--steady-rate` per second:
+    each message's ts (the Slack API's clock) minus the time its delivery was answered."""
+    from bot.config import load_config
+
+    channel = load_config(EXAMPLE_CONFIG).channel_for(SERVICES[provider])
+    poster = POSTERS[args.client](1)
+    answered: dict[str, float] = {}
+    try:
+        for n in range(args.steady_count):
+            # a fresh random sha each, so the 7 digits a message shows tell them apart
+            job = DELIVERIES[provider](True, 0, secrets.token_hex(12), 700_000_000 + n)
+            sha = _sha_of(job.body)
+            began = time.perf_counter()
+            status, _ = await poster.post(server.base_url + job.path, job.body, job.headers)
+            if status == 202:
+                answered[sha[:7]] = time.time()
+            await asyncio.sleep(max(0.0, 1 / args.steady_rate - (time.perf_counter() - began)))
+    finally:
+        await poster.aclose()
+    await wait_for_drain(client, server, args.drain_timeout)
+    history = (
+        await client.post(
+            slack_api + "conversations.history",
+            data={"channel": channel, "limit": "999"},
+            headers={"authorization": f"Bearer {BOT_TOKEN}"},
+        )
+    ).json()
+    latencies = []
+    for message in history.get("messages", []):
+        for short, at in answered.items():
+            if f"({short})" in str(message.get("text", "")):
+                latencies.append((float(message["ts"]) - at) * 1000)
+                break
+    latencies.sort()
+    found = LoadResult(count=len(latencies), seconds=0.0, latencies_ms=latencies)
+    p95 = found.percentile(95) if latencies else float("nan")
+    return {
+        "deliveries": args.steady_count,
+        "rate_per_s": args.steady_rate,
+        "messages_found": len(latencies),
+        "latency_ms": {
+            "p50": round(found.percentile(50), 1) if latencies else None,
+            "p95": round(p95, 1) if latencies else None,
+            "max": round(latencies[-1], 1) if latencies else None,
+        },
+        "target": {"p95_ms": TARGET_TO_SLACK_P95_MS, "met": bool(latencies) and p95 <= 500},
+    }
+
+
+def _sha_of(body: bytes) -> str:
+    data = json.loads(body)
+    return str(data.get("sha") or data["deployment"]["sha"])
+
+
 async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str) -> dict[str, Any]:
     def build(count: int, base_id: int) -> list[Job]:
         return build_requests(
@@ -545,8 +641,19 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
     wrap = shlex.split(args.py_spy_wrap)
 
     async with control_client() as client:
+        slack: Server | None = None
+        env: dict[str, str] = {}
+        if args.slack == "fake":
+            slack = start_fake_slack(workdir)
+            await wait_until_up(client, slack, "/api/api.test")
+            env = {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": "bench-slack-signing-secret",
+                "RELEASEBOT_SLACK_API_URL": f"{slack.base_url}/api/",
+            }
         # releasebot
-        server = start_releasebot(workdir, wrap=wrap)
+        server = start_releasebot(workdir, wrap=wrap, extra_env=env)
+        slack_api = f"{slack.base_url}/api/" if slack else f"{server.base_url}/sandbox/api/"
         try:
             startup = await wait_until_up(client, server, "/readyz")
             if warmup:
@@ -559,8 +666,14 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
                 client, server, args.drain_timeout
             )
             cpu_drain = None if wrap else cpu_seconds(server.process.pid)
+            if args.steady_count:
+                results["to_slack"] = await steady_latency(
+                    args, client, server, provider, slack_api
+                )
         finally:
             server.stop()
+            if slack is not None:
+                slack.stop()
         # uvicorn re-raises the signal it was stopped with after a clean shutdown
         if server.process.returncode not in (0, None, -signal.SIGTERM, -signal.SIGINT):
             raise RuntimeError(
@@ -693,13 +806,22 @@ def print_provider(cfg: dict[str, Any], provider: str, results: dict[str, Any]) 
     out(f"startup to /readyz: {rb['startup_to_ready_s']:.2f} s\n")
     if drain["timed_out"]:
         out(
-            f"webhook to Slack (log) drain time: did not drain "
+            f"webhook to Slack drain time: did not drain "
             f"({drain['pending_after_load']} pending after the load)\n"
         )
     else:
         out(
-            f"webhook to Slack (log) drain time: {drain['seconds']:.2f} s after the last answer "
+            f"webhook to Slack drain time: {drain['seconds']:.2f} s after the last answer "
             f"({drain['pending_after_load']} outbox rows pending then, {drain['dead']} dead)\n"
+        )
+    steady = results.get("to_slack")
+    if steady:
+        lat = steady["latency_ms"]
+        out(
+            f"webhook to Slack message, {steady['deliveries']} new deployments at "
+            f"{steady['rate_per_s']:g}/s: p50 {lat['p50']} ms, p95 {lat['p95']} ms, max "
+            f"{lat['max']} ms ({steady['messages_found']} messages found); target p95 <= "
+            f"{TARGET_TO_SLACK_P95_MS:.0f} ms: {mark(steady['target']['met'])}\n"
         )
 
 
@@ -759,10 +881,31 @@ def main(argv: list[str] | None = None) -> int:
         help="prefix for the releasebot server command, for profiling, e.g. "
         "'py-spy record -o ingest.svg --'",
     )
+    parser.add_argument(
+        "--slack",
+        choices=["fake", "sandbox"],
+        default="fake",
+        help="a stand-in Slack Web API in its own process, as production talks to Slack "
+        "(default), or the built-in sandbox, whose API calls the bot's process serves",
+    )
+    parser.add_argument(
+        "--steady-count",
+        type=int,
+        default=100,
+        help="after the burst, new deployments sent one at a time to time webhook to Slack "
+        "message (default 100; 0 skips it)",
+    )
+    parser.add_argument(
+        "--steady-rate", type=float, default=10.0, help="their rate per second (default 10)"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-fake-slack", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare is not None:
         serve_bare(args.serve_bare)
+        return 0
+    if args.serve_fake_slack is not None:
+        serve_fake_slack(args.serve_fake_slack)
         return 0
     if args.count < 1 or args.concurrency < 1 or args.warmup < 0:
         parser.error("--count and --concurrency must be positive, --warmup not negative")
