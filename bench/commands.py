@@ -27,12 +27,9 @@ import argparse
 import asyncio
 import json
 import logging
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from support import bench_database  # noqa: E402
 
 from bot import migrate  # noqa: E402
 from bot.checks import CheckScheduler  # noqa: E402
@@ -54,7 +51,7 @@ from bot.ports import PostedMessage, SlackUser  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.store.db import Database, make_engine, normalize_url  # noqa: E402
+from bot.store.db import Database, make_engine  # noqa: E402
 from bot.store.tables import Deployment, Gate, Release  # noqa: E402
 from handlers.slack.commands import Command, History, Usage, answer, parse  # noqa: E402
 
@@ -231,97 +228,76 @@ async def measure(
     return Result(name, reply.text if reply else "", timings)
 
 
-def fresh_database(args: argparse.Namespace, workdir: Path) -> tuple[str, Any]:
-    """(url, cleanup) of an empty database for this run."""
-    if not args.database_url:
-        return f"sqlite:///{workdir / 'bench.db'}", None
-    server = make_url(normalize_url(args.database_url))
-    name = f"rb_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return server.set(database=name).render_as_string(hide_password=False), drop
-
-
 async def run(args: argparse.Namespace) -> list[Result]:
-    workdir = Path(tempfile.mkdtemp(prefix="releasebot-bench-commands-"))
-    database_url, cleanup = fresh_database(args, workdir)
-    try:
-        settings = load_settings(
-            {
-                "RELEASEBOT_DATABASE_URL": database_url,
-                "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
-                "RELEASEBOT_LOG_LEVEL": "WARNING",
-            }
-        )
-        config = load_config(EXAMPLE_CONFIG)
-        engine = make_engine(database_url)
-        migrate.upgrade(engine)
-        db = Database(engine)
-        seeded = time.perf_counter()
-        seed(db, config, deployments=args.deployments, gates=args.gates)
-        kind = "PostgreSQL" if args.database_url else "SQLite"
-        out(
-            f"seeded {args.deployments:,} deployments and {args.gates} open gates in "
-            f"{time.perf_counter() - seeded:.1f} s ({kind})",
-            err=True,
-        )
-        clock = FixedClock()
-        metrics = Metrics()
-        runtime = Runtime(
-            checks=CheckScheduler(db=db, clock=clock, config=config, runners={}),
-            directory=Directory({"S0RELMGRS": frozenset({"U0RM1"})}),
-            settings=settings,
-            config=config,
+    with bench_database(
+        args.database_url, keep=args.keep, prefix="releasebot-bench-commands-"
+    ) as database_url:
+        return await measure_all(args, database_url)
+
+
+async def measure_all(args: argparse.Namespace, database_url: str) -> list[Result]:
+    settings = load_settings(
+        {
+            "RELEASEBOT_DATABASE_URL": database_url,
+            "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
+            "RELEASEBOT_LOG_LEVEL": "WARNING",
+        }
+    )
+    config = load_config(EXAMPLE_CONFIG)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    db = Database(engine)
+    seeded = time.perf_counter()
+    seed(db, config, deployments=args.deployments, gates=args.gates)
+    kind = "PostgreSQL" if args.database_url else "SQLite"
+    out(
+        f"seeded {args.deployments:,} deployments and {args.gates} open gates in "
+        f"{time.perf_counter() - seeded:.1f} s ({kind})",
+        err=True,
+    )
+    clock = FixedClock()
+    metrics = Metrics()
+    runtime = Runtime(
+        checks=CheckScheduler(db=db, clock=clock, config=config, runners={}),
+        directory=Directory({"S0RELMGRS": frozenset({"U0RM1"})}),
+        settings=settings,
+        config=config,
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        worker=OutboxWorker(
             db=db,
             clock=clock,
+            config=config,
+            slack=NoSlack(),
+            renderer=Renderer(public_url=settings.public_url),
             metrics=metrics,
-            worker=OutboxWorker(
-                db=db,
-                clock=clock,
-                config=config,
-                slack=NoSlack(),
-                renderer=Renderer(public_url=settings.public_url),
-                metrics=metrics,
-            ),
-            migrations_head=migrate.head(),
-        )
-        deep = parse("history checkout production 10", config=config)
-        assert isinstance(deep, History)
-        cases: list[tuple[str, Command | Usage]] = [
-            ("status", parse("status", config=config)),
-            ("status checkout", parse("status checkout", config=config)),
-            ("history checkout", parse("history checkout", config=config)),
-            (
-                "history checkout production 50",
-                parse("history checkout production 50", config=config),
-            ),
-            (
-                "history ... page 1,000 (offset 10,000)",
-                History("checkout", "production", 10, 10_000),
-            ),
-            ("history ledger production", parse("history ledger production", config=config)),
-            ("pending", parse("pending", config=config)),
-        ]
-        results = [
-            await measure(runtime, name, command, warmup=args.warmup, repeat=args.repeat)
-            for name, command in cases
-        ]
-        engine.dispose()
-        return results
-    finally:
-        if cleanup is not None and not args.keep:
-            cleanup()
-        if args.keep:
-            out(f"kept {workdir}", err=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        ),
+        migrations_head=migrate.head(),
+    )
+    deep = parse("history checkout production 10", config=config)
+    assert isinstance(deep, History)
+    cases: list[tuple[str, Command | Usage]] = [
+        ("status", parse("status", config=config)),
+        ("status checkout", parse("status checkout", config=config)),
+        ("history checkout", parse("history checkout", config=config)),
+        (
+            "history checkout production 50",
+            parse("history checkout production 50", config=config),
+        ),
+        (
+            "history ... page 1,000 (offset 10,000)",
+            History("checkout", "production", 10, 10_000),
+        ),
+        ("history ledger production", parse("history ledger production", config=config)),
+        ("pending", parse("pending", config=config)),
+    ]
+    results = [
+        await measure(runtime, name, command, warmup=args.warmup, repeat=args.repeat)
+        for name, command in cases
+    ]
+    engine.dispose()
+    return results
 
 
 def main() -> int:
