@@ -62,6 +62,10 @@ HORIZON = timedelta(hours=24)
 ASSESS_ATTEMPTS = 4
 # Kinds whose handler shows a deployment's release view (read once per batch for all rows).
 NEEDS_VIEW = frozenset({SLACK_MESSAGE, SLACK_THREAD, SLACK_ANNOUNCE, PAGER, PAGER_CHANGE})
+# Side effects that must not happen twice: settled one by one as soon as they are sent.
+# (A release message is an edit of a stored ts and a thread line is cheap to repeat: those
+# are settled together after the batch.)
+SETTLED_AT_ONCE = frozenset({DEPLOY, PAGER, PAGER_CHANGE, SLACK_ANNOUNCE, DIGEST_KIND})
 
 
 @dataclass
@@ -210,7 +214,13 @@ class OutboxWorker:
                 row, DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
             )
             return False
-        batch.sent.append(row.id)
+        if row.kind in SETTLED_AT_ONCE:
+            # Not safe to send twice (a pipeline moved, a page): marked sent now, not after
+            # the batch, so a crash or an expired lease later in the batch cannot resend it.
+            now = self._clock.now()
+            await asyncio.to_thread(self._db.write, partial(_mark_sent, row.id, now))
+        else:
+            batch.sent.append(row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
         return True
 
@@ -462,6 +472,10 @@ class OutboxWorker:
             lambda s: apply_resolved(s, now=now, config=self._config, event=event),
         )
         self.wake()
+
+
+def _mark_sent(row_id: int, now: datetime, session: Session) -> None:
+    outbox.mark_sent(session, row_id=row_id, now=now)
 
 
 def _settle(batch: _Batch, now: datetime, session: Session) -> None:

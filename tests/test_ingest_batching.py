@@ -233,3 +233,31 @@ async def test_one_batch_posts_the_message_once_and_sends_only_its_newest_edit(
     with bot.runtime.db.read() as session:
         rows = session.exec(select(OutboxMessage)).all()
         assert {row.status for row in rows if row.kind.startswith("slack.")} == {"sent"}
+
+
+async def test_a_caller_that_stops_waiting_does_not_stop_later_writes(db: Database) -> None:
+    """A webhook request cancelled while its write is queued (a client gone, a shutdown):
+    the write still lands, and the group writer goes on serving the next ones."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    NOW = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)  # noqa: N806
+
+    gate = threading.Event()
+
+    def slow(session: Session) -> int:
+        gate.wait(5)
+        session.add(Release(service="checkout", sha=SHA_A, created_at=NOW))
+        return 1
+
+    def quick(session: Session) -> int:
+        session.add(Release(service="checkout", sha=SHA_B, created_at=NOW))
+        return 2
+
+    waiting = asyncio.ensure_future(asyncio.wrap_future(db.submit_write(slow)))
+    await asyncio.sleep(0)
+    waiting.cancel()  # the request goes away while its write waits
+    gate.set()
+    assert await asyncio.wait_for(asyncio.wrap_future(db.submit_write(quick)), 10) == 2
+    with db.read() as session:
+        assert sorted(r.sha for r in session.exec(select(Release)).all()) == sorted([SHA_A, SHA_B])

@@ -312,27 +312,29 @@ def decide(
 ) -> Outcome:
     """Record one person's approve or reject on a gate, or refuse it with the reason.
 
-    The gate is locked first (`_lock`: its row_version bumped if still the one read). A
-    click on a gate that is no longer pending (most of a burst of clicks) is refused from
-    the gate's row alone: nothing else a decision looks at can change that answer, which is
-    `rules.decision_refusal`'s first check.
+    A click on a gate that is no longer pending (most of a burst of clicks) is refused from
+    the gate's row alone: such a gate never opens again, and nothing else a decision looks
+    at can change that answer (`rules.decision_refusal`'s first check). Otherwise the gate
+    is locked first (`_lock`: its row_version bumped if still the one read).
     """
     session.flush()  # what the ORM would flush before its first statement here
     conn = session.connection()
     seen = conn.execute(_GATE_TO_DECIDE, {"gate_id": gate_id}).first()
     if seen is None:
         return Outcome(REFUSED, "this gate does not exist", gate_id)
+    closed = rules.closed_refusal(seen.status)
+    if closed is not None:
+        # A decided, expired or superseded gate never opens again: refused without taking
+        # the gate's lock, so a burst of late clicks does not contend for it.
+        _refused(
+            session, now=now, person=person, decision=decision, refusal=closed, gate_id=gate_id
+        )
+        return Outcome(REFUSED, closed, gate_id, seen.deployment_id)
     _bump(session, gate_id, seen.row_version)
     assert seen.found_deployment is not None
     env = _environment(config, seen.service, seen.environment)
     assert env is not None and env.gate is not None
     subject = f"gate:{gate_id}"
-    closed = rules.closed_refusal(seen.status)
-    if closed is not None:
-        _refused(
-            session, now=now, person=person, decision=decision, refusal=closed, gate_id=gate_id
-        )
-        return Outcome(REFUSED, closed, gate_id, seen.deployment_id)
     # Loaded after the lock: the row as it is now (populate_existing in case this session
     # already held the gate, with the version before the bump).
     gate = session.get(Gate, gate_id, populate_existing=True)

@@ -134,6 +134,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
         )
         .where(_OUTBOX.c.id.in_([row_id for row_id, _ in candidates]))
         .where(_OUTBOX.c.status == PENDING)
+        .where(_OUTBOX.c.next_attempt_at <= now)  # a retry scheduled meanwhile waits
         .where(sa.or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now))
         .order_by(_OUTBOX.c.id)
     )

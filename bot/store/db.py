@@ -152,6 +152,9 @@ class Database:
         through `write`, as `write` would have retried it. `fn` may run more than once.
         """
         future: Future[T] = Future()
+        # Running from now on: a caller that stops waiting (a cancelled request) cannot
+        # cancel it under the writer thread, which resolves it whatever happens.
+        future.set_running_or_notify_cancel()
         self._group_queue.put(_GroupItem(fn, future))
         with self._group_start:
             if self._group_thread is None:
@@ -179,7 +182,13 @@ class Database:
                     group.append(self._group_queue.get_nowait())
                 except queue.Empty:
                     break
-            self._commit_group(group)
+            try:
+                self._commit_group(group)
+            except BaseException as exc:  # never leave a caller waiting on a dead writer
+                log.exception("group writer failed")
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
 
     def _commit_group(self, group: list[_GroupItem[Any]]) -> None:
         outcomes: list[_Outcome] = []
