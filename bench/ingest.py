@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,7 +389,7 @@ class LoadResult:
         }
 
 
-class Poster:
+class Poster(ABC):
     """The load generator's HTTP client: POST a body, return (status, parsed JSON or None)."""
 
     name = ""
@@ -396,11 +397,11 @@ class Poster:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]: ...
 
-    async def aclose(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def aclose(self) -> None: ...
 
 
 class AiohttpPoster(Poster):

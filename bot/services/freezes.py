@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -201,6 +201,18 @@ def unfreeze(
 # it needs the window's values only, not FreezeWindow objects.
 _WINDOW = FreezeWindow.__table__  # type: ignore[attr-defined]
 _AT = sa.bindparam("at", type_=_WINDOW.c.ends_at.type)
+
+
+def _in_force_clause(at: Any) -> sa.ColumnElement[bool]:
+    """Windows in force at `at` (a time or a bound parameter): started, not ended, not
+    lifted by then. `_is_in_force` is the same test in Python."""
+    return sa.and_(
+        col(FreezeWindow.ends_at) > at,
+        col(FreezeWindow.starts_at) <= at,
+        sa.or_(col(FreezeWindow.lifted_at).is_(None), col(FreezeWindow.lifted_at) > at),
+    )
+
+
 _IN_FORCE = (
     sa.select(
         _WINDOW.c.environment,
@@ -209,9 +221,7 @@ _IN_FORCE = (
         _WINDOW.c.lifted_at,
         _WINDOW.c.reason,
     )
-    .where(_WINDOW.c.ends_at > _AT)
-    .where(_WINDOW.c.starts_at <= _AT)
-    .where(sa.or_(_WINDOW.c.lifted_at.is_(None), _WINDOW.c.lifted_at > _AT))
+    .where(_in_force_clause(_AT))
     .order_by(_WINDOW.c.id)
 )
 
@@ -220,15 +230,7 @@ def active(session: Session, *, config: Config, now: datetime) -> list[Freeze]:
     """Every freeze in force at `now`: the YAML's (file order), then Slack's (oldest first)."""
     found = [f for f in config.freezes if f.active_at(now)]
     session.flush()  # what the ORM query would flush first (a window added just now)
-    for window in session.connection().execute(_IN_FORCE, {"at": now}):
-        found.append(
-            Freeze(
-                environments=[window.environment],
-                start=window.starts_at,
-                end=_end(window),
-                reason=window.reason,
-            )
-        )
+    found.extend(_freeze(w) for w in session.connection().execute(_IN_FORCE, {"at": now}))
     return found
 
 
@@ -242,37 +244,20 @@ def active_at_each(
         return {}
     earliest, latest = min(wanted), max(wanted)
     # Every window in force at some moment between the first and the last, in id order;
-    # then, for each moment, the ones in force at it (the same test as `_in_force`).
-    windows = list(
-        session.exec(
-            select(FreezeWindow)
-            .where(col(FreezeWindow.ends_at) > earliest)
-            .where(col(FreezeWindow.starts_at) <= latest)
-            .where(
-                sa.or_(
-                    col(FreezeWindow.lifted_at).is_(None), col(FreezeWindow.lifted_at) > earliest
-                )
-            )
-            .order_by(col(FreezeWindow.id))
-        ).all()
-    )
+    # then, for each moment, the ones in force at it.
+    windows = session.exec(
+        select(FreezeWindow)
+        .where(col(FreezeWindow.ends_at) > earliest)
+        .where(col(FreezeWindow.starts_at) <= latest)
+        .where(
+            sa.or_(col(FreezeWindow.lifted_at).is_(None), col(FreezeWindow.lifted_at) > earliest)
+        )
+        .order_by(col(FreezeWindow.id))
+    ).all()
     found: dict[datetime, list[Freeze]] = {}
     for moment in wanted:
         freezes = [f for f in config.freezes if f.active_at(moment)]
-        for window in windows:
-            if (
-                window.ends_at > moment
-                and window.starts_at <= moment
-                and (window.lifted_at is None or window.lifted_at > moment)
-            ):
-                freezes.append(
-                    Freeze(
-                        environments=[window.environment],
-                        start=window.starts_at,
-                        end=_end(window),
-                        reason=window.reason,
-                    )
-                )
+        freezes.extend(_freeze(w) for w in windows if _is_in_force(w, moment))
         found[moment] = freezes
     return found
 
@@ -302,19 +287,39 @@ def _windows(session: Session, at: datetime) -> list[FreezeWindow]:
 
 
 def _in_force(query: SelectOfScalar[FreezeWindow], at: datetime) -> SelectOfScalar[FreezeWindow]:
-    """Windows in force at `at`: started, not ended, not lifted by then."""
-    return (
-        query.where(col(FreezeWindow.ends_at) > at)
-        .where(col(FreezeWindow.starts_at) <= at)
-        .where(sa.or_(col(FreezeWindow.lifted_at).is_(None), col(FreezeWindow.lifted_at) > at))
-    )
+    return query.where(_in_force_clause(at))
 
 
 class _Window(Protocol):
+    """A FreezeWindow, or a row of `_IN_FORCE`."""
+
+    @property
+    def environment(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime: ...
     @property
     def ends_at(self) -> datetime: ...
     @property
     def lifted_at(self) -> datetime | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def _is_in_force(window: _Window, at: datetime) -> bool:
+    return (
+        window.ends_at > at
+        and window.starts_at <= at
+        and (window.lifted_at is None or window.lifted_at > at)
+    )
+
+
+def _freeze(window: _Window) -> Freeze:
+    return Freeze(
+        environments=[window.environment],
+        start=window.starts_at,
+        end=_end(window),
+        reason=window.reason,
+    )
 
 
 def _end(window: _Window) -> datetime:

@@ -15,8 +15,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from bot.config import Config, Environment
@@ -512,16 +510,13 @@ def _lock(session: Session, gate: Gate) -> None:
 
 def _bump(session: Session, gate_id: int, seen_version: int) -> None:
     """`_lock` by id: bump the row version from the one read, or fail if someone else did
-    first (the caller retries). A Gate object this session holds gets the new version."""
+    first (the caller retries). The caller loads the gate afterwards, with the new version."""
     updated = session.connection().execute(
         _BUMP_ROW_VERSION,
         {"gate_id": gate_id, "seen_version": seen_version, "new_version": seen_version + 1},
     )
     if updated.rowcount != 1:
         raise ConcurrentUpdate(f"gate {gate_id} changed underneath")
-    held = session.identity_map.get(identity_key(Gate, gate_id))
-    if held is not None:
-        set_committed_value(held, "row_version", seen_version + 1)
 
 
 def _close(
