@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -155,7 +155,11 @@ class Classification:
 
 def median(values: Iterable[float]) -> float | None:
     """The median (mean of the middle two for an even count); None for no values."""
-    ordered = sorted(values)
+    return median_of_sorted(sorted(values))
+
+
+def median_of_sorted(ordered: Sequence[float]) -> float | None:
+    """`median` of values already in ascending order (no sorting again)."""
     n = len(ordered)
     if n == 0:
         return None

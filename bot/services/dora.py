@@ -69,6 +69,7 @@ from bot.domain.dora import (
     format_hours,
     format_per_day,
     format_rate,
+    median_of_sorted,
     table,
 )
 from bot.services import outbox
@@ -470,14 +471,6 @@ def _read(
 # --- from the history to the figures -----------------------------------------------------
 
 
-def _median_sorted(values: Sequence[float]) -> float | None:
-    n = len(values)
-    if n == 0:
-        return None
-    mid = n // 2
-    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def _cumulative(segments: list[list[float]]) -> Iterator[list[float]]:
     """Window by window, every sample in it, sorted (segments sorted once, then merged).
 
@@ -524,9 +517,9 @@ def _figures(
                 days=days,
                 deployments=deployments,
                 deploys_per_day=deployments / days,
-                lead_time_median_hours=_hours(_median_sorted(leads)),
+                lead_time_median_hours=_hours(median_of_sorted(leads)),
                 change_failure_rate=failures / deployments if deployments else None,
-                recovery_median_hours=_hours(_median_sorted(recoveries)),
+                recovery_median_hours=_hours(median_of_sorted(recoveries)),
                 failures=failures,
                 recoveries=len(recoveries),
             )
