@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from bot.config import Config
 from bot.ports import CheckResult, CheckRunner, Clock
-from bot.services import verification
+from bot.services import reactions, verification
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class CheckScheduler:
         now = self._clock.now()
         await asyncio.to_thread(
             self._db.write,
-            lambda s: verification.record(
+            lambda s: reactions.record_check(
                 s, now=now, config=self._config, run_id=run.id, result=result
             ),
         )

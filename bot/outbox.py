@@ -38,8 +38,8 @@ from bot.ports import (
 )
 from bot.render import Renderer
 from bot.services import assessment, outbox, pipeline
-from bot.services.deployments import apply_resolved
 from bot.services.dora import DIGEST_KIND
+from bot.services.ingest import apply_resolved
 from bot.services.outbox import (
     ASSESS,
     DEPLOY,

@@ -14,11 +14,12 @@ from bot.checks import CheckScheduler
 from bot.config import Config
 from bot.domain.events import DeployEvent
 from bot.domain.gates import Person
+from bot.domain.ingest import Delivery, IngestResult, ShaLookup
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.ports import Clock, Comparison, SlackDirectory
 from bot.services import dora, freezes, gates, queries, releases
-from bot.services.deployments import Delivery, IngestResult, ShaLookup, record_delivery
+from bot.services.ingest import record_delivery
 from bot.settings import Settings
 from bot.store.db import Database
 

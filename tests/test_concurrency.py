@@ -1,7 +1,7 @@
 """Concurrent webhook deliveries are settled by the database, never by timing.
 
 Each test releases many threads at once (a `threading.Barrier`) into
-`bot.services.deployments.record_delivery` through `Database.write`, the way the webhook
+`bot.services.ingest.record_delivery` through `Database.write`, the way the webhook
 handlers call it, and then checks what a user would see: how many deployments and
 releases exist, what each delivery was answered, the deployment's final state, and that
 the audit trail explains that state and still verifies.
@@ -21,8 +21,9 @@ from sqlmodel import col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit
-from bot.services.deployments import Delivery, IngestResult, record_delivery
+from bot.services.ingest import record_delivery
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, Release, WebhookDelivery
 from integrations.github import payloads

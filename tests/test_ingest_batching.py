@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.config import Config
+from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit, outbox, verification
-from bot.services.deployments import Delivery, IngestResult, record_delivery
+from bot.services.ingest import record_delivery
 from bot.services.views import release_view, release_views
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release

@@ -46,3 +46,7 @@ class DeliveryFailed(ReleasebotError):
         self.retry_after = retry_after
         self.status = status
         super().__init__(reason)
+
+
+class InvalidRequest(ReleasebotError, ValueError):
+    """A caller asked for something malformed or impossible (answered 400, never retried)."""

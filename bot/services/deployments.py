@@ -1,4 +1,4 @@
-"""Recording CI events: deliveries, releases, deployments and their state changes.
+"""Applying CI events: releases, deployments and their state changes.
 
 Every state change goes through `transition`, which checks the table of legal moves, updates
 the row only if nobody else did first (row_version), and writes the audit record and the
@@ -17,26 +17,18 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
-from bot.domain.events import DeployEvent, event_to_dict
-from bot.domain.tracking import resolve
+from bot.domain.errors import InvalidRequest
+from bot.domain.events import DeployEvent
 from bot.ports import Comparison
-from bot.services import assessment, audit, gates, outbox, releases
+from bot.services import assessment, audit, gates, outbox
 from bot.services.transitions import transition
-from bot.store.deferred import deferred_inserts
-from bot.store.tables import Deployment, Release, WebhookDelivery
+from bot.store.tables import Deployment, Release
 
-_DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _RELEASE = Release.__table__  # type: ignore[attr-defined]
 _DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
 
 # Statements on the ingest path are built once (building one costs more than running it) and
 # are Core statements where nothing needs an ORM object back.
-_SEEN = (
-    sa.select(_DELIVERY.c.id)
-    .where(_DELIVERY.c.provider == sa.bindparam("provider"))
-    .where(_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
-)
-_INSERT_DELIVERY = sa.insert(_DELIVERY)
 _FIND_RELEASE = (
     sa.select(_RELEASE.c.id, _RELEASE.c.version)
     .where(_RELEASE.c.service == sa.bindparam("service"))
@@ -75,183 +67,23 @@ _BY_IDS_OLDEST_FIRST = (
 )
 
 SLACK_MESSAGE = outbox.SLACK_MESSAGE
-SLACK_THREAD = outbox.SLACK_THREAD
-
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
-class IngestResult:
-    status: str  # accepted | duplicate | ignored
-    delivery: str
-    deployment_id: int | None = None
-    detail: str | None = None
+class Applied:
+    """What applying one CI event did: the deployment, whether anything changed, and the
+    states it moved through (in order)."""
 
+    deployment: Deployment | None
+    changed: bool
+    moved_to: tuple[str, ...] = ()
 
-@dataclass(frozen=True)
-class ShaLookup:
-    """An event whose full sha the worker still has to fetch from the code host.
-
-    `event.sha` holds the short sha the webhook carried until the lookup replaces it.
-    """
-
-    provider: str
-    project: str
-    deployment_id: int
-    event: DeployEvent
-
-
-@dataclass(frozen=True)
-class Delivery:
-    provider: str
-    delivery_id: str
-    event: str
-    body: bytes
-
-
-def record_delivery(
-    session: Session,
-    *,
-    now: datetime,
-    config: Config,
-    delivery: Delivery,
-    event: DeployEvent | None,
-    note: str | None = None,
-    commits: Comparison | None = None,
-    lookup: ShaLookup | None = None,
-) -> IngestResult:
-    """Store one verified delivery and apply what it says, once per delivery id.
-
-    `event` is None for deliveries that carry nothing to track (ping, unknown events); `note`
-    then says why, and the delivery is answered as ignored (or accepted for a ping).
-    `commits` is the commit list a generic webhook may carry with its event.
-    """
-    conn = session.connection()
-    seen = conn.execute(
-        _SEEN, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
-    ).first()
-    if seen is not None:
-        return IngestResult(DUPLICATE, delivery.delivery_id)
-
-    # The audit records and outbox rows the delivery causes are written together at the end.
-    with deferred_inserts(session):
-        if lookup is not None:
-            result = _queue_lookup(
-                session, now=now, config=config, delivery=delivery, lookup=lookup
-            )
-        else:
-            result = _apply(
-                session,
-                now=now,
-                config=config,
-                delivery=delivery,
-                event=event,
-                note=note,
-                commits=commits,
-            )
-    # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
-    # is retried and then finds this row: answered duplicate.
-    conn.execute(
-        _INSERT_DELIVERY,
-        {
-            "provider": delivery.provider,
-            "delivery_id": delivery.delivery_id,
-            "event": delivery.event[:100],
-            "received_at": now,
-            "outcome": result.status,
-            "detail": (result.detail or "")[:500] or None,
-            "deployment_id": result.deployment_id,
-            "body": delivery.body,
-        },
-    )
-    return result
-
-
-def _queue_lookup(
-    session: Session, *, now: datetime, config: Config, delivery: Delivery, lookup: ShaLookup
-) -> IngestResult:
-    if resolve(config, lookup.event.target) is None:
-        return _untracked(delivery, lookup.event)
-    outbox.enqueue(
-        session,
-        key=f"lookup:{lookup.provider}:{lookup.deployment_id}",
-        kind=outbox.RESOLVE_SHA,
-        payload={
-            "provider": lookup.provider,
-            "project": lookup.project,
-            "deployment_id": lookup.deployment_id,
-            "event": event_to_dict(lookup.event),
-        },
-        now=now,
-    )
-    return IngestResult(
-        ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
-    )
-
-
-def apply_resolved(
-    session: Session, *, now: datetime, config: Config, event: DeployEvent
-) -> Deployment | None:
-    """Apply an event once the worker has looked up its full sha."""
-    tracked = resolve(config, event.target)
-    if tracked is None:
-        return None
-    deployment, _ = apply_event(
-        session,
-        now=now,
-        service=tracked.service,
-        environment=tracked.environment,
-        event=event,
-        config=config,
-    )
-    return deployment
-
-
-def _untracked(delivery: Delivery, event: DeployEvent) -> IngestResult:
-    where = event.target.repo or event.target.app or event.target.service or "?"
-    return IngestResult(
-        IGNORED,
-        delivery.delivery_id,
-        detail=f"no configured service tracks {event.target.provider}:{where}"
-        + (f" environment {event.target.environment}" if event.target.environment else ""),
-    )
-
-
-def _apply(
-    session: Session,
-    *,
-    now: datetime,
-    config: Config,
-    delivery: Delivery,
-    event: DeployEvent | None,
-    note: str | None,
-    commits: Comparison | None,
-) -> IngestResult:
-    if event is None:
-        status = ACCEPTED if delivery.event == "ping" else IGNORED
-        return IngestResult(status, delivery.delivery_id, detail=note)
-    tracked = resolve(config, event.target)
-    if tracked is None:
-        return _untracked(delivery, event)
-    deployment, changed = apply_event(
-        session,
-        now=now,
-        service=tracked.service,
-        environment=tracked.environment,
-        event=event,
-        commits=commits,
-        config=config,
-    )
-    if deployment is None:
-        return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
-    return IngestResult(
-        ACCEPTED if changed else IGNORED,
-        delivery.delivery_id,
-        deployment_id=deployment.id,
-        detail=None if changed else f"deployment already {deployment.state}",
-    )
+    @property
+    def deployed(self) -> bool:
+        """The event took the deployment to succeeded (what reactions follow up on)."""
+        return bool(self.moved_to) and self.deployment is not None and (
+            self.deployment.state == states.SUCCEEDED
+        )
 
 
 def apply_event(
@@ -264,9 +96,36 @@ def apply_event(
     commits: Comparison | None = None,
     config: Config | None = None,
 ) -> tuple[Deployment | None, bool]:
-    """Move (or start) the deployment the event is about. Returns (deployment, changed)."""
+    """Move (or start) the deployment the event is about. Returns (deployment, changed).
+
+    What follows a successful deploy (verification, promotion, finishing rollbacks) is not
+    done here: `bot.services.reactions.apply_event` applies an event and then reacts.
+    """
+    applied = apply(
+        session,
+        now=now,
+        service=service,
+        environment=environment,
+        event=event,
+        commits=commits,
+        config=config,
+    )
+    return applied.deployment, applied.changed
+
+
+def apply(
+    session: Session,
+    *,
+    now: datetime,
+    service: str,
+    environment: str,
+    event: DeployEvent,
+    commits: Comparison | None = None,
+    config: Config | None = None,
+) -> Applied:
+    """Move (or start) the deployment the event is about, and say which states it passed."""
     if event.status not in states.CI_REPORTED:
-        raise ValueError(f"CI events report one of {sorted(states.CI_REPORTED)}")
+        raise InvalidRequest(f"CI events report one of {sorted(states.CI_REPORTED)}")
     current = _latest(session, service=service, environment=environment, sha=event.sha)
     if current is None or _starts_new_attempt(current, event):
         current = _create(
@@ -289,29 +148,22 @@ def apply_event(
             config=config,
             deployment=current,
             request=event.gate,
-            requested_by=_actor(event),
+            requested_by=actor_of(event),
         )
-        return current, True
-    path = states.ci_path(current.state, event.status)
-    if path is None:
-        return current, changed
+        return Applied(current, True)
+    path = states.ci_path(current.state, event.status) or ()
     for target in path:
         transition(
             session,
             deployment=current,
             target=target,
             now=now,
-            actor=_actor(event),
+            actor=actor_of(event),
             source=event.source_event,
             url=event.url,
             note=event.description,
         )
-    if path and current.state == states.SUCCEEDED:
-        if config is not None:
-            releases.after_deployed(session, now=now, config=config, deployed=current)
-        else:
-            releases.finish_rollbacks(session, now=now, deployed=current)
-    return current, changed or bool(path)
+    return Applied(current, changed or bool(path), tuple(path))
 
 
 def _latest(session: Session, *, service: str, environment: str, sha: str) -> Deployment | None:
@@ -373,7 +225,8 @@ def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
     return changed
 
 
-def _actor(event: DeployEvent) -> str:
+def actor_of(event: DeployEvent) -> str:
+    """Who an event names as acting: `provider:login`, or the provider alone."""
     provider = event.target.provider
     return f"{provider}:{event.actor}" if event.actor else provider
 
@@ -443,7 +296,7 @@ def _create(
     audit.append(
         session,
         at=now,
-        actor=_actor(event),
+        actor=actor_of(event),
         action="deployment.created",
         subject=f"deployment:{deployment.id}",
         details={

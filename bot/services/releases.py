@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
-from bot.services import audit, freezes, gates, outbox, verification
+from bot.services import audit, deployments, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
@@ -104,9 +104,6 @@ def promote(
             deployment_id=active.id,
         )
     release = session.get(Release, source.release_id)
-    # deployments imports this module (rollbacks finish there), so import it when used
-    from bot.services.deployments import apply_event
-
     event = DeployEvent(
         target=DeployTarget(provider="releasebot", service=source.service, environment=target),
         sha=source.sha,
@@ -119,7 +116,7 @@ def promote(
         description=f"promoted from {source.environment}",
         gate=GateRequest(decide_via=env.deploy.kind, context={"on_approve": "promote"}),
     )
-    created, _ = apply_event(
+    created, _ = deployments.apply_event(
         session, now=now, service=source.service, environment=target, event=event, config=config
     )
     assert created is not None
@@ -353,34 +350,6 @@ def refusal_for(
         details={"action": action, "reason": reason},
     )
     return reason
-
-
-def after_deployed(
-    session: Session, *, now: datetime, config: Config, deployed: Deployment
-) -> None:
-    """A deployment succeeded: finish rollbacks it restores; promote on when nothing is left
-    to verify and the environment promotes automatically."""
-    finish_rollbacks(session, now=now, deployed=deployed)
-    if deployed.environment == "production":
-        change_event(
-            session,
-            now=now,
-            deployment=deployed,
-            what="deploy",
-            summary=f"Deployed {deployed.service} {deployed.sha[:7]} to production",
-        )
-    env = config.services[deployed.service].environment(deployed.environment)
-    if env is not None and env.verify:
-        verification.plan(session, now=now, config=config, deployment=deployed)
-    elif env is not None and env.auto_promote_to and deployed.id is not None:
-        promote(
-            session,
-            now=now,
-            config=config,
-            deployment_id=deployed.id,
-            actor="releasebot",
-            automatic=True,
-        )
 
 
 def change_event(

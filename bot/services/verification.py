@@ -220,13 +220,27 @@ def claim_due(
     return claimed
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One stored check result: `verdict` is set when it ended the deployment's verification
+    (verified or verification_failed), for `bot.services.reactions` to follow up."""
+
+    status: str  # ignored | passed | failed
+    deployment: Deployment | None = None
+    verdict: str | None = None
+    check: str = ""
+
+
+IGNORED = Recorded("ignored")
+
+
 def record(
     session: Session, *, now: datetime, config: Config, run_id: int, result: CheckResult
-) -> str:
+) -> Recorded:
     """Store one result and move the deployment on: verified, failed, or still verifying."""
     run = session.get(CheckRun, run_id)
     if run is None or run.status != RUNNING:
-        return "ignored"  # cancelled while it ran, or recorded already
+        return IGNORED  # cancelled while it ran, or recorded already
     check = session.get(Check, run.check_id)
     deployment = session.get(Deployment, run.deployment_id)
     assert check is not None and deployment is not None and deployment.id is not None
@@ -267,7 +281,7 @@ def record(
         now=now,
     )
     if deployment.state != states.VERIFYING:
-        return run.status
+        return Recorded(run.status, deployment, check=check.name)
     if not result.passed:
         failed(
             session,
@@ -277,7 +291,7 @@ def record(
             check=check.name,
             summary=result.summary,
         )
-        return FAILED
+        return Recorded(FAILED, deployment, states.VERIFICATION_FAILED, check.name)
     remaining = session.exec(
         select(sa.func.count())
         .select_from(CheckRun)
@@ -294,7 +308,8 @@ def record(
             source="verification",
             note="every check passed",
         )
-        verified(session, now=now, config=config, deployment=deployment)
+        resolve_incidents(session, now=now, deployment=deployment)
+        return Recorded(PASSED, deployment, states.VERIFIED, check.name)
     else:
         outbox.enqueue(
             session,
@@ -303,7 +318,7 @@ def record(
             payload={"deployment_id": deployment.id},
             now=now,
         )
-    return PASSED
+    return Recorded(PASSED, deployment, check=check.name)
 
 
 def failed(
@@ -315,9 +330,8 @@ def failed(
     check: str,
     summary: str,
 ) -> None:
-    """The first failure ends verification: tell on-call, page, and roll back by policy."""
-    from bot.services import releases  # releases plans verification through deployments
-
+    """The first failure ends verification: tell on-call and page (the rollback policy is
+    applied by `bot.services.reactions`)."""
     assert deployment.id is not None
     cancel(session, now=now, deployment=deployment, reason=f"{check} failed")
     transition(
@@ -369,21 +383,10 @@ def failed(
         subject=f"deployment:{deployment.id}",
         details={"dedup_key": incident_key(deployment), "check": check},
     )
-    if env is not None and env.on_verification_failure == "rollback" and env.deploy is not None:
-        releases.rollback(
-            session,
-            now=now,
-            config=config,
-            deployment_id=deployment.id,
-            actor="releasebot",
-            reason=f"verification failed: {check}",
-        )
 
 
-def verified(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
-    """Every check passed: close the incident this version's rollback answered, promote on."""
-    from bot.services import releases
-
+def resolve_incidents(session: Session, *, now: datetime, deployment: Deployment) -> None:
+    """Every check passed: close the incidents this version's rollback answered."""
     restored = session.exec(
         select(Deployment)
         .where(Deployment.service == deployment.service)
@@ -427,38 +430,6 @@ def verified(session: Session, *, now: datetime, config: Config, deployment: Dep
                 "recovery_seconds": int(recovered_after.total_seconds()),
             },
         )
-    env = config.services[deployment.service].environment(deployment.environment)
-    if env is not None and env.auto_promote_to and deployment.id is not None:
-        outcome = releases.promote(
-            session,
-            now=now,
-            config=config,
-            deployment_id=deployment.id,
-            actor="releasebot",
-            automatic=True,
-        )
-        if outcome.result == releases.REFUSED:
-            audit.append(
-                session,
-                at=now,
-                actor="releasebot",
-                action="release.promotion_held",
-                subject=f"deployment:{deployment.id}",
-                details={"to": env.auto_promote_to, "reason": outcome.message},
-            )
-            outbox.enqueue(
-                session,
-                key=f"deployment:{deployment.id}",
-                kind=outbox.SLACK_THREAD,
-                payload={
-                    "deployment_id": deployment.id,
-                    "template": "note.txt.j2",
-                    "icon": ":lock:",
-                    "text": f"Not promoted to "
-                    f"{env.auto_promote_to} automatically: {outcome.message}",
-                },
-                now=now,
-            )
 
 
 def incident_key(deployment: Deployment) -> str:

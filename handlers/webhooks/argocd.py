@@ -9,8 +9,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.domain.ingest import Delivery
 from bot.runtime import Runtime
-from bot.services.deployments import Delivery
 from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
 from integrations.argocd import payloads
 from integrations.payloads import PayloadError

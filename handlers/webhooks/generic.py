@@ -8,9 +8,9 @@ from dataclasses import replace
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.domain.ingest import Delivery
 from bot.ports import Comparison
 from bot.runtime import Runtime
-from bot.services.deployments import Delivery
 from handlers.webhooks.verify import (
     Refused,
     check_hmac_signature,

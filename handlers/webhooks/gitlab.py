@@ -7,9 +7,9 @@ from starlette.responses import JSONResponse, Response
 
 from bot.config import Config
 from bot.domain.events import DeployEvent
+from bot.domain.ingest import Delivery, ShaLookup
 from bot.domain.tracking import resolve
 from bot.runtime import Runtime
-from bot.services.deployments import Delivery, ShaLookup
 from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
 from integrations.gitlab import payloads
 from integrations.payloads import PayloadError

@@ -1,0 +1,173 @@
+"""Recording a verified webhook delivery: stored once per delivery id, then applied.
+
+A delivery carries at most one CI event. `record_delivery` stores the delivery (its id makes
+copies answer `duplicate`), applies the event through `reactions.apply_event` and answers
+what happened; the audit records and outbox rows it causes are written together at the end.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.domain.events import DeployEvent, event_to_dict
+from bot.domain.ingest import ACCEPTED, DUPLICATE, IGNORED, Delivery, IngestResult, ShaLookup
+from bot.domain.tracking import resolve
+from bot.ports import Comparison
+from bot.services import outbox, reactions
+from bot.store.deferred import deferred_inserts
+from bot.store.tables import Deployment, WebhookDelivery
+
+_DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_SEEN = (
+    sa.select(_DELIVERY.c.id)
+    .where(_DELIVERY.c.provider == sa.bindparam("provider"))
+    .where(_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
+)
+_INSERT_DELIVERY = sa.insert(_DELIVERY)
+
+
+def record_delivery(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    delivery: Delivery,
+    event: DeployEvent | None,
+    note: str | None = None,
+    commits: Comparison | None = None,
+    lookup: ShaLookup | None = None,
+) -> IngestResult:
+    """Store one verified delivery and apply what it says, once per delivery id.
+
+    `event` is None for deliveries that carry nothing to track (ping, unknown events); `note`
+    then says why, and the delivery is answered as ignored (or accepted for a ping).
+    `commits` is the commit list a generic webhook may carry with its event.
+    """
+    conn = session.connection()
+    seen = conn.execute(
+        _SEEN, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
+    ).first()
+    if seen is not None:
+        return IngestResult(DUPLICATE, delivery.delivery_id)
+
+    # The audit records and outbox rows the delivery causes are written together at the end.
+    with deferred_inserts(session):
+        if lookup is not None:
+            result = _queue_lookup(
+                session, now=now, config=config, delivery=delivery, lookup=lookup
+            )
+        else:
+            result = _apply(
+                session,
+                now=now,
+                config=config,
+                delivery=delivery,
+                event=event,
+                note=note,
+                commits=commits,
+            )
+    # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
+    # is retried and then finds this row: answered duplicate.
+    conn.execute(
+        _INSERT_DELIVERY,
+        {
+            "provider": delivery.provider,
+            "delivery_id": delivery.delivery_id,
+            "event": delivery.event[:100],
+            "received_at": now,
+            "outcome": result.status,
+            "detail": (result.detail or "")[:500] or None,
+            "deployment_id": result.deployment_id,
+            "body": delivery.body,
+        },
+    )
+    return result
+
+
+def _queue_lookup(
+    session: Session, *, now: datetime, config: Config, delivery: Delivery, lookup: ShaLookup
+) -> IngestResult:
+    if resolve(config, lookup.event.target) is None:
+        return _untracked(delivery, lookup.event)
+    outbox.enqueue(
+        session,
+        key=f"lookup:{lookup.provider}:{lookup.deployment_id}",
+        kind=outbox.RESOLVE_SHA,
+        payload={
+            "provider": lookup.provider,
+            "project": lookup.project,
+            "deployment_id": lookup.deployment_id,
+            "event": event_to_dict(lookup.event),
+        },
+        now=now,
+    )
+    return IngestResult(
+        ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
+    )
+
+
+def apply_resolved(
+    session: Session, *, now: datetime, config: Config, event: DeployEvent
+) -> Deployment | None:
+    """Apply an event once the worker has looked up its full sha."""
+    tracked = resolve(config, event.target)
+    if tracked is None:
+        return None
+    deployment, _ = reactions.apply_event(
+        session,
+        now=now,
+        config=config,
+        service=tracked.service,
+        environment=tracked.environment,
+        event=event,
+    )
+    return deployment
+
+
+def _untracked(delivery: Delivery, event: DeployEvent) -> IngestResult:
+    where = event.target.repo or event.target.app or event.target.service or "?"
+    return IngestResult(
+        IGNORED,
+        delivery.delivery_id,
+        detail=f"no configured service tracks {event.target.provider}:{where}"
+        + (f" environment {event.target.environment}" if event.target.environment else ""),
+    )
+
+
+def _apply(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    delivery: Delivery,
+    event: DeployEvent | None,
+    note: str | None,
+    commits: Comparison | None,
+) -> IngestResult:
+    if event is None:
+        status = ACCEPTED if delivery.event == "ping" else IGNORED
+        return IngestResult(status, delivery.delivery_id, detail=note)
+    tracked = resolve(config, event.target)
+    if tracked is None:
+        return _untracked(delivery, event)
+    deployment, changed = reactions.apply_event(
+        session,
+        now=now,
+        config=config,
+        service=tracked.service,
+        environment=tracked.environment,
+        event=event,
+        commits=commits,
+    )
+    if deployment is None:
+        return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
+    return IngestResult(
+        ACCEPTED if changed else IGNORED,
+        delivery.delivery_id,
+        deployment_id=deployment.id,
+        detail=None if changed else f"deployment already {deployment.state}",
+    )

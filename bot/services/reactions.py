@@ -1,0 +1,152 @@
+"""What follows a state change, in one place.
+
+The services below this module change state and say what changed; none of them imports
+this one. Here the consequences are drawn:
+
+- a deployment **succeeded**: finish the rollbacks it restores, send a change event for
+  production, then plan its verification, or promote it on when there is nothing to verify
+  and its environment promotes automatically;
+- its verification **passed**: promote it on when the environment promotes automatically
+  (a held promotion is said in the thread and audited);
+- its verification **failed**: roll it back when the environment's policy says so.
+
+    reactions.apply_event(session, now=..., config=..., service=..., environment=..., event=...)
+    reactions.record_check(session, now=..., config=..., run_id=..., result=...)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.domain import states
+from bot.domain.events import DeployEvent
+from bot.ports import CheckResult, Comparison
+from bot.services import audit, deployments, outbox, releases, verification
+from bot.store.tables import Deployment
+
+RELEASEBOT = "releasebot"
+
+
+def apply_event(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    service: str,
+    environment: str,
+    event: DeployEvent,
+    commits: Comparison | None = None,
+) -> tuple[Deployment | None, bool]:
+    """Apply one CI event, then what follows when it deployed. Returns (deployment, changed)."""
+    applied = deployments.apply(
+        session,
+        now=now,
+        service=service,
+        environment=environment,
+        event=event,
+        commits=commits,
+        config=config,
+    )
+    if applied.deployed and applied.deployment is not None:
+        deployed(session, now=now, config=config, deployment=applied.deployment)
+    return applied.deployment, applied.changed
+
+
+def record_check(
+    session: Session, *, now: datetime, config: Config, run_id: int, result: CheckResult
+) -> verification.Recorded:
+    """Store one check result, then what follows when it ended verification."""
+    recorded = verification.record(session, now=now, config=config, run_id=run_id, result=result)
+    if recorded.deployment is None:
+        return recorded
+    if recorded.verdict == states.VERIFIED:
+        verified(session, now=now, config=config, deployment=recorded.deployment)
+    elif recorded.verdict == states.VERIFICATION_FAILED:
+        verification_failed(
+            session, now=now, config=config, deployment=recorded.deployment, check=recorded.check
+        )
+    return recorded
+
+
+def deployed(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
+    """A deployment succeeded: finish rollbacks it restores; verify it, or promote it on when
+    nothing is left to verify and the environment promotes automatically."""
+    releases.finish_rollbacks(session, now=now, deployed=deployment)
+    if deployment.environment == "production":
+        releases.change_event(
+            session,
+            now=now,
+            deployment=deployment,
+            what="deploy",
+            summary=f"Deployed {deployment.service} {deployment.sha[:7]} to production",
+        )
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is not None and env.verify:
+        verification.plan(session, now=now, config=config, deployment=deployment)
+    elif env is not None and env.auto_promote_to and deployment.id is not None:
+        releases.promote(
+            session,
+            now=now,
+            config=config,
+            deployment_id=deployment.id,
+            actor=RELEASEBOT,
+            automatic=True,
+        )
+
+
+def verified(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
+    """Every check passed: promote on when the environment promotes automatically."""
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is None or not env.auto_promote_to or deployment.id is None:
+        return
+    outcome = releases.promote(
+        session,
+        now=now,
+        config=config,
+        deployment_id=deployment.id,
+        actor=RELEASEBOT,
+        automatic=True,
+    )
+    if outcome.result != releases.REFUSED:
+        return
+    audit.append(
+        session,
+        at=now,
+        actor=RELEASEBOT,
+        action="release.promotion_held",
+        subject=f"deployment:{deployment.id}",
+        details={"to": env.auto_promote_to, "reason": outcome.message},
+    )
+    outbox.enqueue(
+        session,
+        key=f"deployment:{deployment.id}",
+        kind=outbox.SLACK_THREAD,
+        payload={
+            "deployment_id": deployment.id,
+            "template": "note.txt.j2",
+            "icon": ":lock:",
+            "text": f"Not promoted to {env.auto_promote_to} automatically: {outcome.message}",
+        },
+        now=now,
+    )
+
+
+def verification_failed(
+    session: Session, *, now: datetime, config: Config, deployment: Deployment, check: str
+) -> None:
+    """Verification failed (on-call is told already): roll back when the policy says so."""
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is None or env.on_verification_failure != "rollback" or env.deploy is None:
+        return
+    assert deployment.id is not None
+    releases.rollback(
+        session,
+        now=now,
+        config=config,
+        deployment_id=deployment.id,
+        actor=RELEASEBOT,
+        reason=f"verification failed: {check}",
+    )
