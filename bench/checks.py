@@ -8,7 +8,7 @@ Design target ("Performance targets"): 10,000 pending checks, fire-time drift p9
 RSS <= 250 MB.
 
 In one process, as `releasebot serve` would hold them: a real `Runtime` (the database, the
-`CheckScheduler`, a real `OutboxWorker` rendering Slack messages for a stand-in Slack that
+`Verifier`, a real `OutboxWorker` rendering Slack messages for a stand-in Slack that
 accepts them) and a real APScheduler `AsyncIOScheduler` with the production jobs from
 `bot.scheduling.register_jobs` (`checks.tick` every half second, `outbox.tick`, `gates.sweep`,
 ...). Only the check runner is a fake: it answers "passed" at once, so what is measured is
@@ -57,7 +57,6 @@ from support import bench_database, out  # noqa: E402
 
 import bot.app  # noqa: E402,F401  (every module the server imports counts towards its RSS)
 from bot import migrate  # noqa: E402
-from bot.checks import CheckScheduler  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
 from bot.domain import states  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
@@ -355,11 +354,7 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         renderer=Renderer(public_url=settings.public_url),
         metrics=metrics,
     )
-    checks = CheckScheduler(
-        db=db, clock=clock, config=config, runners={"http": runner, "prometheus": runner}
-    )
-    runtime = Runtime(
-        checks=checks,
+    runtime = Runtime.assemble(
         directory=NoDirectory(),
         settings=settings,
         config=config,
@@ -367,6 +362,7 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         clock=clock,
         metrics=metrics,
         worker=worker,
+        runners={"http": runner, "prometheus": runner},
         migrations_head=migrate.head(),
     )
     scheduler_log = SchedulerLog()

@@ -43,7 +43,6 @@ import sqlalchemy as sa  # noqa: E402
 from support import bench_database  # noqa: E402
 
 from bot import migrate  # noqa: E402
-from bot.checks import CheckScheduler  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.outbox import OutboxWorker  # noqa: E402
@@ -219,11 +218,11 @@ async def measure(
 ) -> Result:
     reply = None
     for _ in range(warmup):
-        reply = await answer(runtime, command, user_id="U0RM1", command_name="/release")
+        reply = await answer(runtime.usecases, command, user_id="U0RM1", command_name="/release")
     timings: list[float] = []
     for _ in range(repeat):
         started = time.perf_counter()
-        reply = await answer(runtime, command, user_id="U0RM1", command_name="/release")
+        reply = await answer(runtime.usecases, command, user_id="U0RM1", command_name="/release")
         timings.append((time.perf_counter() - started) * 1000)
     return Result(name, reply.text if reply else "", timings)
 
@@ -257,8 +256,7 @@ async def measure_all(args: argparse.Namespace, database_url: str) -> list[Resul
     )
     clock = FixedClock()
     metrics = Metrics()
-    runtime = Runtime(
-        checks=CheckScheduler(db=db, clock=clock, config=config, runners={}),
+    runtime = Runtime.assemble(
         directory=Directory({"S0RELMGRS": frozenset({"U0RM1"})}),
         settings=settings,
         config=config,
@@ -273,6 +271,7 @@ async def measure_all(args: argparse.Namespace, database_url: str) -> list[Resul
             renderer=Renderer(public_url=settings.public_url),
             metrics=metrics,
         ),
+        runners={},
         migrations_head=migrate.head(),
     )
     deep = parse("history checkout production 10", config=config)

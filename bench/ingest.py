@@ -66,7 +66,7 @@ HOST = "127.0.0.1"
 PATH = "/webhooks/github"
 # The providers a run can load, and the route each posts to. The bare app answers on all.
 PROVIDERS = {"github": PATH, "gitlab": "/webhooks/gitlab", "generic": "/webhooks/generic"}
-# What the bare server and `releasebot serve` both hand to uvicorn.run (see bot/cli.py).
+# What the bare server and `releasebot serve` both hand to uvicorn.run (see bot/cli/serve.py).
 UVICORN_SETTINGS: dict[str, Any] = {"log_level": "warning", "access_log": False}
 # Environment prefixes the bench clears so a developer's shell cannot change what is measured.
 CLEARED_PREFIXES = ("SLACK_", "RELEASEBOT_", "GITHUB_", "GITLAB_", "ARGOCD_", "PAGERDUTY_")

@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from bot import migrate
-from bot.checks import CheckScheduler
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
@@ -41,6 +40,7 @@ from bot.runtime import Runtime
 from bot.scheduling import build_scheduler, register_jobs
 from bot.settings import Settings
 from bot.store.db import Database, make_engine
+from bot.usecases import UseCases
 from handlers.routes import RequestMetrics, routes
 from handlers.sandbox import Sandbox
 from handlers.sandbox import routes as sandbox_routes
@@ -90,9 +90,30 @@ class Overrides:
 
 
 class State(TypedDict):
-    runtime: Runtime
+    usecases: UseCases
     slack_handler: AsyncSlackRequestHandler
     sandbox: Sandbox | None
+
+
+@dataclass(frozen=True)
+class SlackEdge:
+    """How this app talks to Slack: a real workspace, or the sandbox in process."""
+
+    sandbox: FakeSlackWebApi | None
+    client: Any  # our own Web API calls
+    bolt_client: Any  # Bolt's calls (ephemeral answers, modals)
+    sender: SlackSender
+
+
+@dataclass(frozen=True)
+class OutsideWorld:
+    """The outside APIs the worker and the verifier call, each behind its port."""
+
+    scm: Mapping[str, ScmClient]
+    lookups: Mapping[str, DeploymentLookup]
+    deployers: Mapping[str, Deployer]
+    pagers: Mapping[str, Pager]
+    runners: Mapping[str, CheckRunner]
 
 
 def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Starlette:
@@ -102,146 +123,163 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        engine = make_engine(settings.database_url)
-        await asyncio.to_thread(migrate.upgrade, engine)
-        db = Database(engine)
-        clock = overrides.clock or SystemClock()
-        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        sandbox = (
-            None
-            if token
-            else make_sandbox(settings.sandbox_directory, clock=lambda: clock.now().timestamp())
-        )
-        if sandbox is not None:
-            log.warning(
-                "SLACK_BOT_TOKEN is not set: Slack runs in the local sandbox at %s/sandbox, "
-                "and every message is also written to this log",
-                settings.public_url.rstrip("/"),
+        async with AsyncExitStack() as stack:
+            engine = make_engine(settings.database_url)
+            stack.callback(engine.dispose)
+            await asyncio.to_thread(migrate.upgrade, engine)
+            db = Database(engine)
+            clock = overrides.clock or SystemClock()
+            slack = await _slack_edge(settings, overrides, clock, stack)
+            world = await _outside_world(settings, overrides, stack)
+            worker = OutboxWorker(
+                db=db,
+                clock=clock,
+                config=config,
+                slack=slack.sender,
+                renderer=Renderer(
+                    template_dir=settings.templates_dir, public_url=settings.public_url
+                ),
+                metrics=metrics,
+                scm=dict(world.scm),
+                lookups=dict(world.lookups),
+                deployers=dict(world.deployers),
+                pagers=dict(world.pagers),
+                secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
+                public_url=settings.public_url,
             )
-        # Our own calls reach the sandbox in process; Bolt makes a client per request from
-        # its base URL, so its calls (ephemeral answers, modals) go to the sandbox's HTTP API
-        # on this server. Every Web API call over HTTP shares one session (its connections
-        # are kept open), Bolt's per-request clients included.
-        slack_http = make_http_session()
-        client = (
-            InProcessWebClient(sandbox)
-            if sandbox is not None
-            else make_web_client(token, settings.slack_api_url, session=slack_http)
-        )
-        bolt_client = (
-            make_web_client(
-                SANDBOX_TOKEN,
-                settings.public_url.rstrip("/") + "/sandbox/api/",
-                session=slack_http,
+            runtime = Runtime.assemble(
+                db=db,
+                config=config,
+                settings=settings,
+                clock=clock,
+                directory=overrides.directory or WebApiDirectory(slack.client),
+                metrics=metrics,
+                worker=worker,
+                runners=world.runners,
+                migrations_head=migrate.head(),
             )
-            if sandbox is not None
-            else client
-        )
-        sender = overrides.slack_sender or (
-            LoggingSlackSender(WebApiSlackSender(client))
-            if sandbox is not None
-            else WebApiSlackSender(client)
-        )
-        own_scm = _scm(settings, overrides.http_transport) if overrides.scm_clients is None else {}
-        environ = overrides.environ if overrides.environ is not None else os.environ
-        own_deployers = (
-            build_deployers(
-                settings,
-                secret_lookup=environ.get,
-                transport=overrides.http_transport,
-                jenkins_url=settings.jenkins_url,
-                jenkins_user=settings.jenkins_user,
-                jenkins_api_token=settings.jenkins_api_token.get_secret_value()
-                if settings.jenkins_api_token
-                else None,
+            usecases = runtime.usecases
+            signing_secret = _signing_secret(settings)
+            bolt = build_bolt_app(
+                signing_secret=signing_secret,
+                client=slack.bolt_client,
+                slash_command=config.slack.slash_command,
+                usecases=usecases,
+                # In the sandbox nobody waits on Slack's 3 seconds: finish before answering,
+                # so the page shows the result of a click at once.
+                process_before_response=overrides.process_before_response
+                or slack.sandbox is not None,
             )
-            if overrides.deployers is None
-            else {}
-        )
-        own_pagers = _pagers(settings, overrides.http_transport) if overrides.pagers is None else {}
-        own_runners = _runners(overrides.http_transport) if overrides.check_runners is None else {}
-        scm = overrides.scm_clients if overrides.scm_clients is not None else own_scm
-        worker = OutboxWorker(
-            db=db,
-            clock=clock,
-            config=config,
-            slack=sender,
-            renderer=Renderer(template_dir=settings.templates_dir, public_url=settings.public_url),
-            metrics=metrics,
-            scm=scm,
-            lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
-            deployers=overrides.deployers if overrides.deployers is not None else own_deployers,
-            pagers=overrides.pagers if overrides.pagers is not None else own_pagers,
-            secrets=environ.get,
-            public_url=settings.public_url,
-        )
-        checks = CheckScheduler(
-            db=db,
-            clock=clock,
-            config=config,
-            runners=overrides.check_runners if overrides.check_runners is not None else own_runners,
-        )
-        runtime = Runtime(
-            checks=checks,
-            directory=overrides.directory or WebApiDirectory(client),
-            settings=settings,
-            config=config,
-            db=db,
-            clock=clock,
-            metrics=metrics,
-            worker=worker,
-            migrations_head=migrate.head(),
-        )
-        signing_secret = _signing_secret(settings)
-        bolt = build_bolt_app(
-            signing_secret=signing_secret,
-            client=bolt_client,
-            slash_command=config.slack.slash_command,
-            runtime=runtime,
-            # In the sandbox nobody waits on Slack's 3 seconds: finish before answering, so
-            # the page shows the result of a click at once.
-            process_before_response=overrides.process_before_response or sandbox is not None,
-        )
-        socket_mode = await _start_socket_mode(settings, bolt)
-        scheduler = build_scheduler()
-        register_jobs(scheduler, runtime)
-        if overrides.start_scheduler:
-            scheduler.start()
-        worker_task = (
-            asyncio.create_task(
-                worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
-            )
-            if overrides.run_outbox_worker
-            else None
-        )
-        app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
-        log.info("releasebot ready: %d services configured", len(config.services))
-        try:
-            yield {
-                "runtime": runtime,
-                "slack_handler": AsyncSlackRequestHandler(bolt),
-                "sandbox": _sandbox_pages(sandbox, settings, config, signing_secret),
-            }
-        finally:
-            worker.stop()
-            if worker_task is not None:
-                await worker_task
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
+            socket_mode = await _start_socket_mode(settings, bolt)
             if socket_mode is not None:
-                await socket_mode.close_async()
-            for scm_client in own_scm.values():
-                await scm_client.aclose()
-            await close_all(own_deployers)
-            for closeable in (*own_pagers.values(), *own_runners.values()):
-                await closeable.aclose()
-            await slack_http.close()
-            engine.dispose()
+                stack.push_async_callback(socket_mode.close_async)
+            _start_workers(runtime, overrides, stack)
+            app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
+            log.info("releasebot ready: %d services configured", len(config.services))
+            yield {
+                "usecases": usecases,
+                "slack_handler": AsyncSlackRequestHandler(bolt),
+                "sandbox": _sandbox_pages(slack.sandbox, settings, config, signing_secret),
+            }
 
     return Starlette(
         routes=[*routes(), *sandbox_routes()],
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
+    )
+
+
+def _start_workers(runtime: Runtime, overrides: Overrides, stack: AsyncExitStack) -> None:
+    """The scheduler's jobs and the outbox worker's loop, stopped when the app stops."""
+    scheduler = build_scheduler()
+    register_jobs(scheduler, runtime)
+    if overrides.start_scheduler:
+        scheduler.start()
+
+        def stop_scheduler() -> None:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+
+        stack.callback(stop_scheduler)
+    if overrides.run_outbox_worker:
+        task = asyncio.create_task(
+            runtime.worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
+        )
+
+        async def stop_worker() -> None:
+            runtime.worker.stop()
+            await task
+
+        stack.push_async_callback(stop_worker)
+    else:
+        stack.callback(runtime.worker.stop)
+
+
+async def _slack_edge(
+    settings: Settings, overrides: Overrides, clock: Clock, stack: AsyncExitStack
+) -> SlackEdge:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    sandbox = (
+        None
+        if token
+        else make_sandbox(settings.sandbox_directory, clock=lambda: clock.now().timestamp())
+    )
+    if sandbox is not None:
+        log.warning(
+            "SLACK_BOT_TOKEN is not set: Slack runs in the local sandbox at %s/sandbox, "
+            "and every message is also written to this log",
+            settings.public_url.rstrip("/"),
+        )
+    # Our own calls reach the sandbox in process; Bolt makes a client per request from its
+    # base URL, so its calls (ephemeral answers, modals) go to the sandbox's HTTP API on
+    # this server. Every Web API call over HTTP shares one session (its connections are
+    # kept open), Bolt's per-request clients included.
+    slack_http = make_http_session()
+    stack.push_async_callback(slack_http.close)
+    if sandbox is None:
+        client = make_web_client(token, settings.slack_api_url, session=slack_http)
+        sender = overrides.slack_sender or WebApiSlackSender(client)
+        return SlackEdge(None, client, client, sender)
+    bolt_client = make_web_client(
+        SANDBOX_TOKEN, settings.public_url.rstrip("/") + "/sandbox/api/", session=slack_http
+    )
+    own = InProcessWebClient(sandbox)
+    sender = overrides.slack_sender or LoggingSlackSender(WebApiSlackSender(own))
+    return SlackEdge(sandbox, own, bolt_client, sender)
+
+
+async def _outside_world(
+    settings: Settings, overrides: Overrides, stack: AsyncExitStack
+) -> OutsideWorld:
+    """The clients tests did not swap in are made here and closed when the app stops."""
+    transport = overrides.http_transport
+    environ = overrides.environ if overrides.environ is not None else os.environ
+    own_scm = _scm(settings, transport) if overrides.scm_clients is None else {}
+    own_deployers = (
+        build_deployers(
+            settings,
+            secret_lookup=environ.get,
+            transport=transport,
+            jenkins_url=settings.jenkins_url,
+            jenkins_user=settings.jenkins_user,
+            jenkins_api_token=settings.jenkins_api_token.get_secret_value()
+            if settings.jenkins_api_token
+            else None,
+        )
+        if overrides.deployers is None
+        else {}
+    )
+    own_pagers = _pagers(settings, transport) if overrides.pagers is None else {}
+    own_runners = _runners(transport) if overrides.check_runners is None else {}
+    stack.push_async_callback(close_all, own_deployers)
+    for closeable in (*own_scm.values(), *own_pagers.values(), *own_runners.values()):
+        stack.push_async_callback(closeable.aclose)
+    return OutsideWorld(
+        scm=overrides.scm_clients if overrides.scm_clients is not None else own_scm,
+        lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
+        deployers=overrides.deployers if overrides.deployers is not None else own_deployers,
+        pagers=overrides.pagers if overrides.pagers is not None else own_pagers,
+        runners=overrides.check_runners if overrides.check_runners is not None else own_runners,
     )
 
 

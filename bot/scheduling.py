@@ -1,27 +1,29 @@
 """APScheduler wiring: stable job ids, coalescing, one instance at a time.
 
-Jobs are thin: the work lives in services that take the time as an argument, so they are
-tested as plain functions with a fixed clock. Due work is claimed from the database, so
-several replicas may run the same jobs safely.
+Each job is a thin wrapper around a use case, which takes the time from the app's clock, so
+jobs are tested as plain functions with a fixed clock. Due work is claimed from the
+database, so several replicas may run the same jobs safely.
+
+The weekly DORA digest fires on `RELEASEBOT_DIGEST_DAY` (default mon) at
+`RELEASEBOT_DIGEST_HOUR`:00 UTC (default 9).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from datetime import UTC, timedelta
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
 
-from bot.digest import register_digest
 from bot.runtime import Runtime
-from bot.services import gates
-from bot.services.housekeeping import drop_old_webhook_bodies
-
-log = logging.getLogger(__name__)
 
 CHECKS_TICK_SECONDS = 0.5
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+DIGEST_JOB_ID = "dora.weekly_digest"
+MISFIRE_GRACE_SECONDS = 3600  # a replica busy or restarting at the hour still posts it
 
 
 def build_scheduler() -> AsyncIOScheduler:
@@ -30,72 +32,56 @@ def build_scheduler() -> AsyncIOScheduler:
 
 def outbox_tick(runtime: Runtime) -> None:
     """Retries come due while nothing new is committed: wake the worker to look."""
-    runtime.worker.wake()
+    runtime.usecases.wake_outbox()
 
 
 async def webhook_retention(runtime: Runtime) -> int:
-    now = runtime.clock.now()
-    retention = timedelta(days=runtime.settings.webhook_retention_days)
-    dropped = await asyncio.to_thread(
-        runtime.db.write, lambda s: drop_old_webhook_bodies(s, now=now, retention=retention)
-    )
-    if dropped:
-        log.info("dropped %d raw webhook bodies older than %s", dropped, retention)
-    return dropped
+    return await runtime.usecases.drop_old_webhook_bodies()
 
 
 async def gate_sweep(runtime: Runtime) -> int:
     """Remind approvers of gates waiting long; expire the ones past their time."""
-    now = runtime.clock.now()
-    acted = await asyncio.to_thread(
-        runtime.db.write, lambda s: gates.sweep(s, now=now, config=runtime.config)
-    )
-    if acted:
-        runtime.worker.wake()
-    return acted
+    return await runtime.usecases.sweep_gates()
 
 
 async def checks_tick(runtime: Runtime) -> int:
     """Run the verification checks that are due; results wake the outbox."""
-    ran = await runtime.checks.run_due()
-    if ran:
-        runtime.worker.wake()
-    return ran
+    return await runtime.usecases.run_due_checks()
+
+
+async def weekly_digest(runtime: Runtime) -> bool:
+    """Queue last week's DORA digest for the default channel (once, across replicas)."""
+    return await runtime.usecases.post_weekly_digest()
+
+
+def digest_trigger(day: str, hour: int) -> CronTrigger:
+    return CronTrigger(day_of_week=day, hour=hour, timezone=UTC)
+
+
+def register_digest(scheduler: BaseScheduler, runtime: Runtime) -> None:
+    scheduler.add_job(
+        weekly_digest,
+        digest_trigger(runtime.settings.digest_day, runtime.settings.digest_hour),
+        id=DIGEST_JOB_ID,
+        args=[runtime],
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=MISFIRE_GRACE_SECONDS,
+    )
 
 
 def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
-    scheduler.add_job(
-        outbox_tick,
-        "interval",
-        seconds=2,
-        id="outbox.tick",
-        args=[runtime],
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        checks_tick,
-        "interval",
+    every: list[tuple[Callable[[Runtime], Any], dict[str, float], str]] = [
+        (outbox_tick, {"seconds": 2}, "outbox.tick"),
         # A run due just after a tick waits for the next: half a second keeps fire-time
         # drift well under a second while the claim stays one indexed query.
-        seconds=CHECKS_TICK_SECONDS,
-        id="checks.tick",
-        args=[runtime],
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        gate_sweep,
-        "interval",
-        seconds=30,
-        id="gates.sweep",
-        args=[runtime],
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        webhook_retention,
-        "interval",
-        hours=1,
-        id="webhooks.retention",
-        args=[runtime],
-        replace_existing=True,
-    )
+        (checks_tick, {"seconds": CHECKS_TICK_SECONDS}, "checks.tick"),
+        (gate_sweep, {"seconds": 30}, "gates.sweep"),
+        (webhook_retention, {"hours": 1}, "webhooks.retention"),
+    ]
+    for job, interval, job_id in every:
+        scheduler.add_job(
+            job, "interval", **interval, id=job_id, args=[runtime], replace_existing=True
+        )
     register_digest(scheduler, runtime)

@@ -12,18 +12,16 @@ no token configured the API is disabled and answers 401.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.runtime import Runtime
-from bot.services import gate_requests
+from bot.domain.errors import Conflict, InvalidRequest
+from bot.usecases import UseCases
 from handlers.webhooks.verify import Refused, decode_json, media_type, read_body
 
 NAME_MAX = 100
@@ -41,8 +39,8 @@ class GateAsk:
     url: str | None
 
 
-def check_bearer(request: Request, runtime: Runtime) -> None:
-    token = runtime.settings.api_token
+def check_bearer(request: Request, usecases: UseCases) -> None:
+    token = usecases.settings.api_token
     secret = token.get_secret_value() if token is not None else ""
     if not secret:
         raise Refused(401, "the API is disabled: set RELEASEBOT_API_TOKEN")
@@ -99,21 +97,16 @@ def parse_ask(data: Any) -> GateAsk:
 
 
 async def create_gate(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     try:
-        check_bearer(request, runtime)
-        body = await read_body(request, limit=runtime.settings.max_body_bytes)
+        check_bearer(request, usecases)
+        body = await read_body(request, limit=usecases.settings.max_body_bytes)
         ask = parse_ask(decode_json(body, content_type=media_type(request)))
     except Refused as refused:
         return _unauthorized(refused)
 
-    now = runtime.clock.now()
-
-    def write(session: Session) -> tuple[gate_requests.GateRequestResult, dict[str, Any]]:
-        result = gate_requests.request_gate(
-            session,
-            now=now,
-            config=runtime.config,
+    try:
+        status, created = await usecases.request_gate(
             service=ask.service,
             environment=ask.environment,
             version=ask.version,
@@ -121,35 +114,17 @@ async def create_gate(request: Request) -> Response:
             requested_by=ask.requested_by,
             url=ask.url,
         )
-        if result.gate_id is None:
-            status = gate_requests.ungated_status(
-                service=ask.service,
-                environment=ask.environment,
-                version=ask.version,
-                sha=ask.sha,
-                note=result.note,
-            )
-        else:
-            found = gate_requests.gate_status(session, result.gate_id)
-            assert found is not None
-            status = found
-        return result, status
-
-    try:
-        result, status = await asyncio.to_thread(runtime.db.write, write)
-    except gate_requests.GateConflict as exc:
+    except Conflict as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)
-    except ValueError as exc:
+    except InvalidRequest as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    if result.created:
-        runtime.worker.wake()
-    return JSONResponse(status, status_code=201 if result.created else 200)
+    return JSONResponse(status, status_code=201 if created else 200)
 
 
 async def get_gate(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     try:
-        check_bearer(request, runtime)
+        check_bearer(request, usecases)
     except Refused as refused:
         return _unauthorized(refused)
     raw = str(request.path_params["gate_id"])
@@ -157,11 +132,7 @@ async def get_gate(request: Request) -> Response:
         return JSONResponse({"error": f"gate {raw[:40]} not found"}, status_code=404)
     gate_id = int(raw)
 
-    def read() -> dict[str, Any] | None:
-        with runtime.db.read() as session:
-            return gate_requests.gate_status(session, gate_id)
-
-    status = await asyncio.to_thread(read)
+    status = await usecases.gate_status(gate_id)
     if status is None:
         return JSONResponse({"error": f"gate {gate_id} not found"}, status_code=404)
     return JSONResponse(status)

@@ -21,18 +21,15 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlmodel import Session
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from bot import web
-from bot.runtime import Runtime
-from bot.services import dashboard
-from bot.services.evidence import evidence_pack
+from bot.usecases import UseCases
+from bot.usecases.dashboard import BUCKETS
 
 T = TypeVar("T")
 COOKIE = "token"
@@ -58,8 +55,8 @@ _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # --- access ----------------------------------------------------------------------------------
 
 
-def _secret(runtime: Runtime) -> str:
-    token = runtime.settings.dashboard_token
+def _secret(usecases: UseCases) -> str:
+    token = usecases.settings.dashboard_token
     return token.get_secret_value() if token is not None else ""
 
 
@@ -84,8 +81,8 @@ def _allowed(request: Request, secret: str) -> bool:
 
 def _guard(request: Request) -> Response | None:
     """None when the request may see the dashboard; else the answer to give instead."""
-    runtime: Runtime = request.state.runtime
-    secret = _secret(runtime)
+    usecases: UseCases = request.state.usecases
+    secret = _secret(usecases)
     offered = request.query_params.get("token")
     if offered is not None and secret:
         if not _same(secret, offered):
@@ -149,25 +146,15 @@ def _whole(raw: str | None, *, digits: int = 18) -> int | None:
     return int(raw)
 
 
-async def _read(runtime: Runtime, fn: Callable[[Session], T]) -> T:
-    """Run one read in a worker thread, so the event loop never waits on the database."""
-
-    def run() -> T:
-        with runtime.db.read() as session:
-            return fn(session)
-
-    return await asyncio.to_thread(run)
-
-
 # --- pages -----------------------------------------------------------------------------------
 
 
 async def overview_page(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    runtime: Runtime = request.state.runtime
-    page = await _read(runtime, lambda s: dashboard.overview(s, runtime.config))
-    now = runtime.clock.now()
+    usecases: UseCases = request.state.usecases
+    page = await usecases.overview()
+    now = usecases.clock.now()
     body = await asyncio.to_thread(web.render, "overview.html", page=page, now=now, nav="releases")
     return _html(body)
 
@@ -175,15 +162,15 @@ async def overview_page(request: Request) -> Response:
 async def deployment_detail(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     raw = str(request.path_params["deployment_id"])
     deployment_id = _whole(raw)
     if deployment_id is None:
         return _not_found(f"Deployment {raw[:40]}")
-    page = await _read(runtime, lambda s: dashboard.deployment_page(s, deployment_id))
+    page = await usecases.deployment_page(deployment_id)
     if page is None:
         return _not_found(f"Deployment {deployment_id}")
-    now = runtime.clock.now()
+    now = usecases.clock.now()
     body = await asyncio.to_thread(
         web.render, "deployment.html", page=page, now=now, nav="releases"
     )
@@ -193,22 +180,12 @@ async def deployment_detail(request: Request) -> Response:
 async def deployment_evidence(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     raw = str(request.path_params["deployment_id"])
     deployment_id = _whole(raw)
     if deployment_id is None:
         return _not_found(f"Deployment {raw[:40]}")
-    now = runtime.clock.now()
-
-    def build(session: Session) -> dict[str, Any] | None:
-        release_id = dashboard.release_of(session, deployment_id)
-        if release_id is None:
-            return None
-        return evidence_pack(
-            session, release_id=release_id, config=runtime.config, generated_at=now
-        )
-
-    pack = await _read(runtime, build)
+    pack = await usecases.evidence_of_deployment(deployment_id)
     if pack is None:
         return _not_found(f"Deployment {deployment_id}")
     release = pack["release"]
@@ -228,14 +205,12 @@ async def deployment_evidence(request: Request) -> Response:
 async def audit_log(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     raw = request.query_params.get("before")
     before = _whole(raw) if raw else None
     if raw and before is None:
         return _error(400, "Bad request", "before must be a record number (seq).")
-    page = await _read(
-        runtime, lambda s: dashboard.audit_page(s, limit=AUDIT_PAGE, before_seq=before)
-    )
+    page = await usecases.audit_page(limit=AUDIT_PAGE, before_seq=before)
     body = await asyncio.to_thread(web.render, "audit.html", page=page, before=before, nav="audit")
     return _html(body)
 
@@ -243,17 +218,14 @@ async def audit_log(request: Request) -> Response:
 async def dora_page(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    runtime: Runtime = request.state.runtime
+    usecases: UseCases = request.state.usecases
     days = _whole(request.query_params.get("days", "90"), digits=3)
     bucket = request.query_params.get("bucket", "week")
     if days is None or not DORA_DAYS[0] <= days <= DORA_DAYS[1]:
         return _error(400, "Bad request", f"days must be {DORA_DAYS[0]} to {DORA_DAYS[1]}.")
-    if bucket not in dashboard.BUCKETS:
+    if bucket not in BUCKETS:
         return _error(400, "Bad request", "bucket must be day or week.")
-    now = runtime.clock.now()
-    series = await _read(
-        runtime, lambda s: dashboard.dora_series(s, now=now, days=days, bucket=bucket)
-    )
+    series = await usecases.dora_series(days=days, bucket=bucket)
 
     def draw() -> str:
         fmt = "%b %d" if bucket == "week" else "%m-%d"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -14,8 +12,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.metrics import Metrics
-from bot.runtime import Runtime
-from bot.services.health import readiness, refresh_gauges
+from bot.usecases import UseCases
 from handlers.api import create_gate, get_gate
 from handlers.dashboard import (
     audit_log,
@@ -37,19 +34,15 @@ async def healthz(_: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    report = await asyncio.to_thread(runtime_readiness, runtime)
+    usecases: UseCases = request.state.usecases
+    report = await usecases.readiness()
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
-def runtime_readiness(runtime: Runtime) -> dict[str, Any]:
-    return readiness(runtime.db, expected_head=runtime.migrations_head)
-
-
 async def metrics(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    await asyncio.to_thread(refresh_gauges, runtime.db, runtime.metrics)
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    usecases: UseCases = request.state.usecases
+    exposition = await usecases.metrics_exposition()
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
 
 async def slack_events(request: Request) -> Response:

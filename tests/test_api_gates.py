@@ -177,7 +177,7 @@ async def test_a_sha_names_the_release_and_a_newer_one_supersedes_it(bot: Bot) -
 async def test_asking_again_after_a_rejection_opens_a_new_gate(bot: Bot) -> None:
     first = (await ask(bot)).json()
     await bot.send_outbox()
-    outcome = await bot.runtime.decide_gate(
+    outcome = await bot.runtime.usecases.decide_gate(
         gate_id=first["id"], user_id="U0RM2", decision="reject", reason="not this week"
     )
     assert outcome.result == "rejected"

@@ -47,11 +47,10 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.cli import main
-from bot.digest import DIGEST_JOB_ID, register_digest, weekly_digest
 from bot.domain import dora as domain
 from bot.domain import states
 from bot.ports import Commit, Comparison
-from bot.scheduling import build_scheduler
+from bot.scheduling import DIGEST_JOB_ID, build_scheduler, register_digest, weekly_digest
 from bot.services import assessment, audit, dora
 from bot.settings import load_settings
 from bot.store.db import Database

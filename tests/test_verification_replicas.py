@@ -1,7 +1,7 @@
 """Replicas sharing one database never run the same check run twice, and a dead worker's
 claim is taken over once its lease runs out.
 
-Two `CheckScheduler`s with their own worker ids and their own `Database` (engine, pool) on
+Two `Verifier`s with their own worker ids and their own `Database` (engine, pool) on
 the same database URL stand for two app instances: on PostgreSQL they claim with
 `FOR UPDATE SKIP LOCKED`; on SQLite they share the file and its write lock.
 """
@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from bot.checks import CheckScheduler
 from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget
@@ -27,6 +26,7 @@ from bot.services import verification
 from bot.services.deployments import apply_event
 from bot.store.db import Database, make_engine
 from bot.store.tables import AuditEvent, Check, CheckRun, Deployment
+from bot.usecases.verify import Verifier
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A
 
@@ -150,10 +150,10 @@ async def test_two_replicas_never_run_the_same_check_twice(
     deployment_id = db.write(planned)
     clock.advance(minutes=16)  # every run is due
     runner_a, runner_b = CountingRunner(), CountingRunner()
-    a = CheckScheduler(
+    a = Verifier(
         db=db, clock=clock, config=example_config, runners=runners(runner_a), worker="replica-a"
     )
-    b = CheckScheduler(
+    b = Verifier(
         db=replica_db,
         clock=clock,
         config=example_config,
@@ -220,7 +220,7 @@ async def test_a_run_whose_lease_expired_is_claimed_again_and_a_leased_one_is_no
 
     orphaned_id, leased_id = db.write(planned)
     runner = CountingRunner()
-    scheduler = CheckScheduler(
+    scheduler = Verifier(
         db=db, clock=clock, config=example_config, runners=runners(runner), worker="survivor"
     )
 

@@ -50,3 +50,7 @@ class DeliveryFailed(ReleasebotError):
 
 class InvalidRequest(ReleasebotError, ValueError):
     """A caller asked for something malformed or impossible (answered 400, never retried)."""
+
+
+class Conflict(ReleasebotError):
+    """What was asked clashes with the state things are in (answered 409)."""

@@ -81,8 +81,10 @@ class Applied:
     @property
     def deployed(self) -> bool:
         """The event took the deployment to succeeded (what reactions follow up on)."""
-        return bool(self.moved_to) and self.deployment is not None and (
-            self.deployment.state == states.SUCCEEDED
+        return (
+            bool(self.moved_to)
+            and self.deployment is not None
+            and (self.deployment.state == states.SUCCEEDED)
         )
 
 

@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config, Environment
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.errors import Conflict, InvalidRequest
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.services import audit, gates
 from bot.services.deployments import apply_event
@@ -45,7 +46,7 @@ FINAL_STATUSES = frozenset({rules.APPROVED, rules.REJECTED, rules.EXPIRED, rules
 _REUSABLE = frozenset({rules.PENDING, rules.APPROVED})
 
 
-class GateConflict(ValueError):
+class GateConflict(Conflict):
     """The release cannot be gated in the state it is in (answered 409)."""
 
 
@@ -63,7 +64,7 @@ def release_key(version: str, sha: str | None) -> str:
     if sha is not None:
         normalized = sha.strip().lower()
         if not SHA_RE.match(normalized):
-            raise ValueError("sha must be a full commit sha (40 hex characters)")
+            raise InvalidRequest("sha must be a full commit sha (40 hex characters)")
         return normalized
     return (VERSION_KEY_PREFIX + version)[:KEY_MAX]
 
@@ -73,11 +74,11 @@ def target_environment(config: Config, service: str, environment: str) -> Enviro
     svc = config.services.get(service)
     if svc is None:
         known = ", ".join(sorted(config.services)) or "(none)"
-        raise ValueError(f"unknown service {service!r}; configured: {known}")
+        raise InvalidRequest(f"unknown service {service!r}; configured: {known}")
     env = svc.environment(environment)
     if env is None:
         known = ", ".join(e.name for e in svc.environments) or "(none)"
-        raise ValueError(
+        raise InvalidRequest(
             f"unknown environment {environment!r} of service {service!r}; configured: {known}"
         )
     return env
@@ -99,7 +100,7 @@ def request_gate(
     env = target_environment(config, service, environment)
     version = version.strip()
     if not version:
-        raise ValueError("version must not be empty")
+        raise InvalidRequest("version must not be empty")
     key = release_key(version, sha)
     if env.gate is None:
         note = f"{environment} of {service} has no gate configured: nothing to wait for"

@@ -1,6 +1,6 @@
 """Buttons and modals on release messages: approve, reject (with a reason), and the rest.
 
-Each listener acks at once (Slack allows 3 seconds), then makes one call into the runtime
+Each listener acks at once (Slack allows 3 seconds), then makes one call into a use case
 and tells the person who clicked what happened, ephemerally.
 """
 
@@ -13,8 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.runtime import Runtime
-from bot.services.gates import Outcome
+from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
 
 log = logging.getLogger("releasebot.slack")
@@ -31,14 +30,14 @@ ICONS = {
 }
 
 
-def register_actions(app: AsyncApp, runtime: Runtime) -> None:
+def register_actions(app: AsyncApp, usecases: UseCases) -> None:
     @app.action("release_approve", middleware=ACK_FIRST)
     async def approve(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         gate_id = _value(body)
         if gate_id is None:
             return
-        outcome = await runtime.decide_gate(
+        outcome = await usecases.decide_gate(
             gate_id=gate_id, user_id=body["user"]["id"], decision="approve"
         )
         await _tell(client, body, outcome)
@@ -68,7 +67,7 @@ def register_actions(app: AsyncApp, runtime: Runtime) -> None:
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await runtime.decide_gate(
+        outcome = await usecases.decide_gate(
             gate_id=int(metadata["gate_id"]),
             user_id=body["user"]["id"],
             decision="reject",
@@ -138,7 +137,7 @@ ROLLBACK_MODAL = "release_rollback_modal"
 BREAK_GLASS_MODAL = "release_break_glass_modal"
 
 
-def register_operations(app: AsyncApp, runtime: Runtime) -> None:
+def register_operations(app: AsyncApp, usecases: UseCases) -> None:
     """Promote, roll back (with a reason), unlock, and break-glass (ask, then confirm)."""
 
     @app.action("release_promote", middleware=ACK_FIRST)
@@ -146,7 +145,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
         await ack()
         deployment_id = _value(body)
         if deployment_id is not None:
-            outcome = await runtime.operate(
+            outcome = await usecases.operate(
                 action="promote", deployment_id=deployment_id, user_id=body["user"]["id"]
             )
             await _tell(client, body, outcome)
@@ -156,7 +155,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
         await ack()
         deployment_id = _value(body)
         if deployment_id is not None:
-            outcome = await runtime.operate(
+            outcome = await usecases.operate(
                 action="unlock", deployment_id=deployment_id, user_id=body["user"]["id"]
             )
             await _tell(client, body, outcome)
@@ -186,7 +185,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await runtime.operate(
+        outcome = await usecases.operate(
             action="rollback",
             deployment_id=int(metadata["deployment_id"]),
             user_id=body["user"]["id"],
@@ -220,7 +219,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await runtime.break_glass(
+        outcome = await usecases.break_glass(
             gate_id=int(metadata["gate_id"]), user_id=body["user"]["id"], reason=reason
         )
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
@@ -230,7 +229,7 @@ def register_operations(app: AsyncApp, runtime: Runtime) -> None:
         await ack()
         gate_id = _value(body)
         if gate_id is not None:
-            outcome = await runtime.break_glass(
+            outcome = await usecases.break_glass(
                 gate_id=gate_id, user_id=body["user"]["id"], confirm=True
             )
             await _tell(client, body, outcome)

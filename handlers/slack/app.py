@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.slack.actions import register_actions, register_operations
 from handlers.slack.commands import register_commands
 from handlers.slack.home import register_home
@@ -25,7 +25,7 @@ def build_bolt_app(
     signing_secret: str,
     client: AsyncWebClient,
     slash_command: str,
-    runtime: Runtime,
+    usecases: UseCases,
     process_before_response: bool = False,
 ) -> AsyncApp:
     """One AsyncApp using `client` and its token; without a token it acts as the sandbox bot."""
@@ -37,10 +37,10 @@ def build_bolt_app(
         logger=log,
     )
     register(app, slash_command=slash_command)
-    register_actions(app, runtime)
-    register_operations(app, runtime)
-    register_commands(app, runtime, slash_command)
-    register_home(app, runtime, command_name=slash_command)
+    register_actions(app, usecases)
+    register_operations(app, usecases)
+    register_commands(app, usecases, slash_command)
+    register_home(app, usecases, command_name=slash_command)
     return app
 
 

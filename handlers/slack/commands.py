@@ -46,9 +46,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Config, format_duration, parse_duration
 from bot.render import clock_time, escape_mrkdwn, link, mention, risk_label, state_label
-from bot.runtime import Runtime
-from bot.services import freezes, queries
-from bot.services.gates import Outcome
+from bot.usecases import Outcome, UseCases, read
+from bot.usecases.freeze import ALL, MAX_DURATION
 from handlers.slack.middleware import ACK_FIRST
 
 log = logging.getLogger("releasebot.slack")
@@ -325,10 +324,10 @@ def _freeze(names: _Names, text: str) -> Command | Usage:
         return _usage("freeze", f"`{parts[2]}` is not a duration: use 30m, 2h, 1d or 1h30m")
     if duration <= timedelta(0):
         return _usage("freeze", "a freeze needs a duration longer than 0s")
-    if duration > freezes.MAX_DURATION:
+    if duration > MAX_DURATION:
         return _usage(
             "freeze",
-            f"a freeze from Slack lasts at most {format_duration(freezes.MAX_DURATION)}; "
+            f"a freeze from Slack lasts at most {format_duration(MAX_DURATION)}; "
             "put longer ones in releasebot.yaml",
         )
     return Freeze(_env_name(parts[1]), duration, parts[3].strip())
@@ -374,14 +373,14 @@ def _check_env(names: _Names, tokens: list[str], at: int, service: str, sub: str
 
 def _check_freeze_env(names: _Names, tokens: list[str], at: int, sub: str) -> Usage | None:
     word = tokens[at]
-    if word.lower() == freezes.ALL or not names.known or word in names.environments:
+    if word.lower() == ALL or not names.known or word in names.environments:
         return None
     return _unknown(
         tokens,
         at,
         sub,
         f"no service has an environment `{word}`",
-        [*names.environments, freezes.ALL],
+        [*names.environments, ALL],
     )
 
 
@@ -410,7 +409,7 @@ def _closest(word: str, options: Sequence[str]) -> str | None:
 
 
 def _env_name(word: str) -> str:
-    return freezes.ALL if word.lower() == freezes.ALL else word
+    return ALL if word.lower() == ALL else word
 
 
 def _unescape(text: str) -> str:
@@ -428,16 +427,16 @@ class Reply:
     announcements: list[tuple[str, str]] = field(default_factory=list)  # (channel, text)
 
 
-def register_commands(app: AsyncApp, runtime: Runtime, command_name: str) -> None:
+def register_commands(app: AsyncApp, usecases: UseCases, command_name: str) -> None:
     """One listener for the slash command and one for the list pages' "Next" buttons."""
 
     @app.command(command_name, middleware=ACK_FIRST)
     async def command(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         await ack()
         user = str(body.get("user_id") or "")
-        parsed = parse(str(body.get("text") or ""), config=runtime.config)
+        parsed = parse(str(body.get("text") or ""), config=usecases.config)
         try:
-            reply = await answer(runtime, parsed, user_id=user, command_name=command_name)
+            reply = await answer(usecases, parsed, user_id=user, command_name=command_name)
         except Exception:
             log.exception("%s failed for %s", command_name, user)
             reply = Reply(":warning: Something went wrong on my side; please try again.")
@@ -450,7 +449,7 @@ def register_commands(app: AsyncApp, runtime: Runtime, command_name: str) -> Non
         await ack()
         try:
             value = json.loads(body["actions"][0]["value"])
-            parsed = parse(str(value["t"]), config=runtime.config)
+            parsed = parse(str(value["t"]), config=usecases.config)
             offset = max(int(value["o"]), 0)
         except (KeyError, IndexError, TypeError, ValueError):
             log.warning("ignoring a page click without a valid value")
@@ -459,12 +458,12 @@ def register_commands(app: AsyncApp, runtime: Runtime, command_name: str) -> Non
             return
         parsed = dataclasses.replace(parsed, offset=offset)
         user = str(body.get("user", {}).get("id") or "")
-        reply = await answer(runtime, parsed, user_id=user, command_name=command_name)
+        reply = await answer(usecases, parsed, user_id=user, command_name=command_name)
         await _send(client, respond, body, reply, replace=True)
 
 
 async def answer(
-    runtime: Runtime, parsed: Command | Usage, *, user_id: str, command_name: str
+    usecases: UseCases, parsed: Command | Usage, *, user_id: str, command_name: str
 ) -> Reply:
     """What to tell the person (and the channels) for one parsed command."""
     if isinstance(parsed, Usage):
@@ -472,41 +471,41 @@ async def answer(
     if isinstance(parsed, Help):
         return _help_reply(command_name, parsed.topic)
     if isinstance(parsed, Status):
-        return await _status(runtime, parsed)
+        return await _status(usecases, parsed)
     if isinstance(parsed, History):
-        return await _history_reply(runtime, parsed)
+        return await _history_reply(usecases, parsed)
     if isinstance(parsed, Pending):
-        return await _pending(runtime, parsed, user_id)
+        return await _pending(usecases, parsed, user_id)
     if isinstance(parsed, Promote):
-        outcome = await runtime.promote_version(
+        outcome = await usecases.promote_version(
             user_id=user_id,
             service=parsed.service,
             version=parsed.version,
             environment=parsed.environment,
         )
-        return _operation_reply(runtime.config, outcome, parsed.service, user_id)
+        return _operation_reply(usecases.config, outcome, parsed.service, user_id)
     if isinstance(parsed, Rollback):
         reason = parsed.reason or f"rolled back with {command_name} by {user_id}"
-        outcome = await runtime.rollback_environment(
+        outcome = await usecases.rollback_environment(
             user_id=user_id,
             service=parsed.service,
             environment=parsed.environment,
             to_version=parsed.to_version,
             reason=reason,
         )
-        return _operation_reply(runtime.config, outcome, parsed.service, user_id, reason)
+        return _operation_reply(usecases.config, outcome, parsed.service, user_id, reason)
     if isinstance(parsed, Freeze):
-        frozen = await runtime.freeze(
+        frozen = await usecases.freeze(
             user_id=user_id,
             environment=parsed.environment,
             duration=parsed.duration,
             reason=parsed.reason,
         )
-        return _freeze_reply(runtime.config, frozen, user_id)
+        return _freeze_reply(usecases.config, frozen, user_id)
     if isinstance(parsed, Unfreeze):
-        lifted = await runtime.unfreeze(user_id=user_id, environment=parsed.environment)
-        return _freeze_reply(runtime.config, lifted, user_id)
-    return await _metrics_reply(runtime, parsed)
+        lifted = await usecases.unfreeze(user_id=user_id, environment=parsed.environment)
+        return _freeze_reply(usecases.config, lifted, user_id)
+    return await _metrics_reply(usecases, parsed)
 
 
 def _usage_reply(usage: Usage, command_name: str) -> Reply:
@@ -534,13 +533,10 @@ def _help_reply(command_name: str, topic: str | None = None) -> Reply:
 # --- status, history, pending ----------------------------------------------------------------
 
 
-async def _status(runtime: Runtime, cmd: Status) -> Reply:
-    pairs = queries.status_pairs(runtime.config, cmd.service)
+async def _status(usecases: UseCases, cmd: Status) -> Reply:
+    pairs = usecases.environments_of(cmd.service)
     chosen = pairs[cmd.offset : cmd.offset + STATUS_PAGE]
-    now = runtime.clock.now()
-    rows = await runtime.read(
-        lambda s: queries.status(s, config=runtime.config, now=now, pairs=chosen)
-    )
+    rows = await usecases.status(chosen)
     title = f"*Status of {escape_mrkdwn(cmd.service)}*" if cmd.service else "*Status*"
     lines: list[str] = []
     current: str | None = None
@@ -565,7 +561,7 @@ def _status_text(cmd: Status) -> str:
     return f"status {cmd.service}" if cmd.service else "status"
 
 
-def _status_line(row: queries.StatusRow) -> str:
+def _status_line(row: read.StatusRow) -> str:
     env = f"`{escape_mrkdwn(row.environment)}`"
     if row.latest is None:
         text = f"• {env} nothing deployed yet"
@@ -581,16 +577,9 @@ def _status_line(row: queries.StatusRow) -> str:
     return text
 
 
-async def _history_reply(runtime: Runtime, cmd: History) -> Reply:
-    page = await runtime.read(
-        lambda s: queries.history(
-            s,
-            service=cmd.service,
-            environment=cmd.environment,
-            limit=cmd.n,
-            offset=cmd.offset,
-            environments=[env for _, env in queries.status_pairs(runtime.config, cmd.service)],
-        )
+async def _history_reply(usecases: UseCases, cmd: History) -> Reply:
+    page = await usecases.history(
+        service=cmd.service, environment=cmd.environment, limit=cmd.n, offset=cmd.offset
     )
     where = f"{cmd.service} in {cmd.environment}" if cmd.environment else cmd.service
     lines = [_history_line(row, with_env=cmd.environment is None) for row in page.rows]
@@ -609,7 +598,7 @@ async def _history_reply(runtime: Runtime, cmd: History) -> Reply:
     )
 
 
-def _history_line(row: queries.DeploymentRow, *, with_env: bool) -> str:
+def _history_line(row: read.DeploymentRow, *, with_env: bool) -> str:
     parts = [clock_time(row.created_at)]
     if with_env:
         parts.append(f"`{escape_mrkdwn(row.environment)}`")
@@ -626,8 +615,8 @@ def _history_line(row: queries.DeploymentRow, *, with_env: bool) -> str:
     return "• " + " · ".join([*parts, *links])
 
 
-async def _pending(runtime: Runtime, cmd: Pending, user_id: str) -> Reply:
-    gates = await runtime.pending_approvals(user_id)
+async def _pending(usecases: UseCases, cmd: Pending, user_id: str) -> Reply:
+    gates = await usecases.pending_approvals(user_id)
     gates.sort(key=lambda g: not g.can_act)  # the ones waiting for this person first
     chosen = gates[cmd.offset : cmd.offset + PENDING_PAGE]
     blocks: list[dict[str, Any]] = [_section(f"*Pending approvals* ({len(gates)})")]
@@ -645,7 +634,7 @@ async def _pending(runtime: Runtime, cmd: Pending, user_id: str) -> Reply:
     return Reply(f"{len(gates)} pending {noun}, {yours} for you", _fit(blocks))
 
 
-def approval_blocks(gate: queries.PendingApproval) -> list[dict[str, Any]]:
+def approval_blocks(gate: read.PendingApproval) -> list[dict[str, Any]]:
     """A gate as a section, with Approve/Reject (the release message's action ids and
     values, so the usual listeners decide it) when the viewer can act on it."""
     row = gate.deployment
@@ -706,12 +695,12 @@ def _operation_reply(
     return reply
 
 
-def _freeze_reply(config: Config, outcome: freezes.FreezeOutcome, user_id: str) -> Reply:
+def _freeze_reply(config: Config, outcome: read.FreezeOutcome, user_id: str) -> Reply:
     text = f"{ICONS.get(outcome.result, '')} {escape_mrkdwn(outcome.message)}".strip()
     reply = Reply(text)
     if outcome.result == "refused" or outcome.environment is None:
         return reply
-    where = "every environment" if outcome.environment == freezes.ALL else outcome.environment
+    where = "every environment" if outcome.environment == ALL else outcome.environment
     if outcome.result == "frozen":
         said = (
             f":snowflake: {mention(user_id)} froze deploys to *{escape_mrkdwn(where)}* until "
@@ -729,13 +718,13 @@ def _channels_with(config: Config, environment: str) -> list[str]:
     channels = [
         config.channel_for(name)
         for name, svc in config.services.items()
-        if environment == freezes.ALL or svc.environment(environment) is not None
+        if environment == ALL or svc.environment(environment) is not None
     ]
     return list(dict.fromkeys(channels)) or [config.slack.default_channel]
 
 
-async def _metrics_reply(runtime: Runtime, cmd: Metrics) -> Reply:
-    message = await runtime.metrics_message(service=cmd.service, days=cmd.days)
+async def _metrics_reply(usecases: UseCases, cmd: Metrics) -> Reply:
+    message = await usecases.metrics_message(service=cmd.service, days=cmd.days)
     return Reply(message.text, _fit(list(message.blocks)))
 
 
@@ -814,13 +803,13 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(text, 3000)}]}
 
 
-def _label(row: queries.DeploymentRow) -> str:
+def _label(row: read.DeploymentRow) -> str:
     if row.version:
         return f"*{escape_mrkdwn(_cut(row.version, 80))}* (`{row.short_sha}`)"
     return f"`{row.short_sha}`"
 
 
-def _message_link(row: queries.DeploymentRow) -> str | None:
+def _message_link(row: read.DeploymentRow) -> str | None:
     """A link to the release message, when Slack gave us its channel id and ts."""
     if not row.channel or not row.ts or not row.channel.startswith(("C", "G")):
         return None

@@ -21,8 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.render import clock_time, escape_mrkdwn, mention, state_label
-from bot.runtime import Runtime
-from bot.services import freezes, queries
+from bot.usecases import UseCases, read
 from handlers.slack.commands import approval_blocks
 
 log = logging.getLogger("releasebot.slack")
@@ -34,7 +33,7 @@ MAX_FREEZES: Final = 10
 SECTION_CHARS: Final = 2900
 
 
-def register_home(app: AsyncApp, runtime: Runtime, *, command_name: str = "/release") -> None:
+def register_home(app: AsyncApp, usecases: UseCases, *, command_name: str = "/release") -> None:
     @app.event("app_home_opened")
     async def opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
@@ -42,21 +41,19 @@ def register_home(app: AsyncApp, runtime: Runtime, *, command_name: str = "/rele
         user = str(event.get("user") or "")
         if not user:
             return
-        view = await home_view(runtime, user, command_name=command_name)
+        view = await home_view(usecases, user, command_name=command_name)
         await client.views_publish(user_id=user, view=view)
 
 
 async def home_view(
-    runtime: Runtime, user_id: str, *, command_name: str = "/release"
+    usecases: UseCases, user_id: str, *, command_name: str = "/release"
 ) -> dict[str, Any]:
     """The Home tab of `user_id`, as a `views.publish` view."""
-    approvals = await runtime.pending_approvals(user_id, only_actionable=True)
-    owned = await runtime.owned_services(user_id)
-    now = runtime.clock.now()
-    releases = await runtime.read(
-        lambda s: queries.recent(s, services=owned, limit=MAX_RELEASES + 1)
-    )
-    in_force = await runtime.read(lambda s: freezes.listing(s, config=runtime.config, now=now))
+    approvals = await usecases.pending_approvals(user_id, only_actionable=True)
+    owned = await usecases.owned_services(user_id)
+    now = usecases.clock.now()
+    releases = await usecases.recent_releases(owned, limit=MAX_RELEASES + 1)
+    in_force = await usecases.freezes_in_force()
 
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Releases"}},
@@ -103,7 +100,7 @@ async def home_view(
     return {"type": "home", "blocks": _fit(blocks)}
 
 
-def _release_line(row: queries.DeploymentRow) -> str:
+def _release_line(row: read.DeploymentRow) -> str:
     version = f"*{escape_mrkdwn(row.version)}* " if row.version else ""
     return (
         f"• *{escape_mrkdwn(row.service)}* `{escape_mrkdwn(row.environment)}` "
@@ -111,7 +108,7 @@ def _release_line(row: queries.DeploymentRow) -> str:
     )
 
 
-def _freeze_line(freeze: freezes.ActiveFreeze) -> str:
+def _freeze_line(freeze: read.ActiveFreeze) -> str:
     where = ", ".join(escape_mrkdwn(e) for e in freeze.environments)
     source = "releasebot.yaml" if freeze.source == "config" else mention(freeze.created_by or "?")
     return (

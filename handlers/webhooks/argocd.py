@@ -10,15 +10,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.domain.ingest import Delivery
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
 from integrations.argocd import payloads
 from integrations.payloads import PayloadError
 
 
 async def argocd_webhook(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    settings = runtime.settings
+    usecases: UseCases = request.state.usecases
+    settings = usecases.settings
     secret = settings.argocd_webhook_secret
     try:
         check_token(
@@ -33,12 +33,12 @@ async def argocd_webhook(request: Request) -> Response:
         except PayloadError as exc:
             raise Refused(400, str(exc)) from None
     except Refused as refused:
-        runtime.metrics.webhooks.labels("argocd", f"refused_{refused.status}").inc()
+        usecases.metrics.webhooks.labels("argocd", f"refused_{refused.status}").inc()
         return refused.response()
 
     delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
     event_name = parsed.event.source_event if parsed.event else "argocd"
-    result = await runtime.record_delivery(
+    result = await usecases.record_delivery(
         Delivery(provider="argocd", delivery_id=delivery_id[:200], event=event_name, body=body),
         parsed.event,
         parsed.note,

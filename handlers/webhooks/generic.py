@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.domain.ingest import Delivery
 from bot.ports import Comparison
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     check_hmac_signature,
@@ -23,8 +23,8 @@ from integrations.payloads import PayloadError
 
 
 async def generic_webhook(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    settings = runtime.settings
+    usecases: UseCases = request.state.usecases
+    settings = usecases.settings
     secret = settings.generic_webhook_secret
     try:
         body = await read_body(request, limit=settings.max_body_bytes)
@@ -40,7 +40,7 @@ async def generic_webhook(request: Request) -> Response:
         except PayloadError as exc:
             raise Refused(400, str(exc)) from None
     except Refused as refused:
-        runtime.metrics.webhooks.labels("generic", f"refused_{refused.status}").inc()
+        usecases.metrics.webhooks.labels("generic", f"refused_{refused.status}").inc()
         return refused.response()
 
     # Without X-Releasebot-Delivery, a byte-identical resend is the same delivery.
@@ -50,7 +50,7 @@ async def generic_webhook(request: Request) -> Response:
     event = parsed.event
     if event is not None and parsed.previous_sha:
         event = replace(event, extra={**event.extra, "previous_sha": parsed.previous_sha})
-    result = await runtime.record_delivery(
+    result = await usecases.record_delivery(
         Delivery(provider="generic", delivery_id=delivery_id[:200], event="deploy", body=body),
         event,
         parsed.note,

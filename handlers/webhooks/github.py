@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.domain.ingest import Delivery
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     check_hmac_signature,
@@ -19,8 +19,8 @@ from integrations.payloads import PayloadError
 
 
 async def github_webhook(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    settings = runtime.settings
+    usecases: UseCases = request.state.usecases
+    settings = usecases.settings
     secret = settings.github_webhook_secret
     try:
         body = await read_body(request, limit=settings.max_body_bytes)
@@ -42,10 +42,10 @@ async def github_webhook(request: Request) -> Response:
         except PayloadError as exc:
             raise Refused(400, str(exc)) from None
     except Refused as refused:
-        runtime.metrics.webhooks.labels("github", f"refused_{refused.status}").inc()
+        usecases.metrics.webhooks.labels("github", f"refused_{refused.status}").inc()
         return refused.response()
 
-    result = await runtime.record_delivery(
+    result = await usecases.record_delivery(
         Delivery(provider="github", delivery_id=delivery_id[:200], event=event_name, body=body),
         parsed.event,
         parsed.note,

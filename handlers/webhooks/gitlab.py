@@ -9,15 +9,15 @@ from bot.config import Config
 from bot.domain.events import DeployEvent
 from bot.domain.ingest import Delivery, ShaLookup
 from bot.domain.tracking import resolve
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
 from integrations.gitlab import payloads
 from integrations.payloads import PayloadError
 
 
 async def gitlab_webhook(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    settings = runtime.settings
+    usecases: UseCases = request.state.usecases
+    settings = usecases.settings
     secret = settings.gitlab_webhook_token
     try:
         check_token(
@@ -41,7 +41,7 @@ async def gitlab_webhook(request: Request) -> Response:
         except PayloadError as exc:
             raise Refused(400, str(exc)) from None
     except Refused as refused:
-        runtime.metrics.webhooks.labels("gitlab", f"refused_{refused.status}").inc()
+        usecases.metrics.webhooks.labels("gitlab", f"refused_{refused.status}").inc()
         return refused.response()
 
     delivery = Delivery(
@@ -51,7 +51,7 @@ async def gitlab_webhook(request: Request) -> Response:
         # A Deployment Hook names its commit by a short sha: the worker fetches the full one
         # from the deployments API after this request has been answered.
         ref = parsed.lookup
-        result = await runtime.record_delivery(
+        result = await usecases.record_delivery(
             delivery,
             None,
             lookup=ShaLookup(
@@ -62,8 +62,8 @@ async def gitlab_webhook(request: Request) -> Response:
             ),
         )
     else:
-        result = await runtime.record_delivery(
-            delivery, _tracked_first(runtime.config, parsed.events) or parsed.event, parsed.note
+        result = await usecases.record_delivery(
+            delivery, _tracked_first(usecases.config, parsed.events) or parsed.event, parsed.note
         )
     answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
     if result.detail:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.domain.ingest import Delivery
-from bot.runtime import Runtime
+from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     check_hmac_signature,
@@ -27,8 +27,8 @@ SIGNATURE_HEADER = "X-Releasebot-Signature"
 
 
 async def jenkins_webhook(request: Request) -> Response:
-    runtime: Runtime = request.state.runtime
-    settings = runtime.settings
+    usecases: UseCases = request.state.usecases
+    settings = usecases.settings
     secret = settings.jenkins_webhook_secret
     try:
         body = await read_body(request, limit=settings.max_body_bytes)
@@ -39,11 +39,11 @@ async def jenkins_webhook(request: Request) -> Response:
         except PayloadError as exc:
             raise Refused(400, str(exc)) from None
     except Refused as refused:
-        runtime.metrics.webhooks.labels("jenkins", f"refused_{refused.status}").inc()
+        usecases.metrics.webhooks.labels("jenkins", f"refused_{refused.status}").inc()
         return refused.response()
 
     delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
-    result = await runtime.record_delivery(
+    result = await usecases.record_delivery(
         Delivery(provider="jenkins", delivery_id=delivery_id[:200], event="build", body=body),
         parsed.event,
         parsed.note,

@@ -1,8 +1,9 @@
-"""Running due verification checks: claim from the database, run at the edge, record.
+"""Run the due checks: claim them from the database, run each at the edge, record the results.
 
-`run_due_checks` is what the scheduler's `checks.tick` job calls every second; tests call it
-directly with a fixed clock. Claims are per process (`worker`), so replicas never run the
-same check run twice.
+`Verifier.run_due` is what the scheduler's `checks.tick` job calls twice a second; tests
+call it directly with a fixed clock. Claims are per process (`worker`), so replicas never
+run the same check run twice. A result that ends verification is followed up by
+`bot.services.reactions` (promote on, or roll back by policy) in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-class CheckScheduler:
+class Verifier:
     def __init__(
         self,
         *,

@@ -1,0 +1,67 @@
+"""What every use case runs with, and the three things each one does the same way.
+
+    ctx = Context(db=..., config=..., settings=..., clock=..., directory=..., metrics=...,
+                  wake=worker.wake)
+    await ctx.write(lambda session: ...)   # one transaction, in a worker thread
+    await ctx.read(lambda session: ...)    # a read-only session, in a worker thread
+    await ctx.groups_of(user_id, principals)   # the user groups among principals they are in
+
+A use case owns its transaction: it calls `write` once (or `read`), and wakes the outbox
+worker (`ctx.wake()`) when that transaction queued something to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.metrics import Metrics
+from bot.ports import Clock, SlackDirectory
+from bot.settings import Settings
+from bot.store.db import Database
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Context:
+    db: Database
+    config: Config
+    settings: Settings
+    clock: Clock
+    directory: SlackDirectory
+    metrics: Metrics
+    wake: Callable[[], None]
+    migrations_head: str | None = None
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn` in one write transaction (retried on a conflict) in a worker thread."""
+        return await asyncio.to_thread(self.db.write, fn)
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn` on a read-only session in a worker thread."""
+
+        def run() -> T:
+            with self.db.read() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+    async def groups_of(self, user_id: str, principals: Iterable[str]) -> frozenset[str]:
+        """The Slack user groups among `principals` this user is in (cached by the directory);
+        principals that are user ids are not groups and are left to the caller."""
+        found = set()
+        for group in sorted({p for p in principals if p.startswith("S")}):
+            if user_id in await self.directory.group_members(group):
+                found.add(group)
+        return frozenset(found)
+
+    async def members_of(self, principals: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Each user group among `principals`, with its members."""
+        groups = sorted({p for p in principals if p.startswith("S")})
+        return {group: await self.directory.group_members(group) for group in groups}

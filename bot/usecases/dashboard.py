@@ -1,0 +1,56 @@
+"""The read-only dashboard's pages: releases, one deployment with its evidence, the audit
+log and DORA charts. Each page is read in one read-only session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from bot.services import dashboard
+from bot.services.dashboard import BUCKETS, AuditPage, DeploymentPage, DoraSeries, Overview
+from bot.services.evidence import evidence_pack
+from bot.usecases.context import Context
+
+__all__ = [
+    "BUCKETS",
+    "AuditPage",
+    "DeploymentPage",
+    "DoraSeries",
+    "Overview",
+    "audit_page",
+    "deployment_page",
+    "dora_series",
+    "evidence_of_deployment",
+    "overview",
+]
+
+
+async def overview(ctx: Context) -> Overview:
+    return await ctx.read(lambda s: dashboard.overview(s, ctx.config))
+
+
+async def deployment_page(ctx: Context, deployment_id: int) -> DeploymentPage | None:
+    return await ctx.read(lambda s: dashboard.deployment_page(s, deployment_id))
+
+
+async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, Any] | None:
+    """The evidence pack of the release this deployment belongs to (None: no such one)."""
+    now = ctx.clock.now()
+
+    def build(session: Session) -> dict[str, Any] | None:
+        release_id = dashboard.release_of(session, deployment_id)
+        if release_id is None:
+            return None
+        return evidence_pack(session, release_id=release_id, config=ctx.config, generated_at=now)
+
+    return await ctx.read(build)
+
+
+async def audit_page(ctx: Context, *, limit: int, before_seq: int | None) -> AuditPage:
+    return await ctx.read(lambda s: dashboard.audit_page(s, limit=limit, before_seq=before_seq))
+
+
+async def dora_series(ctx: Context, *, days: int, bucket: str) -> DoraSeries:
+    now = ctx.clock.now()
+    return await ctx.read(lambda s: dashboard.dora_series(s, now=now, days=days, bucket=bucket))

@@ -1,0 +1,93 @@
+"""Decide a gate: one person's approve or reject, and break-glass (ask, then confirm)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.domain.gates import Person
+from bot.services import gates
+from bot.usecases.context import Context
+
+GATE_SCOPES_KEPT = 256
+
+
+@dataclass
+class GateScopes:
+    """(service, environment) of the gates clicked lately: it never changes for a gate (nor
+    are gates deleted), and a burst of clicks on one message would read it each time."""
+
+    kept: int = GATE_SCOPES_KEPT
+    _scopes: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
+
+    async def of(self, ctx: Context, gate_id: int) -> tuple[str, str] | None:
+        found = self._scopes.get(gate_id)
+        if found is None:
+            found = await ctx.read(lambda s: gates.scope(s, gate_id))
+            if found is None:
+                return None
+            if len(self._scopes) >= self.kept:
+                del self._scopes[next(iter(self._scopes))]  # the oldest
+            self._scopes[gate_id] = found
+        return found
+
+
+async def decide_gate(
+    ctx: Context,
+    scopes: GateScopes,
+    *,
+    gate_id: int,
+    user_id: str,
+    decision: str,
+    reason: str | None = None,
+) -> gates.Outcome:
+    """Who the person is (Slack e-mail, identities, groups), then one transaction."""
+    found = await scopes.of(ctx, gate_id)
+    if found is None:
+        return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
+    service, environment = found
+    group_members = await ctx.members_of(gates.gate_principals(ctx.config, service, environment))
+    user = await ctx.directory.user(user_id)
+    person = Person.from_config(user_id, user.email, ctx.config.identities)
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: gates.decide(
+            s,
+            now=now,
+            config=ctx.config,
+            gate_id=gate_id,
+            person=person,
+            group_members=group_members,
+            decision=decision,
+            reason=reason,
+        )
+    )
+    ctx.wake()
+    return outcome
+
+
+async def request_break_glass(
+    ctx: Context, *, gate_id: int, user_id: str, reason: str | None = None
+) -> gates.Outcome:
+    """Ask to pass a gate or a freeze with a reason; a second person has to confirm."""
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: gates.request_break_glass(
+            s, now=now, config=ctx.config, gate_id=gate_id, user_id=user_id, reason=reason or ""
+        )
+    )
+    ctx.wake()
+    return outcome
+
+
+async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> gates.Outcome:
+    """Confirm someone else's break-glass request (break-glass approvers only)."""
+    approvers = ctx.config.break_glass.approvers if ctx.config.break_glass else ()
+    members = await ctx.members_of(approvers)
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: gates.confirm_break_glass(
+            s, now=now, config=ctx.config, gate_id=gate_id, user_id=user_id, group_members=members
+        )
+    )
+    ctx.wake()
+    return outcome

@@ -1,0 +1,22 @@
+"""Readiness (`/readyz`) and the Prometheus exposition (`/metrics`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from bot.services import health
+from bot.usecases.context import Context
+
+
+async def readiness(ctx: Context) -> dict[str, Any]:
+    """The database answers, migrations are current, nothing is stuck in the outbox."""
+    return await asyncio.to_thread(health.readiness, ctx.db, expected_head=ctx.migrations_head)
+
+
+async def metrics_exposition(ctx: Context) -> bytes:
+    """Every metric in Prometheus' text format, with the outbox gauges read just now."""
+    await asyncio.to_thread(health.refresh_gauges, ctx.db, ctx.metrics)
+    return bytes(generate_latest(ctx.metrics.registry))

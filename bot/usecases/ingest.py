@@ -1,0 +1,47 @@
+"""Record a delivery: store one verified webhook delivery, apply it, let the outbox send."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.domain.events import DeployEvent
+from bot.domain.ingest import ACCEPTED, Delivery, IngestResult, ShaLookup
+from bot.ports import Comparison
+from bot.services import ingest
+from bot.usecases.context import Context
+
+
+async def record_delivery(
+    ctx: Context,
+    delivery: Delivery,
+    event: DeployEvent | None,
+    note: str | None = None,
+    *,
+    commits: Comparison | None = None,
+    lookup: ShaLookup | None = None,
+) -> IngestResult:
+    """Store and apply one delivery, answered once its transaction has committed.
+
+    `lookup` is an event whose full sha the worker still has to fetch (GitLab's Deployment
+    Hook); `commits` is a commit list the webhook carried itself. Deliveries arriving
+    together share one transaction (each in its own savepoint): a group commit.
+    """
+    now = ctx.clock.now()
+    result = await asyncio.wrap_future(
+        ctx.db.submit_write(
+            lambda s: ingest.record_delivery(
+                s,
+                now=now,
+                config=ctx.config,
+                delivery=delivery,
+                event=event,
+                note=note,
+                commits=commits,
+                lookup=lookup,
+            )
+        )
+    )
+    ctx.metrics.webhooks.labels(delivery.provider, result.status).inc()
+    if result.status == ACCEPTED:
+        ctx.wake()
+    return result
