@@ -1,0 +1,97 @@
+"""Gate rules: who must approve, who may not, and when a gate reminds, expires or is frozen.
+
+    requirement = requirement_for(env.gate, assessment.level)   # by_risk applied
+    status = evaluate(requirement, approvals, memberships)       # a maximum matching
+    status.met          # False
+    status.describe()   # "1 of 2 approvals: waiting for 1 more from S0SREGRPS"
+    decision_refusal(decision="approve", gate_status="pending", requirement=requirement, ...)
+    # -> "you authored 2 of the commits" | None
+
+The rules, one module each:
+
+    requirement   what a gate requires at a risk level (quorum, auto_approve, blocked)
+    quorum        group membership and the quorum as a maximum bipartite matching
+    people        the self-approval ban: authors, committers, mergers, deployers
+    timing        freezes, reminders, expiry, a newer release superseding a gate
+    break_glass   the emergency pass: reason, confirmer, how long it holds
+    decisions     a gate's statuses and why a decision is refused, in one answer
+
+Pure: no I/O and no clock. Every moment is a parameter and must be timezone-aware.
+"""
+
+from __future__ import annotations
+
+from bot.domain.gates.break_glass import (
+    MIN_BREAK_GLASS_REASON,
+    BreakGlassRequest,
+    break_glass_check,
+    break_glass_valid_until,
+)
+from bot.domain.gates.decisions import (
+    APPROVED,
+    EXPIRED,
+    GATE_STATUSES,
+    PENDING,
+    REJECTED,
+    SUPERSEDED,
+    Decision,
+    closed_refusal,
+    decision_refusal,
+)
+from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
+from bot.domain.gates.quorum import (
+    MissingSeats,
+    QuorumStatus,
+    belongs_to,
+    can_fill_a_seat,
+    evaluate,
+    principals_of,
+    unneeded_reason,
+    would_help,
+)
+from bot.domain.gates.requirement import Mode, Requirement, Rule, requirement_for
+from bot.domain.gates.timing import (
+    DueAction,
+    GateBinding,
+    GateTimes,
+    active_freeze,
+    due_action,
+    supersedes,
+)
+
+__all__ = [
+    "APPROVED",
+    "EXPIRED",
+    "GATE_STATUSES",
+    "MIN_BREAK_GLASS_REASON",
+    "PENDING",
+    "REJECTED",
+    "SUPERSEDED",
+    "BreakGlassRequest",
+    "Decision",
+    "DueAction",
+    "GateBinding",
+    "GateTimes",
+    "MissingSeats",
+    "Mode",
+    "Person",
+    "QuorumStatus",
+    "ReleasePeople",
+    "Requirement",
+    "Rule",
+    "active_freeze",
+    "belongs_to",
+    "break_glass_check",
+    "break_glass_valid_until",
+    "can_fill_a_seat",
+    "closed_refusal",
+    "decision_refusal",
+    "due_action",
+    "evaluate",
+    "principals_of",
+    "requirement_for",
+    "self_approval_conflict",
+    "supersedes",
+    "unneeded_reason",
+    "would_help",
+]

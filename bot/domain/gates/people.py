@@ -1,0 +1,121 @@
+"""The self-approval ban: who had a hand in a release, and whether the decider is one of them.
+
+The ban covers everyone who authored, committed or merged a change in the release or started
+its deployment, matched through `identities` (GitHub/GitLab logins, e-mail) and the e-mail
+Slack reports for the user (users.info).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.config import Identity
+from bot.domain.gates.common import fold
+from bot.domain.wording import join
+
+
+@dataclass(frozen=True)
+class ReleasePeople:
+    """Everyone who had a hand in the release, as the code host and CI name them.
+
+    `authors` and `committers` hold one entry per commit (a login, or "" when the host knows
+    none), so "2 of the commits" can be counted. `author_emails` is one e-mail per commit
+    too: when it lines up with `authors` (same length) a commit counts once if either its
+    login or its e-mail is the person's; otherwise the two lists are counted apart and the
+    larger count is used. `mergers` (one per merged change) and `deployers` are logins or
+    names as the CI system reports them, or Slack user ids when the bot itself deployed.
+    """
+
+    authors: tuple[str, ...] = ()
+    committers: tuple[str, ...] = ()
+    mergers: tuple[str, ...] = ()
+    deployers: tuple[str, ...] = ()
+    author_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Slack user deciding on a gate: their id, the e-mail Slack reports (users.info), and
+    their code-host identities from the config's `identities`, if listed."""
+
+    user_id: str
+    email: str | None = None
+    identity: Identity | None = None
+
+    @classmethod
+    def from_config(
+        cls, user_id: str, email: str | None, identities: Mapping[str, Identity]
+    ) -> Person:
+        return cls(user_id=user_id, email=email, identity=identities.get(user_id))
+
+    def logins(self) -> frozenset[str]:
+        """Names that are this person (case-folded): code-host logins and the Slack id."""
+        names = [self.user_id]
+        if self.identity is not None:
+            names += [self.identity.github or "", self.identity.gitlab or ""]
+        return frozenset(fold(name) for name in names if name.strip())
+
+    def emails(self) -> frozenset[str]:
+        """This person's e-mail addresses (case-folded): Slack's and the identity's."""
+        found = [self.email or ""]
+        if self.identity is not None:
+            found.append(self.identity.email or "")
+        return frozenset(fold(email) for email in found if email.strip())
+
+    def is_login(self, name: str) -> bool:
+        """A login or name from a code host or CI is this person (case-insensitive).
+
+        CI systems sometimes name the actor by e-mail, so e-mails count here too.
+        """
+        folded = fold(name)
+        return bool(folded) and (folded in self.logins() or folded in self.emails())
+
+    def is_email(self, email: str) -> bool:
+        """An e-mail is this person's, including GitHub's noreply address for their login
+        (`12345+octo-owner@users.noreply.github.com`)."""
+        folded = fold(email)
+        if not folded:
+            return False
+        if folded in self.emails():
+            return True
+        local, _, domain = folded.partition("@")
+        github = self.identity.github if self.identity is not None else None
+        if domain == "users.noreply.github.com" and github:
+            return local.rpartition("+")[2] == fold(github)
+        return False
+
+
+def _authored(person: Person, people: ReleasePeople) -> int:
+    logins = [person.is_login(name) for name in people.authors]
+    emails = [person.is_email(email) for email in people.author_emails]
+    if len(logins) == len(emails):
+        return sum(a or b for a, b in zip(logins, emails, strict=True))
+    return max(sum(logins), sum(emails))
+
+
+def _of_the_commits(count: int) -> str:
+    return f"{count} of the commits"
+
+
+def self_approval_conflict(person: Person, people: ReleasePeople) -> str | None:
+    """Why this person may not approve their own release, in plain English, or None.
+
+    "you authored 2 of the commits", "you committed 1 of the commits", "you merged this
+    change", "you started this deployment", combined as "you authored 2 of the commits and
+    started this deployment".
+    """
+    reasons: list[str] = []
+    authored = _authored(person, people)
+    if authored:
+        reasons.append(f"authored {_of_the_commits(authored)}")
+    committed = sum(person.is_login(name) for name in people.committers)
+    if committed:
+        reasons.append(f"committed {_of_the_commits(committed)}")
+    merged = sum(person.is_login(name) for name in people.mergers)
+    if merged:
+        many = len([name for name in people.mergers if name.strip()]) > 1
+        reasons.append(f"merged {merged} of the changes" if many else "merged this change")
+    if any(person.is_login(name) for name in people.deployers):
+        reasons.append("started this deployment")
+    return f"you {join(reasons)}" if reasons else None
