@@ -31,8 +31,8 @@ import uvicorn
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from bot import demo
 from bot.app import Overrides, create_app
+from bot.cli import demo
 from bot.settings import load_settings
 from tests.helpers import EXAMPLE_CONFIG, REPO_ROOT
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot.app import create_app
-from bot.demo import serve
+from bot.cli.demo import serve
 from bot.settings import load_settings
 from handlers.blockkit_html import mrkdwn
 from tests.helpers import EXAMPLE_CONFIG

@@ -10,6 +10,7 @@ Clicks are yours to make in the sandbox (or the story makes them with `--auto`).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import json
@@ -31,7 +32,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.cli.common import EXIT_OK
+
 log = logging.getLogger("releasebot.demo")
+
 
 PREVIOUS = "4f2b6c1d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c"
 RELEASE = "9e602444f49b8b69c3a9a51fa97a115f3d323508"
@@ -308,6 +312,30 @@ class Story:
         )
 
 
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help="run the bot with the local Slack sandbox and play a release story into it"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--database", default="releasebot-demo.db", help="SQLite file (recreated)")
+    demo.add_argument("--auto", action="store_true", help="make the story's clicks too")
+    demo.add_argument("--no-story", action="store_true", help="only serve; send events yourself")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_demo(
+        host=args.host,
+        port=args.port,
+        database=Path(args.database),
+        auto=args.auto,
+        play=not args.no_story,
+    )
+    return EXIT_OK
+
+
 def run_demo(*, host: str, port: int, database: Path, auto: bool, play: bool = True) -> None:
     """Serve the bot with the sandbox and the outside world's stand-ins; play the story."""
     from bot.app import create_app
@@ -321,7 +349,7 @@ def run_demo(*, host: str, port: int, database: Path, auto: bool, play: bool = T
     if database.exists():
         database.unlink()
     secret = secrets.token_hex(16)
-    config = Path(__file__).resolve().parent.parent / "examples" / "releasebot.yaml"
+    config = Path(__file__).resolve().parents[2] / "examples" / "releasebot.yaml"
     base = f"http://{host}:{port}"
     environ = {
         **{k: v for k, v in os.environ.items() if k.startswith("RELEASEBOT_LOG")},

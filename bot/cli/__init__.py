@@ -1,0 +1,56 @@
+"""The `releasebot` command line: each subcommand builds Settings and calls one service.
+
+One module per command group (`serve`, `db`, `config`, `audit`, `metrics`, `gate`, `demo`),
+each adding its parser with `add_parser(commands)` and answering with an exit code:
+0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from bot.cli import audit, config, db, demo, gate, metrics, serve
+from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
+from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAIL",
+    "EXIT_OK",
+    "GateApiError",
+    "GateApiUnavailable",
+    "build_parser",
+    "main",
+    "run_gate",
+    "wait_for_decision",
+]
+
+# In the order `releasebot --help` lists them.
+_COMMAND_GROUPS = (
+    serve.add_parser,
+    db.add_parser,
+    config.add_parser,
+    audit.add_parser,
+    metrics.add_parser,
+    gate.add_parser,
+    demo.add_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="releasebot", description="Slack release bot for continuous deployment."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_group in _COMMAND_GROUPS:
+        add_group(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_FAIL

@@ -1,0 +1,110 @@
+"""The whole `releasebot.yaml`, its lookups, and the checks that span several services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from bot.config.base import ConfigModel, Loc, problems_error, quoted_list, suggest
+from bot.config.gates import BreakGlass, ScheduledFreeze
+from bot.config.risk import RiskConfig
+from bot.config.services import TRACK_KEYS, Environment, Service
+from bot.config.slack import Identity, SlackConfig
+from bot.config.types import Name, SlackUserId
+
+
+class Config(ConfigModel):
+    """The whole `releasebot.yaml`."""
+
+    model_config = ConfigDict(title="releasebot.yaml")
+
+    slack: SlackConfig
+    identities: dict[SlackUserId, Identity] = {}
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    freezes: list[ScheduledFreeze] = []
+    break_glass: BreakGlass | None = None
+    services: dict[Name, Service]
+
+    # ---- lookups ----
+
+    def iter_environments(self) -> Iterator[tuple[str, Service, Environment]]:
+        for name, service in self.services.items():
+            for env in service.environments:
+                yield name, service, env
+
+    def services_for_repo(self, provider: str, repo_path: str) -> list[tuple[str, Service]]:
+        """Every service built from this repository (case-insensitive), in file order."""
+        provider, path = provider.lower(), repo_path.strip("/").casefold()
+        return [
+            (name, service)
+            for name, service in self.services.items()
+            if service.provider == provider and service.repo_path.casefold() == path
+        ]
+
+    def service_for_repo(self, provider: str, repo_path: str) -> tuple[str, Service] | None:
+        """The first service built from this repository (case-insensitive), or None."""
+        found = self.services_for_repo(provider, repo_path)
+        return found[0] if found else None
+
+    def service_for_argocd_app(self, app: str) -> tuple[str, Service, Environment] | None:
+        """The environment tracking this Argo CD app, else the one deploying through it."""
+        for name, service, env in self.iter_environments():
+            if env.track is not None and env.track.argocd_app == app:
+                return name, service, env
+        for name, service, env in self.iter_environments():
+            if env.deploy is not None and env.deploy.argocd is not None:
+                if env.deploy.argocd.app == app:
+                    return name, service, env
+        return None
+
+    def channel_for(self, service_name: str) -> str:
+        """The service's channel, else `slack.default_channel` (also for unknown services)."""
+        service = self.services.get(service_name)
+        if service is not None and service.channel is not None:
+            return service.channel
+        return self.slack.default_channel
+
+    # ---- checks across services ----
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Self:
+        problems = [*self._freeze_problems(), *self._routing_problems()]
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    def _freeze_problems(self) -> Iterator[tuple[Loc, str]]:
+        known = sorted({env.name for _, _, env in self.iter_environments()})
+        for index, freeze in enumerate(self.freezes):
+            for position, name in enumerate(freeze.environments):
+                if name != "all" and name not in known:
+                    yield (
+                        ("freezes", index, "environments", position),
+                        f"no service has an environment '{name}'{suggest(name, known)}"
+                        f" (use 'all', {quoted_list(known, 'or')})",
+                    )
+
+    def _routing_problems(self) -> Iterator[tuple[Loc, str]]:
+        """Two environments an incoming deploy event could not tell apart."""
+        owners: dict[tuple[str, ...], str] = {}
+        for name, service in self.services.items():
+            for index, env in enumerate(service.environments):
+                if env.track is None:
+                    continue
+                for key in TRACK_KEYS:
+                    value = getattr(env.track, key)
+                    if value is None:
+                        continue
+                    # Argo CD apps and Jenkins jobs are global names; the rest live in a repo.
+                    scope = "" if key in ("argocd_app", "jenkins_job") else service.repo.casefold()
+                    identity = (key, scope, value.casefold())
+                    if identity in owners:
+                        yield (
+                            ("services", name, "environments", index, "track", key),
+                            f"'{value}' is already tracked by {owners[identity]}; "
+                            "deploy events could not tell the two apart",
+                        )
+                    else:
+                        owners[identity] = f"services.{name}.environments[{index}]"

@@ -1,0 +1,172 @@
+"""What a release must get past: manual gates, scheduled freezes and the break-glass path.
+
+A gate's `require` rules are each met by distinct people; `approvals: N` with
+`approvers: [...]` is shorthand for one rule. A risk level can pass a gate, block it or demand
+other rules. Freezes written in the YAML hold deploys into their environments for a window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from bot.config.base import ConfigModel, invalid, problems_error, quoted_list
+from bot.config.messages import located
+from bot.config.risk import RiskLevelName
+from bot.config.types import (
+    Name,
+    OffsetDatetime,
+    PositiveDuration,
+    SlackPrincipal,
+    Text,
+    format_duration,
+)
+
+
+class QuorumRule(ConfigModel):
+    """`count` distinct people from `approvers` (Slack users or user groups) must approve."""
+
+    approvers: Annotated[list[SlackPrincipal], Field(min_length=1)]
+    count: Annotated[int, Field(ge=1, strict=True)]
+
+    @model_validator(mode="after")
+    def _check_reachable(self) -> Self:
+        people = set(self.approvers)
+        if all(not p.startswith("S") for p in people) and self.count > len(people):
+            raise invalid(
+                f"needs {self.count} approvals but approvers lists only {len(people)} "
+                "people and no user group",
+                "count",
+            )
+        return self
+
+
+Rules = Annotated[list[QuorumRule], Field(min_length=1)]
+
+
+class RiskGate(ConfigModel):
+    """How one risk level changes the gate: pass it, block it, or demand other rules."""
+
+    auto_approve: bool = False
+    blocked: bool = False
+    require: Rules | None = None
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        chosen = [key for key in ("auto_approve", "blocked") if getattr(self, key)]
+        if self.require is not None:
+            chosen.append("require")
+        if len(chosen) > 1:
+            raise invalid(
+                f"set only one of auto_approve, blocked or require (found {quoted_list(chosen)})"
+            )
+        return self
+
+
+def _gate_json_schema(schema: dict[str, Any]) -> None:
+    """Let editors accept the `approvals` + `approvers` shorthand too."""
+    schema["properties"]["approvals"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Shorthand: this many approvals from `approvers` (one require rule).",
+    }
+    schema["properties"]["approvers"] = {"type": "array", "items": {"type": "string"}}
+    schema["required"] = [key for key in schema.get("required", []) if key != "require"]
+    schema["oneOf"] = [{"required": ["require"]}, {"required": ["approvals", "approvers"]}]
+
+
+class GatePolicy(ConfigModel):
+    """A manual gate: every `require` rule must be met by distinct people.
+
+    `approvals: N` with `approvers: [...]` is shorthand for one rule `{approvers, count: N}`.
+    """
+
+    # The JSON Schema keeps calling it `Gate`, the name editors and published schemas know.
+    model_config = ConfigDict(title="Gate", json_schema_extra=_gate_json_schema)
+    _input_keys: ClassVar[tuple[str, ...]] = ("approvals", "approvers")
+
+    require: Rules
+    forbid_self_approval: bool = True
+    expires_after: PositiveDuration = timedelta(hours=4)
+    remind_after: PositiveDuration | None = None
+    by_risk: dict[RiskLevelName, RiskGate] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_shorthand(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        has_require, has_count = "require" in data, "approvals" in data
+        if has_require and has_count:
+            raise invalid("use either require or approvals + approvers, not both", "approvals")
+        if has_require and "approvers" in data:
+            raise invalid(
+                "list approvers inside each require rule (or use approvals + approvers "
+                "without require)",
+                "approvers",
+            )
+        if not has_count:
+            if "approvers" in data:
+                raise invalid("is required with approvers (how many must approve)", "approvals")
+            if not has_require:
+                raise invalid("needs require (a list of rules) or approvals + approvers")
+            return data
+        if "approvers" not in data:
+            raise invalid("is required with approvals (who may approve)", "approvers")
+        try:
+            rule = QuorumRule.model_validate(
+                {"approvers": data["approvers"], "count": data["approvals"]}
+            )
+        except ValidationError as error:
+            # Report on the keys the user wrote: `count` is their `approvals`.
+            raise problems_error(
+                [
+                    (("approvals", *loc[1:]) if loc[:1] == ("count",) else loc, message)
+                    for loc, message in located(error, QuorumRule)
+                ]
+            ) from None
+        rest = {k: v for k, v in data.items() if k not in ("approvals", "approvers")}
+        return {**rest, "require": [rule]}
+
+    @model_validator(mode="after")
+    def _check_reminder(self) -> Self:
+        if self.remind_after is not None and self.remind_after >= self.expires_after:
+            raise invalid(
+                f"must be shorter than expires_after ({format_duration(self.expires_after)})",
+                "remind_after",
+            )
+        return self
+
+
+class ScheduledFreeze(ConfigModel):
+    """A change freeze: deploys into these environments wait (or need break-glass)."""
+
+    # A freeze window written in the YAML; the JSON Schema keeps calling it `Freeze`.
+    model_config = ConfigDict(title="Freeze")
+
+    environments: Annotated[list[Name], Field(min_length=1)]
+    start: OffsetDatetime
+    end: OffsetDatetime
+    reason: Text
+
+    @model_validator(mode="after")
+    def _check_window(self) -> Self:
+        if self.end <= self.start:
+            raise invalid(f"must be after start ({self.start.isoformat()})", "end")
+        return self
+
+    def covers(self, environment: str) -> bool:
+        return "all" in self.environments or environment in self.environments
+
+    def active_at(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+class BreakGlass(ConfigModel):
+    """The emergency path through a gate or a freeze."""
+
+    approvers: Annotated[list[SlackPrincipal], Field(min_length=1)]
+    second_person: bool = True
+    valid_for: PositiveDuration
