@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.config import BreakGlass, Config, Gate, Identity, load_config
+from bot.config import BreakGlass, Config, GatePolicy, Identity, load_config
 from bot.domain.gates import (
     BreakGlassRequest,
     GateBinding,
@@ -64,7 +64,7 @@ def config() -> Config:
     return load_config(EXAMPLE_CONFIG)
 
 
-def gate_of(config: Config, service: str, environment: str = "production") -> Gate:
+def gate_of(config: Config, service: str, environment: str = "production") -> GatePolicy:
     env = config.services[service].environment(environment)
     assert env is not None and env.gate is not None
     return env.gate
@@ -149,7 +149,7 @@ def test_ledger_shorthand_needs_two_distinct_release_managers(config: Config) ->
 
 
 def test_a_by_risk_entry_that_sets_nothing_keeps_require() -> None:
-    gate = Gate.model_validate({"approvals": 1, "approvers": [RM], "by_risk": {"high": {}}})
+    gate = GatePolicy.model_validate({"approvals": 1, "approvers": [RM], "by_risk": {"high": {}}})
     assert requirement_for(gate, "high") == Requirement("quorum", (Rule((RM,), 1),), "high")
 
 

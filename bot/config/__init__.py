@@ -34,10 +34,6 @@ from bot.config.services import Environment, Oncall, OpsgenieOncall, PagerDutyOn
 from bot.config.slack import Identity, SlackConfig
 from bot.config.types import Duration, format_duration, parse_duration
 
-# Earlier names of two models, still importable.
-Gate = GatePolicy
-Freeze = ScheduledFreeze
-
 __all__ = [
     "ArgoCDDeploy",
     "BreakGlass",
@@ -46,8 +42,6 @@ __all__ = [
     "Deploy",
     "Duration",
     "Environment",
-    "Freeze",
-    "Gate",
     "GatePolicy",
     "GithubWorkflowDeploy",
     "GitlabDeploymentApproval",

@@ -125,11 +125,3 @@ class DeliveryFailed(ReleasebotError):
         self.retry_after = retry_after
         self.status = status
         super().__init__(reason)
-
-
-class InvalidRequest(ReleasebotError, ValueError):
-    """A caller asked for something malformed or impossible (answered 400, never retried)."""
-
-
-class Conflict(ReleasebotError):
-    """What was asked clashes with the state things are in (answered 409)."""

@@ -56,7 +56,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.config import Config, Freeze
+from bot.config import Config, ScheduledFreeze
 from bot.domain.audit import canonical_json, format_at
 from bot.services import audit
 from bot.store.tables import (
@@ -304,7 +304,9 @@ def _break_glass_doc(record: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _freezes_for(deployment: Deployment, freezes: Iterable[Freeze]) -> list[dict[str, Any]]:
+def _freezes_for(
+    deployment: Deployment, freezes: Iterable[ScheduledFreeze]
+) -> list[dict[str, Any]]:
     return [
         {
             "deployment_id": deployment.id,

@@ -3,7 +3,7 @@
 `/release freeze production 2h <reason>` stores a `FreezeWindow`; `/release unfreeze` lifts
 it. Both are audited (`freeze.started`, `freeze.lifted`, refusals as `freeze.refused`).
 Everything that respects freezes (gate decisions, automatic promotion, the release message)
-asks `active(...)`, which merges both kinds as `bot.config.Freeze` objects, so
+asks `active(...)`, which merges both kinds as `bot.config.ScheduledFreeze` objects, so
 `covers`/`active_at`/`reason` work the same for a YAML freeze and a typed one.
 
 Only release managers (`slack.release_managers`, users or user groups) may freeze or lift.
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from bot.config import Config, Freeze
+from bot.config import Config, ScheduledFreeze
 from bot.services import audit
 from bot.store.tables import FreezeWindow
 
@@ -226,7 +226,7 @@ _IN_FORCE = (
 )
 
 
-def active(session: Session, *, config: Config, now: datetime) -> list[Freeze]:
+def active(session: Session, *, config: Config, now: datetime) -> list[ScheduledFreeze]:
     """Every freeze in force at `now`: the YAML's (file order), then Slack's (oldest first)."""
     found = [f for f in config.freezes if f.active_at(now)]
     session.flush()  # what the ORM query would flush first (a window added just now)
@@ -236,7 +236,7 @@ def active(session: Session, *, config: Config, now: datetime) -> list[Freeze]:
 
 def active_at_each(
     session: Session, *, config: Config, moments: Iterable[datetime]
-) -> dict[datetime, list[Freeze]]:
+) -> dict[datetime, list[ScheduledFreeze]]:
     """`active(...)` at each of several moments, with one query for all of them (the outbox
     worker renders a batch of release messages, each as of its deployment's last change)."""
     wanted = set(moments)
@@ -254,7 +254,7 @@ def active_at_each(
         )
         .order_by(col(FreezeWindow.id))
     ).all()
-    found: dict[datetime, list[Freeze]] = {}
+    found: dict[datetime, list[ScheduledFreeze]] = {}
     for moment in wanted:
         freezes = [f for f in config.freezes if f.active_at(moment)]
         freezes.extend(_freeze(w) for w in windows if _is_in_force(w, moment))
@@ -313,8 +313,8 @@ def _is_in_force(window: _Window, at: datetime) -> bool:
     )
 
 
-def _freeze(window: _Window) -> Freeze:
-    return Freeze(
+def _freeze(window: _Window) -> ScheduledFreeze:
+    return ScheduledFreeze(
         environments=[window.environment],
         start=window.starts_at,
         end=_end(window),

@@ -22,9 +22,9 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
 from bot.services import freezes
 from bot.services.gates import gate_principals
-from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
 
 LATEST: Final = "latest"
@@ -310,11 +310,7 @@ def promote_source(
         return Found(problem=f"there is no service '{service}'")
     if svc.environment(target) is None:
         return Found(problem=f"{service} has no environment '{target}'")
-    sources = tuple(
-        env.name
-        for env in svc.environments
-        if env.name != target and next_environment(config, service, env.name) == target
-    )
+    sources = promotion_sources(svc, target)
     if not sources:
         return Found(
             problem=f"no environment of {service} promotes to {target}: "

@@ -16,10 +16,10 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
-from bot.services.views import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.store.tables import Deployment, EnvironmentLock, Release
 
 PROMOTED = "promoted"
@@ -61,7 +61,9 @@ def promote(
             + source.state.replace("_", " "),
             deployment_id=deployment_id,
         )
-    target = to_environment or next_environment(config, source.service, source.environment)
+    target = to_environment or next_environment(
+        config.services.get(source.service), source.environment
+    )
     service = config.services[source.service]
     env = service.environment(target) if target else None
     if target is None or env is None:

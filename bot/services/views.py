@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.config import Config, Freeze
-from bot.domain import states
+from bot.config import Config, ScheduledFreeze
+from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import freezes, verification
 from bot.store.tables import (
     Check,
@@ -176,25 +176,6 @@ def _gate(gate: Gate | None) -> dict[str, Any]:
     }
 
 
-PROMOTABLE = frozenset({states.SUCCEEDED, states.VERIFIED})
-ROLLBACKABLE = frozenset(
-    {states.SUCCEEDED, states.VERIFYING, states.VERIFIED, states.VERIFICATION_FAILED, states.FAILED}
-)
-
-
-def next_environment(config: Config, service: str, environment: str) -> str | None:
-    """Where a release goes after `environment`: `auto_promote_to`, else the next listed."""
-    svc = config.services.get(service)
-    if svc is None:
-        return None
-    names = [env.name for env in svc.environments]
-    env = svc.environment(environment)
-    if env is not None and env.auto_promote_to:
-        return env.auto_promote_to
-    index = names.index(environment) if environment in names else -1
-    return names[index + 1] if 0 <= index < len(names) - 1 else None
-
-
 def _actions(
     config: Config | None, deployment: Deployment, lock: EnvironmentLock | None
 ) -> dict[str, Any]:
@@ -203,7 +184,7 @@ def _actions(
     svc = config.services.get(deployment.service)
     env = svc.environment(deployment.environment) if svc else None
     return {
-        "promote_to": next_environment(config, deployment.service, deployment.environment)
+        "promote_to": next_environment(svc, deployment.environment)
         if deployment.state in PROMOTABLE
         else None,
         "can_roll_back": deployment.state in ROLLBACKABLE
@@ -214,7 +195,7 @@ def _actions(
     }
 
 
-def _freeze(active: list[Freeze], deployment: Deployment) -> str | None:
+def _freeze(active: list[ScheduledFreeze], deployment: Deployment) -> str | None:
     for freeze in active:
         if freeze.covers(deployment.environment) and freeze.active_at(deployment.updated_at):
             return f"{freeze.reason} (until {freeze.end.isoformat(timespec='minutes')})"

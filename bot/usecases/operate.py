@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from bot.domain.errors import InvalidRequest
+from bot.domain.errors import UnknownAction
 from bot.services import gates, queries, releases
 from bot.usecases.context import Context
 
@@ -30,7 +30,7 @@ async def operate(
     """`action` one deployment: promote it on, roll it back (to `to_sha`, or to the last
     good version), or unlock automatic promotion into its environment."""
     if action not in ACTIONS:
-        raise InvalidRequest(f"unknown action {action!r}")
+        raise UnknownAction(action)
     scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
     if scope is None:
         return gates.Outcome(gates.REFUSED, "this deployment does not exist")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Literal
 
-from bot.config import Freeze
+from bot.config import ScheduledFreeze
 from bot.domain.gates.common import Mention, plain, require_aware
 from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
 from bot.domain.gates.quorum import can_fill_a_seat
@@ -44,7 +44,7 @@ def decision_refusal(
     approvals: Sequence[str],
     memberships: Mapping[str, frozenset[str]],
     environment: str,
-    freezes: Iterable[Freeze],
+    freezes: Iterable[ScheduledFreeze],
     at: datetime,
     break_glass_active: bool = False,
     mention: Mention = plain,

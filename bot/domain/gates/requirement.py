@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from bot.config import Gate
+from bot.config import GatePolicy
 from bot.domain.gates.common import Mention, plain
 from bot.domain.wording import join
 
@@ -121,7 +121,7 @@ def _mode(value: object) -> Mode:
     return "quorum"
 
 
-def requirement_for(gate: Gate, risk_level: str | None) -> Requirement:
+def requirement_for(gate: GatePolicy, risk_level: str | None) -> Requirement:
     """The gate's requirement at this risk level: `by_risk[level]` when set, else `require`.
 
     An entry of `by_risk` that sets nothing (all defaults) changes nothing.

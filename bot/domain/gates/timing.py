@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bot.config import Freeze, Gate
+from bot.config import GatePolicy, ScheduledFreeze
 from bot.domain.gates.common import fold, require_aware
 
 DueAction = Literal["none", "remind", "expire"]
 
 
-def active_freeze(freezes: Iterable[Freeze], environment: str, at: datetime) -> Freeze | None:
+def active_freeze(
+    freezes: Iterable[ScheduledFreeze], environment: str, at: datetime
+) -> ScheduledFreeze | None:
     """The first freeze (file order) covering the environment at this moment, or None.
 
     Check it when the decision is taken or the deploy would start, not when the pipeline did.
@@ -32,7 +34,7 @@ class GateTimes:
     remind_after: timedelta | None = None
 
     @classmethod
-    def from_gate(cls, gate: Gate, created_at: datetime) -> GateTimes:
+    def from_gate(cls, gate: GatePolicy, created_at: datetime) -> GateTimes:
         return cls(
             created_at=created_at,
             expires_after=gate.expires_after,
