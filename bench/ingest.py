@@ -196,7 +196,7 @@ def serve_fake_slack(port: int) -> None:
     stamping messages with the real time."""
     import uvicorn
 
-    from integrations.slack.sandbox import make_sandbox
+    from integrations.sandbox.client import make_sandbox
 
     uvicorn.run(make_sandbox(clock=time.time).app(), host=HOST, port=port, **UVICORN_SETTINGS)
 

@@ -42,8 +42,6 @@ from bot.settings import Settings
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases
 from handlers.routes import RequestMetrics, routes
-from handlers.sandbox import Sandbox
-from handlers.sandbox import routes as sandbox_routes
 from handlers.slack.app import build_bolt_app
 from integrations.checks.http import HttpCheckRunner
 from integrations.checks.prometheus import PrometheusCheckRunner
@@ -53,16 +51,12 @@ from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
 from integrations.pagers.opsgenie import OpsgeniePager
 from integrations.pagers.pagerduty import PagerDutyPager
+from integrations.sandbox.client import SANDBOX_TOKEN, InProcessWebClient, make_sandbox
+from integrations.sandbox.directory import group_names, load_directory
+from integrations.sandbox.pages import Sandbox
+from integrations.sandbox.webapi import FakeSlackWebApi
 from integrations.slack.directory import WebApiDirectory
-from integrations.slack.fakeapi import FakeSlackWebApi
 from integrations.slack.logsender import LoggingSlackSender
-from integrations.slack.sandbox import (
-    SANDBOX_TOKEN,
-    InProcessWebClient,
-    group_names,
-    load_directory,
-    make_sandbox,
-)
 from integrations.slack.sender import WebApiSlackSender, make_http_session, make_web_client
 
 log = logging.getLogger("releasebot")
@@ -183,7 +177,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             }
 
     return Starlette(
-        routes=[*routes(), *sandbox_routes()],
+        routes=routes(),
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
     )

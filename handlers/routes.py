@@ -27,6 +27,7 @@ from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
 from handlers.webhooks.gitlab import gitlab_webhook
 from handlers.webhooks.jenkins import jenkins_webhook
+from integrations.sandbox.pages import routes as sandbox_routes
 
 
 async def healthz(_: Request) -> Response:
@@ -73,6 +74,7 @@ def routes() -> list[BaseRoute]:
         Route("/audit", audit_log, methods=["GET"]),
         Route("/dora", dora_page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),
+        *sandbox_routes(slack_events),
     ]
 
 

@@ -1,4 +1,4 @@
-"""The HTTP plumbing the code-host clients share: one way to build a client, one retry loop.
+"""The HTTP plumbing every outbound client shares: one way to build a client, one retry loop.
 
     client = make_client("https://api.github.com", headers={"Accept": "application/json"})
     response = await request_with_retries(client, "GET", "/repos/acme/ledger", secrets=[token])
@@ -18,6 +18,11 @@ Every wait goes through the injectable `sleep` coroutine and every "now" through
 (epoch seconds), so tests neither sleep nor depend on the wall clock. Reasons name the
 method, the path (never the query string) and the host's message; the values in `secrets`
 are blanked out of them should a host ever echo one back.
+
+The loop itself is `send_with_retries`; `RetryPolicy` says how often and how long it waits,
+and `RetryRules` how one family of APIs answers (what is a rate limit, how long it asks us
+to wait, how a refusal is explained). The defaults above are GitHub's and GitLab's rules;
+the pagers (`integrations.pagers`) bring their own.
 """
 
 from __future__ import annotations
@@ -36,16 +41,24 @@ from bot.domain.errors import DeliveryFailed
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_WAIT",
+    "DEFAULT_RULES",
     "USER_AGENT",
     "EpochClock",
+    "Explain",
+    "RateLimitWait",
     "RetryPolicy",
+    "RetryRules",
+    "ServerWait",
     "Sleep",
+    "default_rate_limit_wait",
     "error_message",
     "is_rate_limited",
     "make_client",
     "redact",
     "request_with_retries",
     "retry_after_seconds",
+    "send_with_retries",
+    "server_retry_after",
 ]
 
 USER_AGENT = "releasebot"
@@ -166,105 +179,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-async def request_with_retries(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    params: Mapping[str, str | int] | None = None,
-    headers: Mapping[str, str] | None = None,
-    json: Any = None,
-    attempts: int = 3,
-    backoff: float = 0.5,
-    max_backoff: float = 8.0,
-    max_inline_wait: float = 5.0,
-    clock: EpochClock = time.time,
-    sleep: Sleep = asyncio.sleep,
-    secrets: Iterable[str] = (),
-) -> httpx.Response:
-    """Send the request, retrying transient failures; return the 2xx response.
-
-    **Parameters:**
-
-    * **attempts** - how many times the request may be sent in all (1 disables retries; use
-      it for calls that are not idempotent).
-    * **backoff**, **max_backoff** - the first wait after a 5xx or network error, doubled
-      after each further failure, capped.
-    * **max_inline_wait** - the longest rate-limit wait slept through here; longer waits
-      raise `DeliveryFailed(retryable=True, retry_after=...)`.
-    * **clock**, **sleep** - epoch seconds and the coroutine that waits (tests inject both).
-    * **secrets** - strings that must never appear in a reason (tokens, JWTs).
-
-    Raises `DeliveryFailed` for anything but a 2xx answer.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    secret_list = [secret for secret in secrets if secret]
-    what = f"{method.upper()} {url.split('?', 1)[0]}"
-    delay = backoff
-    attempt = 0
-    while True:
-        attempt += 1
-        last = attempt >= attempts
-        try:
-            response = await client.request(method, url, params=params, headers=headers, json=json)
-        except httpx.TransportError as error:
-            if last:
-                raise _failed(
-                    f"{what}: {_describe_network_error(error)}",
-                    secret_list,
-                    retryable=True,
-                ) from error
-            await sleep(delay)
-            delay = min(delay * 2, max_backoff)
-            continue
-
-        status = response.status_code
-        if 200 <= status < 300:
-            return response
-
-        await response.aread()
-        reason = f"{what}: {status} {error_message(response)}"
-
-        if is_rate_limited(response):
-            wait = retry_after_seconds(response, now=clock())
-            if wait is None:
-                wait = DEFAULT_RATE_LIMIT_WAIT
-            if last or wait > max_inline_wait:
-                raise _failed(
-                    f"{reason} (rate limited; retry in {wait:g} s)",
-                    secret_list,
-                    retryable=True,
-                    retry_after=wait,
-                    status=status,
-                )
-            await sleep(wait)
-            continue
-
-        if status >= 500 or status == 408:
-            asked = _header_retry_after(response, now=clock())
-            if last or (asked is not None and asked > max_inline_wait):
-                raise _failed(reason, secret_list, retryable=True, retry_after=asked, status=status)
-            await sleep(max(delay, asked or 0.0))
-            delay = min(delay * 2, max_backoff)
-            continue
-
-        if 300 <= status < 400:
-            location = response.headers.get("location")
-            moved = f" (redirected to {location})" if location else ""
-            raise _failed(
-                f"{what}: {status} {response.reason_phrase}{moved}",
-                secret_list,
-                retryable=False,
-                status=status,
-            )
-
-        raise _failed(reason, secret_list, retryable=False, status=status)
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """The `request_with_retries` knobs as one value, for clients that make many calls.
+    """How often a call is sent and how long it waits in between, as one value.
 
     policy = RetryPolicy(sleep=fake_sleep, clock=lambda: 1_700_000_000.0)
     response = await policy.request(client, "GET", "/repos/acme/ledger")
@@ -305,6 +222,194 @@ class RetryPolicy:
             sleep=self.sleep,
             secrets=secrets,
         )
+
+
+Explain = Callable[[httpx.Response], str]
+"""A host's own words for a refused request."""
+
+RateLimitWait = Callable[[httpx.Response, float], float]
+"""Seconds to wait on a rate-limited answer, given the answer and `now` (epoch seconds)."""
+
+ServerWait = Callable[[httpx.Response, float], float | None]
+"""Seconds a 5xx or 408 answer asked us to wait, given `now`; None if it asked nothing."""
+
+
+def default_rate_limit_wait(response: httpx.Response, now: float) -> float:
+    """What the host asked for (`retry_after_seconds`), else `DEFAULT_RATE_LIMIT_WAIT`."""
+    wait = retry_after_seconds(response, now=now)
+    return DEFAULT_RATE_LIMIT_WAIT if wait is None else wait
+
+
+def server_retry_after(response: httpx.Response, now: float) -> float | None:
+    """The `Retry-After` of a 5xx or 408 answer, in seconds from `now`; None if absent."""
+    return _header_retry_after(response, now=now)
+
+
+def _same(location: str) -> str:
+    return location
+
+
+@dataclass(frozen=True)
+class RetryRules:
+    """How one family of APIs answers: the hooks of the retry loop.
+
+    The defaults read GitHub and GitLab (and most REST APIs); the pagers swap in their own.
+
+    * **label** - put before every reason ("PagerDuty POST /v2/enqueue: ...").
+    * **explain** - the host's words for a refused request.
+    * **rate_limited** - whether an answer is a rate limit (429, GitHub's 403s, ...).
+    * **rate_limit_wait** - how long a rate limit asks us to wait.
+    * **server_wait** - how long a 5xx or 408 asks us to wait (None: never read, use backoff).
+    * **redirect_target** - the Location of a 3xx as a reason shows it.
+    * **chain_network_error** - whether a network failure keeps httpx's error as its cause.
+    """
+
+    label: str = ""
+    explain: Explain = error_message
+    rate_limited: Callable[[httpx.Response], bool] = is_rate_limited
+    rate_limit_wait: RateLimitWait = default_rate_limit_wait
+    server_wait: ServerWait | None = server_retry_after
+    redirect_target: Callable[[str], str] = _same
+    chain_network_error: bool = True
+
+    def describe(self, method: str, url: str) -> str:
+        """ "GET /repos/acme/ledger" (never the query string), after the label if any."""
+        what = f"{method.upper()} {url.split('?', 1)[0]}"
+        return f"{self.label} {what}" if self.label else what
+
+
+DEFAULT_RULES = RetryRules()
+
+
+async def request_with_retries(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str | int] | None = None,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+    max_inline_wait: float = 5.0,
+    clock: EpochClock = time.time,
+    sleep: Sleep = asyncio.sleep,
+    secrets: Iterable[str] = (),
+) -> httpx.Response:
+    """Send the request, retrying transient failures; return the 2xx response.
+
+    **Parameters:**
+
+    * **attempts** - how many times the request may be sent in all (1 disables retries; use
+      it for calls that are not idempotent).
+    * **backoff**, **max_backoff** - the first wait after a 5xx or network error, doubled
+      after each further failure, capped.
+    * **max_inline_wait** - the longest rate-limit wait slept through here; longer waits
+      raise `DeliveryFailed(retryable=True, retry_after=...)`.
+    * **clock**, **sleep** - epoch seconds and the coroutine that waits (tests inject both).
+    * **secrets** - strings that must never appear in a reason (tokens, JWTs).
+
+    Raises `DeliveryFailed` for anything but a 2xx answer.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    policy = RetryPolicy(attempts, backoff, max_backoff, max_inline_wait, clock, sleep)
+    return await send_with_retries(
+        client,
+        method,
+        url,
+        policy=policy,
+        params=params,
+        headers=headers,
+        json=json,
+        secrets=secrets,
+    )
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy,
+    rules: RetryRules = DEFAULT_RULES,
+    params: Mapping[str, str | int] | None = None,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    secrets: Iterable[str] = (),
+) -> httpx.Response:
+    """The retry loop: send until a 2xx answer, or raise `DeliveryFailed` (module doc).
+
+    `policy` says how often and how long to wait; `rules` how the host's answers are read.
+    """
+    secret_list = [secret for secret in secrets if secret]
+    what = rules.describe(method, url)
+    delay = policy.backoff
+    attempt = 0
+    while True:
+        attempt += 1
+        last = attempt >= policy.attempts
+        try:
+            response = await client.request(method, url, params=params, headers=headers, json=json)
+        except httpx.TransportError as error:
+            if last:
+                failure = _failed(
+                    f"{what}: {_describe_network_error(error)}", secret_list, retryable=True
+                )
+                raise failure from (error if rules.chain_network_error else None)
+            await policy.sleep(delay)
+            delay = min(delay * 2, policy.max_backoff)
+            continue
+        if 200 <= response.status_code < 300:
+            return response
+        await response.aread()
+        wait, backs_off = _wait_or_raise(
+            response, what, rules, policy, delay=delay, last=last, secrets=secret_list
+        )
+        await policy.sleep(wait)
+        if backs_off:
+            delay = min(delay * 2, policy.max_backoff)
+
+
+def _wait_or_raise(
+    response: httpx.Response,
+    what: str,
+    rules: RetryRules,
+    policy: RetryPolicy,
+    *,
+    delay: float,
+    last: bool,
+    secrets: list[str],
+) -> tuple[float, bool]:
+    """For a non-2xx answer: (seconds to wait before the next attempt, whether that is a
+    backoff step), or the `DeliveryFailed` to give up with."""
+    status = response.status_code
+    reason = f"{what}: {status} {rules.explain(response)}"
+
+    if rules.rate_limited(response):
+        wait = rules.rate_limit_wait(response, policy.clock())
+        if last or wait > policy.max_inline_wait:
+            raise _failed(
+                f"{reason} (rate limited; retry in {wait:g} s)",
+                secrets,
+                retryable=True,
+                retry_after=wait,
+                status=status,
+            )
+        return wait, False
+
+    if status >= 500 or status == 408:
+        asked = None if rules.server_wait is None else rules.server_wait(response, policy.clock())
+        if last or (asked is not None and asked > policy.max_inline_wait):
+            raise _failed(reason, secrets, retryable=True, retry_after=asked, status=status)
+        return max(delay, asked or 0.0), True
+
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        moved = f" (redirected to {rules.redirect_target(location)})" if location else ""
+        reason = f"{what}: {status} {response.reason_phrase}{moved}"
+    raise _failed(reason, secrets, retryable=False, status=status)
 
 
 def _failed(

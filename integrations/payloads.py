@@ -6,16 +6,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.errors import PayloadError
+
+__all__ = [
+    "SHA_RE",
+    "PayloadError",
+    "get_path",
+    "optional_str",
+    "require_mapping",
+    "require_sha",
+    "require_str",
+]
+
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
-
-class PayloadError(ValueError):
-    """The payload lacks a field we need, or the field has the wrong shape (answered 400)."""
-
-    def __init__(self, field: str, problem: str = "is required") -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field} {problem}")
 
 
 def get_path(data: Any, path: str) -> Any:

@@ -25,7 +25,7 @@ from bot.config import Config, load_config
 from bot.runtime import Runtime
 from bot.settings import Settings, load_settings
 from bot.store.db import Database, make_engine, normalize_url
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import (
     EXAMPLE_CONFIG,

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bot.app import Overrides
 from bot.store.tables import Gate
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
 from tests.helpers import SHA_A, encode, github_headers, slack_headers

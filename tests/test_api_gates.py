@@ -20,7 +20,7 @@ from sqlmodel import select
 from bot.app import Overrides
 from bot.services import audit
 from bot.store.tables import AuditEvent, Deployment, Gate
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, SHA_B, slack_headers

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bot import migrate
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.helpers import (
     FIXTURES,

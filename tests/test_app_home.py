@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub
 from tests.helpers import slack_headers

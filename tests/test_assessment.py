@@ -17,7 +17,7 @@ from bot.domain.risk import RiskInputs
 from bot.services import assessment
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, Release
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeScm, FrozenClock, commits
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_headers

@@ -26,7 +26,7 @@ from bot.app import Overrides, create_app
 from bot.cli import GateApiError, build_parser, main, run_gate, wait_for_decision
 from bot.settings import load_settings
 from bot.store.tables import Gate
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.fakes import FrozenClock
 from tests.helpers import slack_headers
 

@@ -24,7 +24,7 @@ from bot.domain.audit import record_hash
 from bot.scheduling import checks_tick
 from bot.services.evidence import FORMAT, evidence_pack
 from bot.store.tables import Deployment
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
 from tests.helpers import (

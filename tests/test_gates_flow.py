@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from bot.services import audit
 from bot.store.tables import AuditEvent, Deployment
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
 from tests.helpers import slack_headers

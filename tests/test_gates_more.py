@@ -15,7 +15,7 @@ from bot.domain.gates import Person
 from bot.scheduling import checks_tick, gate_sweep
 from bot.services import gates
 from bot.store.tables import Approval, AuditEvent, Deployment, EnvironmentLock, Gate
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
 from tests.helpers import (

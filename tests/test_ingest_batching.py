@@ -27,7 +27,7 @@ from bot.services.views import release_view, release_views
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release
 from integrations.github import payloads
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_headers

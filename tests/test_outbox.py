@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from bot.app import Overrides
 from bot.store.tables import OutboxMessage, ReleaseMessage
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import deployment_status, encode, github_headers

@@ -16,7 +16,7 @@ import pytest
 from bot.app import create_app
 from bot.cli.demo import serve
 from bot.settings import load_settings
-from handlers.blockkit_html import mrkdwn
+from integrations.sandbox.blockkit_html import mrkdwn
 from tests.helpers import EXAMPLE_CONFIG
 
 API_TOKEN = "sandbox-test-api-token"

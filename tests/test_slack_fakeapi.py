@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from integrations.slack.fakeapi import BOT_ID, BOT_USER_ID, TEAM_ID, FakeSlackWebApi
+from integrations.sandbox.webapi import BOT_ID, BOT_USER_ID, TEAM_ID, FakeSlackWebApi
 from tests.servers import serve_in_thread
 
 TOKEN = "xoxb-test"

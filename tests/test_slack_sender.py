@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.errors import DeliveryFailed
 from bot.ports import PostedMessage, SlackSender
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from integrations.slack.sender import WebApiSlackSender, make_web_client
 from tests.servers import serve_in_thread
 

@@ -34,7 +34,7 @@ from handlers.slack.commands import (
     Usage,
     parse,
 )
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
 from tests.helpers import (

@@ -13,7 +13,7 @@ from sqlmodel import select
 from bot.app import Overrides
 from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent, CheckRun, Deployment, OutboxMessage
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_headers

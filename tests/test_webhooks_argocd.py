@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bot.store.tables import Deployment, OutboxMessage, WebhookDelivery
 from integrations.argocd import payloads
 from integrations.payloads import PayloadError
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.helpers import (
     ARGOCD_SECRET,

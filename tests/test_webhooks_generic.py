@@ -17,7 +17,7 @@ from bot.ports import Commit
 from bot.store.tables import Deployment, OutboxMessage, Release, WebhookDelivery
 from integrations.generic import payloads
 from integrations.payloads import PayloadError
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import (

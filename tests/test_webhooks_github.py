@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from bot.store.tables import Deployment, OutboxMessage, WebhookDelivery
 from integrations.github import payloads
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.helpers import (
     SHA_A,

@@ -17,7 +17,7 @@ from integrations.gitlab import payloads
 from integrations.gitlab.client import GitLabDeployment
 from integrations.gitlab.payloads import GitLabDeploymentRef
 from integrations.payloads import PayloadError
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.helpers import (
     GITLAB_TOKEN,

@@ -15,7 +15,7 @@ from bot.config import Config, parse_config
 from bot.store.tables import Deployment, OutboxMessage, WebhookDelivery
 from integrations.jenkins import payloads
 from integrations.payloads import PayloadError
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import (

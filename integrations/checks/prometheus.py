@@ -138,25 +138,13 @@ class _Sample:
 def _read(
     response: httpx.Response, label: str, bounds: _Bounds, evidence: dict[str, Any]
 ) -> CheckResult:
+    """The check's result from Prometheus' answer to the instant query."""
     try:
         envelope: Any = response.json()
     except ValueError:
         envelope = None
-    status = response.status_code
     if not isinstance(envelope, dict) or envelope.get("status") not in ("success", "error"):
-        if 300 <= status < 400:
-            location = response.headers.get("location")
-            moved = f" (redirects to {safe_url(location)})" if location else ""
-            return _failed(f"Prometheus answered HTTP {status}{moved}", evidence)
-        if status >= 400:
-            hint = " (is the url the Prometheus server's base URL?)" if status == 404 else ""
-            detail = _text(response)
-            reason = f"Prometheus answered HTTP {status} {response.reason_phrase}{hint}"
-            return _failed(reason, evidence, error=detail or None)
-        return _failed(
-            "the answer is not a Prometheus API response (is the url a Prometheus server?)",
-            evidence,
-        )
+        return _not_an_envelope(response, evidence)
 
     for key in ("warnings", "infos"):
         notes = envelope.get(key)
@@ -164,64 +152,96 @@ def _read(
             evidence[key] = [str(note) for note in notes]
 
     if envelope["status"] == "error":
-        error_type = str(envelope.get("errorType") or "")
-        error = _clip(str(envelope.get("error") or "no message"))
-        evidence["errorType"] = error_type
-        evidence["error"] = error
-        template = ERROR_MESSAGES.get(error_type)
-        if template is None:
-            reason = f"Prometheus returned an error ({error_type or 'unknown'}): {error}"
-        else:
-            reason = template.replace("{error}", error)
-        return _failed(reason, evidence)
+        return _query_error(envelope, evidence)
 
     data = envelope.get("data")
     if not isinstance(data, dict):
         return _failed("the Prometheus answer has no data", evidence)
+    samples = _samples(data, evidence)
+    if isinstance(samples, CheckResult):
+        return samples
+    evidence["series"] = len(samples)
+    if not samples:
+        return _failed(NO_DATA, evidence)
+    return _compare(samples, label, bounds, evidence)
+
+
+def _not_an_envelope(response: httpx.Response, evidence: dict[str, Any]) -> CheckResult:
+    """An answer that is not Prometheus' JSON envelope: a redirect, an HTTP error, or other."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        moved = f" (redirects to {safe_url(location)})" if location else ""
+        return _failed(f"Prometheus answered HTTP {status}{moved}", evidence)
+    if status >= 400:
+        hint = " (is the url the Prometheus server's base URL?)" if status == 404 else ""
+        detail = _text(response)
+        reason = f"Prometheus answered HTTP {status} {response.reason_phrase}{hint}"
+        return _failed(reason, evidence, error=detail or None)
+    return _failed(
+        "the answer is not a Prometheus API response (is the url a Prometheus server?)",
+        evidence,
+    )
+
+
+def _query_error(envelope: dict[str, Any], evidence: dict[str, Any]) -> CheckResult:
+    """`{"status": "error"}` in plain English, by its `errorType` (`ERROR_MESSAGES`)."""
+    error_type = str(envelope.get("errorType") or "")
+    error = _clip(str(envelope.get("error") or "no message"))
+    evidence["errorType"] = error_type
+    evidence["error"] = error
+    template = ERROR_MESSAGES.get(error_type)
+    if template is None:
+        reason = f"Prometheus returned an error ({error_type or 'unknown'}): {error}"
+    else:
+        reason = template.replace("{error}", error)
+    return _failed(reason, evidence)
+
+
+def _samples(data: dict[str, Any], evidence: dict[str, Any]) -> list[_Sample] | CheckResult:
+    """The numbers of a `scalar` or `vector` result; a failed result for anything else."""
     result_type = data.get("resultType")
     evidence["resultType"] = result_type
     result = data.get("result")
-
-    samples: list[_Sample]
     if result_type == "scalar":
         sample = _sample(result, {})
         if sample is None:
             return _failed(f"unreadable scalar in the Prometheus answer: {result!r}", evidence)
-        samples = [sample]
-    elif result_type == "vector":
-        if not isinstance(result, list):
-            return _failed("unreadable vector in the Prometheus answer", evidence)
-        samples = []
-        for item in result:
-            if isinstance(item, dict) and "value" not in item and "histogram" in item:
-                return _failed(
-                    "the query returns native histograms, not numbers: wrap it in "
-                    "histogram_quantile(), histogram_count() or histogram_sum()",
-                    evidence,
-                )
-            labels = item.get("metric") if isinstance(item, dict) else None
-            sample = _sample(
-                item.get("value") if isinstance(item, dict) else None,
-                {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-            )
-            if sample is None:
-                return _failed(f"unreadable sample in the Prometheus answer: {item!r}", evidence)
-            samples.append(sample)
-    elif result_type == "matrix":
+        return [sample]
+    if result_type == "vector":
+        return _vector(result, evidence)
+    if result_type == "matrix":
         return _failed(
             "the query returns a range vector (matrix), not one value: drop the [range] or "
             "wrap it in a function such as max_over_time()",
             evidence,
         )
-    elif result_type == "string":
+    if result_type == "string":
         return _failed("the query returns a string, not a number", evidence)
-    else:
-        return _failed(f"unknown resultType {result_type!r} in the Prometheus answer", evidence)
+    return _failed(f"unknown resultType {result_type!r} in the Prometheus answer", evidence)
 
-    evidence["series"] = len(samples)
-    if not samples:
-        return _failed(NO_DATA, evidence)
-    return _compare(samples, label, bounds, evidence)
+
+def _vector(result: Any, evidence: dict[str, Any]) -> list[_Sample] | CheckResult:
+    """Each series of an instant vector with its labels; native histograms are refused."""
+    if not isinstance(result, list):
+        return _failed("unreadable vector in the Prometheus answer", evidence)
+    samples: list[_Sample] = []
+    for item in result:
+        if isinstance(item, dict) and "value" not in item and "histogram" in item:
+            return _failed(
+                "the query returns native histograms, not numbers: wrap it in "
+                "histogram_quantile(), histogram_count() or histogram_sum()",
+                evidence,
+            )
+        labels = item.get("metric") if isinstance(item, dict) else None
+        sample = _sample(
+            item.get("value") if isinstance(item, dict) else None,
+            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        )
+        if sample is None:
+            return _failed(f"unreadable sample in the Prometheus answer: {item!r}", evidence)
+        samples.append(sample)
+    return samples
 
 
 def _compare(

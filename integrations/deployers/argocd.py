@@ -42,6 +42,7 @@ from integrations.deployers import (
     require_target,
     short_sha,
 )
+from integrations.errors import CredentialsError
 from integrations.http import RetryPolicy
 
 __all__ = ["OPERATION_IN_PROGRESS_RETRY_AFTER", "ArgoCDDeployer"]
@@ -68,7 +69,7 @@ class ArgoCDDeployer:
         self, client: httpx.AsyncClient, token: str, *, retry: RetryPolicy | None = None
     ) -> None:
         if not token.strip():
-            raise ValueError("ArgoCDDeployer needs a token")
+            raise CredentialsError("ArgoCDDeployer needs a token")
         self._client = client
         self._token = token.strip()
         self._retry = retry or RetryPolicy()

@@ -66,6 +66,7 @@ from integrations.deployers import (
     require_target,
     short_sha,
 )
+from integrations.errors import CredentialsError
 from integrations.github.client import GITHUB_HEADERS, GitHubAppAuth
 from integrations.http import RetryPolicy, Sleep
 
@@ -90,7 +91,7 @@ class GitHubAuth:
         self, client: httpx.AsyncClient, auth: str | GitHubAppAuth, retry: RetryPolicy
     ) -> None:
         if isinstance(auth, str) and not auth.strip():
-            raise ValueError("the GitHub token is empty")
+            raise CredentialsError("the GitHub token is empty")
         self.client = client
         self.auth = auth
         self.retry = retry

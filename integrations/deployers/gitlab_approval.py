@@ -58,6 +58,7 @@ from integrations.deployers import (
     secret_value,
     short_sha,
 )
+from integrations.errors import CredentialsError
 from integrations.gitlab.client import project_path
 from integrations.http import RetryPolicy
 
@@ -82,7 +83,7 @@ class GitLabApprovalDeployer:
         self, client: httpx.AsyncClient, token: str, *, retry: RetryPolicy | None = None
     ) -> None:
         if not token.strip():
-            raise ValueError("GitLabApprovalDeployer needs a token")
+            raise CredentialsError("GitLabApprovalDeployer needs a token")
         self._client = client
         self._token = token.strip()
         self._retry = retry or RetryPolicy()

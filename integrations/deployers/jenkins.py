@@ -48,6 +48,7 @@ from integrations.deployers import (
     secret_value,
     short_sha,
 )
+from integrations.errors import CredentialsError
 from integrations.http import RetryPolicy, Sleep
 
 __all__ = ["JenkinsDeployer", "job_path"]
@@ -79,7 +80,7 @@ class JenkinsDeployer:
         retry: RetryPolicy | None = None,
     ) -> None:
         if bool(user and user.strip()) != bool(api_token and api_token.strip()):
-            raise ValueError("the Jenkins user and API token must be given together")
+            raise CredentialsError("the Jenkins user and API token must be given together")
         if max_polls < 0:
             raise ValueError("max_polls must not be negative")
         self._client = client

@@ -41,6 +41,7 @@ from integrations.deployers.github_workflow import GitHubWorkflowDeployer
 from integrations.deployers.gitlab_approval import GitLabApprovalDeployer, GitLabTriggerDeployer
 from integrations.deployers.jenkins import JenkinsDeployer
 from integrations.deployers.webhook import WebhookDeployer
+from integrations.errors import CredentialsError
 from integrations.github.client import GITHUB_HEADERS, GitHubAppAuth
 from integrations.http import RetryPolicy, make_client
 
@@ -69,7 +70,7 @@ def build_deployers(
     app_key = _secret(settings.github_app_private_key)
     github_token = _secret(settings.github_token)
     if bool(app_id) != bool(app_key):
-        raise ValueError("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY must be set together")
+        raise CredentialsError("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY must be set together")
     if app_id:
         app = GitHubAppAuth(app_id, app_key, retry=retry)
         deployers["github_protection_rule"] = GitHubProtectionRuleDeployer(
@@ -103,7 +104,7 @@ def build_deployers(
     user = (jenkins_user or "").strip() or None
     api_token = (jenkins_api_token or "").strip() or None
     if bool(user) != bool(api_token):
-        raise ValueError("JENKINS_USER and JENKINS_API_TOKEN must be set together")
+        raise CredentialsError("JENKINS_USER and JENKINS_API_TOKEN must be set together")
     if jenkins_url and jenkins_url.strip():
         client = make_client(
             jenkins_url.strip(), headers={"Accept": "application/json"}, transport=transport
@@ -128,7 +129,7 @@ async def close_all(deployers: Mapping[str, Deployer]) -> None:
         seen.add(id(deployer))
         try:
             await deployer.aclose()
-        except Exception as error:  # close the rest, then report
+        except Exception as error:  # the one catch-all: close the rest, then raise it again
             errors.append(error)
     if errors:
         raise errors[0]

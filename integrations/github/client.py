@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
 from bot.settings import Settings
+from integrations.errors import CredentialsError
 from integrations.http import RetryPolicy, make_client
 
 __all__ = [
@@ -98,7 +99,7 @@ class GitHubAppAuth:
     ) -> None:
         self.app_id = str(app_id).strip()
         if not self.app_id:
-            raise ValueError("the GitHub App ID is empty")
+            raise CredentialsError("the GitHub App ID is empty")
         self._key = _load_private_key(private_key)
         self._now = now
         self._retry = retry or RetryPolicy()
@@ -203,7 +204,7 @@ class GitHubClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         if (token is None) == (app is None):
-            raise ValueError("GitHubClient needs either a token or a GitHubAppAuth")
+            raise CredentialsError("GitHubClient needs either a token or a GitHubAppAuth")
         self._client = client
         self._token = token
         self._app = app
@@ -332,7 +333,7 @@ def github_client_from_settings(
     key_text = key.get_secret_value().strip() if key is not None else ""
     token = settings.github_token.get_secret_value().strip() if settings.github_token else ""
     if bool(app_id) != bool(key_text):
-        raise ValueError("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY must be set together")
+        raise CredentialsError("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY must be set together")
     if not app_id and not token:
         return None
     client = make_client(settings.github_api_url, headers=dict(GITHUB_HEADERS), transport=transport)
@@ -374,9 +375,11 @@ def _load_private_key(pem: str) -> RSAPrivateKey:
         key = serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError):
         # Never echo the key material.
-        raise ValueError("the GitHub App private key is not a readable PEM private key") from None
+        raise CredentialsError(
+            "the GitHub App private key is not a readable PEM private key"
+        ) from None
     if not isinstance(key, RSAPrivateKey):
-        raise ValueError("the GitHub App private key must be an RSA key (RS256)")
+        raise CredentialsError("the GitHub App private key must be an RSA key (RS256)")
     return key
 
 

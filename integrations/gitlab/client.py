@@ -28,6 +28,7 @@ import httpx
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
 from bot.settings import Settings
+from integrations.errors import CredentialsError
 from integrations.http import RetryPolicy, make_client
 
 __all__ = [
@@ -75,7 +76,7 @@ class GitLabClient:
         self, client: httpx.AsyncClient, *, token: str, retry: RetryPolicy | None = None
     ) -> None:
         if not token:
-            raise ValueError("GitLabClient needs a token")
+            raise CredentialsError("GitLabClient needs a token")
         self._client = client
         self._token = token
         self._retry = retry or RetryPolicy()

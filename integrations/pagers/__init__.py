@@ -20,26 +20,26 @@ every reason, and never part of a URL or a log line. `aclose()` closes the clien
 Both providers deduplicate (PagerDuty on `dedup_key`, Opsgenie on `alias`), so retrying a
 trigger or resolve is safe; use deterministic keys such as `release-bot/<svc>/<deploy_id>`.
 
-This module holds the request loop the pagers share.
+This module holds what the pagers share: their retry rules and their error body reader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from bot.domain.errors import DeliveryFailed
-from integrations.http import RetryPolicy, redact
+from integrations.http import (
+    Explain,
+    RateLimitWait,
+    RetryPolicy,
+    RetryRules,
+    send_with_retries,
+)
 
-__all__ = ["Explain", "RateLimitWait", "json_body", "post_with_retries", "refused"]
-
-Explain = Callable[[httpx.Response], str]
-"""The provider's own words for a refused request."""
-
-RateLimitWait = Callable[[httpx.Response], float]
-"""Seconds to wait after a 429, from the provider's headers or its documented default."""
+__all__ = ["json_body", "post_with_retries", "refused"]
 
 
 def refused(reason: str) -> DeliveryFailed:
@@ -62,60 +62,34 @@ async def post_with_retries(
 ) -> httpx.Response:
     """POST `json` to `path`; return the 2xx response or raise `DeliveryFailed`.
 
-    Like `integrations.http.request_with_retries`, with the provider's rate-limit rule and
-    error body: network errors, 408 and 5xx are retried in place with the policy's backoff;
-    a 429 is slept through only when `rate_limit_wait` is at most `policy.max_inline_wait`,
-    else raised at once as retryable with `retry_after`; any other status is not retryable.
+    `integrations.http.send_with_retries` with the pagers' rules: network errors, 408 and
+    5xx are retried in place with the policy's backoff (a Retry-After on them is not read);
+    only a 429 is a rate limit, slept through when `rate_limit_wait` (the provider's header
+    or its documented default, given the policy's clock) is at most
+    `policy.max_inline_wait`, else raised at once as retryable with `retry_after`; any other
+    status is not retryable, explained by `explain`. Reasons start with `provider`, and a
+    redirect's target is shown without its query string.
     """
-    secret_list = [secret for secret in secrets if secret]
-    what = f"{provider} POST {path.split('?', 1)[0]}"
-    delay = policy.backoff
-    attempt = 0
-    while True:
-        attempt += 1
-        last = attempt >= policy.attempts
-        try:
-            response = await client.post(path, json=json, params=params, headers=headers)
-        except httpx.TransportError as error:
-            if last:
-                raise _failed(
-                    f"{what}: {_network_error(error)}", secret_list, retryable=True
-                ) from None
-            await policy.sleep(delay)
-            delay = min(delay * 2, policy.max_backoff)
-            continue
-
-        status = response.status_code
-        if 200 <= status < 300:
-            return response
-        await response.aread()
-        reason = f"{what}: {status} {explain(response)}"
-
-        if status == 429:
-            wait = rate_limit_wait(response)
-            if last or wait > policy.max_inline_wait:
-                raise _failed(
-                    f"{reason} (rate limited; retry in {wait:g} s)",
-                    secret_list,
-                    retryable=True,
-                    retry_after=wait,
-                    status=status,
-                )
-            await policy.sleep(wait)
-            continue
-
-        if status >= 500 or status == 408:
-            if last:
-                raise _failed(reason, secret_list, retryable=True, status=status)
-            await policy.sleep(delay)
-            delay = min(delay * 2, policy.max_backoff)
-            continue
-
-        if 300 <= status < 400:
-            location = response.headers.get("location")
-            moved = f" (redirected to {location.split('?', 1)[0]})" if location else ""
-            reason = f"{what}: {status} {response.reason_phrase}{moved}"
-        raise _failed(reason, secret_list, retryable=False, status=status)
+    rules = RetryRules(
+        label=provider,
+        explain=explain,
+        rate_limited=_is_429,
+        rate_limit_wait=rate_limit_wait,
+        server_wait=None,
+        redirect_target=_without_query,
+        chain_network_error=False,
+    )
+    return await send_with_retries(
+        client,
+        "POST",
+        path,
+        policy=policy,
+        rules=rules,
+        params=params,
+        headers=headers,
+        json=json,
+        secrets=secrets,
+    )
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
@@ -127,21 +101,9 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _network_error(error: httpx.TransportError) -> str:
-    if isinstance(error, httpx.TimeoutException):
-        return f"timed out ({type(error).__name__})"
-    detail = str(error)
-    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+def _is_429(response: httpx.Response) -> bool:
+    return response.status_code == 429
 
 
-def _failed(
-    reason: str,
-    secrets: list[str],
-    *,
-    retryable: bool,
-    retry_after: float | None = None,
-    status: int | None = None,
-) -> DeliveryFailed:
-    return DeliveryFailed(
-        redact(reason, secrets), retryable=retryable, retry_after=retry_after, status=status
-    )
+def _without_query(location: str) -> str:
+    return location.split("?", 1)[0]

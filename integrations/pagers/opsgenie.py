@@ -121,7 +121,7 @@ class OpsgeniePager:
             headers={"Authorization": f"GenieKey {event.routing_key}"},
             policy=self._retry,
             explain=_explain,
-            rate_limit_wait=lambda answer: _rate_limit_wait(answer, now=self._retry.clock()),
+            rate_limit_wait=_rate_limit_wait,
             secrets=[event.routing_key],
         )
         request_id = json_body(response).get("requestId")
@@ -160,7 +160,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _rate_limit_wait(response: httpx.Response, *, now: float) -> float:
+def _rate_limit_wait(response: httpx.Response, now: float) -> float:
     period = response.headers.get("x-ratelimit-period-in-sec")
     if period is not None:
         try:

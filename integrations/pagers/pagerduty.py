@@ -107,7 +107,7 @@ class PagerDutyPager:
             json=body,
             policy=self._retry,
             explain=_explain,
-            rate_limit_wait=lambda _response: RATE_LIMIT_WAIT,
+            rate_limit_wait=_rate_limit_wait,
             secrets=[event.routing_key],
         )
         if event.action == "change":
@@ -170,6 +170,10 @@ def _timestamp(when: datetime) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rate_limit_wait(_response: httpx.Response, _now: float) -> float:
+    return RATE_LIMIT_WAIT
 
 
 def _explain(response: httpx.Response) -> str:

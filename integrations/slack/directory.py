@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ports import SlackUser
-from integrations.slack.sender import api_failure, network_failure
+from integrations.slack.sender import NETWORK_ERRORS, api_failure, network_failure
 
 DEFAULT_TTL = 300.0
 
@@ -59,7 +59,9 @@ class WebApiDirectory:
             response = await self._client.api_call(method, http_verb="GET", params=params)
         except SlackApiError as exc:
             raise api_failure(method, exc) from None
-        except Exception as exc:
+        except NETWORK_ERRORS as exc:
+            raise network_failure(method, exc) from None
+        except SlackClientError as exc:  # no answer from Slack either: a lookup may be retried
             raise network_failure(method, exc) from None
         data: Mapping[str, Any] = response.data if isinstance(response.data, dict) else {}
         return data

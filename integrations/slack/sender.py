@@ -22,7 +22,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.errors import DeliveryFailed
 from bot.ports import PostedMessage
 
-__all__ = ["RETRYABLE_ERRORS", "WebApiSlackSender", "make_http_session", "make_web_client"]
+__all__ = [
+    "NETWORK_ERRORS",
+    "RETRYABLE_ERRORS",
+    "WebApiSlackSender",
+    "api_failure",
+    "make_http_session",
+    "make_web_client",
+    "network_failure",
+]
+
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, aiohttp.ClientError, OSError)
+"""What a Web API call raises when Slack never answered (timeouts, refused connections)."""
 
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -115,7 +126,7 @@ class WebApiSlackSender:
             response = await call(**arguments)
         except SlackApiError as error:
             raise self._redacted(api_failure(method, error)) from error
-        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+        except NETWORK_ERRORS as error:
             raise self._redacted(network_failure(method, error)) from error
         except SlackClientError as error:
             # Raised before sending: the request itself is malformed.

@@ -1,10 +1,12 @@
-"""The local Slack sandbox: a fake Slack Web API inside the app, and a client that reaches it.
+"""The sandbox's Slack as the bot sees it: a real `AsyncWebClient` answered in process.
 
 With no SLACK_BOT_TOKEN, the bot's Slack client is an `InProcessWebClient`: a real slack_sdk
 `AsyncWebClient` whose HTTP requests are served in process by `FakeSlackWebApi`, so message
 posting, editing, ephemeral answers, modals, users.info and usergroups.users.list all run
-through the same code as with a real workspace. The people and groups come from a small
-directory file.
+through the same code as with a real workspace.
+
+    sandbox = make_sandbox(settings.sandbox_directory)
+    client = InProcessWebClient(sandbox)
 """
 
 from __future__ import annotations
@@ -15,36 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
-from integrations.slack.fakeapi import FakeSlackWebApi
+from integrations.sandbox.directory import load_directory
+from integrations.sandbox.webapi import FakeSlackWebApi
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "bot" / "sandbox" / "directory.yaml"
+__all__ = ["SANDBOX_BASE_URL", "SANDBOX_TOKEN", "InProcessWebClient", "make_sandbox"]
+
 SANDBOX_TOKEN = "xoxb-sandbox"
 SANDBOX_BASE_URL = "http://slack.sandbox/api/"
-
-
-def load_directory(path: Path | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """(users for users.info, members of each user group) from the sandbox directory file."""
-    data = yaml.safe_load((path or DEFAULT_DIRECTORY).read_text(encoding="utf-8")) or {}
-    users: dict[str, Any] = {}
-    groups: dict[str, list[str]] = {group: [] for group in (data.get("groups") or {})}
-    for user_id, user in (data.get("users") or {}).items():
-        name = str(user.get("name") or user_id)
-        users[str(user_id)] = {
-            "name": name.split(" ")[0].lower(),
-            "real_name": name,
-            "profile": {"email": user.get("email"), "display_name": name},
-        }
-        for group in user.get("groups") or []:
-            groups.setdefault(str(group), []).append(str(user_id))
-    return users, groups
-
-
-def group_names(path: Path | None = None) -> dict[str, str]:
-    data = yaml.safe_load((path or DEFAULT_DIRECTORY).read_text(encoding="utf-8")) or {}
-    return {str(g): str((v or {}).get("name") or g) for g, v in (data.get("groups") or {}).items()}
 
 
 def make_sandbox(

@@ -4,6 +4,12 @@ It shows the sandbox's channels with their messages rendered from Block Kit, thr
 ephemeral answers and open modals for the person you act as, and a slash-command box.
 Every click, modal submission and command is signed with the app's signing secret and
 handed to the same handler as POST /slack/events, so the real path runs.
+
+    routes(slack_events)   # GET /sandbox, POST /sandbox/act|submit|command|respond/{id},
+                           # /sandbox/api/<method> (the Web API over HTTP)
+
+The pages find their `Sandbox` in `request.state.sandbox` (None: a real Slack is in use,
+and they answer 404). The template is `templates/sandbox.html` beside this module.
 """
 
 from __future__ import annotations
@@ -13,20 +19,25 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
-from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
-from handlers.blockkit_html import mrkdwn, text_of
-from integrations.slack.fakeapi import TEAM_ID, FakeSlackWebApi
+from integrations.sandbox import interactions
+from integrations.sandbox.blockkit_html import mrkdwn, text_of
+from integrations.sandbox.interactions import Endpoint
+from integrations.sandbox.webapi import FakeSlackWebApi
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "bot" / "templates" / "sandbox"
+__all__ = ["TEMPLATES", "Sandbox", "SandboxApi", "routes"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass
@@ -72,12 +83,16 @@ class Sandbox:
         return None
 
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    autoescape=jinja2.select_autoescape(["html"]),
-    # Block Kit is loose (optional keys everywhere): a missing key renders as nothing.
-    undefined=jinja2.ChainableUndefined,
-)
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html"]),
+        # Block Kit is loose (optional keys everywhere): a missing key renders as nothing.
+        undefined=jinja2.ChainableUndefined,
+    )
+    env.filters["slack_time"] = _slack_time
+    return env
 
 
 def _slack_time(ts: str) -> str:
@@ -88,15 +103,13 @@ def _slack_time(ts: str) -> str:
         return str(ts)
 
 
-_env.filters["slack_time"] = _slack_time
-
-
 def _sandbox(request: Request) -> Sandbox | None:
     sandbox: Sandbox | None = getattr(request.state, "sandbox", None)
     return sandbox
 
 
 async def page(request: Request) -> Response:
+    """The sandbox page for the person in `?as=`, showing the channel in `?channel=`."""
     sandbox = _sandbox(request)
     if sandbox is None:
         return HTMLResponse(
@@ -122,8 +135,7 @@ async def page(request: Request) -> Response:
         for m in [*sandbox.slack.ephemeral_messages(channel), *sandbox.responses]
         if m["user"] == acting and m.get("channel") == channel
     ][-6:]
-    modal = sandbox.open_view(acting)
-    template = _env.get_template("sandbox.html")
+    template = _environment().get_template("sandbox.html")
     return HTMLResponse(
         template.render(
             people=people,
@@ -132,7 +144,7 @@ async def page(request: Request) -> Response:
             channel=channel,
             messages=messages,
             ephemeral=ephemeral,
-            modal=modal,
+            modal=sandbox.open_view(acting),
             names=names,
             slash_command=sandbox.slash_command,
             mrkdwn=lambda text: mrkdwn(str(text or ""), names),
@@ -141,99 +153,75 @@ async def page(request: Request) -> Response:
     )
 
 
-async def act(request: Request) -> Response:
-    """A button click, sent to the bot as Slack sends `block_actions`."""
-    sandbox = _sandbox(request)
-    if sandbox is None:
-        return Response(status_code=404)
-    form = await _form(request)
-    user, channel = str(form.get("as", "")), str(form.get("channel", ""))
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "sandbox"},
-        "user": {"id": user, "name": sandbox.people.get(user, user)},
-        "api_app_id": "A0RELBOT",
-        "trigger_id": f"sandbox-{uuid.uuid4().hex}",
-        "channel": {"id": channel, "name": channel.lstrip("#")},
-        "container": {
-            "type": "message",
-            "channel_id": channel,
-            "message_ts": str(form.get("ts", "")),
-        },
-        "message": {"ts": str(form.get("ts", ""))},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": str(form.get("action_id", "")),
-                "block_id": str(form.get("block_id", "")),
-                "value": str(form.get("value", "")),
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
-    sandbox.triggers[str(payload["trigger_id"])] = user
-    await _send(request, sandbox, {"payload": json.dumps(payload)})
-    return _back(user, channel)
+class _Interactions:
+    """The page's forms, each sent to the bot through `slack_events` as Slack would."""
 
+    def __init__(self, slack_events: Endpoint) -> None:
+        self._slack_events = slack_events
 
-async def submit(request: Request) -> Response:
-    """A modal submitted, sent as Slack sends `view_submission`."""
-    sandbox = _sandbox(request)
-    if sandbox is None:
-        return Response(status_code=404)
-    form = await _form(request)
-    user, channel = str(form.get("as", "")), str(form.get("channel", ""))
-    view = sandbox.view(str(form.get("view_id", "")))
-    if view is None:
+    async def act(self, request: Request) -> Response:
+        """A button click, sent to the bot as Slack sends `block_actions`."""
+        sandbox = _sandbox(request)
+        if sandbox is None:
+            return Response(status_code=404)
+        form = await _form(request)
+        user, channel = str(form.get("as", "")), str(form.get("channel", ""))
+        trigger_id = f"sandbox-{uuid.uuid4().hex}"
+        payload = interactions.block_actions(
+            user=user,
+            user_name=sandbox.people.get(user, user),
+            channel=channel,
+            ts=str(form.get("ts", "")),
+            trigger_id=trigger_id,
+            form=form,
+        )
+        sandbox.triggers[trigger_id] = user
+        await self._send(request, sandbox, {"payload": json.dumps(payload)})
         return _back(user, channel)
-    values: dict[str, dict[str, Any]] = {}
-    for block in view.get("blocks", []):
-        element = block.get("element") or {}
-        if block.get("type") == "input" and element.get("action_id"):
-            key = f"{block.get('block_id')}:{element['action_id']}"
-            values.setdefault(block["block_id"], {})[element["action_id"]] = {
-                "type": element.get("type", "plain_text_input"),
-                "value": str(form.get(key, "")),
-            }
-    payload = {
-        "type": "view_submission",
-        "team": {"id": TEAM_ID, "domain": "sandbox"},
-        "user": {"id": user, "name": sandbox.people.get(user, user)},
-        "api_app_id": "A0RELBOT",
-        "view": {**view, "type": view.get("type", "modal"), "state": {"values": values}},
-    }
-    response = await _send(request, sandbox, {"payload": json.dumps(payload)})
-    if not _has_errors(response):
-        sandbox.closed_views.add(str(view.get("id")))
-    return _back(user, channel)
 
+    async def submit(self, request: Request) -> Response:
+        """A modal submitted, sent as Slack sends `view_submission`."""
+        sandbox = _sandbox(request)
+        if sandbox is None:
+            return Response(status_code=404)
+        form = await _form(request)
+        user, channel = str(form.get("as", "")), str(form.get("channel", ""))
+        view = sandbox.view(str(form.get("view_id", "")))
+        if view is None:
+            return _back(user, channel)
+        payload = interactions.view_submission(
+            user=user, user_name=sandbox.people.get(user, user), view=view, form=form
+        )
+        response = await self._send(request, sandbox, {"payload": json.dumps(payload)})
+        if not _has_errors(response):
+            sandbox.closed_views.add(str(view.get("id")))
+        return _back(user, channel)
 
-async def command(request: Request) -> Response:
-    """The slash-command box, sent as Slack sends a command."""
-    sandbox = _sandbox(request)
-    if sandbox is None:
-        return Response(status_code=404)
-    form = await _form(request)
-    user, channel = str(form.get("as", "")), str(form.get("channel", ""))
-    text = str(form.get("text", "")).strip()
-    response_id = uuid.uuid4().hex
-    fields = {
-        "token": "sandbox",
-        "team_id": TEAM_ID,
-        "team_domain": "sandbox",
-        "channel_id": channel,
-        "channel_name": channel.lstrip("#"),
-        "user_id": user,
-        "user_name": sandbox.people.get(user, user),
-        "command": sandbox.slash_command,
-        "text": text,
-        "api_app_id": "A0RELBOT",
-        "response_url": f"{str(request.base_url).rstrip('/')}/sandbox/respond/"
-        f"{response_id}?" + urlencode({"channel": channel, "user": user}),
-        "trigger_id": f"sandbox-{uuid.uuid4().hex}",
-    }
-    await _send(request, sandbox, fields)
-    return _back(user, channel)
+    async def command(self, request: Request) -> Response:
+        """The slash-command box, sent as Slack sends a command."""
+        sandbox = _sandbox(request)
+        if sandbox is None:
+            return Response(status_code=404)
+        form = await _form(request)
+        user, channel = str(form.get("as", "")), str(form.get("channel", ""))
+        response_id = uuid.uuid4().hex
+        fields = interactions.slash_command(
+            user=user,
+            user_name=sandbox.people.get(user, user),
+            channel=channel,
+            command=sandbox.slash_command,
+            text=str(form.get("text", "")).strip(),
+            response_url=f"{str(request.base_url).rstrip('/')}/sandbox/respond/"
+            f"{response_id}?" + urlencode({"channel": channel, "user": user}),
+            trigger_id=f"sandbox-{uuid.uuid4().hex}",
+        )
+        await self._send(request, sandbox, fields)
+        return _back(user, channel)
+
+    async def _send(self, request: Request, sandbox: Sandbox, fields: dict[str, str]) -> Response:
+        return await interactions.deliver(
+            request, self._slack_events, sandbox.signing_secret, fields
+        )
 
 
 async def respond(request: Request) -> Response:
@@ -255,47 +243,6 @@ async def respond(request: Request) -> Response:
         }
     )
     return Response("ok")
-
-
-async def _send(request: Request, sandbox: Sandbox, fields: dict[str, str]) -> Response:
-    """Sign a form body as Slack does and hand it to the /slack/events handler."""
-    from handlers.routes import slack_events  # the same endpoint Slack's requests reach
-
-    body = urlencode(fields).encode()
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(sandbox.signing_secret).generate_signature(
-        timestamp=timestamp, body=body
-    )
-    headers = [
-        (b"content-type", b"application/x-www-form-urlencoded"),
-        (b"x-slack-request-timestamp", timestamp.encode()),
-        (b"x-slack-signature", (signature or "").encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/slack/events",
-        "raw_path": b"/slack/events",
-        "query_string": b"",
-        "headers": headers,
-        "state": request.scope.get("state", {}),
-        "app": request.scope.get("app"),
-        "scheme": "http",
-        "server": ("sandbox", 80),
-        "client": ("127.0.0.1", 0),
-        "http_version": "1.1",
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return await slack_events(Request(scope, receive))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -320,7 +267,7 @@ def _back(user: str, channel: str) -> Response:
 class SandboxApi:
     """The sandbox's Slack Web API over HTTP, for tools that want to look (ASGI app)."""
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = (scope.get("state") or {}).get("sandbox")
         if sandbox is None:
             await Response("no sandbox: SLACK_BOT_TOKEN is set", status_code=404)(
@@ -330,12 +277,14 @@ class SandboxApi:
         await sandbox.api(scope, receive, send)
 
 
-def routes() -> list[BaseRoute]:
+def routes(slack_events: Endpoint) -> list[BaseRoute]:
+    """The sandbox's routes; its clicks, submissions and commands go to `slack_events`."""
+    forms = _Interactions(slack_events)
     return [
         Route("/sandbox", page, methods=["GET"]),
-        Route("/sandbox/act", act, methods=["POST"]),
-        Route("/sandbox/submit", submit, methods=["POST"]),
-        Route("/sandbox/command", command, methods=["POST"]),
+        Route("/sandbox/act", forms.act, methods=["POST"]),
+        Route("/sandbox/submit", forms.submit, methods=["POST"]),
+        Route("/sandbox/command", forms.command, methods=["POST"]),
         Route("/sandbox/respond/{response_id}", respond, methods=["POST"]),
         Mount("/sandbox/api", app=SandboxApi()),
     ]

@@ -1,0 +1,264 @@
+"""The Slack Web API methods releasebot uses, as functions of the sandbox's state.
+
+Each takes the `SlackState` and the call's parameters, changes the state as Slack would and
+returns the answer's fields (without `ok`), or raises `ApiError` for Slack's logic errors.
+`METHODS` maps each method name to its function. The caller holds the state's lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+
+from integrations.sandbox.params import (
+    MAX_MODAL_TITLE_CHARS,
+    MAX_VIEW_BLOCKS,
+    blocks_of,
+    channel_of,
+    content_of,
+    flag,
+    limit_of,
+    text_param,
+)
+from integrations.sandbox.store import (
+    APP_ID,
+    BOT_ID,
+    BOT_USER_ID,
+    BOT_USER_NAME,
+    TEAM_ID,
+    TEAM_NAME,
+    TEAM_URL,
+    ApiError,
+    Json,
+    Message,
+    SlackState,
+)
+
+__all__ = ["METHODS", "Method"]
+
+Method = Callable[[SlackState, Json], Json]
+
+
+def auth_test(state: SlackState, params: Json) -> Json:
+    return {
+        "url": TEAM_URL,
+        "team": TEAM_NAME,
+        "user": BOT_USER_NAME,
+        "team_id": TEAM_ID,
+        "user_id": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "is_enterprise_install": False,
+    }
+
+
+def chat_post_message(state: SlackState, params: Json) -> Json:
+    channel = channel_of(params)
+    text, blocks = content_of(params)
+    thread_ts = text_param(params, "thread_ts")
+    if thread_ts is not None:
+        parent = state.by_ts.get((channel, thread_ts))
+        if parent is None:
+            raise ApiError("thread_not_found")
+        thread_ts = parent.thread_ts or parent.ts
+    message = Message(
+        channel=channel,
+        ts=state.next_ts(),
+        text=text,
+        blocks=blocks,
+        thread_ts=thread_ts,
+        broadcast=thread_ts is not None and flag(params, "reply_broadcast"),
+    )
+    state.channels.setdefault(channel, []).append(message)
+    state.by_ts[(channel, message.ts)] = message
+    if thread_ts is not None:
+        state.by_ts[(channel, thread_ts)].replies.append(message.ts)
+    return {"channel": channel, "ts": message.ts, "message": message.api()}
+
+
+def chat_update(state: SlackState, params: Json) -> Json:
+    channel = channel_of(params)
+    ts = text_param(params, "ts")
+    message = None if ts is None else state.by_ts.get((channel, ts))
+    if message is None:
+        raise ApiError("message_not_found")
+    text, blocks = content_of(params)
+    message.history.append(
+        {"text": message.text, "blocks": message.blocks, "edited_ts": message.edited_ts}
+    )
+    if params.get("text") is not None:
+        message.text = text
+    if params.get("blocks") is not None:  # as in Slack, absent blocks are kept
+        message.blocks = blocks
+    message.edited_ts = state.next_ts()
+    return {
+        "channel": channel,
+        "ts": message.ts,
+        "text": message.text,
+        "message": message.api(),
+    }
+
+
+def chat_post_ephemeral(state: SlackState, params: Json) -> Json:
+    channel = channel_of(params)
+    user = text_param(params, "user")
+    if user is None:
+        raise ApiError("user_not_found")
+    text, blocks = content_of(params)
+    ts = state.next_ts()
+    state.ephemeral.append(
+        {
+            "channel": channel,
+            "user": user,
+            "ts": ts,
+            "text": text,
+            "blocks": blocks,
+            "thread_ts": text_param(params, "thread_ts"),
+        }
+    )
+    return {"message_ts": ts}
+
+
+def views_open(state: SlackState, params: Json) -> Json:
+    trigger_id = text_param(params, "trigger_id")
+    if trigger_id is None:
+        raise ApiError("invalid_arguments", "[ERROR] missing required field: trigger_id")
+    view = params.get("view")
+    if not isinstance(view, dict):
+        raise ApiError("invalid_arguments", "[ERROR] missing required field: view")
+    if trigger_id in state.used_triggers:
+        raise ApiError("exchanged_trigger_id")
+    blocks = blocks_of(view.get("blocks"), limit=MAX_VIEW_BLOCKS, error="invalid_arguments")
+    title = view.get("title")
+    title_text = title.get("text") if isinstance(title, dict) else None
+    if isinstance(title_text, str) and len(title_text) > MAX_MODAL_TITLE_CHARS:
+        raise ApiError(
+            "invalid_arguments",
+            f"[ERROR] must be less than {MAX_MODAL_TITLE_CHARS + 1} characters "
+            "[json-pointer:/view/title/text]",
+        )
+    state.used_triggers.add(trigger_id)
+    view_id = f"V{len(state.views) + 1:010d}"
+    opened: Json = {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": "modal",
+        "private_metadata": "",
+        "callback_id": "",
+        "external_id": "",
+        "clear_on_close": False,
+        "notify_on_close": False,
+        **copy.deepcopy(view),
+        **_view_tail(state, view_id, blocks),
+    }
+    state.views.append({"trigger_id": trigger_id, "view": opened})
+    return {"view": copy.deepcopy(opened)}
+
+
+def views_publish(state: SlackState, params: Json) -> Json:
+    user_id = text_param(params, "user_id")
+    if user_id is None:
+        raise ApiError("invalid_arguments", "[ERROR] missing required field: user_id")
+    view = params.get("view")
+    if not isinstance(view, dict):
+        raise ApiError("invalid_arguments", "[ERROR] missing required field: view")
+    if view.get("type") != "home":
+        raise ApiError("invalid_arguments", "[ERROR] must be home [json-pointer:/view/type]")
+    blocks = blocks_of(view.get("blocks"), limit=MAX_VIEW_BLOCKS, error="invalid_arguments")
+    previous = state.home_views.get(user_id)
+    view_id = previous["id"] if previous else f"VH{len(state.home_views) + 1:09d}"
+    published: Json = {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": "home",
+        "private_metadata": "",
+        "callback_id": "",
+        "external_id": "",
+        **copy.deepcopy(view),
+        **_view_tail(state, view_id, blocks),
+    }
+    state.home_views[user_id] = published
+    return {"view": copy.deepcopy(published)}
+
+
+def _view_tail(state: SlackState, view_id: str, blocks: list[Json]) -> Json:
+    """The fields Slack sets on every view it returns, after the caller's own."""
+    return {
+        "blocks": blocks,
+        "state": {"values": {}},
+        "hash": f"{state.next_ts()}.{hashlib.sha256(view_id.encode()).hexdigest()[:8]}",
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "app_id": APP_ID,
+        "bot_id": BOT_ID,
+    }
+
+
+def users_info(state: SlackState, params: Json) -> Json:
+    user_id = text_param(params, "user")
+    known = None if user_id is None else state.users.get(user_id)
+    if user_id is None or known is None:
+        raise ApiError("user_not_found")
+    user: Json = {
+        "id": user_id,
+        "team_id": TEAM_ID,
+        "name": user_id.lower(),
+        "deleted": False,
+        "is_bot": False,
+        "is_admin": False,
+        "tz": "UTC",
+        "profile": {},
+    }
+    user.update(copy.deepcopy(known))
+    return {"user": user}
+
+
+def usergroups_users_list(state: SlackState, params: Json) -> Json:
+    group = text_param(params, "usergroup")
+    members = None if group is None else state.usergroups.get(group)
+    if members is None:
+        raise ApiError("no_such_subteam")
+    return {"users": list(members)}
+
+
+def conversations_history(state: SlackState, params: Json) -> Json:
+    channel = channel_of(params)
+    limit = limit_of(params)
+    newest_first = [m for m in reversed(state.channels.get(channel, [])) if m.is_top_level]
+    return {
+        "messages": [m.api() for m in newest_first[:limit]],
+        "has_more": len(newest_first) > limit,
+        "pin_count": 0,
+        "response_metadata": {"next_cursor": ""},
+    }
+
+
+def conversations_replies(state: SlackState, params: Json) -> Json:
+    channel = channel_of(params)
+    ts = text_param(params, "ts")
+    message = None if ts is None else state.by_ts.get((channel, ts))
+    if message is None:
+        raise ApiError("thread_not_found")
+    parent = state.by_ts[(channel, message.thread_ts or message.ts)]
+    thread = [parent] + [state.by_ts[(channel, r)] for r in parent.replies]
+    limit = limit_of(params)
+    return {
+        "messages": [m.api() for m in thread[:limit]],
+        "has_more": len(thread) > limit,
+        "response_metadata": {"next_cursor": ""},
+    }
+
+
+METHODS: dict[str, Method] = {
+    "auth.test": auth_test,
+    "chat.postMessage": chat_post_message,
+    "chat.update": chat_update,
+    "chat.postEphemeral": chat_post_ephemeral,
+    "views.open": views_open,
+    "views.publish": views_publish,
+    "users.info": users_info,
+    "usergroups.users.list": usergroups_users_list,
+    "conversations.history": conversations_history,
+    "conversations.replies": conversations_replies,
+}
+"""Every Web API method the sandbox answers; any other is `unknown_method`."""
