@@ -163,13 +163,10 @@ async def deployment_detail(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
     usecases: UseCases = request.state.usecases
-    raw = str(request.path_params["deployment_id"])
-    deployment_id = _whole(raw)
-    if deployment_id is None:
-        return _not_found(f"Deployment {raw[:40]}")
-    page = await usecases.deployment_page(deployment_id)
+    deployment_id = _whole(str(request.path_params["deployment_id"]))
+    page = await usecases.deployment_page(deployment_id) if deployment_id is not None else None
     if page is None:
-        return _not_found(f"Deployment {deployment_id}")
+        return _not_found(f"Deployment {str(request.path_params['deployment_id'])[:40]}")
     now = usecases.clock.now()
     body = await asyncio.to_thread(
         web.render, "deployment.html", page=page, now=now, nav="releases"
@@ -181,13 +178,10 @@ async def deployment_evidence(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
     usecases: UseCases = request.state.usecases
-    raw = str(request.path_params["deployment_id"])
-    deployment_id = _whole(raw)
-    if deployment_id is None:
-        return _not_found(f"Deployment {raw[:40]}")
-    pack = await usecases.evidence_of_deployment(deployment_id)
+    deployment_id = _whole(str(request.path_params["deployment_id"]))
+    pack = await usecases.evidence_of_deployment(deployment_id) if deployment_id is not None else None
     if pack is None:
-        return _not_found(f"Deployment {deployment_id}")
+        return _not_found(f"Deployment {str(request.path_params['deployment_id'])[:40]}")
     release = pack["release"]
     label = release.get("version") or str(release.get("sha") or "")[:7]
     name = _FILENAME_UNSAFE.sub(

@@ -7,11 +7,19 @@ argocd-notifications-cm sends the shared secret in a header (docs/argocd-notific
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.domain.ingest import Delivery
 from bot.usecases import UseCases
-from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
+from handlers.webhooks.verify import (
+    Refused,
+    accepted,
+    check_token,
+    decode_json,
+    media_type,
+    read_body,
+    refusal,
+)
 from integrations.argocd import payloads
 from integrations.payloads import PayloadError
 
@@ -28,13 +36,9 @@ async def argocd_webhook(request: Request) -> Response:
         )
         body = await read_body(request, limit=settings.max_body_bytes)
         data = decode_json(body, content_type=media_type(request))
-        try:
-            parsed = payloads.parse(data)
-        except PayloadError as exc:
-            raise Refused(400, str(exc)) from None
-    except Refused as refused:
-        usecases.metrics.webhooks.labels("argocd", f"refused_{refused.status}").inc()
-        return refused.response()
+        parsed = payloads.parse(data)
+    except (Refused, PayloadError) as error:
+        return refusal(usecases, "argocd", error)
 
     delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
     event_name = parsed.event.source_event if parsed.event else "argocd"
@@ -43,7 +47,4 @@ async def argocd_webhook(request: Request) -> Response:
         parsed.event,
         parsed.note,
     )
-    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
-    if result.detail:
-        answer["detail"] = result.detail
-    return JSONResponse(answer, status_code=202)
+    return accepted(result)

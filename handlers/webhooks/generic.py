@@ -6,17 +6,19 @@ import hashlib
 from dataclasses import replace
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.domain.ingest import Delivery
 from bot.ports import Comparison
 from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
+    accepted,
     check_hmac_signature,
     decode_json,
     media_type,
     read_body,
+    refusal,
 )
 from integrations.generic import payloads
 from integrations.payloads import PayloadError
@@ -35,13 +37,9 @@ async def generic_webhook(request: Request) -> Response:
             header="X-Releasebot-Signature",
         )
         data = decode_json(body, content_type=media_type(request))
-        try:
-            parsed = payloads.parse(data)
-        except PayloadError as exc:
-            raise Refused(400, str(exc)) from None
-    except Refused as refused:
-        usecases.metrics.webhooks.labels("generic", f"refused_{refused.status}").inc()
-        return refused.response()
+        parsed = payloads.parse(data)
+    except (Refused, PayloadError) as error:
+        return refusal(usecases, "generic", error)
 
     # Without X-Releasebot-Delivery, a byte-identical resend is the same delivery.
     delivery_id = request.headers.get("x-releasebot-delivery") or (
@@ -60,7 +58,4 @@ async def generic_webhook(request: Request) -> Response:
         if parsed.commits
         else None,
     )
-    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
-    if result.detail:
-        answer["detail"] = result.detail
-    return JSONResponse(answer, status_code=202)
+    return accepted(result)

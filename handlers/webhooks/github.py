@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.domain.ingest import Delivery
 from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
+    accepted,
     check_hmac_signature,
     decode_json,
     media_type,
     read_body,
+    refusal,
 )
 from integrations.github import payloads
 from integrations.payloads import PayloadError
@@ -37,20 +39,13 @@ async def github_webhook(request: Request) -> Response:
         if not delivery_id:
             raise Refused(400, "missing X-GitHub-Delivery header")
         data = decode_json(body, form_field="payload", content_type=media_type(request))
-        try:
-            parsed = payloads.parse(event_name, data)
-        except PayloadError as exc:
-            raise Refused(400, str(exc)) from None
-    except Refused as refused:
-        usecases.metrics.webhooks.labels("github", f"refused_{refused.status}").inc()
-        return refused.response()
+        parsed = payloads.parse(event_name, data)
+    except (Refused, PayloadError) as error:
+        return refusal(usecases, "github", error)
 
     result = await usecases.record_delivery(
         Delivery(provider="github", delivery_id=delivery_id[:200], event=event_name, body=body),
         parsed.event,
         parsed.note,
     )
-    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
-    if result.detail:
-        answer["detail"] = result.detail
-    return JSONResponse(answer, status_code=202)
+    return accepted(result)

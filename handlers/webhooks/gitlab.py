@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.config import Config
 from bot.domain.events import DeployEvent
 from bot.domain.ingest import Delivery, ShaLookup
 from bot.domain.tracking import resolve
 from bot.usecases import UseCases
-from handlers.webhooks.verify import Refused, check_token, decode_json, media_type, read_body
+from handlers.webhooks.verify import (
+    Refused,
+    accepted,
+    check_token,
+    decode_json,
+    media_type,
+    read_body,
+    refusal,
+)
 from integrations.gitlab import payloads
 from integrations.payloads import PayloadError
 
@@ -36,13 +44,9 @@ async def gitlab_webhook(request: Request) -> Response:
         if not delivery_id:
             raise Refused(400, "missing Idempotency-Key or X-Gitlab-Event-UUID header")
         data = decode_json(body, content_type=media_type(request))
-        try:
-            parsed = payloads.parse(event_name, data)
-        except PayloadError as exc:
-            raise Refused(400, str(exc)) from None
-    except Refused as refused:
-        usecases.metrics.webhooks.labels("gitlab", f"refused_{refused.status}").inc()
-        return refused.response()
+        parsed = payloads.parse(event_name, data)
+    except (Refused, PayloadError) as error:
+        return refusal(usecases, "gitlab", error)
 
     delivery = Delivery(
         provider="gitlab", delivery_id=delivery_id[:200], event=event_name, body=body
@@ -65,10 +69,7 @@ async def gitlab_webhook(request: Request) -> Response:
         result = await usecases.record_delivery(
             delivery, _tracked_first(usecases.config, parsed.events) or parsed.event, parsed.note
         )
-    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
-    if result.detail:
-        answer["detail"] = result.detail
-    return JSONResponse(answer, status_code=202)
+    return accepted(result)
 
 
 def _tracked_first(config: Config, events: tuple[DeployEvent, ...]) -> DeployEvent | None:

@@ -8,17 +8,19 @@ Two ways to authenticate, both against JENKINS_WEBHOOK_SECRET and compared in co
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from bot.domain.ingest import Delivery
 from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
+    accepted,
     check_hmac_signature,
     check_token,
     decode_json,
     media_type,
     read_body,
+    refusal,
 )
 from integrations.jenkins import payloads
 from integrations.payloads import PayloadError
@@ -34,13 +36,9 @@ async def jenkins_webhook(request: Request) -> Response:
         body = await read_body(request, limit=settings.max_body_bytes)
         _authenticate(request, body, secret.get_secret_value() if secret else None)
         data = decode_json(body, content_type=media_type(request))
-        try:
-            parsed = payloads.parse(data)
-        except PayloadError as exc:
-            raise Refused(400, str(exc)) from None
-    except Refused as refused:
-        usecases.metrics.webhooks.labels("jenkins", f"refused_{refused.status}").inc()
-        return refused.response()
+        parsed = payloads.parse(data)
+    except (Refused, PayloadError) as error:
+        return refusal(usecases, "jenkins", error)
 
     delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
     result = await usecases.record_delivery(
@@ -48,10 +46,7 @@ async def jenkins_webhook(request: Request) -> Response:
         parsed.event,
         parsed.note,
     )
-    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
-    if result.detail:
-        answer["detail"] = result.detail
-    return JSONResponse(answer, status_code=202)
+    return accepted(result)
 
 
 def _authenticate(request: Request, body: bytes, secret: str | None) -> None:

@@ -9,7 +9,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+
+from bot.domain.ingest import IngestResult
+from bot.usecases import UseCases
+from integrations.payloads import PayloadError
 
 
 class Refused(Exception):
@@ -22,6 +26,21 @@ class Refused(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.error}, status_code=self.status)
+
+
+def refusal(usecases: UseCases, provider: str, error: Refused | PayloadError) -> Response:
+    """The answer to a refused delivery (a payload that does not parse is a 400), counted."""
+    refused = error if isinstance(error, Refused) else Refused(400, str(error))
+    usecases.metrics.webhooks.labels(provider, f"refused_{refused.status}").inc()
+    return refused.response()
+
+
+def accepted(result: IngestResult) -> JSONResponse:
+    """202 with what recording the delivery did: accepted, duplicate or ignored (and why)."""
+    answer: dict[str, str] = {"status": result.status, "delivery": result.delivery}
+    if result.detail:
+        answer["detail"] = result.detail
+    return JSONResponse(answer, status_code=202)
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
