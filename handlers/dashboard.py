@@ -179,7 +179,9 @@ async def deployment_evidence(request: Request) -> Response:
         return refused
     usecases: UseCases = request.state.usecases
     deployment_id = _whole(str(request.path_params["deployment_id"]))
-    pack = await usecases.evidence_of_deployment(deployment_id) if deployment_id is not None else None
+    pack = None
+    if deployment_id is not None:
+        pack = await usecases.evidence_of_deployment(deployment_id)
     if pack is None:
         return _not_found(f"Deployment {str(request.path_params['deployment_id'])[:40]}")
     release = pack["release"]
