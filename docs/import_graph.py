@@ -1,6 +1,7 @@
 """Print the map of which room of releasebot imports which, as a Mermaid diagram.
 
-    .venv/bin/python docs/import_graph.py          # the diagram docs/architecture.md shows
+    .venv/bin/python docs/import_graph.py          # print the diagram
+    .venv/bin/python docs/import_graph.py --write  # redraw it in docs/architecture.md
 
 A room is a package or a top-level module of `bot`, or one of `handlers` and
 `integrations`. An arrow A --> B means some module in A imports some module in B. The
@@ -60,5 +61,20 @@ def mermaid() -> str:
     return "\n".join(lines)
 
 
+START = "<!-- import-graph:start -->"
+END = "<!-- import-graph:end -->"
+DOC = ROOT / "docs" / "architecture.md"
+
+
+def with_graph(doc: str) -> str:
+    """The architecture page with the diagram between its markers drawn anew."""
+    head, _, rest = doc.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{mermaid()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(mermaid())  # noqa: T201
+    if sys.argv[1:] == ["--write"]:
+        DOC.write_text(with_graph(DOC.read_text()))
+    else:
+        print(mermaid())  # noqa: T201
