@@ -7,7 +7,7 @@ and a context line linking the details page.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bot.blocks.kit import Block
 from bot.blocks.mrkdwn import (
@@ -20,7 +20,9 @@ from bot.blocks.mrkdwn import (
     truncate,
     with_mentions,
 )
-from bot.services.views import ReleaseView
+
+if TYPE_CHECKING:
+    from bot.services.views import ReleaseView
 
 COMMITS_SHOWN: Final = 10
 

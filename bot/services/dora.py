@@ -53,9 +53,10 @@ from typing import Final
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from bot.blocks.dora import MetricsMessage, message
+from bot.blocks.dora import MetricsMessage as MetricsMessage
 from bot.blocks.dora import heading as heading
 from bot.blocks.dora import legend as legend
+from bot.blocks.dora import message as message
 from bot.blocks.dora import table_text as table_text
 from bot.domain.dora import (
     DEFAULT_YEAR,
