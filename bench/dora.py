@@ -60,8 +60,9 @@ from support import bench_database, out  # noqa: E402
 from bot import migrate  # noqa: E402
 from bot.domain import states  # noqa: E402
 from bot.domain.audit import format_at  # noqa: E402
+from bot.domain.dora import format_hours, format_rate  # noqa: E402
 from bot.ports import Commit  # noqa: E402
-from bot.services import assessment, dora  # noqa: E402
+from bot.services import assessment, dora, dora_history  # noqa: E402
 from bot.store.db import Database, make_engine  # noqa: E402
 from bot.store.tables import AuditEvent, Deployment, Release, ReleaseCommit  # noqa: E402
 
@@ -443,9 +444,9 @@ def measure(db: Database, *, now: datetime, repeat: int, service: str) -> list[C
             Case(
                 f"metrics() overall, {days} days",
                 runs,
-                f"{row.deployments} deploys, lead {dora.format_hours(row.lead_time_median_hours)}"
-                f", CFR {dora.format_rate(row.change_failure_rate)}, "
-                f"recovery {dora.format_hours(row.recovery_median_hours)}",
+                f"{row.deployments} deploys, lead {format_hours(row.lead_time_median_hours)}"
+                f", CFR {format_rate(row.change_failure_rate)}, "
+                f"recovery {format_hours(row.recovery_median_hours)}",
             )
         )
     for days in dora.WINDOWS:
@@ -461,16 +462,16 @@ def measure(db: Database, *, now: datetime, repeat: int, service: str) -> list[C
 def breakdown(db: Database, *, now: datetime, days: int) -> dict[str, float]:
     """Milliseconds of each read of `metrics()` for `days`, overall (one run each)."""
     parts: dict[str, float] = {}
-    starts = dora._starts(now, [days])
+    starts = dora_history.window_starts(now, [days])
     for name, read in (
-        ("counts", dora._read_counts),
-        ("lead time", dora._read_lead_times),
-        ("recovery", dora._read_recoveries),
+        ("counts", dora_history.read_counts),
+        ("lead time", dora_history.read_lead_times),
+        ("recovery", dora_history.read_recoveries),
     ):
-        history = dora._History(windows=(days,))
+        history = dora_history.History(windows=(days,))
         with db.read() as session:
             started = time.perf_counter()
-            dora._no_jit(session)
+            dora_history.no_jit(session)
             read(session, history, now=now, starts=starts, service=None)
             parts[name] = (time.perf_counter() - started) * 1000
     return parts
@@ -551,7 +552,7 @@ def measure_lead_table(db: Database, *, now: datetime, repeat: int, service: str
                 Case(
                     f"lead median {scope or 'overall'}, {days} days",
                     runs,
-                    f"median {dora.format_hours(hours)}",
+                    f"median {format_hours(hours)}",
                 )
             )
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.render import STATE_LABELS, Renderer, escape_mrkdwn, link, mention
+from bot.blocks.mrkdwn import STATE_LABELS, escape_mrkdwn, link, mention
+from bot.render import Renderer
 from bot.services.views import ReleaseView
 
 NOW = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)

@@ -21,8 +21,8 @@ from sqlmodel import select
 from bot.config import Config
 from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent, Deployment, EnvironmentLock, FreezeWindow, Gate, Release
-from handlers.slack.commands import (
-    Freeze,
+from handlers.slack.command_parser import (
+    FreezeCommand,
     Help,
     History,
     Metrics,
@@ -89,10 +89,10 @@ def test_every_subcommand_parses(example_config: Config) -> None:
     assert parse("rollback checkout production — latency", config=c) == Rollback(
         "checkout", "production", None, "latency"
     )
-    assert parse("freeze production 2h incident &amp; outage &lt;4711&gt;", config=c) == Freeze(
-        "production", timedelta(hours=2), "incident & outage <4711>"
-    )
-    assert parse("freeze ALL 1h30m  board   meeting", config=c) == Freeze(
+    assert parse(
+        "freeze production 2h incident &amp; outage &lt;4711&gt;", config=c
+    ) == FreezeCommand("production", timedelta(hours=2), "incident & outage <4711>")
+    assert parse("freeze ALL 1h30m  board   meeting", config=c) == FreezeCommand(
         "all", timedelta(hours=1, minutes=30), "board   meeting"
     )
     assert parse("unfreeze production", config=c) == Unfreeze("production")
@@ -180,7 +180,7 @@ def test_the_parser_never_raises(text: str) -> None:
         | Pending
         | Promote
         | Rollback
-        | Freeze
+        | FreezeCommand
         | Unfreeze
         | Metrics
         | Usage,

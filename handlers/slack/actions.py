@@ -13,14 +13,21 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.blocks.modals import (
+    BREAK_GLASS_MODAL,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT_MODAL,
+    ROLLBACK_MODAL,
+    break_glass_modal,
+    reject_modal,
+    rollback_modal,
+)
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
 
 log = logging.getLogger("releasebot.slack")
 
-REJECT_MODAL = "release_reject_modal"
-REASON_BLOCK = "reason"
-REASON_INPUT = "reason_input"
 
 ICONS = {
     "approved": ":white_check_mark:",
@@ -50,13 +57,7 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
             return
         await client.views_open(
             trigger_id=body["trigger_id"],
-            view=reason_modal(
-                callback_id=REJECT_MODAL,
-                title="Reject release",
-                prompt="Why are you rejecting this release? The reason goes in the audit trail.",
-                submit="Reject",
-                metadata={"gate_id": gate_id, "channel": _channel(body)},
-            ),
+            view=reject_modal({"gate_id": gate_id, "channel": _channel(body)}),
         )
 
     @app.view(REJECT_MODAL)
@@ -74,32 +75,6 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
             reason=reason,
         )
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
-
-
-def reason_modal(
-    *, callback_id: str, title: str, prompt: str, submit: str, metadata: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": {"type": "plain_text", "text": title[:24]},
-        "submit": {"type": "plain_text", "text": submit[:24]},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps(metadata),
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": REASON_BLOCK,
-                "label": {"type": "plain_text", "text": prompt[:2000]},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": REASON_INPUT,
-                    "multiline": True,
-                    "max_length": 3000,
-                },
-            }
-        ],
-    }
 
 
 def _value(body: dict[str, Any]) -> int | None:
@@ -133,12 +108,15 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) 
     await client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
-ROLLBACK_MODAL = "release_rollback_modal"
-BREAK_GLASS_MODAL = "release_break_glass_modal"
-
-
 def register_operations(app: AsyncApp, usecases: UseCases) -> None:
     """Promote, roll back (with a reason), unlock, and break-glass (ask, then confirm)."""
+    _register_deployment_buttons(app, usecases)
+    _register_rollback(app, usecases)
+    _register_break_glass(app, usecases)
+
+
+def _register_deployment_buttons(app: AsyncApp, usecases: UseCases) -> None:
+    """Promote and unlock: one click, no question asked."""
 
     @app.action("release_promote", middleware=ACK_FIRST)
     async def promote(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -160,6 +138,10 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
             )
             await _tell(client, body, outcome)
 
+
+def _register_rollback(app: AsyncApp, usecases: UseCases) -> None:
+    """Roll back: the button opens a modal asking why; submitting it rolls back."""
+
     @app.action("release_rollback", middleware=ACK_FIRST)
     async def rollback(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -168,13 +150,7 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
             return
         await client.views_open(
             trigger_id=body["trigger_id"],
-            view=reason_modal(
-                callback_id=ROLLBACK_MODAL,
-                title="Roll back",
-                prompt="Why roll back? Automatic promotion stays locked until someone unlocks it.",
-                submit="Roll back",
-                metadata={"deployment_id": deployment_id, "channel": _channel(body)},
-            ),
+            view=rollback_modal({"deployment_id": deployment_id, "channel": _channel(body)}),
         )
 
     @app.view(ROLLBACK_MODAL)
@@ -193,6 +169,10 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
         )
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
+
+def _register_break_glass(app: AsyncApp, usecases: UseCases) -> None:
+    """Break glass: one person asks (with a reason, in a modal), a second one confirms."""
+
     @app.action("release_break_glass", middleware=ACK_FIRST)
     async def break_glass(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -201,14 +181,7 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
             return
         await client.views_open(
             trigger_id=body["trigger_id"],
-            view=reason_modal(
-                callback_id=BREAK_GLASS_MODAL,
-                title="Break glass",
-                prompt="What is on fire? Break-glass passes the gate once a second person "
-                "confirms; it is announced in the channel and audited.",
-                submit="Ask",
-                metadata={"gate_id": gate_id, "channel": _channel(body)},
-            ),
+            view=break_glass_modal({"gate_id": gate_id, "channel": _channel(body)}),
         )
 
     @app.view(BREAK_GLASS_MODAL)

@@ -1,0 +1,211 @@
+"""The release message of one deployment: fallback text aside, its Block Kit blocks.
+
+One message per deployment, edited in place as it moves: header, state and commit, the
+freeze, risk, commits, approval, verification and promotion lock, the buttons that apply,
+and a context line linking the details page.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from bot.blocks.kit import Block
+from bot.blocks.mrkdwn import (
+    clock_time,
+    escape_mrkdwn,
+    link,
+    mention,
+    risk_label,
+    state_label,
+    truncate,
+    with_mentions,
+)
+
+if TYPE_CHECKING:
+    from bot.services.views import ReleaseView
+
+COMMITS_SHOWN: Final = 10
+
+
+def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
+    """The blocks of the release message of `view`."""
+    r = view
+    blocks: list[Block] = [_header(r), _fields(r)]
+    if r.freeze:
+        blocks.append(_text(f":snowflake: *Change freeze:* {_esc(truncate(r.freeze, 500))}"))
+    blocks.append(_text(f"*Risk*\n{_risk(r.risk)}"))
+    blocks.append(_text(_commits(r)))
+    if r.gate_id:
+        blocks.append(_text(f"*Approval*\n{_approval(r)}"))
+    if r.verification:
+        blocks.append(_text(f"*Verification*\n{_verification(r.verification)}"))
+    if r.lock:
+        blocks.append(_text(f":lock: *Automatic promotion stopped:* {_esc(truncate(r.lock, 500))}"))
+    buttons = _buttons(r)
+    if buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"release_actions_{_esc(r.deployment_id)}",
+                "elements": buttons,
+            }
+        )
+    attempt = f" · attempt {_esc(r.attempt)}" if r.attempt > 1 else ""
+    footer = (
+        f"Deployment #{_esc(r.deployment_id)}{attempt} · updated {_esc(clock_time(r.updated_at))}"
+        f" · {link(details_url, 'details')}"
+    )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    return blocks
+
+
+def commits_more(view: ReleaseView) -> int:
+    """How many commits the message leaves out after the first ten."""
+    total = (view.diff or {}).get("total_commits") or len(view.commits or [])
+    return max(int(total) - COMMITS_SHOWN, 0)
+
+
+def _esc(value: object) -> str:
+    return escape_mrkdwn(value)
+
+
+def _text(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _header(r: ReleaseView) -> Block:
+    title = f"{r.service} → {r.environment}" + (f" · {r.version}" if r.version else "")
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "emoji": True, "text": truncate(title, 150)},
+    }
+
+
+def _fields(r: ReleaseView) -> Block:
+    ref = f" on {_esc(truncate(r.ref, 80))}" if r.ref else ""
+    ci = link(r.ci_url, "open run") if r.ci_url else "not reported"
+    return {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": f"*State*\n{state_label(r.state)}"},
+            {"type": "mrkdwn", "text": f"*Commit*\n`{_esc(r.short_sha)}`{ref}"},
+            {
+                "type": "mrkdwn",
+                "text": f"*Deployed by*\n{_esc(truncate(r.deployer or 'unknown', 100))}",
+            },
+            {"type": "mrkdwn", "text": f"*CI run*\n{ci}"},
+        ],
+    }
+
+
+def _risk(risk: dict[str, Any] | None) -> str:
+    if risk is None:
+        return "_assessing..._"
+    level = str(risk["level"])
+    text = f"{risk_label(level)} *{_esc(level.title())}* ({_esc(risk['score'])}/100)"
+    factors = risk["factors"]
+    for factor in factors[:3]:
+        text += f"\n• {_esc(truncate(factor['reason'], 300))}"
+    if not factors:
+        text += "\n• nothing stands out"
+    return text
+
+
+def _commits(r: ReleaseView) -> str:
+    text = "*Commits*"
+    if r.diff:
+        d = r.diff
+        label = (
+            f"{d['total_commits']} commits, +{d['additions']} −{d['deletions']}"
+            f" in {d['files']} files"
+        )
+        truncated = ", truncated by the code host" if d.get("truncated") else ""
+        text += f" ({link(d.get('url'), label)}{truncated})"
+    text += "\n"
+    if r.commits is None and r.assessment_note:
+        return text + f"_commit list unavailable: {_esc(truncate(r.assessment_note, 300))}_"
+    if r.commits is None:
+        return text + "_assessing..._"
+    if not r.commits:
+        return text + "no new commits"
+    for c in r.commits[:COMMITS_SHOWN]:
+        first_line = (c.get("message") or "").split("\n")[0]
+        text += (
+            f"• {link(c.get('url'), c['sha'][:7])} {_esc(truncate(first_line, 100))}"
+            f" · {_esc(truncate(c.get('author') or 'unknown', 40))}\n"
+        )
+    more = commits_more(r)
+    return text + (f"and {more} more" if more else "")
+
+
+def _approval(r: ReleaseView) -> str:
+    status = r.gate_status
+    if status == "pending":
+        text = f":hourglass: {with_mentions(r.gate_progress or 'waiting for approval')}"
+        glass = r.gate_break_glass
+        if glass:
+            text += (
+                f"\n:rotating_light: break-glass asked by {mention(glass['requested_by'])}: "
+                f"{_esc(truncate(glass['reason'], 300))}"
+            )
+        if r.gate_expires_at:
+            text += f" · expires {_esc(clock_time(r.gate_expires_at))}"
+        return text
+    if status == "approved":
+        return f":white_check_mark: {with_mentions(truncate(r.gate_reason or 'approved', 500))}"
+    if status == "rejected":
+        return (
+            f":no_entry: Rejected by {mention(r.gate_decided_by or 'unknown')}: "
+            f"{_esc(truncate(r.gate_reason or '', 500))}"
+        )
+    if status == "expired":
+        return ":alarm_clock: Expired: nobody decided in time"
+    reason = f": {_esc(truncate(r.gate_reason, 300))}" if r.gate_reason else ""
+    return f"{_esc(status)}{reason}"
+
+
+def _verification(v: dict[str, Any]) -> str:
+    if v["failed"]:
+        text = f":x: {_esc(truncate(', '.join(v['failed']), 300))} failed · "
+    elif not v["pending"] and v["passed"] == v["total"]:
+        text = ":white_check_mark: "
+    else:
+        text = ":mag: "
+    text += f"verification {_esc(v['passed'])}/{_esc(v['total'])} passed"
+    if v["pending"]:
+        text += f" · {_esc(v['pending'])} still to run"
+    if v.get("cancelled"):
+        text += f" · {_esc(v['cancelled'])} cancelled"
+    return text
+
+
+def _buttons(r: ReleaseView) -> list[Block]:
+    wanted: list[tuple[str, str, object, str | None]] = []
+    if r.gate_status == "pending":
+        wanted.append(("release_approve", "Approve", r.gate_id, "primary"))
+        wanted.append(("release_reject", "Reject", r.gate_id, "danger"))
+        glass = r.gate_break_glass
+        if r.break_glass_available and not glass:
+            wanted.append(("release_break_glass", "Break glass", r.gate_id, None))
+        elif glass and not glass.get("confirmed_by"):
+            wanted.append(
+                ("release_break_glass_confirm", "Confirm break-glass", r.gate_id, "danger")
+            )
+    if r.promote_to:
+        wanted.append(("release_promote", f"Promote to {r.promote_to}", r.deployment_id, "primary"))
+    if r.can_roll_back:
+        wanted.append(("release_rollback", "Roll back", r.deployment_id, "danger"))
+    if r.lock:
+        wanted.append(("release_unlock", "Unlock promotion", r.deployment_id, None))
+    elements: list[Block] = []
+    for action_id, label, value, style in wanted:
+        element: Block = {
+            "type": "button",
+            "action_id": action_id,
+            "value": _esc(value),
+            "text": {"type": "plain_text", "text": truncate(label, 75)},
+        }
+        if style:
+            element["style"] = style
+        elements.append(element)
+    return elements
