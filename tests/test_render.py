@@ -161,3 +161,22 @@ def test_the_approval_line_mentions_the_approvers() -> None:
     )
     assert "<@U0RM1> (<!subteam^S0RELMGRS>)" in line and "<@U0SRE1>" in line
     assert "&lt;!here&gt;" in line  # anything else stays plain text
+
+
+EXAMPLE_TEMPLATES = Path(__file__).resolve().parents[1] / "docs" / "templates"
+
+
+@pytest.mark.parametrize("state", sorted(STATE_LABELS))
+def test_the_documented_starting_template_renders_what_the_builder_builds(state: str) -> None:
+    """docs/templates/release_message.json.j2, the file operators copy into their
+    RELEASEBOT_TEMPLATES_DIR to change the release message, starts from the same message."""
+    hostile = replace(
+        VIEW,
+        state=state,
+        description="<!channel> & <http://evil|click> `quoted` \\ backslash",
+        deployer="<@U123> & co",
+    )
+    for view in (VIEW, hostile):
+        built = Renderer().release_message(view)
+        from_example = Renderer(template_dir=EXAMPLE_TEMPLATES).release_message(view)
+        assert from_example == built
