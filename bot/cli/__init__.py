@@ -1,8 +1,8 @@
 """The `releasebot` command line: each subcommand builds Settings and calls one service.
 
-One module per command group (`serve`, `db`, `config`, `audit`, `metrics`, `gate`, `demo`),
-each adding its parser with `add_parser(commands)` and answering with an exit code:
-0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
+One module per command group (`serve`, `db`, `config`, `audit`, `metrics`, `gate`, `demo`,
+`slack`, `github`), each adding its parser with `add_parser(commands)` and answering with an
+exit code: 0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from bot.cli import audit, config, db, demo, gate, metrics, serve
+from bot.cli import audit, config, db, demo, gate, github, metrics, serve, slack
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
 
@@ -35,6 +35,8 @@ _COMMAND_GROUPS = (
     metrics.add_parser,
     gate.add_parser,
     demo.add_parser,
+    slack.add_parser,
+    github.add_parser,
 )
 
 
