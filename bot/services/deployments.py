@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.errors import InvalidRequest
 from bot.domain.events import DeployEvent
+from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
 from bot.services.transitions import transition
@@ -310,13 +311,7 @@ def _create(
             "release": release_id,
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
+    outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
     assessment.enqueue(session, deployment=deployment, now=now)
     _supersede_older(session, now=now, newer=deployment)
     return deployment

@@ -72,6 +72,7 @@ from bot.domain.dora import (
     median_of_sorted,
     table,
 )
+from bot.domain.messages import Digest
 from bot.services import outbox
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, ReleaseCommit
 
@@ -743,13 +744,8 @@ def enqueue_digest(
     ).first()
     if recent is not None:
         return False
-    outbox.enqueue(
-        session,
-        key=DIGEST_KEY,
-        kind=DIGEST_KIND,
-        payload={"channel": channel, "text": digest_message.text, "blocks": digest_message.blocks},
-        now=now,
-    )
+    digest = Digest(channel, digest_message.text, digest_message.blocks)
+    outbox.enqueue(session, digest, now=now)
     return True
 
 

@@ -22,9 +22,16 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.events import GateRequest
+from bot.domain.messages import (
+    Announcement,
+    DeployerCall,
+    PagerChange,
+    ReleaseMessageUpdate,
+    TemplateLine,
+)
 from bot.services import audit, freezes, outbox
 from bot.services.transitions import transition
-from bot.store.tables import Approval, Deployment, Gate, Release
+from bot.store.tables import Approval, Deployment, Gate, Release, row_id
 
 DEPLOY = outbox.DEPLOY
 
@@ -571,13 +578,7 @@ def _close(
 
 
 def _refresh(session: Session, *, now: datetime, deployment: Deployment) -> None:
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
+    outbox.enqueue(session, ReleaseMessageUpdate(row_id(deployment)), now=now)
 
 
 def _call_deployer(
@@ -591,21 +592,16 @@ def _call_deployer(
     actor: str,
     reason: str | None,
 ) -> None:
-    outbox.enqueue(
-        session,
-        key=f"deploy:{deployment.id}",
-        kind=DEPLOY,
-        payload={
-            "deployment_id": deployment.id,
-            "kind": kind,
-            "action": action,
-            "request_id": f"rb-{deployment.id}-{action}-{uuid.uuid4().hex[:8]}",
-            "context": dict(context),
-            "actor": actor,
-            "reason": reason,
-        },
-        now=now,
+    call = DeployerCall(
+        deployment_id=row_id(deployment),
+        kind=kind,
+        action=action,
+        request_id=f"rb-{deployment.id}-{action}-{uuid.uuid4().hex[:8]}",
+        context=dict(context),
+        actor=actor,
+        reason=reason,
     )
+    outbox.enqueue(session, call, now=now)
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -640,19 +636,16 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
                 if gate.requirement
                 else ()
             )
-            outbox.enqueue(
-                session,
-                key=f"deployment:{deployment.id}",
-                kind=outbox.SLACK_THREAD,
-                payload={
-                    "deployment_id": deployment.id,
-                    "template": "gate_reminder.txt.j2",
+            reminder = TemplateLine(
+                row_id(deployment),
+                "gate_reminder.txt.j2",
+                {
                     "approvers": list(principals),
                     "expires_at": gate.expires_at.isoformat(),
                     "progress": gate.progress,
                 },
-                now=now,
             )
+            outbox.enqueue(session, reminder, now=now)
             audit.append(
                 session,
                 at=now,
@@ -814,18 +807,12 @@ def confirm_break_glass(
             "valid_until": valid_until.isoformat(),
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER_CHANGE,
-        payload={
-            "deployment_id": deployment.id,
-            "what": "break-glass",
-            "summary": f"Break-glass on {deployment.service} {deployment.environment}: "
-            f"{asked['reason']}"[:1000],
-        },
-        now=now,
+    change = PagerChange(
+        row_id(deployment),
+        "break-glass",
+        f"Break-glass on {deployment.service} {deployment.environment}: {asked['reason']}"[:1000],
     )
+    outbox.enqueue(session, change, now=now)
     return Outcome(
         APPROVED, "break-glass confirmed: the release goes ahead", gate_id, deployment.id
     )
@@ -835,10 +822,6 @@ def _announce(
     session: Session, *, now: datetime, deployment: Deployment, payload: dict[str, Any]
 ) -> None:
     """A line for the whole channel, not only the thread (break-glass is loud on purpose)."""
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_ANNOUNCE,
-        payload={"deployment_id": deployment.id, **payload},
-        now=now,
-    )
+    fields = {k: v for k, v in payload.items() if k != "template"}
+    announcement = Announcement(row_id(deployment), str(payload["template"]), fields)
+    outbox.enqueue(session, announcement, now=now)

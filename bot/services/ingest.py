@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.config import Config
-from bot.domain.events import DeployEvent, event_to_dict
+from bot.domain.events import DeployEvent
 from bot.domain.ingest import ACCEPTED, DUPLICATE, IGNORED, Delivery, IngestResult, ShaLookup
+from bot.domain.messages import ResolveSha
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
 from bot.services import outbox, reactions
@@ -93,18 +94,8 @@ def _queue_lookup(
 ) -> IngestResult:
     if resolve(config, lookup.event.target) is None:
         return _untracked(delivery, lookup.event)
-    outbox.enqueue(
-        session,
-        key=f"lookup:{lookup.provider}:{lookup.deployment_id}",
-        kind=outbox.RESOLVE_SHA,
-        payload={
-            "provider": lookup.provider,
-            "project": lookup.project,
-            "deployment_id": lookup.deployment_id,
-            "event": event_to_dict(lookup.event),
-        },
-        now=now,
-    )
+    message = ResolveSha(lookup.provider, lookup.project, lookup.deployment_id, lookup.event)
+    outbox.enqueue(session, message, now=now)
     return IngestResult(
         ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
     )

@@ -16,11 +16,12 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
-from bot.store.tables import Deployment, EnvironmentLock, Release
+from bot.store.tables import Deployment, EnvironmentLock, Release, row_id
 
 PROMOTED = "promoted"
 ROLLING_BACK = "rolling_back"
@@ -190,22 +191,17 @@ def rollback(
         actor=actor,
         reason=f"rolled back by {actor}: {reason.strip()}",
     )
-    outbox.enqueue(
-        session,
-        key=f"deploy:{current.id}",
-        kind=outbox.DEPLOY,
-        payload={
-            "deployment_id": current.id,
-            "kind": env.deploy.kind,
-            "action": "rollback",
-            "sha": target,
-            "request_id": f"rb-{current.id}-rollback-{now.timestamp():.0f}",
-            "context": {},
-            "actor": actor,
-            "reason": reason.strip(),
-        },
-        now=now,
+    call = DeployerCall(
+        deployment_id=row_id(current),
+        kind=env.deploy.kind,
+        action="rollback",
+        sha=target,
+        request_id=f"rb-{current.id}-rollback-{now.timestamp():.0f}",
+        context={},
+        actor=actor,
+        reason=reason.strip(),
     )
+    outbox.enqueue(session, call, now=now)
     verification.cancel(session, now=now, deployment=current, reason="rolled back")
     change_event(
         session,
@@ -358,13 +354,7 @@ def change_event(
     session: Session, *, now: datetime, deployment: Deployment, what: str, summary: str
 ) -> None:
     """A PagerDuty change event: informational, never pages (deploys, rollbacks, break-glass)."""
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER_CHANGE,
-        payload={"deployment_id": deployment.id, "what": what, "summary": summary[:1000]},
-        now=now,
-    )
+    outbox.enqueue(session, PagerChange(row_id(deployment), what, summary[:1000]), now=now)
 
 
 def scope(session: Session, deployment_id: int) -> tuple[str, str] | None:

@@ -16,8 +16,9 @@ from sqlmodel import Session
 
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
+from bot.domain.messages import ReleaseMessageUpdate, StateChangeLine
 from bot.services import audit, outbox
-from bot.store.tables import Deployment
+from bot.store.tables import Deployment, row_id
 
 _DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
 # Built once; the SET clause comes from the parameters each call passes (column names).
@@ -75,24 +76,13 @@ def transition(
         subject=f"deployment:{deployment.id}",
         details=details,
     )
-    key = f"deployment:{deployment.id}"
-    outbox.enqueue_many(
-        session,
-        [
-            (key, outbox.SLACK_MESSAGE, {"deployment_id": deployment.id}),
-            (
-                key,
-                outbox.SLACK_THREAD,
-                {
-                    "deployment_id": deployment.id,
-                    "from": previous,
-                    "to": target,
-                    "at": now.isoformat(),
-                    "actor": actor,
-                    "url": url,
-                    "note": note[:500] if note else None,
-                },
-            ),
-        ],
-        now=now,
+    line = StateChangeLine(
+        deployment_id=row_id(deployment),
+        from_state=previous,
+        to_state=target,
+        at=now.isoformat(),
+        actor=actor,
+        url=url,
+        note=note[:500] if note else None,
     )
+    outbox.enqueue_many(session, [ReleaseMessageUpdate(row_id(deployment)), line], now=now)

@@ -16,10 +16,11 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.messages import PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
 from bot.services import audit, outbox
 from bot.services.transitions import transition
-from bot.store.tables import Check, CheckRun, Deployment
+from bot.store.tables import Check, CheckRun, Deployment, row_id
 
 PENDING = "pending"
 RUNNING = "running"
@@ -267,19 +268,12 @@ def record(
             "evidence": result.evidence,
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "template": "check_result.txt.j2",
-            "check": check.name,
-            "passed": result.passed,
-            "summary": result.summary[:500],
-        },
-        now=now,
+    line = TemplateLine(
+        deployment.id,
+        "check_result.txt.j2",
+        {"check": check.name, "passed": result.passed, "summary": result.summary[:500]},
     )
+    outbox.enqueue(session, line, now=now)
     if deployment.state != states.VERIFYING:
         return Recorded(run.status, deployment, check=check.name)
     if not result.passed:
@@ -311,13 +305,7 @@ def record(
         resolve_incidents(session, now=now, deployment=deployment)
         return Recorded(PASSED, deployment, states.VERIFIED, check.name)
     else:
-        outbox.enqueue(
-            session,
-            key=f"deployment:{deployment.id}",
-            kind=outbox.SLACK_MESSAGE,
-            payload={"deployment_id": deployment.id},
-            now=now,
-        )
+        outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
     return Recorded(PASSED, deployment, check=check.name)
 
 
@@ -346,35 +334,27 @@ def failed(
     service = config.services[deployment.service]
     env = service.environment(deployment.environment)
     oncall = list(config.slack.oncall)
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "template": "verification_failed.txt.j2",
+    line = TemplateLine(
+        deployment.id,
+        "verification_failed.txt.j2",
+        {
             "oncall": oncall,
             "check": check,
             "summary": summary[:500],
             "policy": env.on_verification_failure if env else "notify",
         },
-        now=now,
     )
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER,
-        payload={
-            "deployment_id": deployment.id,
-            "action": "trigger",
-            "dedup_key": incident_key(deployment),
-            "summary": f"{deployment.service} {deployment.environment}: "
-            f"verification failed after deploying {deployment.sha[:7]}: "
-            f"{check}: {summary}"[:1000],
-            "severity": "critical" if deployment.environment == "production" else "error",
-        },
-        now=now,
+    outbox.enqueue(session, line, now=now)
+    page = PagerAlert(
+        deployment_id=deployment.id,
+        action="trigger",
+        dedup_key=incident_key(deployment),
+        summary=f"{deployment.service} {deployment.environment}: "
+        f"verification failed after deploying {deployment.sha[:7]}: "
+        f"{check}: {summary}"[:1000],
+        severity="critical" if deployment.environment == "production" else "error",
     )
+    outbox.enqueue(session, page, now=now)
     audit.append(
         session,
         at=now,
@@ -405,19 +385,14 @@ def resolve_incidents(session: Session, *, now: datetime, deployment: Deployment
         if opened is None:
             continue
         recovered_after = now - datetime.fromisoformat(str(opened).replace("Z", "+00:00"))
-        outbox.enqueue(
-            session,
-            key=f"pager:{bad.id}",
-            kind=outbox.PAGER,
-            payload={
-                "deployment_id": bad.id,
-                "action": "resolve",
-                "dedup_key": incident_key(bad),
-                "summary": f"{bad.service} {bad.environment} recovered: "
-                f"{deployment.sha[:7]} verified after the rollback",
-            },
-            now=now,
+        resolved = PagerAlert(
+            deployment_id=row_id(bad),
+            action="resolve",
+            dedup_key=incident_key(bad),
+            summary=f"{bad.service} {bad.environment} recovered: "
+            f"{deployment.sha[:7]} verified after the rollback",
         )
+        outbox.enqueue(session, resolved, now=now)
         audit.append(
             session,
             at=now,
