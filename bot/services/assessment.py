@@ -26,7 +26,8 @@ from bot.domain.messages import Assess, ReleaseMessageUpdate
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
 from bot.services import audit, gates, outbox
-from bot.store.tables import Deployment, Release, ReleaseCommit, row_id
+from bot.store import statements as sql
+from bot.store.tables import Deployment, Release, row_id
 
 RECENT = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,7 +166,7 @@ def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterabl
         session.add(release)
         session.flush()
     assert release.id is not None
-    table = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    table = sql.RELEASE_COMMIT
     session.execute(sa.delete(table).where(table.c.release_id == release.id))
     rows = commit_rows(release.id, commits)
     if rows:

@@ -74,7 +74,8 @@ from bot.domain.dora import (
 )
 from bot.domain.messages import Digest
 from bot.services import outbox
-from bot.store.tables import AuditEvent, Deployment, OutboxMessage, ReleaseCommit
+from bot.store import statements as sql
+from bot.store.tables import AuditEvent, Deployment, OutboxMessage
 
 PRODUCTION: Final = "production"
 FAILURE_STATES: Final = (
@@ -260,7 +261,7 @@ def _lead_query(
         .group_by(col(Deployment.release_id), col(Deployment.service))
         .subquery("first_production")
     )
-    commit = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    commit = sql.RELEASE_COMMIT
     lead = first.c.deployed_us - commit.c.authored_us
     gather = sa.func.json_group_array if dialect.name == "sqlite" else sa.func.json_agg
     arrays: list[Any] = []

@@ -31,7 +31,8 @@ from bot.domain.messages import (
 )
 from bot.services import audit, freezes, outbox
 from bot.services.transitions import transition
-from bot.store.tables import Approval, Deployment, Gate, Release, row_id
+from bot.store import statements as sql
+from bot.store.tables import Approval, Deployment, Gate, row_id
 
 DEPLOY = outbox.DEPLOY
 
@@ -90,7 +91,7 @@ def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeo
     session.flush()  # what the ORM would flush before loading the release
     found = (
         session.connection()
-        .execute(_RELEASE_COMMITS, {"release_id": deployment.release_id})
+        .execute(sql.RELEASE_COMMITS, {"release_id": deployment.release_id})
         .first()
     )
     commits = (found.commits or []) if found is not None else []
@@ -115,62 +116,11 @@ def requirement(config: Config, deployment: Deployment) -> rules.Requirement | N
 def scope(session: Session, gate_id: int) -> tuple[str, str] | None:
     """(service, environment) of a gate."""
     session.flush()  # what the ORM would flush before loading the gate
-    found = session.connection().execute(_GATE_SCOPE, {"gate_id": gate_id}).first()
+    found = session.connection().execute(sql.GATE_SCOPE, {"gate_id": gate_id}).first()
     return (found.service, found.environment) if found is not None else None
 
 
-# Core statements built once, run on the session's connection: a click on a gate's button
-# runs them (a burst of clicks runs them many times), and none needs ORM objects.
-_GATE = Gate.__table__  # type: ignore[attr-defined]
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-_APPROVAL = Approval.__table__  # type: ignore[attr-defined]
-_RELEASE = Release.__table__  # type: ignore[attr-defined]
-_GATE_SCOPE = (
-    sa.select(_DEPLOYMENT.c.service, _DEPLOYMENT.c.environment)
-    .select_from(_GATE.join(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-)
-# What a decision looks at first: the gate's status and version, and where it gates.
-_GATE_TO_DECIDE = (
-    sa.select(
-        _GATE.c.status,
-        _GATE.c.row_version,
-        _GATE.c.deployment_id,
-        _DEPLOYMENT.c.id.label("found_deployment"),
-        _DEPLOYMENT.c.service,
-        _DEPLOYMENT.c.environment,
-    )
-    .select_from(_GATE.outerjoin(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-)
-# `_lock` as one statement: bump the version only if it is still the one read.
-_BUMP_ROW_VERSION = (
-    sa.update(_GATE)
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-    .where(_GATE.c.row_version == sa.bindparam("seen_version"))
-    .values(row_version=sa.bindparam("new_version"))
-)
-_VOTES = (
-    sa.select(_APPROVAL.c.user_id, _APPROVAL.c.decision)
-    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
-    .order_by(_APPROVAL.c.id)
-)
-_APPROVERS = (
-    sa.select(_APPROVAL.c.user_id)
-    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
-    .where(_APPROVAL.c.decision == "approve")
-    .order_by(_APPROVAL.c.id)
-)
-_RELEASE_COMMITS = sa.select(_RELEASE.c.commits).where(_RELEASE.c.id == sa.bindparam("release_id"))
-
-# Built once: every assessed deployment asks for its pending gate, and most have none, so
-# a Core query says whether there is one before the ORM loads it.
-_ANY_PENDING_GATE = (
-    sa.select(_GATE.c.id)
-    .where(_GATE.c.deployment_id == sa.bindparam("deployment_id"))
-    .where(_GATE.c.status == rules.PENDING)
-    .limit(1)
-)
+# Loaded only when `sql.ANY_PENDING_GATE` found one.
 _PENDING_GATE = (
     select(Gate)
     .where(col(Gate.deployment_id) == sa.bindparam("deployment_id"))
@@ -182,7 +132,7 @@ _PENDING_GATE = (
 def pending_gate(session: Session, deployment_id: int) -> Gate | None:
     params = {"deployment_id": deployment_id}
     session.flush()  # what the ORM query would flush first (a gate added just now)
-    if session.connection().execute(_ANY_PENDING_GATE, params).first() is None:
+    if session.connection().execute(sql.ANY_PENDING_GATE, params).first() is None:
         return None
     return session.exec(_PENDING_GATE, params=params).first()
 
@@ -195,7 +145,7 @@ def latest_gate(session: Session, deployment_id: int) -> Gate | None:
 
 def approvers_of(session: Session, gate_id: int) -> list[str]:
     session.flush()  # what the ORM query would flush first (an approval added just now)
-    return list(session.connection().execute(_APPROVERS, {"gate_id": gate_id}).scalars())
+    return list(session.connection().execute(sql.GATE_APPROVERS, {"gate_id": gate_id}).scalars())
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -324,7 +274,7 @@ def decide(
     """
     session.flush()  # what the ORM would flush before its first statement here
     conn = session.connection()
-    seen = conn.execute(_GATE_TO_DECIDE, {"gate_id": gate_id}).first()
+    seen = conn.execute(sql.GATE_TO_DECIDE, {"gate_id": gate_id}).first()
     if seen is None:
         return Outcome(REFUSED, "this gate does not exist", gate_id)
     closed = rules.closed_refusal(seen.status)
@@ -345,7 +295,7 @@ def decide(
     gate = session.get(Gate, gate_id, populate_existing=True)
     deployment = session.get(Deployment, seen.deployment_id)
     assert gate is not None and deployment is not None and deployment.id is not None
-    votes = conn.execute(_VOTES, {"gate_id": gate_id}).all()
+    votes = conn.execute(sql.GATE_VOTES, {"gate_id": gate_id}).all()
     approvers = [user for user, vote in votes if vote == "approve"]
     voted = {user for user, _ in votes}
     memberships = memberships_from(group_members, {*approvers, person.user_id})
@@ -519,7 +469,7 @@ def _bump(session: Session, gate_id: int, seen_version: int) -> None:
     """`_lock` by id: bump the row version from the one read, or fail if someone else did
     first (the caller retries). The caller loads the gate afterwards, with the new version."""
     updated = session.connection().execute(
-        _BUMP_ROW_VERSION,
+        sql.BUMP_GATE_VERSION,
         {"gate_id": gate_id, "seen_version": seen_version, "new_version": seen_version + 1},
     )
     if updated.rowcount != 1:

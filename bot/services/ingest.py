@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.config import Config
@@ -19,16 +18,9 @@ from bot.domain.messages import ResolveSha
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
 from bot.services import outbox, reactions
+from bot.store import statements as sql
 from bot.store.deferred import deferred_inserts
-from bot.store.tables import Deployment, WebhookDelivery
-
-_DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
-_SEEN = (
-    sa.select(_DELIVERY.c.id)
-    .where(_DELIVERY.c.provider == sa.bindparam("provider"))
-    .where(_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
-)
-_INSERT_DELIVERY = sa.insert(_DELIVERY)
+from bot.store.tables import Deployment
 
 
 def record_delivery(
@@ -50,7 +42,7 @@ def record_delivery(
     """
     conn = session.connection()
     seen = conn.execute(
-        _SEEN, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
+        sql.SEEN_DELIVERY, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
     ).first()
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
@@ -74,7 +66,7 @@ def record_delivery(
     # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
     # is retried and then finds this row: answered duplicate.
     conn.execute(
-        _INSERT_DELIVERY,
+        sql.INSERT_DELIVERY,
         {
             "provider": delivery.provider,
             "delivery_id": delivery.delivery_id,

@@ -17,9 +17,10 @@ from sqlmodel import Session, col
 from bot.domain import messages
 from bot.domain.messages import Message
 from bot.store import deferred
+from bot.store import statements as sql
 from bot.store.tables import OutboxMessage
 
-PENDING = "pending"
+PENDING = sql.OUTBOX_PENDING
 SENT = "sent"
 DEAD = "dead"
 
@@ -37,10 +38,7 @@ DIGEST = messages.Digest.KIND  # the weekly DORA digest
 LEASE = timedelta(seconds=60)
 
 
-# Built once: enqueue runs several times per webhook delivery. A Core INSERT on the session's
-# connection runs at once, so rows get their ids (and so their send order) in call order.
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_INSERT = sa.insert(_OUTBOX)
+_OUTBOX = sql.OUTBOX
 
 
 def enqueue(session: Session, message: Message, *, now: datetime) -> None:
@@ -52,7 +50,7 @@ def enqueue_many(session: Session, batch: Sequence[Message], *, now: datetime) -
     `deferred.deferred_inserts`, together with the block's other rows when it ends)."""
     deferred.insert(
         session,
-        _INSERT,
+        sql.INSERT_OUTBOX,
         [
             {
                 "key": message.key,
@@ -81,17 +79,6 @@ class Claimed:
     created_at: datetime
 
 
-# claim_due walks the pending rows in id order, a page at a time (ix_outbox_status_id).
-_PAGE = 500
-_PENDING_PAGE = (
-    sa.select(_OUTBOX.c.id, _OUTBOX.c.key, _OUTBOX.c.next_attempt_at, _OUTBOX.c.claimed_until)
-    .where(_OUTBOX.c.status == PENDING)
-    .where(_OUTBOX.c.id > sa.bindparam("after"))
-    .order_by(_OUTBOX.c.id)
-    .limit(_PAGE)
-)
-
-
 def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claimed]:
     """Lease up to `limit` due rows, in id order; within a key only a run of rows from its
     first pending one, so a row is never sent before an earlier pending row of its key.
@@ -106,7 +93,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
     blocked: set[str] = set()
     after = 0
     while len(candidates) < limit:
-        page = conn.execute(_PENDING_PAGE, {"after": after}).all()
+        page = conn.execute(sql.PENDING_OUTBOX_PAGE, {"after": after}).all()
         for row in page:
             if row.key in blocked:
                 continue
@@ -118,7 +105,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
                     break
             else:
                 blocked.add(row.key)
-        if len(page) < _PAGE:
+        if len(page) < sql.OUTBOX_PAGE:
             break
         after = page[-1].id
     if not candidates:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -21,6 +20,7 @@ from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
+from bot.store import statements as sql
 from bot.store.tables import Deployment, EnvironmentLock, Release, row_id
 
 PROMOTED = "promoted"
@@ -28,17 +28,10 @@ ROLLING_BACK = "rolling_back"
 REFUSED = gates.REFUSED
 DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
 
-# Built once: every successful deploy looks for the rollbacks it finishes, first with a
-# Core query (there rarely are any), then loads them as objects only when there are.
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-_ROLLING_BACK_TO_WHERE = (
-    _DEPLOYMENT.c.service == sa.bindparam("service"),
-    _DEPLOYMENT.c.environment == sa.bindparam("environment"),
-    _DEPLOYMENT.c.state == states.ROLLING_BACK,
-    _DEPLOYMENT.c.rollback_to == sa.bindparam("sha"),
-)
-_ANY_ROLLING_BACK_TO = sa.select(_DEPLOYMENT.c.id).where(*_ROLLING_BACK_TO_WHERE).limit(1)
-_ROLLING_BACK_TO = select(Deployment).where(*_ROLLING_BACK_TO_WHERE)
+
+# Finishing rollbacks: first `sql.ANY_ROLLING_BACK_TO` (there rarely are any), then these
+# are loaded as objects only when there are.
+_ROLLING_BACK_TO = select(Deployment).where(*sql.ROLLING_BACK_TO_WHERE)
 
 
 def promote(
@@ -248,7 +241,7 @@ def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -
     """The version a rollback restores has deployed: the rolled-back deployment is done."""
     params = {"service": deployed.service, "environment": deployed.environment, "sha": deployed.sha}
     session.flush()  # what an ORM query would flush first (a rollback_to set just now)
-    if session.connection().execute(_ANY_ROLLING_BACK_TO, params).first() is None:
+    if session.connection().execute(sql.ANY_ROLLING_BACK_TO, params).first() is None:
         return
     waiting = session.exec(_ROLLING_BACK_TO, params=params).all()
     for deployment in waiting:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -18,15 +17,8 @@ from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.messages import ReleaseMessageUpdate, StateChangeLine
 from bot.services import audit, outbox
+from bot.store import statements as sql
 from bot.store.tables import Deployment, row_id
-
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-# Built once; the SET clause comes from the parameters each call passes (column names).
-_MOVE = (
-    sa.update(_DEPLOYMENT)
-    .where(_DEPLOYMENT.c.id == sa.bindparam("where_id"))
-    .where(_DEPLOYMENT.c.row_version == sa.bindparam("where_row_version"))
-)
 
 
 def transition(
@@ -56,7 +48,7 @@ def transition(
     # A Core UPDATE on the session's connection (the ORM's bulk-update path costs more, and
     # the loaded object is brought up to date below without a reload).
     updated = session.connection().execute(
-        _MOVE,
+        sql.MOVE_DEPLOYMENT,
         {"where_id": deployment.id, "where_row_version": deployment.row_version, **values},
     )
     if updated.rowcount != 1:

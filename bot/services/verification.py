@@ -20,6 +20,7 @@ from bot.domain.messages import PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
 from bot.services import audit, outbox
 from bot.services.transitions import transition
+from bot.store import statements as sql
 from bot.store.tables import Check, CheckRun, Deployment, row_id
 
 PENDING = "pending"
@@ -30,13 +31,8 @@ CANCELLED = "cancelled"
 LEASE = timedelta(minutes=2)
 
 # Built once: planning runs on every successful deploy (inside the webhook's transaction).
-# Core statements where nothing needs an ORM object back; building and flushing ORM objects
-# for a handful of rows costs several times the INSERTs themselves.
-_CHECK = Check.__table__  # type: ignore[attr-defined]
-_RUN = CheckRun.__table__  # type: ignore[attr-defined]
-# The checks' ids come back in the order of the rows given (one statement for all of them).
-_INSERT_CHECKS = sa.insert(_CHECK).returning(_CHECK.c.id, sort_by_parameter_order=True)
-_INSERT_RUN = sa.insert(_RUN)
+# Checks and runs are written with Core INSERTs (`sql.INSERT_CHECKS`, `sql.INSERT_CHECK_RUN`):
+# building and flushing ORM objects for a handful of rows costs several times the INSERTs.
 _VERIFYING_OTHERS = (
     select(Deployment)
     .where(col(Deployment.service) == sa.bindparam("service"))
@@ -46,9 +42,9 @@ _VERIFYING_OTHERS = (
 )
 # The SET clause comes from the parameters each call passes (column names).
 _CANCEL = (
-    sa.update(_RUN)
-    .where(_RUN.c.deployment_id == sa.bindparam("where_deployment_id"))
-    .where(_RUN.c.status.in_((PENDING, RUNNING)))
+    sa.update(sql.CHECK_RUN)
+    .where(sql.CHECK_RUN.c.deployment_id == sa.bindparam("where_deployment_id"))
+    .where(sql.CHECK_RUN.c.status.in_((PENDING, RUNNING)))
 )
 
 
@@ -73,7 +69,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
     count = 0
     last = timedelta(0)
     check_ids = conn.execute(
-        _INSERT_CHECKS,
+        sql.INSERT_CHECKS,
         [
             {
                 "deployment_id": deployment.id,
@@ -102,7 +98,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
             count += 1
             last = max(last, offset)
     if runs:
-        conn.execute(_INSERT_RUN, runs)
+        conn.execute(sql.INSERT_CHECK_RUN, runs)
     audit.append(
         session,
         at=now,
