@@ -36,6 +36,7 @@ from bot.domain.messages import (
     thread_reply_from_payload,
 )
 from bot.metrics import Metrics
+from bot.paging import pager_event, pager_targets
 from bot.ports import (
     Clock,
     Comparison,
@@ -43,7 +44,6 @@ from bot.ports import (
     DeploymentLookup,
     DeployRequest,
     Pager,
-    PagerEvent,
     ScmClient,
     SlackSender,
 )
@@ -399,19 +399,12 @@ class OutboxWorker:
         if oncall is None:
             log.info("%s has no on-call configured; not paging", view.service)
             return
-        message_url = f"{self._public_url}/deployments/{view.deployment_id}"
-        targets = []
-        if oncall.pagerduty is not None:
-            targets.append(("pagerduty", oncall.pagerduty.routing_key_env))
-        if oncall.opsgenie is not None:
-            targets.append(("opsgenie", oncall.opsgenie.api_key_env))
-        for provider, variable in targets:
+        for provider, variable in pager_targets(oncall):
             pager = self._pagers.get(provider)
             key = self._secrets(variable)
             if pager is None:
                 continue
-            action = page.action if isinstance(page, PagerAlert) else "change"
-            if not key and action == "change":
+            if not key and isinstance(page, PagerChange):
                 # A change event is a note on the service's timeline: without its key it is
                 # skipped (said once), not a dead row per deploy. A page never is.
                 if variable not in self._unset_warned:
@@ -423,24 +416,8 @@ class OutboxWorker:
                     f"{variable} is not set: cannot reach {provider}", retryable=False
                 )
             await pager.send(
-                PagerEvent(
-                    action=action,  # type: ignore[arg-type]
-                    routing_key=key,
-                    summary=page.summary,
-                    source=f"releasebot/{view.service}/{view.environment}",
-                    dedup_key=page.dedup_key if isinstance(page, PagerAlert) else None,
-                    severity=(page.severity if isinstance(page, PagerAlert) else None) or "error",
-                    links=((message_url, "Release in releasebot"),)
-                    + (((view.ci_url, "CI run"),) if view.ci_url else ()),
-                    custom_details={
-                        "service": view.service,
-                        "environment": view.environment,
-                        "sha": view.sha,
-                        "version": view.version,
-                        "state": view.state,
-                    },
-                    timestamp=self._clock.now(),
-                    component=view.service,
+                pager_event(
+                    page, view, routing_key=key, public_url=self._public_url, now=self._clock.now()
                 )
             )
 
