@@ -337,7 +337,7 @@ class OutboxWorker:
                 f"deployment {view.deployment_id} has no release message to reply to",
                 retryable=False,
             )
-        text = self._renderer.thread_reply(view, line.to_payload())
+        text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
 
     async def _assess(self, row: outbox.Claimed, batch: _Batch) -> None:
@@ -381,7 +381,7 @@ class OutboxWorker:
         announcement = Announcement.from_payload(row.payload)
         view = self._view(announcement.deployment_id, batch)
         channel = view.channel or self._config.channel_for(view.service)
-        text = self._renderer.thread_reply(view, announcement.to_payload())
+        text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=channel, text=text)
 
     async def _page_alert(self, row: outbox.Claimed, batch: _Batch) -> None:
