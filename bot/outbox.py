@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,8 +23,20 @@ from sqlmodel import Session
 
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
-from bot.domain.events import event_from_dict
+from bot.domain.messages import (
+    Announcement,
+    Assess,
+    DeployerCall,
+    Digest,
+    PagerAlert,
+    PagerChange,
+    ReleaseMessageUpdate,
+    ResolveSha,
+    TemplateLine,
+    thread_reply_from_payload,
+)
 from bot.metrics import Metrics
+from bot.paging import pager_event, pager_targets
 from bot.ports import (
     Clock,
     Comparison,
@@ -32,20 +44,17 @@ from bot.ports import (
     DeploymentLookup,
     DeployRequest,
     Pager,
-    PagerEvent,
     ScmClient,
     SlackSender,
 )
 from bot.render import Renderer
 from bot.services import assessment, outbox, pipeline
-from bot.services.dora import DIGEST_KIND
 from bot.services.ingest import apply_resolved
 from bot.services.outbox import (
-    ASSESS,
     DEPLOY,
+    DIGEST,
     PAGER,
     PAGER_CHANGE,
-    RESOLVE_SHA,
     SLACK_ANNOUNCE,
     SLACK_MESSAGE,
     SLACK_THREAD,
@@ -65,7 +74,7 @@ NEEDS_VIEW = frozenset({SLACK_MESSAGE, SLACK_THREAD, SLACK_ANNOUNCE, PAGER, PAGE
 # Side effects that must not happen twice: settled one by one as soon as they are sent.
 # (A release message is an edit of a stored ts and a thread line is cheap to repeat: those
 # are settled together after the batch.)
-SETTLED_AT_ONCE = frozenset({DEPLOY, PAGER, PAGER_CHANGE, SLACK_ANNOUNCE, DIGEST_KIND})
+SETTLED_AT_ONCE = frozenset({DEPLOY, PAGER, PAGER_CHANGE, SLACK_ANNOUNCE, DIGEST})
 
 
 @dataclass
@@ -76,6 +85,9 @@ class _Batch:
     newest_message: dict[str, int]  # key -> id of its newest pending release-message row
     sent: list[int] = field(default_factory=list)
     untried: list[int] = field(default_factory=list)  # an earlier row of their key failed
+
+
+_Handler = Callable[[outbox.Claimed, _Batch], Awaitable[None]]
 
 
 class OutboxWorker:
@@ -118,6 +130,7 @@ class OutboxWorker:
         self._min_interval = min_interval
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self._by_kind = self._handlers()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -251,38 +264,34 @@ class OutboxWorker:
             ),
         )
 
-    async def _dispatch(self, row: outbox.Claimed, batch: _Batch) -> None:
-        if row.kind == SLACK_MESSAGE:
-            await self._release_message(row, batch)
-        elif row.kind == SLACK_THREAD:
-            await self._thread_reply(row, batch)
-        elif row.kind == ASSESS:
-            await self._assess(row)
-        elif row.kind == RESOLVE_SHA:
-            await self._resolve_sha(row)
-        elif row.kind == DEPLOY:
-            await self._deploy(row)
-        elif row.kind == SLACK_ANNOUNCE:
-            await self._announce(row, batch)
-        elif row.kind in (PAGER, PAGER_CHANGE):
-            await self._page(row, batch)
-        elif row.kind == DIGEST_KIND:
-            await self._digest(row)
-        else:
-            raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
+    def _handlers(self) -> dict[str, _Handler]:
+        """The handler that sends each kind of row."""
+        return {
+            ReleaseMessageUpdate.KIND: self._release_message,
+            TemplateLine.KIND: self._thread_reply,
+            Assess.KIND: self._assess,
+            ResolveSha.KIND: self._resolve_sha,
+            DeployerCall.KIND: self._deploy,
+            Announcement.KIND: self._announce,
+            PagerAlert.KIND: self._page_alert,
+            PagerChange.KIND: self._page_change,
+            Digest.KIND: self._digest,
+        }
 
-    async def _digest(self, row: outbox.Claimed) -> None:
-        p = row.payload
-        blocks = p.get("blocks")
+    async def _dispatch(self, row: outbox.Claimed, batch: _Batch) -> None:
+        handler = self._by_kind.get(row.kind)
+        if handler is None:
+            raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
+        await handler(row, batch)
+
+    async def _digest(self, row: outbox.Claimed, batch: _Batch) -> None:
+        digest = Digest.from_payload(row.payload)
         await self._slack.post_message(
-            channel=str(p["channel"]),
-            text=str(p["text"]),
-            blocks=blocks if isinstance(blocks, list) else None,
+            channel=digest.channel, text=digest.text, blocks=digest.blocks
         )
 
     @staticmethod
-    def _view(row: outbox.Claimed, batch: _Batch) -> ReleaseView:
-        deployment_id = int(row.payload["deployment_id"])
+    def _view(deployment_id: int, batch: _Batch) -> ReleaseView:
         view = batch.views.get(deployment_id)
         if view is None:
             raise DeliveryFailed(f"deployment {deployment_id} does not exist", retryable=False)
@@ -293,7 +302,8 @@ class OutboxWorker:
             return fn(session)
 
     async def _release_message(self, row: outbox.Claimed, batch: _Batch) -> None:
-        view = self._view(row, batch)
+        message = ReleaseMessageUpdate.from_payload(row.payload)
+        view = self._view(message.deployment_id, batch)
         if view.ts is not None and batch.newest_message.get(row.key, 0) > row.id:
             return  # a later update of the same message renders the same, newer state
         text, blocks = self._renderer.release_message(view)
@@ -320,7 +330,8 @@ class OutboxWorker:
         batch.views[view.deployment_id] = replace(view, channel=posted.channel, ts=posted.ts)
 
     async def _thread_reply(self, row: outbox.Claimed, batch: _Batch) -> None:
-        view = self._view(row, batch)
+        line = thread_reply_from_payload(row.payload)
+        view = self._view(line.deployment_id, batch)
         if view.channel is None or view.ts is None:
             raise DeliveryFailed(
                 f"deployment {view.deployment_id} has no release message to reply to",
@@ -329,8 +340,8 @@ class OutboxWorker:
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
 
-    async def _assess(self, row: outbox.Claimed) -> None:
-        deployment_id = int(row.payload["deployment_id"])
+    async def _assess(self, row: outbox.Claimed, batch: _Batch) -> None:
+        deployment_id = Assess.from_payload(row.payload).deployment_id
         plan: assessment.AssessmentPlan | None = await asyncio.to_thread(
             self._read,
             lambda s: assessment.plan(s, config=self._config, deployment_id=deployment_id),
@@ -367,33 +378,33 @@ class OutboxWorker:
 
     async def _announce(self, row: outbox.Claimed, batch: _Batch) -> None:
         """A line in the channel itself, for what everyone should see (break-glass)."""
-        view = self._view(row, batch)
+        announcement = Announcement.from_payload(row.payload)
+        view = self._view(announcement.deployment_id, batch)
         channel = view.channel or self._config.channel_for(view.service)
         text = self._renderer.thread_reply(view, row.payload)
         await self._slack.post_message(channel=channel, text=text)
 
-    async def _page(self, row: outbox.Claimed, batch: _Batch) -> None:
+    async def _page_alert(self, row: outbox.Claimed, batch: _Batch) -> None:
+        await self._page(PagerAlert.from_payload(row.payload), batch)
+
+    async def _page_change(self, row: outbox.Claimed, batch: _Batch) -> None:
+        await self._page(PagerChange.from_payload(row.payload), batch)
+
+    async def _page(self, page: PagerAlert | PagerChange, batch: _Batch) -> None:
         """Trigger or resolve an on-call alert, or record a change event, for the service's
         PagerDuty (and Opsgenie, when configured); a service without on-call has nothing
         to send."""
-        view = self._view(row, batch)
+        view = self._view(page.deployment_id, batch)
         oncall = self._config.services[view.service].oncall
         if oncall is None:
             log.info("%s has no on-call configured; not paging", view.service)
             return
-        message_url = f"{self._public_url}/deployments/{view.deployment_id}"
-        targets = []
-        if oncall.pagerduty is not None:
-            targets.append(("pagerduty", oncall.pagerduty.routing_key_env))
-        if oncall.opsgenie is not None:
-            targets.append(("opsgenie", oncall.opsgenie.api_key_env))
-        for provider, variable in targets:
+        for provider, variable in pager_targets(oncall):
             pager = self._pagers.get(provider)
             key = self._secrets(variable)
             if pager is None:
                 continue
-            action = "change" if row.kind == PAGER_CHANGE else str(row.payload["action"])
-            if not key and action == "change":
+            if not key and isinstance(page, PagerChange):
                 # A change event is a note on the service's timeline: without its key it is
                 # skipped (said once), not a dead row per deploy. A page never is.
                 if variable not in self._unset_warned:
@@ -405,30 +416,14 @@ class OutboxWorker:
                     f"{variable} is not set: cannot reach {provider}", retryable=False
                 )
             await pager.send(
-                PagerEvent(
-                    action=action,  # type: ignore[arg-type]
-                    routing_key=key,
-                    summary=str(row.payload["summary"]),
-                    source=f"releasebot/{view.service}/{view.environment}",
-                    dedup_key=row.payload.get("dedup_key"),
-                    severity=str(row.payload.get("severity") or "error"),
-                    links=((message_url, "Release in releasebot"),)
-                    + (((view.ci_url, "CI run"),) if view.ci_url else ()),
-                    custom_details={
-                        "service": view.service,
-                        "environment": view.environment,
-                        "sha": view.sha,
-                        "version": view.version,
-                        "state": view.state,
-                    },
-                    timestamp=self._clock.now(),
-                    component=view.service,
+                pager_event(
+                    page, view, routing_key=key, public_url=self._public_url, now=self._clock.now()
                 )
             )
 
-    async def _deploy(self, row: outbox.Claimed) -> None:
+    async def _deploy(self, row: outbox.Claimed, batch: _Batch) -> None:
         """Carry a decision or an action to the real pipeline through its deployer."""
-        kind = str(row.payload["kind"])
+        kind = DeployerCall.from_payload(row.payload).kind
         deployer = self._deployers.get(kind)
         if deployer is None:
             raise DeliveryFailed(
@@ -448,20 +443,21 @@ class OutboxWorker:
         )
         self.wake()
 
-    async def _resolve_sha(self, row: outbox.Claimed) -> None:
+    async def _resolve_sha(self, row: outbox.Claimed, batch: _Batch) -> None:
         """A webhook that named its commit by a short sha: fetch the full one, then apply."""
-        provider = str(row.payload["provider"])
+        message = ResolveSha.from_payload(row.payload)
+        provider = message.provider
         lookup = self._lookups.get(provider)
         if lookup is None:
             raise DeliveryFailed(
                 f"no {provider} API credentials configured to look up a deployment's sha",
                 retryable=False,
             )
-        event = event_from_dict(row.payload["event"])
-        found = await lookup.deployment(row.payload["project"], int(row.payload["deployment_id"]))
+        event = message.event
+        found = await lookup.deployment(message.project, message.deployment_id)
         if not found.sha.lower().startswith(event.sha.lower()):
             raise DeliveryFailed(
-                f"{provider} deployment {row.payload['deployment_id']} is at {found.sha[:12]}, "
+                f"{provider} deployment {message.deployment_id} is at {found.sha[:12]}, "
                 f"not {event.sha}",
                 retryable=False,
             )

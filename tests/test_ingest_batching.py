@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -157,9 +158,20 @@ def test_copies_and_racing_deliveries_in_one_group_are_settled_by_the_database(
         assert broken is None and checked > 5
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A row of a kind no worker sends: only its key and order matter here."""
+
+    KIND: ClassVar[str] = "test.kind"
+    key: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {}
+
+
 def enqueue(db: Database, clock: FrozenClock, key: str, **values: Any) -> int:
     def write(session: Session) -> int:
-        outbox.enqueue(session, key=key, kind="test.kind", payload={}, now=clock.now())
+        outbox.enqueue(session, Probe(key), now=clock.now())
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
         row_id = int(session.connection().execute(sa.select(sa.func.max(table.c.id))).scalar_one())
         if values:

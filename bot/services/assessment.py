@@ -22,10 +22,12 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.messages import Assess, ReleaseMessageUpdate
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
 from bot.services import audit, gates, outbox
-from bot.store.tables import Deployment, Release, ReleaseCommit
+from bot.store import statements as sql
+from bot.store.tables import Deployment, Release, row_id
 
 RECENT = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,13 +49,7 @@ class AssessmentPlan:
 
 
 def enqueue(session: Session, *, deployment: Deployment, now: datetime) -> None:
-    outbox.enqueue(
-        session,
-        key=f"assess:{deployment.id}",
-        kind=outbox.ASSESS,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
+    outbox.enqueue(session, Assess(row_id(deployment)), now=now)
 
 
 def previous_deployed_sha(session: Session, *, deployment: Deployment) -> str | None:
@@ -170,7 +166,7 @@ def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterabl
         session.add(release)
         session.flush()
     assert release.id is not None
-    table = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    table = sql.RELEASE_COMMIT
     session.execute(sa.delete(table).where(table.c.release_id == release.id))
     rows = commit_rows(release.id, commits)
     if rows:
@@ -228,13 +224,7 @@ def record(
             "unavailable": unavailable,
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
+    outbox.enqueue(session, ReleaseMessageUpdate(row_id(deployment)), now=now)
     gates.reassess(session, now=now, config=config, deployment=deployment)
 
 

@@ -22,18 +22,17 @@ from bot.domain.audit import (
     record_hash,
 )
 from bot.store import deferred
+from bot.store import statements as sql
 from bot.store.tables import AuditEvent
 
 CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 
 
-# Built once: the append path runs several times per webhook delivery. Core statements on the
-# session's connection, not ORM objects: nothing reads the new row back through the ORM.
-# Inside `deferred.deferred_inserts` (a webhook delivery) the INSERTs are written together.
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
-_CHAIN_HEAD = sa.select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
-_INSERT = sa.insert(_AUDIT)
+# The append path runs several times per webhook delivery: `sql.AUDIT_CHAIN_HEAD` and
+# `sql.INSERT_AUDIT_EVENT` are built once and run on the session's connection, not as ORM
+# objects: nothing reads the new row back through the ORM. Inside
+# `deferred.deferred_inserts` (a webhook delivery) the INSERTs are written together.
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 
@@ -59,7 +58,7 @@ def append(
         deferred.flush(session)  # records held back in this session come before the head
         if conn.dialect.name == "postgresql":
             conn.execute(_LOCK, {"key": CHAIN_LOCK})
-        last = conn.execute(_CHAIN_HEAD).first()
+        last = conn.execute(sql.AUDIT_CHAIN_HEAD).first()
         head = (0, GENESIS_HASH) if last is None else (last.seq, last.hash)
     seq, prev_hash = head[0] + 1, head[1]
     stamp = format_at(at)
@@ -75,7 +74,7 @@ def append(
     )
     deferred.insert(
         session,
-        _INSERT,
+        sql.INSERT_AUDIT_EVENT,
         [
             {
                 "seq": seq,

@@ -11,21 +11,24 @@ Nothing here formats HTML: the handlers render these with autoescaping templates
 
 from __future__ import annotations
 
-import json
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import gates as rules
-from bot.domain import states
-from bot.services import audit, outbox
-from bot.services.assessment import epoch_micros
+from bot.services import outbox
+
+# The audit log and DORA pages are read by their own modules, named here with the others.
+from bot.services.dashboard_audit import AuditPage as AuditPage
+from bot.services.dashboard_audit import audit_page as audit_page
+from bot.services.dashboard_audit import summarise
+from bot.services.dashboard_dora import BUCKETS as BUCKETS
+from bot.services.dashboard_dora import DoraSeries as DoraSeries
+from bot.services.dashboard_dora import dora_series as dora_series
 from bot.store.tables import (
     Approval,
     AuditEvent,
@@ -34,16 +37,9 @@ from bot.store.tables import (
     Deployment,
     Gate,
     Release,
-    ReleaseCommit,
 )
 
-PRODUCTION = "production"
 RECENT_PER_ENVIRONMENT = 5
-DETAIL_VALUE_MAX = 160
-BUCKETS = ("day", "week")
-FAILED_STATES = frozenset(
-    {states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK}
-)
 
 
 # --- overview --------------------------------------------------------------------------------
@@ -467,274 +463,3 @@ def _entry(event: AuditEvent) -> TimelineEntry:
         subject=event.subject,
         details=summarise(event.details),
     )
-
-
-def summarise(details: str, *, limit: int = DETAIL_VALUE_MAX) -> list[tuple[str, str]]:
-    """An audit record's details as (key, one-line value) pairs, long values cut short."""
-    try:
-        data = json.loads(details)
-    except (json.JSONDecodeError, TypeError):
-        return [("details", _cut(str(details), limit))]
-    if not isinstance(data, dict):
-        return [("details", _cut(_compact(data), limit))]
-    return [(str(key), _cut(_compact(data[key]), limit)) for key in sorted(data)]
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "—"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
-
-
-def _cut(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
-
-
-# --- audit log -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChainStatus:
-    verified: bool
-    records_checked: int
-    broken_seq: int | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    seq: int
-    at: str
-    actor: str
-    action: str
-    subject: str
-    details: list[tuple[str, str]]
-    hash: str
-    deployment_id: int | None  # the deployment the subject is about, for a link
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    records: list[AuditRow]  # newest first
-    chain: ChainStatus
-    total: int
-    older_than: int | None  # `before_seq` for the next (older) page, None on the last
-    newer_than: int | None  # `before_seq` for the previous (newer) page, None on the first
-
-
-def chain_status(session: Session) -> ChainStatus:
-    checked, broken = audit.verify_chain(session)
-    return ChainStatus(
-        verified=broken is None,
-        records_checked=checked,
-        broken_seq=broken.seq if broken is not None else None,
-        reason=broken.reason if broken is not None else None,
-    )
-
-
-def audit_page(session: Session, *, limit: int = 50, before_seq: int | None = None) -> AuditPage:
-    """Records newest first, `limit` per page, older than `before_seq` when given."""
-    limit = max(1, min(limit, 500))
-    query = select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(limit + 1)
-    if before_seq is not None:
-        query = query.where(col(AuditEvent.seq) < before_seq)
-    events = list(session.exec(query).all())
-    more = len(events) > limit
-    events = events[:limit]
-    newer_than: int | None = None
-    if before_seq is not None and events:
-        newer = session.exec(
-            select(AuditEvent.seq)
-            .where(col(AuditEvent.seq) > events[0].seq)
-            .order_by(col(AuditEvent.seq))
-            .limit(limit)
-        ).all()
-        newer_than = (max(newer) + 1) if newer else None
-    gate_ids = {
-        int(rest)
-        for e in events
-        for kind, _, rest in [e.subject.partition(":")]
-        if kind == "gate" and rest.isdigit()
-    }
-    gate_deployments: dict[int, int] = {}
-    if gate_ids:
-        for gate_id, deployment_id in session.exec(
-            select(Gate.id, Gate.deployment_id).where(col(Gate.id).in_(sorted(gate_ids)))
-        ).all():
-            if gate_id is not None:
-                gate_deployments[gate_id] = deployment_id
-    return AuditPage(
-        records=[
-            AuditRow(
-                seq=e.seq,
-                at=e.at,
-                actor=e.actor,
-                action=e.action,
-                subject=e.subject,
-                details=summarise(e.details),
-                hash=e.hash,
-                deployment_id=_subject_deployment(e.subject, gate_deployments),
-            )
-            for e in events
-        ],
-        chain=chain_status(session),
-        total=audit.count(session),
-        older_than=events[-1].seq if more and events else None,
-        newer_than=newer_than,
-    )
-
-
-def _subject_deployment(subject: str, gates: Mapping[int, int]) -> int | None:
-    kind, _, rest = subject.partition(":")
-    if not rest.isdigit():
-        return None
-    if kind == "deployment":
-        return int(rest)
-    if kind == "gate":
-        return gates.get(int(rest))
-    return None
-
-
-# --- DORA ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DoraBucket:
-    start: datetime
-    end: datetime
-    deploys: int
-    failed: int  # deployments in the bucket that failed, failed verification or rolled back
-    lead_time_median: float | None  # seconds from commit authored to deployed, median
-    commits: int  # commits with an authored time behind that median
-
-
-@dataclass(frozen=True)
-class DoraSeries:
-    environment: str
-    bucket: str
-    since: datetime
-    until: datetime
-    buckets: list[DoraBucket]
-    deploys: int
-    failed: int
-    lead_time_median: float | None
-    per_week: float = field(default=0.0)
-
-    @property
-    def change_failure_rate(self) -> float | None:
-        return self.failed / self.deploys if self.deploys else None
-
-
-def dora_series(
-    session: Session,
-    *,
-    now: datetime,
-    days: int = 90,
-    bucket: str = "week",
-    environment: str = PRODUCTION,
-) -> DoraSeries:
-    """Deploys and median lead time per bucket (UTC weeks from Monday, or UTC days).
-
-    A deploy is a deployment into `environment` with `deployed_at` in the window. Lead time
-    is measured once per release (its first deploy in the window): from each of its commits'
-    `authored_at` to that deploy; a release deployed again adds a deploy but no lead times.
-    """
-    if bucket not in BUCKETS:
-        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    now = now.astimezone(UTC)
-    step = timedelta(days=1) if bucket == "day" else timedelta(weeks=1)
-    first = _bucket_start(now - timedelta(days=max(days, 1) - 1), bucket)
-    starts: list[datetime] = []
-    cursor = first
-    while cursor <= now:
-        starts.append(cursor)
-        cursor += step
-
-    rows = session.execute(
-        sa.select(
-            col(Deployment.release_id),
-            col(Deployment.deployed_at),
-            col(Deployment.state),
-        )
-        .where(col(Deployment.environment) == environment)
-        .where(col(Deployment.deployed_at).is_not(None))
-        .where(col(Deployment.deployed_at) >= first)
-        .where(col(Deployment.deployed_at) <= now)
-        .order_by(col(Deployment.deployed_at))
-    ).all()
-    deploys = [0] * len(starts)
-    failed = [0] * len(starts)
-    first_deploy: dict[int, tuple[int, datetime]] = {}
-    for release_id, deployed_at, state in rows:
-        index = _index(deployed_at, first, step, len(starts))
-        if index is None:
-            continue
-        deploys[index] += 1
-        if state in FAILED_STATES:
-            failed[index] += 1
-        first_deploy.setdefault(release_id, (index, deployed_at))
-
-    leads: list[list[float]] = [[] for _ in starts]
-    for release_id, authored_us in _commit_times(session, first_deploy):
-        index, deployed_at = first_deploy[release_id]
-        deployed_us = epoch_micros(deployed_at)
-        if deployed_us is not None:
-            leads[index].append(max(deployed_us - authored_us, 0) / 1_000_000)
-
-    everything = [lead for found in leads for lead in found]
-    total = sum(deploys)
-    weeks = max((now - first).total_seconds() / timedelta(weeks=1).total_seconds(), 1 / 7)
-    return DoraSeries(
-        environment=environment,
-        bucket=bucket,
-        since=first,
-        until=now,
-        buckets=[
-            DoraBucket(
-                start=start,
-                end=start + step,
-                deploys=deploys[i],
-                failed=failed[i],
-                lead_time_median=statistics.median(leads[i]) if leads[i] else None,
-                commits=len(leads[i]),
-            )
-            for i, start in enumerate(starts)
-        ],
-        deploys=total,
-        failed=sum(failed),
-        lead_time_median=statistics.median(everything) if everything else None,
-        per_week=total / weeks,
-    )
-
-
-def _bucket_start(at: datetime, bucket: str) -> datetime:
-    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day if bucket == "day" else day - timedelta(days=day.weekday())
-
-
-def _index(at: datetime, first: datetime, step: timedelta, count: int) -> int | None:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    index = int((at - first) // step)
-    return index if 0 <= index < count else None
-
-
-def _commit_times(
-    session: Session, releases: Iterable[int], chunk: int = 500
-) -> Iterable[tuple[int, int]]:
-    """(release id, authored time in epoch microseconds) of the releases' commits with a time
-    (the `release_commit` rows the DORA metrics read too)."""
-    ids = sorted(releases)
-    for offset in range(0, len(ids), chunk):
-        part = ids[offset : offset + chunk]
-        rows = session.execute(
-            sa.select(col(ReleaseCommit.release_id), col(ReleaseCommit.authored_us))
-            .where(col(ReleaseCommit.release_id).in_(part))
-            .where(col(ReleaseCommit.authored_us).is_not(None))
-        ).all()
-        yield from ((int(release_id), int(authored_us)) for release_id, authored_us in rows)

@@ -19,26 +19,15 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.errors import InvalidRequest
 from bot.domain.events import DeployEvent
+from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
 from bot.services.transitions import transition
+from bot.store import statements as sql
 from bot.store.tables import Deployment, Release
 
-_RELEASE = Release.__table__  # type: ignore[attr-defined]
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-
-# Statements on the ingest path are built once (building one costs more than running it) and
-# are Core statements where nothing needs an ORM object back.
-_FIND_RELEASE = (
-    sa.select(_RELEASE.c.id, _RELEASE.c.version)
-    .where(_RELEASE.c.service == sa.bindparam("service"))
-    .where(_RELEASE.c.sha == sa.bindparam("sha"))
-)
-_INSERT_RELEASE = sa.insert(_RELEASE)
-_SET_RELEASE_VERSION = (
-    sa.update(_RELEASE).where(_RELEASE.c.id == sa.bindparam("id")).values(version=sa.bindparam("v"))
-)
-_INSERT_DEPLOYMENT = sa.insert(_DEPLOYMENT)
+# The ingest path's ORM queries, built once (building one costs more than running it); its
+# Core statements, where nothing needs an ORM object back, are in bot.store.statements.
 _LATEST = (
     select(Deployment)
     .where(col(Deployment.service) == sa.bindparam("service"))
@@ -46,19 +35,6 @@ _LATEST = (
     .where(col(Deployment.sha) == sa.bindparam("sha"))
     .order_by(col(Deployment.attempt).desc())
     .limit(1)
-)
-# The deployments a new one supersedes: same service and environment, another sha, in a
-# supersedable state, created no later than it. Found by (service, environment, state)
-# (ix_deployment_service_env_state), the created_at test made in Python: with it in the SQL,
-# SQLite picks the created_at index instead and walks the environment's whole history.
-# There rarely is one, so only the ones found are loaded as objects, oldest first (the
-# order the created_at index gave them in).
-_SUPERSEDABLE = (
-    sa.select(_DEPLOYMENT.c.id, _DEPLOYMENT.c.created_at)
-    .where(_DEPLOYMENT.c.service == sa.bindparam("service"))
-    .where(_DEPLOYMENT.c.environment == sa.bindparam("environment"))
-    .where(_DEPLOYMENT.c.sha != sa.bindparam("sha"))
-    .where(_DEPLOYMENT.c.state.in_(sorted(states.SUPERSEDABLE)))
 )
 _BY_IDS_OLDEST_FIRST = (
     select(Deployment)
@@ -236,12 +212,12 @@ def actor_of(event: DeployEvent) -> str:
 def _release(session: Session, *, now: datetime, service: str, event: DeployEvent) -> int:
     """The id of the release of `event.sha`, made on its first event."""
     conn = session.connection()
-    found = conn.execute(_FIND_RELEASE, {"service": service, "sha": event.sha}).first()
+    found = conn.execute(sql.FIND_RELEASE, {"service": service, "sha": event.sha}).first()
     if found is None:
         # Two first events of one version collide on uq_release_service_sha; the loser's
         # transaction is retried and finds this row.
         inserted = conn.execute(
-            _INSERT_RELEASE,
+            sql.INSERT_RELEASE,
             {
                 "service": service,
                 "sha": event.sha,
@@ -256,7 +232,7 @@ def _release(session: Session, *, now: datetime, service: str, event: DeployEven
         )
         return _new_id(inserted)
     if event.version and not found.version:
-        conn.execute(_SET_RELEASE_VERSION, {"id": found.id, "v": event.version})
+        conn.execute(sql.SET_RELEASE_VERSION, {"id": found.id, "v": event.version})
     return int(found.id)
 
 
@@ -291,7 +267,7 @@ def _create(
     # above): an ORM flush of one new row costs several times the INSERT itself. Two first
     # events for one deployment collide here on uq_deployment_attempt.
     values = deployment.model_dump(exclude={"id"})
-    inserted = session.connection().execute(_INSERT_DEPLOYMENT, values)
+    inserted = session.connection().execute(sql.INSERT_DEPLOYMENT, values)
     deployment.id = _new_id(inserted)
     make_transient_to_detached(deployment)
     session.add(deployment)
@@ -310,13 +286,7 @@ def _create(
             "release": release_id,
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
+    outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
     assessment.enqueue(session, deployment=deployment, now=now)
     _supersede_older(session, now=now, newer=deployment)
     return deployment
@@ -333,7 +303,7 @@ def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> N
     session.flush()  # what an ORM query would flush first
     ids = [
         row.id
-        for row in session.connection().execute(_SUPERSEDABLE, params)
+        for row in session.connection().execute(sql.SUPERSEDABLE, params)
         if row.created_at <= newer.created_at
     ]
     if not ids:

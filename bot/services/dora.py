@@ -66,6 +66,7 @@ from bot.domain.dora import (
     classify,
     median_of_sorted,
 )
+from bot.domain.messages import Digest
 from bot.services import outbox
 from bot.services.dora_history import FAILURE_STATES as FAILURE_STATES
 from bot.services.dora_history import PRODUCTION as PRODUCTION
@@ -235,13 +236,8 @@ def enqueue_digest(
     ).first()
     if recent is not None:
         return False
-    outbox.enqueue(
-        session,
-        key=DIGEST_KEY,
-        kind=DIGEST_KIND,
-        payload={"channel": channel, "text": digest_message.text, "blocks": digest_message.blocks},
-        now=now,
-    )
+    digest = Digest(channel, digest_message.text, digest_message.blocks)
+    outbox.enqueue(session, digest, now=now)
     return True
 
 

@@ -21,7 +21,8 @@ from sqlmodel import Session, col
 
 from bot.domain import states
 from bot.domain.audit import format_at
-from bot.store.tables import AuditEvent, Deployment, ReleaseCommit
+from bot.store import statements as sql
+from bot.store.tables import AuditEvent, Deployment
 
 PRODUCTION: Final = "production"
 FAILURE_STATES: Final = (
@@ -197,7 +198,7 @@ def _lead_query(
         .group_by(col(Deployment.release_id), col(Deployment.service))
         .subquery("first_production")
     )
-    commit = ReleaseCommit.__table__  # type: ignore[attr-defined]
+    commit = sql.RELEASE_COMMIT
     lead = first.c.deployed_us - commit.c.authored_us
     gather = sa.func.json_group_array if dialect.name == "sqlite" else sa.func.json_agg
     arrays: list[Any] = []

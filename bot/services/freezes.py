@@ -23,6 +23,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.config import Config, ScheduledFreeze
 from bot.services import audit
+from bot.store import statements as sql
 from bot.store.tables import FreezeWindow
 
 ALL: Final = "all"
@@ -199,8 +200,7 @@ def unfreeze(
 
 # `_in_force` built once, as a Core statement: every gate decision asks `active(...)`, and
 # it needs the window's values only, not FreezeWindow objects.
-_WINDOW = FreezeWindow.__table__  # type: ignore[attr-defined]
-_AT = sa.bindparam("at", type_=_WINDOW.c.ends_at.type)
+_AT = sa.bindparam("at", type_=sql.FREEZE_WINDOW.c.ends_at.type)
 
 
 def _in_force_clause(at: Any) -> sa.ColumnElement[bool]:
@@ -215,14 +215,14 @@ def _in_force_clause(at: Any) -> sa.ColumnElement[bool]:
 
 _IN_FORCE = (
     sa.select(
-        _WINDOW.c.environment,
-        _WINDOW.c.starts_at,
-        _WINDOW.c.ends_at,
-        _WINDOW.c.lifted_at,
-        _WINDOW.c.reason,
+        sql.FREEZE_WINDOW.c.environment,
+        sql.FREEZE_WINDOW.c.starts_at,
+        sql.FREEZE_WINDOW.c.ends_at,
+        sql.FREEZE_WINDOW.c.lifted_at,
+        sql.FREEZE_WINDOW.c.reason,
     )
     .where(_in_force_clause(_AT))
-    .order_by(_WINDOW.c.id)
+    .order_by(sql.FREEZE_WINDOW.c.id)
 )
 
 

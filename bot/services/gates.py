@@ -8,23 +8,60 @@ A decision the pipeline waits for is carried back by a deployer through the outb
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from bot.config import Config, Environment
+from bot.config import Config, GatePolicy
 from bot.domain import gates as rules
 from bot.domain import states
-from bot.domain.errors import ConcurrentUpdate
 from bot.domain.events import GateRequest
+from bot.domain.messages import (
+    TemplateLine,
+)
 from bot.services import audit, freezes, outbox
+from bot.services.gate_close import (
+    bump_version,
+    call_deployer,
+    close_gate,
+    lock_gate,
+    refresh_message,
+)
+from bot.services.gate_reads import (
+    approvers_of as approvers_of,
+)
+from bot.services.gate_reads import (
+    environment_at as environment_at,
+)
+from bot.services.gate_reads import (
+    environment_of as environment_of,
+)
+from bot.services.gate_reads import (
+    gate_principals as gate_principals,
+)
+from bot.services.gate_reads import (
+    latest_gate as latest_gate,
+)
+from bot.services.gate_reads import (
+    memberships_from as memberships_from,
+)
+from bot.services.gate_reads import (
+    pending_gate as pending_gate,
+)
+from bot.services.gate_reads import (
+    release_people as release_people,
+)
+from bot.services.gate_reads import (
+    requirement as requirement,
+)
+from bot.services.gate_reads import (
+    scope as scope,
+)
 from bot.services.transitions import transition
-from bot.store.tables import Approval, Deployment, Gate, Release
+from bot.store import statements as sql
+from bot.store.tables import Approval, Deployment, Gate, row_id
 
 DEPLOY = outbox.DEPLOY
 
@@ -40,155 +77,6 @@ class Outcome:
     message: str  # what to tell the person who clicked
     gate_id: int | None = None
     deployment_id: int | None = None
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-def environment_of(config: Config, deployment: Deployment) -> Environment | None:
-    return _environment(config, deployment.service, deployment.environment)
-
-
-def _environment(config: Config, service: str, environment: str) -> Environment | None:
-    found = config.services.get(service)
-    return found.environment(environment) if found else None
-
-
-def gate_principals(config: Config, service: str, environment: str) -> frozenset[str]:
-    """Every user group a decision on this environment's gates may need resolving."""
-    svc = config.services.get(service)
-    env = svc.environment(environment) if svc else None
-    found: set[str] = set()
-    if env is not None and env.gate is not None:
-        for rule in env.gate.require:
-            found.update(rule.approvers)
-        for risk_gate in env.gate.by_risk.values():
-            for rule in risk_gate.require or ():
-                found.update(rule.approvers)
-    if config.break_glass is not None:
-        found.update(config.break_glass.approvers)
-    return frozenset(p for p in found if p.startswith("S"))
-
-
-def memberships_from(
-    group_members: Mapping[str, frozenset[str]], users: set[str]
-) -> dict[str, frozenset[str]]:
-    return {
-        user: frozenset(g for g, members in group_members.items() if user in members)
-        for user in users
-    }
-
-
-def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeople:
-    session.flush()  # what the ORM would flush before loading the release
-    found = (
-        session.connection()
-        .execute(_RELEASE_COMMITS, {"release_id": deployment.release_id})
-        .first()
-    )
-    commits = (found.commits or []) if found is not None else []
-    return rules.ReleasePeople(
-        authors=tuple(c.get("author_login") or "" for c in commits),
-        committers=tuple(c.get("committer_login") or "" for c in commits),
-        deployers=tuple(p for p in (deployment.deployer,) if p),
-    )
-
-
-def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:
-    """What the gate needs now; None until the risk is known (the decision waits for it)."""
-    env = environment_of(config, deployment)
-    if env is None or env.gate is None:
-        return None
-    level = deployment.risk.get("level") if deployment.risk else None
-    if level is None:
-        return None
-    return rules.requirement_for(env.gate, level)
-
-
-def scope(session: Session, gate_id: int) -> tuple[str, str] | None:
-    """(service, environment) of a gate."""
-    session.flush()  # what the ORM would flush before loading the gate
-    found = session.connection().execute(_GATE_SCOPE, {"gate_id": gate_id}).first()
-    return (found.service, found.environment) if found is not None else None
-
-
-# Core statements built once, run on the session's connection: a click on a gate's button
-# runs them (a burst of clicks runs them many times), and none needs ORM objects.
-_GATE = Gate.__table__  # type: ignore[attr-defined]
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-_APPROVAL = Approval.__table__  # type: ignore[attr-defined]
-_RELEASE = Release.__table__  # type: ignore[attr-defined]
-_GATE_SCOPE = (
-    sa.select(_DEPLOYMENT.c.service, _DEPLOYMENT.c.environment)
-    .select_from(_GATE.join(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-)
-# What a decision looks at first: the gate's status and version, and where it gates.
-_GATE_TO_DECIDE = (
-    sa.select(
-        _GATE.c.status,
-        _GATE.c.row_version,
-        _GATE.c.deployment_id,
-        _DEPLOYMENT.c.id.label("found_deployment"),
-        _DEPLOYMENT.c.service,
-        _DEPLOYMENT.c.environment,
-    )
-    .select_from(_GATE.outerjoin(_DEPLOYMENT, _DEPLOYMENT.c.id == _GATE.c.deployment_id))
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-)
-# `_lock` as one statement: bump the version only if it is still the one read.
-_BUMP_ROW_VERSION = (
-    sa.update(_GATE)
-    .where(_GATE.c.id == sa.bindparam("gate_id"))
-    .where(_GATE.c.row_version == sa.bindparam("seen_version"))
-    .values(row_version=sa.bindparam("new_version"))
-)
-_VOTES = (
-    sa.select(_APPROVAL.c.user_id, _APPROVAL.c.decision)
-    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
-    .order_by(_APPROVAL.c.id)
-)
-_APPROVERS = (
-    sa.select(_APPROVAL.c.user_id)
-    .where(_APPROVAL.c.gate_id == sa.bindparam("gate_id"))
-    .where(_APPROVAL.c.decision == "approve")
-    .order_by(_APPROVAL.c.id)
-)
-_RELEASE_COMMITS = sa.select(_RELEASE.c.commits).where(_RELEASE.c.id == sa.bindparam("release_id"))
-
-# Built once: every assessed deployment asks for its pending gate, and most have none, so
-# a Core query says whether there is one before the ORM loads it.
-_ANY_PENDING_GATE = (
-    sa.select(_GATE.c.id)
-    .where(_GATE.c.deployment_id == sa.bindparam("deployment_id"))
-    .where(_GATE.c.status == rules.PENDING)
-    .limit(1)
-)
-_PENDING_GATE = (
-    select(Gate)
-    .where(col(Gate.deployment_id) == sa.bindparam("deployment_id"))
-    .where(col(Gate.status) == rules.PENDING)
-    .order_by(col(Gate.id).desc())
-)
-
-
-def pending_gate(session: Session, deployment_id: int) -> Gate | None:
-    params = {"deployment_id": deployment_id}
-    session.flush()  # what the ORM query would flush first (a gate added just now)
-    if session.connection().execute(_ANY_PENDING_GATE, params).first() is None:
-        return None
-    return session.exec(_PENDING_GATE, params=params).first()
-
-
-def latest_gate(session: Session, deployment_id: int) -> Gate | None:
-    return session.exec(
-        select(Gate).where(Gate.deployment_id == deployment_id).order_by(col(Gate.id).desc())
-    ).first()
-
-
-def approvers_of(session: Session, gate_id: int) -> list[str]:
-    session.flush()  # what the ORM query would flush first (an approval added just now)
-    return list(session.connection().execute(_APPROVERS, {"gate_id": gate_id}).scalars())
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -211,7 +99,7 @@ def open_gate(
     env = environment_of(config, deployment)
     if env is None or env.gate is None:
         if request.decide_via is not None:
-            _call_deployer(
+            call_deployer(
                 session,
                 now=now,
                 deployment=deployment,
@@ -281,8 +169,8 @@ def _supersede_pending(
         .where(Deployment.sha != newer.sha)
     ).all()
     for gate, deployment in older:
-        _lock(session, gate)
-        _close(
+        lock_gate(session, gate)
+        close_gate(
             session,
             now=now,
             gate=gate,
@@ -313,11 +201,10 @@ def decide(
     A click on a gate that is no longer pending (most of a burst of clicks) is refused from
     the gate's row alone: such a gate never opens again, and nothing else a decision looks
     at can change that answer (`rules.decision_refusal`'s first check). Otherwise the gate
-    is locked first (`_lock`: its row_version bumped if still the one read).
+    is locked first (`lock_gate`: its row_version bumped if still the one read).
     """
     session.flush()  # what the ORM would flush before its first statement here
-    conn = session.connection()
-    seen = conn.execute(_GATE_TO_DECIDE, {"gate_id": gate_id}).first()
+    seen = session.connection().execute(sql.GATE_TO_DECIDE, {"gate_id": gate_id}).first()
     if seen is None:
         return Outcome(REFUSED, "this gate does not exist", gate_id)
     closed = rules.closed_refusal(seen.status)
@@ -328,27 +215,76 @@ def decide(
             session, now=now, person=person, decision=decision, refusal=closed, gate_id=gate_id
         )
         return Outcome(REFUSED, closed, gate_id, seen.deployment_id)
-    _bump(session, gate_id, seen.row_version)
+    bump_version(session, gate_id, seen.row_version)
     assert seen.found_deployment is not None
-    env = _environment(config, seen.service, seen.environment)
+    env = environment_at(config, seen.service, seen.environment)
     assert env is not None and env.gate is not None
-    subject = f"gate:{gate_id}"
     # Loaded after the lock: the row as it is now (populate_existing in case this session
     # already held the gate, with the version before the bump).
     gate = session.get(Gate, gate_id, populate_existing=True)
     deployment = session.get(Deployment, seen.deployment_id)
     assert gate is not None and deployment is not None and deployment.id is not None
-    votes = conn.execute(_VOTES, {"gate_id": gate_id}).all()
+    ballot = _Ballot(person, decision, reason)
+    memberships, refusal = _check(
+        session,
+        now=now,
+        config=config,
+        policy=env.gate,
+        gate=gate,
+        deployment=deployment,
+        ballot=ballot,
+        group_members=group_members,
+    )
+    if refusal is not None:
+        _refused(
+            session, now=now, person=person, decision=decision, refusal=refusal, gate_id=gate_id
+        )
+        return Outcome(REFUSED, refusal, gate_id, deployment.id)
+    _record(session, now=now, gate_id=gate_id, ballot=ballot)
+    return _conclude(
+        session,
+        now=now,
+        config=config,
+        gate=gate,
+        deployment=deployment,
+        ballot=ballot,
+        memberships=memberships,
+    )
+
+
+@dataclass(frozen=True)
+class _Ballot:
+    """One person's approve or reject, with the reason they gave."""
+
+    person: rules.Person
+    decision: str  # approve | reject
+    reason: str | None
+
+
+def _check(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    policy: GatePolicy,
+    gate: Gate,
+    deployment: Deployment,
+    ballot: _Ballot,
+    group_members: Mapping[str, frozenset[str]],
+) -> tuple[dict[str, frozenset[str]], str | None]:
+    """The groups of the people involved, and why the ballot is refused (None: it counts)."""
+    assert gate.id is not None
+    votes = session.connection().execute(sql.GATE_VOTES, {"gate_id": gate.id}).all()
     approvers = [user for user, vote in votes if vote == "approve"]
     voted = {user for user, _ in votes}
-    memberships = memberships_from(group_members, {*approvers, person.user_id})
-    current = requirement(config, deployment) or rules.requirement_for(env.gate, None)
+    memberships = memberships_from(group_members, {*approvers, ballot.person.user_id})
+    current = requirement(config, deployment) or rules.requirement_for(policy, None)
     refusal = rules.decision_refusal(
-        decision="approve" if decision == "approve" else "reject",
+        decision="approve" if ballot.decision == "approve" else "reject",
         gate_status=gate.status,
         requirement=current,
-        forbid_self_approval=env.gate.forbid_self_approval,
-        person=person,
+        forbid_self_approval=policy.forbid_self_approval,
+        person=ballot.person,
         people=release_people(session, deployment),
         approvals=sorted(voted),
         memberships=memberships,
@@ -356,19 +292,19 @@ def decide(
         freezes=freezes.active(session, config=config, now=now),
         at=now,
     )
-    if refusal is None and decision == "reject" and not (reason or "").strip():
+    if refusal is None and ballot.decision == "reject" and not (ballot.reason or "").strip():
         refusal = "a reason is required to reject a release"
-    if refusal is not None:
-        _refused(
-            session, now=now, person=person, decision=decision, refusal=refusal, gate_id=gate_id
-        )
-        return Outcome(REFUSED, refusal, gate_id, deployment.id)
+    return memberships, refusal
+
+
+def _record(session: Session, *, now: datetime, gate_id: int, ballot: _Ballot) -> None:
+    """The ballot as an Approval row, and in the audit trail."""
     session.add(
         Approval(
             gate_id=gate_id,
-            user_id=person.user_id,
-            decision=decision,
-            reason=(reason or "").strip()[:3000] or None,
+            user_id=ballot.person.user_id,
+            decision=ballot.decision,
+            reason=(ballot.reason or "").strip()[:3000] or None,
             created_at=now,
         )
     )
@@ -376,23 +312,37 @@ def decide(
     audit.append(
         session,
         at=now,
-        actor=person.user_id,
-        action=f"gate.{decision}_recorded",
-        subject=subject,
-        details={"reason": reason, "email": person.email},
+        actor=ballot.person.user_id,
+        action=f"gate.{ballot.decision}_recorded",
+        subject=f"gate:{gate_id}",
+        details={"reason": ballot.reason, "email": ballot.person.email},
     )
-    if decision == "reject":
-        _close(
+
+
+def _conclude(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    gate: Gate,
+    deployment: Deployment,
+    ballot: _Ballot,
+    memberships: dict[str, frozenset[str]],
+) -> Outcome:
+    """A reject closes the gate; an approval settles it when the requirement is met."""
+    assert gate.id is not None
+    if ballot.decision == "reject":
+        close_gate(
             session,
             now=now,
             gate=gate,
             deployment=deployment,
             status=rules.REJECTED,
-            actor=person.user_id,
-            reason=(reason or "").strip(),
+            actor=ballot.person.user_id,
+            reason=(ballot.reason or "").strip(),
             target_state=states.REJECTED,
         )
-        return Outcome(REJECTED, "you rejected this release", gate_id, deployment.id)
+        return Outcome(REJECTED, "you rejected this release", gate.id, deployment.id)
     result = settle(
         session,
         now=now,
@@ -400,11 +350,11 @@ def decide(
         gate=gate,
         deployment=deployment,
         memberships=memberships,
-        actor=person.user_id,
+        actor=ballot.person.user_id,
     )
     if result == APPROVED:
-        return Outcome(APPROVED, "approved: the release goes ahead", gate_id, deployment.id)
-    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate_id, deployment.id)
+        return Outcome(APPROVED, "approved: the release goes ahead", gate.id, deployment.id)
+    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate.id, deployment.id)
 
 
 def _refused(
@@ -443,7 +393,7 @@ def settle(
     current = requirement(config, deployment)
     if current is None:
         gate.progress = "waiting for the risk assessment before deciding"
-        _refresh(session, now=now, deployment=deployment)
+        refresh_message(session, now=now, deployment=deployment)
         return RECORDED
     approvers = approvers_of(session, gate.id)
     status = rules.evaluate(current, approvers, memberships)
@@ -468,7 +418,7 @@ def settle(
             if current.mode == "auto_approve"
             else status.describe()
         )
-        _close(
+        close_gate(
             session,
             now=now,
             gate=gate,
@@ -480,7 +430,7 @@ def settle(
         )
         return APPROVED
     session.add(gate)
-    _refresh(session, now=now, deployment=deployment)
+    refresh_message(session, now=now, deployment=deployment)
     return RECORDED
 
 
@@ -490,122 +440,8 @@ def reassess(session: Session, *, now: datetime, config: Config, deployment: Dep
     gate = pending_gate(session, deployment.id)
     if gate is None:
         return
-    _lock(session, gate)
+    lock_gate(session, gate)
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
-
-
-def _lock(session: Session, gate: Gate) -> None:
-    """Bump the row version, or fail if someone else did first (the caller retries)."""
-    updated = session.execute(
-        sa.update(Gate)
-        .where(col(Gate.id) == gate.id)
-        .where(col(Gate.row_version) == gate.row_version)
-        .values(row_version=gate.row_version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConcurrentUpdate(f"gate {gate.id} changed underneath")
-    session.refresh(gate)
-
-
-def _bump(session: Session, gate_id: int, seen_version: int) -> None:
-    """`_lock` by id: bump the row version from the one read, or fail if someone else did
-    first (the caller retries). The caller loads the gate afterwards, with the new version."""
-    updated = session.connection().execute(
-        _BUMP_ROW_VERSION,
-        {"gate_id": gate_id, "seen_version": seen_version, "new_version": seen_version + 1},
-    )
-    if updated.rowcount != 1:
-        raise ConcurrentUpdate(f"gate {gate_id} changed underneath")
-
-
-def _close(
-    session: Session,
-    *,
-    now: datetime,
-    gate: Gate,
-    deployment: Deployment,
-    status: str,
-    actor: str,
-    reason: str,
-    target_state: str,
-) -> None:
-    gate.status = status
-    gate.decided_at = now
-    gate.decided_by = actor
-    gate.reason = reason[:3000] or None
-    session.add(gate)
-    session.flush()
-    audit.append(
-        session,
-        at=now,
-        actor=actor,
-        action=f"gate.{status}",
-        subject=f"gate:{gate.id}",
-        details={"deployment": deployment.id, "reason": reason, "requirement": gate.requirement},
-    )
-    if target_state in states.LEGAL_MOVES.get(deployment.state, frozenset()):
-        transition(
-            session,
-            deployment=deployment,
-            target=target_state,
-            now=now,
-            actor=actor,
-            source="gate",
-            note=reason,
-        )
-    action = "approve" if status == rules.APPROVED else "reject"
-    if gate.decide_via is not None:
-        on_approve = str(gate.context.get("on_approve", "approve"))
-        if action == "approve" or not gate.context.get("on_approve"):
-            _call_deployer(
-                session,
-                now=now,
-                deployment=deployment,
-                kind=gate.decide_via,
-                action=on_approve if action == "approve" else "reject",
-                context=gate.context,
-                actor=actor,
-                reason=reason,
-            )
-
-
-def _refresh(session: Session, *, now: datetime, deployment: Deployment) -> None:
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_MESSAGE,
-        payload={"deployment_id": deployment.id},
-        now=now,
-    )
-
-
-def _call_deployer(
-    session: Session,
-    *,
-    now: datetime,
-    deployment: Deployment,
-    kind: str,
-    action: str,
-    context: Mapping[str, Any],
-    actor: str,
-    reason: str | None,
-) -> None:
-    outbox.enqueue(
-        session,
-        key=f"deploy:{deployment.id}",
-        kind=DEPLOY,
-        payload={
-            "deployment_id": deployment.id,
-            "kind": kind,
-            "action": action,
-            "request_id": f"rb-{deployment.id}-{action}-{uuid.uuid4().hex[:8]}",
-            "context": dict(context),
-            "actor": actor,
-            "reason": reason,
-        },
-        now=now,
-    )
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -619,8 +455,8 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
         if deployment is None or gate.expires_at is None:
             continue
         if now >= gate.expires_at:
-            _lock(session, gate)
-            _close(
+            lock_gate(session, gate)
+            close_gate(
                 session,
                 now=now,
                 gate=gate,
@@ -632,7 +468,7 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
             )
             acted += 1
         elif gate.remind_at is not None and now >= gate.remind_at and gate.reminded_at is None:
-            _lock(session, gate)
+            lock_gate(session, gate)
             gate.reminded_at = now
             session.add(gate)
             principals = (
@@ -640,19 +476,16 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
                 if gate.requirement
                 else ()
             )
-            outbox.enqueue(
-                session,
-                key=f"deployment:{deployment.id}",
-                kind=outbox.SLACK_THREAD,
-                payload={
-                    "deployment_id": deployment.id,
-                    "template": "gate_reminder.txt.j2",
+            reminder = TemplateLine(
+                row_id(deployment),
+                "gate_reminder.txt.j2",
+                {
                     "approvers": list(principals),
                     "expires_at": gate.expires_at.isoformat(),
                     "progress": gate.progress,
                 },
-                now=now,
             )
+            outbox.enqueue(session, reminder, now=now)
             audit.append(
                 session,
                 at=now,
@@ -663,182 +496,3 @@ def sweep(session: Session, *, now: datetime, config: Config) -> int:
             )
             acted += 1
     return acted
-
-
-# --- break-glass -----------------------------------------------------------------------------
-
-
-def request_break_glass(
-    session: Session, *, now: datetime, config: Config, gate_id: int, user_id: str, reason: str
-) -> Outcome:
-    """Someone asks to pass a gate in an emergency; a second person has to confirm."""
-    gate = session.get(Gate, gate_id)
-    if gate is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
-    _lock(session, gate)
-    refusal = None
-    if config.break_glass is None:
-        refusal = "break-glass is not configured (no break_glass section in releasebot.yaml)"
-    elif gate.status != rules.PENDING:
-        refusal = f"this gate is already {gate.status}"
-    elif len(reason.strip()) < rules.MIN_BREAK_GLASS_REASON:
-        refusal = (
-            f"break-glass needs a reason of at least {rules.MIN_BREAK_GLASS_REASON} characters "
-            "saying what is on fire"
-        )
-    if refusal is not None:
-        audit.append(
-            session,
-            at=now,
-            actor=user_id,
-            action="gate.break_glass_refused",
-            subject=f"gate:{gate_id}",
-            details={"reason": refusal},
-        )
-        return Outcome(REFUSED, refusal, gate_id, gate.deployment_id)
-    assert config.break_glass is not None
-    gate.break_glass = {
-        "requested_by": user_id,
-        "reason": reason.strip()[:2000],
-        "requested_at": now.isoformat(),
-    }
-    session.add(gate)
-    audit.append(
-        session,
-        at=now,
-        actor=user_id,
-        action="gate.break_glass_requested",
-        subject=f"gate:{gate_id}",
-        details={"reason": reason.strip()},
-    )
-    deployment = session.get(Deployment, gate.deployment_id)
-    assert deployment is not None
-    _announce(
-        session,
-        now=now,
-        deployment=deployment,
-        payload={
-            "template": "break_glass.txt.j2",
-            "stage": "requested",
-            "by": user_id,
-            "reason": reason.strip()[:2000],
-            "approvers": list(config.break_glass.approvers),
-        },
-    )
-    _refresh(session, now=now, deployment=deployment)
-    who = " or ".join(config.break_glass.approvers)
-    return Outcome(
-        RECORDED, f"break-glass requested: someone from {who} must confirm", gate_id, deployment.id
-    )
-
-
-def confirm_break_glass(
-    session: Session,
-    *,
-    now: datetime,
-    config: Config,
-    gate_id: int,
-    user_id: str,
-    group_members: Mapping[str, frozenset[str]],
-) -> Outcome:
-    gate = session.get(Gate, gate_id)
-    if gate is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
-    _lock(session, gate)
-    asked = gate.break_glass or {}
-    refusal: str | None
-    if gate.status != rules.PENDING:
-        refusal = f"this gate is already {gate.status}"
-    elif not asked.get("requested_by"):
-        refusal = "nobody has asked for break-glass on this gate"
-    elif asked.get("confirmed_by"):
-        refusal = "this break-glass was already confirmed"
-    else:
-        request = rules.BreakGlassRequest(
-            requested_by=str(asked["requested_by"]),
-            reason=str(asked["reason"]),
-            requested_at=datetime.fromisoformat(str(asked["requested_at"])),
-        )
-        refusal = rules.break_glass_check(
-            config.break_glass, request, user_id, memberships_from(group_members, {user_id}), now
-        )
-    if refusal is not None:
-        audit.append(
-            session,
-            at=now,
-            actor=user_id,
-            action="gate.break_glass_refused",
-            subject=f"gate:{gate_id}",
-            details={"reason": refusal},
-        )
-        return Outcome(REFUSED, refusal, gate_id, gate.deployment_id)
-    assert config.break_glass is not None
-    valid_until = rules.break_glass_valid_until(config.break_glass, now)
-    gate.break_glass = {
-        **asked,
-        "confirmed_by": user_id,
-        "confirmed_at": now.isoformat(),
-        "valid_until": valid_until.isoformat(),
-    }
-    deployment = session.get(Deployment, gate.deployment_id)
-    assert deployment is not None
-    audit.append(
-        session,
-        at=now,
-        actor=user_id,
-        action="gate.break_glass_confirmed",
-        subject=f"gate:{gate_id}",
-        details=dict(gate.break_glass),
-    )
-    _close(
-        session,
-        now=now,
-        gate=gate,
-        deployment=deployment,
-        status=rules.APPROVED,
-        actor=user_id,
-        reason=f"break-glass: asked by {asked['requested_by']}, confirmed by {user_id}: "
-        f"{asked['reason']}",
-        target_state=states.APPROVED,
-    )
-    _announce(
-        session,
-        now=now,
-        deployment=deployment,
-        payload={
-            "template": "break_glass.txt.j2",
-            "stage": "confirmed",
-            "by": asked["requested_by"],
-            "confirmed_by": user_id,
-            "reason": asked["reason"],
-            "valid_until": valid_until.isoformat(),
-        },
-    )
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER_CHANGE,
-        payload={
-            "deployment_id": deployment.id,
-            "what": "break-glass",
-            "summary": f"Break-glass on {deployment.service} {deployment.environment}: "
-            f"{asked['reason']}"[:1000],
-        },
-        now=now,
-    )
-    return Outcome(
-        APPROVED, "break-glass confirmed: the release goes ahead", gate_id, deployment.id
-    )
-
-
-def _announce(
-    session: Session, *, now: datetime, deployment: Deployment, payload: dict[str, Any]
-) -> None:
-    """A line for the whole channel, not only the thread (break-glass is loud on purpose)."""
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_ANNOUNCE,
-        payload={"deployment_id": deployment.id, **payload},
-        now=now,
-    )

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.config import Config
-from bot.domain.events import DeployEvent, event_to_dict
+from bot.domain.events import DeployEvent
 from bot.domain.ingest import ACCEPTED, DUPLICATE, IGNORED, Delivery, IngestResult, ShaLookup
+from bot.domain.messages import ResolveSha
 from bot.domain.tracking import resolve
 from bot.ports import Comparison
 from bot.services import outbox, reactions
+from bot.store import statements as sql
 from bot.store.deferred import deferred_inserts
-from bot.store.tables import Deployment, WebhookDelivery
-
-_DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
-_SEEN = (
-    sa.select(_DELIVERY.c.id)
-    .where(_DELIVERY.c.provider == sa.bindparam("provider"))
-    .where(_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
-)
-_INSERT_DELIVERY = sa.insert(_DELIVERY)
+from bot.store.tables import Deployment
 
 
 def record_delivery(
@@ -49,7 +42,7 @@ def record_delivery(
     """
     conn = session.connection()
     seen = conn.execute(
-        _SEEN, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
+        sql.SEEN_DELIVERY, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
     ).first()
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
@@ -73,7 +66,7 @@ def record_delivery(
     # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
     # is retried and then finds this row: answered duplicate.
     conn.execute(
-        _INSERT_DELIVERY,
+        sql.INSERT_DELIVERY,
         {
             "provider": delivery.provider,
             "delivery_id": delivery.delivery_id,
@@ -93,18 +86,8 @@ def _queue_lookup(
 ) -> IngestResult:
     if resolve(config, lookup.event.target) is None:
         return _untracked(delivery, lookup.event)
-    outbox.enqueue(
-        session,
-        key=f"lookup:{lookup.provider}:{lookup.deployment_id}",
-        kind=outbox.RESOLVE_SHA,
-        payload={
-            "provider": lookup.provider,
-            "project": lookup.project,
-            "deployment_id": lookup.deployment_id,
-            "event": event_to_dict(lookup.event),
-        },
-        now=now,
-    )
+    message = ResolveSha(lookup.provider, lookup.project, lookup.deployment_id, lookup.event)
+    outbox.enqueue(session, message, now=now)
     return IngestResult(
         ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
     )

@@ -6,6 +6,7 @@ id order: a row is claimable only when no earlier row of its key is still pendin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,51 +14,48 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from bot.domain import messages
+from bot.domain.messages import Message
 from bot.store import deferred
+from bot.store import statements as sql
 from bot.store.tables import OutboxMessage
 
-PENDING = "pending"
+PENDING = sql.OUTBOX_PENDING
 SENT = "sent"
 DEAD = "dead"
 
-# Kinds of rows, each sent by its own handler in bot.outbox.
-SLACK_MESSAGE = "slack.release_message"  # post or edit the deployment's release message
-SLACK_THREAD = "slack.thread_reply"  # one progress line in the message's thread
-ASSESS = "deployment.assess"  # fetch the commits, score the risk
-RESOLVE_SHA = "deployment.resolve_sha"  # fetch a full sha the webhook did not carry
-DEPLOY = "deployer.execute"  # tell the real pipeline a decision, or start a deploy
-SLACK_ANNOUNCE = "slack.announcement"  # a line in the channel itself, linked to the message
-PAGER_CHANGE = "pager.change"  # a PagerDuty change event (deploy, rollback, break-glass)
-PAGER = "pager.alert"  # page on-call (trigger) or close the alert (resolve)
+# Kinds of rows, each sent by its own handler in bot.outbox (models in bot.domain.messages).
+SLACK_MESSAGE = messages.ReleaseMessageUpdate.KIND  # post or edit the deployment's release message
+SLACK_THREAD = messages.TemplateLine.KIND  # one progress line in the message's thread
+ASSESS = messages.Assess.KIND  # fetch the commits, score the risk
+RESOLVE_SHA = messages.ResolveSha.KIND  # fetch a full sha the webhook did not carry
+DEPLOY = messages.DeployerCall.KIND  # tell the real pipeline a decision, or start a deploy
+SLACK_ANNOUNCE = messages.Announcement.KIND  # a line in the channel itself
+PAGER_CHANGE = messages.PagerChange.KIND  # a PagerDuty change event (deploy, rollback, ...)
+PAGER = messages.PagerAlert.KIND  # page on-call (trigger) or close the alert (resolve)
+DIGEST = messages.Digest.KIND  # the weekly DORA digest
 
 LEASE = timedelta(seconds=60)
 
 
-# Built once: enqueue runs several times per webhook delivery. A Core INSERT on the session's
-# connection runs at once, so rows get their ids (and so their send order) in call order.
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_INSERT = sa.insert(_OUTBOX)
+_OUTBOX = sql.OUTBOX
 
 
-def enqueue(
-    session: Session, *, key: str, kind: str, payload: dict[str, Any], now: datetime
-) -> None:
-    enqueue_many(session, [(key, kind, payload)], now=now)
+def enqueue(session: Session, message: Message, *, now: datetime) -> None:
+    enqueue_many(session, [message], now=now)
 
 
-def enqueue_many(
-    session: Session, rows: list[tuple[str, str, dict[str, Any]]], *, now: datetime
-) -> None:
-    """Queue (key, kind, payload) rows in this order, in one statement (inside
+def enqueue_many(session: Session, batch: Sequence[Message], *, now: datetime) -> None:
+    """Queue the messages in this order, in one statement (inside
     `deferred.deferred_inserts`, together with the block's other rows when it ends)."""
     deferred.insert(
         session,
-        _INSERT,
+        sql.INSERT_OUTBOX,
         [
             {
-                "key": key,
-                "kind": kind,
-                "payload": payload,
+                "key": message.key,
+                "kind": message.KIND,
+                "payload": message.to_payload(),
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": now,
@@ -66,7 +64,7 @@ def enqueue_many(
                 "sent_at": None,
                 "last_error": None,
             }
-            for key, kind, payload in rows
+            for message in batch
         ],
     )
 
@@ -79,17 +77,6 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
-
-
-# claim_due walks the pending rows in id order, a page at a time (ix_outbox_status_id).
-_PAGE = 500
-_PENDING_PAGE = (
-    sa.select(_OUTBOX.c.id, _OUTBOX.c.key, _OUTBOX.c.next_attempt_at, _OUTBOX.c.claimed_until)
-    .where(_OUTBOX.c.status == PENDING)
-    .where(_OUTBOX.c.id > sa.bindparam("after"))
-    .order_by(_OUTBOX.c.id)
-    .limit(_PAGE)
-)
 
 
 def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claimed]:
@@ -106,7 +93,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
     blocked: set[str] = set()
     after = 0
     while len(candidates) < limit:
-        page = conn.execute(_PENDING_PAGE, {"after": after}).all()
+        page = conn.execute(sql.PENDING_OUTBOX_PAGE, {"after": after}).all()
         for row in page:
             if row.key in blocked:
                 continue
@@ -118,7 +105,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
                     break
             else:
                 blocked.add(row.key)
-        if len(page) < _PAGE:
+        if len(page) < sql.OUTBOX_PAGE:
             break
         after = page[-1].id
     if not candidates:

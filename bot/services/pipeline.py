@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bot.config import Config
+from bot.domain.messages import TemplateLine
 from bot.ports import DeployRequest, DeployResult
 from bot.services import audit, outbox
 from bot.store.tables import Deployment, Release
@@ -107,18 +108,15 @@ def _thread(
     url: str | None,
     failed: bool,
 ) -> None:
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment_id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment_id,
-            "template": "deployer_result.txt.j2",
+    line = TemplateLine(
+        deployment_id,
+        "deployer_result.txt.j2",
+        {
             "kind": payload["kind"],
             "action": payload["action"],
             "detail": detail,
             "url": url,
             "failed": failed,
         },
-        now=now,
     )
+    outbox.enqueue(session, line, now=now)

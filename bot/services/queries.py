@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -24,42 +23,16 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
 from bot.services import freezes
+from bot.services.deployment_rows import DeploymentRow as DeploymentRow
+from bot.services.deployment_rows import deployment_rows, first_row, row_query, to_row
 from bot.services.gates import gate_principals
-from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate, Release, ReleaseMessage
+from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate, Release
 
 LATEST: Final = "latest"
 RUNNING: Final = frozenset(states.DEPLOYED)
 MIN_SHA_PREFIX: Final = 4
 MERGE_DEPTH: Final = 1000  # history across environments merges index walks up to this row
 _HEX = frozenset("0123456789abcdef")
-
-
-@dataclass(frozen=True)
-class DeploymentRow:
-    """One deployment as lists show it."""
-
-    deployment_id: int
-    service: str
-    environment: str
-    sha: str
-    version: str | None
-    state: str
-    deployer: str | None
-    created_at: datetime
-    updated_at: datetime
-    ci_url: str | None
-    risk_level: str | None
-    channel: str | None = None  # where its release message lives, once posted
-    ts: str | None = None
-
-    @property
-    def short_sha(self) -> str:
-        return self.sha[:7]
-
-    @property
-    def label(self) -> str:
-        """`v1.4.0 (f95f852)`, or the short sha alone."""
-        return f"{self.version} ({self.short_sha})" if self.version else self.short_sha
 
 
 @dataclass(frozen=True)
@@ -124,11 +97,13 @@ def status(
     }
     found: list[StatusRow] = []
     for service, environment in pairs:
-        latest = _first(_rows(session, service=service, environments=(environment,), limit=1))
+        latest = first_row(
+            deployment_rows(session, service=service, environments=(environment,), limit=1)
+        )
         running = latest
         if latest is not None and latest.state not in RUNNING:
-            running = _first(
-                _rows(
+            running = first_row(
+                deployment_rows(
                     session,
                     service=service,
                     environments=(environment,),
@@ -173,7 +148,7 @@ def history(
         depth = offset + limit + 1
         merged = heapq.merge(
             *(
-                _rows(session, service=service, environments=(env,), limit=depth)
+                deployment_rows(session, service=service, environments=(env,), limit=depth)
                 for env in dict.fromkeys(environments)
             ),
             key=lambda row: (row.created_at, row.deployment_id),
@@ -181,7 +156,7 @@ def history(
         )
         rows = list(itertools.islice(merged, offset, depth))
     else:
-        rows = _rows(
+        rows = deployment_rows(
             session,
             service=service,
             environments=(environment,) if environment else None,
@@ -212,7 +187,7 @@ def pending(
 ) -> list[PendingApproval]:
     """Open gates, oldest first; `can_act` says whether `user_id` may still decide one."""
     query = (
-        _row_query()
+        row_query()
         .add_columns(Gate)
         .join(Gate, col(Gate.deployment_id) == col(Deployment.id))
         .where(Gate.status == rules.PENDING)
@@ -233,7 +208,7 @@ def pending(
     found: list[PendingApproval] = []
     for *columns, gate in results:
         assert gate.id is not None
-        row = _row(tuple(columns))
+        row = to_row(tuple(columns))
         requirement = _requirement(config, gate, row)
         can_act = (
             user_id is not None
@@ -289,12 +264,12 @@ def recent(session: Session, *, services: Sequence[str], limit: int = 10) -> lis
     if not services:
         return []
     query = (
-        _row_query()
+        row_query()
         .where(col(Deployment.service).in_(list(services)))
         .order_by(col(Deployment.created_at).desc(), col(Deployment.id).desc())
         .limit(limit)
     )
-    return [_row(tuple(r)) for r in session.execute(query).all()]
+    return [to_row(tuple(r)) for r in session.execute(query).all()]
 
 
 # --- lookups for promote and rollback --------------------------------------------------------
@@ -318,8 +293,10 @@ def promote_source(
         )
     where = " or ".join(sources)
     if version.lower() == LATEST:
-        row = _first(
-            _rows(session, service=service, environments=sources, states_in=PROMOTABLE, limit=1)
+        row = first_row(
+            deployment_rows(
+                session, service=service, environments=sources, states_in=PROMOTABLE, limit=1
+            )
         )
         if row is None:
             return Found(problem=f"nothing of {service} is deployed in {where} to promote")
@@ -347,8 +324,8 @@ def rollback_target(
     svc = config.services.get(service)
     if svc is None or svc.environment(environment) is None:
         return Found(problem=f"{service} has no environment '{environment}'")
-    current = _first(
-        _rows(
+    current = first_row(
+        deployment_rows(
             session,
             service=service,
             environments=(environment,),
@@ -384,7 +361,7 @@ def match(
     text = version.strip()
     deployed = [col(Deployment.deployed_at).is_not(None)] if ran else []
     names = {text, text[1:] if text[:1] in ("v", "V") else f"v{text}"}
-    by_version = _rows(
+    by_version = deployment_rows(
         session,
         service=service,
         environments=environments,
@@ -396,7 +373,7 @@ def match(
     prefix = text.lower()
     if len(prefix) < MIN_SHA_PREFIX or not set(prefix) <= _HEX:
         return []
-    by_sha = _rows(
+    by_sha = deployment_rows(
         session,
         service=service,
         environments=environments,
@@ -408,98 +385,3 @@ def match(
         listed = ", ".join(s[:10] for s in shas[:5])
         return f"'{text}' matches several versions ({listed}): type more of the sha"
     return by_sha
-
-
-# --- rows ------------------------------------------------------------------------------------
-
-_COLUMNS: Final = tuple(
-    col(c)
-    for c in (
-        Deployment.id,
-        Deployment.service,
-        Deployment.environment,
-        Deployment.sha,
-        Release.version,
-        Deployment.state,
-        Deployment.deployer,
-        Deployment.created_at,
-        Deployment.updated_at,
-        Deployment.ci_url,
-        Deployment.risk,
-        ReleaseMessage.channel,
-        ReleaseMessage.ts,
-    )
-)
-
-
-def _row_query() -> Any:
-    return (
-        sa.select(*_COLUMNS)
-        .join(Release, col(Release.id) == col(Deployment.release_id))
-        .outerjoin(ReleaseMessage, col(ReleaseMessage.deployment_id) == col(Deployment.id))
-    )
-
-
-def _rows(
-    session: Session,
-    *,
-    service: str,
-    environments: Sequence[str] | None,
-    states_in: Iterable[str] | None = None,
-    extra: Sequence[Any] = (),
-    limit: int,
-    offset: int = 0,
-) -> list[DeploymentRow]:
-    query = _row_query().where(Deployment.service == service)
-    if environments is not None and len(environments) == 1:
-        query = query.where(Deployment.environment == environments[0])
-    elif environments is not None:
-        query = query.where(col(Deployment.environment).in_(list(environments)))
-    if states_in is not None:
-        query = query.where(col(Deployment.state).in_(sorted(states_in)))
-    for condition in extra:
-        query = query.where(condition)
-    query = (
-        query.order_by(col(Deployment.created_at).desc(), col(Deployment.id).desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return [_row(tuple(r)) for r in session.execute(query).all()]
-
-
-def _row(values: tuple[Any, ...]) -> DeploymentRow:
-    (
-        deployment_id,
-        service,
-        environment,
-        sha,
-        version,
-        state,
-        deployer,
-        created_at,
-        updated_at,
-        ci_url,
-        risk,
-        channel,
-        ts,
-    ) = values
-    level = risk.get("level") if isinstance(risk, dict) else None
-    return DeploymentRow(
-        deployment_id=int(deployment_id),
-        service=str(service),
-        environment=str(environment),
-        sha=str(sha),
-        version=version,
-        state=str(state),
-        deployer=deployer,
-        created_at=created_at,
-        updated_at=updated_at,
-        ci_url=ci_url,
-        risk_level=str(level) if level else None,
-        channel=channel,
-        ts=ts,
-    )
-
-
-def _first(rows: list[DeploymentRow]) -> DeploymentRow | None:
-    return rows[0] if rows else None

@@ -23,6 +23,7 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent
+from bot.domain.messages import TemplateLine
 from bot.ports import CheckResult, Comparison
 from bot.services import audit, deployments, outbox, releases, verification
 from bot.store.tables import Deployment
@@ -120,18 +121,15 @@ def verified(session: Session, *, now: datetime, config: Config, deployment: Dep
         subject=f"deployment:{deployment.id}",
         details={"to": env.auto_promote_to, "reason": outcome.message},
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "template": "note.txt.j2",
+    note = TemplateLine(
+        deployment.id,
+        "note.txt.j2",
+        {
             "icon": ":lock:",
             "text": f"Not promoted to {env.auto_promote_to} automatically: {outcome.message}",
         },
-        now=now,
     )
+    outbox.enqueue(session, note, now=now)
 
 
 def verification_failed(

@@ -9,35 +9,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freezes, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
-from bot.store.tables import Deployment, EnvironmentLock, Release
+from bot.store import statements as sql
+from bot.store.tables import Deployment, EnvironmentLock, Release, row_id
 
 PROMOTED = "promoted"
 ROLLING_BACK = "rolling_back"
 REFUSED = gates.REFUSED
 DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
 
-# Built once: every successful deploy looks for the rollbacks it finishes, first with a
-# Core query (there rarely are any), then loads them as objects only when there are.
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-_ROLLING_BACK_TO_WHERE = (
-    _DEPLOYMENT.c.service == sa.bindparam("service"),
-    _DEPLOYMENT.c.environment == sa.bindparam("environment"),
-    _DEPLOYMENT.c.state == states.ROLLING_BACK,
-    _DEPLOYMENT.c.rollback_to == sa.bindparam("sha"),
-)
-_ANY_ROLLING_BACK_TO = sa.select(_DEPLOYMENT.c.id).where(*_ROLLING_BACK_TO_WHERE).limit(1)
-_ROLLING_BACK_TO = select(Deployment).where(*_ROLLING_BACK_TO_WHERE)
+
+# Finishing rollbacks: first `sql.ANY_ROLLING_BACK_TO` (there rarely are any), then these
+# are loaded as objects only when there are.
+_ROLLING_BACK_TO = select(Deployment).where(*sql.ROLLING_BACK_TO_WHERE)
 
 
 def promote(
@@ -54,44 +48,11 @@ def promote(
     source = session.get(Deployment, deployment_id)
     if source is None:
         return Outcome(REFUSED, "this deployment does not exist")
-    if source.state not in PROMOTABLE:
-        return Outcome(
-            REFUSED,
-            "only a deployed release can be promoted; this one is "
-            + source.state.replace("_", " "),
-            deployment_id=deployment_id,
-        )
-    target = to_environment or next_environment(
-        config.services.get(source.service), source.environment
-    )
-    service = config.services[source.service]
-    env = service.environment(target) if target else None
-    if target is None or env is None:
-        return Outcome(
-            REFUSED,
-            f"{source.service} has no environment after {source.environment} to promote to",
-            deployment_id=deployment_id,
-        )
-    if env.deploy is None:
-        return Outcome(
-            REFUSED,
-            f"{target} of {source.service} has no deploy section: releasebot cannot start "
-            "its pipeline",
-            deployment_id=deployment_id,
-        )
-    if automatic:
-        lock = session.get(EnvironmentLock, (source.service, target))
-        if lock is not None:
-            return Outcome(
-                REFUSED,
-                f"automatic promotion to {target} is locked: {lock.reason}",
-                deployment_id=deployment_id,
-            )
-        freeze = rules.active_freeze(freezes.active(session, config=config, now=now), target, now)
-        if freeze is not None:
-            return Outcome(
-                REFUSED, f"{target} is frozen: {freeze.reason}", deployment_id=deployment_id
-            )
+    target, refusal = _promotion_target(config, source, to_environment)
+    if refusal is None and automatic:
+        refusal = _automatic_refusal(session, now=now, config=config, source=source, target=target)
+    if refusal is not None:
+        return Outcome(REFUSED, refusal, deployment_id=deployment_id)
     active = session.exec(
         select(Deployment)
         .where(Deployment.service == source.service)
@@ -105,6 +66,8 @@ def promote(
             f"{source.sha[:7]} is already {active.state.replace('_', ' ')} in {target}",
             deployment_id=active.id,
         )
+    env = config.services[source.service].environment(target)
+    assert env is not None and env.deploy is not None
     release = session.get(Release, source.release_id)
     event = DeployEvent(
         target=DeployTarget(provider="releasebot", service=source.service, environment=target),
@@ -133,6 +96,42 @@ def promote(
     return Outcome(PROMOTED, f"promoting {source.sha[:7]} to {target}", deployment_id=created.id)
 
 
+def _promotion_target(
+    config: Config, source: Deployment, to_environment: str | None
+) -> tuple[str, str | None]:
+    """(the environment to promote to, why not) for a deployed release."""
+    if source.state not in PROMOTABLE:
+        return "", (
+            "only a deployed release can be promoted; this one is " + source.state.replace("_", " ")
+        )
+    target = to_environment or next_environment(
+        config.services.get(source.service), source.environment
+    )
+    service = config.services[source.service]
+    env = service.environment(target) if target else None
+    if target is None or env is None:
+        return "", f"{source.service} has no environment after {source.environment} to promote to"
+    if env.deploy is None:
+        return target, (
+            f"{target} of {source.service} has no deploy section: releasebot cannot start "
+            "its pipeline"
+        )
+    return target, None
+
+
+def _automatic_refusal(
+    session: Session, *, now: datetime, config: Config, source: Deployment, target: str
+) -> str | None:
+    """Why automatic promotion may not go into `target` now: a lock, or a freeze."""
+    lock = session.get(EnvironmentLock, (source.service, target))
+    if lock is not None:
+        return f"automatic promotion to {target} is locked: {lock.reason}"
+    freeze = rules.active_freeze(freezes.active(session, config=config, now=now), target, now)
+    if freeze is not None:
+        return f"{target} is frozen: {freeze.reason}"
+    return None
+
+
 def rollback(
     session: Session,
     *,
@@ -147,30 +146,12 @@ def rollback(
     current = session.get(Deployment, deployment_id)
     if current is None:
         return Outcome(REFUSED, "this deployment does not exist")
-    if not reason.strip():
-        return Outcome(REFUSED, "a reason is required to roll back", deployment_id=deployment_id)
-    if current.state not in ROLLBACKABLE:
-        return Outcome(
-            REFUSED,
-            f"only a deployed release can be rolled back; this one is "
-            f"{current.state.replace('_', ' ')}",
-            deployment_id=deployment_id,
-        )
+    target, refusal = _rollback_target(session, config, current, reason, to_sha)
+    if refusal is not None:
+        return Outcome(REFUSED, refusal, deployment_id=deployment_id)
     env = config.services[current.service].environment(current.environment)
-    if env is None or env.deploy is None:
-        return Outcome(
-            REFUSED,
-            f"{current.environment} of {current.service} has no deploy "
-            "section: releasebot cannot start its pipeline",
-            deployment_id=deployment_id,
-        )
-    target = to_sha or _previous_good(session, current)
-    if target is None:
-        return Outcome(
-            REFUSED,
-            f"no earlier version of {current.service} was deployed to {current.environment}",
-            deployment_id=deployment_id,
-        )
+    assert env is not None and env.deploy is not None
+    why = reason.strip()
     current.rollback_to = target
     session.add(current)
     transition(
@@ -180,7 +161,7 @@ def rollback(
         now=now,
         actor=actor,
         source="rollback",
-        note=f"rolling back to {target[:7]}: {reason.strip()}",
+        note=f"rolling back to {target[:7]}: {why}",
     )
     lock(
         session,
@@ -188,32 +169,61 @@ def rollback(
         service=current.service,
         environment=current.environment,
         actor=actor,
-        reason=f"rolled back by {actor}: {reason.strip()}",
+        reason=f"rolled back by {actor}: {why}",
     )
-    outbox.enqueue(
-        session,
-        key=f"deploy:{current.id}",
-        kind=outbox.DEPLOY,
-        payload={
-            "deployment_id": current.id,
-            "kind": env.deploy.kind,
-            "action": "rollback",
-            "sha": target,
-            "request_id": f"rb-{current.id}-rollback-{now.timestamp():.0f}",
-            "context": {},
-            "actor": actor,
-            "reason": reason.strip(),
-        },
-        now=now,
+    call = DeployerCall(
+        deployment_id=row_id(current),
+        kind=env.deploy.kind,
+        action="rollback",
+        sha=target,
+        request_id=f"rb-{current.id}-rollback-{now.timestamp():.0f}",
+        context={},
+        actor=actor,
+        reason=why,
     )
+    outbox.enqueue(session, call, now=now)
     verification.cancel(session, now=now, deployment=current, reason="rolled back")
+    _rollback_told(session, now=now, current=current, target=target, actor=actor, why=why)
+    return Outcome(
+        ROLLING_BACK,
+        f"rolling {current.environment} back to {target[:7]}",
+        deployment_id=current.id,
+    )
+
+
+def _rollback_target(
+    session: Session, config: Config, current: Deployment, reason: str, to_sha: str | None
+) -> tuple[str, str | None]:
+    """(the sha to roll back to, why not)."""
+    if not reason.strip():
+        return "", "a reason is required to roll back"
+    if current.state not in ROLLBACKABLE:
+        return "", (
+            f"only a deployed release can be rolled back; this one is "
+            f"{current.state.replace('_', ' ')}"
+        )
+    env = config.services[current.service].environment(current.environment)
+    if env is None or env.deploy is None:
+        return "", (
+            f"{current.environment} of {current.service} has no deploy "
+            "section: releasebot cannot start its pipeline"
+        )
+    target = to_sha or _previous_good(session, current)
+    if target is None:
+        return "", f"no earlier version of {current.service} was deployed to {current.environment}"
+    return target, None
+
+
+def _rollback_told(
+    session: Session, *, now: datetime, current: Deployment, target: str, actor: str, why: str
+) -> None:
+    """On-call's timeline and the audit trail hear of the rollback."""
     change_event(
         session,
         now=now,
         deployment=current,
         what="rollback",
-        summary=f"Rolling {current.service} {current.environment} back to {target[:7]}: "
-        f"{reason.strip()}",
+        summary=f"Rolling {current.service} {current.environment} back to {target[:7]}: {why}",
     )
     audit.append(
         session,
@@ -221,12 +231,7 @@ def rollback(
         actor=actor,
         action="release.rollback_requested",
         subject=f"deployment:{current.id}",
-        details={"to": target, "reason": reason.strip()},
-    )
-    return Outcome(
-        ROLLING_BACK,
-        f"rolling {current.environment} back to {target[:7]}",
-        deployment_id=current.id,
+        details={"to": target, "reason": why},
     )
 
 
@@ -252,7 +257,7 @@ def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -
     """The version a rollback restores has deployed: the rolled-back deployment is done."""
     params = {"service": deployed.service, "environment": deployed.environment, "sha": deployed.sha}
     session.flush()  # what an ORM query would flush first (a rollback_to set just now)
-    if session.connection().execute(_ANY_ROLLING_BACK_TO, params).first() is None:
+    if session.connection().execute(sql.ANY_ROLLING_BACK_TO, params).first() is None:
         return
     waiting = session.exec(_ROLLING_BACK_TO, params=params).all()
     for deployment in waiting:
@@ -358,13 +363,7 @@ def change_event(
     session: Session, *, now: datetime, deployment: Deployment, what: str, summary: str
 ) -> None:
     """A PagerDuty change event: informational, never pages (deploys, rollbacks, break-glass)."""
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER_CHANGE,
-        payload={"deployment_id": deployment.id, "what": what, "summary": summary[:1000]},
-        now=now,
-    )
+    outbox.enqueue(session, PagerChange(row_id(deployment), what, summary[:1000]), now=now)
 
 
 def scope(session: Session, deployment_id: int) -> tuple[str, str] | None:

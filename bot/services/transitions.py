@@ -10,22 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
+from bot.domain.messages import ReleaseMessageUpdate, StateChangeLine
 from bot.services import audit, outbox
-from bot.store.tables import Deployment
-
-_DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
-# Built once; the SET clause comes from the parameters each call passes (column names).
-_MOVE = (
-    sa.update(_DEPLOYMENT)
-    .where(_DEPLOYMENT.c.id == sa.bindparam("where_id"))
-    .where(_DEPLOYMENT.c.row_version == sa.bindparam("where_row_version"))
-)
+from bot.store import statements as sql
+from bot.store.tables import Deployment, row_id
 
 
 def transition(
@@ -55,7 +48,7 @@ def transition(
     # A Core UPDATE on the session's connection (the ORM's bulk-update path costs more, and
     # the loaded object is brought up to date below without a reload).
     updated = session.connection().execute(
-        _MOVE,
+        sql.MOVE_DEPLOYMENT,
         {"where_id": deployment.id, "where_row_version": deployment.row_version, **values},
     )
     if updated.rowcount != 1:
@@ -75,24 +68,13 @@ def transition(
         subject=f"deployment:{deployment.id}",
         details=details,
     )
-    key = f"deployment:{deployment.id}"
-    outbox.enqueue_many(
-        session,
-        [
-            (key, outbox.SLACK_MESSAGE, {"deployment_id": deployment.id}),
-            (
-                key,
-                outbox.SLACK_THREAD,
-                {
-                    "deployment_id": deployment.id,
-                    "from": previous,
-                    "to": target,
-                    "at": now.isoformat(),
-                    "actor": actor,
-                    "url": url,
-                    "note": note[:500] if note else None,
-                },
-            ),
-        ],
-        now=now,
+    line = StateChangeLine(
+        deployment_id=row_id(deployment),
+        from_state=previous,
+        to_state=target,
+        at=now.isoformat(),
+        actor=actor,
+        url=url,
+        note=note[:500] if note else None,
     )
+    outbox.enqueue_many(session, [ReleaseMessageUpdate(row_id(deployment)), line], now=now)

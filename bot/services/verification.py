@@ -16,10 +16,12 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.messages import PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
 from bot.services import audit, outbox
 from bot.services.transitions import transition
-from bot.store.tables import Check, CheckRun, Deployment
+from bot.store import statements as sql
+from bot.store.tables import Check, CheckRun, Deployment, row_id
 
 PENDING = "pending"
 RUNNING = "running"
@@ -29,13 +31,8 @@ CANCELLED = "cancelled"
 LEASE = timedelta(minutes=2)
 
 # Built once: planning runs on every successful deploy (inside the webhook's transaction).
-# Core statements where nothing needs an ORM object back; building and flushing ORM objects
-# for a handful of rows costs several times the INSERTs themselves.
-_CHECK = Check.__table__  # type: ignore[attr-defined]
-_RUN = CheckRun.__table__  # type: ignore[attr-defined]
-# The checks' ids come back in the order of the rows given (one statement for all of them).
-_INSERT_CHECKS = sa.insert(_CHECK).returning(_CHECK.c.id, sort_by_parameter_order=True)
-_INSERT_RUN = sa.insert(_RUN)
+# Checks and runs are written with Core INSERTs (`sql.INSERT_CHECKS`, `sql.INSERT_CHECK_RUN`):
+# building and flushing ORM objects for a handful of rows costs several times the INSERTs.
 _VERIFYING_OTHERS = (
     select(Deployment)
     .where(col(Deployment.service) == sa.bindparam("service"))
@@ -45,9 +42,9 @@ _VERIFYING_OTHERS = (
 )
 # The SET clause comes from the parameters each call passes (column names).
 _CANCEL = (
-    sa.update(_RUN)
-    .where(_RUN.c.deployment_id == sa.bindparam("where_deployment_id"))
-    .where(_RUN.c.status.in_((PENDING, RUNNING)))
+    sa.update(sql.CHECK_RUN)
+    .where(sql.CHECK_RUN.c.deployment_id == sa.bindparam("where_deployment_id"))
+    .where(sql.CHECK_RUN.c.status.in_((PENDING, RUNNING)))
 )
 
 
@@ -72,7 +69,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
     count = 0
     last = timedelta(0)
     check_ids = conn.execute(
-        _INSERT_CHECKS,
+        sql.INSERT_CHECKS,
         [
             {
                 "deployment_id": deployment.id,
@@ -101,7 +98,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
             count += 1
             last = max(last, offset)
     if runs:
-        conn.execute(_INSERT_RUN, runs)
+        conn.execute(sql.INSERT_CHECK_RUN, runs)
     audit.append(
         session,
         at=now,
@@ -267,19 +264,12 @@ def record(
             "evidence": result.evidence,
         },
     )
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "template": "check_result.txt.j2",
-            "check": check.name,
-            "passed": result.passed,
-            "summary": result.summary[:500],
-        },
-        now=now,
+    line = TemplateLine(
+        deployment.id,
+        "check_result.txt.j2",
+        {"check": check.name, "passed": result.passed, "summary": result.summary[:500]},
     )
+    outbox.enqueue(session, line, now=now)
     if deployment.state != states.VERIFYING:
         return Recorded(run.status, deployment, check=check.name)
     if not result.passed:
@@ -311,13 +301,7 @@ def record(
         resolve_incidents(session, now=now, deployment=deployment)
         return Recorded(PASSED, deployment, states.VERIFIED, check.name)
     else:
-        outbox.enqueue(
-            session,
-            key=f"deployment:{deployment.id}",
-            kind=outbox.SLACK_MESSAGE,
-            payload={"deployment_id": deployment.id},
-            now=now,
-        )
+        outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
     return Recorded(PASSED, deployment, check=check.name)
 
 
@@ -346,35 +330,27 @@ def failed(
     service = config.services[deployment.service]
     env = service.environment(deployment.environment)
     oncall = list(config.slack.oncall)
-    outbox.enqueue(
-        session,
-        key=f"deployment:{deployment.id}",
-        kind=outbox.SLACK_THREAD,
-        payload={
-            "deployment_id": deployment.id,
-            "template": "verification_failed.txt.j2",
+    line = TemplateLine(
+        deployment.id,
+        "verification_failed.txt.j2",
+        {
             "oncall": oncall,
             "check": check,
             "summary": summary[:500],
             "policy": env.on_verification_failure if env else "notify",
         },
-        now=now,
     )
-    outbox.enqueue(
-        session,
-        key=f"pager:{deployment.id}",
-        kind=outbox.PAGER,
-        payload={
-            "deployment_id": deployment.id,
-            "action": "trigger",
-            "dedup_key": incident_key(deployment),
-            "summary": f"{deployment.service} {deployment.environment}: "
-            f"verification failed after deploying {deployment.sha[:7]}: "
-            f"{check}: {summary}"[:1000],
-            "severity": "critical" if deployment.environment == "production" else "error",
-        },
-        now=now,
+    outbox.enqueue(session, line, now=now)
+    page = PagerAlert(
+        deployment_id=deployment.id,
+        action="trigger",
+        dedup_key=incident_key(deployment),
+        summary=f"{deployment.service} {deployment.environment}: "
+        f"verification failed after deploying {deployment.sha[:7]}: "
+        f"{check}: {summary}"[:1000],
+        severity="critical" if deployment.environment == "production" else "error",
     )
+    outbox.enqueue(session, page, now=now)
     audit.append(
         session,
         at=now,
@@ -405,19 +381,14 @@ def resolve_incidents(session: Session, *, now: datetime, deployment: Deployment
         if opened is None:
             continue
         recovered_after = now - datetime.fromisoformat(str(opened).replace("Z", "+00:00"))
-        outbox.enqueue(
-            session,
-            key=f"pager:{bad.id}",
-            kind=outbox.PAGER,
-            payload={
-                "deployment_id": bad.id,
-                "action": "resolve",
-                "dedup_key": incident_key(bad),
-                "summary": f"{bad.service} {bad.environment} recovered: "
-                f"{deployment.sha[:7]} verified after the rollback",
-            },
-            now=now,
+        resolved = PagerAlert(
+            deployment_id=row_id(bad),
+            action="resolve",
+            dedup_key=incident_key(bad),
+            summary=f"{bad.service} {bad.environment} recovered: "
+            f"{deployment.sha[:7]} verified after the rollback",
         )
+        outbox.enqueue(session, resolved, now=now)
         audit.append(
             session,
             at=now,

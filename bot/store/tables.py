@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -281,3 +281,14 @@ class FreezeWindow(SQLModel, table=True):
     created_at: datetime = _at()
     lifted_at: datetime | None = _at(default=None)
     lifted_by: str | None = Field(default=None, max_length=200)
+
+
+class _Saved(Protocol):
+    id: int | None
+
+
+def row_id(row: _Saved) -> int:
+    """The primary key of a row that is in the database (added and flushed)."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id: it is not in the database yet")
+    return row.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.domain.gates import Person
-from bot.services import gates
+from bot.services import break_glass, gates
 from bot.usecases.context import Context
 
 GATE_SCOPES_KEPT = 256
@@ -71,7 +71,7 @@ async def request_break_glass(
     """Ask to pass a gate or a freeze with a reason; a second person has to confirm."""
     now = ctx.clock.now()
     outcome = await ctx.write(
-        lambda s: gates.request_break_glass(
+        lambda s: break_glass.request(
             s, now=now, config=ctx.config, gate_id=gate_id, user_id=user_id, reason=reason or ""
         )
     )
@@ -85,7 +85,7 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     members = await ctx.members_of(approvers)
     now = ctx.clock.now()
     outcome = await ctx.write(
-        lambda s: gates.confirm_break_glass(
+        lambda s: break_glass.confirm(
             s, now=now, config=ctx.config, gate_id=gate_id, user_id=user_id, group_members=members
         )
     )

@@ -1,0 +1,204 @@
+"""Break-glass: an emergency path through a gate, asked for by one person with a reason
+and confirmed by a second (a break-glass approver). Loud on purpose: both steps are
+announced in the channel itself, and the confirmation is a change event for on-call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from bot.config import BreakGlass, Config
+from bot.domain import gates as rules
+from bot.domain import states
+from bot.domain.messages import Announcement, PagerChange
+from bot.services import audit, outbox
+from bot.services.gate_close import close_gate, lock_gate, refresh_message
+from bot.services.gate_reads import memberships_from
+from bot.services.gates import APPROVED, RECORDED, REFUSED, Outcome
+from bot.store.tables import Deployment, Gate, row_id
+
+TEMPLATE = "break_glass.txt.j2"
+
+
+def request(
+    session: Session, *, now: datetime, config: Config, gate_id: int, user_id: str, reason: str
+) -> Outcome:
+    """Someone asks to pass a gate in an emergency; a second person has to confirm."""
+    gate = session.get(Gate, gate_id)
+    if gate is None:
+        return Outcome(REFUSED, "this gate does not exist", gate_id)
+    lock_gate(session, gate)
+    refusal = _request_refusal(config.break_glass, gate, reason)
+    if refusal is not None:
+        return _refuse(session, now=now, gate=gate, user_id=user_id, refusal=refusal)
+    assert config.break_glass is not None
+    gate.break_glass = {
+        "requested_by": user_id,
+        "reason": reason.strip()[:2000],
+        "requested_at": now.isoformat(),
+    }
+    session.add(gate)
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="gate.break_glass_requested",
+        subject=f"gate:{gate_id}",
+        details={"reason": reason.strip()},
+    )
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None
+    fields = {
+        "stage": "requested",
+        "by": user_id,
+        "reason": reason.strip()[:2000],
+        "approvers": list(config.break_glass.approvers),
+    }
+    _announce(session, now=now, deployment=deployment, fields=fields)
+    refresh_message(session, now=now, deployment=deployment)
+    who = " or ".join(config.break_glass.approvers)
+    return Outcome(
+        RECORDED, f"break-glass requested: someone from {who} must confirm", gate_id, deployment.id
+    )
+
+
+def confirm(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    gate_id: int,
+    user_id: str,
+    group_members: Mapping[str, frozenset[str]],
+) -> Outcome:
+    """A break-glass approver confirms someone else's request: the gate is approved."""
+    gate = session.get(Gate, gate_id)
+    if gate is None:
+        return Outcome(REFUSED, "this gate does not exist", gate_id)
+    lock_gate(session, gate)
+    asked = gate.break_glass or {}
+    refusal = _confirm_refusal(
+        config.break_glass, gate, asked, user_id, memberships_from(group_members, {user_id}), now
+    )
+    if refusal is not None:
+        return _refuse(session, now=now, gate=gate, user_id=user_id, refusal=refusal)
+    assert config.break_glass is not None
+    valid_until = rules.break_glass_valid_until(config.break_glass, now)
+    gate.break_glass = {
+        **asked,
+        "confirmed_by": user_id,
+        "confirmed_at": now.isoformat(),
+        "valid_until": valid_until.isoformat(),
+    }
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="gate.break_glass_confirmed",
+        subject=f"gate:{gate_id}",
+        details=dict(gate.break_glass),
+    )
+    close_gate(
+        session,
+        now=now,
+        gate=gate,
+        deployment=deployment,
+        status=rules.APPROVED,
+        actor=user_id,
+        reason=f"break-glass: asked by {asked['requested_by']}, confirmed by {user_id}: "
+        f"{asked['reason']}",
+        target_state=states.APPROVED,
+    )
+    _announce_confirmed(
+        session, now=now, deployment=deployment, asked=asked, user_id=user_id, until=valid_until
+    )
+    return Outcome(
+        APPROVED, "break-glass confirmed: the release goes ahead", gate_id, deployment.id
+    )
+
+
+def _request_refusal(policy: BreakGlass | None, gate: Gate, reason: str) -> str | None:
+    if policy is None:
+        return "break-glass is not configured (no break_glass section in releasebot.yaml)"
+    if gate.status != rules.PENDING:
+        return f"this gate is already {gate.status}"
+    if len(reason.strip()) < rules.MIN_BREAK_GLASS_REASON:
+        return (
+            f"break-glass needs a reason of at least {rules.MIN_BREAK_GLASS_REASON} characters "
+            "saying what is on fire"
+        )
+    return None
+
+
+def _confirm_refusal(
+    policy: BreakGlass | None,
+    gate: Gate,
+    asked: Mapping[str, Any],
+    user_id: str,
+    memberships: Mapping[str, frozenset[str]],
+    now: datetime,
+) -> str | None:
+    if gate.status != rules.PENDING:
+        return f"this gate is already {gate.status}"
+    if not asked.get("requested_by"):
+        return "nobody has asked for break-glass on this gate"
+    if asked.get("confirmed_by"):
+        return "this break-glass was already confirmed"
+    request = rules.BreakGlassRequest(
+        requested_by=str(asked["requested_by"]),
+        reason=str(asked["reason"]),
+        requested_at=datetime.fromisoformat(str(asked["requested_at"])),
+    )
+    return rules.break_glass_check(policy, request, user_id, memberships, now)
+
+
+def _refuse(session: Session, *, now: datetime, gate: Gate, user_id: str, refusal: str) -> Outcome:
+    audit.append(
+        session,
+        at=now,
+        actor=user_id,
+        action="gate.break_glass_refused",
+        subject=f"gate:{gate.id}",
+        details={"reason": refusal},
+    )
+    assert gate.id is not None
+    return Outcome(REFUSED, refusal, gate.id, gate.deployment_id)
+
+
+def _announce_confirmed(
+    session: Session,
+    *,
+    now: datetime,
+    deployment: Deployment,
+    asked: Mapping[str, Any],
+    user_id: str,
+    until: datetime,
+) -> None:
+    """The channel line, and a change event on the service's on-call timeline."""
+    fields = {
+        "stage": "confirmed",
+        "by": asked["requested_by"],
+        "confirmed_by": user_id,
+        "reason": asked["reason"],
+        "valid_until": until.isoformat(),
+    }
+    _announce(session, now=now, deployment=deployment, fields=fields)
+    change = PagerChange(
+        row_id(deployment),
+        "break-glass",
+        f"Break-glass on {deployment.service} {deployment.environment}: {asked['reason']}"[:1000],
+    )
+    outbox.enqueue(session, change, now=now)
+
+
+def _announce(
+    session: Session, *, now: datetime, deployment: Deployment, fields: dict[str, Any]
+) -> None:
+    """A line for the whole channel, not only the thread (break-glass is loud on purpose)."""
+    outbox.enqueue(session, Announcement(row_id(deployment), TEMPLATE, fields), now=now)

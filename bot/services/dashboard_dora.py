@@ -1,0 +1,185 @@
+"""The dashboard's DORA page: deploys, failed deploys and median lead time per UTC day or
+week, for one environment over a window of days."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from bot.domain import states
+from bot.services.assessment import epoch_micros
+from bot.store.tables import Deployment, ReleaseCommit
+
+PRODUCTION = "production"
+BUCKETS = ("day", "week")
+FAILED_STATES = frozenset(
+    {states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK}
+)
+
+
+@dataclass(frozen=True)
+class DoraBucket:
+    start: datetime
+    end: datetime
+    deploys: int
+    failed: int  # deployments in the bucket that failed, failed verification or rolled back
+    lead_time_median: float | None  # seconds from commit authored to deployed, median
+    commits: int  # commits with an authored time behind that median
+
+
+@dataclass(frozen=True)
+class DoraSeries:
+    environment: str
+    bucket: str
+    since: datetime
+    until: datetime
+    buckets: list[DoraBucket]
+    deploys: int
+    failed: int
+    lead_time_median: float | None
+    per_week: float = field(default=0.0)
+
+    @property
+    def change_failure_rate(self) -> float | None:
+        return self.failed / self.deploys if self.deploys else None
+
+
+def dora_series(
+    session: Session,
+    *,
+    now: datetime,
+    days: int = 90,
+    bucket: str = "week",
+    environment: str = PRODUCTION,
+) -> DoraSeries:
+    """Deploys and median lead time per bucket (UTC weeks from Monday, or UTC days).
+
+    A deploy is a deployment into `environment` with `deployed_at` in the window. Lead time
+    is measured once per release (its first deploy in the window): from each of its commits'
+    `authored_at` to that deploy; a release deployed again adds a deploy but no lead times.
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    now = now.astimezone(UTC)
+    step = timedelta(days=1) if bucket == "day" else timedelta(weeks=1)
+    first = _bucket_start(now - timedelta(days=max(days, 1) - 1), bucket)
+    starts: list[datetime] = []
+    cursor = first
+    while cursor <= now:
+        starts.append(cursor)
+        cursor += step
+    window = _Window(first, step, len(starts))
+    deploys, failed, first_deploy = _count_deploys(session, window, now, environment)
+    leads = _lead_times(session, window, first_deploy)
+    everything = [lead for found in leads for lead in found]
+    total = sum(deploys)
+    weeks = max((now - first).total_seconds() / timedelta(weeks=1).total_seconds(), 1 / 7)
+    return DoraSeries(
+        environment=environment,
+        bucket=bucket,
+        since=first,
+        until=now,
+        buckets=[
+            DoraBucket(
+                start=start,
+                end=start + step,
+                deploys=deploys[i],
+                failed=failed[i],
+                lead_time_median=statistics.median(leads[i]) if leads[i] else None,
+                commits=len(leads[i]),
+            )
+            for i, start in enumerate(starts)
+        ],
+        deploys=total,
+        failed=sum(failed),
+        lead_time_median=statistics.median(everything) if everything else None,
+        per_week=total / weeks,
+    )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The series' buckets: `count` of them, `step` long, the first starting at `first`."""
+
+    first: datetime
+    step: timedelta
+    count: int
+
+
+def _count_deploys(
+    session: Session, window: _Window, now: datetime, environment: str
+) -> tuple[list[int], list[int], dict[int, tuple[int, datetime]]]:
+    """Deploys and failed deploys per bucket, and each release's first deploy (its bucket
+    and time) in the window."""
+    rows = session.execute(
+        sa.select(
+            col(Deployment.release_id),
+            col(Deployment.deployed_at),
+            col(Deployment.state),
+        )
+        .where(col(Deployment.environment) == environment)
+        .where(col(Deployment.deployed_at).is_not(None))
+        .where(col(Deployment.deployed_at) >= window.first)
+        .where(col(Deployment.deployed_at) <= now)
+        .order_by(col(Deployment.deployed_at))
+    ).all()
+    deploys = [0] * window.count
+    failed = [0] * window.count
+    first_deploy: dict[int, tuple[int, datetime]] = {}
+    for release_id, deployed_at, state in rows:
+        index = _index(deployed_at, window.first, window.step, window.count)
+        if index is None:
+            continue
+        deploys[index] += 1
+        if state in FAILED_STATES:
+            failed[index] += 1
+        first_deploy.setdefault(release_id, (index, deployed_at))
+    return deploys, failed, first_deploy
+
+
+def _lead_times(
+    session: Session, window: _Window, first_deploy: Mapping[int, tuple[int, datetime]]
+) -> list[list[float]]:
+    """Per bucket, the seconds from each commit authored to its release's first deploy."""
+    leads: list[list[float]] = [[] for _ in range(window.count)]
+    for release_id, authored_us in _commit_times(session, first_deploy):
+        index, deployed_at = first_deploy[release_id]
+        deployed_us = epoch_micros(deployed_at)
+        if deployed_us is not None:
+            leads[index].append(max(deployed_us - authored_us, 0) / 1_000_000)
+    return leads
+
+
+def _bucket_start(at: datetime, bucket: str) -> datetime:
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if bucket == "day" else day - timedelta(days=day.weekday())
+
+
+def _index(at: datetime, first: datetime, step: timedelta, count: int) -> int | None:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    index = int((at - first) // step)
+    return index if 0 <= index < count else None
+
+
+def _commit_times(
+    session: Session, releases: Iterable[int], chunk: int = 500
+) -> Iterable[tuple[int, int]]:
+    """(release id, authored time in epoch microseconds) of the releases' commits with a time
+    (the `release_commit` rows the DORA metrics read too)."""
+    ids = sorted(releases)
+    for offset in range(0, len(ids), chunk):
+        part = ids[offset : offset + chunk]
+        rows = session.execute(
+            sa.select(col(ReleaseCommit.release_id), col(ReleaseCommit.authored_us))
+            .where(col(ReleaseCommit.release_id).in_(part))
+            .where(col(ReleaseCommit.authored_us).is_not(None))
+        ).all()
+        yield from ((int(release_id), int(authored_us)) for release_id, authored_us in rows)
