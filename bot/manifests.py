@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
+from bot.blocks.commands import SUBCOMMANDS
+
 __all__ = [
     "GITHUB_ENDPOINTS",
     "GITHUB_EVENTS",
@@ -118,9 +120,7 @@ SLACK_SLASH_COMMAND_SCOPE: Final = SlackMethod(
 SLASH_COMMAND_DESCRIPTION: Final = (
     "Releases: status, history, approvals, promote, rollback, freezes, DORA metrics"
 )
-SLASH_COMMAND_USAGE: Final = (
-    "help | status | history | pending | promote | rollback | freeze | unfreeze | metrics"
-)
+SLASH_COMMAND_USAGE: Final = " | ".join(SUBCOMMANDS)
 
 
 def slack_bot_scopes() -> list[str]:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.blocks.commands import SUBCOMMANDS
 from bot.cli import main
 from bot.manifests import SLACK_EVENTS, SLACK_METHODS, slack_bot_scopes, slack_manifest
-from handlers.slack.commands import SUBCOMMANDS
 from tests.helpers import EXAMPLE_CONFIG, REPO_ROOT
 
 URL = "https://bot.example.com"
