@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from bot.domain.events import DeployEvent, event_from_dict, event_to_dict
 
@@ -93,11 +93,10 @@ class StateChangeLine:
 
 
 @dataclass(frozen=True)
-class TemplateLine:
-    """A thread line rendered from a named template with its fields (a check result, a
-    reminder, a deployer's answer, a note)."""
+class _TemplatedText:
+    """Text rendered from a named template with its fields, about one deployment."""
 
-    KIND: ClassVar[str] = "slack.thread_reply"
+    KIND: ClassVar[str]
     deployment_id: int
     template: str
     fields: Mapping[str, Any] = field(default_factory=dict)
@@ -110,9 +109,17 @@ class TemplateLine:
         return {"deployment_id": self.deployment_id, "template": self.template, **self.fields}
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> TemplateLine:
+    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
         fields = {k: v for k, v in payload.items() if k not in ("deployment_id", "template")}
-        return cls(int(payload["deployment_id"]), str(payload["template"]), fields)
+        return cls(int(payload["deployment_id"]), str(payload.get("template", "")), fields)
+
+
+@dataclass(frozen=True)
+class TemplateLine(_TemplatedText):
+    """A thread line rendered from a named template with its fields (a check result, a
+    reminder, a deployer's answer, a note)."""
+
+    KIND: ClassVar[str] = "slack.thread_reply"
 
 
 ThreadReply = StateChangeLine | TemplateLine
@@ -126,25 +133,10 @@ def thread_reply_from_payload(payload: Mapping[str, Any]) -> ThreadReply:
 
 
 @dataclass(frozen=True)
-class Announcement:
+class Announcement(_TemplatedText):
     """A line in the channel itself, linked to the release message (break-glass)."""
 
     KIND: ClassVar[str] = "slack.announcement"
-    deployment_id: int
-    template: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return _deployment_key(self.deployment_id)
-
-    def to_payload(self) -> Payload:
-        return {"deployment_id": self.deployment_id, "template": self.template, **self.fields}
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Announcement:
-        fields = {k: v for k, v in payload.items() if k not in ("deployment_id", "template")}
-        return cls(int(payload["deployment_id"]), str(payload.get("template", "")), fields)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -37,43 +38,100 @@ ICONS = {
 }
 
 
-def register_actions(app: AsyncApp, usecases: UseCases) -> None:
-    @app.action("release_approve", middleware=ACK_FIRST)
-    async def approve(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        gate_id = _value(body)
-        if gate_id is None:
-            return
-        outcome = await usecases.decide_gate(
-            gate_id=gate_id, user_id=body["user"]["id"], decision="approve"
-        )
-        await _tell(client, body, outcome)
+Act = Callable[[int, str], Awaitable[Outcome]]  # (id from the button, user) -> outcome
+ActWithReason = Callable[[int, str, str], Awaitable[Outcome]]  # ... and the reason given
 
-    @app.action("release_reject", middleware=ACK_FIRST)
-    async def reject(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+
+def register_actions(app: AsyncApp, usecases: UseCases) -> None:
+    """Approve (one click) and reject (a modal asks why)."""
+
+    async def approve(gate_id: int, user: str) -> Outcome:
+        return await usecases.decide_gate(gate_id=gate_id, user_id=user, decision="approve")
+
+    async def reject(gate_id: int, user: str, reason: str) -> Outcome:
+        return await usecases.decide_gate(
+            gate_id=gate_id, user_id=user, decision="reject", reason=reason
+        )
+
+    _on_click(app, "release_approve", approve)
+    _on_reason(app, "release_reject", REJECT_MODAL, reject_modal, "gate_id", reject)
+
+
+def register_operations(app: AsyncApp, usecases: UseCases) -> None:
+    """Promote and unlock (one click), roll back (with a reason), and break-glass (one person
+    asks with a reason, a second one confirms)."""
+
+    def operation(action: str) -> Act:
+        async def act(deployment_id: int, user: str) -> Outcome:
+            return await usecases.operate(action=action, deployment_id=deployment_id, user_id=user)
+
+        return act
+
+    async def rollback(deployment_id: int, user: str, reason: str) -> Outcome:
+        return await usecases.operate(
+            action="rollback", deployment_id=deployment_id, user_id=user, reason=reason
+        )
+
+    async def ask_break_glass(gate_id: int, user: str, reason: str) -> Outcome:
+        return await usecases.break_glass(gate_id=gate_id, user_id=user, reason=reason)
+
+    async def confirm_break_glass(gate_id: int, user: str) -> Outcome:
+        return await usecases.break_glass(gate_id=gate_id, user_id=user, confirm=True)
+
+    _on_click(app, "release_promote", operation("promote"))
+    _on_click(app, "release_unlock", operation("unlock"))
+    _on_reason(app, "release_rollback", ROLLBACK_MODAL, rollback_modal, "deployment_id", rollback)
+    _on_reason(
+        app,
+        "release_break_glass",
+        BREAK_GLASS_MODAL,
+        break_glass_modal,
+        "gate_id",
+        ask_break_glass,
+    )
+    _on_click(app, "release_break_glass_confirm", confirm_break_glass)
+
+
+def _on_click(app: AsyncApp, action_id: str, act: Act) -> None:
+    """A button that acts at once on the id it carries, and says what happened."""
+
+    @app.action(action_id, middleware=ACK_FIRST)
+    async def clicked(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        gate_id = _value(body)
-        if gate_id is None:
+        target = _value(body)
+        if target is not None:
+            await _tell(client, body, await act(target, body["user"]["id"]))
+
+
+def _on_reason(
+    app: AsyncApp,
+    action_id: str,
+    modal_id: str,
+    modal: Callable[[dict[str, Any]], dict[str, Any]],
+    key: str,
+    act: ActWithReason,
+) -> None:
+    """A button that opens a modal asking why; submitting a reason acts (none: asked again)."""
+
+    @app.action(action_id, middleware=ACK_FIRST)
+    async def clicked(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        target = _value(body)
+        if target is None:
             return
         await client.views_open(
-            trigger_id=body["trigger_id"],
-            view=reject_modal({"gate_id": gate_id, "channel": _channel(body)}),
+            trigger_id=body["trigger_id"], view=modal({key: target, "channel": _channel(body)})
         )
 
-    @app.view(REJECT_MODAL)
-    async def reject_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+    @app.view(modal_id)
+    async def submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         reason = _reason(body)
         if not reason:
             await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await usecases.decide_gate(
-            gate_id=int(metadata["gate_id"]),
-            user_id=body["user"]["id"],
-            decision="reject",
-            reason=reason,
-        )
+        outcome = await act(int(metadata[key]), body["user"]["id"], reason)
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
 
@@ -106,103 +164,3 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) 
         await client.chat_postMessage(channel=user, text=text)
         return
     await client.chat_postEphemeral(channel=channel, user=user, text=text)
-
-
-def register_operations(app: AsyncApp, usecases: UseCases) -> None:
-    """Promote, roll back (with a reason), unlock, and break-glass (ask, then confirm)."""
-    _register_deployment_buttons(app, usecases)
-    _register_rollback(app, usecases)
-    _register_break_glass(app, usecases)
-
-
-def _register_deployment_buttons(app: AsyncApp, usecases: UseCases) -> None:
-    """Promote and unlock: one click, no question asked."""
-
-    @app.action("release_promote", middleware=ACK_FIRST)
-    async def promote(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        deployment_id = _value(body)
-        if deployment_id is not None:
-            outcome = await usecases.operate(
-                action="promote", deployment_id=deployment_id, user_id=body["user"]["id"]
-            )
-            await _tell(client, body, outcome)
-
-    @app.action("release_unlock", middleware=ACK_FIRST)
-    async def unlock(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        deployment_id = _value(body)
-        if deployment_id is not None:
-            outcome = await usecases.operate(
-                action="unlock", deployment_id=deployment_id, user_id=body["user"]["id"]
-            )
-            await _tell(client, body, outcome)
-
-
-def _register_rollback(app: AsyncApp, usecases: UseCases) -> None:
-    """Roll back: the button opens a modal asking why; submitting it rolls back."""
-
-    @app.action("release_rollback", middleware=ACK_FIRST)
-    async def rollback(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        deployment_id = _value(body)
-        if deployment_id is None:
-            return
-        await client.views_open(
-            trigger_id=body["trigger_id"],
-            view=rollback_modal({"deployment_id": deployment_id, "channel": _channel(body)}),
-        )
-
-    @app.view(ROLLBACK_MODAL)
-    async def rollback_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        reason = _reason(body)
-        if not reason:
-            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
-            return
-        await ack()
-        metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await usecases.operate(
-            action="rollback",
-            deployment_id=int(metadata["deployment_id"]),
-            user_id=body["user"]["id"],
-            reason=reason,
-        )
-        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
-
-
-def _register_break_glass(app: AsyncApp, usecases: UseCases) -> None:
-    """Break glass: one person asks (with a reason, in a modal), a second one confirms."""
-
-    @app.action("release_break_glass", middleware=ACK_FIRST)
-    async def break_glass(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        gate_id = _value(body)
-        if gate_id is None:
-            return
-        await client.views_open(
-            trigger_id=body["trigger_id"],
-            view=break_glass_modal({"gate_id": gate_id, "channel": _channel(body)}),
-        )
-
-    @app.view(BREAK_GLASS_MODAL)
-    async def break_glass_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        reason = _reason(body)
-        if not reason:
-            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
-            return
-        await ack()
-        metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await usecases.break_glass(
-            gate_id=int(metadata["gate_id"]), user_id=body["user"]["id"], reason=reason
-        )
-        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
-
-    @app.action("release_break_glass_confirm", middleware=ACK_FIRST)
-    async def confirm(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        gate_id = _value(body)
-        if gate_id is not None:
-            outcome = await usecases.break_glass(
-                gate_id=gate_id, user_id=body["user"]["id"], confirm=True
-            )
-            await _tell(client, body, outcome)

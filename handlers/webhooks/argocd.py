@@ -14,11 +14,10 @@ from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     accepted,
-    check_token,
     decode_json,
     media_type,
-    read_body,
     refusal,
+    token_body,
 )
 from integrations.argocd import payloads
 from integrations.payloads import PayloadError
@@ -26,15 +25,13 @@ from integrations.payloads import PayloadError
 
 async def argocd_webhook(request: Request) -> Response:
     usecases: UseCases = request.state.usecases
-    settings = usecases.settings
-    secret = settings.argocd_webhook_secret
     try:
-        check_token(
-            secret=secret.get_secret_value() if secret else None,
-            given=request.headers.get("x-releasebot-token"),
+        body = await token_body(
+            request,
+            usecases,
+            secret=usecases.settings.argocd_webhook_secret,
             header="X-Releasebot-Token",
         )
-        body = await read_body(request, limit=settings.max_body_bytes)
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(data)
     except (Refused, PayloadError) as error:

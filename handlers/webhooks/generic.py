@@ -14,11 +14,10 @@ from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     accepted,
-    check_hmac_signature,
     decode_json,
     media_type,
-    read_body,
     refusal,
+    signed_body,
 )
 from integrations.generic import payloads
 from integrations.payloads import PayloadError
@@ -26,14 +25,11 @@ from integrations.payloads import PayloadError
 
 async def generic_webhook(request: Request) -> Response:
     usecases: UseCases = request.state.usecases
-    settings = usecases.settings
-    secret = settings.generic_webhook_secret
     try:
-        body = await read_body(request, limit=settings.max_body_bytes)
-        check_hmac_signature(
-            secret=secret.get_secret_value() if secret else None,
-            body=body,
-            header_value=request.headers.get("x-releasebot-signature"),
+        body = await signed_body(
+            request,
+            usecases,
+            secret=usecases.settings.generic_webhook_secret,
             header="X-Releasebot-Signature",
         )
         data = decode_json(body, content_type=media_type(request))

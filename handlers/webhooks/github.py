@@ -10,11 +10,10 @@ from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     accepted,
-    check_hmac_signature,
     decode_json,
     media_type,
-    read_body,
     refusal,
+    signed_body,
 )
 from integrations.github import payloads
 from integrations.payloads import PayloadError
@@ -22,14 +21,11 @@ from integrations.payloads import PayloadError
 
 async def github_webhook(request: Request) -> Response:
     usecases: UseCases = request.state.usecases
-    settings = usecases.settings
-    secret = settings.github_webhook_secret
     try:
-        body = await read_body(request, limit=settings.max_body_bytes)
-        check_hmac_signature(
-            secret=secret.get_secret_value() if secret else None,
-            body=body,
-            header_value=request.headers.get("x-hub-signature-256"),
+        body = await signed_body(
+            request,
+            usecases,
+            secret=usecases.settings.github_webhook_secret,
             header="X-Hub-Signature-256",
         )
         event_name = request.headers.get("x-github-event")

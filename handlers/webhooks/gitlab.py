@@ -13,11 +13,10 @@ from bot.usecases import UseCases
 from handlers.webhooks.verify import (
     Refused,
     accepted,
-    check_token,
     decode_json,
     media_type,
-    read_body,
     refusal,
+    token_body,
 )
 from integrations.gitlab import payloads
 from integrations.payloads import PayloadError
@@ -25,15 +24,13 @@ from integrations.payloads import PayloadError
 
 async def gitlab_webhook(request: Request) -> Response:
     usecases: UseCases = request.state.usecases
-    settings = usecases.settings
-    secret = settings.gitlab_webhook_token
     try:
-        check_token(
-            secret=secret.get_secret_value() if secret else None,
-            given=request.headers.get("x-gitlab-token"),
+        body = await token_body(
+            request,
+            usecases,
+            secret=usecases.settings.gitlab_webhook_token,
             header="X-Gitlab-Token",
         )
-        body = await read_body(request, limit=settings.max_body_bytes)
         event_name = request.headers.get("x-gitlab-event")
         # Idempotency-Key (GitLab 17.4+) stays the same across GitLab's retries of one event.
         delivery_id = request.headers.get("idempotency-key") or request.headers.get(

@@ -8,6 +8,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +27,32 @@ class Refused(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.error}, status_code=self.status)
+
+
+async def signed_body(
+    request: Request, usecases: UseCases, *, secret: SecretStr | None, header: str
+) -> bytes:
+    """The body within the size limit, its HMAC-SHA256 signature in `header` checked."""
+    body = await read_body(request, limit=usecases.settings.max_body_bytes)
+    check_hmac_signature(
+        secret=secret.get_secret_value() if secret else None,
+        body=body,
+        header_value=request.headers.get(header.lower()),
+        header=header,
+    )
+    return body
+
+
+async def token_body(
+    request: Request, usecases: UseCases, *, secret: SecretStr | None, header: str
+) -> bytes:
+    """The body within the size limit, once the shared token in `header` matched."""
+    check_token(
+        secret=secret.get_secret_value() if secret else None,
+        given=request.headers.get(header.lower()),
+        header=header,
+    )
+    return await read_body(request, limit=usecases.settings.max_body_bytes)
 
 
 def refusal(usecases: UseCases, provider: str, error: Refused | PayloadError) -> Response:
