@@ -45,7 +45,7 @@ from support import bench_database  # noqa: E402
 from bot import migrate  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
-from bot.outbox import OutboxWorker  # noqa: E402
+from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.ports import PostedMessage, SlackUser  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402

@@ -35,7 +35,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bot.render import Renderer  # noqa: E402
-from bot.services.views import ReleaseView  # noqa: E402
+from bot.services.release_views import ReleaseView  # noqa: E402
 
 TARGET_MS = 2.0
 NOW = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)

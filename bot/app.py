@@ -23,7 +23,7 @@ from starlette.middleware import Middleware
 from bot import migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
-from bot.outbox import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.ports import (
     CheckRunner,
     Clock,

@@ -8,7 +8,7 @@ from datetime import datetime
 from bot.config import Oncall
 from bot.domain.messages import PagerAlert, PagerChange
 from bot.ports import PagerAction, PagerEvent
-from bot.services.views import ReleaseView
+from bot.services.release_views import ReleaseView
 
 
 def pager_targets(oncall: Oncall) -> list[tuple[str, str]]:

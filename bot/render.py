@@ -32,7 +32,7 @@ from bot.blocks.mrkdwn import (
     with_mentions,
 )
 from bot.blocks.release import COMMITS_SHOWN, commits_more, release_blocks
-from bot.services.views import ReleaseView
+from bot.services.release_views import ReleaseView
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 RELEASE_BLOCKS_TEMPLATE: Final = "release_message.json.j2"

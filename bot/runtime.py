@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.metrics import Metrics
-from bot.outbox import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.ports import CheckRunner, Clock, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database

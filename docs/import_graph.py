@@ -24,7 +24,7 @@ ROOMS = (
     "bot.runtime",
     "handlers",
     "bot.usecases",
-    "bot.outbox",
+    "bot.outbox_worker",
     "bot.services",
     "bot.store",
     "bot.domain",

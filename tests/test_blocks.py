@@ -22,7 +22,7 @@ from bot.domain.dora import DoraMetrics
 from bot.services.freezes import ActiveFreeze, FreezeOutcome
 from bot.services.gates import Outcome
 from bot.services.queries import DeploymentRow, HistoryPage, PendingApproval, StatusRow
-from bot.services.views import ReleaseView
+from bot.services.release_views import ReleaseView
 
 NOW = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)
 EVIL = "<!channel> <http://evil.example|click> & <@U0ADMIN>"

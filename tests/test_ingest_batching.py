@@ -24,7 +24,7 @@ from bot.config import Config
 from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit, outbox, verification
 from bot.services.ingest import record_delivery
-from bot.services.views import release_view, release_views
+from bot.services.release_views import release_view, release_views
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release
 from integrations.github import payloads

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.domain import messages
 from bot.domain.events import DeployEvent, DeployTarget, event_to_dict
 from bot.metrics import Metrics
-from bot.outbox import OutboxWorker
+from bot.outbox_worker import OutboxWorker
 from bot.ports import DeployRequest, DeployResult, PagerEvent, PostedMessage
 from bot.render import Renderer
 from bot.store.db import Database

@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.blocks.mrkdwn import STATE_LABELS, escape_mrkdwn, link, mention
 from bot.render import Renderer
-from bot.services.views import ReleaseView
+from bot.services.release_views import ReleaseView
 
 NOW = datetime(2026, 11, 17, 10, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from bot.blocks.mrkdwn import (
 )
 
 if TYPE_CHECKING:
-    from bot.services.views import ReleaseView
+    from bot.services.release_views import ReleaseView
 
 COMMITS_SHOWN: Final = 10
 

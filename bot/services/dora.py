@@ -75,7 +75,7 @@ from bot.store.tables import OutboxMessage
 
 WINDOWS: Final = (7, 30, 90)
 
-# The weekly digest is an outbox row of its own kind, sent by bot.outbox to `channel`.
+# The weekly digest is an outbox row of its own kind, sent by bot.outbox_worker to `channel`.
 DIGEST_KIND: Final = "slack.digest"
 DIGEST_KEY: Final = "digest"
 DIGEST_ONCE_PER: Final = timedelta(hours=12)  # replicas: the first queues it, others skip

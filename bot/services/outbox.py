@@ -24,7 +24,7 @@ PENDING = sql.OUTBOX_PENDING
 SENT = "sent"
 DEAD = "dead"
 
-# Kinds of rows, each sent by its own handler in bot.outbox (models in bot.domain.messages).
+# Kinds of rows, each sent by its own handler in bot.outbox_worker (models in bot.domain.messages).
 SLACK_MESSAGE = messages.ReleaseMessageUpdate.KIND  # post or edit the deployment's release message
 SLACK_THREAD = messages.TemplateLine.KIND  # one progress line in the message's thread
 ASSESS = messages.Assess.KIND  # fetch the commits, score the risk

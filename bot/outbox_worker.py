@@ -59,7 +59,7 @@ from bot.services.outbox import (
     SLACK_MESSAGE,
     SLACK_THREAD,
 )
-from bot.services.views import ReleaseView, release_views, save_message
+from bot.services.release_views import ReleaseView, release_views, save_message
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
