@@ -7,6 +7,7 @@ and hands them to the handlers as typed state; nothing is created at import time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -38,7 +39,7 @@ from bot.ports import (
 from bot.render import Renderer
 from bot.runtime import Runtime
 from bot.scheduling import build_scheduler, register_jobs
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases
 from handlers.routes import RequestMetrics, routes
@@ -212,6 +213,11 @@ def _start_workers(runtime: Runtime, overrides: Overrides, stack: AsyncExitStack
 async def _slack_edge(
     settings: Settings, overrides: Overrides, clock: Clock, stack: AsyncExitStack
 ) -> SlackEdge:
+    try:
+        settings.check_slack_tokens()  # a real token never falls back to the sandbox
+    except SettingsError as exc:
+        log.error("releasebot cannot start: %s", exc)
+        raise
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     sandbox = (
         None
@@ -340,12 +346,68 @@ def _signing_secret(settings: Settings) -> str:
     return secrets.token_hex(32)
 
 
-async def _start_socket_mode(settings: Settings, bolt: Any) -> Any:
-    if settings.slack_app_token is None:
+async def _start_socket_mode(settings: Settings, bolt: Any) -> SocketModeConnection | None:
+    """With both Slack tokens, Socket Mode: connecting starts in the background."""
+    if not settings.slack_socket_mode or settings.slack_app_token is None:
         return None
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    log.info("connected to Slack in Socket Mode")
-    return handler
+    connection = SocketModeConnection(handler)
+    connection.start()
+    return connection
+
+
+class SocketModeConnection:
+    """Slack's Socket Mode, connected in the background: start-up never waits on Slack.
+
+    Each attempt asks Slack for a WebSocket URL (`apps.connections.open`, with the app
+    token) and connects to it. A failed attempt is logged and retried after a wait that
+    doubles from `first_wait` up to `longest_wait` seconds, for as long as the bot runs.
+    Once connected, the Slack SDK reconnects by itself (with a fresh URL) whenever Slack
+    closes or drops the socket, as it does routinely.
+    """
+
+    first_wait = 1.0
+    longest_wait = 60.0
+    attempt_timeout = 30.0  # one attempt: the URL, then the WebSocket handshake
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()  # set once the first connection is up
+        self.attempts = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name="slack-socket-mode")
+
+    async def _connect(self) -> None:
+        client = self._handler.client
+        wait = self.first_wait
+        while True:
+            self.attempts += 1
+            try:
+                client.wss_uri = await client.issue_new_wss_url()
+                await asyncio.wait_for(client.connect(), self.attempt_timeout)
+            except Exception as exc:  # any failure: say so and try again later
+                log.warning(
+                    "Slack Socket Mode: connection attempt %d failed (%s: %s); retrying in %.1f s",
+                    self.attempts,
+                    type(exc).__name__,
+                    exc,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, self.longest_wait)
+                continue
+            log.info("connected to Slack in Socket Mode")
+            self.connected.set()
+            return
+
+    async def close_async(self) -> None:
+        """Stop connecting, close the socket and the SDK's HTTP session."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._handler.close_async()

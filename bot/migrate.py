@@ -1,4 +1,8 @@
-"""Alembic, configured in code: upgrade and current for the CLI, `serve` and the tests."""
+"""Alembic, configured in code: upgrade and current for the CLI, `serve` and the tests.
+
+The migration scripts live in the repository's top-level `migrations/` directory; an
+installed wheel carries the same files as `bot/migrations` (see setup.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def migrations_dir(package: Path = _PACKAGE) -> Path:
+    """`bot/migrations` when installed from a wheel, else the checkout's `migrations/`."""
+    installed = package / "migrations"
+    if (installed / "env.py").is_file():
+        return installed
+    return package.parent / "migrations"
+
+
+MIGRATIONS = migrations_dir()
 _PG_LOCK_ID = 7_200_311  # advisory lock so replicas starting together upgrade one at a time
 
 

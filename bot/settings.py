@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIB = 1024 * 1024
 
 
+class SettingsError(ValueError):
+    """Environment variables that cannot work together; the message names the fix."""
+
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
@@ -97,6 +101,26 @@ class Settings(BaseSettings):
     def slack_sandbox(self) -> bool:
         """No bot token: Slack calls stay inside the process."""
         return self.slack_bot_token is None
+
+    @property
+    def slack_socket_mode(self) -> bool:
+        """Both tokens: Slack's events arrive over a WebSocket the bot opens (Socket Mode)."""
+        return self.slack_app_token is not None and self.slack_bot_token is not None
+
+    def check_slack_tokens(self) -> None:
+        """Refuse an app-level token without a bot token: Socket Mode needs both.
+
+        The app token (xapp-) only opens the WebSocket; every message, modal and lookup
+        is a Web API call made with the bot token (xoxb-). The local sandbox is for when
+        no Slack token is set at all, never a stand-in for a missing one.
+        """
+        if self.slack_app_token is not None and self.slack_bot_token is None:
+            raise SettingsError(
+                "SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode needs both "
+                "(the app-level xapp- token opens the connection, the bot's xoxb- token makes "
+                "every Web API call). Set SLACK_BOT_TOKEN, or unset SLACK_APP_TOKEN to run "
+                "with the local Slack sandbox."
+            )
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

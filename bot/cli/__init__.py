@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from bot import __version__
 from bot.cli import audit, config, db, demo, gate, github, metrics, serve, slack
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="releasebot", description="Slack release bot for continuous deployment."
     )
+    parser.add_argument("--version", action="version", version=f"releasebot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for add_group in _COMMAND_GROUPS:
         add_group(commands)

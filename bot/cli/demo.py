@@ -80,8 +80,9 @@ def outside_world(world: World) -> Starlette:
         return JSONResponse({**_commit(request.path_params["sha"], 0), "files": _files()})
 
     async def dispatch(request: Request) -> Response:
+        body = json.loads(await request.body())  # never await while holding the lock
         with world.lock:
-            world.dispatches.append(json.loads(await request.body()))
+            world.dispatches.append(body)
         return Response(status_code=204)
 
     async def runs(_: Request) -> Response:
