@@ -13,10 +13,12 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.errors import ReleasebotError
+
 MIB = 1024 * 1024
 
 
-class SettingsError(ValueError):
+class SettingsError(ReleasebotError, ValueError):
     """Environment variables that cannot work together; the message names the fix."""
 
 

@@ -6,8 +6,9 @@ import argparse
 import gc
 import logging
 
-from bot.cli.common import EXIT_FAIL, EXIT_OK, report_invalid_config, settings_for
+from bot.cli.common import EXIT_FAIL, EXIT_OK, report_invalid_config, settings_for, warn
 from bot.domain.errors import ConfigError
+from bot.settings import SettingsError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +29,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        settings.check_slack_tokens()
         app = create_app(settings)
     except ConfigError as exc:
         report_invalid_config(settings.config_path, exc)
+        return EXIT_FAIL
+    except SettingsError as exc:
+        warn(f"releasebot cannot start: {exc}")
         return EXIT_FAIL
     # What is loaded by now (modules, the config) stays for the life of the server: frozen,
     # the collector's full passes no longer walk it all (each stalled the event loop, and
