@@ -21,7 +21,25 @@ datetime, a negative count handed to a constructor) stays a plain `ValueError` o
 `TypeError`: no edge should turn it into an answer.
 
 `InvalidRequest` is also a `ValueError` and `NotFound` also a `LookupError`, so code that
-catches the built-in keeps catching them.
+catches the built-in keeps catching them. Beside this tree: `SettingsError` (bot.settings,
+environment variables that cannot work together), `PayloadError` and `CredentialsError`
+(integrations.errors), all `ReleasebotError`s.
+
+Everything else is caught by name. The last-resort guards, each of which logs the error and
+keeps a promise that would otherwise break, are these and no others:
+- the outbox worker's loop and one row's send (`bot/outbox_worker.py`): the worker stays
+  alive and the row stays pending for a retry;
+- a check runner's crash (`bot/usecases/verify.py`): the run is recorded as failed instead of
+  staying claimed;
+- readiness (`bot/services/health.py`): `/readyz` answers "database unreachable" instead of
+  a 500;
+- the group-commit writer (`bot/store/db.py`): each caller's future gets its own exception,
+  and the writer thread never dies;
+- the slash command's answer (`handlers/slack/commands.py`): the person gets an answer that
+  something failed instead of silence;
+- closing the deployers' clients (`integrations/deployers/registry.py`): the rest are closed,
+  then the first error is raised again;
+- the Socket Mode connection's retries (`bot/app.py`): any failure to connect is retried.
 """
 
 from __future__ import annotations

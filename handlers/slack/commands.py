@@ -31,6 +31,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import commands as blocks
@@ -53,6 +54,13 @@ from handlers.slack.command_parser import (
     parse,
 )
 from handlers.slack.middleware import ACK_FIRST
+from integrations.slack.sender import NETWORK_ERRORS
+
+SLACK_CALL_ERRORS: tuple[type[BaseException], ...] = (
+    SlackApiError,
+    SlackClientError,
+    *NETWORK_ERRORS,
+)
 
 log = logging.getLogger("releasebot.slack")
 
@@ -238,12 +246,12 @@ async def _send(
             await client.chat_postEphemeral(
                 channel=str(channel), user=str(user), text=reply.text, blocks=reply.blocks or None
             )
-    except Exception:
+    except SLACK_CALL_ERRORS:
         log.exception("could not answer the slash command")
 
 
 async def _announce(client: AsyncWebClient, channel: str, text: str) -> None:
     try:
         await client.chat_postMessage(channel=channel, text=text)
-    except Exception:
+    except SLACK_CALL_ERRORS:
         log.exception("could not announce in %s", channel)
