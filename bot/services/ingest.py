@@ -97,18 +97,31 @@ def apply_resolved(
     session: Session, *, now: datetime, config: Config, event: DeployEvent
 ) -> Deployment | None:
     """Apply an event once the worker has looked up its full sha."""
+    applied = _apply_tracked(session, now=now, config=config, event=event, commits=None)
+    return applied[0] if applied is not None else None
+
+
+def _apply_tracked(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    event: DeployEvent,
+    commits: Comparison | None,
+) -> tuple[Deployment | None, bool] | None:
+    """Apply an event to the service and environment that track it (None: nothing does)."""
     tracked = resolve(config, event.target)
     if tracked is None:
         return None
-    deployment, _ = reactions.apply_event(
+    return reactions.apply_event(
         session,
         now=now,
         config=config,
         service=tracked.service,
         environment=tracked.environment,
         event=event,
+        commits=commits,
     )
-    return deployment
 
 
 def _untracked(delivery: Delivery, event: DeployEvent) -> IngestResult:
@@ -134,18 +147,10 @@ def _apply(
     if event is None:
         status = ACCEPTED if delivery.event == "ping" else IGNORED
         return IngestResult(status, delivery.delivery_id, detail=note)
-    tracked = resolve(config, event.target)
-    if tracked is None:
+    applied = _apply_tracked(session, now=now, config=config, event=event, commits=commits)
+    if applied is None:
         return _untracked(delivery, event)
-    deployment, changed = reactions.apply_event(
-        session,
-        now=now,
-        config=config,
-        service=tracked.service,
-        environment=tracked.environment,
-        event=event,
-        commits=commits,
-    )
+    deployment, changed = applied
     if deployment is None:
         return IngestResult(IGNORED, delivery.delivery_id, detail="stale event")
     return IngestResult(
