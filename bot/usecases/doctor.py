@@ -24,6 +24,7 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -41,6 +42,7 @@ __all__ = [
     "api_findings",
     "database_findings",
     "diagnose",
+    "log_findings",
     "secret_findings",
 ]
 
@@ -54,6 +56,13 @@ _WEBHOOK_SECRETS = {
     "argocd_app": "ARGOCD_WEBHOOK_SECRET",
     "jenkins_job": "JENKINS_WEBHOOK_SECRET",
     "generic": "RELEASEBOT_GENERIC_WEBHOOK_SECRET",
+}
+_SOURCE = {
+    "github": "GitHub",
+    "gitlab": "GitLab",
+    "argocd_app": "Argo CD",
+    "jenkins_job": "Jenkins",
+    "generic": "generic",
 }
 _SETTING_OF = {
     "GITHUB_WEBHOOK_SECRET": "github_webhook_secret",
@@ -108,6 +117,20 @@ async def diagnose(patient: Patient) -> list[Finding]:
         "database", database_findings(patient.db, patient.migrations_head, patient.db_error)
     )
     return findings
+
+
+async def log_findings(patient: Patient, log: logging.Logger) -> None:
+    """Run every check and log each finding: problems as warnings with their fix."""
+    try:
+        findings = await diagnose(patient)
+    except Exception:  # a fault in a check must never reach the running bot
+        log.exception("start-up checks could not run")
+        return
+    for finding in findings:
+        if finding.ok:
+            log.info("check %s: ok%s", finding.check, f" ({finding.note})" if finding.note else "")
+        else:
+            log.warning("check %s: %s; fix: %s", finding.check, finding.problem, finding.fix)
 
 
 async def _bounded(check: str, checks: Awaitable[list[Finding]]) -> list[Finding]:
@@ -192,7 +215,8 @@ def _needs(config: Config) -> dict[str, _Need]:
         for index, env in enumerate(service.environments):
             at = f"services.{name}.environments[{index}]"
             for key in _webhook_keys(service.provider, env.track):
-                need(_WEBHOOK_SECRETS[key], "the secret that signs its webhooks", f"{at}.track")
+                secret = _WEBHOOK_SECRETS[key]
+                need(secret, f"the secret of the {_SOURCE[key]} webhooks", f"{at}.track")
             if env.deploy is not None:
                 _deploy_needs(env.deploy.kind, env.deploy.target, f"{at}.deploy", need)
     return needs
@@ -249,7 +273,7 @@ def secret_findings(
     """One finding per environment variable the config needs: set, or where it is needed."""
     findings: list[Finding] = []
     for need in _needs(config).values():
-        check = f"secret {need.variable}"
+        check = f"env {need.variable}"
         places = ", ".join(need.where)
         if _is_set(need.variable, settings, environ):
             findings.append(passed(check, f"set (for {places})"))
@@ -260,8 +284,8 @@ def secret_findings(
             findings.append(
                 failed(
                     check,
-                    f"{name} is not set: it holds {need.what}, which {places} needs",
-                    f"set {name} in the bot's environment (a secret store, never the YAML)",
+                    f"{name} is not set: it holds {need.what}, needed by {places}",
+                    f"set {name} in the bot's environment (from a secret store, never in the YAML)",
                 )
             )
     return findings + _half_credentials(settings)
@@ -276,7 +300,7 @@ def _half_credentials(settings: Settings) -> list[Finding]:
             missing = second if one else first
             findings.append(
                 failed(
-                    f"secret {missing}",
+                    f"env {missing}",
                     f"{first} and {second} work only together, and {missing} is not set",
                     f"set {missing}, or unset {second if missing == first else first}",
                 )
