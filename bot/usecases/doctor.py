@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.config import Config
+from bot.config import Config, Track
 from bot.domain.findings import Finding, failed, not_applicable, passed
 from bot.services import health
 from bot.settings import Settings
@@ -222,16 +222,16 @@ def _needs(config: Config) -> dict[str, _Need]:
     return needs
 
 
-def _webhook_keys(provider: str, track: object) -> list[str]:
+def _webhook_keys(provider: str, track: Track | None) -> list[str]:
     if track is None:
         return [provider]  # events arrive from the repository's host, matched by name
     keys = []
-    if getattr(track, "github_workflow", None) or getattr(track, "github_environment", None):
+    if track.github_workflow or track.github_environment:
         keys.append("github")
-    if getattr(track, "gitlab_environment", None):
+    if track.gitlab_environment:
         keys.append("gitlab")
-    keys += [key for key in ("argocd_app", "jenkins_job") if getattr(track, key, None)]
-    if getattr(track, "generic", False):
+    keys += [key for key in ("argocd_app", "jenkins_job") if getattr(track, key)]
+    if track.generic:
         keys.append("generic")
     return keys
 
