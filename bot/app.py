@@ -42,6 +42,7 @@ from bot.scheduling import build_scheduler, register_jobs
 from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases
+from bot.usecases.doctor import Patient, log_findings
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
 from integrations.checks.http import HttpCheckRunner
@@ -81,6 +82,7 @@ class Overrides:
     process_before_response: bool = False
     start_scheduler: bool = True
     run_outbox_worker: bool = True
+    startup_checks: bool | None = None  # doctor's checks once at start; None: as the scheduler
     outbox_poll_seconds: float = 5.0
 
 
@@ -169,6 +171,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             if socket_mode is not None:
                 stack.push_async_callback(socket_mode.close_async)
             _start_workers(runtime, overrides, stack)
+            _check_in_background(runtime, slack, world, overrides, stack)
             app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
             log.info("releasebot ready: %d services configured", len(config.services))
             yield {
@@ -208,6 +211,38 @@ def _start_workers(runtime: Runtime, overrides: Overrides, stack: AsyncExitStack
         stack.push_async_callback(stop_worker)
     else:
         stack.callback(runtime.worker.stop)
+
+
+def _check_in_background(
+    runtime: Runtime,
+    slack: SlackEdge,
+    world: OutsideWorld,
+    overrides: Overrides,
+    stack: AsyncExitStack,
+) -> None:
+    """`releasebot doctor`'s checks, once, beside start-up (never in its way): findings logged."""
+    if not (
+        overrides.start_scheduler if overrides.startup_checks is None else overrides.startup_checks
+    ):
+        return
+    patient = Patient(
+        settings=runtime.settings,
+        config=runtime.config,
+        environ=overrides.environ if overrides.environ is not None else os.environ,
+        slack=slack.client if slack.sandbox is None else None,
+        apis={k: c for k, c in world.scm.items() if isinstance(c, GitHubClient | GitLabClient)},
+        db=runtime.db,
+        migrations_head=runtime.migrations_head,
+    )
+
+    task = asyncio.create_task(log_findings(patient, log), name="startup-checks")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
 
 
 async def _slack_edge(

@@ -99,7 +99,27 @@ SLACK_METHODS: Final[tuple[SlackMethod, ...]] = (
         "opens the modals that ask for a reason (reject, roll back, break-glass)",
     ),
     SlackMethod("views.publish", (), "publishes each person's Home tab"),
-    SlackMethod("auth.test", (), "Bolt asks once who the bot is"),
+    SlackMethod(
+        "auth.test",
+        (),
+        "Bolt asks once who the bot is; `releasebot doctor` reads the token's scopes from it",
+    ),
+    SlackMethod(
+        "users.conversations",
+        ("channels:read", "groups:read"),
+        "`releasebot doctor` lists the public and private channels the bot is in, to find "
+        "configured channels it cannot post to",
+    ),
+    SlackMethod(
+        "conversations.list",
+        ("channels:read",),
+        "`releasebot doctor` finds the id of a configured public channel the bot is not in",
+    ),
+    SlackMethod(
+        "conversations.join",
+        ("channels:join",),
+        "`releasebot doctor` (and start-up) joins configured public channels the bot is not in",
+    ),
 )
 """Every Slack Web API method the code calls (the `say` of a Bolt listener is chat.postMessage)."""
 
@@ -210,6 +230,12 @@ class GitHubEvent:
 
 
 GITHUB_ENDPOINTS: Final[tuple[GitHubEndpoint, ...]] = (
+    GitHubEndpoint(
+        "GET", "/rate_limit", None, None, "`releasebot doctor` checks GitHub answers to the token"
+    ),
+    GitHubEndpoint(
+        "GET", "/app", None, None, "`releasebot doctor` checks GitHub accepts the App's JWT"
+    ),
     GitHubEndpoint(
         "POST",
         "/app/installations/{installation_id}/access_tokens",

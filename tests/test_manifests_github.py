@@ -122,6 +122,10 @@ class RecordingGitHub:
             return httpx.Response(200, json={"workflow_runs": []})
         if path.endswith("/deployment_protection_rule"):
             return httpx.Response(204)
+        if path == "/rate_limit":
+            return httpx.Response(200, json={"resources": {"core": {"limit": 5000}}})
+        if path == "/app":
+            return httpx.Response(200, json={"slug": "releasebot"})
         return httpx.Response(404, json={"message": "Not Found"})
 
 
@@ -160,6 +164,7 @@ async def exercise_github(fake: RecordingGitHub) -> None:
     for scm in (as_token, as_app):
         await scm.compare(repo="acme/checkout", base=BASE_SHA, head=SHA)
         await scm.compare(repo="acme/checkout", base=None, head=SHA)
+        await scm.check_access()  # releasebot doctor
         await scm.aclose()
     workflow = GitHubWorkflowDeployer(client(), app, retry=retry, sleep=_no_sleep)
     await workflow.execute(

@@ -1,8 +1,8 @@
 """The `releasebot` command line: each subcommand builds Settings and calls one service.
 
 One module per command group (`serve`, `db`, `config`, `audit`, `metrics`, `gate`, `demo`,
-`slack`, `github`), each adding its parser with `add_parser(commands)` and answering with an
-exit code: 0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
+`slack`, `github`, `doctor`), each adding its parser with `add_parser(commands)` and answering
+with an exit code: 0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import audit, config, db, demo, gate, github, metrics, serve, slack
+from bot.cli import audit, config, db, demo, doctor, gate, github, metrics, serve, slack
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
 
@@ -38,6 +38,7 @@ _COMMAND_GROUPS = (
     demo.add_parser,
     slack.add_parser,
     github.add_parser,
+    doctor.add_parser,
 )
 
 

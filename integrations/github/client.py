@@ -234,6 +234,38 @@ class GitHubClient:
             url=_opt_str(data.get("html_url")),
         )
 
+    async def check_access(self) -> str:
+        """Whether GitHub answers to these credentials, as a short note for `releasebot doctor`.
+
+        A token asks `/rate_limit` (which costs nothing against the limit), a GitHub App
+        `/app` with its JWT. Raises `DeliveryFailed` saying what GitHub refused.
+        """
+        if self._app is None:
+            assert self._token is not None
+            try:
+                response = await self._send("/rate_limit", self._token)
+            except DeliveryFailed as failure:
+                raise _explained(failure, self._failures()) from failure
+            resources = _mapping(_json_object(response, "GET /rate_limit").get("resources"))
+            limits = _mapping(resources.get("core"))
+            return (
+                f"answers to GITHUB_TOKEN; {limits.get('remaining', '?')} of "
+                f"{limits.get('limit', '?')} calls left this hour"
+            )
+        app_jwt = self._app.jwt()
+        try:
+            response = await self._retry.request(
+                self._client,
+                "GET",
+                "/app",
+                headers=self._app._jwt_headers(app_jwt),
+                secrets=[app_jwt],
+            )
+        except DeliveryFailed as failure:
+            raise _explained(failure, _APP_FAILURES) from failure
+        name = _json_object(response, "GET /app").get("slug") or self._app.app_id
+        return f"answers to the GitHub App {name}"
+
     async def aclose(self) -> None:
         """Close the underlying HTTP client."""
         await self._client.aclose()

@@ -139,6 +139,15 @@ class GitLabClient:
             deployable_url=_opt_str(_mapping(data.get("deployable")).get("web_url")),
         )
 
+    async def check_access(self) -> str:
+        """Whether GitLab answers to the token (`GET /version`), as a note for `releasebot doctor`.
+
+        Raises `DeliveryFailed` saying what GitLab refused.
+        """
+        response = await self._get("/version", not_found="no GitLab API at GITLAB_API_URL")
+        version = _json_object(response, "GET /version").get("version")
+        return f"answers to GITLAB_TOKEN; GitLab {version or '(version not given)'}"
+
     async def aclose(self) -> None:
         """Close the underlying HTTP client."""
         await self._client.aclose()
