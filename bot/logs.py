@@ -189,3 +189,7 @@ def configure_logging(
     handler.set_name(HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The scheduler's executor says "Running job" and "executed successfully" for each run
+    # of jobs that run twice a second: only at DEBUG.
+    quiet = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
+    logging.getLogger("apscheduler.executors.default").setLevel(quiet)

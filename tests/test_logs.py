@@ -149,10 +149,15 @@ def test_configure_logging_replaces_its_own_handler_only() -> None:
         assert len(ours) == 1 and root.level == logging.WARNING
         log.warning("hello")
         assert json.loads(stream.getvalue())["message"] == "hello"
+        chatty = logging.getLogger("apscheduler.executors.default")
+        assert chatty.getEffectiveLevel() == logging.WARNING
+        configure_logging(level="debug", fmt="json", stream=stream)
+        assert chatty.getEffectiveLevel() == logging.DEBUG
     finally:
         for handler in [h for h in root.handlers if h not in before[0]]:
             root.removeHandler(handler)
         root.setLevel(before[1])
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.NOTSET)
 
 
 # --- the setting -------------------------------------------------------------------------
