@@ -49,3 +49,25 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.check_runs = Counter(
+            "releasebot_check_runs",
+            "Verification check runs finished, by check kind and outcome (passed or failed).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.check_lag = Histogram(
+            "releasebot_check_lag_seconds",
+            "How long after its due time a check run was started (drift of the check schedule).",
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.checks_last_tick = Gauge(
+            "releasebot_checks_last_tick_timestamp_seconds",
+            "When this process last looked for due check runs (Unix time).",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "releasebot_ready",
+            "1 when the last readiness check passed (database, migrations), else 0.",
+            registry=self.registry,
+        )

@@ -35,6 +35,7 @@ from bot.domain.messages import (
     TemplateLine,
     thread_reply_from_payload,
 )
+from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.paging import pager_event, pager_targets
 from bot.ports import (
@@ -205,7 +206,9 @@ class OutboxWorker:
 
     async def _send_in_order(self, rows: list[outbox.Claimed], batch: _Batch) -> None:
         for index, row in enumerate(rows):
-            if not await self._send(row, batch):
+            with log_context(**_log_ids(row)):
+                sent = await self._send(row, batch)
+            if not sent:
                 batch.untried.extend(r.id for r in rows[index + 1 :])
                 return
 
@@ -484,3 +487,9 @@ def _settle(batch: _Batch, now: datetime, session: Session) -> None:
 
 def _error_code(reason: str) -> str:
     return reason.rsplit(": ", 1)[-1][:64] if ": " in reason else "error"
+
+
+def _log_ids(row: outbox.Claimed) -> dict[str, object]:
+    """The ids a row's log lines carry (a sha lookup names the provider's deployment)."""
+    deployment = row.payload.get("deployment_id") if row.kind != outbox.RESOLVE_SHA else None
+    return {"outbox_id": row.id, "deployment_id": deployment, "gate_id": row.payload.get("gate_id")}

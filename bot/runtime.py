@@ -51,7 +51,7 @@ class Runtime:
             wake=worker.wake,
             migrations_head=migrations_head,
         )
-        verifier = Verifier(db=db, clock=clock, config=config, runners=runners)
+        verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)
         return cls(context, worker, verifier, UseCases(context, verifier))
 
     @property

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.errors import ReleasebotError
+from bot.logs import LOG_FORMATS
 
 MIB = 1024 * 1024
 
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     )
     templates_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_TEMPLATES_DIR"))
     log_level: str = Field("INFO", validation_alias=_env("RELEASEBOT_LOG_LEVEL"))
+    log_format: str = Field("text", validation_alias=_env("RELEASEBOT_LOG_FORMAT"))  # or json
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(
@@ -135,4 +137,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         if isinstance(alias, str)
     }
     values = {key: value for key, value in environ.items() if key in known and value != ""}
+    for key in ("RELEASEBOT_LOG_FORMAT", "releasebot_log_format"):
+        if key in values and values[key] not in LOG_FORMATS:
+            raise SettingsError(
+                f"RELEASEBOT_LOG_FORMAT={values[key]!r} is not a log format: use "
+                f"{' or '.join(LOG_FORMATS)} (text is the default)"
+            )
     return Settings.model_validate(values)

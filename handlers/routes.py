@@ -6,11 +6,13 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.logs import REQUEST_ID_HEADER, log_context, request_id_from
 from bot.metrics import Metrics
 from bot.usecases import UseCases
 from handlers.api import create_gate, get_gate
@@ -79,7 +81,12 @@ def routes() -> list[BaseRoute]:
 
 
 class RequestMetrics:
-    """Pure ASGI middleware timing every request by route template and status class."""
+    """Pure ASGI middleware timing every request by route template and status class.
+
+    Each request gets a request id (the caller's `X-Request-Id` when it is a plain token of
+    at most 128 characters, else a new one): every line logged while it is handled carries
+    it, and the response echoes it in `X-Request-Id`.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
@@ -91,15 +98,19 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            with log_context(request_id=request_id):
+                await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from bot.config import Config, load_config
 from bot.domain.errors import ConfigError
 from bot.settings import Settings, load_settings
@@ -20,6 +22,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
     if getattr(args, "config", None):
         environ["RELEASEBOT_CONFIG"] = str(args.config)
     return load_settings(environ)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold (tokens, webhook secrets), for the logs to redact."""
+    return [value.get_secret_value() for _, value in settings if isinstance(value, SecretStr)]
 
 
 def say(text: str) -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
+from typing import Any
 
-from bot.cli.common import EXIT_FAIL, EXIT_OK, report_invalid_config, settings_for, warn
+from bot.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    report_invalid_config,
+    secret_values,
+    settings_for,
+    warn,
+)
 from bot.domain.errors import ConfigError
+from bot.logs import configure_logging
 from bot.settings import SettingsError
 
 
@@ -24,9 +32,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app import create_app
 
-    settings = settings_for(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    try:
+        settings = settings_for(args)
+    except SettingsError as exc:
+        warn(f"releasebot cannot start: {exc}")
+        return EXIT_FAIL
+    configure_logging(
+        level=settings.log_level, fmt=settings.log_format, secrets=secret_values(settings)
     )
     try:
         settings.check_slack_tokens()
@@ -42,7 +54,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # every request waiting on it, for ~100 ms).
     gc.collect()
     gc.freeze()
+    # In JSON, uvicorn's own lines go through the same handler (no log config of its own).
+    extra: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level=settings.log_level.lower(), access_log=False
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        **extra,
     )
     return EXIT_OK

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot.logs import log_context, logged_ids
 from bot.services import dashboard
 from bot.services.dashboard import BUCKETS, AuditPage, DeploymentPage, DoraSeries, Overview
 from bot.services.evidence import evidence_pack
@@ -30,10 +31,12 @@ async def overview(ctx: Context) -> Overview:
     return await ctx.read(lambda s: dashboard.overview(s, ctx.config))
 
 
+@logged_ids("deployment_id")
 async def deployment_page(ctx: Context, deployment_id: int) -> DeploymentPage | None:
     return await ctx.read(lambda s: dashboard.deployment_page(s, deployment_id))
 
 
+@logged_ids("deployment_id")
 async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, Any] | None:
     """The evidence pack of the release this deployment belongs to (None: no such one)."""
     now = ctx.clock.now()
@@ -42,7 +45,10 @@ async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, 
         release_id = dashboard.release_of(session, deployment_id)
         if release_id is None:
             return None
-        return evidence_pack(session, release_id=release_id, config=ctx.config, generated_at=now)
+        with log_context(release_id=release_id):
+            return evidence_pack(
+                session, release_id=release_id, config=ctx.config, generated_at=now
+            )
 
     return await ctx.read(build)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.domain.gates import Person
+from bot.logs import logged_ids
 from bot.services import break_glass, gates
 from bot.usecases.context import Context
 
@@ -31,6 +32,7 @@ class GateScopes:
         return found
 
 
+@logged_ids("gate_id")
 async def decide_gate(
     ctx: Context,
     scopes: GateScopes,
@@ -65,6 +67,7 @@ async def decide_gate(
     return outcome
 
 
+@logged_ids("gate_id")
 async def request_break_glass(
     ctx: Context, *, gate_id: int, user_id: str, reason: str | None = None
 ) -> gates.Outcome:
@@ -79,6 +82,7 @@ async def request_break_glass(
     return outcome
 
 
+@logged_ids("gate_id")
 async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> gates.Outcome:
     """Confirm someone else's break-glass request (break-glass approvers only)."""
     approvers = ctx.config.break_glass.approvers if ctx.config.break_glass else ()

@@ -13,10 +13,15 @@ from bot.usecases.context import Context
 
 async def readiness(ctx: Context) -> dict[str, Any]:
     """The database answers, migrations are current, nothing is stuck in the outbox."""
-    return await asyncio.to_thread(health.readiness, ctx.db, expected_head=ctx.migrations_head)
+    report = await asyncio.to_thread(health.readiness, ctx.db, expected_head=ctx.migrations_head)
+    ctx.metrics.ready.set(1 if report["ready"] else 0)
+    return report
 
 
 async def metrics_exposition(ctx: Context) -> bytes:
-    """Every metric in Prometheus' text format, with the outbox gauges read just now."""
-    await asyncio.to_thread(health.refresh_gauges, ctx.db, ctx.metrics)
+    """Every metric in Prometheus' text format, with readiness and the outbox gauges read
+    just now."""
+    report = await readiness(ctx)
+    if report["ready"]:  # else the outbox gauges keep their last values; releasebot_ready is 0
+        await asyncio.to_thread(health.refresh_gauges, ctx.db, ctx.metrics)
     return bytes(generate_latest(ctx.metrics.registry))

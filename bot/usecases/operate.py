@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from bot.domain.errors import UnknownAction
+from bot.logs import logged_ids
 from bot.services import gates, queries, releases
 from bot.usecases.context import Context
 
@@ -18,6 +19,7 @@ UNLOCK = "unlock"
 ACTIONS = (PROMOTE, ROLLBACK, UNLOCK)
 
 
+@logged_ids("deployment_id")
 async def operate(
     ctx: Context,
     *,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot.logs import logged_ids
 from bot.services import gate_requests
 from bot.usecases.context import Context
 
@@ -54,6 +55,7 @@ async def request_gate(
     return status, created
 
 
+@logged_ids("gate_id")
 async def gate_status(ctx: Context, gate_id: int) -> dict[str, Any] | None:
     """The status of one gate as the API answers it, or None when there is no such gate."""
     return await ctx.read(lambda s: gate_requests.gate_status(s, gate_id))

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Mapping
 
 from bot.config import Config
+from bot.logs import log_context
+from bot.metrics import Metrics
 from bot.ports import CheckResult, CheckRunner, Clock
 from bot.services import reactions, verification
 from bot.store.db import Database
@@ -34,6 +36,7 @@ class Verifier:
         runners: Mapping[str, CheckRunner],
         worker: str = WORKER_ID,
         concurrency: int = 50,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -41,10 +44,13 @@ class Verifier:
         self._runners = runners
         self._worker = worker
         self._limit = asyncio.Semaphore(concurrency)
+        self._metrics = metrics
 
     async def run_due(self) -> int:
         """Run every check that is due now; returns how many ran."""
         now = self._clock.now()
+        if self._metrics is not None:
+            self._metrics.checks_last_tick.set(now.timestamp())
         claimed = await asyncio.to_thread(
             self._db.write,
             lambda s: verification.claim_due(s, now=now, worker=self._worker),
@@ -54,15 +60,22 @@ class Verifier:
         return len(claimed)
 
     async def _run(self, run: verification.ClaimedRun) -> None:
-        async with self._limit:
-            result = await self._check(run)
-        now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write,
-            lambda s: reactions.record_check(
-                s, now=now, config=self._config, run_id=run.id, result=result
-            ),
-        )
+        with log_context(check_run_id=run.id, deployment_id=run.deployment_id):
+            async with self._limit:
+                if self._metrics is not None:
+                    lag = (self._clock.now() - run.due_at).total_seconds()
+                    self._metrics.check_lag.observe(max(lag, 0.0))
+                result = await self._check(run)
+            now = self._clock.now()
+            await asyncio.to_thread(
+                self._db.write,
+                lambda s: reactions.record_check(
+                    s, now=now, config=self._config, run_id=run.id, result=result
+                ),
+            )
+            if self._metrics is not None:
+                outcome = "passed" if result.passed else "failed"
+                self._metrics.check_runs.labels(run.kind, outcome).inc()
 
     async def _check(self, run: verification.ClaimedRun) -> CheckResult:
         runner = self._runners.get(run.kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 from bot.domain.ingest import IngestResult
 from bot.usecases import UseCases
 from integrations.payloads import PayloadError
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -58,6 +61,7 @@ async def token_body(
 def refusal(usecases: UseCases, provider: str, error: Refused | PayloadError) -> Response:
     """The answer to a refused delivery (a payload that does not parse is a 400), counted."""
     refused = error if isinstance(error, Refused) else Refused(400, str(error))
+    log.warning("%s webhook refused with %s: %s", provider, refused.status, refused.error)
     usecases.metrics.webhooks.labels(provider, f"refused_{refused.status}").inc()
     return refused.response()
 
