@@ -1,6 +1,7 @@
 """The outbox worker: sends what the services queued, in order per deployment, with retries.
 
-A row is leased (claimed) before it is sent, so several replicas can share one database.
+A row is leased (claimed) before it is sent, so several replicas can share one database;
+on shutdown (`stop`) claimed rows not yet started, or cut short, go back to pending at once.
 429s wait for Retry-After, 5xx and network errors back off exponentially with jitter, and a
 row is given up on (status dead, shown in /readyz and /metrics) only after a permanent error
 or the retry horizon. A crash between commit and send leaves the row pending, so it is sent
@@ -84,7 +85,7 @@ class _Batch:
     views: dict[int, ReleaseView]
     newest_message: dict[str, int]  # key -> id of its newest pending release-message row
     sent: list[int] = field(default_factory=list)
-    untried: list[int] = field(default_factory=list)  # an earlier row of their key failed
+    untried: list[int] = field(default_factory=list)  # not started: key failed, or stopping
 
 
 _Handler = Callable[[outbox.Claimed, _Batch], Awaitable[None]]
@@ -136,6 +137,7 @@ class OutboxWorker:
         self._wakeup.set()
 
     def stop(self) -> None:
+        """Claim nothing more; the sends in flight finish and `run` returns."""
         self._stopping = True
         self._wakeup.set()
 
@@ -169,7 +171,7 @@ class OutboxWorker:
     async def drain(self) -> int:
         """Send every row that is due now; returns how many rows were settled."""
         settled = 0
-        while claimed := await self._send_batch():
+        while not self._stopping and (claimed := await self._send_batch()):
             settled += claimed
         return settled
 
@@ -179,11 +181,17 @@ class OutboxWorker:
         claimed = await asyncio.to_thread(self._db.write, self._claim)
         if not claimed:
             return 0
-        batch = await asyncio.to_thread(self._prepare, claimed)
-        by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
-        for row in claimed:
-            by_key[row.key].append(row)
-        await asyncio.gather(*(self._send_in_order(rows, batch) for rows in by_key.values()))
+        batch = _Batch(views={}, newest_message={})
+        try:
+            batch = await asyncio.to_thread(self._prepare, claimed)
+            by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
+            for row in claimed:
+                by_key[row.key].append(row)
+            await asyncio.gather(*(self._send_in_order(rows, batch) for rows in by_key.values()))
+        except asyncio.CancelledError:  # shutdown outlasted its grace: give back the rest
+            batch.untried = [row.id for row in claimed if row.id not in batch.sent]
+            await asyncio.to_thread(self._db.write, partial(_settle, batch, self._clock.now()))
+            raise
         if batch.sent or batch.untried:
             await asyncio.to_thread(self._db.write, partial(_settle, batch, self._clock.now()))
         return len(claimed)
@@ -205,6 +213,9 @@ class OutboxWorker:
 
     async def _send_in_order(self, rows: list[outbox.Claimed], batch: _Batch) -> None:
         for index, row in enumerate(rows):
+            if self._stopping:
+                batch.untried.extend(r.id for r in rows[index:])
+                return
             if not await self._send(row, batch):
                 batch.untried.extend(r.id for r in rows[index + 1 :])
                 return
@@ -475,7 +486,8 @@ def _mark_sent(row_id: int, now: datetime, session: Session) -> None:
 
 
 def _settle(batch: _Batch, now: datetime, session: Session) -> None:
-    """Mark the batch's sent rows sent, and give back the leases of rows never tried."""
+    """Mark the batch's sent rows sent, and give back the leases of rows never tried (a row
+    settled meanwhile, sent, retried or dead, keeps what it has)."""
     if batch.sent:
         outbox.mark_sent_many(session, row_ids=batch.sent, now=now)
     if batch.untried:

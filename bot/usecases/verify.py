@@ -4,6 +4,10 @@
 call it directly with a fixed clock. Claims are per process (`worker`), so replicas never
 run the same check run twice. A result that ends verification is followed up by
 `bot.services.reactions` (promote on, or roll back by policy) in the same transaction.
+
+On shutdown `stop` claims nothing more, and `finish` lets the checks in flight end within the
+grace; a run claimed but not started, or cut short, is given back (pending again at once) so
+another replica runs it without waiting for the lease to expire.
 """
 
 from __future__ import annotations
@@ -41,9 +45,38 @@ class Verifier:
         self._runners = runners
         self._worker = worker
         self._limit = asyncio.Semaphore(concurrency)
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[int]] = set()
+
+    def stop(self) -> None:
+        """Claim no more check runs (the process is shutting down)."""
+        self._stopping = True
+
+    async def finish(self, timeout: float) -> None:
+        """Stop, wait up to `timeout` seconds for the checks in flight, then cancel the rest
+        (their runs are given back)."""
+        self.stop()
+        if not self._in_flight:
+            return
+        _, late = await asyncio.wait(set(self._in_flight), timeout=max(timeout, 0.0))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def run_due(self) -> int:
         """Run every check that is due now; returns how many ran."""
+        if self._stopping:
+            return 0
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            return await self._run_due()
+        finally:
+            self._in_flight.discard(task)
+
+    async def _run_due(self) -> int:
         now = self._clock.now()
         claimed = await asyncio.to_thread(
             self._db.write,
@@ -54,14 +87,27 @@ class Verifier:
         return len(claimed)
 
     async def _run(self, run: verification.ClaimedRun) -> None:
-        async with self._limit:
-            result = await self._check(run)
+        try:
+            async with self._limit:
+                if self._stopping:  # claimed, not started: another replica takes it
+                    await self._give_back(run)
+                    return
+                result = await self._check(run)
+        except asyncio.CancelledError:
+            await self._give_back(run)
+            raise
         now = self._clock.now()
         await asyncio.to_thread(
             self._db.write,
             lambda s: reactions.record_check(
                 s, now=now, config=self._config, run_id=run.id, result=result
             ),
+        )
+
+    async def _give_back(self, run: verification.ClaimedRun) -> None:
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: verification.release(s, run_ids=[run.id], worker=self._worker),
         )
 
     async def _check(self, run: verification.ClaimedRun) -> CheckResult:
