@@ -47,6 +47,7 @@ class Verifier:
         self._limit = asyncio.Semaphore(concurrency)
         self._stopping = False
         self._in_flight: set[asyncio.Task[int]] = set()
+        self._unfinished: set[int] = set()  # claimed here, neither recorded nor given back
 
     def stop(self) -> None:
         """Claim no more check runs (the process is shutting down)."""
@@ -63,6 +64,8 @@ class Verifier:
             task.cancel()
         if late:
             await asyncio.wait(late)
+        if self._unfinished:  # cut short, or cancelled before they started
+            await self._give_back(sorted(self._unfinished))
 
     async def run_due(self) -> int:
         """Run every check that is due now; returns how many ran."""
@@ -82,21 +85,19 @@ class Verifier:
             self._db.write,
             lambda s: verification.claim_due(s, now=now, worker=self._worker),
         )
+        self._unfinished.update(run.id for run in claimed)
         if claimed:
             await asyncio.gather(*(self._run(run) for run in claimed))
         return len(claimed)
 
     async def _run(self, run: verification.ClaimedRun) -> None:
-        try:
-            async with self._limit:
-                if self._stopping:  # claimed, not started: another replica takes it
-                    await self._give_back(run)
-                    return
-                result = await self._check(run)
-        except asyncio.CancelledError:
-            await self._give_back(run)
-            raise
+        async with self._limit:
+            if self._stopping:  # claimed, not started: another replica takes it now
+                await self._give_back([run.id])
+                return
+            result = await self._check(run)
         now = self._clock.now()
+        self._unfinished.discard(run.id)  # from here the result is stored, even if cancelled
         await asyncio.to_thread(
             self._db.write,
             lambda s: reactions.record_check(
@@ -104,10 +105,11 @@ class Verifier:
             ),
         )
 
-    async def _give_back(self, run: verification.ClaimedRun) -> None:
+    async def _give_back(self, run_ids: list[int]) -> None:
+        self._unfinished.difference_update(run_ids)
         await asyncio.to_thread(
             self._db.write,
-            lambda s: verification.release(s, run_ids=[run.id], worker=self._worker),
+            lambda s: verification.release(s, run_ids=run_ids, worker=self._worker),
         )
 
     async def _check(self, run: verification.ClaimedRun) -> CheckResult:
