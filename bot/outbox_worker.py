@@ -1,6 +1,7 @@
 """The outbox worker: sends what the services queued, in order per deployment, with retries.
 
-A row is leased (claimed) before it is sent, so several replicas can share one database.
+A row is leased (claimed) before it is sent, so several replicas can share one database;
+on shutdown (`stop`) claimed rows not yet started, or cut short, go back to pending at once.
 429s wait for Retry-After, 5xx and network errors back off exponentially with jitter, and a
 row is given up on (status dead, shown in /readyz and /metrics) only after a permanent error
 or the retry horizon. A crash between commit and send leaves the row pending, so it is sent
@@ -15,7 +16,7 @@ import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -85,7 +86,7 @@ class _Batch:
     views: dict[int, ReleaseView]
     newest_message: dict[str, int]  # key -> id of its newest pending release-message row
     sent: list[int] = field(default_factory=list)
-    untried: list[int] = field(default_factory=list)  # an earlier row of their key failed
+    untried: list[int] = field(default_factory=list)  # not started: key failed, or stopping
 
 
 _Handler = Callable[[outbox.Claimed, _Batch], Awaitable[None]]
@@ -137,6 +138,7 @@ class OutboxWorker:
         self._wakeup.set()
 
     def stop(self) -> None:
+        """Claim nothing more; the sends in flight finish and `run` returns."""
         self._stopping = True
         self._wakeup.set()
 
@@ -170,7 +172,7 @@ class OutboxWorker:
     async def drain(self) -> int:
         """Send every row that is due now; returns how many rows were settled."""
         settled = 0
-        while claimed := await self._send_batch():
+        while not self._stopping and (claimed := await self._send_batch()):
             settled += claimed
         return settled
 
@@ -180,13 +182,19 @@ class OutboxWorker:
         claimed = await asyncio.to_thread(self._db.write, self._claim)
         if not claimed:
             return 0
-        batch = await asyncio.to_thread(self._prepare, claimed)
-        by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
-        for row in claimed:
-            by_key[row.key].append(row)
-        await asyncio.gather(*(self._send_in_order(rows, batch) for rows in by_key.values()))
+        batch = _Batch(views={}, newest_message={})
+        try:
+            batch = await asyncio.to_thread(self._prepare, claimed)
+            by_key: dict[str, list[outbox.Claimed]] = defaultdict(list)
+            for row in claimed:
+                by_key[row.key].append(row)
+            await asyncio.gather(*(self._send_in_order(rows, batch) for rows in by_key.values()))
+        except asyncio.CancelledError:  # shutdown outlasted its grace: give back the rest
+            batch.untried = [row.id for row in claimed if row.id not in batch.sent]
+            await asyncio.to_thread(self._db.write, self._settle(batch))
+            raise
         if batch.sent or batch.untried:
-            await asyncio.to_thread(self._db.write, partial(_settle, batch, self._clock.now()))
+            await asyncio.to_thread(self._db.write, self._settle(batch))
         return len(claimed)
 
     def _claim(self, session: Session) -> list[outbox.Claimed]:
@@ -206,7 +214,10 @@ class OutboxWorker:
 
     async def _send_in_order(self, rows: list[outbox.Claimed], batch: _Batch) -> None:
         for index, row in enumerate(rows):
-            with log_context(**_log_ids(row)):
+            if self._stopping:
+                batch.untried.extend(r.id for r in rows[index:])
+                return
+            with log_context(**row.log_ids()):
                 sent = await self._send(row, batch)
             if not sent:
                 batch.untried.extend(r.id for r in rows[index + 1 :])
@@ -234,7 +245,9 @@ class OutboxWorker:
             # Not safe to send twice (a pipeline moved, a page): marked sent now, not after
             # the batch, so a crash or an expired lease later in the batch cannot resend it.
             now = self._clock.now()
-            await asyncio.to_thread(self._db.write, partial(_mark_sent, row.id, now))
+            await asyncio.to_thread(
+                self._db.write, partial(outbox.mark_sent, row_id=row.id, now=now)
+            )
         else:
             batch.sent.append(row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
@@ -266,6 +279,10 @@ class OutboxWorker:
                 s, row_id=row.id, next_attempt_at=next_at, error=exc.reason
             ),
         )
+
+    def _settle(self, batch: _Batch) -> Callable[[Session], None]:
+        now = self._clock.now()
+        return partial(outbox.settle, sent=batch.sent, untried=batch.untried, now=now)
 
     def _handlers(self) -> dict[str, _Handler]:
         """The handler that sends each kind of row."""
@@ -473,23 +490,5 @@ class OutboxWorker:
         self.wake()
 
 
-def _mark_sent(row_id: int, now: datetime, session: Session) -> None:
-    outbox.mark_sent(session, row_id=row_id, now=now)
-
-
-def _settle(batch: _Batch, now: datetime, session: Session) -> None:
-    """Mark the batch's sent rows sent, and give back the leases of rows never tried."""
-    if batch.sent:
-        outbox.mark_sent_many(session, row_ids=batch.sent, now=now)
-    if batch.untried:
-        outbox.release(session, row_ids=batch.untried)
-
-
 def _error_code(reason: str) -> str:
     return reason.rsplit(": ", 1)[-1][:64] if ": " in reason else "error"
-
-
-def _log_ids(row: outbox.Claimed) -> dict[str, object]:
-    """The ids a row's log lines carry (a sha lookup names the provider's deployment)."""
-    deployment = row.payload.get("deployment_id") if row.kind != outbox.RESOLVE_SHA else None
-    return {"outbox_id": row.id, "deployment_id": deployment, "gate_id": row.payload.get("gate_id")}

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_TEMPLATES_DIR"))
     log_level: str = Field("INFO", validation_alias=_env("RELEASEBOT_LOG_LEVEL"))
     log_format: str = Field("text", validation_alias=_env("RELEASEBOT_LOG_FORMAT"))  # or json
+    # On SIGTERM: how long in-flight requests, outbox sends and checks may take to finish.
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=3600, validation_alias=_env("RELEASEBOT_SHUTDOWN_GRACE_SECONDS")
+    )
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(

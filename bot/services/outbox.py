@@ -78,6 +78,16 @@ class Claimed:
     attempts: int
     created_at: datetime
 
+    def log_ids(self) -> dict[str, object]:
+        """The ids this row's log lines carry (a sha lookup names the provider's deployment,
+        not ours)."""
+        deployment = self.payload.get("deployment_id") if self.kind != RESOLVE_SHA else None
+        return {
+            "outbox_id": self.id,
+            "deployment_id": deployment,
+            "gate_id": self.payload.get("gate_id"),
+        }
+
 
 def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claimed]:
     """Lease up to `limit` due rows, in id order; within a key only a run of rows from its
@@ -158,6 +168,15 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
 
 def mark_sent(session: Session, *, row_id: int, now: datetime) -> None:
     mark_sent_many(session, row_ids=[row_id], now=now)
+
+
+def settle(session: Session, *, sent: list[int], untried: list[int], now: datetime) -> None:
+    """Mark a batch's sent rows sent, and give back the leases of rows never tried (a row
+    settled meanwhile, sent, retried or dead, keeps what it has)."""
+    if sent:
+        mark_sent_many(session, row_ids=sent, now=now)
+    if untried:
+        release(session, row_ids=untried)
 
 
 def mark_sent_many(session: Session, *, row_ids: list[int], now: datetime) -> None:

@@ -217,6 +217,19 @@ def claim_due(
     return claimed
 
 
+def release(session: Session, *, run_ids: list[int], worker: str) -> None:
+    """Give back runs this worker claimed but will not finish (it is shutting down): pending
+    again at once, for another replica; a run already recorded keeps its result."""
+    session.execute(
+        sa.update(CheckRun)
+        .where(col(CheckRun.id).in_(run_ids))
+        .where(col(CheckRun.status) == RUNNING)
+        .where(col(CheckRun.claimed_by) == worker[:100])
+        .values(status=PENDING, claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class Recorded:
     """One stored check result: `verdict` is set when it ended the deployment's verification

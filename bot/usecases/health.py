@@ -12,7 +12,8 @@ from bot.usecases.context import Context
 
 
 async def readiness(ctx: Context) -> dict[str, Any]:
-    """The database answers, migrations are current, nothing is stuck in the outbox."""
+    """The database answers, migrations are current, nothing is stuck in the outbox; which
+    dependency is down, if any (see `bot.services.health`)."""
     report = await asyncio.to_thread(health.readiness, ctx.db, expected_head=ctx.migrations_head)
     ctx.metrics.ready.set(1 if report["ready"] else 0)
     return report
