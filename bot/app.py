@@ -170,6 +170,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             socket_mode = await _start_socket_mode(settings, bolt)
             if socket_mode is not None:
                 stack.push_async_callback(socket_mode.close_async)
+                runtime.context.links["slack"] = socket_mode.state
             app.state.stop_claiming = _start_workers(runtime, overrides, stack)
             _check_in_background(runtime, slack, world, overrides, stack)
             app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
@@ -472,6 +473,10 @@ class SocketModeConnection:
             log.info("connected to Slack in Socket Mode")
             self.connected.set()
             return
+
+    def state(self) -> dict[str, Any]:
+        """For /readyz: connected yet, and how many attempts it took (or is taking)."""
+        return {"ok": self.connected.is_set(), "mode": "socket", "attempts": self.attempts}
 
     async def close_async(self) -> None:
         """Stop connecting, close the socket and the SDK's HTTP session."""

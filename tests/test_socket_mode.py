@@ -351,6 +351,32 @@ async def test_start_up_never_waits_for_slack(
         assert fake_slack.opened == [APP_TOKEN] * 3
 
 
+async def test_readiness_names_slack_while_socket_mode_cannot_connect(
+    socket_bot: Callable[..., Any], fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SocketModeConnection, "first_wait", 0.01)
+    fake_slack.refuse_connections = 1_000_000
+    async with socket_bot() as bot:
+        await fake_slack.until("a refused try", lambda: len(fake_slack.opened) >= 1)
+        ready = await bot.http.get("/readyz")
+        assert ready.status_code == 200  # webhooks are still taken; Slack is named as down
+        report = ready.json()
+        assert report["down"] == ["slack"]
+        assert report["dependencies"]["slack"]["ok"] is False
+        assert report["dependencies"]["slack"]["attempts"] >= 1
+
+        fake_slack.refuse_connections = 0
+        link = bot.runtime.context.links["slack"].__self__  # type: ignore[attr-defined]
+        await asyncio.wait_for(link.connected.wait(), timeout=10)
+        report = (await bot.http.get("/readyz")).json()
+        assert report["down"] == []
+        assert report["dependencies"]["slack"] == {
+            "ok": True,
+            "mode": "socket",
+            "attempts": report["dependencies"]["slack"]["attempts"],
+        }
+
+
 async def test_an_app_token_without_a_bot_token_is_refused_by_name(
     environ: dict[str, str],
 ) -> None:

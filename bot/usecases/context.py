@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
@@ -38,6 +38,9 @@ class Context:
     metrics: Metrics
     wake: Callable[[], None]
     migrations_head: str | None = None
+    # Links to the outside that readiness reports on (name -> its state now: {"ok": ...}),
+    # filled in by the composition root once they exist (Slack's Socket Mode).
+    links: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run `fn` in one write transaction (retried on a conflict) in a worker thread."""

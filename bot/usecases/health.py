@@ -15,6 +15,11 @@ async def readiness(ctx: Context) -> dict[str, Any]:
     """The database answers, migrations are current, nothing is stuck in the outbox; which
     dependency is down, if any (see `bot.services.health`)."""
     report = await asyncio.to_thread(health.readiness, ctx.db, expected_head=ctx.migrations_head)
+    # A link to the outside that is down is named in `down`; the bot stays ready, since
+    # webhooks are still stored and everything queued is sent once the link is back.
+    for name, state in ctx.links.items():
+        report["dependencies"][name] = state()
+    report["down"] = sorted(n for n, seen in report["dependencies"].items() if not seen["ok"])
     ctx.metrics.ready.set(1 if report["ready"] else 0)
     return report
 
