@@ -380,9 +380,10 @@ def test_start_up_health_and_ingest_do_not_wait_on_unreachable_outside_apis(
     )
     servers.append(server)
     ready = wait_until_ready(server)
-    assert ready["ready"] is True
-    assert ready["down"] == []
-    assert set(ready["dependencies"]) == {"database", "migrations", "outbox"}
+    assert ready["ready"] is True  # ready to take webhooks; the unreachable Slack is named
+    assert ready["down"] == ["slack"]
+    assert set(ready["dependencies"]) == {"database", "migrations", "outbox", "slack"}
+    assert ready["dependencies"]["slack"]["ok"] is False
     assert httpx.get(f"{server.base_url}/healthz", timeout=5.0).json() == {"status": "ok"}
 
     body = encode(generic_body("succeeded"))
