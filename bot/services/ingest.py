@@ -81,6 +81,34 @@ def record_delivery(
     return result
 
 
+def first_sight(
+    session: Session, *, now: datetime, provider: str, delivery_id: str, event: str
+) -> bool:
+    """Note a delivery that is answered outside this module (Slack's Events API): True the
+    first time its id is seen, False for every copy after (a retry, or another replica's)."""
+    conn = session.connection()
+    seen = conn.execute(
+        sql.SEEN_DELIVERY, {"provider": provider, "delivery_id": delivery_id}
+    ).first()
+    if seen is not None:
+        return False
+    # A concurrent copy fails here on uq_webhook_delivery; retried, it finds this row.
+    conn.execute(
+        sql.INSERT_DELIVERY,
+        {
+            "provider": provider,
+            "delivery_id": delivery_id[:200],
+            "event": event[:100],
+            "received_at": now,
+            "outcome": ACCEPTED,
+            "detail": None,
+            "deployment_id": None,
+            "body": None,
+        },
+    )
+    return True
+
+
 def _queue_lookup(
     session: Session, *, now: datetime, config: Config, delivery: Delivery, lookup: ShaLookup
 ) -> IngestResult:

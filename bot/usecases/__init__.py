@@ -22,6 +22,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | sweep         | sweep gates, drop old webhook bodies                           |
 | digest        | post the weekly DORA digest                                    |
 | health        | readiness and the Prometheus exposition                        |
+| slack_events  | answer each Slack event once, across retries and replicas      |
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from bot.usecases import (
     operate,
     read,
     request_gate,
+    slack_events,
     sweep,
 )
 from bot.usecases.context import Context
@@ -180,6 +182,11 @@ class UseCases:
 
     async def unfreeze(self, *, user_id: str, environment: str) -> read.FreezeOutcome:
         return await freeze.unfreeze(self._ctx, user_id=user_id, environment=environment)
+
+    async def first_slack_delivery(self, *, event_id: str, event_type: str) -> bool:
+        return await slack_events.first_delivery(
+            self._ctx, event_id=event_id, event_type=event_type
+        )
 
     # --- what people look at --------------------------------------------------------------
 

@@ -1,13 +1,24 @@
-"""Decide a gate: one person's approve or reject, and break-glass (ask, then confirm)."""
+"""Decide a gate: one person's approve or reject, and break-glass (ask, then confirm).
+
+Who clicked is looked up in Slack's directory (their e-mail, their user groups). When the
+directory cannot say (`users.info` answers `user_not_found` for someone from another
+workspace, or Slack does not answer at all), the click is refused with that reason, the
+refusal is audited, and the gate stays exactly as it was.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from bot.domain.errors import DeliveryFailed
 from bot.domain.gates import Person
 from bot.logs import logged_ids
-from bot.services import break_glass, gates
+from bot.services import audit, break_glass, gates
 from bot.usecases.context import Context
+
+log = logging.getLogger(__name__)
 
 GATE_SCOPES_KEPT = 256
 
@@ -47,8 +58,21 @@ async def decide_gate(
     if found is None:
         return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
     service, environment = found
-    group_members = await ctx.members_of(gates.gate_principals(ctx.config, service, environment))
-    user = await ctx.directory.user(user_id)
+    try:
+        group_members = await ctx.members_of(
+            gates.gate_principals(ctx.config, service, environment)
+        )
+        user = await ctx.directory.user(user_id)
+    except DeliveryFailed as failure:
+        refusal = unknown_person(failure)
+        await _audit_refusal(
+            ctx,
+            user_id=user_id,
+            action="gate.decision_refused",
+            gate_id=gate_id,
+            details={"decision": decision, "reason": refusal},
+        )
+        return gates.Outcome(gates.REFUSED, refusal, gate_id)
     person = Person.from_config(user_id, user.email, ctx.config.identities)
     now = ctx.clock.now()
     outcome = await ctx.write(
@@ -86,7 +110,18 @@ async def request_break_glass(
 async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> gates.Outcome:
     """Confirm someone else's break-glass request (break-glass approvers only)."""
     approvers = ctx.config.break_glass.approvers if ctx.config.break_glass else ()
-    members = await ctx.members_of(approvers)
+    try:
+        members = await ctx.members_of(approvers)
+    except DeliveryFailed as failure:
+        refusal = unknown_person(failure)
+        await _audit_refusal(
+            ctx,
+            user_id=user_id,
+            action="gate.break_glass_refused",
+            gate_id=gate_id,
+            details={"reason": refusal},
+        )
+        return gates.Outcome(gates.REFUSED, refusal, gate_id)
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: break_glass.confirm(
@@ -95,3 +130,29 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     )
     ctx.wake()
     return outcome
+
+
+def unknown_person(failure: DeliveryFailed) -> str:
+    """What to tell someone whose click cannot be checked because Slack's directory failed."""
+    if failure.retryable:
+        return (
+            f"Slack's directory did not answer ({failure.reason}), so I cannot check who you "
+            "are: nothing was recorded, try again in a minute"
+        )
+    return (
+        f"Slack's directory could not confirm who you are ({failure.reason}), so I cannot "
+        "check that you may decide this: nothing was recorded. Someone from this workspace "
+        "listed as an approver can decide it"
+    )
+
+
+async def _audit_refusal(
+    ctx: Context, *, user_id: str, action: str, gate_id: int, details: dict[str, str]
+) -> None:
+    log.warning("refused a click on gate %s by %s: %s", gate_id, user_id, details["reason"])
+    now: datetime = ctx.clock.now()
+    await ctx.write(
+        lambda s: audit.append(
+            s, at=now, actor=user_id, action=action, subject=f"gate:{gate_id}", details=details
+        )
+    )

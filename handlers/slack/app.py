@@ -13,6 +13,7 @@ from bot.usecases import UseCases
 from handlers.slack.actions import register_actions, register_operations
 from handlers.slack.commands import register_commands
 from handlers.slack.home import register_home
+from handlers.slack.middleware import once_per_event
 
 log = logging.getLogger("releasebot.slack")
 
@@ -36,6 +37,7 @@ def build_bolt_app(
         process_before_response=process_before_response,
         logger=log,
     )
+    app.use(once_per_event(usecases))
     register(app, slash_command=slash_command)
     register_actions(app, usecases)
     register_operations(app, usecases)
