@@ -10,10 +10,11 @@ import pytest
 from sqlmodel import select
 
 from bot.services import audit
-from bot.store.tables import Approval, AuditEvent
+from bot.store.tables import Approval, AuditEvent, Deployment
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub
+from tests.helpers import encode, fixture, github_headers
 from tests.slackflow import click, request_gate, the_gate, told
 
 MEDIUM = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
@@ -91,3 +92,30 @@ async def test_an_unknown_person_confirming_break_glass_gets_an_answer(
     await click(bot, NOBODY, "release_break_glass_confirm", gate.id or 0)
     assert "no_such_subteam" in told(slack, NOBODY)
     assert the_gate(bot).status == "pending"
+
+
+async def test_promote_and_roll_back_are_refused_and_audited_while_the_directory_fails(
+    bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    run = fixture("github", "workflow_run__completed-success.json")
+    run["repository"]["full_name"] = "acme/checkout"
+    run["workflow_run"].update(path=".github/workflows/deploy-staging.yml", head_sha="b" * 40)
+    body = encode(run)
+    answer = await bot.post("/webhooks/github", body, github_headers("workflow_run", body))
+    assert answer.json()["status"] == "accepted"
+    await bot.send_outbox()
+    with bot.runtime.db.read() as session:
+        [staging] = session.exec(select(Deployment)).all()
+
+    for action in ("release_promote", "release_unlock"):
+        slack.fail_next("usergroups.users.list", status=503, error="service_unavailable")
+        await click(bot, "U0RM1", action, staging.id or 0)
+        assert "Slack's directory did not answer" in told(slack, "U0RM1")
+
+    with bot.runtime.db.read() as session:
+        assert len(session.exec(select(Deployment)).all()) == 1  # nothing was promoted
+        refused = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "release.action_refused")
+        ).all()
+    assert [json.loads(e.details)["action"] for e in refused] == ["promote", "unlock"]
+    assert {(e.actor, e.subject) for e in refused} == {("U0RM1", f"deployment:{staging.id}")}

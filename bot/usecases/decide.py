@@ -8,17 +8,14 @@ refusal is audited, and the gate stays exactly as it was.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from bot.domain.errors import DeliveryFailed
 from bot.domain.gates import Person
 from bot.logs import logged_ids
-from bot.services import audit, break_glass, gates
+from bot.services import break_glass, gates
 from bot.usecases.context import Context
-
-log = logging.getLogger(__name__)
+from bot.usecases.refusals import audit_refusal, unknown_person
 
 GATE_SCOPES_KEPT = 256
 
@@ -65,11 +62,11 @@ async def decide_gate(
         user = await ctx.directory.user(user_id)
     except DeliveryFailed as failure:
         refusal = unknown_person(failure)
-        await _audit_refusal(
+        await audit_refusal(
             ctx,
             user_id=user_id,
             action="gate.decision_refused",
-            gate_id=gate_id,
+            subject=f"gate:{gate_id}",
             details={"decision": decision, "reason": refusal},
         )
         return gates.Outcome(gates.REFUSED, refusal, gate_id)
@@ -114,11 +111,11 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
         members = await ctx.members_of(approvers)
     except DeliveryFailed as failure:
         refusal = unknown_person(failure)
-        await _audit_refusal(
+        await audit_refusal(
             ctx,
             user_id=user_id,
             action="gate.break_glass_refused",
-            gate_id=gate_id,
+            subject=f"gate:{gate_id}",
             details={"reason": refusal},
         )
         return gates.Outcome(gates.REFUSED, refusal, gate_id)
@@ -130,29 +127,3 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     )
     ctx.wake()
     return outcome
-
-
-def unknown_person(failure: DeliveryFailed) -> str:
-    """What to tell someone whose click cannot be checked because Slack's directory failed."""
-    if failure.retryable:
-        return (
-            f"Slack's directory did not answer ({failure.reason}), so I cannot check who you "
-            "are: nothing was recorded, try again in a minute"
-        )
-    return (
-        f"Slack's directory could not confirm who you are ({failure.reason}), so I cannot "
-        "check that you may decide this: nothing was recorded. Someone from this workspace "
-        "listed as an approver can decide it"
-    )
-
-
-async def _audit_refusal(
-    ctx: Context, *, user_id: str, action: str, gate_id: int, details: dict[str, str]
-) -> None:
-    log.warning("refused a click on gate %s by %s: %s", gate_id, user_id, details["reason"])
-    now: datetime = ctx.clock.now()
-    await ctx.write(
-        lambda s: audit.append(
-            s, at=now, actor=user_id, action=action, subject=f"gate:{gate_id}", details=details
-        )
-    )

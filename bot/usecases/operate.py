@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from bot.domain.errors import UnknownAction
+from bot.domain.errors import DeliveryFailed, UnknownAction
 from bot.logs import logged_ids
 from bot.services import gates, queries, releases
 from bot.usecases.context import Context
+from bot.usecases.refusals import audit_refusal, unknown_person
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"
@@ -37,9 +38,20 @@ async def operate(
     if scope is None:
         return gates.Outcome(gates.REFUSED, "this deployment does not exist")
     service, environment = scope
-    memberships = await ctx.groups_of(
-        user_id, releases.operators(ctx.config, service, environment, action=action)
-    )
+    try:
+        memberships = await ctx.groups_of(
+            user_id, releases.operators(ctx.config, service, environment, action=action)
+        )
+    except DeliveryFailed as failure:
+        refusal = unknown_person(failure)
+        await audit_refusal(
+            ctx,
+            user_id=user_id,
+            action="release.action_refused",
+            subject=f"deployment:{deployment_id}",
+            details={"action": action, "reason": refusal},
+        )
+        return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
     now = ctx.clock.now()
 
     def run(session: Session) -> gates.Outcome:
