@@ -29,6 +29,7 @@ from bot.domain.messages import (
     Assess,
     DeployerCall,
     Digest,
+    DirectMessage,
     PagerAlert,
     PagerChange,
     ReleaseMessageUpdate,
@@ -296,6 +297,7 @@ class OutboxWorker:
             PagerAlert.KIND: self._page_alert,
             PagerChange.KIND: self._page_change,
             Digest.KIND: self._digest,
+            DirectMessage.KIND: self._direct_message,
         }
 
     async def _dispatch(self, row: outbox.Claimed, batch: _Batch) -> None:
@@ -309,6 +311,10 @@ class OutboxWorker:
         await self._slack.post_message(
             channel=digest.channel, text=digest.text, blocks=digest.blocks
         )
+
+    async def _direct_message(self, row: outbox.Claimed, batch: _Batch) -> None:
+        message = DirectMessage.from_payload(row.payload)
+        await self._slack.post_message(channel=message.user_id, text=message.text)
 
     @staticmethod
     def _view(deployment_id: int, batch: _Batch) -> ReleaseView:
