@@ -70,7 +70,8 @@ SLACK_METHODS: Final[tuple[SlackMethod, ...]] = (
         "chat.postMessage",
         ("chat:write",),
         "posts each deployment's message and its thread replies, the weekly DORA digest, "
-        "slash-command announcements and direct answers to clicks on the Home tab",
+        "slash-command announcements, direct answers to clicks on the Home tab and direct "
+        "messages to approvers when a gate escalates (the channel is their user id)",
     ),
     SlackMethod(
         "chat.update",

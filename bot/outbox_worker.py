@@ -29,6 +29,7 @@ from bot.domain.messages import (
     Assess,
     DeployerCall,
     Digest,
+    DirectMessage,
     PagerAlert,
     PagerChange,
     ReleaseMessageUpdate,
@@ -66,7 +67,6 @@ from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 300.0
 HORIZON = timedelta(hours=24)
 # The release message shows "assessing..." until the compare API answers; after this many
 # failed attempts it shows the commit list as unavailable instead of waiting longer.
@@ -76,7 +76,9 @@ NEEDS_VIEW = frozenset({SLACK_MESSAGE, SLACK_THREAD, SLACK_ANNOUNCE, PAGER, PAGE
 # Side effects that must not happen twice: settled one by one as soon as they are sent.
 # (A release message is an edit of a stored ts and a thread line is cheap to repeat: those
 # are settled together after the batch.)
-SETTLED_AT_ONCE = frozenset({DEPLOY, PAGER, PAGER_CHANGE, SLACK_ANNOUNCE, DIGEST})
+SETTLED_AT_ONCE = frozenset(
+    {DEPLOY, PAGER, PAGER_CHANGE, SLACK_ANNOUNCE, DIGEST, DirectMessage.KIND}
+)
 
 
 @dataclass
@@ -265,10 +267,7 @@ class OutboxWorker:
 
             await asyncio.to_thread(self._db.write, give_up)
             return
-        if exc.retry_after is not None:
-            delay = exc.retry_after + self._rng()  # Slack asks for at least this long
-        else:
-            delay = min(MAX_BACKOFF, 2.0 ** min(row.attempts, 16)) * (0.5 + self._rng())
+        delay = outbox.retry_delay(row.attempts, exc.retry_after, jitter=self._rng())
         log.warning(
             "outbox row %s (%s) failed, retry in %.1fs: %s", row.id, row.kind, delay, exc.reason
         )
@@ -296,6 +295,7 @@ class OutboxWorker:
             PagerAlert.KIND: self._page_alert,
             PagerChange.KIND: self._page_change,
             Digest.KIND: self._digest,
+            DirectMessage.KIND: self._direct_message,
         }
 
     async def _dispatch(self, row: outbox.Claimed, batch: _Batch) -> None:
@@ -309,6 +309,10 @@ class OutboxWorker:
         await self._slack.post_message(
             channel=digest.channel, text=digest.text, blocks=digest.blocks
         )
+
+    async def _direct_message(self, row: outbox.Claimed, batch: _Batch) -> None:
+        message = DirectMessage.from_payload(row.payload)
+        await self._slack.post_message(channel=message.user_id, text=message.text)
 
     @staticmethod
     def _view(deployment_id: int, batch: _Batch) -> ReleaseView:

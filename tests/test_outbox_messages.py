@@ -180,6 +180,11 @@ def stored_rows(deployment_id: int) -> list[tuple[str, str, dict[str, Any]]]:
             "slack.digest",
             {"channel": "#releases", "text": "DORA this week", "blocks": [{"type": "divider"}]},
         ),
+        (
+            "dm:U0RM2",
+            "slack.direct_message",
+            {"user_id": "U0RM2", "text": "checkout has waited 2h30m for your approval"},
+        ),
     ]
 
 
@@ -193,6 +198,7 @@ DECODERS: dict[str, Any] = {
     "pager.change": messages.PagerChange.from_payload,
     "deployment.resolve_sha": messages.ResolveSha.from_payload,
     "slack.digest": messages.Digest.from_payload,
+    "slack.direct_message": messages.DirectMessage.from_payload,
 }
 
 
@@ -269,6 +275,12 @@ async def test_rows_written_in_the_stored_shape_are_all_sent_after_the_upgrade(
         "channel": "#releases",
         "text": "DORA this week",
         "blocks": [{"type": "divider"}],
+        "thread_ts": None,
+    } in slack.posts
+    assert {
+        "channel": "U0RM2",
+        "text": "checkout has waited 2h30m for your approval",
+        "blocks": None,
         "thread_ts": None,
     } in slack.posts
     [request] = deployer.requests

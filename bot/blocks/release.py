@@ -191,6 +191,8 @@ def _buttons(r: ReleaseView) -> list[Block]:
             wanted.append(
                 ("release_break_glass_confirm", "Confirm break-glass", r.gate_id, "danger")
             )
+    if r.gate_status == "expired" and r.gate_can_rerequest:
+        wanted.append(("release_rerequest", "Re-request", r.gate_id, "primary"))
     if r.promote_to:
         wanted.append(("release_promote", f"Promote to {r.promote_to}", r.deployment_id, "primary"))
     if r.can_roll_back:

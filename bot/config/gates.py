@@ -81,6 +81,11 @@ class GatePolicy(ConfigModel):
     """A manual gate: every `require` rule must be met by distinct people.
 
     `approvals: N` with `approvers: [...]` is shorthand for one rule `{approvers, count: N}`.
+    Approvers are reminded once at `remind_after`, and again every `remind_every` when it is
+    set (from `remind_after`, or from `remind_every` itself without it) until the gate
+    expires. At `escalate_after` the release message's thread mentions `escalate_to` (by
+    default the on-call of `slack.oncall`) and every approver who has not voted gets a
+    direct message.
     """
 
     # The JSON Schema keeps calling it `Gate`, the name editors and published schemas know.
@@ -91,6 +96,9 @@ class GatePolicy(ConfigModel):
     forbid_self_approval: bool = True
     expires_after: PositiveDuration = timedelta(hours=4)
     remind_after: PositiveDuration | None = None
+    remind_every: PositiveDuration | None = None
+    escalate_after: PositiveDuration | None = None
+    escalate_to: Annotated[list[SlackPrincipal], Field(min_length=1)] | None = None
     by_risk: dict[RiskLevelName, RiskGate] = {}
 
     @model_validator(mode="before")
@@ -132,11 +140,15 @@ class GatePolicy(ConfigModel):
 
     @model_validator(mode="after")
     def _check_reminder(self) -> Self:
-        if self.remind_after is not None and self.remind_after >= self.expires_after:
-            raise invalid(
-                f"must be shorter than expires_after ({format_duration(self.expires_after)})",
-                "remind_after",
-            )
+        for key in ("remind_after", "remind_every", "escalate_after"):
+            value = getattr(self, key)
+            if value is not None and value >= self.expires_after:
+                raise invalid(
+                    f"must be shorter than expires_after ({format_duration(self.expires_after)})",
+                    key,
+                )
+        if self.escalate_to is not None and self.escalate_after is None:
+            raise invalid("is used only with escalate_after (when to escalate)", "escalate_to")
         return self
 
 

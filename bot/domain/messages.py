@@ -140,6 +140,27 @@ class Announcement(_TemplatedText):
 
 
 @dataclass(frozen=True)
+class DirectMessage:
+    """A direct message to one person (an approver asked again when a gate escalates);
+    Slack opens the conversation with the bot when the channel is the user's id."""
+
+    KIND: ClassVar[str] = "slack.direct_message"
+    user_id: str
+    text: str
+
+    @property
+    def key(self) -> str:
+        return f"dm:{self.user_id}"
+
+    def to_payload(self) -> Payload:
+        return {"user_id": self.user_id, "text": self.text}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> DirectMessage:
+        return cls(str(payload["user_id"]), str(payload["text"]))
+
+
+@dataclass(frozen=True)
 class Assess:
     """Fetch the deployment's commits and score its risk."""
 

@@ -18,9 +18,6 @@ from bot.config import Config, GatePolicy
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import GateRequest
-from bot.domain.messages import (
-    TemplateLine,
-)
 from bot.services import audit, freezes, outbox
 from bot.services.gate_close import (
     bump_version,
@@ -61,7 +58,7 @@ from bot.services.gate_reads import (
 )
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Approval, Deployment, Gate, row_id
+from bot.store.tables import Approval, Deployment, Gate
 
 DEPLOY = outbox.DEPLOY
 
@@ -442,57 +439,3 @@ def reassess(session: Session, *, now: datetime, config: Config, deployment: Dep
         return
     lock_gate(session, gate)
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
-
-
-# --- time ------------------------------------------------------------------------------------
-
-
-def sweep(session: Session, *, now: datetime, config: Config) -> int:
-    """Remind the approvers of gates waiting long, expire the ones past their time."""
-    acted = 0
-    for gate in session.exec(select(Gate).where(Gate.status == rules.PENDING)).all():
-        deployment = session.get(Deployment, gate.deployment_id)
-        if deployment is None or gate.expires_at is None:
-            continue
-        if now >= gate.expires_at:
-            lock_gate(session, gate)
-            close_gate(
-                session,
-                now=now,
-                gate=gate,
-                deployment=deployment,
-                status=rules.EXPIRED,
-                actor="releasebot",
-                reason="nobody decided in time",
-                target_state=states.EXPIRED,
-            )
-            acted += 1
-        elif gate.remind_at is not None and now >= gate.remind_at and gate.reminded_at is None:
-            lock_gate(session, gate)
-            gate.reminded_at = now
-            session.add(gate)
-            principals = (
-                rules.Requirement.from_dict(gate.requirement).principals()
-                if gate.requirement
-                else ()
-            )
-            reminder = TemplateLine(
-                row_id(deployment),
-                "gate_reminder.txt.j2",
-                {
-                    "approvers": list(principals),
-                    "expires_at": gate.expires_at.isoformat(),
-                    "progress": gate.progress,
-                },
-            )
-            outbox.enqueue(session, reminder, now=now)
-            audit.append(
-                session,
-                at=now,
-                actor="releasebot",
-                action="gate.reminded",
-                subject=f"gate:{gate.id}",
-                details={"approvers": list(principals)},
-            )
-            acted += 1
-    return acted

@@ -36,6 +36,7 @@ PAGER = messages.PagerAlert.KIND  # page on-call (trigger) or close the alert (r
 DIGEST = messages.Digest.KIND  # the weekly DORA digest
 
 LEASE = timedelta(seconds=60)
+MAX_BACKOFF = 300.0  # seconds: the longest wait between two tries of a failing row
 
 
 _OUTBOX = sql.OUTBOX
@@ -168,6 +169,14 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
 
 def mark_sent(session: Session, *, row_id: int, now: datetime) -> None:
     mark_sent_many(session, row_ids=[row_id], now=now)
+
+
+def retry_delay(attempts: int, retry_after: float | None, *, jitter: float) -> float:
+    """Seconds until a failed row is tried again: what the API asked for (Retry-After), else
+    an exponential backoff up to MAX_BACKOFF; `jitter` in [0, 1) spreads the retries."""
+    if retry_after is not None:
+        return retry_after + jitter  # the API asks for at least this long
+    return min(MAX_BACKOFF, 2.0 ** min(attempts, 16)) * (0.5 + jitter)
 
 
 def settle(session: Session, *, sent: list[int], untried: list[int], now: datetime) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bot.config import Config, ScheduledFreeze
+from bot.domain.gates import EXPIRED
+from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import freezes, verification
 from bot.store.tables import (
@@ -53,6 +55,7 @@ class ReleaseView:
     gate_decided_by: str | None = None
     gate_reason: str | None = None
     gate_break_glass: dict[str, Any] | None = None  # requested_by, reason, confirmed_by, ...
+    gate_can_rerequest: bool = False  # expired, and its pipeline can be asked again
     break_glass_available: bool = False
     verification: dict[str, Any] | None = None  # total, passed, failed names, pending
     promote_to: str | None = None  # the next environment, when the release may go there
@@ -173,6 +176,8 @@ def _gate(gate: Gate | None) -> dict[str, Any]:
         "gate_decided_by": gate.decided_by,
         "gate_reason": gate.reason,
         "gate_break_glass": gate.break_glass,
+        "gate_can_rerequest": gate.status == EXPIRED
+        and rerequest_refusal(gate.decide_via, gate.context) is None,
     }
 
 

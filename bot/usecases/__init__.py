@@ -15,6 +15,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | decide        | decide a gate, ask for and confirm break-glass                 |
 | operate       | promote, roll back, unlock (buttons and `/release`)            |
 | freeze        | freeze and unfreeze an environment                             |
+| rerequest     | ask again for an expired gate (the Re-request button)          |
 | request_gate  | request a gate from CI over the API, read its status           |
 | read          | status, history, pending approvals, App Home lists, metrics    |
 | dashboard     | the dashboard's pages and a deployment's evidence pack         |
@@ -47,6 +48,7 @@ from bot.usecases import (
     operate,
     read,
     request_gate,
+    rerequest,
     slack_events,
     sweep,
 )
@@ -140,6 +142,9 @@ class UseCases:
         return await decide.request_break_glass(
             self._ctx, gate_id=gate_id, user_id=user_id, reason=reason
         )
+
+    async def rerequest_gate(self, *, gate_id: int, user_id: str) -> Outcome:
+        return await rerequest.rerequest_gate(self._ctx, gate_id=gate_id, user_id=user_id)
 
     async def operate(
         self, *, action: str, deployment_id: int, user_id: str, reason: str | None = None

@@ -1,12 +1,14 @@
-"""Housekeeping the scheduler runs: sweep gates (remind, then expire) and drop old webhook
-bodies past their retention."""
+"""Housekeeping the scheduler runs: sweep gates (remind, escalate, then expire) and drop old
+webhook bodies past their retention."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
-from bot.services import gates
+from bot.domain.errors import DeliveryFailed
+from bot.services import gate_sweep
 from bot.services.housekeeping import drop_old_webhook_bodies
 from bot.usecases.context import Context
 
@@ -14,9 +16,22 @@ log = logging.getLogger(__name__)
 
 
 async def sweep_gates(ctx: Context) -> int:
-    """Remind approvers of gates waiting long; expire the ones past their time."""
+    """Remind approvers of gates waiting long, escalate the ones waiting longer (the user
+    groups among their approvers read from Slack first), expire the ones past their time."""
     now = ctx.clock.now()
-    acted = await ctx.write(lambda s: gates.sweep(s, now=now, config=ctx.config))
+    principals = await ctx.read(
+        lambda s: gate_sweep.escalation_principals(s, now=now, config=ctx.config)
+    )
+    members: Mapping[str, frozenset[str]] | None = {}
+    if principals:
+        try:
+            members = await ctx.members_of(principals)
+        except DeliveryFailed as exc:
+            log.warning("escalations wait for the next sweep: %s", exc.reason)
+            members = None
+    acted = await ctx.write(
+        lambda s: gate_sweep.sweep(s, now=now, config=ctx.config, group_members=members)
+    )
     if acted:
         ctx.wake()
     return acted

@@ -35,6 +35,7 @@ ICONS = {
     "recorded": ":ballot_box_with_check:",
     "rejected": ":no_entry:",
     "refused": ":no_entry_sign:",
+    "rerequested": ":repeat:",
 }
 
 
@@ -58,8 +59,8 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
 
 
 def register_operations(app: AsyncApp, usecases: UseCases) -> None:
-    """Promote and unlock (one click), roll back (with a reason), and break-glass (one person
-    asks with a reason, a second one confirms)."""
+    """Promote and unlock (one click), roll back (with a reason), break-glass (one person
+    asks with a reason, a second one confirms), and Re-request an expired gate (one click)."""
 
     def operation(action: str) -> Act:
         async def act(deployment_id: int, user: str) -> Outcome:
@@ -78,6 +79,9 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
     async def confirm_break_glass(gate_id: int, user: str) -> Outcome:
         return await usecases.break_glass(gate_id=gate_id, user_id=user, confirm=True)
 
+    async def rerequest(gate_id: int, user: str) -> Outcome:
+        return await usecases.rerequest_gate(gate_id=gate_id, user_id=user)
+
     _on_click(app, "release_promote", operation("promote"))
     _on_click(app, "release_unlock", operation("unlock"))
     _on_reason(app, "release_rollback", ROLLBACK_MODAL, rollback_modal, "deployment_id", rollback)
@@ -90,6 +94,7 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
         ask_break_glass,
     )
     _on_click(app, "release_break_glass_confirm", confirm_break_glass)
+    _on_click(app, "release_rerequest", rerequest)
 
 
 def _on_click(app: AsyncApp, action_id: str, act: Act) -> None:
