@@ -152,7 +152,14 @@ def _approval(r: ReleaseView) -> str:
             text += f" · expires {_esc(clock_time(r.gate_expires_at))}"
         return text
     if status == "approved":
-        return f":white_check_mark: {with_mentions(truncate(r.gate_reason or 'approved', 500))}"
+        text = f":white_check_mark: {with_mentions(truncate(r.gate_reason or 'approved', 500))}"
+        glass = r.gate_break_glass or {}
+        if glass.get("confirmed_by") and glass.get("valid_until"):
+            text += (
+                "\n:rotating_light: break-glass window: the freeze lets this service through "
+                f"until {_esc(clock_time(str(glass['valid_until'])))}"
+            )
+        return text
     if status == "rejected":
         return (
             f":no_entry: Rejected by {mention(r.gate_decided_by or 'unknown')}: "

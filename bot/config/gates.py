@@ -8,7 +8,7 @@ other rules. Freezes written in the YAML hold deploys into their environments fo
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -152,8 +152,14 @@ class GatePolicy(ConfigModel):
         return self
 
 
+RollbackRule = Literal["allowed", "blocked"]
+
+
 class ScheduledFreeze(ConfigModel):
-    """A change freeze: deploys into these environments wait (or need break-glass)."""
+    """A change freeze: deploys into these environments wait (or need break-glass).
+
+    Rollbacks stay allowed during the freeze unless `rollbacks: blocked`.
+    """
 
     # A freeze window written in the YAML; the JSON Schema keeps calling it `Freeze`.
     model_config = ConfigDict(title="Freeze")
@@ -162,6 +168,10 @@ class ScheduledFreeze(ConfigModel):
     start: OffsetDatetime
     end: OffsetDatetime
     reason: Text
+    rollbacks: RollbackRule = Field(
+        "allowed",
+        description="`blocked`: rollbacks wait for the freeze too (or need break-glass).",
+    )
 
     @model_validator(mode="after")
     def _check_window(self) -> Self:

@@ -1,6 +1,10 @@
 """Break-glass: an emergency path through a gate, asked for by one person with a reason
 and confirmed by a second (a break-glass approver). Loud on purpose: both steps are
 announced in the channel itself, and the confirmation is a change event for on-call.
+
+A confirmation approves its gate and opens a window until `valid_until` (`valid_for` after
+it): while it is open, freezes let the same service's changes into the same environment
+through (`freeze_gates.window_until`); after it, they are held or refused again.
 """
 
 from __future__ import annotations
@@ -119,7 +123,11 @@ def confirm(
         session, now=now, deployment=deployment, asked=asked, user_id=user_id, until=valid_until
     )
     return Outcome(
-        APPROVED, "break-glass confirmed: the release goes ahead", gate_id, deployment.id
+        APPROVED,
+        "break-glass confirmed: the release goes ahead; the freeze lets "
+        f"{deployment.service} into {deployment.environment} until {rules.moment(valid_until)}",
+        gate_id,
+        deployment.id,
     )
 
 

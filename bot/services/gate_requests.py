@@ -12,6 +12,14 @@ Decisions taken here:
 - The environment has no gate: nothing is opened and nothing waits; the answer is
   "approved" at once (no gate id) with the reason, and an audit record notes the request.
   A CI job that asks should not be blocked by an environment that asks nobody.
+- Unless a freeze covers it: then the request is held like any other change, in a gate that
+  only break-glass or the end of the freeze lets through (`freeze_gates`). The answer is
+  that pending gate, its progress naming the freeze, its reason, when it ends and what lets
+  the release through; `releasebot gate request --wait` polls it to the decision, and the
+  gate sweep approves it when the freeze ends. A 409 would leave the team no gate to break
+  glass on and every CI job its own retry loop.
+- Asking again during a freeze for a release whose gate was approved before (or whose
+  break-glass window has closed) is refused: `FrozenConflict` (409) naming the freeze.
 - Asking again for the same release while its gate is pending, or after it was approved,
   answers with that gate (`created=False`), so a retried CI step is idempotent. After a
   rejection, an expiry, a supersession or a finished deploy (failed, rolled back, ...) it is
@@ -34,7 +42,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import Conflict, InvalidRequest
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
-from bot.services import audit, gates
+from bot.services import audit, freeze_gates, gates
 from bot.services.deployments import apply_event
 from bot.store.tables import Approval, Deployment, Gate, Release
 
@@ -48,6 +56,10 @@ _REUSABLE = frozenset({rules.PENDING, rules.APPROVED})
 
 class GateConflict(Conflict):
     """The release cannot be gated in the state it is in (answered 409)."""
+
+
+class FrozenConflict(GateConflict):
+    """A freeze holds the environment and nothing lets this release through now (409)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,10 @@ def request_gate(
     if not version:
         raise InvalidRequest("version must not be empty")
     key = release_key(version, sha)
-    if env.gate is None:
+    hold = freeze_gates.hold_for(
+        session, now=now, config=config, service=service, environment=environment
+    )
+    if env.gate is None and hold is None:
         note = f"{environment} of {service} has no gate configured: nothing to wait for"
         audit.append(
             session,
@@ -125,6 +140,8 @@ def request_gate(
             gate = gates.latest_gate(session, existing.id)
             if gate is not None and gate.status in _REUSABLE:
                 assert gate.id is not None
+                if gate.status == rules.APPROVED and hold is not None:
+                    raise FrozenConflict(f"gate #{gate.id} was approved, but {hold.refusal()}")
                 return GateRequestResult(gate.id, existing.id, gate.status, created=False)
             if existing.state != states.PENDING:
                 raise GateConflict(
@@ -148,7 +165,7 @@ def request_gate(
     )
     assert deployment is not None and deployment.id is not None
     gate = gates.pending_gate(session, deployment.id) or gates.latest_gate(session, deployment.id)
-    assert gate is not None and gate.id is not None, "a gated environment opens a gate"
+    assert gate is not None and gate.id is not None, "a gated or frozen environment opens one"
     return GateRequestResult(gate.id, deployment.id, gate.status, created=True)
 
 

@@ -22,7 +22,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
 from bot.domain.messages import DirectMessage, TemplateLine
-from bot.services import audit, outbox
+from bot.services import audit, freeze_gates, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.gate_reads import environment_at
 from bot.store import statements as sql
@@ -42,9 +42,10 @@ def sweep(
 
     `group_members` resolves the user groups among the approvers of gates due for
     escalation (`escalation_principals`); None leaves escalations for a later sweep (the
-    directory could not be read).
+    directory could not be read). Gates held only by a freeze that has ended are approved
+    first (`freeze_gates.release_held`).
     """
-    acted = 0
+    acted = freeze_gates.release_held(session, now=now, config=config)
     for gate in session.exec(select(Gate).where(Gate.status == rules.PENDING)).all():
         deployment = session.get(Deployment, gate.deployment_id)
         if deployment is None or gate.expires_at is None:

@@ -18,10 +18,9 @@ from bot.config import Config, GatePolicy
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import GateRequest
-from bot.services import audit, freezes, outbox
+from bot.services import audit, freeze_gates, freezes, outbox
 from bot.services.gate_close import (
     bump_version,
-    call_deployer,
     close_gate,
     lock_gate,
     refresh_message,
@@ -90,27 +89,23 @@ def open_gate(
 ) -> Gate | None:
     """The pipeline waits: open (or find) the gate of this deployment.
 
-    With no gate configured for the environment, the pipeline is told to go ahead at once.
+    With no gate configured for the environment, the pipeline is told to go ahead at once,
+    unless a freeze holds the environment: then a gate opens that only break-glass or the
+    end of the freeze lets through (`freeze_gates`).
     """
     assert deployment.id is not None
     env = environment_of(config, deployment)
-    if env is None or env.gate is None:
-        if request.decide_via is not None:
-            call_deployer(
-                session,
-                now=now,
-                deployment=deployment,
-                kind=request.decide_via,
-                action="approve",
-                context=request.context,
-                actor="releasebot",
-                reason=f"no gate is configured for {deployment.environment}",
-            )
+    hold = freeze_gates.ungated_hold(session, now=now, config=config, deployment=deployment)
+    if (env is None or env.gate is None) and hold is None:
+        freeze_gates.go_ahead(session, now=now, deployment=deployment, request=request)
         return None
     existing = pending_gate(session, deployment.id)
     if existing is not None:
         return existing
     _supersede_pending(session, now=now, config=config, newer=deployment)
+    if hold is not None:
+        return freeze_gates.open_held(session, deployment, request, requested_by, hold, now)
+    assert env is not None and env.gate is not None
     times = rules.GateTimes.from_gate(env.gate, now)
     gate = Gate(
         deployment_id=deployment.id,
@@ -215,12 +210,15 @@ def decide(
     bump_version(session, gate_id, seen.row_version)
     assert seen.found_deployment is not None
     env = environment_at(config, seen.service, seen.environment)
-    assert env is not None and env.gate is not None
     # Loaded after the lock: the row as it is now (populate_existing in case this session
     # already held the gate, with the version before the bump).
     gate = session.get(Gate, gate_id, populate_existing=True)
     deployment = session.get(Deployment, seen.deployment_id)
     assert gate is not None and deployment is not None and deployment.id is not None
+    if env is None or env.gate is None:  # held by a freeze only: nobody decides on it
+        held = freeze_gates.decision_refusal(session, now=now, config=config, deployment=deployment)
+        _refused(session, now=now, person=person, decision=decision, refusal=held, gate_id=gate_id)
+        return Outcome(REFUSED, held, gate_id, deployment.id)
     ballot = _Ballot(person, decision, reason)
     memberships, refusal = _check(
         session,
@@ -288,6 +286,9 @@ def _check(
         environment=deployment.environment,
         freezes=freezes.active(session, config=config, now=now),
         at=now,
+        break_glass_until=freeze_gates.window_of(
+            session, now=now, config=config, deployment=deployment
+        ),
     )
     if refusal is None and ballot.decision == "reject" and not (ballot.reason or "").strip():
         refusal = "a reason is required to reject a release"
@@ -386,6 +387,8 @@ def settle(
     """Decide the gate if what it requires is now met; keep its progress line current."""
     if gate.status != rules.PENDING:
         return gate.status
+    if freeze_gates.is_held(gate):
+        return RECORDED  # no approval passes it: the freeze's end or break-glass does
     assert gate.id is not None
     current = requirement(config, deployment)
     if current is None:

@@ -1,8 +1,11 @@
 """Promote a release to the next environment, roll an environment back, lock and unlock it.
 
 Promotion goes through the target environment's gate exactly as any other deployment does;
-a rollback redeploys the version last deployed successfully before, and stops automatic
-promotion into that environment until someone unlocks it.
+during a freeze that gate holds it (an environment without a gate gets one that only
+break-glass or the end of the freeze passes), and automatic promotion does not start at all.
+A rollback redeploys the version last deployed successfully before, and stops automatic
+promotion into that environment until someone unlocks it; a freeze with `rollbacks: blocked`
+refuses it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import audit, deployments, freezes, gates, outbox, verification
+from bot.services import audit, deployments, freeze_gates, gates, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.store import statements as sql
@@ -93,7 +96,15 @@ def promote(
         subject=f"deployment:{source.id}",
         details={"to": target, "deployment": created.id, "automatic": automatic},
     )
-    return Outcome(PROMOTED, f"promoting {source.sha[:7]} to {target}", deployment_id=created.id)
+    told = f"promoting {source.sha[:7]} to {target}"
+    hold = freeze_gates.hold_for(
+        session, now=now, config=config, service=source.service, environment=target
+    )
+    if hold is not None and env.gate is not None:
+        told += f", held at its gate: {hold.describe()}; approvals wait for the freeze to end"
+    elif hold is not None:
+        told += f", held: {hold.held()}"
+    return Outcome(PROMOTED, told, deployment_id=created.id)
 
 
 def _promotion_target(
@@ -126,9 +137,16 @@ def _automatic_refusal(
     lock = session.get(EnvironmentLock, (source.service, target))
     if lock is not None:
         return f"automatic promotion to {target} is locked: {lock.reason}"
-    freeze = rules.active_freeze(freezes.active(session, config=config, now=now), target, now)
-    if freeze is not None:
-        return f"{target} is frozen: {freeze.reason}"
+    hold = freeze_gates.hold_for(
+        session,
+        now=now,
+        config=config,
+        service=source.service,
+        environment=target,
+        break_glass=False,
+    )
+    if hold is not None:
+        return f"{target} is frozen: {hold.reason} (until {rules.moment(hold.until)})"
     return None
 
 
@@ -147,6 +165,16 @@ def rollback(
     if current is None:
         return Outcome(REFUSED, "this deployment does not exist")
     target, refusal = _rollback_target(session, config, current, reason, to_sha)
+    hold = freeze_gates.hold_for(
+        session,
+        now=now,
+        config=config,
+        service=current.service,
+        environment=current.environment,
+        change=rules.ROLLBACK,
+    )
+    if refusal is None and hold is not None:
+        refusal = hold.refusal()
     if refusal is not None:
         return Outcome(REFUSED, refusal, deployment_id=deployment_id)
     env = config.services[current.service].environment(current.environment)

@@ -12,7 +12,8 @@ The rules, one module each:
     requirement   what a gate requires at a risk level (quorum, auto_approve, blocked)
     quorum        group membership and the quorum as a maximum bipartite matching
     people        the self-approval ban: authors, committers, mergers, deployers
-    timing        freezes, reminders, expiry, a newer release superseding a gate
+    timing        reminders, expiry, a newer release superseding a gate
+    freeze        whether a change waits for a freeze, and what lets it through
     break_glass   the emergency pass: reason, confirmer, how long it holds
     decisions     a gate's statuses and why a decision is refused, in one answer
 
@@ -38,6 +39,16 @@ from bot.domain.gates.decisions import (
     closed_refusal,
     decision_refusal,
 )
+from bot.domain.gates.freeze import (
+    FORWARD,
+    ROLLBACK,
+    Change,
+    FreezeHold,
+    break_glass_until,
+    break_glass_window,
+    freeze_hold,
+    moment,
+)
 from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
 from bot.domain.gates.quorum import (
     MissingSeats,
@@ -62,14 +73,18 @@ from bot.domain.gates.timing import (
 __all__ = [
     "APPROVED",
     "EXPIRED",
+    "FORWARD",
     "GATE_STATUSES",
     "MIN_BREAK_GLASS_REASON",
     "PENDING",
     "REJECTED",
+    "ROLLBACK",
     "SUPERSEDED",
     "BreakGlassRequest",
+    "Change",
     "Decision",
     "DueAction",
+    "FreezeHold",
     "GateBinding",
     "GateTimes",
     "MissingSeats",
@@ -82,12 +97,16 @@ __all__ = [
     "active_freeze",
     "belongs_to",
     "break_glass_check",
+    "break_glass_until",
     "break_glass_valid_until",
+    "break_glass_window",
     "can_fill_a_seat",
     "closed_refusal",
     "decision_refusal",
     "due_action",
     "evaluate",
+    "freeze_hold",
+    "moment",
     "principals_of",
     "requirement_for",
     "self_approval_conflict",

@@ -8,10 +8,10 @@ from typing import Final, Literal
 
 from bot.config import ScheduledFreeze
 from bot.domain.gates.common import Mention, plain, require_aware
+from bot.domain.gates.freeze import freeze_hold, moment
 from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
 from bot.domain.gates.quorum import can_fill_a_seat
 from bot.domain.gates.requirement import Requirement
-from bot.domain.gates.timing import active_freeze
 from bot.domain.wording import join
 
 Decision = Literal["approve", "reject"]
@@ -47,6 +47,7 @@ def decision_refusal(
     freezes: Iterable[ScheduledFreeze],
     at: datetime,
     break_glass_active: bool = False,
+    break_glass_until: datetime | None = None,
     mention: Mention = plain,
 ) -> str | None:
     """Why this person may not record this decision on the gate now, or None.
@@ -57,7 +58,8 @@ def decision_refusal(
     3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits";
     4. they already approved (`approvals`: user ids): "you already approved this release";
     5. approvals only, a freeze covers `environment` at `at` (unless a confirmed break-glass
-       is active): "production is frozen: Year-end change freeze; use break-glass";
+       is active, or its window, `break_glass_until`, is still open): "production is frozen:
+       Year-end change freeze; use break-glass", naming when a closed window closed;
     6. approvals only, a blocked gate: "critical risk: only break-glass can pass this gate".
 
     Rejecting is allowed to any approver who has not voted yet, during a freeze, on a blocked
@@ -77,9 +79,14 @@ def decision_refusal(
     if person.user_id in approvals:
         return "you already approved this release"
     if approving and not break_glass_active:
-        freeze = active_freeze(freezes, environment, at)
-        if freeze is not None:
-            return f"{environment} is frozen: {freeze.reason}; use break-glass"
+        hold = freeze_hold(freezes, environment, at, window_until=break_glass_until)
+        if hold is not None:
+            closed = (
+                f" (the break-glass window closed at {moment(hold.window_closed_at)})"
+                if hold.window_closed_at is not None
+                else ""
+            )
+            return f"{environment} is frozen: {hold.reason}; use break-glass{closed}"
     if approving and requirement.mode == "blocked":
         level = (
             f"{requirement.risk_level} risk" if requirement.risk_level else "this gate is blocked"
