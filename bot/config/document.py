@@ -14,6 +14,9 @@ from bot.config.services import TRACK_KEYS, Environment, Service
 from bot.config.slack import Identity, SlackConfig
 from bot.config.types import Name, SlackUserId
 
+# What production is for a service the config does not list (its history only).
+UNCONFIGURED_PRODUCTION = "production"
+
 
 class Config(ConfigModel):
     """The whole `releasebot.yaml`."""
@@ -58,6 +61,27 @@ class Config(ConfigModel):
                 if env.deploy.argocd.app == app:
                     return name, service, env
         return None
+
+    def production_environments(self) -> frozenset[tuple[str, str]]:
+        """Every (service, environment) that is production (see `Service.is_production`)."""
+        return frozenset(
+            (name, env_name)
+            for name, service in self.services.items()
+            for env_name in service.production_environments()
+        )
+
+    def is_production(self, service_name: str, environment: str) -> bool:
+        """Whether deploys of this service to this environment are production's. A service
+        not in the config (one removed, whose history remains): the environment named
+        `production`."""
+        return environment in self.production_environments_of(service_name)
+
+    def production_environments_of(self, service_name: str) -> list[str]:
+        """The service's production environments, in list order (see `is_production`)."""
+        service = self.services.get(service_name)
+        if service is None:
+            return [UNCONFIGURED_PRODUCTION]
+        return service.production_environments()
 
     def channel_for(self, service_name: str) -> str:
         """The service's channel, else `slack.default_channel` (also for unknown services)."""
