@@ -8,7 +8,8 @@ The DORA history below (NOW is Tuesday 2026-11-17 10:00 UTC; "-3d+10m" is NOW - 
 
     web:    staging, prod                        -> production: prod (the last)
     api:    eu (production: true), sandbox (production: false)   -> production: eu
-    legacy: not in the config (history only)     -> production: its environment `production`
+    legacy: not in the config (history only)     -> production: the names production has for
+                                                    the configured services (prod, eu)
 
 web
   W1  prod        deployed -5d     verified              lead 2h
@@ -23,7 +24,7 @@ api
   A2  eu          deployed -2d     verified              lead 4h   (measured at eu)
   AS  sandbox     deployed -1d     verification_failed, incident resolved 5h (not production)
 legacy
-  X1  production  deployed -1d     verified              lead 8h
+  X1  prod        deployed -1d     verified              lead 8h
   XS  staging     deployed -1d     failed                          (not production)
 
 7 days:  web     W1 W2 W3 = 3 deployments, 1 failure (W2), CFR 1/3, leads 2 10 -> 6h,
@@ -32,7 +33,7 @@ legacy
          legacy  X1 = 1 deployment, 0 failures, CFR 0, lead 8h
          overall 6 deployments (6/7 a day), 2 failures, CFR 1/3, leads 2 4 6 8 10 -> 6h,
                  recoveries 1h 2h50m -> 1h55m
-Without a config (every environment named production): WP and X1 only, 2 deployments.
+Without a config (every environment named production): WP only, 1 deployment, lead 3h.
 The dashboard's series over the week: deploys W1 W3 A1 A2 X1 = 5 (W2 never ran), 1 failed.
 """
 
@@ -68,7 +69,7 @@ from tests.helpers import (
     example_config_data,
     github_headers,
 )
-from tests.test_dora import NOW, History, ago, commit, simple
+from tests.test_dora import NOW, History, ago, commit
 
 ROUTING_KEY = "pd-checkout-routing-key"
 SLACK = {"bot_token_env": "SLACK_BOT_TOKEN", "default_channel": "#deploys"}
@@ -114,10 +115,11 @@ def test_the_last_environment_is_production_unless_one_says_otherwise() -> None:
     ]
     assert [api.is_production(e) for e in ("eu", "sandbox")] == [True, False]
     assert config.production_environments() == {("web", "prod"), ("api", "eu")}
-    # A service the config does not list keeps the name's meaning (its history only).
-    assert config.is_production("legacy", "production")
+    # A service the config does not list (its history only): the names production has.
+    assert config.is_production("legacy", "prod") and config.is_production("legacy", "eu")
+    assert not config.is_production("legacy", "production")
     assert not config.is_production("legacy", "staging")
-    assert config.production_environments_of("legacy") == ["production"]
+    assert config.production_environments_of("legacy") == ["eu", "prod"]
 
     example = load_config(EXAMPLE_CONFIG)
     assert example.production_environments() == {(name, "production") for name in example.services}
@@ -143,6 +145,10 @@ def test_both_may_be_production_and_an_explicit_false_on_the_last_wins() -> None
     config = parse_config(data)
     assert config.services["web"].production_environments() == ["eu", "us"]
     assert config.services["batch"].production_environments() == []
+    del data["services"]["web"]
+    nothing = parse_config(data)
+    assert nothing.production_environments() == frozenset()
+    assert nothing.production_environments_of("legacy") == ["production"]
 
 
 def test_the_schema_describes_the_key_and_the_example_checks(
@@ -237,7 +243,7 @@ def history(db: Database) -> History:
         dedup_key=f"releasebot/api/sandbox/{h.ids['AS']}",
     )
 
-    simple(h, "X1", "legacy", deployed=ago(days=1), leads_hours=[8])
+    deploy("X1", "legacy", "prod", [8], days=1)
     h.release("XS", "legacy", [commit("xs", ago(days=2))], created=ago(days=1, hours=-1))
     h.deploy(
         "XS",
@@ -297,7 +303,7 @@ def test_dora_counts_the_configured_production_environments(db: Database, histor
 def test_without_a_config_production_is_the_name(db: Database, history: History) -> None:
     with db.read() as session:
         overall = dora.metrics(session, now=NOW, days=7)
-    assert figures(overall) == (2, 0, 0.0, 5.5, None, 0)  # WP (3h) and X1 (8h)
+    assert figures(overall) == (1, 0, 0.0, 3.0, None, 0)  # WP
 
 
 def test_the_terminal_table_and_the_digest_use_the_config(
@@ -335,7 +341,7 @@ def test_the_dashboard_series_counts_production_by_the_config(
     assert (series.environment, series.deploys, series.failed) == ("production", 5, 1)
     # Lead times per release at its first production deploy: 2, 10, 6, 4, 8 -> 6h.
     assert series.lead_time_median == 6 * 3600
-    assert (by_name.deploys, by_name.failed) == (2, 0)
+    assert (by_name.deploys, by_name.failed) == (1, 0)
 
 
 # --- through the app: change events, the page, the evidence pack ----------------------------

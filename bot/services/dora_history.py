@@ -47,69 +47,74 @@ _ID_CHUNK = 5000  # ids per IN list: SQLite takes 32766 parameters, PostgreSQL 6
 
 @dataclass(frozen=True)
 class Production:
-    """Which (service, environment) deployments are production's.
-
-    A service in `configured` is production in the environments `pairs` name for it; any
-    other service in the environment named `fallback` (without a config, every service).
+    """Which (service, environment) deployments are production's, as `Config.is_production`
+    says: a service in `configured` in the environments `pairs` name for it; any other
+    service in the environments named in `fallback`.
     """
 
     pairs: frozenset[tuple[str, str]] = frozenset()
     configured: frozenset[str] = frozenset()
-    fallback: str = PRODUCTION
+    fallback: tuple[str, ...] = (PRODUCTION,)
 
     @classmethod
     def of(cls, config: Config | None) -> Production:
         """The config's production environments (None: every environment named production)."""
         if config is None:
             return cls()
-        return cls(config.production_environments(), frozenset(config.services))
+        return cls(
+            config.production_environments(),
+            frozenset(config.services),
+            tuple(config.unconfigured_production_environments()),
+        )
 
     @classmethod
     def named(cls, environment: str) -> Production:
         """Every service's environment of this name."""
-        return cls(fallback=environment)
+        return cls(fallback=(environment,))
 
     def holds(self, service: str, environment: str) -> bool:
+        return environment in self.names_of(service)
+
+    def names_of(self, service: str) -> list[str]:
+        """The service's production environment names, sorted."""
         if service in self.configured:
-            return (service, environment) in self.pairs
-        return environment == self.fallback
+            return sorted(env for name, env in self.pairs if name == service)
+        return sorted(self.fallback)
 
     def names(self) -> list[str]:
         """Every environment name that is production for some service, sorted."""
-        return sorted({environment for _, environment in self.pairs} | {self.fallback})
+        return sorted({environment for _, environment in self.pairs} | set(self.fallback))
 
     def where(self, service: Mapped[str], environment: Mapped[str]) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions on a deployment's service and environment columns: the names, then
-        the services where a name is not production for every service."""
+        """SQL conditions on a deployment's service and environment columns: the names (the
+        leading column of the DORA index), then, for a name some configured services use
+        but not as production, all services but those."""
         names = self.names()
-        where = [environment == names[0] if len(names) == 1 else environment.in_(names)]
-        narrowed: list[sa.ColumnElement[bool]] = []
-        exact = True
-        for name in names:
-            services = self._services_where(name)
-            if services is None:
-                narrowed.append(environment == name)
-                continue
-            exact = False
-            included, members = services
-            narrowed.append(
-                sa.and_(
-                    environment == name,
-                    service.in_(members) if included else service.not_in(members),
+        where = [_one_of(environment, names)]
+        excluded = {
+            name: sorted(s for s in self.configured if (s, name) not in self.pairs)
+            for name in names
+        }
+        if any(excluded.values()):
+            where.append(
+                sa.or_(
+                    *(
+                        sa.and_(environment == name, service.not_in(others))
+                        if others
+                        else environment == name
+                        for name, others in excluded.items()
+                    )
                 )
             )
-        if not exact:
-            where.append(sa.or_(*narrowed))
         return where
 
-    def _services_where(self, name: str) -> tuple[bool, list[str]] | None:
-        """Which services the name is production for: None (all), (True, those listed) or
-        (False, all but those listed)."""
-        members = sorted(s for s in self.configured if (s, name) in self.pairs)
-        if name != self.fallback:
-            return True, members
-        excluded = sorted(self.configured - set(members))
-        return (False, excluded) if excluded else None
+    def where_service(self, service: str, environment: Mapped[str]) -> list[sa.ColumnElement[bool]]:
+        """The same for one service's deployments: its own production environment names."""
+        return [_one_of(environment, self.names_of(service))]
+
+
+def _one_of(column: Mapped[str], names: Sequence[str]) -> sa.ColumnElement[bool]:
+    return column == names[0] if len(names) == 1 else column.in_(names)
 
 
 # Without a config: every service's environment named production.
@@ -153,9 +158,10 @@ def _segment(at: datetime, starts: Sequence[datetime]) -> int | None:
 
 
 def _in_production(production: Production, service: str | None) -> list[sa.ColumnElement[bool]]:
-    where = production.where(col(Deployment.service), col(Deployment.environment))
-    if service is not None:
-        where.append(col(Deployment.service) == service)
+    if service is None:
+        return production.where(col(Deployment.service), col(Deployment.environment))
+    where = production.where_service(service, col(Deployment.environment))
+    where.append(col(Deployment.service) == service)
     return where
 
 
