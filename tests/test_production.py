@@ -56,7 +56,7 @@ from bot.config import Config, config_json_schema, load_config, parse_config
 from bot.domain import states
 from bot.scheduling import checks_tick
 from bot.services import assessment, dashboard, dora, evidence
-from bot.services.dora_history import Production
+from bot.services.production import Production
 from bot.store.db import Database
 from bot.store.tables import Deployment, Release
 from tests.conftest import Bot, BotFactory

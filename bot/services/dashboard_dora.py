@@ -13,10 +13,9 @@ from sqlmodel import Session, col
 
 from bot.domain import states
 from bot.services.assessment import epoch_micros
-from bot.services.dora_history import Production
+from bot.services.production import PRODUCTION, Production
 from bot.store.tables import Deployment, ReleaseCommit
 
-PRODUCTION = "production"
 BUCKETS = ("day", "week")
 FAILED_STATES = frozenset(
     {states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK}

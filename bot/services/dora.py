@@ -71,9 +71,9 @@ from bot.domain.dora import (
 from bot.domain.messages import Digest
 from bot.services import outbox
 from bot.services.dora_history import FAILURE_STATES as FAILURE_STATES
-from bot.services.dora_history import PRODUCTION as PRODUCTION
 from bot.services.dora_history import History, read_history
-from bot.services.dora_history import Production as Production
+from bot.services.production import PRODUCTION as PRODUCTION
+from bot.services.production import Production as Production
 from bot.store.tables import OutboxMessage
 
 WINDOWS: Final = (7, 30, 90)

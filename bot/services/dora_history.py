@@ -5,11 +5,7 @@ and failure counts (`read_counts`), each commit's lead time (`read_lead_times`) 
 recovery times of failed deployments (`read_recoveries`). What each counts is described
 in `bot.services.dora`, which turns the history into the figures.
 
-Which deployments are production's is a `Production` scope: the configured production
-environments (`Production.of(config)`, see `Config.is_production`), or, without a config,
-every environment named `production`. It filters in SQL by the environment names first
-(the leading column of the DORA index), then by service where a name is production for
-some services only.
+Which deployments are production's is a `bot.services.production.Production` scope.
 """
 
 from __future__ import annotations
@@ -22,16 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, aliased
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from bot.config import Config
 from bot.domain import states
 from bot.domain.audit import format_at
+from bot.services.production import BY_NAME, Production
 from bot.store import statements as sql
 from bot.store.tables import AuditEvent, Deployment
 
-PRODUCTION: Final = "production"
 FAILURE_STATES: Final = (
     states.FAILED,
     states.VERIFICATION_FAILED,
@@ -43,82 +38,6 @@ INCIDENT_RESOLVED: Final = "incident.resolved"
 
 _SUBJECT = re.compile(r"deployment:(\d+)")
 _ID_CHUNK = 5000  # ids per IN list: SQLite takes 32766 parameters, PostgreSQL 65535
-
-
-@dataclass(frozen=True)
-class Production:
-    """Which (service, environment) deployments are production's, as `Config.is_production`
-    says: a service in `configured` in the environments `pairs` name for it; any other
-    service in the environments named in `fallback`.
-    """
-
-    pairs: frozenset[tuple[str, str]] = frozenset()
-    configured: frozenset[str] = frozenset()
-    fallback: tuple[str, ...] = (PRODUCTION,)
-
-    @classmethod
-    def of(cls, config: Config | None) -> Production:
-        """The config's production environments (None: every environment named production)."""
-        if config is None:
-            return cls()
-        return cls(
-            config.production_environments(),
-            frozenset(config.services),
-            tuple(config.unconfigured_production_environments()),
-        )
-
-    @classmethod
-    def named(cls, environment: str) -> Production:
-        """Every service's environment of this name."""
-        return cls(fallback=(environment,))
-
-    def holds(self, service: str, environment: str) -> bool:
-        return environment in self.names_of(service)
-
-    def names_of(self, service: str) -> list[str]:
-        """The service's production environment names, sorted."""
-        if service in self.configured:
-            return sorted(env for name, env in self.pairs if name == service)
-        return sorted(self.fallback)
-
-    def names(self) -> list[str]:
-        """Every environment name that is production for some service, sorted."""
-        return sorted({environment for _, environment in self.pairs} | set(self.fallback))
-
-    def where(self, service: Mapped[str], environment: Mapped[str]) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions on a deployment's service and environment columns: the names (the
-        leading column of the DORA index), then, for a name some configured services use
-        but not as production, all services but those."""
-        names = self.names()
-        where = [_one_of(environment, names)]
-        excluded = {
-            name: sorted(s for s in self.configured if (s, name) not in self.pairs)
-            for name in names
-        }
-        if any(excluded.values()):
-            where.append(
-                sa.or_(
-                    *(
-                        sa.and_(environment == name, service.not_in(others))
-                        if others
-                        else environment == name
-                        for name, others in excluded.items()
-                    )
-                )
-            )
-        return where
-
-    def where_service(self, service: str, environment: Mapped[str]) -> list[sa.ColumnElement[bool]]:
-        """The same for one service's deployments: its own production environment names."""
-        return [_one_of(environment, self.names_of(service))]
-
-
-def _one_of(column: Mapped[str], names: Sequence[str]) -> sa.ColumnElement[bool]:
-    return column == names[0] if len(names) == 1 else column.in_(names)
-
-
-# Without a config: every service's environment named production.
-BY_NAME: Final = Production()
 
 
 @dataclass

@@ -10,8 +10,8 @@ from sqlmodel import Session
 from bot.logs import log_context, logged_ids
 from bot.services import dashboard
 from bot.services.dashboard import BUCKETS, AuditPage, DeploymentPage, DoraSeries, Overview
-from bot.services.dora_history import Production
 from bot.services.evidence import evidence_pack
+from bot.services.production import Production
 from bot.usecases.context import Context
 
 __all__ = [
