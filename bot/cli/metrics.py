@@ -71,7 +71,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     try:
         with db.read() as session:
             rows = dora.report(
-                session, now=now, service=args.service, windows=(args.days,), services=services
+                session,
+                now=now,
+                service=args.service,
+                windows=(args.days,),
+                services=services,
+                production=dora.Production.of(config),
             )
     except SQLAlchemyError as exc:
         warn(f"cannot read the database: {type(exc).__name__}: {exc}".splitlines()[0])

@@ -14,6 +14,9 @@ from bot.config.services import TRACK_KEYS, Environment, Service
 from bot.config.slack import Identity, SlackConfig
 from bot.config.types import Name, SlackUserId
 
+# Production for a service the config does not list, when no configured one has any.
+UNCONFIGURED_PRODUCTION = "production"
+
 
 class Config(ConfigModel):
     """The whole `releasebot.yaml`."""
@@ -58,6 +61,32 @@ class Config(ConfigModel):
                 if env.deploy.argocd.app == app:
                     return name, service, env
         return None
+
+    def production_environments(self) -> frozenset[tuple[str, str]]:
+        """Every (service, environment) that is production (see `Service.is_production`)."""
+        return frozenset(
+            (name, env_name)
+            for name, service in self.services.items()
+            for env_name in service.production_environments()
+        )
+
+    def is_production(self, service_name: str, environment: str) -> bool:
+        """Whether deploys of this service to this environment are production's. A service
+        not in the config (one removed, whose history remains): an environment of a name
+        that is production for a configured service, or `production` when none is."""
+        return environment in self.production_environments_of(service_name)
+
+    def production_environments_of(self, service_name: str) -> list[str]:
+        """The service's production environments (see `is_production`)."""
+        service = self.services.get(service_name)
+        if service is None:
+            return self.unconfigured_production_environments()
+        return service.production_environments()
+
+    def unconfigured_production_environments(self) -> list[str]:
+        """Production's names for a service the config does not list, sorted."""
+        names = {environment for _, environment in self.production_environments()}
+        return sorted(names) if names else [UNCONFIGURED_PRODUCTION]
 
     def channel_for(self, service_name: str) -> str:
         """The service's channel, else `slack.default_channel` (also for unknown services)."""

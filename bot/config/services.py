@@ -67,10 +67,22 @@ class Track(ConfigModel):
         return self
 
 
+PRODUCTION_DESCRIPTION = (
+    "Whether this environment is production: its deploys send change events to PagerDuty, "
+    "a failed verification pages as critical, and DORA and the evidence pack count it. "
+    "Default: true for the last environment of the service's list (where its promotion "
+    "path ends), false for the others."
+)
+
+
 class Environment(ConfigModel):
-    """One place a service runs: how deploys are tracked, gated, started and verified."""
+    """One place a service runs: how deploys are tracked, gated, started and verified.
+
+    `production` says whether it is production; unset, the service's last environment is.
+    """
 
     name: Name
+    production: Annotated[bool | None, Field(description=PRODUCTION_DESCRIPTION)] = None
     track: Track | None = None
     auto_promote_to: Name | None = None
     gate: GatePolicy | None = None
@@ -136,6 +148,20 @@ class Service(ConfigModel):
 
     def environment(self, name: str) -> Environment | None:
         return next((env for env in self.environments if env.name == name), None)
+
+    def is_production(self, env_name: str) -> bool:
+        """Whether this environment is production: its `production` key when set, else
+        whether it is the last of the list (where the promotion path ends)."""
+        env = self.environment(env_name)
+        if env is None:
+            return False
+        if env.production is not None:
+            return env.production
+        return env.name == self.environments[-1].name
+
+    def production_environments(self) -> list[str]:
+        """The names of its production environments, in list order."""
+        return [env.name for env in self.environments if self.is_production(env.name)]
 
     @model_validator(mode="after")
     def _check_environments(self) -> Self:

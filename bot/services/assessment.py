@@ -10,7 +10,7 @@ transaction waits on the network:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,10 +52,13 @@ def enqueue(session: Session, *, deployment: Deployment, now: datetime) -> None:
     outbox.enqueue(session, Assess(row_id(deployment)), now=now)
 
 
-def previous_deployed_sha(session: Session, *, deployment: Deployment) -> str | None:
+def previous_deployed_sha(
+    session: Session, *, deployment: Deployment, production: Sequence[str] = ("production",)
+) -> str | None:
     """The base of the comparison: the last version that deployed successfully to this
-    environment, else to production, other than this one."""
-    for environment in (deployment.environment, "production"):
+    environment, else to a production environment (`production`, in order), other than
+    this one."""
+    for environment in dict.fromkeys((deployment.environment, *production)):
         found = session.exec(
             select(Deployment.sha)
             .where(Deployment.service == deployment.service)
@@ -79,7 +82,11 @@ def plan(session: Session, *, config: Config, deployment_id: int) -> AssessmentP
     release = session.get(Release, deployment.release_id)
     if service is None or release is None:
         return None
-    base = previous_deployed_sha(session, deployment=deployment)
+    base = previous_deployed_sha(
+        session,
+        deployment=deployment,
+        production=config.production_environments_of(deployment.service),
+    )
     known = release.commits_source == "webhook" or (
         release.commits is not None and release.base_sha == base
     )
@@ -258,7 +265,9 @@ def _inputs(
     last_production = session.exec(
         select(Deployment.created_at)
         .where(Deployment.service == deployment.service)
-        .where(Deployment.environment == "production")
+        .where(
+            col(Deployment.environment).in_(config.production_environments_of(deployment.service))
+        )
         .where(col(Deployment.state).in_(DEPLOYED))
         .where(col(Deployment.created_at) < deployment.created_at)
         .order_by(col(Deployment.created_at).desc())
@@ -281,7 +290,7 @@ def _inputs(
         ci_retried_jobs=deployment.ci_retries,
         deploy_at=deployment.created_at,
         environment=deployment.environment,
-        is_production=deployment.environment == "production",
+        is_production=config.is_production(deployment.service, deployment.environment),
         freeze_active=any(
             f.covers(deployment.environment) and f.active_at(deployment.created_at)
             for f in config.freezes

@@ -1,5 +1,5 @@
 """The dashboard's DORA page: deploys, failed deploys and median lead time per UTC day or
-week, for one environment over a window of days."""
+week, for production (or one environment) over a window of days."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from sqlmodel import Session, col
 
 from bot.domain import states
 from bot.services.assessment import epoch_micros
+from bot.services.production import PRODUCTION, Production
 from bot.store.tables import Deployment, ReleaseCommit
 
-PRODUCTION = "production"
 BUCKETS = ("day", "week")
 FAILED_STATES = frozenset(
     {states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK}
@@ -56,10 +56,13 @@ def dora_series(
     days: int = 90,
     bucket: str = "week",
     environment: str = PRODUCTION,
+    production: Production | None = None,
 ) -> DoraSeries:
     """Deploys and median lead time per bucket (UTC weeks from Monday, or UTC days).
 
-    A deploy is a deployment into `environment` with `deployed_at` in the window. Lead time
+    A deploy is a deployment into `environment` with `deployed_at` in the window; with
+    `production` (the config's, `Production.of(config)`), into any production environment,
+    and the series is named `environment` ("production"). Lead time
     is measured once per release (its first deploy in the window): from each of its commits'
     `authored_at` to that deploy; a release deployed again adds a deploy but no lead times.
     """
@@ -76,7 +79,8 @@ def dora_series(
         starts.append(cursor)
         cursor += step
     window = _Window(first, step, len(starts))
-    deploys, failed, first_deploy = _count_deploys(session, window, now, environment)
+    scope = production if production is not None else Production.named(environment)
+    deploys, failed, first_deploy = _count_deploys(session, window, now, scope)
     leads = _lead_times(session, window, first_deploy)
     everything = [lead for found in leads for lead in found]
     total = sum(deploys)
@@ -114,7 +118,7 @@ class _Window:
 
 
 def _count_deploys(
-    session: Session, window: _Window, now: datetime, environment: str
+    session: Session, window: _Window, now: datetime, scope: Production
 ) -> tuple[list[int], list[int], dict[int, tuple[int, datetime]]]:
     """Deploys and failed deploys per bucket, and each release's first deploy (its bucket
     and time) in the window."""
@@ -124,7 +128,7 @@ def _count_deploys(
             col(Deployment.deployed_at),
             col(Deployment.state),
         )
-        .where(col(Deployment.environment) == environment)
+        .where(*scope.where(col(Deployment.service), col(Deployment.environment)))
         .where(col(Deployment.deployed_at).is_not(None))
         .where(col(Deployment.deployed_at) >= window.first)
         .where(col(Deployment.deployed_at) <= now)

@@ -4,8 +4,10 @@
     one = metrics(session, now=now, days=30, service="checkout")
     print(table_text([r for r in rows if r.days == 30], year=2024))
 
-What is counted (the window is `(now - days, now]`; "production" is the environment named
-`production`):
+What is counted (the window is `(now - days, now]`; "production" is each service's
+production environments, `Production.of(config)` as `Config.is_production` says: an
+environment's `production` key, by default the last environment of the service; without a
+config, and for a service the config no longer lists, the environment named `production`):
 
 - A production deployment is in the window when it ran there in the window (`deployed_at`),
   or when it failed before ever running there (failed, or rolled back while in progress:
@@ -69,8 +71,9 @@ from bot.domain.dora import (
 from bot.domain.messages import Digest
 from bot.services import outbox
 from bot.services.dora_history import FAILURE_STATES as FAILURE_STATES
-from bot.services.dora_history import PRODUCTION as PRODUCTION
 from bot.services.dora_history import History, read_history
+from bot.services.production import PRODUCTION as PRODUCTION
+from bot.services.production import Production as Production
 from bot.store.tables import OutboxMessage
 
 WINDOWS: Final = (7, 30, 90)
@@ -161,12 +164,14 @@ def report(
     service: str | None = None,
     windows: Sequence[int] = WINDOWS,
     services: Iterable[str] | None = None,
+    production: Production | None = None,
 ) -> list[DoraMetrics]:
     """The metrics per window (in the order given): overall first, then each service.
 
     `service`: that service's rows only (no overall). `services`: the services to list (the
     configured ones, say), each shown even when quiet; by default every service with
     history in the longest window. The overall row counts every service either way.
+    `production`: which deployments count (default: every environment named production).
     """
     wanted = sorted(set(windows))
     if not wanted:
@@ -174,7 +179,12 @@ def report(
     for days in wanted:
         _check_days(days)
     history = read_history(
-        session, now=now, windows=wanted, service=service, each_service=service is None
+        session,
+        now=now,
+        windows=wanted,
+        service=service,
+        each_service=service is None,
+        production=production,
     )
     if service is not None:
         names: list[str | None] = [service]
@@ -186,11 +196,18 @@ def report(
 
 
 def metrics(
-    session: Session, *, now: datetime, days: int, service: str | None = None
+    session: Session,
+    *,
+    now: datetime,
+    days: int,
+    service: str | None = None,
+    production: Production | None = None,
 ) -> DoraMetrics:
     """The four metrics of `service` (None: every service together) over the last `days`."""
     _check_days(days)
-    history = read_history(session, now=now, windows=[days], service=service, each_service=False)
+    history = read_history(
+        session, now=now, windows=[days], service=service, each_service=False, production=production
+    )
     return _figures(history, [service])[(service, days)]
 
 
@@ -201,9 +218,10 @@ def digest(
     services: Iterable[str] | None = None,
     days: int = 7,
     year: int = DEFAULT_YEAR,
+    production: Production | None = None,
 ) -> MetricsMessage:
     """The weekly digest: the last `days` (7) days, overall and per service."""
-    rows = report(session, now=now, windows=(days,), services=services)
+    rows = report(session, now=now, windows=(days,), services=services, production=production)
     return message(
         rows,
         now=now,

@@ -4,6 +4,8 @@
 and failure counts (`read_counts`), each commit's lead time (`read_lead_times`) and the
 recovery times of failed deployments (`read_recoveries`). What each counts is described
 in `bot.services.dora`, which turns the history into the figures.
+
+Which deployments are production's is a `bot.services.production.Production` scope.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from sqlmodel import Session, col
 
 from bot.domain import states
 from bot.domain.audit import format_at
+from bot.services.production import BY_NAME, Production
 from bot.store import statements as sql
 from bot.store.tables import AuditEvent, Deployment
 
-PRODUCTION: Final = "production"
 FAILURE_STATES: Final = (
     states.FAILED,
     states.VERIFICATION_FAILED,
@@ -74,10 +76,11 @@ def _segment(at: datetime, starts: Sequence[datetime]) -> int | None:
     return None
 
 
-def _in_production(service: str | None) -> list[sa.ColumnElement[bool]]:
-    where = [col(Deployment.environment) == PRODUCTION]
-    if service is not None:
-        where.append(col(Deployment.service) == service)
+def _in_production(production: Production, service: str | None) -> list[sa.ColumnElement[bool]]:
+    if service is None:
+        return production.where(col(Deployment.service), col(Deployment.environment))
+    where = production.where_service(service, col(Deployment.environment))
+    where.append(col(Deployment.service) == service)
     return where
 
 
@@ -88,6 +91,7 @@ def read_counts(
     now: datetime,
     starts: Sequence[datetime],
     service: str | None,
+    production: Production = BY_NAME,
 ) -> None:
     """Deployments and failures per service and window, as SQL aggregates.
 
@@ -105,7 +109,7 @@ def read_counts(
             columns.append(sa.func.sum(sa.case((sa.and_(moment > start, failed), 1), else_=0)))
         query = (
             sa.select(*columns)
-            .where(*_in_production(service), *extra)
+            .where(*_in_production(production, service), *extra)
             .where(moment > starts[-1], moment <= now)
             .group_by(col(Deployment.service))
         )
@@ -123,6 +127,7 @@ def read_lead_times(
     now: datetime,
     starts: Sequence[datetime],
     service: str | None,
+    production: Production = BY_NAME,
     each_service: bool = False,
 ) -> None:
     """Each commit's lead time, for releases whose first production deployment is in range.
@@ -139,16 +144,16 @@ def read_lead_times(
     release first deployed in range has a production deployment that ran in range.
     """
     if service is None and not each_service:
-        query = _lead_query(session, now=now, starts=starts, scope="all")
+        query = _lead_query(session, production, now=now, starts=starts, scope="all")
         pooled = session.execute(query).one()
         history.pooled_leads = [_seconds(micros) for micros in pooled]
         return
     if service is None and session.get_bind().dialect.name != "sqlite":
-        query = _lead_query(session, now=now, starts=starts, scope="each")
+        query = _lead_query(session, production, now=now, starts=starts, scope="each")
         for name, *arrays in session.execute(query):
             _keep_leads(history, name, arrays)
         return
-    query = _lead_query(session, now=now, starts=starts, scope="one")
+    query = _lead_query(session, production, now=now, starts=starts, scope="one")
     for name in [service] if service is not None else sorted(history.counts):
         _keep_leads(history, name, session.execute(query, {"service": name}).one())
 
@@ -166,7 +171,12 @@ def _seconds(micros: list[int] | None) -> list[float]:
 
 
 def _lead_query(
-    session: Session, *, now: datetime, starts: Sequence[datetime], scope: str
+    session: Session,
+    production: Production,
+    *,
+    now: datetime,
+    starts: Sequence[datetime],
+    scope: str,
 ) -> sa.Select[Any]:
     """SELECT one JSON array of lead times (microseconds) per segment (see History), of
     every service ("all"), of the service bound as :service ("one"), or per service
@@ -175,13 +185,14 @@ def _lead_query(
     deployed_before = (
         sa.select(sa.literal(1))
         .where(col(earlier.release_id) == col(Deployment.release_id))
-        .where(col(earlier.environment) == PRODUCTION)
+        # A release is one service's: the earlier deployment's service is this one's.
+        .where(*production.where(col(Deployment.service), col(earlier.environment)))
         .where(col(earlier.deployed_at) < col(Deployment.deployed_at))
         .exists()
     )
     dialect = session.get_bind().dialect
     first_at = sa.func.min(col(Deployment.deployed_at))
-    where = [col(Deployment.environment) == PRODUCTION]
+    where = production.where(col(Deployment.service), col(Deployment.environment))
     if scope == "one":
         where.append(col(Deployment.service) == sa.bindparam("service"))
     first = (
@@ -267,6 +278,7 @@ def read_recoveries(
     now: datetime,
     starts: Sequence[datetime],
     service: str | None,
+    production: Production = BY_NAME,
 ) -> None:
     """Recovery times of production failures in range: from incident records where there
     are any, else from the failure to the next good deployment."""
@@ -276,12 +288,14 @@ def read_recoveries(
     )
     for deployment_id, at, seconds, scope in resolved:
         name, environment = scope or scopes.get(deployment_id, ("", ""))
-        if environment != PRODUCTION or (service is not None and name != service):
+        if not production.holds(name, environment) or (service is not None and name != service):
             continue
         segment = _segment(at, starts)
         if segment is not None:
             history.segments(history.recoveries, name)[segment].append(seconds)
-    _read_unexplained_failures(session, history, now=now, starts=starts, service=service)
+    _read_unexplained_failures(
+        session, history, now=now, starts=starts, service=service, production=production
+    )
 
 
 def _resolved_incidents(
@@ -348,8 +362,9 @@ def _resolution(
 
 
 def _next_good_deployment(began: sa.ColumnElement[Any], now: datetime) -> Any:
-    """The deployed_at of the first production deployment of the service created after the
-    failed one (a rollback's restore, a retry or a fix) that then ran and was no failure.
+    """The deployed_at of the first deployment of the service to the same (production)
+    environment created after the failed one (a rollback's restore, a retry or a fix) that
+    then ran and was no failure.
 
     Walked in created_at order on the (service, environment, created_at) index, stopping at
     the first match. Its deployed_at is compared through COALESCE(x, x) on purpose: a
@@ -362,7 +377,7 @@ def _next_good_deployment(began: sa.ColumnElement[Any], now: datetime) -> Any:
     return (
         sa.select(col(nxt.deployed_at))
         .where(col(nxt.service) == col(Deployment.service))
-        .where(col(nxt.environment) == PRODUCTION)
+        .where(col(nxt.environment) == col(Deployment.environment))
         .where(col(nxt.created_at) > col(Deployment.created_at))
         .where(ran_at > began, ran_at <= now)
         .where(col(nxt.state).not_in(FAILURE_STATES))
@@ -379,6 +394,7 @@ def _read_unexplained_failures(
     now: datetime,
     starts: Sequence[datetime],
     service: str | None,
+    production: Production,
 ) -> None:
     """Failures in range with no incident record at all: to the next good deployment."""
     began = sa.func.coalesce(
@@ -404,7 +420,7 @@ def _read_unexplained_failures(
     )
     fallback = (
         sa.select(col(Deployment.service), moment, began, _next_good_deployment(began, now))
-        .where(*_in_production(service))
+        .where(*_in_production(production, service))
         .where(col(Deployment.state).in_(FAILURE_STATES))
         .where(in_range)
         .where(~has_incident)
@@ -433,14 +449,25 @@ def read_history(
     windows: Sequence[int],
     service: str | None,
     each_service: bool,
+    production: Production | None = None,
 ) -> History:
-    """`each_service`: every service's figures are wanted, not only the overall ones."""
+    """`each_service`: every service's figures are wanted, not only the overall ones.
+    `production`: which deployments count (default: every environment named production)."""
     history = History(windows=tuple(windows))
     starts = window_starts(now, windows)
+    scope = production if production is not None else BY_NAME
     no_jit(session)
-    read_counts(session, history, now=now, starts=starts, service=service)  # leads need them
-    read_lead_times(
-        session, history, now=now, starts=starts, service=service, each_service=each_service
+    read_counts(  # the lead times need them
+        session, history, now=now, starts=starts, service=service, production=scope
     )
-    read_recoveries(session, history, now=now, starts=starts, service=service)
+    read_lead_times(
+        session,
+        history,
+        now=now,
+        starts=starts,
+        service=service,
+        production=scope,
+        each_service=each_service,
+    )
+    read_recoveries(session, history, now=now, starts=starts, service=service, production=scope)
     return history

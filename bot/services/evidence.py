@@ -15,7 +15,10 @@ written as the audit chain writes it (`2026-11-17T10:00:00.000000Z`):
                      diff: {additions, deletions, files, truncated, paths, total_commits, url},
                      diff_sha256, diff_sha256_covers,
                      authors: [{login, names, commits, authored, committed, slack_users}]}
-    deployments     [{id, environment, attempt, state, source, external_id, sha,
+    production      {reached, environments, first_deployed_at}: whether the release ran in
+                    a production environment of its service (`Config.is_production`), in
+                    which ones, and when it first did (null when it never did)
+    deployments     [{id, environment, production, attempt, state, source, external_id, sha,
                       created_at, updated_at, finished_at, deployer, ci_url, description,
                       rollback_to, risk: {score, level, factors: [{name, points, reason}]},
                       assessment_note,
@@ -130,7 +133,8 @@ def evidence_pack(
                 )
             gate_docs.append(_gate_doc(gate, votes, config))
         people.update(_slack_users(deployment.deployer))
-        deployment_docs.append(_deployment_doc(deployment, gate_docs))
+        production = config.is_production(deployment.service, deployment.environment)
+        deployment_docs.append(_deployment_doc(deployment, gate_docs, production=production))
         freezes.extend(_freezes_for(deployment, config.freezes))
     people.update(_slack_users(*(r["actor"] for r in records)))
 
@@ -149,6 +153,7 @@ def evidence_pack(
             "created_at": _iso(release.created_at),
         },
         "change": _change(release, config, provider=service.provider if service else None),
+        "production": _production(deployments, config),
         "deployments": deployment_docs,
         "freezes": freezes,
         "break_glass": break_glass,
@@ -238,10 +243,27 @@ def _authors(
     return [found[login] for login in sorted(found)]
 
 
-def _deployment_doc(deployment: Deployment, gates: list[dict[str, Any]]) -> dict[str, Any]:
+def _production(deployments: list[Deployment], config: Config) -> dict[str, Any]:
+    """Whether, where and when the release first ran in production."""
+    ran = sorted(
+        (d.deployed_at, d.environment)
+        for d in deployments
+        if d.deployed_at is not None and config.is_production(d.service, d.environment)
+    )
+    return {
+        "reached": bool(ran),
+        "environments": sorted({environment for _, environment in ran}),
+        "first_deployed_at": _iso(ran[0][0]) if ran else None,
+    }
+
+
+def _deployment_doc(
+    deployment: Deployment, gates: list[dict[str, Any]], *, production: bool
+) -> dict[str, Any]:
     return {
         "id": deployment.id,
         "environment": deployment.environment,
+        "production": production,
         "attempt": deployment.attempt,
         "state": deployment.state,
         "source": deployment.source,

@@ -3,9 +3,9 @@
 The services below this module change state and say what changed; none of them imports
 this one. Here the consequences are drawn:
 
-- a deployment **succeeded**: finish the rollbacks it restores, send a change event for
-  production, then plan its verification, or promote it on when there is nothing to verify
-  and its environment promotes automatically;
+- a deployment **succeeded**: finish the rollbacks it restores, send a change event when
+  its environment is production (`Config.is_production`), then plan its verification, or
+  promote it on when there is nothing to verify and its environment promotes automatically;
 - its verification **passed**: promote it on when the environment promotes automatically
   (a held promotion is said in the thread and audited);
 - its verification **failed**: roll it back when the environment's policy says so.
@@ -76,13 +76,14 @@ def deployed(session: Session, *, now: datetime, config: Config, deployment: Dep
     """A deployment succeeded: finish rollbacks it restores; verify it, or promote it on when
     nothing is left to verify and the environment promotes automatically."""
     releases.finish_rollbacks(session, now=now, deployed=deployment)
-    if deployment.environment == "production":
+    if config.is_production(deployment.service, deployment.environment):
         releases.change_event(
             session,
             now=now,
             deployment=deployment,
             what="deploy",
-            summary=f"Deployed {deployment.service} {deployment.sha[:7]} to production",
+            summary=f"Deployed {deployment.service} {deployment.sha[:7]} "
+            f"to {deployment.environment}",
         )
     env = config.services[deployment.service].environment(deployment.environment)
     if env is not None and env.verify:

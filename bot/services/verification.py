@@ -361,7 +361,9 @@ def failed(
         summary=f"{deployment.service} {deployment.environment}: "
         f"verification failed after deploying {deployment.sha[:7]}: "
         f"{check}: {summary}"[:1000],
-        severity="critical" if deployment.environment == "production" else "error",
+        severity="critical"
+        if config.is_production(deployment.service, deployment.environment)
+        else "error",
     )
     outbox.enqueue(session, page, now=now)
     audit.append(

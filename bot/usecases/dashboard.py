@@ -11,6 +11,7 @@ from bot.logs import log_context, logged_ids
 from bot.services import dashboard
 from bot.services.dashboard import BUCKETS, AuditPage, DeploymentPage, DoraSeries, Overview
 from bot.services.evidence import evidence_pack
+from bot.services.production import Production
 from bot.usecases.context import Context
 
 __all__ = [
@@ -58,5 +59,9 @@ async def audit_page(ctx: Context, *, limit: int, before_seq: int | None) -> Aud
 
 
 async def dora_series(ctx: Context, *, days: int, bucket: str) -> DoraSeries:
+    """Production's deploys and lead time per bucket (the config says what production is)."""
     now = ctx.clock.now()
-    return await ctx.read(lambda s: dashboard.dora_series(s, now=now, days=days, bucket=bucket))
+    production = Production.of(ctx.config)
+    return await ctx.read(
+        lambda s: dashboard.dora_series(s, now=now, days=days, bucket=bucket, production=production)
+    )

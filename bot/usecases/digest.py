@@ -22,7 +22,12 @@ async def post_weekly_digest(ctx: Context) -> bool:
     now = ctx.clock.now()
     services = sorted(ctx.config.services)
     channel = ctx.config.slack.default_channel
-    message = await ctx.read(lambda s: dora.digest(s, now=now, services=services, days=DIGEST_DAYS))
+    production = dora.Production.of(ctx.config)
+    message = await ctx.read(
+        lambda s: dora.digest(
+            s, now=now, services=services, days=DIGEST_DAYS, production=production
+        )
+    )
     queued = await ctx.write(
         lambda s: dora.enqueue_digest(s, now=now, channel=channel, digest_message=message)
     )

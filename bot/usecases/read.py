@@ -97,9 +97,17 @@ async def metrics_message(ctx: Context, *, service: str | None, days: int) -> Me
     service), as a Slack message."""
     now = ctx.clock.now()
     services = list(ctx.config.services) if service is None else None
+    production = dora.Production.of(ctx.config)
     return await ctx.read(
         lambda s: dora.message(
-            dora.report(s, now=now, service=service, windows=(days,), services=services),
+            dora.report(
+                s,
+                now=now,
+                service=service,
+                windows=(days,),
+                services=services,
+                production=production,
+            ),
             now=now,
         )
     )
