@@ -138,8 +138,6 @@ def evidence_pack(
         freezes.extend(_freezes_for(deployment, config.freezes))
     people.update(_slack_users(*(r["actor"] for r in records)))
 
-    checked, broken = audit.verify_chain(session)
-    head = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     return {
         "format": FORMAT,
         "generated_at": _iso(generated_at),
@@ -159,17 +157,21 @@ def evidence_pack(
         "break_glass": break_glass,
         "verification": _verification(session, deployment_ids),
         "identities": {user: _identity(config, user) for user in sorted(people)},
-        "audit": {
-            "records": records,
-            "chain": {
-                "verified": broken is None,
-                "first_break": broken.seq if broken is not None else None,
-                "first_break_reason": broken.reason if broken is not None else None,
-                "records_checked": checked,
-                "head_seq": head.seq if head is not None else None,
-                "head_hash": head.hash if head is not None else None,
-            },
-        },
+        "audit": {"records": records, "chain": _chain(session)},
+    }
+
+
+def _chain(session: Session) -> dict[str, Any]:
+    """Whether the whole audit chain verifies, where it first breaks, and its head."""
+    checked, broken = audit.verify_chain(session)
+    head = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
+    return {
+        "verified": broken is None,
+        "first_break": broken.seq if broken is not None else None,
+        "first_break_reason": broken.reason if broken is not None else None,
+        "records_checked": checked,
+        "head_seq": head.seq if head is not None else None,
+        "head_hash": head.hash if head is not None else None,
     }
 
 
