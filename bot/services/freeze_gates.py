@@ -20,10 +20,15 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import GateRequest
-from bot.services import audit, freezes
-from bot.services.gate_close import call_deployer, close_gate, lock_gate, refresh_message
+from bot.services import freezes
+from bot.services.gate_close import (
+    call_deployer,
+    close_gate,
+    lock_gate,
+    record_opened,
+    refresh_message,
+)
 from bot.services.gate_reads import environment_of
-from bot.services.transitions import transition
 from bot.store.tables import Deployment, Gate
 
 HOLD_KEY = "hold"
@@ -150,32 +155,15 @@ def open_held(
         created_at=now,
         progress=hold.held()[:1000],
     )
-    session.add(gate)
-    session.flush()
-    audit.append(
+    record_opened(
         session,
-        at=now,
-        actor=requested_by or "releasebot",
-        action="gate.opened",
-        subject=f"gate:{gate.id}",
-        details={
-            "deployment": deployment.id,
-            "sha": deployment.sha,
-            "decide_via": request.decide_via,
-            "held_by_freeze": hold.reason,
-            "frozen_until": hold.until.isoformat(),
-        },
+        now=now,
+        gate=gate,
+        deployment=deployment,
+        requested_by=requested_by,
+        details={"held_by_freeze": hold.reason, "frozen_until": hold.until.isoformat()},
+        waits=f": {hold.describe()}",
     )
-    if deployment.state == states.PENDING:
-        transition(
-            session,
-            deployment=deployment,
-            target=states.AWAITING_APPROVAL,
-            now=now,
-            actor="releasebot",
-            source="gate",
-            note=f"gate #{gate.id}: {hold.describe()}",
-        )
     refresh_message(session, now=now, deployment=deployment)
     return gate
 

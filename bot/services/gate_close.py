@@ -126,3 +126,43 @@ def call_deployer(
         reason=reason,
     )
     outbox.enqueue(session, call, now=now)
+
+
+def record_opened(
+    session: Session,
+    *,
+    now: datetime,
+    gate: Gate,
+    deployment: Deployment,
+    requested_by: str | None,
+    details: Mapping[str, Any],
+    waits: str,
+) -> None:
+    """A new gate: stored (for its id), audited as opened, and a pending deployment moved to
+    awaiting approval with `waits` saying what it waits for."""
+    session.add(gate)
+    session.flush()
+    assert gate.id is not None
+    audit.append(
+        session,
+        at=now,
+        actor=requested_by or "releasebot",
+        action="gate.opened",
+        subject=f"gate:{gate.id}",
+        details={
+            "deployment": deployment.id,
+            "sha": deployment.sha,
+            "decide_via": gate.decide_via,
+            **details,
+        },
+    )
+    if deployment.state == states.PENDING:
+        transition(
+            session,
+            deployment=deployment,
+            target=states.AWAITING_APPROVAL,
+            now=now,
+            actor="releasebot",
+            source="gate",
+            note=f"gate #{gate.id}{waits}",
+        )

@@ -23,6 +23,7 @@ from bot.services.gate_close import (
     bump_version,
     close_gate,
     lock_gate,
+    record_opened,
     refresh_message,
 )
 from bot.services.gate_reads import (
@@ -55,7 +56,6 @@ from bot.services.gate_reads import (
 from bot.services.gate_reads import (
     scope as scope,
 )
-from bot.services.transitions import transition
 from bot.store import statements as sql
 from bot.store.tables import Approval, Deployment, Gate
 
@@ -119,32 +119,15 @@ def open_gate(
         expires_at=times.expires_at,
         remind_at=times.remind_at,
     )
-    session.add(gate)
-    session.flush()
-    assert gate.id is not None
-    audit.append(
+    record_opened(
         session,
-        at=now,
-        actor=requested_by or "releasebot",
-        action="gate.opened",
-        subject=f"gate:{gate.id}",
-        details={
-            "deployment": deployment.id,
-            "sha": deployment.sha,
-            "decide_via": request.decide_via,
-            "expires_at": times.expires_at.isoformat(),
-        },
+        now=now,
+        gate=gate,
+        deployment=deployment,
+        requested_by=requested_by,
+        details={"expires_at": times.expires_at.isoformat()},
+        waits=f" waits for approval (expires {times.expires_at:%H:%M} UTC)",
     )
-    if deployment.state == states.PENDING:
-        transition(
-            session,
-            deployment=deployment,
-            target=states.AWAITING_APPROVAL,
-            now=now,
-            actor="releasebot",
-            source="gate",
-            note=f"gate #{gate.id} waits for approval (expires {times.expires_at:%H:%M} UTC)",
-        )
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
     return gate
 

@@ -6,6 +6,8 @@ may also roll back (`releases.operators`). A refusal is audited.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Session
 
 from bot.domain.errors import DeliveryFailed, UnknownAction
@@ -38,34 +40,30 @@ async def operate(
     if scope is None:
         return gates.Outcome(gates.REFUSED, "this deployment does not exist")
     service, environment = scope
-    try:
-        memberships = await ctx.groups_of(
-            user_id, releases.operators(ctx.config, service, environment, action=action)
-        )
-    except DeliveryFailed as failure:
-        refusal = unknown_person(failure)
-        await audit_refusal(
-            ctx,
-            user_id=user_id,
-            action="release.action_refused",
-            subject=f"deployment:{deployment_id}",
-            details={"action": action, "reason": refusal},
-        )
-        return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
+    allowed = await operator_groups(
+        ctx,
+        action=action,
+        service=service,
+        environment=environment,
+        deployment_id=deployment_id,
+        user_id=user_id,
+    )
+    if isinstance(allowed, gates.Outcome):
+        return allowed
     now = ctx.clock.now()
 
     def run(session: Session) -> gates.Outcome:
-        refusal = releases.refusal_for(
+        refused = refusal(
             session,
+            ctx,
             now=now,
-            config=ctx.config,
             deployment_id=deployment_id,
             user_id=user_id,
-            memberships=memberships,
+            memberships=allowed,
             action=action,
         )
-        if refusal is not None:
-            return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
+        if refused is not None:
+            return refused
         if action == PROMOTE:
             return releases.promote(
                 session, now=now, config=ctx.config, deployment_id=deployment_id, actor=user_id
@@ -98,6 +96,59 @@ async def operate(
     outcome = await ctx.write(run)
     ctx.wake()
     return outcome
+
+
+async def operator_groups(
+    ctx: Context,
+    *,
+    action: str,
+    service: str,
+    environment: str,
+    deployment_id: int,
+    user_id: str,
+) -> frozenset[str] | gates.Outcome:
+    """The person's user groups among those who may `action` here; or, when Slack's
+    directory cannot vouch for them, the refusal (audited)."""
+    try:
+        return await ctx.groups_of(
+            user_id, releases.operators(ctx.config, service, environment, action=action)
+        )
+    except DeliveryFailed as failure:
+        reason = unknown_person(failure)
+        await audit_refusal(
+            ctx,
+            user_id=user_id,
+            action="release.action_refused",
+            subject=f"deployment:{deployment_id}",
+            details={"action": action, "reason": reason},
+        )
+        return gates.Outcome(gates.REFUSED, reason, deployment_id=deployment_id)
+
+
+def refusal(
+    session: Session,
+    ctx: Context,
+    *,
+    now: datetime,
+    deployment_id: int,
+    user_id: str,
+    memberships: frozenset[str],
+    action: str,
+    gate_id: int | None = None,
+) -> gates.Outcome | None:
+    """The refusal (audited) when this person may not `action` this deployment, else None."""
+    reason = releases.refusal_for(
+        session,
+        now=now,
+        config=ctx.config,
+        deployment_id=deployment_id,
+        user_id=user_id,
+        memberships=memberships,
+        action=action,
+    )
+    if reason is None:
+        return None
+    return gates.Outcome(gates.REFUSED, reason, gate_id, deployment_id)
 
 
 async def promote_version(

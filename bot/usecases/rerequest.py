@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from bot.logs import logged_ids
-from bot.services import gate_rerequest, gates, releases
+from bot.services import gate_rerequest, gates
 from bot.usecases.context import Context
+from bot.usecases.operate import operator_groups, refusal
 
 ACTION = "re-request"
 
@@ -22,23 +23,31 @@ async def rerequest_gate(ctx: Context, *, gate_id: int, user_id: str) -> gates.O
     if found is None:
         return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
     service, environment, deployment_id = found
-    memberships = await ctx.groups_of(
-        user_id, releases.operators(ctx.config, service, environment, action=ACTION)
+    allowed = await operator_groups(
+        ctx,
+        action=ACTION,
+        service=service,
+        environment=environment,
+        deployment_id=deployment_id,
+        user_id=user_id,
     )
+    if isinstance(allowed, gates.Outcome):
+        return allowed
     now = ctx.clock.now()
 
     def run(session: Session) -> gates.Outcome:
-        refused = releases.refusal_for(
+        refused = refusal(
             session,
+            ctx,
             now=now,
-            config=ctx.config,
             deployment_id=deployment_id,
             user_id=user_id,
-            memberships=memberships,
+            memberships=allowed,
             action=ACTION,
+            gate_id=gate_id,
         )
         if refused is not None:
-            return gates.Outcome(gates.REFUSED, refused, gate_id, deployment_id)
+            return refused
         return gate_rerequest.rerequest(
             session, now=now, config=ctx.config, gate_id=gate_id, actor=user_id
         )
