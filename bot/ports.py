@@ -55,6 +55,8 @@ class Commit:
     author: str  # display name
     author_login: str | None = None  # code-host login of the author (self-approval ban)
     committer_login: str | None = None
+    author_email: str | None = None  # as written in the commit (self-approval ban)
+    committer_email: str | None = None
     authored_at: datetime | None = None  # lead time for changes starts here
     url: str | None = None
 

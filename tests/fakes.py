@@ -82,7 +82,8 @@ class FakeGitHub:
         self.compare_files: list[dict[str, Any]] = [
             {"filename": "app/main.py", "status": "modified", "additions": 10, "deletions": 2}
         ]
-        self.commit_author = "octo-owner"
+        self.commit_author: str | None = "octo-owner"  # None: no GitHub account matched
+        self.commit_author_email = "olga@acme.example"
         self.callback_status = 204
 
     @property
@@ -118,10 +119,14 @@ class FakeGitHub:
             "html_url": f"https://github.com/acme/checkout/commit/{head}",
             "commit": {
                 "message": "Speed up checkout",
-                "author": {"name": "Olga Owner", "date": "2026-11-16T09:00:00Z"},
+                "author": {
+                    "name": "Olga Owner",
+                    "email": self.commit_author_email,
+                    "date": "2026-11-16T09:00:00Z",
+                },
             },
-            "author": {"login": self.commit_author},
-            "committer": {"login": self.commit_author},
+            "author": {"login": self.commit_author} if self.commit_author else None,
+            "committer": {"login": self.commit_author} if self.commit_author else None,
         }
         if "/compare/" in path:
             return {

@@ -320,6 +320,8 @@ async def test_compare_parses_commits_and_files(fake: FakeGitHub, gh: GitHubClie
         author="Ada Lovelace",
         author_login="ada",
         committer_login="web-flow",
+        author_email="ada@acme.test",
+        committer_email="noreply@github.com",
         authored_at=datetime(2025, 11, 16, 9, 0, tzinfo=UTC),
         url=f"https://github.com/acme/ledger/commit/{SHAS[0]}",
     )

@@ -107,6 +107,8 @@ def commit_to_dict(commit: Commit) -> dict[str, Any]:
         "author": commit.author[:200],
         "author_login": commit.author_login,
         "committer_login": commit.committer_login,
+        "author_email": (commit.author_email or "")[:320] or None,
+        "committer_email": (commit.committer_email or "")[:320] or None,
         "authored_at": commit.authored_at.isoformat() if commit.authored_at else None,
         "url": commit.url,
     }

@@ -4,6 +4,7 @@ behind a release, what a gate needs now, and a deployment's gates and approvers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -57,10 +58,21 @@ def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeo
     )
     commits = (found.commits or []) if found is not None else []
     return rules.ReleasePeople(
-        authors=tuple(c.get("author_login") or "" for c in commits),
-        committers=tuple(c.get("committer_login") or "" for c in commits),
+        authors=tuple(_login(c, "author") for c in commits),
+        committers=tuple(_login(c, "committer") for c in commits),
+        author_emails=tuple(c.get("author_email") or "" for c in commits),
+        committer_emails=tuple(c.get("committer_email") or "" for c in commits),
         deployers=tuple(p for p in (deployment.deployer,) if p),
     )
+
+
+def _login(commit: Mapping[str, Any], role: str) -> str:
+    """The stored login of a commit's author or committer, or the GitHub login its noreply
+    e-mail names when the host linked no account."""
+    login = commit.get(f"{role}_login") or ""
+    if login:
+        return str(login)
+    return rules.noreply_login(str(commit.get(f"{role}_email") or "")) or ""
 
 
 def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:

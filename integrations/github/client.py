@@ -456,6 +456,8 @@ def _commit(item: Mapping[str, Any]) -> Commit:
         author=_opt_str(git_author.get("name")) or author_login or "unknown",
         author_login=author_login,
         committer_login=_opt_str(_mapping(item.get("committer")).get("login")),
+        author_email=_opt_str(git_author.get("email")),
+        committer_email=_opt_str(_mapping(detail.get("committer")).get("email")),
         authored_at=_parse_time(git_author.get("date")),
         url=_opt_str(item.get("html_url")),
     )

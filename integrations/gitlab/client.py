@@ -296,6 +296,8 @@ def _commit(item: Mapping[str, Any]) -> Commit:
         author=_opt_str(item.get("author_name")) or "unknown",
         author_login=None,
         committer_login=None,
+        author_email=_opt_str(item.get("author_email")),
+        committer_email=_opt_str(item.get("committer_email")),
         authored_at=_parse_time(item.get("authored_date")) or _parse_time(item.get("created_at")),
         url=_opt_str(item.get("web_url")),
     )

@@ -49,7 +49,7 @@ from bot.domain.gates.freeze import (
     freeze_hold,
     moment,
 )
-from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
+from bot.domain.gates.people import Person, ReleasePeople, noreply_login, self_approval_conflict
 from bot.domain.gates.quorum import (
     MissingSeats,
     QuorumStatus,
@@ -107,6 +107,7 @@ __all__ = [
     "evaluate",
     "freeze_hold",
     "moment",
+    "noreply_login",
     "principals_of",
     "requirement_for",
     "self_approval_conflict",

@@ -20,11 +20,12 @@ class ReleasePeople:
     """Everyone who had a hand in the release, as the code host and CI name them.
 
     `authors` and `committers` hold one entry per commit (a login, or "" when the host knows
-    none), so "2 of the commits" can be counted. `author_emails` is one e-mail per commit
-    too: when it lines up with `authors` (same length) a commit counts once if either its
-    login or its e-mail is the person's; otherwise the two lists are counted apart and the
-    larger count is used. `mergers` (one per merged change) and `deployers` are logins or
-    names as the CI system reports them, or Slack user ids when the bot itself deployed.
+    none), so "2 of the commits" can be counted. `author_emails` and `committer_emails` are
+    one e-mail per commit too (or ""): when one lines up with its logins (same length) a
+    commit counts once if either its login or its e-mail is the person's; otherwise the two
+    lists are counted apart and the larger count is used. `mergers` (one per merged change)
+    and `deployers` are logins or names as the CI system reports them, or Slack user ids
+    when the bot itself deployed.
     """
 
     authors: tuple[str, ...] = ()
@@ -32,6 +33,7 @@ class ReleasePeople:
     mergers: tuple[str, ...] = ()
     deployers: tuple[str, ...] = ()
     author_emails: tuple[str, ...] = ()
+    committer_emails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,18 @@ class Person:
         return False
 
 
-def _authored(person: Person, people: ReleasePeople) -> int:
-    logins = [person.is_login(name) for name in people.authors]
-    emails = [person.is_email(email) for email in people.author_emails]
+def noreply_login(email: str) -> str | None:
+    """The GitHub login behind a noreply address (`12345+octo@users.noreply.github.com`, or
+    the older `octo@users.noreply.github.com`), or None for any other address."""
+    local, _, domain = email.strip().partition("@")
+    if fold(domain) != "users.noreply.github.com":
+        return None
+    return local.rpartition("+")[2] or None
+
+
+def _touched(person: Person, names: tuple[str, ...], addresses: tuple[str, ...]) -> int:
+    logins = [person.is_login(name) for name in names]
+    emails = [person.is_email(email) for email in addresses]
     if len(logins) == len(emails):
         return sum(a or b for a, b in zip(logins, emails, strict=True))
     return max(sum(logins), sum(emails))
@@ -106,10 +117,10 @@ def self_approval_conflict(person: Person, people: ReleasePeople) -> str | None:
     started this deployment".
     """
     reasons: list[str] = []
-    authored = _authored(person, people)
+    authored = _touched(person, people.authors, people.author_emails)
     if authored:
         reasons.append(f"authored {_of_the_commits(authored)}")
-    committed = sum(person.is_login(name) for name in people.committers)
+    committed = _touched(person, people.committers, people.committer_emails)
     if committed:
         reasons.append(f"committed {_of_the_commits(committed)}")
     merged = sum(person.is_login(name) for name in people.mergers)
