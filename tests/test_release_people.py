@@ -4,13 +4,19 @@ authors, generic-webhook commit logins, and break-glass confirmers."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
 from sqlmodel import select
 
+from bot.app import Overrides
 from bot.store.tables import AuditEvent
 from integrations.sandbox.webapi import FakeSlackWebApi
-from tests.conftest import Bot
-from tests.fakes import FakeGitHub
+from tests.conftest import Bot, BotFactory
+from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
+from tests.helpers import GENERIC_SECRET, SHA_A, generic_body, signed_headers
 from tests.slackflow import click, request_gate, the_gate, told
 
 DOCKERFILE = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
@@ -58,3 +64,98 @@ async def test_a_github_noreply_address_is_its_login(
     await click(bot, "U0OWNER01", "release_approve", gate.id or 0)  # identities: octo-owner
     assert "you authored 1 of the commits" in told(slack, "U0OWNER01")
     assert the_gate(bot).status == "pending"
+
+
+# --- GitLab and the generic webhook: a gate asked for over the gates API -------------------
+
+API_TOKEN = "api-token-for-tests"
+AUTH = {"authorization": f"Bearer {API_TOKEN}"}
+
+
+def gitlab_commit(sha: str, request: httpx.Request) -> httpx.Response:
+    """GitLab's single-commit API for ledger: names and e-mails, no logins."""
+    if request.url.path.endswith("/diff"):
+        return httpx.Response(200, json=[])
+    return httpx.Response(
+        200,
+        json={
+            "id": sha,
+            "title": "Round ledger totals",
+            "message": "Round ledger totals",
+            "author_name": "Rita",
+            "author_email": "RITA@acme.example",
+            "committer_name": "Rita",
+            "committer_email": "RITA@acme.example",
+            "authored_date": "2026-11-16T09:00:00Z",
+            "web_url": f"https://gitlab.example/acme/ledger/-/commit/{sha}",
+        },
+    )
+
+
+@pytest.fixture
+async def api_bot(
+    bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge
+) -> AsyncIterator[Bot]:
+    """The app with the gates API, a GitLab token and a generic webhook secret."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "gitlab.com":
+            return gitlab_commit(SHA_A, request)
+        return edge._route(request)
+
+    overrides = Overrides(
+        clock=clock,
+        start_scheduler=False,
+        run_outbox_worker=False,
+        process_before_response=True,
+        http_transport=httpx.MockTransport(route),
+        environ={},
+    )
+    env = {
+        "RELEASEBOT_API_TOKEN": API_TOKEN,
+        "GITLAB_TOKEN": "glpat-test",
+        "RELEASEBOT_GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
+    }
+    async with bot_factory(env=env, overrides=overrides) as running:
+        yield running
+
+
+async def ask_gate(bot: Bot, service: str) -> int:
+    body = {"service": service, "environment": "production", "version": "v2.3.0", "sha": SHA_A}
+    answer = await bot.http.post("/api/v1/gates", json=body, headers=AUTH)
+    assert answer.status_code == 201, answer.text
+    await bot.send_outbox()
+    gate_id: int = answer.json()["id"]
+    return gate_id
+
+
+async def test_a_gitlab_commit_author_known_by_email_cannot_approve(
+    api_bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    gate_id = await ask_gate(api_bot, "ledger")
+
+    await click(api_bot, "U0RM1", "release_approve", gate_id)
+    assert "you authored 1 of the commits and committed 1 of the commits" in told(slack, "U0RM1")
+    assert the_gate(api_bot).status == "pending"
+
+
+async def test_a_generic_webhook_commit_login_cannot_approve(
+    api_bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    commit = {
+        "sha": SHA_A,
+        "message": "Batch payouts in one transaction",
+        "author": "Olga",
+        "timestamp": "2026-11-16T15:04:05+01:00",
+        "login": "Octo-Owner",  # U0OWNER01's GitHub login under identities
+    }
+    # a first run failed; the pipeline asks for the gate before it tries again
+    raw = json.dumps(generic_body("failed", commits=[commit], actor="ci-bot")).encode()
+    sent = await api_bot.post("/webhooks/generic", raw, signed_headers(raw, GENERIC_SECRET))
+    assert sent.status_code < 300, sent.text
+    await api_bot.send_outbox()
+    gate_id = await ask_gate(api_bot, "payments-batch")
+
+    await click(api_bot, "U0OWNER01", "release_approve", gate_id)
+    assert "you authored 1 of the commits" in told(slack, "U0OWNER01")
+    assert the_gate(api_bot).status == "pending"

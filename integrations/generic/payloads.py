@@ -3,11 +3,13 @@
     {"service": "payments-batch", "environment": "production", "version": "v2.3.0",
      "sha": "<40 hex>", "status": "started|succeeded|failed", "url": "https://ci.example/run/42",
      "actor": "alice", "previous_sha": "<40 hex, optional>",
-     "commits": [{"sha": "...", "message": "...", "author": "...", "timestamp": "ISO"}]}
+     "commits": [{"sha": "...", "message": "...", "author": "...", "timestamp": "ISO",
+                  "login": "code-host login, optional", "email": "optional"}]}
 
 service, environment, sha and status are required; version, url, actor, previous_sha and
-commits may be left out, but a field that is present must have the right shape. Every
-problem is a PayloadError naming the field, e.g. `commits[2].timestamp`.
+commits (and each commit's login and email) may be left out, but a field that is present
+must have the right shape. Every problem is a PayloadError naming the field, e.g.
+`commits[2].timestamp`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ STATUS: dict[str, str] = {
 NAME_MAX = 200
 URL_MAX = 2000
 MESSAGE_MAX = 10_000
+EMAIL_MAX = 320
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def _commits(body: Any) -> tuple[Commit, ...]:
                 sha=sha,
                 message=message,
                 author=author,
+                author_login=_text(item, "login", where=where),
+                author_email=_text(item, "email", where=where, limit=EMAIL_MAX),
                 authored_at=_timestamp(stamp, f"{where}timestamp"),
             )
         )
