@@ -17,7 +17,7 @@ from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
 from tests.helpers import GENERIC_SECRET, SHA_A, generic_body, signed_headers
-from tests.slackflow import click, request_gate, the_gate, told
+from tests.slackflow import click, request_gate, submit_reason, the_gate, told
 
 DOCKERFILE = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
 
@@ -159,3 +159,25 @@ async def test_a_generic_webhook_commit_login_cannot_approve(
     await click(api_bot, "U0OWNER01", "release_approve", gate_id)
     assert "you authored 1 of the commits" in told(slack, "U0OWNER01")
     assert the_gate(api_bot).status == "pending"
+
+
+async def test_a_commit_author_cannot_confirm_break_glass(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.compare_files = DOCKERFILE
+    github.commit_author = "sam-sre"  # not under identities: known to Slack by e-mail only
+    github.commit_author_email = "Sam@Acme.Example"
+    await request_gate(bot)
+    gate = the_gate(bot)
+    await click(bot, "U0RM1", "release_break_glass", gate.id or 0)
+    await submit_reason(bot, slack, "U0RM1", "payments are down for every customer")
+
+    await click(bot, "U0SRE1", "release_break_glass_confirm", gate.id or 0)
+    refusal = told(slack, "U0SRE1")
+    assert "you authored 1 of the commits" in refusal
+    assert "someone who did not touch this change must confirm break-glass" in refusal
+    assert the_gate(bot).status == "pending"
+    assert "you authored 1 of the commits" in audited(bot, "gate.break_glass_refused")
+
+    await click(bot, "U0BOTH", "release_break_glass_confirm", gate.id or 0)
+    assert the_gate(bot).status == "approved"

@@ -21,7 +21,7 @@ from bot.domain import states
 from bot.domain.messages import Announcement, PagerChange
 from bot.services import audit, outbox
 from bot.services.gate_close import close_gate, lock_gate, refresh_message
-from bot.services.gate_reads import memberships_from
+from bot.services.gate_reads import environment_of, memberships_from, release_people
 from bot.services.gates import APPROVED, RECORDED, REFUSED, Outcome
 from bot.store.tables import Deployment, Gate, row_id
 
@@ -78,8 +78,12 @@ def confirm(
     gate_id: int,
     user_id: str,
     group_members: Mapping[str, frozenset[str]],
+    person: rules.Person | None = None,
 ) -> Outcome:
-    """A break-glass approver confirms someone else's request: the gate is approved."""
+    """A break-glass approver confirms someone else's request: the gate is approved.
+
+    Nobody who touched the change (`person`: the confirmer's e-mail and identities) may
+    confirm, unless the environment's gate says `forbid_self_approval: false`."""
     gate = session.get(Gate, gate_id)
     if gate is None:
         return Outcome(REFUSED, "this gate does not exist", gate_id)
@@ -88,6 +92,11 @@ def confirm(
     refusal = _confirm_refusal(
         config.break_glass, gate, asked, user_id, memberships_from(group_members, {user_id}), now
     )
+    deployment = session.get(Deployment, gate.deployment_id)
+    assert deployment is not None
+    if refusal is None:
+        confirmer = person or rules.Person.from_config(user_id, None, config.identities)
+        refusal = _touched_refusal(session, config, deployment, confirmer)
     if refusal is not None:
         return _refuse(session, now=now, gate=gate, user_id=user_id, refusal=refusal)
     assert config.break_glass is not None
@@ -98,8 +107,6 @@ def confirm(
         "confirmed_at": now.isoformat(),
         "valid_until": valid_until.isoformat(),
     }
-    deployment = session.get(Deployment, gate.deployment_id)
-    assert deployment is not None
     audit.append(
         session,
         at=now,
@@ -164,6 +171,19 @@ def _confirm_refusal(
         requested_at=datetime.fromisoformat(str(asked["requested_at"])),
     )
     return rules.break_glass_check(policy, request, user_id, memberships, now)
+
+
+def _touched_refusal(
+    session: Session, config: Config, deployment: Deployment, person: rules.Person
+) -> str | None:
+    """Why this person may not confirm break-glass on a change they touched, or None."""
+    env = environment_of(config, deployment)
+    if env is not None and env.gate is not None and not env.gate.forbid_self_approval:
+        return None
+    conflict = rules.self_approval_conflict(person, release_people(session, deployment))
+    if conflict is None:
+        return None
+    return f"{conflict}: someone who did not touch this change must confirm break-glass"
 
 
 def _refuse(session: Session, *, now: datetime, gate: Gate, user_id: str, refusal: str) -> Outcome:

@@ -109,6 +109,7 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     approvers = ctx.config.break_glass.approvers if ctx.config.break_glass else ()
     try:
         members = await ctx.members_of(approvers)
+        user = await ctx.directory.user(user_id)
     except DeliveryFailed as failure:
         refusal = unknown_person(failure)
         await audit_refusal(
@@ -122,7 +123,13 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: break_glass.confirm(
-            s, now=now, config=ctx.config, gate_id=gate_id, user_id=user_id, group_members=members
+            s,
+            now=now,
+            config=ctx.config,
+            gate_id=gate_id,
+            user_id=user_id,
+            group_members=members,
+            person=Person.from_config(user_id, user.email, ctx.config.identities),
         )
     )
     ctx.wake()
