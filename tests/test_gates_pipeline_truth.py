@@ -119,3 +119,28 @@ async def test_after_a_slack_approval_the_statuses_move_the_deployment(
     assert (gate.status, gate.decided_by) == ("approved", "U0RM1")
     assert the_deployment(bot).state == "in_progress"
     assert [d["state"] for d in github.decisions()] == ["approved"]
+
+
+async def test_an_approval_github_refuses_is_shown_as_refused(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.callback_status = 422  # the run is gone, or the rule was decided elsewhere
+    await request_gate(bot)
+    await click(bot, "U0RM1", "release_approve", the_gate(bot).id or 0)
+    assert [d["state"] for d in github.decisions()] == ["approved"]
+
+    [message] = slack.messages(CHANNEL)
+    [approval] = [
+        b["text"]["text"]
+        for b in message["blocks"]
+        if b["type"] == "section" and b.get("text", {}).get("text", "").startswith("*Approval*")
+    ]
+    assert approval.startswith(
+        "*Approval*\n:warning: The pipeline refused the approval by <@U0RM1>"
+    )
+    assert "422" in approval and "GitHub refused the decision" in approval
+    assert ":white_check_mark:" not in approval
+    replies = json.dumps(slack.thread(CHANNEL, message["ts"]))
+    assert "Could not approve through github protection rule" in replies
+    assert "GitHub refused the decision" in replies
+    assert ("deployer.failed", "releasebot") in audit_actions(bot)
