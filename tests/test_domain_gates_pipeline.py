@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.domain import states
-from bot.domain.gates.pipeline import pipeline_close, review_close
+from bot.domain.gates.pipeline import pipeline_close
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,3 @@ def test_a_pending_report_or_a_closed_gate_changes_nothing() -> None:
 def test_a_named_decider_is_said() -> None:
     close = pipeline_close(gate_status="pending", ci_status="in_progress", decided_by="octocat")
     assert close is not None and close.reason.startswith("decided in GitHub by octocat")
-    review = review_close(gate_status="pending", decision="rejected", decided_by="octocat")
-    assert review is not None
-    assert (review.status, review.target_state) == ("rejected", states.REJECTED)
-    assert review.reason == "decided in GitHub by octocat: rejected"
-    assert review_close(gate_status="approved", decision="approved", decided_by="x") is None
-    assert review_close(gate_status="pending", decision="requested", decided_by="x") is None

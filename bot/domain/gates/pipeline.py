@@ -33,12 +33,6 @@ ENDS_A_PENDING_GATE: Final[dict[str, tuple[str, str]]] = {
     states.FAILED: (REJECTED, states.REJECTED),
 }
 
-# What a review taken on the code host itself (GitHub environment reviewers) closes a gate as.
-REVIEWED: Final[dict[str, tuple[str, str]]] = {
-    APPROVED: (APPROVED, states.APPROVED),
-    REJECTED: (REJECTED, states.REJECTED),
-}
-
 _SAID: Final = {
     states.IN_PROGRESS: "in progress",
     states.SUCCEEDED: "succeeded",
@@ -68,18 +62,6 @@ def pipeline_close(
         return None
     status, target = ENDS_A_PENDING_GATE[ci_status]
     return PipelineClose(status, target, _reason(ci_status, decided_by, host))
-
-
-def review_close(
-    *, gate_status: str, decision: str, decided_by: str | None, host: str = "GitHub"
-) -> PipelineClose | None:
-    """How a review taken on the code host (`decision` approved or rejected) ends a gate in
-    `gate_status`, or None when the gate is closed already or the decision is unknown."""
-    if gate_status != PENDING or decision not in REVIEWED:
-        return None
-    status, target = REVIEWED[decision]
-    reason = f"decided in {host} by {decided_by}: {decision}" if decided_by else ""
-    return PipelineClose(status, target, reason or f"{decision} in {host}")
 
 
 def _reason(ci_status: str, decided_by: str | None, host: str) -> str:
