@@ -140,6 +140,13 @@ def _commits(r: ReleaseView) -> str:
 
 def _approval(r: ReleaseView) -> str:
     status = r.gate_status
+    if r.gate_refused and status in ("approved", "rejected"):
+        decision = "approval" if status == "approved" else "rejection"
+        who = mention(r.gate_decided_by or "unknown")
+        return (
+            f":warning: The pipeline refused the {decision} by {who}: "
+            f"{_esc(truncate(r.gate_refused, 500))}"
+        )
     if status == "pending":
         text = f":hourglass: {with_mentions(r.gate_progress or 'waiting for approval')}"
         glass = r.gate_break_glass

@@ -54,6 +54,7 @@ class DeployEvent:
     occurred_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
     gate: GateRequest | None = None  # the pipeline waits for an approval
+    decided_by: str | None = None  # who approved or rejected it on the CI system itself
 
 
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:

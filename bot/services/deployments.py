@@ -19,12 +19,15 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.errors import InvalidRequest
 from bot.domain.events import DeployEvent
+from bot.domain.gates import decisions as gate_rules
+from bot.domain.gates.pipeline import pipeline_close
 from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
+from bot.services.gate_close import close_gate, lock_gate
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Deployment, Release
+from bot.store.tables import Deployment, Gate, Release
 
 # The ingest path's ORM queries, built once (building one costs more than running it); its
 # Core statements, where nothing needs an ORM object back, are in bot.store.statements.
@@ -43,6 +46,8 @@ _BY_IDS_OLDEST_FIRST = (
 )
 
 SLACK_MESSAGE = outbox.SLACK_MESSAGE
+# How a provider is named in a gate's reason ("decided in GitHub by octocat").
+_HOSTS = {"github": "GitHub", "gitlab": "GitLab", "argocd": "Argo CD", "jenkins": "Jenkins"}
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ def apply(
             requested_by=actor_of(event),
         )
         return Applied(current, True)
+    closed = _end_pending_gate(session, now=now, deployment=current, event=event)
     path = states.ci_path(current.state, event.status) or ()
     for target in path:
         transition(
@@ -141,7 +147,52 @@ def apply(
             url=event.url,
             note=event.description,
         )
-    return Applied(current, changed or bool(path), tuple(path))
+    return Applied(current, changed or closed or bool(path), tuple(path))
+
+
+def _end_pending_gate(
+    session: Session, *, now: datetime, deployment: Deployment, event: DeployEvent
+) -> bool:
+    """Close the deployment's waiting gate when the CI event shows the pipeline went ahead
+    (or ended) without it; the event then moves the deployment from where the close left it.
+    Returns whether a gate was closed."""
+    if deployment.state != states.AWAITING_APPROVAL:
+        return False
+    gate = session.exec(
+        select(Gate)
+        .where(col(Gate.deployment_id) == deployment.id)
+        .where(col(Gate.status) == gate_rules.PENDING)
+        .order_by(col(Gate.id).desc())
+    ).first()
+    if gate is None:
+        return False
+    close = pipeline_close(
+        gate_status=gate.status,
+        ci_status=event.status,
+        decided_by=event.decided_by,
+        host=_HOSTS.get(event.target.provider, event.target.provider),
+    )
+    if close is None:
+        return False
+    lock_gate(session, gate)
+    close_gate(
+        session,
+        now=now,
+        gate=gate,
+        deployment=deployment,
+        status=close.status,
+        actor=_decider(event),
+        reason=close.reason,
+        target_state=close.target_state,
+        tell_pipeline=False,
+    )
+    return True
+
+
+def _decider(event: DeployEvent) -> str:
+    """Who an event names as having decided on its gate: `provider:login`, or the provider."""
+    provider = event.target.provider
+    return f"{provider}:{event.decided_by}" if event.decided_by else provider
 
 
 def _latest(session: Session, *, service: str, environment: str, sha: str) -> Deployment | None:

@@ -56,9 +56,11 @@ def close_gate(
     actor: str,
     reason: str,
     target_state: str,
+    tell_pipeline: bool = True,
 ) -> None:
     """Decide the gate (approved, rejected, expired), move the deployment on when it may,
-    and carry the decision to the pipeline that waits for it."""
+    and carry the decision to the pipeline that waits for it (unless `tell_pipeline` is
+    False: the pipeline took the decision itself)."""
     gate.status = status
     gate.decided_at = now
     gate.decided_by = actor
@@ -84,7 +86,7 @@ def close_gate(
             note=reason,
         )
     action = "approve" if status == rules.APPROVED else "reject"
-    if gate.decide_via is not None:
+    if gate.decide_via is not None and tell_pipeline:
         on_approve = str(gate.context.get("on_approve", "approve"))
         if action == "approve" or not gate.context.get("on_approve"):
             call_deployer(

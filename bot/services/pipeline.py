@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.config import Config
-from bot.domain.messages import TemplateLine
+from bot.domain import gates as rules
+from bot.domain.messages import ReleaseMessageUpdate, TemplateLine
 from bot.ports import DeployRequest, DeployResult
 from bot.services import audit, outbox
-from bot.store.tables import Deployment, Release
+from bot.store.tables import Deployment, Gate, Release
+
+# What a gate remembers when the pipeline refused the decision carried to it.
+REFUSED = "pipeline_refused"
 
 
 def request_for(
@@ -96,6 +100,33 @@ def record_failure(session: Session, *, now: datetime, payload: dict[str, Any], 
         url=None,
         failed=True,
     )
+    if _mark_refused(session, deployment_id=deployment_id, payload=payload, error=error):
+        outbox.enqueue(session, ReleaseMessageUpdate(deployment_id), now=now)
+
+
+def _mark_refused(
+    session: Session, *, deployment_id: int, payload: dict[str, Any], error: str
+) -> bool:
+    """When the failed call carried the decision of the deployment's gate (the deployer
+    answered 422, the protection-rule callback expired), remember on the gate that the
+    pipeline refused it, so the release message does not show it as taken. Returns whether
+    the gate was marked."""
+    gate = session.exec(
+        select(Gate).where(col(Gate.deployment_id) == deployment_id).order_by(col(Gate.id).desc())
+    ).first()
+    if gate is None or gate.decide_via != payload["kind"]:
+        return False
+    if gate.status == rules.APPROVED:
+        carried = str(gate.context.get("on_approve", "approve"))
+    elif gate.status == rules.REJECTED:
+        carried = "reject"
+    else:
+        return False
+    if payload["action"] != carried:
+        return False
+    gate.context = {**gate.context, REFUSED: error[:500]}
+    session.add(gate)
+    return True
 
 
 def _thread(

@@ -14,7 +14,7 @@ from bot.config import Config, ScheduledFreeze
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import freezes, verification
+from bot.services import freezes, pipeline, verification
 from bot.store.tables import (
     Check,
     CheckRun,
@@ -56,6 +56,7 @@ class ReleaseView:
     gate_reason: str | None = None
     gate_break_glass: dict[str, Any] | None = None  # requested_by, reason, confirmed_by, ...
     gate_can_rerequest: bool = False  # expired, and its pipeline can be asked again
+    gate_refused: str | None = None  # the pipeline refused the decision taken here, and why
     break_glass_available: bool = False
     verification: dict[str, Any] | None = None  # total, passed, failed names, pending
     promote_to: str | None = None  # the next environment, when the release may go there
@@ -178,7 +179,13 @@ def _gate(gate: Gate | None) -> dict[str, Any]:
         "gate_break_glass": gate.break_glass,
         "gate_can_rerequest": gate.status == EXPIRED
         and rerequest_refusal(gate.decide_via, gate.context) is None,
+        "gate_refused": _refused(gate),
     }
+
+
+def _refused(gate: Gate) -> str | None:
+    refused = gate.context.get(pipeline.REFUSED)
+    return str(refused) if refused else None
 
 
 def _actions(

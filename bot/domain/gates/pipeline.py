@@ -1,0 +1,71 @@
+"""When the pipeline goes ahead without Slack: a CI event that shows a deployment moving
+while its gate still waits ends the gate, and the event is applied afterwards.
+
+    close = pipeline_close(gate_status="pending", ci_status="in_progress", decided_by=None)
+    close.status        # "approved": the pipeline went ahead
+    close.target_state  # "approved": the deployment may now follow the CI event
+    close.reason        # "superseded by the pipeline: it reported the deployment in progress"
+
+A CI system that reports the deployment running or succeeded has gone ahead, so the gate is
+closed as approved and the deployment moves to approved, from where the CI event walks on. A
+failure while the gate waits means the deployment never ran (rejected by a reviewer or
+another protection rule, or the run was cancelled): the gate and the deployment end as
+rejected, since a deployment only starts after its gate. A `pending` report says nothing
+new, so the gate keeps waiting.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from bot.domain import states
+from bot.domain.gates.decisions import APPROVED, PENDING, REJECTED
+
+BY_THE_PIPELINE: Final = "superseded by the pipeline"
+
+# CI-reported deployment state -> (gate status, deployment state the gate close moves to).
+ENDS_A_PENDING_GATE: Final[dict[str, tuple[str, str]]] = {
+    states.IN_PROGRESS: (APPROVED, states.APPROVED),
+    states.SUCCEEDED: (APPROVED, states.APPROVED),
+    states.FAILED: (REJECTED, states.REJECTED),
+}
+
+_SAID: Final = {
+    states.IN_PROGRESS: "in progress",
+    states.SUCCEEDED: "succeeded",
+    states.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class PipelineClose:
+    """How a gate ends when the pipeline has decided: its status, the deployment state the
+    close moves to, and the reason shown and audited."""
+
+    status: str
+    target_state: str
+    reason: str
+
+
+def pipeline_close(
+    *, gate_status: str, ci_status: str, decided_by: str | None, host: str = "GitHub"
+) -> PipelineClose | None:
+    """How a CI event reporting `ci_status` ends a gate in `gate_status`, or None when it
+    does not (the gate is closed already, or the report shows nothing moving).
+
+    `decided_by` is the person the event names as having decided on the code host, if any:
+    the reason then says "decided in GitHub by <login>"."""
+    if gate_status != PENDING or ci_status not in ENDS_A_PENDING_GATE:
+        return None
+    status, target = ENDS_A_PENDING_GATE[ci_status]
+    return PipelineClose(status, target, _reason(ci_status, decided_by, host))
+
+
+def _reason(ci_status: str, decided_by: str | None, host: str) -> str:
+    said = f"it reported the deployment {_SAID[ci_status]}"
+    if decided_by:
+        return f"decided in {host} by {decided_by}: {said}"
+    return f"{BY_THE_PIPELINE}: {said}"
