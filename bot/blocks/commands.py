@@ -1,5 +1,6 @@
 """The slash command's answers: help and usage errors, status, history, pending approvals,
-and what promote, roll back, freeze and unfreeze say to the person and to the channels.
+and what promote, roll back, freeze, unfreeze, lock and unlock say to the person and to the
+channels.
 
 Long lists are paged: each page stays well inside Block Kit's limits (50 blocks, 3,000
 characters per section) and carries a "Next page" button whose value is the command text
@@ -19,6 +20,7 @@ from bot.blocks.mrkdwn import clock_time, escape_mrkdwn, link, mention, risk_lab
 if TYPE_CHECKING:
     from bot.services.freezes import FreezeOutcome
     from bot.services.gates import Outcome
+    from bot.services.locks import LockOutcome
     from bot.services.queries import DeploymentRow, HistoryPage, PendingApproval, StatusRow
 
 PAGE_ACTION: Final = "release_list_page"
@@ -39,6 +41,8 @@ SUBCOMMANDS: Final = (
     "rollback",
     "freeze",
     "unfreeze",
+    "lock",
+    "unlock",
     "metrics",
 )
 USAGE: Final[Mapping[str, str]] = {
@@ -50,6 +54,8 @@ USAGE: Final[Mapping[str, str]] = {
     "rollback": "rollback <service> <env> [to <version>] [-- reason...]",
     "freeze": "freeze <env|all> <duration> <reason...>",
     "unfreeze": "unfreeze <env|all>",
+    "lock": "lock <service> [env] -- <reason...>",
+    "unlock": "unlock <service> [env]",
     "metrics": "metrics [service] [days]",
 }
 DESCRIPTIONS: Final[Mapping[str, str]] = {
@@ -61,6 +67,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = {
     "rollback": "redeploy the last good version (or the one named) and lock promotion",
     "freeze": "stop deploys for a while, e.g. `freeze production 2h incident 4711`",
     "unfreeze": "lift a freeze started from Slack",
+    "lock": "refuse promotion and approvals until unlocked (no env: every environment)",
+    "unlock": "lift a lock, a rollback's too (no env: every locked environment)",
     "metrics": f"DORA metrics over the last days (default {METRICS_DEFAULT_DAYS})",
 }
 ICONS: Final = {
@@ -69,6 +77,8 @@ ICONS: Final = {
     "refused": ":no_entry_sign:",
     "frozen": ":snowflake:",
     "lifted": ":sunny:",
+    "locked": ":lock:",
+    "unlocked": ":unlock:",
 }
 FAILED_TEXT: Final = ":warning: Something went wrong on my side; please try again."
 
@@ -286,6 +296,23 @@ def freeze_reply(
         )
     else:
         said = f":sunny: {mention(user_id)} {escape_mrkdwn(outcome.message)}"
+    return text, said
+
+
+def lock_reply(outcome: LockOutcome, *, user_id: str) -> tuple[str, str | None]:
+    """(what the person is told, what the service's channel is told: None when refused)."""
+    text = f"{ICONS.get(outcome.result, '')} {escape_mrkdwn(outcome.message)}".strip()
+    if outcome.result == "refused":
+        return text, None
+    service = escape_mrkdwn(outcome.service)
+    where = escape_mrkdwn(", ".join(outcome.environments))
+    if outcome.result == "locked":
+        said = (
+            f":lock: {mention(user_id)} locked *{service}* {where}: promotion and approvals "
+            f"are refused until unlocked ({escape_mrkdwn(cut(outcome.reason or '', 500))})"
+        )
+    else:
+        said = f":unlock: {mention(user_id)} unlocked *{service}* {where}"
     return text, said
 
 

@@ -1,6 +1,6 @@
 """App Home: the approvals the viewer can decide, recent releases of the services they own,
-and the freezes in force. A Home view holds at most 100 blocks; each list is capped and
-says "and N more".
+the freezes in force, and the locked environments (when there are any). A Home view holds
+at most 100 blocks; each list is capped and says "and N more".
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from bot.blocks.mrkdwn import clock_time, escape_mrkdwn, mention, state_label
 
 if TYPE_CHECKING:
     from bot.services.freezes import ActiveFreeze
+    from bot.services.locks import LockInForce
     from bot.services.queries import DeploymentRow, PendingApproval
 
 MAX_BLOCKS: Final = 100
 MAX_APPROVALS: Final = 20  # two blocks each
 MAX_RELEASES: Final = 15  # the caller reads one more, to know there are more
 MAX_FREEZES: Final = 10
+MAX_LOCKS: Final = 10
 SECTION_CHARS: Final = 2900
 
 
@@ -31,6 +33,7 @@ def home_view(
     owned: Sequence[str],
     releases: Sequence[DeploymentRow],
     in_force: Sequence[ActiveFreeze],
+    locked: Sequence[LockInForce] = (),
     command_name: str = "/release",
 ) -> dict[str, Any]:
     """The Home tab, as a `views.publish` view."""
@@ -61,6 +64,13 @@ def home_view(
     if len(in_force) > MAX_FREEZES:
         lines.append(f"and {len(in_force) - MAX_FREEZES} more")
     blocks.extend(_section(chunk) for chunk in _chunks(lines))
+    if locked:
+        blocks.append(divider())
+        blocks.append(_section(f"*Locked environments* ({len(locked)})"))
+        shown = [lock_line(lock) for lock in locked[:MAX_LOCKS]]
+        if len(locked) > MAX_LOCKS:
+            shown.append(f"and {len(locked) - MAX_LOCKS} more")
+        blocks.extend(_section(chunk) for chunk in _chunks(shown))
     return {"type": "home", "blocks": fit(blocks, MAX_BLOCKS, what="more not shown")}
 
 
@@ -93,6 +103,15 @@ def freeze_line(freeze: ActiveFreeze) -> str:
     return (
         f":snowflake: *{where}* until {clock_time(freeze.end)}: "
         f"{escape_mrkdwn(freeze.reason[:300])} ({source})"
+    )
+
+
+def lock_line(lock: LockInForce) -> str:
+    what = "promotion and approvals refused" if lock.everything else "automatic promotion stopped"
+    return (
+        f":lock: *{escape_mrkdwn(lock.service)}* `{escape_mrkdwn(lock.environment)}`: {what} "
+        f"since {clock_time(lock.locked_at)} by {mention(lock.locked_by)}: "
+        f"{escape_mrkdwn(lock.reason[:300])}"
     )
 
 

@@ -40,7 +40,7 @@ def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
     if r.verification:
         blocks.append(_text(f"*Verification*\n{_verification(r.verification)}"))
     if r.lock:
-        blocks.append(_text(f":lock: *Automatic promotion stopped:* {_esc(truncate(r.lock, 500))}"))
+        blocks.append(_text(_lock(r)))
     buttons = _buttons(r)
     if buttons:
         blocks.append(
@@ -67,6 +67,18 @@ def commits_more(view: ReleaseView) -> int:
 
 def _esc(value: object) -> str:
     return escape_mrkdwn(value)
+
+
+def _lock(r: ReleaseView) -> str:
+    """The lock line: a rollback's stops automatic promotion; `/release lock` stops more."""
+    reason = _esc(truncate(r.lock or "", 500))
+    if not r.lock_everything:
+        return f":lock: *Automatic promotion stopped:* {reason}"
+    by = f" by {mention(r.lock_by)}" if r.lock_by else ""
+    return (
+        f":lock: *{_esc(r.environment)} is locked*{by}: {reason}\n"
+        "Promotion and approvals are refused until it is unlocked."
+    )
 
 
 def _text(text: str) -> Block:

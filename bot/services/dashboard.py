@@ -30,11 +30,13 @@ from bot.services.dashboard_dora import BUCKETS as BUCKETS
 from bot.services.dashboard_dora import DoraSeries as DoraSeries
 from bot.services.dashboard_dora import dora_series as dora_series
 from bot.store.tables import (
+    LOCK_ALL,
     Approval,
     AuditEvent,
     Check,
     CheckRun,
     Deployment,
+    EnvironmentLock,
     Gate,
     Release,
 )
@@ -71,6 +73,8 @@ class EnvironmentSummary:
     name: str
     gated: bool
     deployments: list[DeploymentRow]  # newest first
+    lock: str | None = None  # "locked by U1: reason" while the environment is locked
+    lock_everything: bool = False  # promotion and approvals refused, not only automatic
 
     @property
     def latest(self) -> DeploymentRow | None:
@@ -114,12 +118,16 @@ def overview(
 ) -> Overview:
     """Each configured service and environment with its latest deployments, newest first."""
     services: list[ServiceSummary] = []
+    locks = {
+        (lock.service, lock.environment): lock for lock in session.exec(select(EnvironmentLock))
+    }
     for name, service in config.services.items():
         environments = [
             EnvironmentSummary(
                 name=env.name,
                 gated=env.gate is not None,
                 deployments=_latest(session, name, env.name, per_environment),
+                **_lock(locks.get((name, env.name))),
             )
             for env in service.environments
         ]
@@ -131,6 +139,15 @@ def overview(
         outbox_pending=backlog.pending,
         outbox_dead=backlog.dead,
     )
+
+
+def _lock(lock: EnvironmentLock | None) -> dict[str, Any]:
+    if lock is None:
+        return {}
+    return {
+        "lock": f"locked by {lock.locked_by}: {lock.reason}",
+        "lock_everything": lock.holds == LOCK_ALL,
+    }
 
 
 def _latest(session: Session, service: str, environment: str, limit: int) -> list[DeploymentRow]:

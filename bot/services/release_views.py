@@ -16,6 +16,7 @@ from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import freezes, pipeline, verification
 from bot.store.tables import (
+    LOCK_ALL,
     Check,
     CheckRun,
     Deployment,
@@ -62,6 +63,8 @@ class ReleaseView:
     promote_to: str | None = None  # the next environment, when the release may go there
     can_roll_back: bool = False
     lock: str | None = None  # why automatic promotion into this environment is stopped
+    lock_by: str | None = None  # who locked it
+    lock_everything: bool = False  # `/release lock`: promotion and approvals refused too
 
     @property
     def short_sha(self) -> str:
@@ -203,6 +206,8 @@ def _actions(
         and env is not None
         and env.deploy is not None,
         "lock": lock.reason if lock else None,
+        "lock_by": lock.locked_by if lock else None,
+        "lock_everything": lock is not None and lock.holds == LOCK_ALL,
         "break_glass_available": config.break_glass is not None,
     }
 

@@ -5,7 +5,8 @@ during a freeze that gate holds it (an environment without a gate gets one that 
 break-glass or the end of the freeze passes), and automatic promotion does not start at all.
 A rollback redeploys the version last deployed successfully before, and stops automatic
 promotion into that environment until someone unlocks it; a freeze with `rollbacks: blocked`
-refuses it.
+refuses it. An environment locked with `/release lock` (the same lock, holding more) refuses
+every promotion into it, and its gates refuse approvals, until it is unlocked.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from bot.services import audit, deployments, freeze_gates, gates, outbox, verifi
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Deployment, EnvironmentLock, Release, row_id
+from bot.store.tables import (
+    LOCK_ALL,
+    LOCK_AUTOMATIC,
+    Deployment,
+    EnvironmentLock,
+    Release,
+    row_id,
+)
 
 PROMOTED = "promoted"
 ROLLING_BACK = "rolling_back"
@@ -52,6 +60,8 @@ def promote(
     if source is None:
         return Outcome(REFUSED, "this deployment does not exist")
     target, refusal = _promotion_target(config, source, to_environment)
+    if refusal is None:
+        refusal = lock_refusal(session, service=source.service, environment=target)
     if refusal is None and automatic:
         refusal = _automatic_refusal(session, now=now, config=config, source=source, target=target)
     if refusal is not None:
@@ -136,7 +146,7 @@ def _automatic_refusal(
     """Why automatic promotion may not go into `target` now: a lock, or a freeze."""
     lock = session.get(EnvironmentLock, (source.service, target))
     if lock is not None:
-        return f"automatic promotion to {target} is locked: {lock.reason}"
+        return f"automatic promotion to {target} is locked by {lock.locked_by}: {lock.reason}"
     hold = freeze_gates.hold_for(
         session,
         now=now,
@@ -300,34 +310,49 @@ def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -
         )
 
 
+AUTOMATIC = LOCK_AUTOMATIC  # a rollback's lock: automatic promotion stops
+ALL_CHANGES = LOCK_ALL  # `/release lock`: every promotion and gate approval is refused
+
+
 def lock(
-    session: Session, *, now: datetime, service: str, environment: str, actor: str, reason: str
+    session: Session,
+    *,
+    now: datetime,
+    service: str,
+    environment: str,
+    actor: str,
+    reason: str,
+    holds: str = AUTOMATIC,
 ) -> None:
+    """Lock an environment; a lock that holds everything is never narrowed by a rollback's."""
     existing = session.get(EnvironmentLock, (service, environment))
     if existing is None:
-        session.add(
-            EnvironmentLock(
-                service=service,
-                environment=environment,
-                reason=reason[:1000],
-                locked_by=actor,
-                locked_at=now,
-            )
+        existing = EnvironmentLock(
+            service=service,
+            environment=environment,
+            reason=reason[:1000],
+            locked_by=actor,
+            locked_at=now,
+            holds=holds,
         )
     else:
         existing.reason, existing.locked_by, existing.locked_at = reason[:1000], actor, now
-        session.add(existing)
+        if existing.holds != ALL_CHANGES:
+            existing.holds = holds
+    session.add(existing)
+    details = {"reason": reason} if holds == AUTOMATIC else {"reason": reason, "holds": holds}
     audit.append(
         session,
         at=now,
         actor=actor,
         action="environment.locked",
         subject=f"environment:{service}/{environment}",
-        details={"reason": reason},
+        details=details,
     )
 
 
 def unlock(session: Session, *, now: datetime, service: str, environment: str, actor: str) -> bool:
+    """Lift the lock on an environment, whoever placed it; False when there was none."""
     existing = session.get(EnvironmentLock, (service, environment))
     if existing is None:
         return False
@@ -341,6 +366,18 @@ def unlock(session: Session, *, now: datetime, service: str, environment: str, a
         details={},
     )
     return True
+
+
+def lock_refusal(session: Session, *, service: str, environment: str) -> str | None:
+    """Why a promotion into, or an approval in, this environment is refused: its lock from
+    `/release lock` (a rollback's lock stops automatic promotion only)."""
+    found = session.get(EnvironmentLock, (service, environment))
+    if found is None or found.holds != ALL_CHANGES:
+        return None
+    return (
+        f"{environment} of {service} is locked by {found.locked_by}: {found.reason}; "
+        f"it stays locked until someone unlocks it (`/release unlock {service} {environment}`)"
+    )
 
 
 def operators(config: Config, service: str, environment: str, *, action: str) -> frozenset[str]:

@@ -151,8 +151,14 @@ class Gate(SQLModel, table=True):
     progress: str | None = Field(default=None, max_length=1000)  # "1 of 2 approvals: ..."
 
 
+LOCK_AUTOMATIC = "automatic"  # EnvironmentLock.holds after a rollback
+LOCK_ALL = "all"  # EnvironmentLock.holds from `/release lock`
+
+
 class EnvironmentLock(SQLModel, table=True):
-    """Automatic promotion into a service's environment is stopped (after a rollback)."""
+    """A service's environment is locked: after a rollback, automatic promotion into it is
+    stopped (`holds` "automatic"); locked with `/release lock`, every promotion and every
+    gate approval there is refused (`holds` "all") until someone unlocks it."""
 
     __tablename__ = "environment_lock"
 
@@ -161,6 +167,7 @@ class EnvironmentLock(SQLModel, table=True):
     reason: str = Field(max_length=1000)
     locked_by: str = Field(max_length=200)
     locked_at: datetime = _at()
+    holds: str = Field(default=LOCK_AUTOMATIC, max_length=20)
 
 
 class Approval(SQLModel, table=True):

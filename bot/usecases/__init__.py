@@ -15,6 +15,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | decide        | decide a gate, ask for and confirm break-glass                 |
 | operate       | promote, roll back, unlock (buttons and `/release`)            |
 | freeze        | freeze and unfreeze an environment                             |
+| lock          | lock and unlock a service's environments, the locks in force   |
 | rerequest     | ask again for an expired gate (the Re-request button)          |
 | request_gate  | request a gate from CI over the API, read its status           |
 | read          | status, history, pending approvals, App Home lists, metrics    |
@@ -45,6 +46,7 @@ from bot.usecases import (
     freeze,
     health,
     ingest,
+    lock,
     operate,
     read,
     request_gate,
@@ -53,6 +55,7 @@ from bot.usecases import (
     sweep,
 )
 from bot.usecases.context import Context
+from bot.usecases.lock import LockInForce, LockOutcome
 from bot.usecases.verify import Verifier
 
 __all__ = ["Context", "Outcome", "UseCases"]
@@ -187,6 +190,21 @@ class UseCases:
 
     async def unfreeze(self, *, user_id: str, environment: str) -> read.FreezeOutcome:
         return await freeze.unfreeze(self._ctx, user_id=user_id, environment=environment)
+
+    async def lock(
+        self, *, user_id: str, service: str, environment: str | None, reason: str
+    ) -> LockOutcome:
+        return await lock.lock(
+            self._ctx, user_id=user_id, service=service, environment=environment, reason=reason
+        )
+
+    async def unlock(self, *, user_id: str, service: str, environment: str | None) -> LockOutcome:
+        return await lock.unlock(
+            self._ctx, user_id=user_id, service=service, environment=environment
+        )
+
+    async def locks_in_force(self) -> list[LockInForce]:
+        return await lock.locks_in_force(self._ctx)
 
     async def first_slack_delivery(self, *, event_id: str, event_type: str) -> bool:
         return await slack_events.first_delivery(

@@ -3,7 +3,9 @@
 Who clicked is looked up in Slack's directory (their e-mail, their user groups). When the
 directory cannot say (`users.info` answers `user_not_found` for someone from another
 workspace, or Slack does not answer at all), the click is refused with that reason, the
-refusal is audited, and the gate stays exactly as it was.
+refusal is audited, and the gate stays exactly as it was. So is an approval (or a
+break-glass confirmation) in an environment locked with `/release lock`: the answer names
+the lock's reason and who placed it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from bot.domain.errors import DeliveryFailed
 from bot.domain.gates import Person
 from bot.logs import logged_ids
-from bot.services import break_glass, gates
+from bot.services import break_glass, gates, releases
 from bot.usecases.context import Context
 from bot.usecases.refusals import audit_refusal, unknown_person
 
@@ -55,6 +57,10 @@ async def decide_gate(
     if found is None:
         return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
     service, environment = found
+    if decision == "approve":
+        locked = await _locked(ctx, gate_id, service, environment, user_id, decision)
+        if locked is not None:
+            return locked
     try:
         group_members = await ctx.members_of(
             gates.gate_principals(ctx.config, service, environment)
@@ -106,6 +112,11 @@ async def request_break_glass(
 @logged_ids("gate_id")
 async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> gates.Outcome:
     """Confirm someone else's break-glass request (break-glass approvers only)."""
+    found = await ctx.read(lambda s: gates.scope(s, gate_id))
+    if found is not None:
+        locked = await _locked(ctx, gate_id, *found, user_id, "break_glass")
+        if locked is not None:
+            return locked
     approvers = ctx.config.break_glass.approvers if ctx.config.break_glass else ()
     try:
         members = await ctx.members_of(approvers)
@@ -134,3 +145,22 @@ async def confirm_break_glass(ctx: Context, *, gate_id: int, user_id: str) -> ga
     )
     ctx.wake()
     return outcome
+
+
+async def _locked(
+    ctx: Context, gate_id: int, service: str, environment: str, user_id: str, decision: str
+) -> gates.Outcome | None:
+    """The refusal (audited) when the gate's environment is locked, else None."""
+    refusal = await ctx.read(
+        lambda s: releases.lock_refusal(s, service=service, environment=environment)
+    )
+    if refusal is None:
+        return None
+    await audit_refusal(
+        ctx,
+        user_id=user_id,
+        action="gate.decision_refused",
+        subject=f"gate:{gate_id}",
+        details={"decision": decision, "reason": refusal},
+    )
+    return gates.Outcome(gates.REFUSED, refusal, gate_id)

@@ -4,8 +4,8 @@ It turns the typed text (after the slash command's name) into one dataclass per
 subcommand, or a `Usage` saying what is wrong and, through difflib, the closest valid word
 ("did you mean `rollback`?") for subcommands, services and environments.
 
-A rollback typed as a command has no modal to ask for a reason: text after ` -- ` is the
-reason.
+A rollback or a lock typed as a command has no modal to ask for a reason: text after ` -- `
+is the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from pydantic_core import PydanticCustomError
@@ -81,6 +81,19 @@ class Unfreeze:
 
 
 @dataclass(frozen=True)
+class Lock:
+    service: str
+    environment: str | None  # None: every environment of the service
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unlock:
+    service: str
+    environment: str | None  # None: every locked environment of the service
+
+
+@dataclass(frozen=True)
 class Metrics:
     service: str | None = None
     days: int = METRICS_DEFAULT_DAYS
@@ -98,7 +111,17 @@ class Usage:
 
 
 Command = (
-    Help | Status | History | Pending | Promote | Rollback | FreezeCommand | Unfreeze | Metrics
+    Help
+    | Status
+    | History
+    | Pending
+    | Promote
+    | Rollback
+    | FreezeCommand
+    | Unfreeze
+    | Lock
+    | Unlock
+    | Metrics
 )
 
 _REASON_SPLIT = re.compile(r"(?:^|\s)(?:--|—|–)(?:\s+|$)")
@@ -176,6 +199,8 @@ def parse(text: str, *, config: Config | None = None) -> Command | Usage:
             return _usage("unfreeze", "say which environment to unfreeze (or `all`)")
         problem = _check_freeze_env(names, tokens, 1, "unfreeze")
         return problem or Unfreeze(_env_name(args[0]))
+    if sub in ("lock", "unlock"):
+        return _lock(names, text, sub)
     return _metrics(names, tokens)
 
 
@@ -262,6 +287,31 @@ def _freeze(names: _Names, text: str) -> Command | Usage:
             "put longer ones in releasebot.yaml",
         )
     return FreezeCommand(_env_name(parts[1]), duration, parts[3].strip())
+
+
+def _lock(names: _Names, text: str, sub: str) -> Command | Usage:
+    """`lock <service> [env] -- reason` and `unlock <service> [env]`."""
+    head, *rest = _REASON_SPLIT.split(text, maxsplit=1)
+    reason = rest[0].strip() if rest else ""
+    tokens = head.split()
+    args = tokens[1:]
+    if not 1 <= len(args) <= 2:
+        return _usage(sub, f"say which service (and environment) to {sub}")
+    if sub == "lock" and not reason:
+        return _usage("lock", "a lock needs a reason after ` -- `")
+    if sub == "unlock" and rest:
+        return _usage("unlock", "`unlock` takes no reason")
+    problem = _check_service(names, tokens, 1, sub)
+    if problem is None and len(args) == 2:
+        problem = _check_env(names, tokens, 2, args[0], sub)
+    if problem:
+        if problem.corrected and reason:
+            return replace(problem, corrected=f"{problem.corrected} -- {reason}")
+        return problem
+    environment = args[1] if len(args) == 2 else None
+    if sub == "lock":
+        return Lock(args[0], environment, reason)
+    return Unlock(args[0], environment)
 
 
 def _metrics(names: _Names, tokens: list[str]) -> Command | Usage:

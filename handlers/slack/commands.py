@@ -8,16 +8,19 @@
     /release rollback <service> <env> [to <version>] [-- reason...]
     /release freeze <env|all> <duration> <reason...>
     /release unfreeze <env|all>
+    /release lock <service> [env] -- <reason...>
+    /release unlock <service> [env]
     /release metrics [service] [days]
 
 The text is parsed by `handlers.slack.command_parser`; the answer is built by
 `bot.blocks.commands`. The listener acks at once with nothing and answers through the
 command's `response_url` (ephemerally: only the person who typed sees it). Read-only
-answers stay there; actions that change something (promote, rollback, freeze, unfreeze)
-are also announced in the service's channel. Promote and roll back go through the path
-the buttons take, with the same permission check and the same gates; freezing is for
-release managers. A typed rollback without ` -- reason` is "rolled back with /release by
-<user>".
+answers stay there; actions that change something (promote, rollback, freeze, unfreeze,
+lock, unlock) are also announced in the service's channel. Promote and roll back go through
+the path the buttons take, with the same permission check and the same gates; freezing is
+for release managers; locking and unlocking for release managers and the service's owners
+(without an environment, every environment of the service). A typed rollback without
+` -- reason` is "rolled back with /release by <user>".
 
 Long lists (status, history, pending) are paged; a page's "Next" button replaces the
 answer with the following page.
@@ -44,12 +47,14 @@ from handlers.slack.command_parser import (
     FreezeCommand,
     Help,
     History,
+    Lock,
     Metrics,
     Pending,
     Promote,
     Rollback,
     Status,
     Unfreeze,
+    Unlock,
     Usage,
     parse,
 )
@@ -118,6 +123,8 @@ async def answer(
         return blocks.help_reply(command_name, parsed.topic)
     if isinstance(parsed, Status | History | Pending | Metrics):
         return await _read(usecases, parsed, user_id=user_id)
+    if isinstance(parsed, Lock | Unlock):
+        return await _lock(usecases, parsed, user_id=user_id)
     return await _change(usecases, parsed, user_id=user_id, command_name=command_name)
 
 
@@ -200,6 +207,23 @@ async def _change(
     if changed.environment is not None:
         channels = _channels_with(config, changed.environment)
     return _with_announcement(text, said, channels)
+
+
+async def _lock(usecases: UseCases, parsed: Lock | Unlock, *, user_id: str) -> Reply:
+    """Lock or unlock a service's environments, announced in the service's channel."""
+    if isinstance(parsed, Lock):
+        outcome = await usecases.lock(
+            user_id=user_id,
+            service=parsed.service,
+            environment=parsed.environment,
+            reason=parsed.reason,
+        )
+    else:
+        outcome = await usecases.unlock(
+            user_id=user_id, service=parsed.service, environment=parsed.environment
+        )
+    text, said = blocks.lock_reply(outcome, user_id=user_id)
+    return _with_announcement(text, said, [usecases.config.channel_for(parsed.service)])
 
 
 def _with_announcement(text: str, said: str | None, channels: list[str]) -> Reply:

@@ -47,11 +47,13 @@ async def home_view(
     now = usecases.clock.now()
     releases = await usecases.recent_releases(owned, limit=home.MAX_RELEASES + 1)
     in_force = await usecases.freezes_in_force()
+    locked = await usecases.locks_in_force()
     return home.home_view(
         now=now,
         approvals=approvals,
         owned=owned,
         releases=releases,
         in_force=in_force,
+        locked=locked,
         command_name=command_name,
     )
