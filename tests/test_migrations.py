@@ -114,3 +114,24 @@ def test_db_current_reports_an_empty_database_as_behind_and_db_upgrade_brings_it
         assert schema_drift(engine) == []
     finally:
         engine.dispose()
+
+
+def test_a_rollback_lock_stored_before_0002_keeps_stopping_only_automatic_promotion(
+    empty_engine: Engine,
+) -> None:
+    migrate.upgrade(empty_engine, "0001")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO environment_lock (service, environment, reason, locked_by, locked_at)"
+                " VALUES ('checkout', 'production', 'rolled back', 'U0RM1', :at)"
+            ),
+            {"at": "2026-12-01T10:00:00.000000+00:00"},
+        )
+
+    migrate.upgrade(empty_engine)
+
+    with empty_engine.connect() as conn:
+        holds = conn.execute(sa.text("SELECT holds FROM environment_lock")).scalar_one()
+    assert holds == "automatic"
+    assert schema_drift(empty_engine) == []

@@ -45,7 +45,6 @@ def upgrade() -> None:
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('locked_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('locked_at', bot.store.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('holds', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.PrimaryKeyConstraint('service', 'environment')
     )
     op.create_table('freeze_window',
