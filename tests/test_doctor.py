@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,8 +112,8 @@ class FakeSlack:
 
     async def _answer(self, ws: Workspace, method: str, params: dict[str, str]) -> dict[str, Any]:
         if method == "auth.test":
-            while ws.hold_auth is not None and not ws.hold_auth.is_set():
-                await asyncio.sleep(0.01)
+            if ws.hold_auth is not None:  # answered once the test lets it go
+                await asyncio.to_thread(ws.hold_auth.wait, 10)
             return {"ok": True, "user": "releasebot", "team": "Acme", "user_id": "U0BOT"}
         needs = {
             "users.conversations": "channels:read",
@@ -656,14 +655,25 @@ async def test_start_up_logs_the_findings_without_delaying_healthz(
     def logged() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.getMessage().startswith("check ")]
 
-    async with bot_factory(env=env, overrides=overrides) as bot:
-        answer = await bot.http.get("/healthz")
-        assert answer.status_code == 200
-        assert logged() == []  # start-up did not wait for the checks
-        fake_slack.hold_auth.set()
-        deadline = time.monotonic() + 10
-        while not any("database" in line for line in logged()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+    database_checked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("check database"):
+                loop.call_soon_threadsafe(database_checked.set)
+
+    watch = Watch()
+    logging.getLogger().addHandler(watch)
+    try:
+        async with bot_factory(env=env, overrides=overrides) as bot:
+            answer = await bot.http.get("/healthz")
+            assert answer.status_code == 200
+            assert logged() == []  # start-up did not wait for the checks
+            fake_slack.hold_auth.set()
+            await asyncio.wait_for(database_checked.wait(), timeout=10)
+    finally:
+        logging.getLogger().removeHandler(watch)
     lines = logged()
     assert "check slack.token: ok (the bot @releasebot in Acme)" in lines
     assert (

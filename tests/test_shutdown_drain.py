@@ -59,8 +59,6 @@ from tests.helpers import (
 )
 from tests.servers import serve_in_thread
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
-
 HOST = "127.0.0.1"
 STARTUP_SECONDS = 60.0  # import, migrate, /readyz (generous: CI machines are slow)
 WAIT_SECONDS = 30.0
