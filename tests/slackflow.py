@@ -50,17 +50,28 @@ def github(edge: FakeEdge) -> FakeGitHub:
 async def gated_bot(
     bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge, app_private_key: str
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
+    overrides = gated_overrides(clock, edge)
+    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+        yield running
+
+
+def gated_overrides(clock: FrozenClock, edge: FakeEdge, **kw: Any) -> Overrides:
+    """How the gate tests run the app: fixed clock, no scheduler or worker loop (tests
+    sweep and send themselves), work done before a click is answered, the fake outside."""
+    return Overrides(
         clock=clock,
         start_scheduler=False,
         run_outbox_worker=False,
         process_before_response=True,
         http_transport=edge.transport,
         environ={},
+        **kw,
     )
-    env = {"GITHUB_APP_ID": "1234", "GITHUB_APP_PRIVATE_KEY": app_private_key}
-    async with bot_factory(env=env, overrides=overrides) as running:
-        yield running
+
+
+def gated_env(app_private_key: str, **extra: str) -> dict[str, str]:
+    """The GitHub App the gate tests' protection rules answer through, and `extra`."""
+    return {"GITHUB_APP_ID": "1234", "GITHUB_APP_PRIVATE_KEY": app_private_key, **extra}
 
 
 def protection_rule(sha: str = SHA_A, run: int = 4242) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.app import Overrides
 from bot.config import parse_config
 from bot.scheduling import checks_tick, gate_sweep
 from bot.store.tables import AuditEvent, Deployment, Gate
@@ -33,7 +32,16 @@ from tests.helpers import (
     fixture,
     github_headers,
 )
-from tests.slackflow import CHANNEL, buttons, click, request_gate, submit_reason, told
+from tests.slackflow import (
+    CHANNEL,
+    buttons,
+    click,
+    gated_env,
+    gated_overrides,
+    request_gate,
+    submit_reason,
+    told,
+)
 
 SHA_C = "1234567890abcdef1234567890abcdef12345678"
 TOKEN = "api-token-for-tests"
@@ -59,20 +67,8 @@ def make_bot(
     bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge, app_private_key: str
 ) -> Any:
     def make(**config: Any) -> Any:
-        overrides = Overrides(
-            config=_config(**config),
-            clock=clock,
-            start_scheduler=False,
-            run_outbox_worker=False,
-            process_before_response=True,
-            http_transport=edge.transport,
-            environ={},
-        )
-        env = {
-            "GITHUB_APP_ID": "1234",
-            "GITHUB_APP_PRIVATE_KEY": app_private_key,
-            "RELEASEBOT_API_TOKEN": TOKEN,
-        }
+        overrides = gated_overrides(clock, edge, config=_config(**config))
+        env = gated_env(app_private_key, RELEASEBOT_API_TOKEN=TOKEN)
         return bot_factory(env=env, overrides=overrides)
 
     return make

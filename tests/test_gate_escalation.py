@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bot.app import Overrides
 from bot.scheduling import checks_tick, gate_sweep
 from bot.store.tables import AuditEvent, Deployment, Gate
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
 from tests.helpers import EXAMPLE_CONFIG, SHA_A, SHA_B, encode, fixture, github_headers
-from tests.slackflow import CHANNEL, buttons, click, request_gate, told
+from tests.slackflow import CHANNEL, buttons, click, gated_env, gated_overrides, request_gate, told
 
 MEDIUM = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
 HIGH = [  # late on a Friday, with migrations and infrastructure: RM + SRE
@@ -54,20 +53,9 @@ async def bot(
     app_private_key: str,
     tmp_path: Path,
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=edge.transport,
-        environ={},
-    )
-    env = {
-        "GITHUB_APP_ID": "1234",
-        "GITHUB_APP_PRIVATE_KEY": app_private_key,
-        "RELEASEBOT_CONFIG": str(escalating_config(tmp_path / "releasebot.yaml")),
-    }
-    async with bot_factory(env=env, overrides=overrides) as running:
+    config = escalating_config(tmp_path / "releasebot.yaml")
+    env = gated_env(app_private_key, RELEASEBOT_CONFIG=str(config))
+    async with bot_factory(env=env, overrides=gated_overrides(clock, edge)) as running:
         yield running
 
 
@@ -199,20 +187,8 @@ async def test_without_remind_every_the_gate_is_reminded_once_and_never_escalate
     it meant."""
     older = tmp_path / "releasebot.yaml"
     older.write_text(EXAMPLE_CONFIG.read_text())
-    overrides = Overrides(
-        clock=clock,
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=edge.transport,
-        environ={},
-    )
-    env = {
-        "GITHUB_APP_ID": "1234",
-        "GITHUB_APP_PRIVATE_KEY": app_private_key,
-        "RELEASEBOT_CONFIG": str(older),
-    }
-    async with bot_factory(env=env, overrides=overrides) as bot:
+    env = gated_env(app_private_key, RELEASEBOT_CONFIG=str(older))
+    async with bot_factory(env=env, overrides=gated_overrides(clock, edge)) as bot:
         gate_policy = bot.runtime.config.services["checkout"].environment("production")
         assert gate_policy is not None and gate_policy.gate is not None
         assert gate_policy.gate.remind_every is None and gate_policy.gate.escalate_after is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from typing import Any
@@ -67,10 +68,9 @@ async def read_params(request: Request) -> tuple[Json, str | None]:
     for name in JSON_ENCODED_FIELDS:
         value = params.get(name)
         if isinstance(value, str) and value.strip():
-            try:
+            # A value that is not JSON is left as a string; the method reports it as invalid.
+            with contextlib.suppress(ValueError):
                 params[name] = json.loads(value)
-            except ValueError:
-                pass  # left as a string; the method reports it as invalid
     return params, error
 
 
