@@ -113,14 +113,15 @@ def window_of(
 def go_ahead(
     session: Session, *, now: datetime, deployment: Deployment, request: GateRequest
 ) -> None:
-    """No gate and no freeze: a pipeline waiting on the environment is told to go ahead."""
+    """No gate and no freeze: a pipeline waiting on the environment is told to go ahead,
+    with the action a passed gate would have carried (a promotion starts its deploy)."""
     if request.decide_via is not None:
         call_deployer(
             session,
             now=now,
             deployment=deployment,
             kind=request.decide_via,
-            action="approve",
+            action=str(request.context.get("on_approve", "approve")),
             context=request.context,
             actor="releasebot",
             reason=f"no gate is configured for {deployment.environment}",
