@@ -68,8 +68,9 @@ def resolved_event(message: ResolveSha, found: Found | None) -> tuple[DeployEven
     deployment when it still waits for approval (None: it does not, or no longer does).
 
     A deployment looked up by id must be at the webhook's short sha (else the delivery is
-    refused for good); a job's waiting deployment was looked up at the job's full sha, and
-    when none waits the job's event is applied as it is.
+    refused for good), and whether it still waits is asked only when its event asks for a
+    gate; a job's waiting deployment was looked up at the job's full sha, and when none
+    waits the job's event is applied without a gate.
     """
     event = message.event
     if message.environment is not None:
@@ -80,5 +81,6 @@ def resolved_event(message: ResolveSha, found: Found | None) -> tuple[DeployEven
             f"{message.provider} deployment {message.deployment_id} {at}, not {event.sha}",
             retryable=False,
         )
+    waits = event.gate is not None and found.waits_for_approval
     event = replace(event, sha=found.sha.lower(), ref=event.ref or found.ref)
-    return event, message.deployment_id if found.waits_for_approval else None
+    return event, message.deployment_id if waits else None
