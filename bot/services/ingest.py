@@ -161,7 +161,7 @@ def apply_resolved(
             tracked is not None
             and waiting_id is not None
             and _decides(config, tracked, event)
-            and not _moved_on(session, tracked, event.sha)
+            and not _moved_on(session, tracked, event)
         )
         gate = event.gate
         context = {**gate.context, WAITING_ID: str(waiting_id)}
@@ -178,18 +178,23 @@ def _decides(config: Config, tracked: Tracked, event: DeployEvent) -> bool:
     return event.gate is not None and deploy is not None and deploy.kind == event.gate.decide_via
 
 
-def _moved_on(session: Session, tracked: Tracked, sha: str) -> bool:
-    """Whether the latest deployment of `sha` there went ahead already (approved or running):
-    a lookup answered after the pipeline moved must not open a gate behind it."""
+def _moved_on(session: Session, tracked: Tracked, event: DeployEvent) -> bool:
+    """Whether the latest deployment of the event's sha there is past waiting: approved or
+    running, or over while this very CI deployment is what it tracks. A lookup answered
+    after the pipeline (or a decision) moved on must not open a gate behind it."""
     latest = session.exec(
-        select(Deployment.state)
+        select(Deployment)
         .where(col(Deployment.service) == tracked.service)
         .where(col(Deployment.environment) == tracked.environment)
-        .where(col(Deployment.sha) == sha)
+        .where(col(Deployment.sha) == event.sha)
         .order_by(col(Deployment.attempt).desc())
         .limit(1)
     ).first()
-    return latest in (states.APPROVED, states.IN_PROGRESS)
+    if latest is None or latest.state in (states.PENDING, states.AWAITING_APPROVAL):
+        return False
+    if latest.state in (states.APPROVED, states.IN_PROGRESS):
+        return True
+    return event.external_id is None or latest.external_id == event.external_id
 
 
 def _apply_tracked(
