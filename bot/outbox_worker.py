@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
+from bot.domain.ingest import resolved_event
 from bot.domain.messages import (
     Announcement,
     Assess,
@@ -477,19 +478,18 @@ class OutboxWorker:
                 f"no {provider} API credentials configured to look up a deployment's sha",
                 retryable=False,
             )
-        event = message.event
-        found = await lookup.deployment(message.project, message.deployment_id)
-        if not found.sha.lower().startswith(event.sha.lower()):
-            raise DeliveryFailed(
-                f"{provider} deployment {message.deployment_id} is at {found.sha[:12]}, "
-                f"not {event.sha}",
-                retryable=False,
-            )
-        event = replace(event, sha=found.sha.lower(), ref=event.ref or found.ref)
+        project, event = message.project, message.event
+        if message.environment is not None:  # a job in manual: find its waiting deployment
+            found = await lookup.waiting_deployment(project, message.environment, event.sha)
+        else:
+            found = await lookup.deployment(project, message.deployment_id)
+        event, waiting = resolved_event(message, found)
         now = self._clock.now()
         await asyncio.to_thread(
             self._db.write,
-            lambda s: apply_resolved(s, now=now, config=self._config, event=event),
+            lambda s: apply_resolved(
+                s, now=now, config=self._config, event=event, waiting_id=waiting
+            ),
         )
         self.wake()
 

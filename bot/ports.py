@@ -148,16 +148,27 @@ class SlackDirectory(Protocol):
 
 class ResolvedDeployment(Protocol):
     @property
+    def id(self) -> int: ...
+
+    @property
     def sha(self) -> str: ...
 
     @property
     def ref(self) -> str: ...
 
+    @property
+    def waits_for_approval(self) -> bool: ...
+
 
 class DeploymentLookup(Protocol):
-    """Finds a CI deployment's full sha when its webhook carried only a short one (GitLab)."""
+    """Finds a CI deployment's full sha when its webhook carried only a short one (GitLab),
+    and the deployment a job waiting for approval belongs to."""
 
     async def deployment(self, project: str | int, deployment_id: int) -> ResolvedDeployment: ...
+
+    async def waiting_deployment(
+        self, project: str | int, environment: str, sha: str
+    ) -> ResolvedDeployment | None: ...
 
 
 # ---- verification checks and paging ----------------------------------------------------------

@@ -191,7 +191,9 @@ async def test_approve_posts_the_approval(
     assert call.headers["private-token"] == TOKEN
     assert "authorization" not in call.headers
     assert json.loads(call.content) == {"status": "approved", "comment": comment}
-    assert result.detail == "approved GitLab deployment 15 of acme/ledger"
+    assert result.detail == (
+        "approved GitLab deployment 15 of acme/ledger: GitLab recorded it as approved by releasebot"
+    )
 
 
 async def test_reject_with_a_numeric_project_and_a_rule(
@@ -349,20 +351,75 @@ async def test_a_500_is_retried_then_retryable(
     assert sleep.calls == [0.5, 1.0]
 
 
-async def test_the_deployment_must_be_known(
+async def test_a_reject_must_name_the_deployment(
     fake: FakeGitLab, approver: GitLabApprovalDeployer
 ) -> None:
     with pytest.raises(DeliveryFailed) as caught:
         await approver.execute(
-            req("gitlab_deployment_approval", "approve", context={"gitlab_project": "acme/ledger"})
+            req("gitlab_deployment_approval", "reject", context={"gitlab_project": "acme/ledger"})
         )
     assert caught.value.retryable is False
     assert "gitlab_deployment_id" in caught.value.reason
-
-    with pytest.raises(DeliveryFailed) as promote:
-        await approver.execute(approval("promote"))
-    assert promote.value.retryable is False
     assert fake.requests == []
+
+
+def blocked(deployment_id: int, sha: str = SHA, status: str = "blocked") -> dict[str, Any]:
+    """One deployment as `GET /projects/:id/deployments` lists it."""
+    return {
+        "id": deployment_id,
+        "iid": deployment_id - 10,
+        "ref": "main",
+        "sha": sha,
+        "status": status,
+        "environment": {"id": 9, "name": "production"},
+        "deployable": {"id": 700 + deployment_id, "status": "manual"},
+    }
+
+
+@pytest.mark.parametrize("action", ["promote", "approve"])
+async def test_promote_approves_the_deployment_of_that_commit_waiting_in_gitlab(
+    fake: FakeGitLab, approver: GitLabApprovalDeployer, action: str
+) -> None:
+    listed = [blocked(31, sha="e" * 40), blocked(30), blocked(29)]
+    fake.on("GET", "/api/v4/projects/acme%2Fledger/deployments", httpx.Response(200, json=listed))
+    path = "/api/v4/projects/acme%2Fledger/deployments/30/approval"
+    fake.on("POST", path, approval_answer("approved", "x"))
+
+    result = await approver.execute(
+        req("gitlab_deployment_approval", action, target={"environment": "prod-eu"}, context={})
+    )
+
+    listing, decision = fake.requests
+    assert dict(listing.url.params) == {
+        "environment": "prod-eu",
+        "status": "blocked",
+        "order_by": "id",
+        "sort": "desc",
+        "per_page": "100",
+    }
+    assert listing.headers["private-token"] == TOKEN
+    assert json.loads(decision.content) == {
+        "status": "approved",
+        "comment": "Approved in Slack by Grace Hopper: change window open",
+    }
+    assert result.detail.startswith("approved GitLab deployment 30 of acme/ledger")
+
+
+async def test_promote_with_nothing_waiting_approves_nothing(
+    fake: FakeGitLab, approver: GitLabApprovalDeployer
+) -> None:
+    listed = [blocked(31, sha="e" * 40)]
+    fake.on("GET", "/api/v4/projects/acme%2Fledger/deployments", httpx.Response(200, json=listed))
+
+    with pytest.raises(DeliveryFailed) as caught:
+        await approver.execute(approval("promote", gitlab_deployment_id=None))
+
+    assert caught.value.retryable is False
+    assert caught.value.reason == (
+        f"no GitLab deployment of {SHA[:7]} to production in acme/ledger waits for approval: "
+        "run its pipeline up to the deploy job first"
+    )
+    assert [r.method for r in fake.requests] == ["GET"]
 
 
 # --- trigger -----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import Overrides
+from bot.domain.events import GateRequest
+from bot.domain.messages import ResolveSha
 from bot.store.tables import Deployment, OutboxMessage, WebhookDelivery
 from integrations.gitlab import payloads
 from integrations.gitlab.client import GitLabDeployment
@@ -177,6 +179,53 @@ def test_a_deployment_ref_becomes_an_event_once_the_full_sha_is_known() -> None:
     assert event.external_id == "deployment:15"
     with pytest.raises(PayloadError, match="short sha"):
         payloads.event_for(parsed.lookup, sha=SHA_A)
+
+
+def test_a_blocked_deployment_asks_for_a_gate_decided_through_gitlab() -> None:
+    body = fixture("gitlab", "deployment_hook__docs-success.json")
+    body["status"] = "blocked"  # waiting for approval, as the Deployments API says it
+    parsed = payloads.parse("Deployment Hook", body)
+    assert parsed.lookup is not None and parsed.lookup.blocked
+    event = payloads.pending_event(parsed.lookup)
+    assert event.status == "pending"
+    assert event.gate == GateRequest(
+        decide_via="gitlab_deployment_approval",
+        context={
+            "gitlab_project": "30",
+            "gitlab_environment": "staging",
+            "gitlab_deployment_id": "15",
+        },
+    )
+    finished = payloads.parse(
+        "Deployment Hook", fixture("gitlab", "deployment_hook__docs-success.json")
+    )
+    assert finished.lookup is not None
+    assert payloads.pending_event(finished.lookup).gate is None
+
+
+def test_a_manual_job_may_be_a_deployment_waiting_for_approval() -> None:
+    parsed = payloads.parse("Job Hook", gitlab_job("manual"))
+    assert parsed.event is not None and parsed.event.gate is None
+    waiting = parsed.waiting
+    assert waiting is not None
+    assert (waiting.project, waiting.environment) == ("31537070", "production")
+    assert waiting.event.sha == SHA_A and waiting.event.status == "pending"
+    assert waiting.event.gate == GateRequest(
+        decide_via="gitlab_deployment_approval",
+        context={"gitlab_project": "31537070", "gitlab_environment": "production"},
+    )
+    assert payloads.parse("Job Hook", gitlab_job("running")).waiting is None
+
+
+def test_a_waiting_job_lookup_keeps_its_environment_in_the_outbox() -> None:
+    parsed = payloads.parse("Job Hook", gitlab_job("manual"))
+    assert parsed.waiting is not None
+    message = ResolveSha("gitlab", "31537070", 0, parsed.waiting.event, "production")
+    again = ResolveSha.from_payload(json.loads(json.dumps(message.to_payload())))
+    assert again == message
+    assert again.key == "lookup:gitlab:31537070:production"
+    stored_before = {k: v for k, v in message.to_payload().items() if k != "environment"}
+    assert ResolveSha.from_payload(stored_before).environment is None
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
+from bot.domain.errors import DeliveryFailed
 from bot.domain.events import DeployEvent
+from bot.domain.messages import ResolveSha
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -23,13 +26,17 @@ class IngestResult:
 class ShaLookup:
     """An event whose full sha the worker still has to fetch from the code host.
 
-    `event.sha` holds the short sha the webhook carried until the lookup replaces it.
+    `event.sha` holds the short sha the webhook carried until the lookup replaces it. With
+    `environment` set (a GitLab job waiting in `manual`), the provider's deployment id is not
+    known (`deployment_id` is 0): the lookup finds the newest deployment of that environment
+    at `event.sha` that waits for approval, and `event.sha` is already the full sha.
     """
 
     provider: str
     project: str
     deployment_id: int
     event: DeployEvent
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,3 +45,42 @@ class Delivery:
     delivery_id: str
     event: str
     body: bytes
+
+
+class Found(Protocol):
+    """What the code host said about a deployment (`bot.ports.ResolvedDeployment`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def sha(self) -> str: ...
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def waits_for_approval(self) -> bool: ...
+
+
+def resolved_event(message: ResolveSha, found: Found | None) -> tuple[DeployEvent, int | None]:
+    """The event of a lookup once the code host answered, and the provider's id of the
+    deployment when it still waits for approval (None: it does not, or no longer does).
+
+    A deployment looked up by id must be at the webhook's short sha (else the delivery is
+    refused for good), and whether it still waits is asked only when its event asks for a
+    gate; a job's waiting deployment was looked up at the job's full sha, and when none
+    waits the job's event is applied without a gate.
+    """
+    event = message.event
+    if message.environment is not None:
+        return event, found.id if found is not None and found.waits_for_approval else None
+    if found is None or not found.sha.lower().startswith(event.sha.lower()):
+        at = f"is at {found.sha[:12]}" if found is not None else "was not found"
+        raise DeliveryFailed(
+            f"{message.provider} deployment {message.deployment_id} {at}, not {event.sha}",
+            retryable=False,
+        )
+    waits = event.gate is not None and found.waits_for_approval
+    event = replace(event, sha=found.sha.lower(), ref=event.ref or found.ref)
+    return event, message.deployment_id if waits else None

@@ -186,28 +186,36 @@ class ResolveSha:
     KIND: ClassVar[str] = "deployment.resolve_sha"
     provider: str
     project: str
-    deployment_id: int  # the provider's deployment id, not releasebot's
+    deployment_id: int  # the provider's deployment id, not releasebot's (0: not known)
     event: DeployEvent
+    environment: str | None = None  # set: find the deployment of this environment waiting
 
     @property
     def key(self) -> str:
+        if self.environment is not None:
+            return f"lookup:{self.provider}:{self.project}:{self.environment}"
         return f"lookup:{self.provider}:{self.deployment_id}"
 
     def to_payload(self) -> Payload:
-        return {
+        payload: Payload = {
             "provider": self.provider,
             "project": self.project,
             "deployment_id": self.deployment_id,
             "event": event_to_dict(self.event),
         }
+        if self.environment is not None:
+            payload["environment"] = self.environment
+        return payload
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ResolveSha:
+        environment = payload.get("environment")
         return cls(
             provider=str(payload["provider"]),
             project=str(payload["project"]),
             deployment_id=int(payload["deployment_id"]),
             event=event_from_dict(dict(payload["event"])),
+            environment=str(environment) if environment is not None else None,
         )
 
 

@@ -7,20 +7,26 @@ what happened; the audit records and outbox rows it causes are written together 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.config import Config
+from bot.domain import states
 from bot.domain.events import DeployEvent
 from bot.domain.ingest import ACCEPTED, DUPLICATE, IGNORED, Delivery, IngestResult, ShaLookup
 from bot.domain.messages import ResolveSha
-from bot.domain.tracking import resolve
+from bot.domain.tracking import Tracked, resolve
 from bot.ports import Comparison
 from bot.services import outbox, reactions
 from bot.store import statements as sql
 from bot.store.deferred import deferred_inserts
 from bot.store.tables import Deployment
+
+# Where the provider's id of a deployment waiting for approval goes in its gate's context
+# (what `integrations/deployers/gitlab_approval.py` reads as `gitlab_deployment_id`).
+WAITING_ID = "gitlab_deployment_id"
 
 
 def record_delivery(
@@ -112,21 +118,83 @@ def first_sight(
 def _queue_lookup(
     session: Session, *, now: datetime, config: Config, delivery: Delivery, lookup: ShaLookup
 ) -> IngestResult:
-    if resolve(config, lookup.event.target) is None:
+    tracked = resolve(config, lookup.event.target)
+    if tracked is None:
         return _untracked(delivery, lookup.event)
-    message = ResolveSha(lookup.provider, lookup.project, lookup.deployment_id, lookup.event)
-    outbox.enqueue(session, message, now=now)
-    return IngestResult(
-        ACCEPTED, delivery.delivery_id, detail="the full commit sha is being looked up"
+    if lookup.environment is not None and not _decides(config, tracked, lookup.event):
+        # A job in manual where GitLab does not hold the gate: just a job not run yet.
+        event = replace(lookup.event, gate=None)
+        return _apply(
+            session, now=now, config=config, delivery=delivery, event=event, note=None, commits=None
+        )
+    message = ResolveSha(
+        lookup.provider, lookup.project, lookup.deployment_id, lookup.event, lookup.environment
     )
+    outbox.enqueue(session, message, now=now)
+    detail = (
+        "the deployment waiting for approval is being looked up"
+        if lookup.environment is not None
+        else "the full commit sha is being looked up"
+    )
+    return IngestResult(ACCEPTED, delivery.delivery_id, detail=detail)
 
 
 def apply_resolved(
-    session: Session, *, now: datetime, config: Config, event: DeployEvent
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    event: DeployEvent,
+    waiting_id: int | None = None,
 ) -> Deployment | None:
-    """Apply an event once the worker has looked up its full sha."""
+    """Apply an event once the worker has looked up its full sha (or the deployment a job
+    waiting in manual belongs to).
+
+    An event that asks for a gate the code host decides (a GitLab deployment waiting for
+    approval) opens it only when the environment's deploy section names that deployer, the
+    code host still holds the deployment (`waiting_id`, its id there, goes into the gate's
+    context) and releasebot's deployment has not moved past waiting already.
+    """
+    tracked = resolve(config, event.target)
+    if event.gate is not None:
+        keep = (
+            tracked is not None
+            and waiting_id is not None
+            and _decides(config, tracked, event)
+            and not _moved_on(session, tracked, event)
+        )
+        gate = event.gate
+        context = {**gate.context, WAITING_ID: str(waiting_id)}
+        event = replace(event, gate=replace(gate, context=context) if keep else None)
     applied = _apply_tracked(session, now=now, config=config, event=event, commits=None)
     return applied[0] if applied is not None else None
+
+
+def _decides(config: Config, tracked: Tracked, event: DeployEvent) -> bool:
+    """Whether the environment's deploy section names the deployer the event's gate is
+    decided through (for GitLab: `deploy: {gitlab_deployment_approval: {}}`)."""
+    env = config.services[tracked.service].environment(tracked.environment)
+    deploy = env.deploy if env is not None else None
+    return event.gate is not None and deploy is not None and deploy.kind == event.gate.decide_via
+
+
+def _moved_on(session: Session, tracked: Tracked, event: DeployEvent) -> bool:
+    """Whether the latest deployment of the event's sha there is past waiting: approved or
+    running, or over while this very CI deployment is what it tracks. A lookup answered
+    after the pipeline (or a decision) moved on must not open a gate behind it."""
+    latest = session.exec(
+        select(Deployment)
+        .where(col(Deployment.service) == tracked.service)
+        .where(col(Deployment.environment) == tracked.environment)
+        .where(col(Deployment.sha) == event.sha)
+        .order_by(col(Deployment.attempt).desc())
+        .limit(1)
+    ).first()
+    if latest is None or latest.state in (states.PENDING, states.AWAITING_APPROVAL):
+        return False
+    if latest.state in (states.APPROVED, states.IN_PROGRESS):
+        return True
+    return event.external_id is None or latest.external_id == event.external_id
 
 
 def _apply_tracked(

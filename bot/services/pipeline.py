@@ -31,6 +31,8 @@ def request_for(
     target: dict[str, Any] = {}
     if env is not None and env.deploy is not None and env.deploy.kind == kind:
         target = env.deploy.target.model_dump(mode="json")
+        if kind == "gitlab_deployment_approval" and env.track and env.track.gitlab_environment:
+            target["environment"] = env.track.gitlab_environment  # GitLab's own name for it
     return DeployRequest(
         kind=kind,
         action=str(payload["action"]),

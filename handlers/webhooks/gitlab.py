@@ -62,6 +62,21 @@ async def gitlab_webhook(request: Request) -> Response:
                 event=payloads.pending_event(ref),
             ),
         )
+    elif parsed.waiting is not None:
+        # A deploying job in `manual` may wait for approval: the worker asks GitLab which
+        # deployment it is (`blocked`), unless the environment's gate is not GitLab's.
+        job = parsed.waiting
+        result = await usecases.record_delivery(
+            delivery,
+            None,
+            lookup=ShaLookup(
+                provider="gitlab",
+                project=job.project,
+                deployment_id=0,
+                event=job.event,
+                environment=job.environment,
+            ),
+        )
     else:
         result = await usecases.record_delivery(
             delivery, _tracked_first(usecases.config, parsed.events) or parsed.event, parsed.note

@@ -9,10 +9,23 @@
     {"status": "approved" | "rejected", "comment": "Approved in Slack by <actor>: <reason>"}
 
 with the project and deployment from `request.context["gitlab_project"]` (id or full path)
-and `["gitlab_deployment_id"]` (the Deployment Hook's `deployment_id`), plus
-`["gitlab_represented_as"]` when a rule or group must be named. GitLab answers 201. The
-token's user is the approver: it must be allowed to approve (and may be barred from approving
-a deployment it triggered). Approving again while the deployment still waits just updates the
+and `["gitlab_deployment_id"]` (the gate of a deployment waiting for approval carries both),
+plus `["gitlab_represented_as"]` when a rule or group must be named. GitLab answers 201 with
+`{user, status, created_at, comment}`, which the result repeats. The token's user is the
+approver: it must be allowed to approve (and may be barred from approving a deployment it
+triggered).
+
+For promote (a promotion's gate was approved in Slack, or the environment has no gate) and
+for an approve that names no deployment, the deployment is the newest one of the environment
+at the request's sha that waits for approval:
+
+    GET /projects/:id/deployments?environment=<name>&status=blocked&order_by=id&sort=desc
+
+with the project from the context, else the service's repository, and the environment from
+the context (`gitlab_environment`), else the target (the tracked GitLab environment), else
+releasebot's name for it. Promoting lets GitLab's deployment of that commit go ahead; when
+none waits (its pipeline has not reached the deploy job), nothing is approved and the
+failure says so. Approving again while the deployment still waits just updates the
 approval, so the call is retried like any other. Once enough approvals unblocked it, GitLab
 answers 400 "This deployment is not waiting for approvals."; that counts as done only when
 the deployment's `approvals` hold this very decision (same status and comment, i.e. an
@@ -38,6 +51,7 @@ Errors come as `{"message": ...}` (a string, or a mapping of field errors).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -59,7 +73,8 @@ from integrations.deployers import (
     short_sha,
 )
 from integrations.errors import CredentialsError
-from integrations.gitlab.client import project_path
+from integrations.gitlab.client import pick_waiting, project_path, waiting_query
+from integrations.gitlab.payloads import CONTEXT_DEPLOYMENT, CONTEXT_ENVIRONMENT, CONTEXT_PROJECT
 from integrations.http import RetryPolicy
 
 __all__ = ["GitLabApprovalDeployer", "GitLabTriggerDeployer"]
@@ -89,9 +104,46 @@ class GitLabApprovalDeployer:
         self._retry = retry or RetryPolicy()
 
     async def execute(self, request: DeployRequest) -> DeployResult:
-        require_action(request, ("approve", "reject"))
-        project = require_context(request, "gitlab_project", WEBHOOK)
-        deployment_id = _deployment_id(require_context(request, "gitlab_deployment_id", WEBHOOK))
+        require_action(request, ("approve", "reject", "promote"))
+        if request.action == "promote" or (
+            request.action == "approve" and request.context.get(CONTEXT_DEPLOYMENT) is None
+        ):
+            return await self._approve_waiting(request)
+        project = require_context(request, CONTEXT_PROJECT, WEBHOOK)
+        deployment_id = _deployment_id(require_context(request, CONTEXT_DEPLOYMENT, WEBHOOK))
+        return await self._decide(request, project, deployment_id)
+
+    async def _approve_waiting(self, request: DeployRequest) -> DeployResult:
+        """Approve the newest deployment of the environment at the request's sha that waits."""
+        project = opt_str(str(request.context.get(CONTEXT_PROJECT) or "")) or request.repo
+        environment = (
+            opt_str(request.context.get(CONTEXT_ENVIRONMENT))
+            or opt_str(request.target.get("environment"))
+            or request.environment
+        )
+        if not project:
+            raise refused(f"{request.kind}: no GitLab project for {request.service}")
+        path, params = waiting_query(project, environment)
+        response = await self._retry.request(
+            self._client,
+            "GET",
+            path,
+            params=params,
+            headers={"PRIVATE-TOKEN": self._token},
+            secrets=[self._token],
+        )
+        items = response_list(response, f"GET {path}")
+        waiting = pick_waiting(items, request.sha)
+        if waiting is None:
+            raise refused(
+                f"no GitLab deployment of {short_sha(request.sha)} to {environment} in "
+                f"{project} waits for approval: run its pipeline up to the deploy job first"
+            )
+        return await self._decide(replace(request, action="approve"), project, waiting.id)
+
+    async def _decide(
+        self, request: DeployRequest, project: Any, deployment_id: int
+    ) -> DeployResult:
         project_id = project_path(project if isinstance(project, int) else str(project))
         status = "approved" if request.action == "approve" else "rejected"
         comment = decision_comment(request)
@@ -102,7 +154,7 @@ class GitLabApprovalDeployer:
         deployment_path = f"/projects/{project_id}/deployments/{deployment_id}"
         done = DeployResult(detail=f"{status} GitLab deployment {deployment_id} of {project}")
         try:
-            await self._retry.request(
+            response = await self._retry.request(
                 self._client,
                 "POST",
                 f"{deployment_path}/approval",
@@ -125,7 +177,7 @@ class GitLabApprovalDeployer:
                     404: "project or deployment not found, or the token cannot see it",
                 },
             ) from failure
-        return done
+        return DeployResult(detail=f"{done.detail}: {_answer(response, status)}")
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -233,6 +285,34 @@ class GitLabTriggerDeployer:
 
     def __repr__(self) -> str:
         return f"GitLabTriggerDeployer(base_url={str(self._client.base_url)!r})"
+
+
+def _answer(response: httpx.Response, asked: str) -> str:
+    """GitLab's 201 `{user, status, created_at, comment}` in words: who GitLab recorded as
+    deciding, and what."""
+    try:
+        data: Any = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, Mapping):
+        return f"GitLab recorded it as {asked}"
+    user = data.get("user")
+    who = opt_str(user.get("username")) if isinstance(user, Mapping) else None
+    status = opt_str(data.get("status")) or asked
+    return f"GitLab recorded it as {status}" + (f" by {who}" if who else "")
+
+
+def response_list(response: httpx.Response, what: str) -> list[Any]:
+    """The reply as a JSON list; a garbled reply is worth another try, a wrong shape is not."""
+    try:
+        data: Any = response.json()
+    except ValueError:
+        raise DeliveryFailed(
+            f"{what}: the reply is not JSON", retryable=True, status=response.status_code
+        ) from None
+    if not isinstance(data, list):
+        raise refused(f"{what}: the reply is not a JSON list", status=response.status_code)
+    return data
 
 
 def _deployment_id(value: Any) -> int:

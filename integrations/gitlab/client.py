@@ -36,6 +36,9 @@ __all__ = [
     "GitLabClient",
     "GitLabDeployment",
     "count_diff_lines",
+    "deployment_from",
+    "pick_waiting",
+    "waiting_query",
     "gitlab_client_from_settings",
     "project_path",
 ]
@@ -59,6 +62,11 @@ class GitLabDeployment:
     user: str | None = None  # the username of whoever triggered it
     deployable_url: str | None = None  # the job's page; None for API or trigger deploys
     iid: int | None = None
+
+    @property
+    def waits_for_approval(self) -> bool:
+        """GitLab holds it until enough approvals are given (`blocked`)."""
+        return self.status == "blocked"
 
 
 class GitLabClient:
@@ -123,21 +131,20 @@ class GitLabClient:
             ),
             f"GET {path}",
         )
-        sha = data.get("sha")
-        ident = data.get("id")
-        if not isinstance(sha, str) or not sha or not isinstance(ident, int):
+        found = deployment_from(data)
+        if found is None:
             raise DeliveryFailed(f"GET {path}: the reply carried no id or sha", retryable=False)
-        iid = data.get("iid")
-        return GitLabDeployment(
-            id=ident,
-            iid=iid if isinstance(iid, int) and not isinstance(iid, bool) else None,
-            sha=sha,
-            ref=_opt_str(data.get("ref")) or "",
-            status=_opt_str(data.get("status")) or "",
-            environment=_opt_str(_mapping(data.get("environment")).get("name")),
-            user=_opt_str(_mapping(data.get("user")).get("username")),
-            deployable_url=_opt_str(_mapping(data.get("deployable")).get("web_url")),
-        )
+        return found
+
+    async def waiting_deployment(
+        self, project: str | int, environment: str, sha: str
+    ) -> GitLabDeployment | None:
+        """The newest deployment of `environment` at commit `sha` that waits for approval
+        (`blocked`), or None when none does (a Job Hook names the job, not the deployment)."""
+        path, params = waiting_query(project, environment)
+        response = await self._get(path, params=params)
+        items = _list(_json(response, f"GET {path}"), f"GET {path}")
+        return pick_waiting(items, sha)
 
     async def check_access(self) -> str:
         """Whether GitLab answers to the token (`GET /version`), as a note for `releasebot doctor`.
@@ -224,6 +231,50 @@ def gitlab_client_from_settings(
         settings.gitlab_api_url, headers={"Accept": "application/json"}, transport=transport
     )
     return GitLabClient(client, token=token, retry=retry)
+
+
+def waiting_query(project: str | int, environment: str) -> tuple[str, dict[str, str | int]]:
+    """`GET /projects/:id/deployments` of one environment's deployments waiting for approval,
+    newest first."""
+    params: dict[str, str | int] = {
+        "environment": environment,
+        "status": "blocked",
+        "order_by": "id",
+        "sort": "desc",
+        "per_page": 100,  # GitLab's maximum; a page of waiting deployments is plenty
+    }
+    return f"/projects/{project_path(project)}/deployments", params
+
+
+def pick_waiting(items: list[Any], sha: str) -> GitLabDeployment | None:
+    """Of a `waiting_query` reply, the newest blocked deployment at commit `sha`."""
+    wanted = sha.lower()
+    found = [
+        deployment
+        for deployment in (deployment_from(item) for item in items if isinstance(item, Mapping))
+        if deployment is not None and deployment.sha.lower() == wanted
+    ]
+    waiting = [deployment for deployment in found if deployment.waits_for_approval]
+    return max(waiting, key=lambda deployment: deployment.id, default=None)
+
+
+def deployment_from(data: Mapping[str, Any]) -> GitLabDeployment | None:
+    """A deployment of the Deployments API, or None when it carries no id or sha."""
+    sha = data.get("sha")
+    ident = data.get("id")
+    if not isinstance(sha, str) or not sha or not isinstance(ident, int):
+        return None
+    iid = data.get("iid")
+    return GitLabDeployment(
+        id=ident,
+        iid=iid if isinstance(iid, int) and not isinstance(iid, bool) else None,
+        sha=sha,
+        ref=_opt_str(data.get("ref")) or "",
+        status=_opt_str(data.get("status")) or "",
+        environment=_opt_str(_mapping(data.get("environment")).get("name")),
+        user=_opt_str(_mapping(data.get("user")).get("username")),
+        deployable_url=_opt_str(_mapping(data.get("deployable")).get("web_url")),
+    )
 
 
 def project_path(project: str | int) -> str:

@@ -9,13 +9,13 @@ the environment but only a short sha (the full one needs the deployments API: se
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.domain import states
-from bot.domain.events import DeployEvent, DeployTarget
+from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from integrations.payloads import (
     PayloadError,
     get_path,
@@ -61,6 +61,16 @@ DEPLOYMENT_STATUS: dict[str, str | None] = {
 # environment.action values that deploy; prepare/verify/access/stop jobs deploy nothing.
 DEPLOYING_ACTIONS = frozenset({"start"})
 
+# The deployer that carries a Slack decision to a deployment waiting for approval, and the
+# gate context it reads (`integrations/deployers/gitlab_approval.py`).
+APPROVAL_DEPLOYER = "gitlab_deployment_approval"
+CONTEXT_PROJECT = "gitlab_project"
+CONTEXT_DEPLOYMENT = "gitlab_deployment_id"
+CONTEXT_ENVIRONMENT = "gitlab_environment"
+# A deployment waits for approval: `blocked` in the Deployments API, its job in `manual`.
+BLOCKED = "blocked"
+MANUAL = "manual"
+
 SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _TIME_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|UTC|[+-]\d{2}:?\d{2})?$"
@@ -86,6 +96,18 @@ class GitLabDeploymentRef:
     commit_url: str | None
     commit_title: str | None
     occurred_at: datetime | None = None
+    blocked: bool = False  # the hook said `blocked`: the deployment waits for approval
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    """A Job Hook for a deploying job in `manual`: it may be a deployment waiting for
+    approval, whose id only the Deployments API knows (the newest `blocked` deployment of
+    `environment` at the job's sha). `event` asks for a gate without that id yet."""
+
+    project: str  # the project id (or its path when the hook carries no id)
+    environment: str
+    event: DeployEvent
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,7 @@ class Parsed:
     note: str | None = None
     lookup: GitLabDeploymentRef | None = None
     events: tuple[DeployEvent, ...] = field(default=())
+    waiting: WaitingJob | None = None
 
 
 def parse(event_name: str, payload: Any) -> Parsed:
@@ -128,7 +151,21 @@ def event_for(ref: GitLabDeploymentRef, *, sha: str, ref_name: str | None = None
     return _deployment_event(ref, sha=full, ref_name=ref_name)
 
 
+def approval_gate(
+    project: str | int, environment: str, deployment_id: int | None = None
+) -> GateRequest:
+    """The gate a deployment waiting for approval asks for: decided through the approval
+    deployer, which needs the project and the deployment id (filled in once known)."""
+    context = {CONTEXT_PROJECT: str(project), CONTEXT_ENVIRONMENT: environment}
+    if deployment_id is not None:
+        context[CONTEXT_DEPLOYMENT] = str(deployment_id)
+    return GateRequest(decide_via=APPROVAL_DEPLOYER, context=context)
+
+
 def _deployment_event(ref: GitLabDeploymentRef, *, sha: str, ref_name: str | None) -> DeployEvent:
+    gate = (
+        approval_gate(ref.project_id, ref.environment, ref.deployment_id) if ref.blocked else None
+    )
     return DeployEvent(
         target=DeployTarget(provider="gitlab", repo=ref.project_path, environment=ref.environment),
         sha=sha,
@@ -140,6 +177,7 @@ def _deployment_event(ref: GitLabDeploymentRef, *, sha: str, ref_name: str | Non
         actor=ref.actor,
         description=ref.commit_title,
         occurred_at=ref.occurred_at,
+        gate=gate,
     )
 
 
@@ -286,24 +324,28 @@ def _job(body: Any) -> Parsed:
     build_id = require_str(body, "build_id")
     homepage = optional_str(body, "project.web_url") or optional_str(body, "repository.homepage")
     ref = optional_str(body, "ref")
-    return Parsed(
-        DeployEvent(
-            target=DeployTarget(provider="gitlab", repo=_job_repo(body), environment=name),
-            sha=require_sha(body, "sha", "checkout_sha"),
-            status=status,
-            source_event="gitlab.job",
-            external_id=f"job:{build_id}",
-            ref=ref,
-            version=ref if body.get("tag") is True else None,
-            url=optional_str(body, "build_url")
-            or (f"{homepage.rstrip('/')}/-/jobs/{build_id}" if homepage else None),
-            actor=optional_str(body, "user.username"),
-            description=optional_str(body, "build_name"),
-            occurred_at=_when(optional_str(body, "build_finished_at"))
-            or _when(optional_str(body, "build_started_at"))
-            or _when(optional_str(body, "build_created_at")),
-        )
+    repo = _job_repo(body)
+    event = DeployEvent(
+        target=DeployTarget(provider="gitlab", repo=repo, environment=name),
+        sha=require_sha(body, "sha", "checkout_sha"),
+        status=status,
+        source_event="gitlab.job",
+        external_id=f"job:{build_id}",
+        ref=ref,
+        version=ref if body.get("tag") is True else None,
+        url=optional_str(body, "build_url")
+        or (f"{homepage.rstrip('/')}/-/jobs/{build_id}" if homepage else None),
+        actor=optional_str(body, "user.username"),
+        description=optional_str(body, "build_name"),
+        occurred_at=_when(optional_str(body, "build_finished_at"))
+        or _when(optional_str(body, "build_started_at"))
+        or _when(optional_str(body, "build_created_at")),
     )
+    if gitlab_status != MANUAL:
+        return Parsed(event)
+    project = optional_str(body, "project.id") or optional_str(body, "project_id") or repo
+    waiting = replace(event, gate=approval_gate(project, name))
+    return Parsed(event, waiting=WaitingJob(project=project, environment=name, event=waiting))
 
 
 def _deployment(body: Any) -> Parsed:
@@ -325,5 +367,6 @@ def _deployment(body: Any) -> Parsed:
         commit_url=optional_str(body, "commit_url"),
         commit_title=optional_str(body, "commit_title"),
         occurred_at=_when(optional_str(body, "status_changed_at")),
+        blocked=gitlab_status == BLOCKED,
     )
     return Parsed(None, "deployment hook: full sha to be looked up", lookup=ref)
