@@ -49,7 +49,7 @@ class Sink:
     def handler(self, edge: FakeEdge) -> Callable[[httpx.Request], httpx.Response]:
         def route(request: httpx.Request) -> httpx.Response:
             if request.url.host != "audit-sink.example":
-                return edge._route(request)
+                return edge.transport.handle_request(request)
             self.received.append(request)
             return httpx.Response(self.statuses.pop(0) if self.statuses else 200)
 
