@@ -45,6 +45,7 @@ from bot.usecases import UseCases
 from bot.usecases.doctor import Patient, log_findings
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
+from integrations.checkpoint_sinks import checkpoint_handlers
 from integrations.checks.http import HttpCheckRunner
 from integrations.checks.prometheus import PrometheusCheckRunner
 from integrations.deployers.registry import build_deployers, close_all
@@ -143,6 +144,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 pagers=dict(world.pagers),
                 secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
+                more=checkpoint_handlers(settings, slack.sender, overrides.http_transport),
             )
             runtime = Runtime.assemble(
                 db=db,

@@ -115,6 +115,7 @@ class OutboxWorker:
         batch: int = 100,
         horizon: timedelta = HORIZON,
         min_interval: float = 0.15,
+        more: Mapping[str, _Handler] | None = None,  # senders of further kinds (checkpoints)
     ) -> None:
         self._db = db
         self._clock = clock
@@ -135,7 +136,7 @@ class OutboxWorker:
         self._min_interval = min_interval
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._by_kind = self._handlers()
+        self._by_kind = {**self._handlers(), **(more or {})}
 
     def wake(self) -> None:
         self._wakeup.set()

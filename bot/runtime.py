@@ -15,7 +15,7 @@ from bot.outbox_worker import OutboxWorker
 from bot.ports import CheckRunner, Clock, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
-from bot.usecases import Context, UseCases
+from bot.usecases import Context, UseCases, audit_trail
 from bot.usecases.verify import Verifier
 
 
@@ -51,6 +51,7 @@ class Runtime:
             wake=worker.wake,
             migrations_head=migrations_head,
         )
+        audit_trail.bind(context)
         verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)
         return cls(context, worker, verifier, UseCases(context, verifier))
 

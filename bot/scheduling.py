@@ -5,7 +5,8 @@ jobs are tested as plain functions with a fixed clock. Due work is claimed from 
 database, so several replicas may run the same jobs safely.
 
 The weekly DORA digest fires on `RELEASEBOT_DIGEST_DAY` (default mon) at
-`RELEASEBOT_DIGEST_HOUR`:00 UTC (default 9).
+`RELEASEBOT_DIGEST_HOUR`:00 UTC (default 9). The audit chain's head is checkpointed every
+`RELEASEBOT_AUDIT_CHECKPOINT_EVERY` seconds (default 300) when it moved.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ async def weekly_digest(runtime: Runtime) -> bool:
     return await runtime.usecases.post_weekly_digest()
 
 
+async def audit_checkpoint(runtime: Runtime) -> int | None:
+    """Publish the audit chain's head (file, Slack, webhook) when it moved since the last."""
+    return await runtime.usecases.publish_audit_checkpoint()
+
+
 def digest_trigger(day: str, hour: int) -> CronTrigger:
     return CronTrigger(day_of_week=day, hour=hour, timezone=UTC)
 
@@ -79,6 +85,11 @@ def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
         (checks_tick, {"seconds": CHECKS_TICK_SECONDS}, "checks.tick"),
         (gate_sweep, {"seconds": 30}, "gates.sweep"),
         (webhook_retention, {"hours": 1}, "webhooks.retention"),
+        (
+            audit_checkpoint,
+            {"seconds": runtime.settings.audit_checkpoint_every},
+            "audit.checkpoint",
+        ),
     ]
     for job, interval, job_id in every:
         scheduler.add_job(

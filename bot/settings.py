@@ -13,7 +13,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.audit import AuditKey, AuditKeyError, AuditKeys, parse_key, parse_keys
 from bot.domain.errors import ReleasebotError
+from bot.domain.signing import Signer, SigningKeyError, load_private_key
 from bot.logs import LOG_FORMATS
 
 MIB = 1024 * 1024
@@ -105,6 +107,26 @@ class Settings(BaseSettings):
         "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
     )
 
+    # The audit chain (docs/audit.md): `<key-id>:<secret>`, or the path of a file holding it.
+    audit_key: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_AUDIT_KEY"))
+    # Older keys that still verify: `id:secret,id:secret`, or a file of one per line.
+    audit_keys: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_AUDIT_KEYS"))
+    audit_checkpoint_every: float = Field(  # seconds between checkpoints (when the head moved)
+        300.0, ge=1, le=86400, validation_alias=_env("RELEASEBOT_AUDIT_CHECKPOINT_EVERY")
+    )
+    audit_checkpoint_file: Path | None = Field(
+        None, validation_alias=_env("RELEASEBOT_AUDIT_CHECKPOINT_FILE")
+    )
+    audit_checkpoint_url: str | None = Field(
+        None, validation_alias=_env("RELEASEBOT_AUDIT_CHECKPOINT_URL")
+    )
+    audit_checkpoint_secret: SecretStr | None = Field(
+        None, validation_alias=_env("RELEASEBOT_AUDIT_CHECKPOINT_SECRET")
+    )
+    # Ed25519 private key (PEM text, or the path of a PEM file) that signs checkpoints and
+    # evidence packs; `releasebot keys generate` makes one.
+    signing_key: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_SIGNING_KEY"))
+
     @property
     def slack_sandbox(self) -> bool:
         """No bot token: Slack calls stay inside the process."""
@@ -129,6 +151,53 @@ class Settings(BaseSettings):
                 "every Web API call). Set SLACK_BOT_TOKEN, or unset SLACK_APP_TOKEN to run "
                 "with the local Slack sandbox."
             )
+
+    def audit_keyring(self) -> AuditKeys:
+        """The audit key new records are written under and every key that verifies.
+
+        Raises SettingsError naming the variable when a key cannot be read or parsed.
+        """
+        try:
+            current = None
+            if self.audit_key is not None:
+                text = _value_or_file(self.audit_key, "RELEASEBOT_AUDIT_KEY")
+                current = parse_key(text, source="RELEASEBOT_AUDIT_KEY")
+            older: list[AuditKey] = []
+            if self.audit_keys is not None:
+                text = _value_or_file(self.audit_keys, "RELEASEBOT_AUDIT_KEYS")
+                older = parse_keys(text, source="RELEASEBOT_AUDIT_KEYS")
+            return AuditKeys.of(current, older)
+        except AuditKeyError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    def signer(self) -> Signer | None:
+        """The checkpoint and evidence signer (None: RELEASEBOT_SIGNING_KEY is not set)."""
+        if self.signing_key is None:
+            return None
+        value = self.signing_key.get_secret_value().strip()
+        if "-----BEGIN" in value:
+            pem = value.encode("utf-8")
+        else:
+            pem = _read_file(Path(value), "RELEASEBOT_SIGNING_KEY").encode("utf-8")
+        try:
+            return Signer(load_private_key(pem, source="RELEASEBOT_SIGNING_KEY"))
+        except SigningKeyError as exc:
+            raise SettingsError(str(exc)) from exc
+
+
+def _read_file(path: Path, variable: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _value_or_file(value: SecretStr, variable: str) -> str:
+    """The setting itself, or the text of the file it names (an absolute or ./ path)."""
+    text = value.get_secret_value().strip()
+    if text.startswith(("/", "./", "../", "~")):
+        return _read_file(Path(text).expanduser(), variable)
+    return text
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

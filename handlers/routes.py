@@ -53,6 +53,18 @@ async def slack_events(request: Request) -> Response:
     return await handler.handle(request)
 
 
+async def signing_key(request: Request) -> Response:
+    """The public key that verifies signed evidence packs and checkpoints (PEM in JSON)."""
+    usecases: UseCases = request.state.usecases
+    key = usecases.signing_public_key()
+    if key is None:
+        return JSONResponse(
+            {"error": "no signing key is configured (RELEASEBOT_SIGNING_KEY is not set)"},
+            status_code=404,
+        )
+    return JSONResponse(key)
+
+
 async def not_found(_: Request) -> Response:
     return PlainTextResponse("not found", status_code=404)
 
@@ -62,6 +74,7 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/.well-known/releasebot-signing-key", signing_key, methods=["GET"]),
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/webhooks/github", github_webhook, methods=["POST"]),
         Route("/webhooks/gitlab", gitlab_webhook, methods=["POST"]),

@@ -74,6 +74,7 @@ async def test_jobs_are_registered_with_stable_ids(bot: Bot) -> None:
     jobs = {job.id: job for job in scheduler.get_jobs()}
     scheduler.shutdown(wait=False)
     assert sorted(jobs) == [
+        "audit.checkpoint",
         "checks.tick",
         "dora.weekly_digest",
         "gates.sweep",

@@ -1,8 +1,9 @@
 """The `releasebot` command line: each subcommand builds Settings and calls one service.
 
-One module per command group (`serve`, `db`, `config`, `audit`, `metrics`, `gate`, `demo`,
-`slack`, `github`, `doctor`), each adding its parser with `add_parser(commands)` and answering
-with an exit code: 0 ok, 1 a failed check or a refusal, 2 an error in the call itself.
+One module per command group (`serve`, `db`, `config`, `audit`, `keys`, `evidence`,
+`metrics`, `gate`, `demo`, `slack`, `github`, `doctor`), each adding its parser with
+`add_parser(commands)` and answering with an exit code: 0 ok, 1 a failed check or a
+refusal, 2 an error in the call itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,20 @@ import argparse
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import audit, config, db, demo, doctor, gate, github, metrics, serve, slack
+from bot.cli import (
+    audit,
+    config,
+    db,
+    demo,
+    doctor,
+    evidence,
+    gate,
+    github,
+    keys,
+    metrics,
+    serve,
+    slack,
+)
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
 
@@ -33,6 +47,8 @@ _COMMAND_GROUPS = (
     db.add_parser,
     config.add_parser,
     audit.add_parser,
+    keys.add_parser,
+    evidence.add_parser,
     metrics.add_parser,
     gate.add_parser,
     demo.add_parser,

@@ -21,6 +21,8 @@ class SlackConfig(ConfigModel):
     ] = "/release"
     release_managers: list[SlackPrincipal] = []
     oncall: list[SlackPrincipal] = []
+    # Where audit checkpoints are posted (docs/audit.md); none: they are not posted to Slack.
+    audit_channel: SlackChannel | None = None
 
 
 class Identity(ConfigModel):

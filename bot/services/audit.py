@@ -1,21 +1,30 @@
-"""Appending to, exporting and verifying the hash-chained audit log."""
+"""Appending to, exporting and verifying the hash-chained audit log.
+
+The keys a database's chain is written under are bound to its engine once, when the app
+starts (`use_keys`); every `append` on a session of that engine then writes keyed records.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from bot.domain.audit import (
     GENESIS_HASH,
+    AuditKeys,
     AuditRecord,
     ChainBreak,
+    ChainWalk,
     canonical_json,
     find_break,
     format_at,
@@ -34,6 +43,23 @@ EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_has
 # objects: nothing reads the new row back through the ORM. Inside
 # `deferred.deferred_inserts` (a webhook delivery) the INSERTs are written together.
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_KEYS: weakref.WeakKeyDictionary[Engine, AuditKeys] = weakref.WeakKeyDictionary()
+_UNKEYED = AuditKeys()
+
+
+def use_keys(engine: Engine, keys: AuditKeys) -> None:
+    """Write this database's new records under `keys.current` (None: unkeyed, as before)."""
+    _KEYS[engine] = keys
+
+
+def engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+def keys_of(session: Session) -> AuditKeys:
+    """The keys bound to the session's database (none bound: unkeyed)."""
+    return _KEYS.get(engine_of(session), _UNKEYED)
 
 
 def append(
@@ -52,17 +78,11 @@ def append(
     the primary key and the loser's whole transaction is retried by `Database.write`, so
     the chain never forks.
     """
-    conn = session.connection()
-    head = _cached_head(session)
-    if head is None:
-        deferred.flush(session)  # records held back in this session come before the head
-        if conn.dialect.name == "postgresql":
-            conn.execute(_LOCK, {"key": CHAIN_LOCK})
-        last = conn.execute(sql.AUDIT_CHAIN_HEAD).first()
-        head = (0, GENESIS_HASH) if last is None else (last.seq, last.hash)
+    head = head_of(session)
     seq, prev_hash = head[0] + 1, head[1]
     stamp = format_at(at)
     body = json.loads(canonical_json(dict(details or {})))
+    key = keys_of(session).current
     digest = record_hash(
         prev_hash=prev_hash,
         seq=seq,
@@ -71,6 +91,7 @@ def append(
         action=action,
         subject=subject,
         details=body,
+        key=key,
     )
     deferred.insert(
         session,
@@ -85,10 +106,25 @@ def append(
                 "details": canonical_json(body),
                 "prev_hash": prev_hash,
                 "hash": digest,
+                "key_id": key.key_id if key is not None else None,
             }
         ],
     )
     session.info[_HEAD] = (_innermost(session), seq, digest)
+
+
+def head_of(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the chain's newest record, (0, genesis) when empty, as this
+    transaction sees it; from here on this transaction holds the chain's append lock."""
+    head = _cached_head(session)
+    if head is not None:
+        return head
+    conn = session.connection()
+    deferred.flush(session)  # records held back in this session come before the head
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK, {"key": CHAIN_LOCK})
+    last = conn.execute(sql.AUDIT_CHAIN_HEAD).first()
+    return (0, GENESIS_HASH) if last is None else (last.seq, last.hash)
 
 
 # The chain head this session appended last, so the next append in the same transaction
@@ -121,6 +157,7 @@ def to_record(event: AuditEvent) -> AuditRecord:
         details=json.loads(event.details),
         prev_hash=event.prev_hash,
         hash=event.hash,
+        key_id=event.key_id,
     )
 
 
@@ -131,14 +168,36 @@ def iter_events(session: Session, *, since: datetime | None = None) -> Iterator[
     yield from session.exec(query.execution_options(yield_per=1000))
 
 
-def verify_chain(session: Session) -> tuple[int, ChainBreak | None]:
-    """(records checked, first break or None), walking the whole chain from its start."""
-    count = 0
+@dataclass(frozen=True)
+class Verification:
+    """A walk of the whole chain: what it saw, the first break, the newest stored record."""
 
-    def records() -> Iterator[AuditRecord]:
-        nonlocal count
+    walk: ChainWalk
+    broken: ChainBreak | None
+    last_seq: int
+
+
+def verify_chain(session: Session) -> tuple[int, ChainBreak | None]:
+    """(records checked, first break or None), walking the whole chain with the bound keys."""
+    result = verify(session)
+    return result.walk.checked, result.broken
+
+
+def verify(
+    session: Session,
+    keys: AuditKeys | None = None,
+    *,
+    keep: frozenset[int] = frozenset(),
+) -> Verification:
+    """Walk the whole chain from its start with `keys` (default: the bound ones), keeping
+    the stored hashes of the records in `keep` (the checkpointed ones)."""
+    walk = ChainWalk()
+    last_seq = 0
+
+    def records() -> Generator[AuditRecord]:
+        nonlocal last_seq
         for event in iter_events(session):
-            count += 1
+            last_seq = event.seq
             try:
                 yield to_record(event)
             except json.JSONDecodeError:
@@ -151,10 +210,19 @@ def verify_chain(session: Session) -> tuple[int, ChainBreak | None]:
                     {"unreadable": event.details},
                     event.prev_hash,
                     "",
+                    event.key_id,
                 )
 
-    broken = find_break(records())
-    return count, broken
+    known = (keys if keys is not None else keys_of(session)).known
+    stream = records()
+    try:
+        broken = find_break(stream, known, walk=walk, keep=keep)
+    finally:
+        stream.close()
+    if broken is not None:
+        last = session.connection().execute(sql.AUDIT_CHAIN_HEAD).first()
+        last_seq = 0 if last is None else int(last.seq)
+    return Verification(walk, broken, last_seq)
 
 
 def export(session: Session, *, fmt: str, since: datetime | None = None) -> str:

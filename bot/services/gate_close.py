@@ -15,7 +15,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.messages import DeployerCall, ReleaseMessageUpdate
-from bot.services import audit, outbox
+from bot.services import audit, checkpoints, outbox
 from bot.services.transitions import transition
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate, row_id
@@ -99,6 +99,7 @@ def close_gate(
                 actor=actor,
                 reason=reason,
             )
+    checkpoints.after_decision(session, now=now, deployment=deployment)
 
 
 def refresh_message(session: Session, *, now: datetime, deployment: Deployment) -> None:

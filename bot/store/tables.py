@@ -226,6 +226,7 @@ class AuditEvent(SQLModel, table=True):
     details: str = Field(sa_type=sa.Text)  # canonical JSON, exactly as hashed
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    key_id: str | None = Field(default=None, max_length=64)  # HMAC key id; None: unkeyed
 
 
 class WebhookDelivery(SQLModel, table=True):

@@ -25,6 +25,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | digest        | post the weekly DORA digest                                    |
 | health        | readiness and the Prometheus exposition                        |
 | slack_events  | answer each Slack event once, across retries and replicas      |
+| audit_trail   | audit keys, checkpoints, the signing key and signatures        |
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bot.ports import Clock, Comparison
 from bot.services.gates import Outcome
 from bot.settings import Settings
 from bot.usecases import (
+    audit_trail,
     dashboard,
     decide,
     digest,
@@ -282,6 +284,12 @@ class UseCases:
 
     async def post_weekly_digest(self) -> bool:
         return await digest.post_weekly_digest(self._ctx)
+
+    async def publish_audit_checkpoint(self) -> int | None:
+        return await audit_trail.publish_checkpoint(self._ctx)
+
+    def signing_public_key(self) -> dict[str, str] | None:
+        return audit_trail.signing_public_key(self._ctx)
 
     def wake_outbox(self) -> None:
         """Retries come due while nothing new is committed: wake the worker to look."""

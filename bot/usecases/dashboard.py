@@ -12,6 +12,7 @@ from bot.services import dashboard
 from bot.services.dashboard import BUCKETS, AuditPage, DeploymentPage, DoraSeries, Overview
 from bot.services.evidence import evidence_pack
 from bot.services.production import Production
+from bot.usecases import audit_trail
 from bot.usecases.context import Context
 
 __all__ = [
@@ -39,7 +40,8 @@ async def deployment_page(ctx: Context, deployment_id: int) -> DeploymentPage | 
 
 @logged_ids("deployment_id")
 async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, Any] | None:
-    """The evidence pack of the release this deployment belongs to (None: no such one)."""
+    """The evidence pack of the release this deployment belongs to (None: no such one),
+    signed when a signing key is configured."""
     now = ctx.clock.now()
 
     def build(session: Session) -> dict[str, Any] | None:
@@ -51,7 +53,8 @@ async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, 
                 session, release_id=release_id, config=ctx.config, generated_at=now
             )
 
-    return await ctx.read(build)
+    pack = await ctx.read(build)
+    return None if pack is None else audit_trail.sign(ctx, pack)
 
 
 async def audit_page(ctx: Context, *, limit: int, before_seq: int | None) -> AuditPage:
