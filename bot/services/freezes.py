@@ -22,6 +22,8 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.config import Config, ScheduledFreeze
+from bot.domain.gates import refusal as refusals
+from bot.domain.gates.refusal import Refusal, slack_mention
 from bot.services import audit
 from bot.store import statements as sql
 from bot.store.tables import FreezeWindow
@@ -85,10 +87,9 @@ def freeze(
     reason = reason.strip()
     refusal: str | None = None
     if not may_freeze(config, actor, memberships):
-        managers = ", ".join(config.slack.release_managers) or "nobody"
-        refusal = f"only release managers ({managers}) may freeze deploys"
+        refusal = _managers_only(config, "freeze deploys")
     elif environment != ALL and environment not in environments(config):
-        refusal = f"no service has an environment '{environment}'"
+        refusal = _unknown_environment(config, environment)
     elif duration <= timedelta(0):
         refusal = "a freeze needs a duration longer than 0s"
     elif duration > MAX_DURATION:
@@ -143,10 +144,9 @@ def unfreeze(
     """Lift the Slack freezes on `environment` ("all": every Slack freeze in force)."""
     refusal: str | None = None
     if not may_freeze(config, actor, memberships):
-        managers = ", ".join(config.slack.release_managers) or "nobody"
-        refusal = f"only release managers ({managers}) may lift a freeze"
+        refusal = _managers_only(config, "lift a freeze")
     elif environment != ALL and environment not in environments(config):
-        refusal = f"no service has an environment '{environment}'"
+        refusal = _unknown_environment(config, environment)
     if refusal is not None:
         _refused(
             session, now=now, actor=actor, what="unfreeze", environment=environment, why=refusal
@@ -176,7 +176,8 @@ def unfreeze(
     ]
     where = "every environment" if environment == ALL else environment
     if not lifted and not still:
-        return FreezeOutcome(REFUSED, f"{where} is not frozen", environment)
+        told = Refusal(f"{where} is not frozen", "nothing to lift: deploys go ahead there")
+        return FreezeOutcome(REFUSED, told.text, environment)
     parts = []
     if lifted:
         parts.append(f"lifted {_count(len(lifted), 'freeze')} on {where}")
@@ -196,6 +197,15 @@ def unfreeze(
     return FreezeOutcome(
         LIFTED if lifted else REFUSED, "; ".join(parts), environment, lifted=len(lifted)
     )
+
+
+def _managers_only(config: Config, what: str) -> str:
+    managers = list(config.slack.release_managers)
+    return refusals.managers_only(managers, what, slack_mention).text
+
+
+def _unknown_environment(config: Config, environment: str) -> str:
+    return refusals.unknown_name("environment", environment, environments(config), ALL).text
 
 
 # `_in_force` built once, as a Core statement: every gate decision asks `active(...)`, and

@@ -16,6 +16,7 @@ The rules, one module each:
     freeze        whether a change waits for a freeze, and what lets it through
     break_glass   the emergency pass: reason, confirmer, how long it holds
     decisions     a gate's statuses and why a decision is refused, in one answer
+    refusal       every refusal as a reason and a remedy (what would make it succeed)
 
 Pure: no I/O and no clock. Every moment is a parameter and must be timezone-aware.
 """
@@ -60,6 +61,7 @@ from bot.domain.gates.quorum import (
     unneeded_reason,
     would_help,
 )
+from bot.domain.gates.refusal import Refusal, slack_mention
 from bot.domain.gates.requirement import Mode, Requirement, Rule, requirement_for
 from bot.domain.gates.timing import (
     DueAction,
@@ -91,6 +93,7 @@ __all__ = [
     "Mode",
     "Person",
     "QuorumStatus",
+    "Refusal",
     "ReleasePeople",
     "Requirement",
     "Rule",
@@ -111,6 +114,7 @@ __all__ = [
     "principals_of",
     "requirement_for",
     "self_approval_conflict",
+    "slack_mention",
     "supersedes",
     "unneeded_reason",
     "would_help",
