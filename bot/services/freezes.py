@@ -29,6 +29,8 @@ from bot.store import statements as sql
 from bot.store.tables import FreezeWindow
 
 ALL: Final = "all"
+# How a `production_only` freeze without `environments` is listed (status, App Home).
+EVERY_PRODUCTION: Final = "every production environment"
 MAX_DURATION: Final = timedelta(days=30)
 FROZEN: Final = "frozen"
 LIFTED: Final = "lifted"
@@ -46,8 +48,16 @@ class ActiveFreeze:
     source: str  # "config" | "slack"
     created_by: str | None = None
     id: int | None = None
+    production_only: bool = False
 
-    def covers(self, environment: str) -> bool:
+    def covers(self, environment: str, production: bool | None = None) -> bool:
+        """As `ScheduledFreeze.covers`: `production` says whether the environment is
+        production for the service asked about (None: when it is named `production`)."""
+        if self.production_only:
+            if not (environment == "production" if production is None else production):
+                return False
+            if self.environments == (EVERY_PRODUCTION,):
+                return True
         return ALL in self.environments or environment in self.environments
 
 
@@ -275,7 +285,14 @@ def active_at_each(
 def listing(session: Session, *, config: Config, now: datetime) -> list[ActiveFreeze]:
     """The freezes in force at `now`, with where they come from (for status and App Home)."""
     found = [
-        ActiveFreeze(tuple(f.environments), f.start, f.end, f.reason, "config")
+        ActiveFreeze(
+            tuple(f.environments) or (EVERY_PRODUCTION,),
+            f.start,
+            f.end,
+            f.reason,
+            "config",
+            production_only=f.production_only,
+        )
         for f in config.freezes
         if f.active_at(now)
     ]
@@ -286,8 +303,10 @@ def listing(session: Session, *, config: Config, now: datetime) -> list[ActiveFr
     return found
 
 
-def covering(freezes: list[ActiveFreeze], environment: str) -> ActiveFreeze | None:
-    return next((f for f in freezes if f.covers(environment)), None)
+def covering(
+    freezes: list[ActiveFreeze], environment: str, production: bool | None = None
+) -> ActiveFreeze | None:
+    return next((f for f in freezes if f.covers(environment, production)), None)
 
 
 def _windows(session: Session, at: datetime) -> list[FreezeWindow]:
