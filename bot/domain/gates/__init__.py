@@ -5,7 +5,8 @@
     status.met          # False
     status.describe()   # "1 of 2 approvals: waiting for 1 more from S0SREGRPS"
     decision_refusal(decision="approve", gate_status="pending", requirement=requirement, ...)
-    # -> "you authored 2 of the commits" | None
+    # -> Refusal(reason="you authored 2 of the commits",
+    #            remedy="needs someone from S0RELMGRS who did not write the change") | None
 
 The rules, one module each:
 
