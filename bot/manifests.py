@@ -298,6 +298,11 @@ GITHUB_EVENTS: Final[tuple[GitHubEvent, ...]] = (
         "deployments",
         "a job waits for the App's protection rule to approve its environment",
     ),
+    GitHubEvent(
+        "deployment_review",
+        "actions",
+        "someone approved or rejected a waiting job in GitHub: its releasebot gate follows",
+    ),
 )
 """Every webhook event the GitHub route handles (`ping` comes unasked when the hook is made)."""
 

@@ -20,6 +20,7 @@ from bot.domain.gates import (
     GateTimes,
     MissingSeats,
     Person,
+    Refusal,
     ReleasePeople,
     Requirement,
     Rule,
@@ -402,12 +403,14 @@ def test_break_glass_needs_a_second_person_from_its_approvers(config: Config) ->
     now = IN_FREEZE + timedelta(minutes=5)
     assert break_glass_check(glass, request(), SRE, MEMBERS, now) is None
     assert break_glass_check(glass, request(by=OUTSIDER), RM, MEMBERS, now) is None
-    assert break_glass_check(glass, request(), RM, MEMBERS, now) == (
+    second = break_glass_check(glass, request(), RM, MEMBERS, now)
+    assert second is not None and second.reason == (
         "break-glass needs a second person: someone else must confirm your request"
     )
-    assert break_glass_check(glass, request(), OUTSIDER, MEMBERS, now) == (
-        "only S0RELMGRS or S0SREGRPS can confirm break-glass"
-    )
+    assert second.remedy == "ask someone from S0RELMGRS or S0SREGRPS to confirm it"
+    outsider = break_glass_check(glass, request(), OUTSIDER, MEMBERS, now)
+    assert outsider is not None
+    assert outsider.reason == "only S0RELMGRS or S0SREGRPS can confirm break-glass"
 
 
 def test_break_glass_needs_a_real_reason_and_a_configured_section(config: Config) -> None:
@@ -415,17 +418,18 @@ def test_break_glass_needs_a_real_reason_and_a_configured_section(config: Config
     assert glass is not None
     now = IN_FREEZE
     short = break_glass_check(glass, request(reason="  urgent!  "), SRE, MEMBERS, now)
-    assert short is not None and "at least 10 characters" in short
+    assert short is not None and "at least 10 characters" in short.reason
     assert break_glass_check(glass, request(reason="x" * 10), SRE, MEMBERS, now) is None
     missing = break_glass_check(None, request(), SRE, MEMBERS, now)
-    assert missing is not None and "not configured" in missing
+    assert missing is not None and "not configured" in missing.reason
+    assert "add a break_glass section" in missing.remedy
 
 
 def test_break_glass_request_lapses_and_grant_is_time_boxed(config: Config) -> None:
     glass = config.break_glass
     assert glass is not None
     lapsed = break_glass_check(glass, request(), SRE, MEMBERS, IN_FREEZE + timedelta(hours=2))
-    assert lapsed is not None and "lapsed" in lapsed
+    assert lapsed is not None and "lapsed" in lapsed.reason and "ask again" in lapsed.remedy
     assert break_glass_valid_until(glass, IN_FREEZE) == IN_FREEZE + timedelta(hours=2)
 
 
@@ -433,7 +437,7 @@ def test_break_glass_without_second_person_lets_an_approver_confirm_alone() -> N
     solo = BreakGlass(approvers=[RELMGRS], second_person=False, valid_for=timedelta(hours=1))
     assert break_glass_check(solo, request(), RM, MEMBERS, IN_FREEZE) is None
     refused = break_glass_check(solo, request(by=OUTSIDER), OUTSIDER, MEMBERS, IN_FREEZE)
-    assert refused == "only S0RELMGRS can confirm break-glass"
+    assert refused is not None and refused.reason == "only S0RELMGRS can confirm break-glass"
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,6 +459,37 @@ def refusal(
     break_glass_active: bool = False,
     memberships: Mapping[str, frozenset[str]] = MEMBERS,
 ) -> str | None:
+    """The reason of the refusal (`remedy`, what would make it succeed, aside)."""
+    refused = remedied(
+        config,
+        decision=decision,
+        status=status,
+        level=level,
+        person=person,
+        people=people,
+        approvals=approvals,
+        environment=environment,
+        at=at,
+        break_glass_active=break_glass_active,
+        memberships=memberships,
+    )
+    return None if refused is None else refused.reason
+
+
+def remedied(
+    config: Config,
+    *,
+    decision: str = "approve",
+    status: str = "pending",
+    level: str | None = "high",
+    person: Person | None = None,
+    people: ReleasePeople = OWNER_AUTHORED,
+    approvals: Sequence[str] = (),
+    environment: str = "production",
+    at: datetime = MON_NOON,
+    break_glass_active: bool = False,
+    memberships: Mapping[str, frozenset[str]] = MEMBERS,
+) -> Refusal | None:
     gate = gate_of(config, "checkout")
     return decision_refusal(
         decision="approve" if decision == "approve" else "reject",
@@ -483,13 +518,22 @@ def test_an_approver_may_approve_and_reject(config: Config) -> None:
     [
         ("approved", "this gate was already approved"),
         ("rejected", "this gate was already rejected"),
-        ("expired", "this gate already expired; ask for a new approval"),
+        ("expired", "this gate already expired"),
         ("superseded", "this gate was superseded by a newer release"),
         ("in_progress", "this gate is in_progress, not pending"),
     ],
 )
 def test_only_a_pending_gate_takes_decisions(config: Config, status: str, reason: str) -> None:
     assert refusal(config, status=status, person=Person(OUTSIDER)) == reason
+    refused = remedied(config, status=status, person=Person(OUTSIDER))
+    assert refused is not None and refused.remedy  # what would make it succeed, always
+
+
+def test_an_expired_gate_names_re_request(config: Config) -> None:
+    refused = remedied(config, status="expired")
+    assert refused is not None and refused.text == (
+        "this gate already expired; ask for a new approval (Re-request on the release message)"
+    )
 
 
 def test_non_approvers_are_told_who_decides(config: Config) -> None:
@@ -512,7 +556,9 @@ def test_non_approvers_are_told_who_decides(config: Config) -> None:
         freezes=(),
         at=MON_NOON,
     )
-    assert reason == "only S0RELMGRS or U0RELMGR2 can decide on this gate"
+    assert reason is not None
+    assert reason.reason == "only S0RELMGRS or U0RELMGR2 can decide on this gate"
+    assert reason.remedy == "ask someone from S0RELMGRS or U0RELMGR2 to decide it"
 
 
 def test_self_approval_is_refused_but_rejecting_your_own_change_is_not(config: Config) -> None:
@@ -550,8 +596,11 @@ def test_one_vote_per_person(config: Config) -> None:
 
 
 def test_freeze_refuses_approvals_when_the_decision_is_taken(config: Config) -> None:
-    assert refusal(config, at=IN_FREEZE) == (
-        "production is frozen: Year-end change freeze; use break-glass"
+    assert refusal(config, at=IN_FREEZE) == "production is frozen: Year-end change freeze"
+    frozen = remedied(config, at=IN_FREEZE)
+    assert frozen is not None and frozen.text == (
+        "production is frozen: Year-end change freeze; use break-glass, or wait until the "
+        "freeze ends at 2027-01-03 23:00 UTC"
     )
     assert refusal(config, at=IN_FREEZE, environment="staging") is None
     assert refusal(config, at=IN_FREEZE, decision="reject") is None
@@ -559,7 +608,7 @@ def test_freeze_refuses_approvals_when_the_decision_is_taken(config: Config) -> 
     # Already voted comes first, the freeze before the block.
     assert refusal(config, at=IN_FREEZE, approvals=[RM]) == "you already approved this release"
     assert refusal(config, at=IN_FREEZE, level="critical") == (
-        "production is frozen: Year-end change freeze; use break-glass"
+        "production is frozen: Year-end change freeze"
     )
 
 

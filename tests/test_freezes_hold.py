@@ -383,3 +383,91 @@ def test_rollbacks_blocked_is_the_one_other_value_the_config_accepts() -> None:
         parse_config(data)
     assert _config(rollbacks="blocked").freezes[0].rollbacks == "blocked"
     assert _config().freezes[0].rollbacks == "allowed"
+
+
+# --- production_only: production as each service says, whatever the name ---------------------
+
+
+def _prod_eu_config(*, gated: bool = True) -> Any:
+    """checkout's last environment is `prod-eu` (`production: true`); storefront's only
+    environment is named `production` but says `production: false`; the year-end freeze
+    covers production environments only."""
+    data = example_config_data()
+    staging, prod = data["services"]["checkout"]["environments"]
+    staging["auto_promote_to"] = "prod-eu"
+    prod.update(name="prod-eu", production=True)
+    if not gated:
+        prod.pop("gate")
+    data["services"]["storefront"]["environments"][0]["production"] = False
+    [year_end] = data["freezes"]
+    year_end.pop("environments")
+    year_end["production_only"] = True
+    return parse_config(data)
+
+
+@pytest.fixture
+def make_prod_eu_bot(
+    bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge, app_private_key: str
+) -> Any:
+    def make(**config: Any) -> Any:
+        overrides = gated_overrides(clock, edge, config=_prod_eu_config(**config))
+        env = gated_env(app_private_key, RELEASEBOT_API_TOKEN=TOKEN)
+        return bot_factory(env=env, overrides=overrides)
+
+    return make
+
+
+async def test_a_production_only_freeze_holds_a_production_environment_of_any_name(
+    make_prod_eu_bot: Any, slack: FakeSlackWebApi, github: FakeGitHub, clock: FrozenClock
+) -> None:
+    github.commit_author = "someone-else"
+    github.compare_files = MEDIUM
+    async with make_prod_eu_bot() as bot:
+        clock.set(IN_FREEZE)
+        await request_gate(bot)  # GitHub's `production` environment is checkout's prod-eu
+        [gate] = gates(bot)
+        assert deployments(bot)[0].environment == "prod-eu"
+        await click(bot, "U0RM1", "release_approve", gate.id or 0)
+        refusal = told(slack, "U0RM1")
+        assert "prod-eu is frozen: Year-end change freeze" in refusal
+        assert "wait until the freeze ends at 2027-01-03 23:00 UTC" in refusal
+        assert gates(bot)[0].status == "pending"
+        message = next(m for m in slack.messages(CHANNEL) if SHA_A[:7] in m["text"])
+        assert "Year-end change freeze" in json.dumps(message["blocks"])
+
+        # storefront's environment named production is not production: not frozen
+        answer = await ask(bot)
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.json()["status"] != "pending"
+
+
+async def test_a_production_only_freeze_stops_promotion_into_prod_eu(
+    make_prod_eu_bot: Any, slack: FakeSlackWebApi, github: FakeGitHub, clock: FrozenClock
+) -> None:
+    async with make_prod_eu_bot(gated=False) as bot:
+        clock.set(IN_FREEZE)
+        staging = await deploy_staging(bot, clock, SHA_A)  # staging is not frozen
+        assert len(deployments(bot)) == 1  # automatic promotion into prod-eu is refused
+        note = slack.thread(CHANNEL, slack.messages(CHANNEL)[0]["ts"])[-1]["text"]
+        assert "Year-end change freeze" in note
+
+        await click(bot, "U0RM1", "release_promote", staging.id or 0)
+        answer = told(slack, "U0RM1")
+        assert f"promoting {SHA_A[:7]} to prod-eu, held" in answer
+        assert "prod-eu is frozen until 2027-01-03 23:00 UTC: Year-end change freeze" in answer
+        assert dispatches(github) == []
+        _, production = deployments(bot)
+        assert (production.environment, production.state) == ("prod-eu", "awaiting_approval")
+
+
+def test_a_freeze_names_its_environments_or_says_production_only() -> None:
+    data = example_config_data()
+    data["freezes"][0].pop("environments")
+    with pytest.raises(Exception, match="production_only"):
+        parse_config(data)
+    frozen = _prod_eu_config().freezes[0]
+    assert frozen.production_only and frozen.environments == []
+    assert frozen.covers("prod-eu", production=True)
+    assert not frozen.covers("production", production=False)
+    assert frozen.covers("production")  # asked without a service: by the name
+    assert not frozen.covers("staging")

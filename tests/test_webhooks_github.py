@@ -33,7 +33,8 @@ def rows(bot: Bot, model: Any) -> list[Any]:
 def test_every_published_github_payload_parses(path: Path) -> None:
     event_name = path.stem.split("__")[0]
     parsed = payloads.parse(event_name, fixture("github", path.name))
-    if event_name in ("deployment", "deployment_status", "workflow_run"):
+    reviewed = path.stem in ("deployment_review__approved", "deployment_review__rejected")
+    if event_name in ("deployment", "deployment_status", "workflow_run") or reviewed:
         assert parsed.event is not None, parsed.note
         assert len(parsed.event.sha) == 40
         assert parsed.event.target.repo

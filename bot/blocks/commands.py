@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from bot.blocks.kit import Block, button, chunks, context, cut, fit, section
-from bot.blocks.mrkdwn import clock_time, escape_mrkdwn, link, mention, risk_label, state_label
+from bot.blocks.mrkdwn import (
+    clock_time,
+    escape_mrkdwn,
+    keeping_mentions,
+    link,
+    mention,
+    risk_label,
+    state_label,
+)
 
 if TYPE_CHECKING:
     from bot.services.freezes import FreezeOutcome
@@ -265,11 +273,18 @@ def approval_blocks(gate: PendingApproval) -> list[Block]:
 # --- operations and freezes ------------------------------------------------------------------
 
 
+def _told(result: str, message: str) -> str:
+    """What the person who typed the command reads: the message escaped; a refusal keeps the
+    mentions its remedy names (who could do it), which only that person sees."""
+    shown = keeping_mentions(message) if result == "refused" else escape_mrkdwn(message)
+    return f"{ICONS.get(result, '')} {shown}".strip()
+
+
 def operation_reply(
     outcome: Outcome, *, service: str, user_id: str, reason: str | None = None
 ) -> tuple[str, str | None]:
     """(what the person is told, what the service's channel is told: None when refused)."""
-    text = f"{ICONS.get(outcome.result, '')} {escape_mrkdwn(outcome.message)}".strip()
+    text = _told(outcome.result, outcome.message)
     if outcome.result == "refused":
         return text, None
     said = f"{ICONS.get(outcome.result, '')} {mention(user_id)} *{escape_mrkdwn(service)}*: "
@@ -285,7 +300,7 @@ def freeze_reply(
     """(what the person is told, what the channels are told: None when nothing changed).
 
     `everywhere`: the freeze is of every environment."""
-    text = f"{ICONS.get(outcome.result, '')} {escape_mrkdwn(outcome.message)}".strip()
+    text = _told(outcome.result, outcome.message)
     if outcome.result == "refused" or outcome.environment is None:
         return text, None
     where = "every environment" if everywhere else outcome.environment
@@ -301,7 +316,7 @@ def freeze_reply(
 
 def lock_reply(outcome: LockOutcome, *, user_id: str) -> tuple[str, str | None]:
     """(what the person is told, what the service's channel is told: None when refused)."""
-    text = f"{ICONS.get(outcome.result, '')} {escape_mrkdwn(outcome.message)}".strip()
+    text = _told(outcome.result, outcome.message)
     if outcome.result == "refused":
         return text, None
     service = escape_mrkdwn(outcome.service)

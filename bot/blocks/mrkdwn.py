@@ -71,6 +71,15 @@ def mention(principal: str) -> Mrkdwn:
     return Mrkdwn(escape_mrkdwn(principal))
 
 
+_ESCAPED_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,})&gt;")
+
+
+def keeping_mentions(value: object) -> Mrkdwn:
+    """Escape text that carries the user and user-group mentions a refusal's remedy names
+    (`<@U1>`, `<!subteam^S1>`), keeping those mentions (and nothing else) as Slack's."""
+    return Mrkdwn(_ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", escape_mrkdwn(value)))
+
+
 def with_mentions(value: object) -> Mrkdwn:
     """Escape text we composed ourselves from Slack ids, then turn those ids into mentions."""
     return Mrkdwn(_PRINCIPAL.sub(lambda m: mention(m.group(0)), escape_mrkdwn(value)))

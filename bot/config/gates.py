@@ -158,13 +158,16 @@ RollbackRule = Literal["allowed", "blocked"]
 class ScheduledFreeze(ConfigModel):
     """A change freeze: deploys into these environments wait (or need break-glass).
 
-    Rollbacks stay allowed during the freeze unless `rollbacks: blocked`.
+    Rollbacks stay allowed during the freeze unless `rollbacks: blocked`. With
+    `production_only: true` the freeze covers production environments only, as each
+    service's `production` property says, whatever they are named: alone, every service's
+    production environment; with `environments`, those of them that are production.
     """
 
     # A freeze window written in the YAML; the JSON Schema keeps calling it `Freeze`.
     model_config = ConfigDict(title="Freeze")
 
-    environments: Annotated[list[Name], Field(min_length=1)]
+    environments: list[Name] = []
     start: OffsetDatetime
     end: OffsetDatetime
     reason: Text
@@ -172,14 +175,34 @@ class ScheduledFreeze(ConfigModel):
         "allowed",
         description="`blocked`: rollbacks wait for the freeze too (or need break-glass).",
     )
+    production_only: bool = Field(
+        False,
+        description="`true`: only production environments (each environment's `production` "
+        "property, by default the last of a service's path), whatever their names.",
+    )
 
     @model_validator(mode="after")
     def _check_window(self) -> Self:
+        if not self.environments and not self.production_only:
+            raise invalid(
+                "needs at least one environment (or 'all'), or production_only: true for "
+                "every service's production environment",
+                "environments",
+            )
         if self.end <= self.start:
             raise invalid(f"must be after start ({self.start.isoformat()})", "end")
         return self
 
-    def covers(self, environment: str) -> bool:
+    def covers(self, environment: str, production: bool | None = None) -> bool:
+        """Whether the freeze holds `environment`. `production` says whether it is a
+        production environment of the service changed (None: by the name `production`,
+        for a caller that knows no service)."""
+        if self.production_only:
+            is_production = environment == "production" if production is None else production
+            if not is_production:
+                return False
+            if not self.environments:
+                return True
         return "all" in self.environments or environment in self.environments
 
     def active_at(self, moment: datetime) -> bool:

@@ -294,7 +294,11 @@ def _inputs(
         environment=deployment.environment,
         is_production=config.is_production(deployment.service, deployment.environment),
         freeze_active=any(
-            f.covers(deployment.environment) and f.active_at(deployment.created_at)
+            f.covers(
+                deployment.environment,
+                config.is_production(deployment.service, deployment.environment),
+            )
+            and f.active_at(deployment.created_at)
             for f in config.freezes
         ),
         recent_deploys=int(recent_deploys),

@@ -18,6 +18,8 @@ from sqlmodel import Session
 from bot.config import BreakGlass, Config
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.gates import refusal as refusals
+from bot.domain.gates.refusal import Refusal
 from bot.domain.messages import Announcement, PagerChange
 from bot.services import audit, outbox
 from bot.services.gate_close import close_gate, lock_gate, refresh_message
@@ -34,7 +36,7 @@ def request(
     """Someone asks to pass a gate in an emergency; a second person has to confirm."""
     gate = session.get(Gate, gate_id)
     if gate is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
+        return Outcome(REFUSED, refusals.unknown_gate().text, gate_id)
     lock_gate(session, gate)
     refusal = _request_refusal(config.break_glass, gate, reason)
     if refusal is not None:
@@ -64,7 +66,7 @@ def request(
     }
     _announce(session, now=now, deployment=deployment, fields=fields)
     refresh_message(session, now=now, deployment=deployment)
-    who = " or ".join(config.break_glass.approvers)
+    who = " or ".join(rules.slack_mention(a) for a in config.break_glass.approvers)
     return Outcome(
         RECORDED, f"break-glass requested: someone from {who} must confirm", gate_id, deployment.id
     )
@@ -86,7 +88,7 @@ def confirm(
     confirm, unless the environment's gate says `forbid_self_approval: false`."""
     gate = session.get(Gate, gate_id)
     if gate is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
+        return Outcome(REFUSED, refusals.unknown_gate().text, gate_id)
     lock_gate(session, gate)
     asked = gate.break_glass or {}
     refusal = _confirm_refusal(
@@ -138,16 +140,13 @@ def confirm(
     )
 
 
-def _request_refusal(policy: BreakGlass | None, gate: Gate, reason: str) -> str | None:
+def _request_refusal(policy: BreakGlass | None, gate: Gate, reason: str) -> Refusal | None:
     if policy is None:
-        return "break-glass is not configured (no break_glass section in releasebot.yaml)"
+        return refusals.BREAK_GLASS_UNCONFIGURED
     if gate.status != rules.PENDING:
-        return f"this gate is already {gate.status}"
+        return refusals.break_glass_on_closed_gate(gate.status)
     if len(reason.strip()) < rules.MIN_BREAK_GLASS_REASON:
-        return (
-            f"break-glass needs a reason of at least {rules.MIN_BREAK_GLASS_REASON} characters "
-            "saying what is on fire"
-        )
+        return refusals.break_glass_reason_too_short(rules.MIN_BREAK_GLASS_REASON)
     return None
 
 
@@ -158,24 +157,26 @@ def _confirm_refusal(
     user_id: str,
     memberships: Mapping[str, frozenset[str]],
     now: datetime,
-) -> str | None:
+) -> Refusal | None:
     if gate.status != rules.PENDING:
-        return f"this gate is already {gate.status}"
+        return refusals.break_glass_on_closed_gate(gate.status)
     if not asked.get("requested_by"):
-        return "nobody has asked for break-glass on this gate"
+        return refusals.break_glass_not_asked()
     if asked.get("confirmed_by"):
-        return "this break-glass was already confirmed"
+        return refusals.break_glass_confirmed()
     request = rules.BreakGlassRequest(
         requested_by=str(asked["requested_by"]),
         reason=str(asked["reason"]),
         requested_at=datetime.fromisoformat(str(asked["requested_at"])),
     )
-    return rules.break_glass_check(policy, request, user_id, memberships, now)
+    return rules.break_glass_check(
+        policy, request, user_id, memberships, now, mention=rules.slack_mention
+    )
 
 
 def _touched_refusal(
     session: Session, config: Config, deployment: Deployment, person: rules.Person
-) -> str | None:
+) -> Refusal | None:
     """Why this person may not confirm break-glass on a change they touched, or None."""
     env = environment_of(config, deployment)
     if env is not None and env.gate is not None and not env.gate.forbid_self_approval:
@@ -183,20 +184,23 @@ def _touched_refusal(
     conflict = rules.self_approval_conflict(person, release_people(session, deployment))
     if conflict is None:
         return None
-    return f"{conflict}: someone who did not touch this change must confirm break-glass"
+    approvers = config.break_glass.approvers if config.break_glass else ()
+    return refusals.break_glass_touched(conflict, approvers, rules.slack_mention)
 
 
-def _refuse(session: Session, *, now: datetime, gate: Gate, user_id: str, refusal: str) -> Outcome:
+def _refuse(
+    session: Session, *, now: datetime, gate: Gate, user_id: str, refusal: Refusal
+) -> Outcome:
     audit.append(
         session,
         at=now,
         actor=user_id,
         action="gate.break_glass_refused",
         subject=f"gate:{gate.id}",
-        details={"reason": refusal},
+        details={"reason": refusal.text},
     )
     assert gate.id is not None
-    return Outcome(REFUSED, refusal, gate.id, gate.deployment_id)
+    return Outcome(REFUSED, refusal.text, gate.id, gate.deployment_id)
 
 
 def _announce_confirmed(

@@ -110,6 +110,8 @@ def apply(
     if event.status not in states.CI_REPORTED:
         raise InvalidRequest(f"CI events report one of {sorted(states.CI_REPORTED)}")
     current = _latest(session, service=service, environment=environment, sha=event.sha)
+    if current is None and event.extra.get("review"):
+        return Applied(None, False)  # a review on the code host of a deployment never seen
     if current is None or _starts_new_attempt(current, event):
         current = _create(
             session,
@@ -171,6 +173,9 @@ def _end_pending_gate(
         ci_status=event.status,
         decided_by=event.decided_by,
         host=_HOSTS.get(event.target.provider, event.target.provider),
+        review=event.extra.get("review"),
+        comment=event.description,
+        holds_the_job=gate.decide_via == "github_protection_rule",
     )
     if close is None:
         return False

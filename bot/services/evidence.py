@@ -135,7 +135,7 @@ def evidence_pack(
         people.update(_slack_users(deployment.deployer))
         production = config.is_production(deployment.service, deployment.environment)
         deployment_docs.append(_deployment_doc(deployment, gate_docs, production=production))
-        freezes.extend(_freezes_for(deployment, config.freezes))
+        freezes.extend(_freezes_for(deployment, config.freezes, production))
     people.update(_slack_users(*(r["actor"] for r in records)))
 
     return {
@@ -329,7 +329,7 @@ def _break_glass_doc(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _freezes_for(
-    deployment: Deployment, freezes: Iterable[ScheduledFreeze]
+    deployment: Deployment, freezes: Iterable[ScheduledFreeze], production: bool
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -342,7 +342,8 @@ def _freezes_for(
             "end": _iso(freeze.end),
         }
         for freeze in freezes
-        if freeze.covers(deployment.environment) and freeze.active_at(deployment.created_at)
+        if freeze.covers(deployment.environment, production)
+        and freeze.active_at(deployment.created_at)
     ]
 
 

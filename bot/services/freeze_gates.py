@@ -67,17 +67,22 @@ def hold_for(
     """Why a change of `service` into `environment` waits for a freeze now, or None.
 
     With `break_glass` (every change a person asks for) an open break-glass window of the
-    service in the environment lets it through; automatic promotion never uses one.
+    service in the environment lets it through; automatic promotion never uses one. A freeze
+    with `production_only` holds the environment when it is production for the service
+    (`Config.is_production`), whatever its name.
     """
     active = freezes.active(session, config=config, now=now)
-    if not any(f.covers(environment) for f in active):
+    production = config.is_production(service, environment)
+    if not any(f.covers(environment, production) for f in active):
         return None
     until = (
         window_until(session, now=now, config=config, service=service, environment=environment)
         if break_glass
         else None
     )
-    return rules.freeze_hold(active, environment, now, change=change, window_until=until)
+    return rules.freeze_hold(
+        active, environment, now, change=change, window_until=until, production=production
+    )
 
 
 def ungated_hold(
@@ -182,8 +187,10 @@ def decision_refusal(
     )
     where = f"no gate is configured for {deployment.environment}: nobody approves or rejects it"
     if hold is None:
-        return f"{where}; the freeze is over and releasebot lets it through within a minute"
-    return f"{where}; {hold.held()}"
+        remedy = "the freeze is over and releasebot lets it through within a minute"
+    else:
+        remedy = hold.held()
+    return rules.Refusal(where, remedy).text
 
 
 def release_held(session: Session, *, now: datetime, config: Config) -> int:

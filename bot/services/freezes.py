@@ -22,11 +22,15 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.config import Config, ScheduledFreeze
+from bot.domain.gates import refusal as refusals
+from bot.domain.gates.refusal import Refusal, slack_mention
 from bot.services import audit
 from bot.store import statements as sql
 from bot.store.tables import FreezeWindow
 
 ALL: Final = "all"
+# How a `production_only` freeze without `environments` is listed (status, App Home).
+EVERY_PRODUCTION: Final = "every production environment"
 MAX_DURATION: Final = timedelta(days=30)
 FROZEN: Final = "frozen"
 LIFTED: Final = "lifted"
@@ -44,8 +48,16 @@ class ActiveFreeze:
     source: str  # "config" | "slack"
     created_by: str | None = None
     id: int | None = None
+    production_only: bool = False
 
-    def covers(self, environment: str) -> bool:
+    def covers(self, environment: str, production: bool | None = None) -> bool:
+        """As `ScheduledFreeze.covers`: `production` says whether the environment is
+        production for the service asked about (None: when it is named `production`)."""
+        if self.production_only:
+            if not (environment == "production" if production is None else production):
+                return False
+            if self.environments == (EVERY_PRODUCTION,):
+                return True
         return ALL in self.environments or environment in self.environments
 
 
@@ -85,10 +97,9 @@ def freeze(
     reason = reason.strip()
     refusal: str | None = None
     if not may_freeze(config, actor, memberships):
-        managers = ", ".join(config.slack.release_managers) or "nobody"
-        refusal = f"only release managers ({managers}) may freeze deploys"
+        refusal = _managers_only(config, "freeze deploys")
     elif environment != ALL and environment not in environments(config):
-        refusal = f"no service has an environment '{environment}'"
+        refusal = _unknown_environment(config, environment)
     elif duration <= timedelta(0):
         refusal = "a freeze needs a duration longer than 0s"
     elif duration > MAX_DURATION:
@@ -143,10 +154,9 @@ def unfreeze(
     """Lift the Slack freezes on `environment` ("all": every Slack freeze in force)."""
     refusal: str | None = None
     if not may_freeze(config, actor, memberships):
-        managers = ", ".join(config.slack.release_managers) or "nobody"
-        refusal = f"only release managers ({managers}) may lift a freeze"
+        refusal = _managers_only(config, "lift a freeze")
     elif environment != ALL and environment not in environments(config):
-        refusal = f"no service has an environment '{environment}'"
+        refusal = _unknown_environment(config, environment)
     if refusal is not None:
         _refused(
             session, now=now, actor=actor, what="unfreeze", environment=environment, why=refusal
@@ -176,7 +186,8 @@ def unfreeze(
     ]
     where = "every environment" if environment == ALL else environment
     if not lifted and not still:
-        return FreezeOutcome(REFUSED, f"{where} is not frozen", environment)
+        told = Refusal(f"{where} is not frozen", "nothing to lift: deploys go ahead there")
+        return FreezeOutcome(REFUSED, told.text, environment)
     parts = []
     if lifted:
         parts.append(f"lifted {_count(len(lifted), 'freeze')} on {where}")
@@ -196,6 +207,15 @@ def unfreeze(
     return FreezeOutcome(
         LIFTED if lifted else REFUSED, "; ".join(parts), environment, lifted=len(lifted)
     )
+
+
+def _managers_only(config: Config, what: str) -> str:
+    managers = list(config.slack.release_managers)
+    return refusals.managers_only(managers, what, slack_mention).text
+
+
+def _unknown_environment(config: Config, environment: str) -> str:
+    return refusals.unknown_name("environment", environment, environments(config), ALL).text
 
 
 # `_in_force` built once, as a Core statement: every gate decision asks `active(...)`, and
@@ -265,7 +285,14 @@ def active_at_each(
 def listing(session: Session, *, config: Config, now: datetime) -> list[ActiveFreeze]:
     """The freezes in force at `now`, with where they come from (for status and App Home)."""
     found = [
-        ActiveFreeze(tuple(f.environments), f.start, f.end, f.reason, "config")
+        ActiveFreeze(
+            tuple(f.environments) or (EVERY_PRODUCTION,),
+            f.start,
+            f.end,
+            f.reason,
+            "config",
+            production_only=f.production_only,
+        )
         for f in config.freezes
         if f.active_at(now)
     ]
@@ -276,8 +303,10 @@ def listing(session: Session, *, config: Config, now: datetime) -> list[ActiveFr
     return found
 
 
-def covering(freezes: list[ActiveFreeze], environment: str) -> ActiveFreeze | None:
-    return next((f for f in freezes if f.covers(environment)), None)
+def covering(
+    freezes: list[ActiveFreeze], environment: str, production: bool | None = None
+) -> ActiveFreeze | None:
+    return next((f for f in freezes if f.covers(environment, production)), None)
 
 
 def _windows(session: Session, at: datetime) -> list[FreezeWindow]:

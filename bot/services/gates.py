@@ -18,6 +18,7 @@ from bot.config import Config, GatePolicy
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import GateRequest
+from bot.domain.gates import refusal as refusals
 from bot.services import audit, freeze_gates, freezes, outbox
 from bot.services.gate_close import (
     bump_version,
@@ -181,15 +182,20 @@ def decide(
     session.flush()  # what the ORM would flush before its first statement here
     seen = session.connection().execute(sql.GATE_TO_DECIDE, {"gate_id": gate_id}).first()
     if seen is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
+        return Outcome(REFUSED, refusals.unknown_gate().text, gate_id)
     closed = rules.closed_refusal(seen.status)
     if closed is not None:
         # A decided, expired or superseded gate never opens again: refused without taking
         # the gate's lock, so a burst of late clicks does not contend for it.
         _refused(
-            session, now=now, person=person, decision=decision, refusal=closed, gate_id=gate_id
+            session,
+            now=now,
+            person=person,
+            decision=decision,
+            refusal=closed.text,
+            gate_id=gate_id,
         )
-        return Outcome(REFUSED, closed, gate_id, seen.deployment_id)
+        return Outcome(REFUSED, closed.text, gate_id, seen.deployment_id)
     bump_version(session, gate_id, seen.row_version)
     assert seen.found_deployment is not None
     env = environment_at(config, seen.service, seen.environment)
@@ -257,7 +263,7 @@ def _check(
     voted = {user for user, _ in votes}
     memberships = memberships_from(group_members, {*approvers, ballot.person.user_id})
     current = requirement(config, deployment) or rules.requirement_for(policy, None)
-    refusal = rules.decision_refusal(
+    refused = rules.decision_refusal(
         decision="approve" if ballot.decision == "approve" else "reject",
         gate_status=gate.status,
         requirement=current,
@@ -272,10 +278,12 @@ def _check(
         break_glass_until=freeze_gates.window_of(
             session, now=now, config=config, deployment=deployment
         ),
+        mention=rules.slack_mention,
+        production=config.is_production(deployment.service, deployment.environment),
     )
-    if refusal is None and ballot.decision == "reject" and not (ballot.reason or "").strip():
-        refusal = "a reason is required to reject a release"
-    return memberships, refusal
+    if refused is None and ballot.decision == "reject" and not (ballot.reason or "").strip():
+        refused = refusals.reason_required("reject a release")
+    return memberships, None if refused is None else refused.text
 
 
 def _record(session: Session, *, now: datetime, gate_id: int, ballot: _Ballot) -> None:
@@ -384,7 +392,10 @@ def settle(
     gate.progress = status.describe()  # ids as they are; templates turn them into mentions
     freeze = (
         rules.active_freeze(
-            freezes.active(session, config=config, now=now), deployment.environment, now
+            freezes.active(session, config=config, now=now),
+            deployment.environment,
+            now,
+            production=config.is_production(deployment.service, deployment.environment),
         )
         if current.mode == "auto_approve"
         else None

@@ -22,7 +22,10 @@ from typing import Final
 from sqlmodel import Session, col, select
 
 from bot.config import Config
+from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.gates import refusal as refusals
+from bot.domain.wording import join
 from bot.services import audit, releases
 from bot.services.gate_close import refresh_message
 from bot.store.tables import Deployment, EnvironmentLock
@@ -80,7 +83,10 @@ def place(
     reason = reason.strip()
     targets, refusal = _targets(config, service, environment, actor, memberships, "lock")
     if refusal is None and not reason:
-        refusal = "a lock needs a reason: `/release lock <service> [env] -- reason`"
+        where = f"{service} {environment}" if environment else service
+        refusal = refusals.Refusal(
+            "a lock needs a reason", f"say why: `/release lock {where} -- reason`"
+        ).text
     if refusal is not None:
         _refused(session, now=now, actor=actor, service=service, why=refusal, what="lock")
         return LockOutcome(REFUSED, refusal, service)
@@ -126,11 +132,12 @@ def lift(
         if releases.unlock(session, now=now, service=service, environment=env, actor=actor)
     ]
     if not lifted:
-        told = (
+        told = refusals.Refusal(
             f"{environment} of {service} is not locked"
             if environment
-            else f"no environment of {service} is locked"
-        )
+            else f"no environment of {service} is locked",
+            "nothing to unlock: promotion and approvals go ahead there",
+        ).text
         return LockOutcome(REFUSED, told, service)
     for env in lifted:
         _refresh(session, now=now, service=service, environment=env)
@@ -167,16 +174,18 @@ def _targets(
     """(the environments a lock or unlock covers, why it is refused)."""
     svc = config.services.get(service)
     if svc is None:
-        return [], f"there is no service '{service}'"
+        return [], refusals.unknown_name("service", service, sorted(config.services)).text
     allowed = lockers(config, service)
     if actor not in allowed and not memberships & allowed:
-        names = ", ".join(sorted(allowed)) or "nobody"
-        return [], f"only release managers and the owners of {service} ({names}) may {what} it"
+        return [], refusals.lockers_only(service, sorted(allowed), what, rules.slack_mention).text
     every = [env.name for env in svc.environments]
     if environment is None:
         return every, None
     if environment not in every:
-        return [], f"{service} has no environment '{environment}'"
+        return [], refusals.Refusal(
+            f"{service} has no environment '{environment}'",
+            f"use {join([f'`{env}`' for env in every], 'or')}, or none for all of them",
+        ).text
     return [environment], None
 
 

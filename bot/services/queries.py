@@ -111,7 +111,7 @@ def status(
                     limit=1,
                 )
             )
-        freeze = freezes.covering(in_force, environment)
+        freeze = freezes.covering(in_force, environment, config.is_production(service, environment))
         found.append(
             StatusRow(
                 service=service,

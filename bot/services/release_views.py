@@ -137,7 +137,7 @@ def release_views(
             ts=message.ts if message else None,
             diff=release.diff if release else None,
             assessment_note=deployment.assessment_note,
-            freeze=_freeze(frozen[deployment.updated_at], deployment) if config else None,
+            freeze=_freeze(frozen[deployment.updated_at], deployment, config) if config else None,
             verification=progress.get(deployment.id),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
@@ -212,9 +212,12 @@ def _actions(
     }
 
 
-def _freeze(active: list[ScheduledFreeze], deployment: Deployment) -> str | None:
+def _freeze(active: list[ScheduledFreeze], deployment: Deployment, config: Config) -> str | None:
+    production = config.is_production(deployment.service, deployment.environment)
     for freeze in active:
-        if freeze.covers(deployment.environment) and freeze.active_at(deployment.updated_at):
+        if freeze.covers(deployment.environment, production) and freeze.active_at(
+            deployment.updated_at
+        ):
             return f"{freeze.reason} (until {freeze.end.isoformat(timespec='minutes')})"
     return None
 

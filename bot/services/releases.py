@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.domain.gates import refusal as refusals
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freeze_gates, gates, outbox, verification
@@ -374,10 +375,7 @@ def lock_refusal(session: Session, *, service: str, environment: str) -> str | N
     found = session.get(EnvironmentLock, (service, environment))
     if found is None or found.holds != ALL_CHANGES:
         return None
-    return (
-        f"{environment} of {service} is locked by {found.locked_by}: {found.reason}; "
-        f"it stays locked until someone unlocks it (`/release unlock {service} {environment}`)"
-    )
+    return refusals.locked(service, environment, found.locked_by, found.reason).text
 
 
 def operators(config: Config, service: str, environment: str, *, action: str) -> frozenset[str]:
@@ -411,8 +409,9 @@ def refusal_for(
     allowed = operators(config, deployment.service, deployment.environment, action=action)
     if user_id in allowed or memberships & allowed:
         return None
-    names = ", ".join(sorted(allowed)) or "nobody"
-    reason = f"only {names} may {action} {deployment.service}"
+    reason = refusals.not_allowed(
+        allowed, action=action, subject=deployment.service, mention=rules.slack_mention
+    ).text
     audit.append(
         session,
         at=now,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.domain.errors import DeliveryFailed
 from bot.domain.gates import Person
+from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.services import break_glass, gates, releases
 from bot.usecases.context import Context
@@ -55,7 +56,7 @@ async def decide_gate(
     """Who the person is (Slack e-mail, identities, groups), then one transaction."""
     found = await scopes.of(ctx, gate_id)
     if found is None:
-        return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
+        return gates.Outcome(gates.REFUSED, refusals.unknown_gate().text, gate_id)
     service, environment = found
     if decision == "approve":
         locked = await _locked(ctx, gate_id, service, environment, user_id, decision)

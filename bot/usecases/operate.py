@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.domain.errors import DeliveryFailed, UnknownAction
+from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.services import gates, queries, releases
 from bot.usecases.context import Context
@@ -38,7 +39,7 @@ async def operate(
         raise UnknownAction(action)
     scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
     if scope is None:
-        return gates.Outcome(gates.REFUSED, "this deployment does not exist")
+        return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
     service, environment = scope
     allowed = await operator_groups(
         ctx,
@@ -82,11 +83,11 @@ async def operate(
             session, now=now, service=service, environment=environment, actor=user_id
         )
         if not unlocked:
-            return gates.Outcome(
-                gates.REFUSED,
+            told = refusals.Refusal(
                 f"{environment} of {service} is not locked",
-                deployment_id=deployment_id,
+                "nothing to unlock: promotion into it goes ahead",
             )
+            return gates.Outcome(gates.REFUSED, told.text, deployment_id=deployment_id)
         return gates.Outcome(
             "unlocked",
             f"automatic promotion into {environment} is unlocked",

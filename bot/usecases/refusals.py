@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 
 from bot.domain.errors import DeliveryFailed
+from bot.domain.gates import refusal as refusals
 from bot.services import audit
 from bot.usecases.context import Context
 
@@ -14,17 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def unknown_person(failure: DeliveryFailed) -> str:
-    """What to tell someone whose click cannot be checked because Slack's directory failed."""
-    if failure.retryable:
-        return (
-            f"Slack's directory did not answer ({failure.reason}), so I cannot check who you "
-            "are: nothing was recorded, try again in a minute"
-        )
-    return (
-        f"Slack's directory could not confirm who you are ({failure.reason}), so I cannot "
-        "check that you may decide this: nothing was recorded. Someone from this workspace "
-        "listed as an approver can decide it"
-    )
+    """What to tell someone whose click cannot be checked because Slack's directory failed,
+    and what to do about it."""
+    return refusals.unknown_person(failure.reason, retryable=failure.retryable).text
 
 
 async def audit_refusal(

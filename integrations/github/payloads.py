@@ -17,8 +17,19 @@ from integrations.payloads import (
 )
 
 HANDLED_EVENTS = frozenset(
-    {"ping", "deployment", "deployment_status", "workflow_run", "deployment_protection_rule"}
+    {
+        "ping",
+        "deployment",
+        "deployment_status",
+        "workflow_run",
+        "deployment_protection_rule",
+        "deployment_review",
+    }
 )
+
+# deployment_review.action -> what the review says about the deployment: an approval lets the
+# job go (nothing has run yet: pending); a rejection fails it before it ran.
+REVIEW_STATUS: dict[str, str] = {"approved": states.PENDING, "rejected": states.FAILED}
 
 # deployment_status.state -> our state; None means the status says nothing we track.
 DEPLOYMENT_STATUS: dict[str, str | None] = {
@@ -66,6 +77,8 @@ def parse(event_name: str, payload: Any) -> Parsed:
         return _workflow_run(body)
     if event_name == "deployment_protection_rule":
         return _protection_rule(body)
+    if event_name == "deployment_review":
+        return _deployment_review(body)
     return Parsed(None, f"event {event_name!r} is not tracked")
 
 
@@ -231,6 +244,57 @@ def _protection_rule(body: Any) -> Parsed:
             ),
         )
     )
+
+
+def _deployment_review(body: Any) -> Parsed:
+    """Someone approved or rejected a job waiting on an environment's required reviewers,
+    in GitHub's UI: a releasebot gate waiting for the same run's deployment there is decided
+    by them (`decided_by`), as GitHub decided it.
+
+    `requested` (a job starts waiting for reviewers) is not tracked: the deployment and its
+    gate come from the deployment events and the protection rule. The environment is the
+    first of `workflow_job_runs` (else `workflow_job_run`): one delivery carries one event.
+    """
+    action = require_str(body, "action")
+    if action not in REVIEW_STATUS:
+        return Parsed(None, f"deployment_review action {action!r} is not tracked")
+    run = require_mapping(body, "workflow_run")
+    login = optional_str(body, "approver.login") or optional_str(body, "sender.login")
+    if not login:
+        raise PayloadError("approver.login", "is required to say who decided")
+    comment = optional_str(body, "comment")
+    return Parsed(
+        DeployEvent(
+            target=DeployTarget(
+                provider="github",
+                repo=_repo(body),
+                environment=_reviewed_environment(body),
+                workflow=optional_str(run, "path"),
+            ),
+            sha=require_sha(body, "workflow_run.head_sha"),
+            status=REVIEW_STATUS[action],
+            source_event="github.deployment_review",
+            ref=optional_str(run, "head_branch"),
+            url=optional_str(run, "html_url"),
+            description=comment,
+            occurred_at=_when(optional_str(body, "since")),
+            extra={"review": action, "run_id": require_str(body, "workflow_run.id")},
+            decided_by=login,
+        )
+    )
+
+
+def _reviewed_environment(body: Any) -> str:
+    jobs = body.get("workflow_job_runs")
+    for index, job in enumerate(jobs if isinstance(jobs, list) else []):
+        if isinstance(job, dict) and job.get("environment") is not None:
+            environment = job["environment"]
+            if not isinstance(environment, str) or not environment:
+                raise PayloadError(f"workflow_job_runs[{index}].environment", "must be a string")
+            return environment
+    if body.get("workflow_job_run") is not None:
+        return require_str(body, "workflow_job_run.environment")
+    raise PayloadError("workflow_job_runs", "names no environment that was reviewed")
 
 
 def _optional_id(body: Any, path: str) -> str | None:

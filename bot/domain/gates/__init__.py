@@ -5,7 +5,8 @@
     status.met          # False
     status.describe()   # "1 of 2 approvals: waiting for 1 more from S0SREGRPS"
     decision_refusal(decision="approve", gate_status="pending", requirement=requirement, ...)
-    # -> "you authored 2 of the commits" | None
+    # -> Refusal(reason="you authored 2 of the commits",
+    #            remedy="needs someone from S0RELMGRS who did not write the change") | None
 
 The rules, one module each:
 
@@ -16,6 +17,7 @@ The rules, one module each:
     freeze        whether a change waits for a freeze, and what lets it through
     break_glass   the emergency pass: reason, confirmer, how long it holds
     decisions     a gate's statuses and why a decision is refused, in one answer
+    refusal       every refusal as a reason and a remedy (what would make it succeed)
 
 Pure: no I/O and no clock. Every moment is a parameter and must be timezone-aware.
 """
@@ -60,6 +62,7 @@ from bot.domain.gates.quorum import (
     unneeded_reason,
     would_help,
 )
+from bot.domain.gates.refusal import Refusal, slack_mention
 from bot.domain.gates.requirement import Mode, Requirement, Rule, requirement_for
 from bot.domain.gates.timing import (
     DueAction,
@@ -91,6 +94,7 @@ __all__ = [
     "Mode",
     "Person",
     "QuorumStatus",
+    "Refusal",
     "ReleasePeople",
     "Requirement",
     "Rule",
@@ -111,6 +115,7 @@ __all__ = [
     "principals_of",
     "requirement_for",
     "self_approval_conflict",
+    "slack_mention",
     "supersedes",
     "unneeded_reason",
     "would_help",

@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Final
 
 from bot.config import BreakGlass
+from bot.domain.gates import refusal as refusals
 from bot.domain.gates.common import Mention, plain, require_aware
 from bot.domain.gates.quorum import belongs_to
+from bot.domain.gates.refusal import Refusal
 from bot.domain.gates.requirement import Rule
 
 MIN_BREAK_GLASS_REASON: Final = 10  # characters, after stripping spaces
@@ -31,8 +33,9 @@ def break_glass_check(
     memberships: Mapping[str, frozenset[str]],
     now: datetime,
     mention: Mention = plain,
-) -> str | None:
-    """Why this confirmation of a break-glass request is refused, or None to let it through.
+) -> Refusal | None:
+    """Why this confirmation of a break-glass request is refused, and what would let it
+    through (`Refusal`), or None to let it through.
 
     Needs the `break_glass` section, a reason of at least `MIN_BREAK_GLASS_REASON`
     characters and a confirmer from `break_glass.approvers`; with `second_person` the
@@ -42,19 +45,17 @@ def break_glass_check(
     """
     require_aware(now, "now")
     if settings is None:
-        return "break-glass is not configured (no break_glass section in releasebot.yaml)"
+        return refusals.BREAK_GLASS_UNCONFIGURED
     if len(request.reason.strip()) < MIN_BREAK_GLASS_REASON:
-        return (
-            f"break-glass needs a reason of at least {MIN_BREAK_GLASS_REASON} characters "
-            "saying what is on fire"
-        )
+        return refusals.break_glass_reason_too_short(MIN_BREAK_GLASS_REASON)
     if now >= request.requested_at + settings.valid_for:
-        return "this break-glass request lapsed before anyone confirmed it; ask again"
+        return refusals.break_glass_lapsed()
+    approvers = tuple(settings.approvers)
     if settings.second_person and confirmer_id == request.requested_by:
-        return "break-glass needs a second person: someone else must confirm your request"
-    rule = Rule(approvers=tuple(settings.approvers), count=1)
+        return refusals.break_glass_second_person(approvers, mention)
+    rule = Rule(approvers=approvers, count=1)
     if not belongs_to(rule, confirmer_id, memberships):
-        return f"only {rule.label(mention)} can confirm break-glass"
+        return refusals.break_glass_not_an_approver(rule.label(), approvers, mention)
     return None
 
 

@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Final, Literal
 
 from bot.config import ScheduledFreeze
+from bot.domain.gates import refusal as refusals
 from bot.domain.gates.common import Mention, plain, require_aware
-from bot.domain.gates.freeze import freeze_hold, moment
+from bot.domain.gates.freeze import freeze_hold
 from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
 from bot.domain.gates.quorum import can_fill_a_seat
+from bot.domain.gates.refusal import Refusal
 from bot.domain.gates.requirement import Requirement
-from bot.domain.wording import join
 
 Decision = Literal["approve", "reject"]
 
@@ -25,12 +26,6 @@ EXPIRED: Final = "expired"
 SUPERSEDED: Final = "superseded"
 GATE_STATUSES: Final = (PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED)
 _PENDING_ALIASES: Final = frozenset({PENDING, "awaiting_approval"})
-_CLOSED_REASONS: Final = {
-    APPROVED: "this gate was already approved",
-    REJECTED: "this gate was already rejected",
-    EXPIRED: "this gate already expired; ask for a new approval",
-    SUPERSEDED: "this gate was superseded by a newer release",
-}
 
 
 def decision_refusal(
@@ -49,66 +44,59 @@ def decision_refusal(
     break_glass_active: bool = False,
     break_glass_until: datetime | None = None,
     mention: Mention = plain,
-) -> str | None:
-    """Why this person may not record this decision on the gate now, or None.
+    production: bool | None = None,
+) -> Refusal | None:
+    """Why this person may not record this decision on the gate now, and what would make it
+    succeed (`Refusal`), or None.
 
     Checked in order, the first that applies answers:
     1. the gate is no longer pending ("this gate was already approved");
-    2. the person belongs to no rule ("you are not in S0RELMGRS or S0SREGRPS");
-    3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits";
+    2. the person belongs to no rule ("you are not in S0RELMGRS or S0SREGRPS; ask someone
+       from ... to decide it");
+    3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits; needs
+       someone from ... who did not write the change";
     4. they already approved (`approvals`: user ids): "you already approved this release";
     5. approvals only, a freeze covers `environment` at `at` (unless a confirmed break-glass
        is active, or its window, `break_glass_until`, is still open): "production is frozen:
-       Year-end change freeze; use break-glass", naming when a closed window closed;
+       Year-end change freeze; use break-glass, or wait until the freeze ends at ...",
+       naming when a closed window closed (`production`: whether the environment is
+       production for the service, for freezes with `production_only`);
     6. approvals only, a blocked gate: "critical risk: only break-glass can pass this gate".
 
     Rejecting is allowed to any approver who has not voted yet, during a freeze, on a blocked
-    gate and on their own change (stopping a release is always safe).
+    gate and on their own change (stopping a release is always safe). `mention` renders the
+    people a remedy names (`slack_mention` for an answer in Slack).
     """
     require_aware(at, "at")
-    closed = closed_refusal(gate_status)
-    if closed is not None:
-        return closed
+    if gate_status not in _PENDING_ALIASES:
+        return refusals.closed(gate_status)
+    principals = requirement.principals()
     if not can_fill_a_seat(requirement, person.user_id, memberships):
-        return _not_an_approver(requirement, mention)
+        return refusals.not_an_approver(principals, mention)
     approving = decision == "approve"
     if approving and forbid_self_approval:
         conflict = self_approval_conflict(person, people)
         if conflict is not None:
-            return conflict
+            return refusals.self_approval(conflict, principals, mention)
     if person.user_id in approvals:
-        return "you already approved this release"
+        return refusals.already_voted(principals, mention)
     if approving and not break_glass_active:
-        hold = freeze_hold(freezes, environment, at, window_until=break_glass_until)
-        if hold is not None:
-            closed = (
-                f" (the break-glass window closed at {moment(hold.window_closed_at)})"
-                if hold.window_closed_at is not None
-                else ""
-            )
-            return f"{environment} is frozen: {hold.reason}; use break-glass{closed}"
-    if approving and requirement.mode == "blocked":
-        level = (
-            f"{requirement.risk_level} risk" if requirement.risk_level else "this gate is blocked"
+        hold = freeze_hold(
+            freezes, environment, at, window_until=break_glass_until, production=production
         )
-        return f"{level}: only break-glass can pass this gate"
+        if hold is not None:
+            return refusals.frozen(hold)
+    if approving and requirement.mode == "blocked":
+        return refusals.blocked(requirement.risk_level)
     return None
 
 
-def closed_refusal(gate_status: str) -> str | None:
+def closed_refusal(gate_status: str) -> Refusal | None:
     """The first check of `decision_refusal` on its own: why nobody may decide on a gate in
     this status ("this gate was already approved"), or None while it is pending.
 
     Whatever else a decision would look at is irrelevant once this answers, so a caller may
     ask it before gathering the rest."""
     if gate_status not in _PENDING_ALIASES:
-        return _CLOSED_REASONS.get(gate_status, f"this gate is {gate_status}, not pending")
+        return refusals.closed(gate_status)
     return None
-
-
-def _not_an_approver(requirement: Requirement, mention: Mention) -> str:
-    principals = requirement.principals()
-    names = join([mention(p) for p in principals], "or")
-    if principals and all(p.startswith("S") for p in principals):
-        return f"you are not in {names}"
-    return f"only {names} can decide on this gate" if principals else "this gate has no approvers"

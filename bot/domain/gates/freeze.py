@@ -69,18 +69,21 @@ def freeze_hold(
     *,
     change: Change = FORWARD,
     window_until: datetime | None = None,
+    production: bool | None = None,
 ) -> FreezeHold | None:
     """Why a change into `environment` at `at` waits for a freeze, or None when it may go.
 
     The first covering freeze (file order) gives the reason; the change waits until the last
     of them ends. A rollback only waits for freezes with `rollbacks: blocked`. An open
-    break-glass window (`at` before `window_until`) lets the change through.
+    break-glass window (`at` before `window_until`) lets the change through. `production`
+    says whether the environment is production for the service changed: a freeze with
+    `production_only` covers it only then (None: when it is named `production`).
     """
     require_aware(at, "at")
     covering = [
         f
         for f in freezes
-        if f.covers(environment)
+        if f.covers(environment, production)
         and f.active_at(at)
         and (change == FORWARD or f.rollbacks == "blocked")
     ]

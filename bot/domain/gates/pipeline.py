@@ -6,6 +6,13 @@ while its gate still waits ends the gate, and the event is applied afterwards.
     close.target_state  # "approved": the deployment may now follow the CI event
     close.reason        # "superseded by the pipeline: it reported the deployment in progress"
 
+A review taken on the code host (GitHub's `deployment_review`: someone approved or rejected
+the waiting job in GitHub's UI) decides the gate as the reviewer did, "decided in GitHub by
+<login>". A rejection always does (the job failed; stopping is always safe). An approval does
+only when releasebot does not itself hold the job (`holds_the_job`: its protection rule
+waits for releasebot's answer): GitHub's reviewers passing their own rule do not pass
+releasebot's, so that gate keeps waiting for its approvers.
+
 A CI system that reports the deployment running or succeeded has gone ahead, so the gate is
 closed as approved and the deployment moves to approved, from where the CI event walks on. A
 failure while the gate waits means the deployment never ran (rejected by a reviewer or
@@ -50,18 +57,48 @@ class PipelineClose:
     reason: str
 
 
+REVIEWED: Final[dict[str, tuple[str, str]]] = {
+    "approved": (APPROVED, states.APPROVED),
+    "rejected": (REJECTED, states.REJECTED),
+}
+
+
 def pipeline_close(
-    *, gate_status: str, ci_status: str, decided_by: str | None, host: str = "GitHub"
+    *,
+    gate_status: str,
+    ci_status: str,
+    decided_by: str | None,
+    host: str = "GitHub",
+    review: str | None = None,
+    comment: str | None = None,
+    holds_the_job: bool = False,
 ) -> PipelineClose | None:
     """How a CI event reporting `ci_status` ends a gate in `gate_status`, or None when it
     does not (the gate is closed already, or the report shows nothing moving).
 
     `decided_by` is the person the event names as having decided on the code host, if any:
-    the reason then says "decided in GitHub by <login>"."""
-    if gate_status != PENDING or ci_status not in ENDS_A_PENDING_GATE:
+    the reason then says "decided in GitHub by <login>". `review` ("approved", "rejected")
+    is a review taken on the code host, with the reviewer's `comment`; an approval leaves a
+    gate that `holds_the_job` waiting."""
+    if gate_status != PENDING:
+        return None
+    if review is not None:
+        return _reviewed(review, decided_by, host, comment, holds_the_job)
+    if ci_status not in ENDS_A_PENDING_GATE:
         return None
     status, target = ENDS_A_PENDING_GATE[ci_status]
     return PipelineClose(status, target, _reason(ci_status, decided_by, host))
+
+
+def _reviewed(
+    review: str, decided_by: str | None, host: str, comment: str | None, holds_the_job: bool
+) -> PipelineClose | None:
+    if review not in REVIEWED or (review == "approved" and holds_the_job):
+        return None
+    status, target = REVIEWED[review]
+    who = f" by {decided_by}" if decided_by else ""
+    said = f"decided in {host}{who}: {review} in review"
+    return PipelineClose(status, target, f"{said}: {comment}" if comment else said)
 
 
 def _reason(ci_status: str, decided_by: str | None, host: str) -> str:

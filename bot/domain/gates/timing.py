@@ -15,14 +15,20 @@ DueAction = Literal["none", "remind", "expire"]
 
 
 def active_freeze(
-    freezes: Iterable[ScheduledFreeze], environment: str, at: datetime
+    freezes: Iterable[ScheduledFreeze],
+    environment: str,
+    at: datetime,
+    *,
+    production: bool | None = None,
 ) -> ScheduledFreeze | None:
     """The first freeze (file order) covering the environment at this moment, or None.
 
-    Check it when the decision is taken or the deploy would start, not when the pipeline did.
+    `production`: whether the environment is production for the service changed (a freeze
+    with `production_only` covers only those). Check it when the decision is taken or the
+    deploy would start, not when the pipeline did.
     """
     require_aware(at, "at")
-    return next((f for f in freezes if f.covers(environment) and f.active_at(at)), None)
+    return next((f for f in freezes if f.covers(environment, production) and f.active_at(at)), None)
 
 
 @dataclass(frozen=True)
