@@ -247,6 +247,8 @@ def test_mentions_are_made_only_of_ids() -> None:
     assert with_mentions("U0RM1 and S0GRPS1 <!here>") == (
         "<@U0RM1> and <!subteam^S0GRPS1> &lt;!here&gt;"
     )
+    # capitalised words are not ids: a freeze that ends at 18:00 UTC mentions nobody
+    assert with_mentions("SUCCESS until 18:00 UTC, WAIT") == "SUCCESS until 18:00 UTC, WAIT"
     assert escape_mrkdwn(EVIL) == ESCAPED
 
 

@@ -196,3 +196,22 @@ async def test_help_lists_lock_and_unlock(slash: Slash) -> None:
     answer = shown(await slash("U0STRANGER", "help"))
     assert "/release lock <service> [env] -- <reason...>" in answer
     assert "/release unlock <service> [env]" in answer
+
+
+async def test_a_reason_someone_typed_is_shown_as_text_in_a_refused_click(
+    slash: Slash, bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.commit_author = "someone-else"
+    github.compare_files = MEDIUM
+    await request_gate(bot)
+    gate = the_gate(bot)
+    hostile = "<!channel> see <https://evil.example|the runbook> until 18:00 UTC"
+    await slash("U0RM1", f"lock checkout production -- {hostile}")
+
+    await click(bot, "U0RM2", "release_approve", gate.id or 0)
+    answer = told(slack, "U0RM2")
+    # the reason is quoted inert: no @channel, no disguised link, no mention made of "UTC"
+    assert "&lt;!channel&gt;" in answer and "<!channel>" not in answer
+    assert "&lt;https://evil.example|the runbook&gt;" in answer
+    assert "<@UTC>" not in answer and "18:00 UTC" in answer
+    assert the_gate(bot).status == "pending"

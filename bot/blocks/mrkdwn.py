@@ -38,7 +38,8 @@ RISK_EMOJI: Final = {
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
-_PRINCIPAL = re.compile(r"\b(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})\b")
+# Slack ids always carry a digit; words such as UTC or SUCCESS never become mentions.
+_PRINCIPAL = re.compile(r"\b[UWS](?=[A-Z]*[0-9])[A-Z0-9]{2,}\b")
 
 
 class Mrkdwn(str):

@@ -24,6 +24,7 @@ from bot.blocks.modals import (
     reject_modal,
     rollback_modal,
 )
+from bot.blocks.mrkdwn import keeping_mentions
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
 
@@ -163,7 +164,9 @@ def _reason(body: dict[str, Any]) -> str:
 async def _tell(client: AsyncWebClient, body: dict[str, Any], outcome: Outcome) -> None:
     channel = _channel(body)
     user = body["user"]["id"]
-    text = f"{ICONS.get(outcome.result, '')} {outcome.message}".strip()
+    # The message may quote a lock or freeze reason someone typed: shown as text, with only
+    # the mentions a refusal's remedy names kept as Slack's.
+    text = f"{ICONS.get(outcome.result, '')} {keeping_mentions(outcome.message)}".strip()
     if channel is None:
         # A click on App Home has no channel: answer in a direct message instead.
         await client.chat_postMessage(channel=user, text=text)
