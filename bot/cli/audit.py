@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 
+from sqlmodel import Session
+
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK, config_or_report, say, settings_for, warn
+from bot.domain.audit import format_at
 from bot.services import audit
 from bot.store.db import Database, make_engine
 
@@ -19,8 +23,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     audit_cmd.add_argument(
         "release_id", nargs="?", type=int, help="release id (for evidence: its evidence pack)"
     )
-    audit_cmd.add_argument("--format", choices=["json", "csv"], default="json")
+    audit_cmd.add_argument("--format", choices=["json", "jsonl", "csv"], default="json")
     audit_cmd.add_argument("--since", help="ISO 8601 time; export records from then on")
+    audit_cmd.add_argument("--until", help="ISO 8601 time; export records before then")
     audit_cmd.add_argument("--config", help="config file (default: $RELEASEBOT_CONFIG)")
     audit_cmd.set_defaults(func=cmd_audit)
 
@@ -32,13 +37,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         with db.read() as session:
             if args.action == "export":
-                try:
-                    since = datetime.fromisoformat(args.since) if args.since else None
-                except ValueError:
-                    warn(f"--since {args.since!r} is not an ISO 8601 time (2026-11-01T00:00Z)")
-                    return EXIT_ERROR
-                say(audit.export(session, fmt=args.format, since=since))
-                return EXIT_OK
+                return _audit_export(session, args)
             checked, broken = audit.verify_chain(session)
         if broken is not None:
             warn(f"audit chain broken at record {broken.seq}: {broken.reason}")
@@ -47,6 +46,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         db.dispose()
+
+
+def _audit_export(session: Session, args: argparse.Namespace) -> int:
+    """`audit export`: the records streamed to stdout as they are read (see audit_export)."""
+    from bot.services.audit_export import export_chunks
+
+    bounds: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        try:
+            bounds[name] = datetime.fromisoformat(value) if value else None
+        except ValueError:
+            warn(f"--{name} {value!r} is not an ISO 8601 time (2026-11-01T00:00Z)")
+            return EXIT_ERROR
+    since, until = bounds["since"], bounds["until"]
+    if since is not None and until is not None and format_at(since) >= format_at(until):
+        warn(f"--since {args.since!r} is not before --until {args.until!r}: nothing to export")
+        return EXIT_ERROR
+    for chunk in export_chunks(session, fmt=args.format, since=since, until=until):
+        sys.stdout.write(chunk)
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 def _audit_evidence(args: argparse.Namespace) -> int:
