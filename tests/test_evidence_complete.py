@@ -261,3 +261,42 @@ async def test_a_release_from_webhook_to_verified_rollback_has_a_complete_pack(
 def _stored(bot: Bot) -> list[AuditEvent]:
     with bot.runtime.db.read() as session:
         return list(session.exec(select(AuditEvent).order_by(AuditEvent.seq)).all())  # type: ignore[arg-type]
+
+
+HOSTILE = '<script>alert("pwned")</script> & <b>bold</b>'
+
+
+async def test_the_printable_pack_shows_the_same_data_with_commit_text_escaped(
+    bot: Bot,
+    slack: FakeSlackWebApi,
+    github: FakeGitHub,
+    edge: FakeEdge,
+    clock: FrozenClock,
+    example_config: Config,
+) -> None:
+    github.commit_message = HOSTILE
+    release_id = await release_rolled_back_and_restored(bot, github, edge, clock)
+    pack = pack_of(bot, example_config, release_id, clock)
+    bad = deployment_of(bot, SHA_A)
+
+    page = await bot.http.get(f"/releases/{release_id}/evidence.html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "<script>" not in html and "<b>bold</b>" not in html
+    assert (
+        "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    )
+    assert pack["change"]["diff_sha256"] in html
+    assert pack["audit"]["stretch"]["last_hash"] in html
+    assert "you authored 1 of the commits" in html and "rita@acme.example" in html
+    message = next(m for m in slack.messages(CHANNEL) if SHA_A[:7] in m["text"])
+    assert message["ts"] in html  # a receipt
+    assert f"releasebot/checkout/production/{bad.id}" in html  # the page's dedup key
+
+    by_deployment = await bot.http.get(f"/deployments/{bad.id}/evidence.html")
+    assert by_deployment.status_code == 200 and f"Release {release_id}" in by_deployment.text
+    detail = await bot.http.get(f"/deployments/{bad.id}")
+    assert f'href="/deployments/{bad.id}/evidence.html"' in detail.text
+    for missing in ("/releases/999/evidence.html", "/releases/x/evidence.html"):
+        assert (await bot.http.get(missing)).status_code == 404

@@ -254,6 +254,9 @@ class UseCases:
     async def evidence_of_deployment(self, deployment_id: int) -> dict[str, Any] | None:
         return await dashboard.evidence_of_deployment(self._ctx, deployment_id)
 
+    async def evidence_of_release(self, release_id: int) -> dict[str, Any] | None:
+        return await dashboard.evidence_of_release(self._ctx, release_id)
+
     async def audit_page(self, *, limit: int, before_seq: int | None) -> dashboard.AuditPage:
         return await dashboard.audit_page(self._ctx, limit=limit, before_seq=before_seq)
 

@@ -24,6 +24,7 @@ __all__ = [
     "deployment_page",
     "dora_series",
     "evidence_of_deployment",
+    "evidence_of_release",
     "overview",
 ]
 
@@ -50,6 +51,22 @@ async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, 
             return evidence_pack(
                 session, release_id=release_id, config=ctx.config, generated_at=now
             )
+
+    return await ctx.read(build)
+
+
+@logged_ids("release_id")
+async def evidence_of_release(ctx: Context, release_id: int) -> dict[str, Any] | None:
+    """The evidence pack of one release (None: no such one)."""
+    now = ctx.clock.now()
+
+    def build(session: Session) -> dict[str, Any] | None:
+        try:
+            return evidence_pack(
+                session, release_id=release_id, config=ctx.config, generated_at=now
+            )
+        except LookupError:
+            return None
 
     return await ctx.read(build)
 
