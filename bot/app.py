@@ -57,6 +57,7 @@ from integrations.sandbox.client import SANDBOX_TOKEN, InProcessWebClient, make_
 from integrations.sandbox.directory import group_names, load_directory
 from integrations.sandbox.pages import Sandbox
 from integrations.sandbox.webapi import FakeSlackWebApi
+from integrations.siem.webhook import AuditWebhook
 from integrations.slack.directory import WebApiDirectory
 from integrations.slack.logsender import LoggingSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_http_session, make_web_client
@@ -128,6 +129,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
             world = await _outside_world(settings, overrides, stack)
+            forwarder = AuditWebhook.from_settings(settings, transport=overrides.http_transport)
+            if forwarder is not None:
+                stack.push_async_callback(forwarder.aclose)
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
@@ -141,6 +145,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 lookups=dict(world.lookups),
                 deployers=dict(world.deployers),
                 pagers=dict(world.pagers),
+                forwarder=forwarder,
                 secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
             )

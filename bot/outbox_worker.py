@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot import receipts
+from bot import audit_forwarding, receipts
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
 from bot.domain.messages import (
@@ -109,6 +109,7 @@ class OutboxWorker:
         lookups: Mapping[str, DeploymentLookup] | None = None,
         deployers: Mapping[str, Deployer] | None = None,
         pagers: Mapping[str, Pager] | None = None,
+        forwarder: audit_forwarding.AuditSink | None = None,
         secrets: Callable[[str], str | None] | None = None,
         public_url: str = "",
         rng: Callable[[], float] = random.random,
@@ -135,7 +136,7 @@ class OutboxWorker:
         self._min_interval = min_interval
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._by_kind = self._handlers()
+        self._by_kind = self._handlers() | audit_forwarding.handlers(db, forwarder)
 
     def wake(self) -> None:
         self._wakeup.set()

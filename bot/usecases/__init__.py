@@ -22,6 +22,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | dashboard     | the dashboard's pages and a deployment's evidence pack         |
 | verify        | run the due checks                                             |
 | sweep         | sweep gates, drop old webhook bodies                           |
+| audit_forward | queue new audit records for the SIEM's webhook                 |
 | digest        | post the weekly DORA digest                                    |
 | health        | readiness and the Prometheus exposition                        |
 | slack_events  | answer each Slack event once, across retries and replicas      |
@@ -40,6 +41,7 @@ from bot.ports import Clock, Comparison
 from bot.services.gates import Outcome
 from bot.settings import Settings
 from bot.usecases import (
+    audit_forward,
     dashboard,
     decide,
     digest,
@@ -279,6 +281,9 @@ class UseCases:
 
     async def sweep_gates(self) -> int:
         return await sweep.sweep_gates(self._ctx)
+
+    async def forward_audit(self) -> int:
+        return await audit_forward.forward_audit(self._ctx)
 
     async def drop_old_webhook_bodies(self) -> int:
         return await sweep.drop_old_webhook_bodies_now(self._ctx)
