@@ -300,3 +300,18 @@ async def test_the_printable_pack_shows_the_same_data_with_commit_text_escaped(
     assert f'href="/deployments/{bad.id}/evidence.html"' in detail.text
     for missing in ("/releases/999/evidence.html", "/releases/x/evidence.html"):
         assert (await bot.http.get(missing)).status_code == 404
+
+
+def test_a_deployer_receipt_names_the_run_it_started() -> None:
+    from bot.ports import DeployResult
+    from bot.receipts import run_id
+
+    dispatched = (
+        "dispatched deploy.yml on main to deploy checkout in production at f95f852 (run 98765)"
+    )
+    assert run_id(DeployResult(detail=dispatched)) == "98765"
+    page = "https://github.com/acme/checkout/actions/runs/4242"
+    assert run_id(DeployResult(detail="approved", url=page)) == "4242"
+    pipeline = "https://gitlab.example/acme/checkout/-/pipelines/777"
+    assert run_id(DeployResult(detail="triggered", url=pipeline)) == "777"
+    assert run_id(DeployResult(detail="synced checkout-prod")) is None
