@@ -72,6 +72,7 @@ verified when the pack was generated, with the head that covers everything befor
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -86,7 +87,7 @@ __all__ = ["FORMAT", "diff_sha256", "evidence_pack"]
 
 
 def evidence_pack(
-    session: Session, *, release_id: int, config: Config, generated_at: Any
+    session: Session, *, release_id: int, config: Config, generated_at: datetime
 ) -> dict[str, Any]:
     """The evidence pack of one release; raises LookupError if the release does not exist."""
     release = session.get(Release, release_id)
