@@ -21,7 +21,7 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from bot import migrate
+from bot import audit_forwarding, migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
@@ -58,6 +58,7 @@ from integrations.sandbox.client import SANDBOX_TOKEN, InProcessWebClient, make_
 from integrations.sandbox.directory import group_names, load_directory
 from integrations.sandbox.pages import Sandbox
 from integrations.sandbox.webapi import FakeSlackWebApi
+from integrations.siem.webhook import AuditWebhook
 from integrations.slack.directory import WebApiDirectory
 from integrations.slack.logsender import LoggingSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_http_session, make_web_client
@@ -129,6 +130,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
             world = await _outside_world(settings, overrides, stack)
+            forwarder = AuditWebhook.from_settings(settings, transport=overrides.http_transport)
+            if forwarder is not None:
+                stack.push_async_callback(forwarder.aclose)
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
@@ -144,7 +148,10 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 pagers=dict(world.pagers),
                 secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
-                more=checkpoint_handlers(settings, slack.sender, overrides.http_transport),
+                more={
+                    **checkpoint_handlers(settings, slack.sender, overrides.http_transport),
+                    **audit_forwarding.handlers(db, forwarder),
+                },
             )
             runtime = Runtime.assemble(
                 db=db,

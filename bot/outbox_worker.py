@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot import receipts
 from bot.config import Config
 from bot.domain.errors import DeliveryFailed
 from bot.domain.ingest import resolved_event
@@ -115,18 +116,18 @@ class OutboxWorker:
         batch: int = 100,
         horizon: timedelta = HORIZON,
         min_interval: float = 0.15,
-        more: Mapping[str, _Handler] | None = None,  # senders of further kinds (checkpoints)
+        more: Mapping[str, _Handler] | None = None,  # further kinds: checkpoints, audit.forward
     ) -> None:
         self._db = db
         self._clock = clock
         self._config = config
-        self._slack = slack
+        self._slack = receipts.slack_sender(slack)
         self._renderer = renderer
         self._metrics = metrics
         self._scm = scm or {}
         self._lookups = lookups or {}
-        self._deployers = deployers or {}
-        self._pagers = pagers or {}
+        self._deployers = receipts.deployers(deployers)
+        self._pagers = receipts.pagers(pagers)
         self._secrets = secrets or (lambda _name: None)
         self._unset_warned: set[str] = set()  # secret variables already reported missing
         self._public_url = public_url.rstrip("/")
@@ -304,7 +305,9 @@ class OutboxWorker:
         handler = self._by_kind.get(row.kind)
         if handler is None:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
-        await handler(row, batch)
+        with receipts.collect() as answers:
+            await handler(row, batch)
+        await receipts.record(self._db, row, answers, now=self._clock.now())
 
     async def _digest(self, row: outbox.Claimed, batch: _Batch) -> None:
         digest = Digest.from_payload(row.payload)
@@ -377,11 +380,9 @@ class OutboxWorker:
         comparison: Comparison | None = None
         unavailable: str | None = None
         client = self._scm.get(plan.provider)
-        if not plan.fetch:
-            pass
-        elif client is None:
+        if plan.fetch and client is None:
             unavailable = f"no {plan.provider} API credentials configured"
-        else:
+        elif plan.fetch and client is not None:
             try:
                 comparison = await client.compare(repo=plan.repo, base=plan.base, head=plan.head)
             except DeliveryFailed as exc:

@@ -50,6 +50,11 @@ async def checks_tick(runtime: Runtime) -> int:
     return await runtime.usecases.run_due_checks()
 
 
+async def audit_forward(runtime: Runtime) -> int:
+    """Queue the audit records appended since the last run for the SIEM's webhook."""
+    return await runtime.usecases.forward_audit()
+
+
 async def weekly_digest(runtime: Runtime) -> bool:
     """Queue last week's DORA digest for the default channel (once, across replicas)."""
     return await runtime.usecases.post_weekly_digest()
@@ -91,6 +96,8 @@ def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
             "audit.checkpoint",
         ),
     ]
+    if runtime.settings.audit_forward_url:
+        every.append((audit_forward, {"seconds": 2}, "audit.forward"))
     for job, interval, job_id in every:
         scheduler.add_job(
             job, "interval", **interval, id=job_id, args=[runtime], replace_existing=True

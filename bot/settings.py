@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = Field(
         "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
     )
+    # The audit forwarder (docs/audit-evidence.md): every new audit record, POSTed as JSON
+    # Lines to this URL in near real time, signed with an HMAC of the secret when it is set.
+    audit_forward_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", validation_alias=_env("RELEASEBOT_AUDIT_FORWARD_URL")
+    )
+    audit_forward_secret: SecretStr | None = Field(
+        None, validation_alias=_env("RELEASEBOT_AUDIT_FORWARD_SECRET")
+    )
 
     # The audit chain (docs/audit.md): `<key-id>:<secret>`, or the path of a file holding it.
     audit_key: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_AUDIT_KEY"))

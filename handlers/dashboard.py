@@ -3,6 +3,8 @@
     GET /                                  releases by service and environment, pending gates
     GET /deployments/{id}                  timeline, gates and approvals, checks, commits
     GET /deployments/{id}/evidence.json    the release's evidence pack, as a download
+    GET /deployments/{id}/evidence.html    the same pack as a printable page
+    GET /releases/{id}/evidence.html       a release's evidence pack as a printable page
     GET /audit[?before=<seq>]              the audit log, newest first, and the chain's status
     GET /dora[?days=90&bucket=week|day]    deploy frequency and lead time, as SVG charts
     GET /static/{name}                     the dashboard's own stylesheet (no CDN)
@@ -171,6 +173,24 @@ async def deployment_detail(request: Request) -> Response:
     body = await asyncio.to_thread(
         web.render, "deployment.html", page=page, now=now, nav="releases"
     )
+    return _html(body)
+
+
+async def evidence_page(request: Request) -> Response:
+    """The evidence pack as a printable page, by release id or by one of its deployments."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    usecases: UseCases = request.state.usecases
+    by_release = "release_id" in request.path_params
+    raw = str(request.path_params["release_id" if by_release else "deployment_id"])
+    number = _whole(raw)
+    pack = None
+    if number is not None:
+        find = usecases.evidence_of_release if by_release else usecases.evidence_of_deployment
+        pack = await find(number)
+    if pack is None:
+        return _not_found(f"{'Release' if by_release else 'Deployment'} {raw[:40]}")
+    body = await asyncio.to_thread(web.render, "evidence.html", pack=pack, nav="releases")
     return _html(body)
 
 

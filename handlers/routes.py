@@ -21,6 +21,7 @@ from handlers.dashboard import (
     deployment_detail,
     deployment_evidence,
     dora_page,
+    evidence_page,
     overview_page,
     static_file,
 )
@@ -86,6 +87,8 @@ def routes() -> list[BaseRoute]:
         Route("/", overview_page, methods=["GET"]),
         Route("/deployments/{deployment_id}", deployment_detail, methods=["GET"]),
         Route("/deployments/{deployment_id}/evidence.json", deployment_evidence, methods=["GET"]),
+        Route("/deployments/{deployment_id}/evidence.html", evidence_page, methods=["GET"]),
+        Route("/releases/{release_id}/evidence.html", evidence_page, methods=["GET"]),
         Route("/audit", audit_log, methods=["GET"]),
         Route("/dora", dora_page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),

@@ -85,6 +85,7 @@ class FakeGitHub:
         self.commit_author: str | None = "octo-owner"  # None: no GitHub account matched
         self.commit_author_email = "olga@acme.example"
         self.callback_status = 204
+        self.commit_message = "Speed up checkout"
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -118,7 +119,7 @@ class FakeGitHub:
             "sha": head,
             "html_url": f"https://github.com/acme/checkout/commit/{head}",
             "commit": {
-                "message": "Speed up checkout",
+                "message": self.commit_message,
                 "author": {
                     "name": "Olga Owner",
                     "email": self.commit_author_email,

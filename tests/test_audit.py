@@ -34,7 +34,17 @@ from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_header
 
 EXIT_OK, EXIT_FAIL = 0, 1
 GENESIS = "0" * 64
-EXPORT_FIELDS = ["seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash"]
+EXPORT_FIELDS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "subject",
+    "details",
+    "prev_hash",
+    "hash",
+    "key_id",
+]
 HASHED_FIELDS = ("seq", "at", "actor", "action", "subject", "details")
 
 

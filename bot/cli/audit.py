@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlmodel import Session
 
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK, config_or_report, say, settings_for, warn
 from bot.domain import checkpoints
+from bot.domain.audit import format_at
 from bot.domain.checkpoints import Problem
 from bot.domain.signing import SigningKeyError, load_public_key
 from bot.services import audit
@@ -26,8 +29,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     audit_cmd.add_argument(
         "release_id", nargs="?", type=int, help="release id (for evidence: its evidence pack)"
     )
-    audit_cmd.add_argument("--format", choices=["json", "csv"], default="json")
+    audit_cmd.add_argument("--format", choices=["json", "jsonl", "csv"], default="json")
     audit_cmd.add_argument("--since", help="ISO 8601 time; export records from then on")
+    audit_cmd.add_argument("--until", help="ISO 8601 time; export records before then")
     audit_cmd.add_argument(
         "--checkpoints",
         type=Path,
@@ -51,15 +55,31 @@ def cmd_audit(args: argparse.Namespace) -> int:
     db = Database(make_engine(settings_for(args).database_url))
     try:
         with db.read() as session:
-            try:
-                since = datetime.fromisoformat(args.since) if args.since else None
-            except ValueError:
-                warn(f"--since {args.since!r} is not an ISO 8601 time (2026-11-01T00:00Z)")
-                return EXIT_ERROR
-            say(audit.export(session, fmt=args.format, since=since))
-            return EXIT_OK
+            return _audit_export(session, args)
     finally:
         db.dispose()
+
+
+def _audit_export(session: Session, args: argparse.Namespace) -> int:
+    """`audit export`: the records streamed to stdout as they are read (see audit_export)."""
+    from bot.services.audit_export import export_chunks
+
+    bounds: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        try:
+            bounds[name] = datetime.fromisoformat(value) if value else None
+        except ValueError:
+            warn(f"--{name} {value!r} is not an ISO 8601 time (2026-11-01T00:00Z)")
+            return EXIT_ERROR
+    since, until = bounds["since"], bounds["until"]
+    if since is not None and until is not None and format_at(since) >= format_at(until):
+        warn(f"--since {args.since!r} is not before --until {args.until!r}: nothing to export")
+        return EXIT_ERROR
+    for chunk in export_chunks(session, fmt=args.format, since=since, until=until):
+        sys.stdout.write(chunk)
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config, GatePolicy
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.config_hash import config_sha256
 from bot.domain.events import GateRequest
 from bot.domain.gates import refusal as refusals
 from bot.services import audit, freeze_gates, freezes, outbox
@@ -126,7 +127,10 @@ def open_gate(
         gate=gate,
         deployment=deployment,
         requested_by=requested_by,
-        details={"expires_at": times.expires_at.isoformat()},
+        details={
+            "expires_at": times.expires_at.isoformat(),
+            "config_sha256": config_sha256(config),
+        },
         waits=f" waits for approval (expires {times.expires_at:%H:%M} UTC)",
     )
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
@@ -361,7 +365,7 @@ def _refused(
         actor=person.user_id,
         action="gate.decision_refused",
         subject=f"gate:{gate_id}",
-        details={"decision": decision, "reason": refusal},
+        details={"decision": decision, "reason": refusal, "email": person.email},
     )
 
 

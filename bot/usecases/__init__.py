@@ -22,6 +22,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | dashboard     | the dashboard's pages and a deployment's evidence pack         |
 | verify        | run the due checks                                             |
 | sweep         | sweep gates, drop old webhook bodies                           |
+| audit_forward | queue new audit records for the SIEM's webhook                 |
 | digest        | post the weekly DORA digest                                    |
 | health        | readiness and the Prometheus exposition                        |
 | slack_events  | answer each Slack event once, across retries and replicas      |
@@ -41,6 +42,7 @@ from bot.ports import Clock, Comparison
 from bot.services.gates import Outcome
 from bot.settings import Settings
 from bot.usecases import (
+    audit_forward,
     audit_trail,
     dashboard,
     decide,
@@ -256,6 +258,9 @@ class UseCases:
     async def evidence_of_deployment(self, deployment_id: int) -> dict[str, Any] | None:
         return await dashboard.evidence_of_deployment(self._ctx, deployment_id)
 
+    async def evidence_of_release(self, release_id: int) -> dict[str, Any] | None:
+        return await dashboard.evidence_of_release(self._ctx, release_id)
+
     async def audit_page(self, *, limit: int, before_seq: int | None) -> dashboard.AuditPage:
         return await dashboard.audit_page(self._ctx, limit=limit, before_seq=before_seq)
 
@@ -278,6 +283,9 @@ class UseCases:
 
     async def sweep_gates(self) -> int:
         return await sweep.sweep_gates(self._ctx)
+
+    async def forward_audit(self) -> int:
+        return await audit_forward.forward_audit(self._ctx)
 
     async def drop_old_webhook_bodies(self) -> int:
         return await sweep.drop_old_webhook_bodies_now(self._ctx)

@@ -25,6 +25,7 @@ __all__ = [
     "deployment_page",
     "dora_series",
     "evidence_of_deployment",
+    "evidence_of_release",
     "overview",
 ]
 
@@ -55,6 +56,22 @@ async def evidence_of_deployment(ctx: Context, deployment_id: int) -> dict[str, 
 
     pack = await ctx.read(build)
     return None if pack is None else audit_trail.sign(ctx, pack)
+
+
+@logged_ids("release_id")
+async def evidence_of_release(ctx: Context, release_id: int) -> dict[str, Any] | None:
+    """The evidence pack of one release (None: no such one)."""
+    now = ctx.clock.now()
+
+    def build(session: Session) -> dict[str, Any] | None:
+        try:
+            return evidence_pack(
+                session, release_id=release_id, config=ctx.config, generated_at=now
+            )
+        except LookupError:
+            return None
+
+    return await ctx.read(build)
 
 
 async def audit_page(ctx: Context, *, limit: int, before_seq: int | None) -> AuditPage:

@@ -1,0 +1,1 @@
+"""Security information and event management (SIEM) sinks: where the audit trail is sent."""
