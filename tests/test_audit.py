@@ -140,7 +140,12 @@ def exported_csv(
     rows = list(csv.reader(io.StringIO(export(capsys, "--format", "csv", *args))))
     header, body = rows[0], rows[1:]
     records = [
-        {**dict(zip(header, row, strict=True)), "seq": int(row[0]), "details": json.loads(row[5])}
+        {
+            **dict(zip(header, row, strict=True)),
+            "seq": int(row[0]),
+            "details": json.loads(row[5]),
+            "key_id": row[8] or None,  # CSV writes an unkeyed record's null key id as ""
+        }
         for row in body
     ]
     return header, records

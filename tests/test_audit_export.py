@@ -82,7 +82,8 @@ def test_every_format_carries_the_same_records_within_since_and_until(
     assert len(rows) == 1 + len(as_json)
     for record, row in zip(as_json, rows[1:], strict=True):
         assert row[0] == str(record["seq"]) and json.loads(row[5]) == record["details"]
-        assert row[1:5] + row[6:] == [record[k] for k in EXPORT_FIELDS[1:5] + EXPORT_FIELDS[6:]]
+        assert row[1:5] + row[6:8] == [record[k] for k in EXPORT_FIELDS[1:5] + EXPORT_FIELDS[6:8]]
+        assert row[8] == (record["key_id"] or "")  # an unkeyed record's null key id is empty
     assert json.loads(rows[1][5])["note"] == 'Déployé, "quoted"\nnew line'
 
     assert export(capsys, "--format", "json", "--since", "2027-01-01T00:00Z") == "[]\n"
