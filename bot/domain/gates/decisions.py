@@ -9,7 +9,12 @@ from typing import Final, Literal
 from bot.config import ScheduledFreeze
 from bot.domain.gates.common import Mention, plain, require_aware
 from bot.domain.gates.freeze import freeze_hold, moment
-from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
+from bot.domain.gates.people import (
+    Person,
+    ReleasePeople,
+    self_approval_conflict,
+    unknown_people_refusal,
+)
 from bot.domain.gates.quorum import can_fill_a_seat
 from bot.domain.gates.requirement import Requirement
 from bot.domain.wording import join
@@ -49,13 +54,16 @@ def decision_refusal(
     break_glass_active: bool = False,
     break_glass_until: datetime | None = None,
     mention: Mention = plain,
+    allow_unknown_people: bool = False,
 ) -> str | None:
     """Why this person may not record this decision on the gate now, or None.
 
     Checked in order, the first that applies answers:
     1. the gate is no longer pending ("this gate was already approved");
     2. the person belongs to no rule ("you are not in S0RELMGRS or S0SREGRPS");
-    3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits";
+    3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits"; and
+       while the people behind the release are unknown (`people.unknown`), unless
+       `allow_unknown_people`: "the people behind this change are unknown: ...";
     4. they already approved (`approvals`: user ids): "you already approved this release";
     5. approvals only, a freeze covers `environment` at `at` (unless a confirmed break-glass
        is active, or its window, `break_glass_until`, is still open): "production is frozen:
@@ -74,6 +82,8 @@ def decision_refusal(
     approving = decision == "approve"
     if approving and forbid_self_approval:
         conflict = self_approval_conflict(person, people)
+        if conflict is None and not allow_unknown_people:
+            conflict = unknown_people_refusal(people)
         if conflict is not None:
             return conflict
     if person.user_id in approvals:
