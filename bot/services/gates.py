@@ -350,7 +350,7 @@ def _conclude(
         memberships=memberships,
         actor=ballot.person.user_id,
     )
-    blind = f" ({ballot.blind})" if ballot.blind else ""
+    blind = f"; {ballot.blind}" if ballot.blind else ""
     if result == APPROVED:
         told = f"approved: the release goes ahead{blind}"
         return Outcome(APPROVED, told, gate.id, deployment.id)

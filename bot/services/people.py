@@ -6,7 +6,8 @@ The people are unknown, and gates refuse approvals by default (`gate.unknown_peo
 
 * the code host could not list the commits for this deployment (unreachable, an error
   answer, no credentials): the assessment left its note on the deployment;
-* no commit list exists: none was fetched or sent, or it is still being fetched;
+* no commit list exists: none was fetched or sent, it is still being fetched, or the
+  release is named by its version only (the gates API without a sha);
 * the code host listed fewer commits than the release has (its cap);
 * the pull requests of the commits could not be looked up.
 
@@ -19,11 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.domain import gates as rules
 from bot.store import statements as sql
 from bot.store.tables import Deployment
+
+DEPLOYMENT = sql.DEPLOYMENT
+VERSION_KEY_PREFIX = "v:"
+"""A release a CI job named by its version only (the gates API without a sha) is stored
+under `v:<version>` in the `sha` columns."""
 
 
 def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeople:
@@ -45,7 +52,7 @@ def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeo
         committer_emails=tuple(c.get("committer_email") or "" for c in listed),
         mergers=tuple(str(c.get("merged_by") or "") for c in changes if c.get("merged_by")),
         approvers=tuple(tuple(str(name) for name in c.get("approved_by") or ()) for c in changes),
-        deployers=_deployers(deployment),
+        deployers=_deployers(session, deployment),
         unknown=unknown_reason(deployment, commits, diff),
     )
 
@@ -54,6 +61,8 @@ def unknown_reason(
     deployment: Deployment, commits: Sequence[Mapping[str, Any]] | None, diff: Mapping[str, Any]
 ) -> str | None:
     """Why the people behind the deployment's release cannot be determined, or None."""
+    if deployment.sha.startswith(VERSION_KEY_PREFIX):
+        return "it is named by its version only, so there are no commits to look them up by"
     if deployment.assessment_note:
         return f"its commits could not be listed ({deployment.assessment_note})"
     if commits is None:
@@ -69,9 +78,27 @@ def unknown_reason(
     return None
 
 
-def _deployers(deployment: Deployment) -> tuple[str, ...]:
-    """The deployer under every name it was reported by: its name, login and e-mail."""
+# Every attempt of one version in one environment (uq_deployment_attempt's leading columns).
+_ATTEMPTS = (
+    sa.select(DEPLOYMENT.c.deployer, DEPLOYMENT.c.deployer_ids)
+    .where(DEPLOYMENT.c.service == sa.bindparam("service"))
+    .where(DEPLOYMENT.c.environment == sa.bindparam("environment"))
+    .where(DEPLOYMENT.c.sha == sa.bindparam("sha"))
+)
+
+
+def _deployers(session: Session, deployment: Deployment) -> tuple[str, ...]:
+    """Who deployed this version to this environment, in this attempt or an earlier one (a
+    run that failed and is tried again behind a gate), under every name each was reported
+    by: the name, and the login and e-mail when the CI named them."""
+    params = {
+        "service": deployment.service,
+        "environment": deployment.environment,
+        "sha": deployment.sha,
+    }
     names = [deployment.deployer or "", *(deployment.deployer_ids or ())]
+    for deployer, ids in session.connection().execute(_ATTEMPTS, params):
+        names += [deployer or "", *(ids or ())]
     return tuple(dict.fromkeys(str(name) for name in names if name))
 
 

@@ -171,4 +171,4 @@ def blind_note(people: ReleasePeople) -> str | None:
     (`unknown_people: allow`), or None when they are known."""
     if people.unknown is None:
         return None
-    return f"taken blind: the people behind this change are unknown ({people.unknown})"
+    return f"taken blind, as the people behind this change are unknown: {people.unknown}"
