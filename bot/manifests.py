@@ -266,6 +266,27 @@ GITHUB_ENDPOINTS: Final[tuple[GitHubEndpoint, ...]] = (
         "reads the one commit of a service's first deployment",
     ),
     GitHubEndpoint(
+        "GET",
+        "/repos/{owner}/{repo}/commits/{commit_sha}/pulls",
+        "pull_requests",
+        "read",
+        "finds the pull requests that brought a release's commits in (self-approval ban)",
+    ),
+    GitHubEndpoint(
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}",
+        "pull_requests",
+        "read",
+        "reads who merged a pull request (self-approval ban)",
+    ),
+    GitHubEndpoint(
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+        "pull_requests",
+        "read",
+        "reads who approved a pull request in review (self-approval ban)",
+    ),
+    GitHubEndpoint(
         "POST",
         "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
         "actions",

@@ -71,6 +71,17 @@ class FileChange:
 
 
 @dataclass(frozen=True)
+class ChangeRequest:
+    """A pull or merge request that brought commits of a release in: who merged it and who
+    approved it in review (code-host logins; the self-approval ban)."""
+
+    number: int
+    url: str | None = None
+    merged_by: str | None = None
+    approved_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What changed between two versions (or in one commit when there is no base)."""
 
@@ -79,6 +90,8 @@ class Comparison:
     total_commits: int  # may exceed len(commits) when the host caps the list
     truncated: bool  # the host capped commits or files: counts are lower bounds
     url: str | None = None  # a page showing the comparison
+    changes: tuple[ChangeRequest, ...] = ()  # the pull or merge requests of the commits
+    people_unknown: str | None = None  # why the changes' mergers and reviewers are not known
 
     @property
     def additions(self) -> int:

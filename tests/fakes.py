@@ -86,6 +86,47 @@ class FakeGitHub:
         self.commit_author_email = "olga@acme.example"
         self.callback_status = 204
         self.commit_message = "Speed up checkout"
+        # Pull requests, as `pull(...)` adds them: the commits they brought in, `merged_by`,
+        # and the reviews (GitHub's shapes); a commit no pull request brought in has none.
+        self.pulls: dict[int, dict[str, Any]] = {}
+        self.pull_commits: dict[int, list[str] | None] = {}
+        self.reviews: dict[int, list[dict[str, Any]]] = {}
+        self.compare_status = 200  # e.g. 503: GitHub cannot list the commits
+        self.pulls_status = 200  # e.g. 403: the App lacks pull_requests: read
+
+    def pull(
+        self,
+        number: int,
+        *,
+        merged_by: str | None = None,
+        approved_by: tuple[str, ...] = (),
+        other_reviews: tuple[tuple[str, str], ...] = (),
+        commits: list[str] | None = None,
+    ) -> None:
+        """A pull request that brought in `commits` (None: every commit asked about), merged
+        by `merged_by` (None: still open), with APPROVED reviews by `approved_by` and
+        `(login, state)` reviews beside them."""
+        merger = {"login": merged_by, "id": 1000 + number, "type": "User"} if merged_by else None
+        self.pulls[number] = {
+            "number": number,
+            "state": "closed" if merged_by else "open",
+            "html_url": f"https://github.com/acme/checkout/pull/{number}",
+            "merged_at": "2026-11-16T10:00:00Z" if merged_by else None,
+            "merged_by": merger,
+            "user": {"login": "olga-author", "id": 7, "type": "User"},
+        }
+        self.pull_commits[number] = commits
+        self.reviews[number] = [
+            {
+                "id": 80 + i,
+                "user": {"login": login, "id": 900 + i, "type": "User"},
+                "state": state,
+                "submitted_at": "2026-11-16T09:30:00Z",
+            }
+            for i, (login, state) in enumerate(
+                [*((login, "APPROVED") for login in approved_by), *other_reviews]
+            )
+        ]
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -105,6 +146,10 @@ class FakeGitHub:
         if path.startswith("/app/installations/") and path.endswith("/access_tokens"):
             expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             return httpx.Response(201, json={"token": "ghs_installation", "expires_at": expires})
+        if "/pulls" in path:
+            return self._pulls(path)
+        if self.compare_status != 200 and ("/compare/" in path or "/commits/" in path):
+            return httpx.Response(self.compare_status, json={"message": "Service Unavailable"})
         if "/compare/" in path or "/commits/" in path:
             return httpx.Response(200, json=self._comparison(path))
         if path.endswith("/deployment_protection_rule"):
@@ -112,6 +157,29 @@ class FakeGitHub:
         if path.endswith("/dispatches"):
             return httpx.Response(204)
         return httpx.Response(404, json={"message": "Not Found"})
+
+    def _pulls(self, path: str) -> httpx.Response:
+        """`/commits/{sha}/pulls`, `/pulls/{number}` and `/pulls/{number}/reviews`."""
+        if self.pulls_status != 200:
+            message = "Resource not accessible by integration"
+            return httpx.Response(self.pulls_status, json={"message": message})
+        parts = path.split("/")
+        if path.endswith("/pulls") and "/commits/" in path:
+            sha = parts[-2]
+            return httpx.Response(
+                200,
+                json=[
+                    pull
+                    for number, pull in self.pulls.items()
+                    if self.pull_commits[number] is None or sha in (self.pull_commits[number] or ())
+                ],
+            )
+        number = int(parts[-2] if path.endswith("/reviews") else parts[-1])
+        if number not in self.pulls:
+            return httpx.Response(404, json={"message": "Not Found"})
+        if path.endswith("/reviews"):
+            return httpx.Response(200, json=self.reviews[number])
+        return httpx.Response(200, json=self.pulls[number])
 
     def _comparison(self, path: str) -> dict[str, Any]:
         head = path.rsplit("...", 1)[-1].rsplit("/", 1)[-1]

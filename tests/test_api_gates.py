@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,12 +19,13 @@ import pytest
 from sqlmodel import select
 
 from bot.app import Overrides
+from bot.config import parse_config
 from bot.services import audit
 from bot.store.tables import AuditEvent, Deployment, Gate
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
-from tests.helpers import SHA_A, SHA_B, slack_headers
+from tests.helpers import SHA_A, SHA_B, example_config_data, slack_headers
 
 TOKEN = "api-token-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -51,6 +53,19 @@ def overrides(clock: FrozenClock) -> Overrides:
 async def bot(bot_factory: BotFactory, clock: FrozenClock) -> AsyncIterator[Bot]:
     env = {"RELEASEBOT_API_TOKEN": TOKEN}
     async with bot_factory(env=env, overrides=overrides(clock)) as running:
+        yield running
+
+
+@pytest.fixture
+async def blind_bot(bot_factory: BotFactory, clock: FrozenClock) -> AsyncIterator[Bot]:
+    """The app with payments-batch production's gate set to `unknown_people: allow`: a
+    release named by its version only has no commits, so nobody knows who touched it, and
+    by default its gate refuses every approval (tests/test_people_unknown.py)."""
+    data = example_config_data()
+    data["services"]["payments-batch"]["environments"][-1]["gate"]["unknown_people"] = "allow"
+    env = {"RELEASEBOT_API_TOKEN": TOKEN}
+    blind = replace(overrides(clock), config=parse_config(data))
+    async with bot_factory(env=env, overrides=blind) as running:
         yield running
 
 
@@ -105,8 +120,9 @@ async def click(bot: Bot, user: str, action_id: str, value: int) -> None:
 
 
 async def test_a_ci_job_asks_and_a_release_manager_approves(
-    bot: Bot, slack: FakeSlackWebApi
+    blind_bot: Bot, slack: FakeSlackWebApi
 ) -> None:
+    bot = blind_bot
     created = await ask(bot)
     assert created.status_code == 201, created.text
     gate = created.json()
@@ -158,6 +174,11 @@ async def test_a_ci_job_asks_and_a_release_manager_approves(
         assert len(session.exec(select(Gate)).all()) == 1
     for expected in ("gate.opened", "gate.approve_recorded", "gate.approved"):
         assert expected in actions
+    with bot.runtime.db.read() as session:
+        recorded = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "gate.approve_recorded")
+        ).one()
+    assert json.loads(recorded.details)["people_unknown"] is True  # approved blind
 
 
 async def test_a_sha_names_the_release_and_a_newer_one_supersedes_it(bot: Bot) -> None:

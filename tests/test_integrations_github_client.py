@@ -194,11 +194,16 @@ Route = Callable[[httpx.Request], httpx.Response]
 
 
 class FakeGitHub:
-    """Routes (method, path) to canned answers and records every request."""
+    """Routes (method, path) to canned answers and records every request.
+
+    The pull requests of a commit (`/commits/{sha}/pulls`, asked after every compare) are
+    answered as GitHub does for a commit no pull request brought in (`[]`) unless routed,
+    and recorded apart in `pull_lookups`, so `requests` shows the compare calls."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[httpx.Request] = []
+        self.pull_lookups: list[httpx.Request] = []
 
     def on(self, method: str, path: str, route: Route | dict[str, Any], status: int = 200) -> None:
         if isinstance(route, dict):
@@ -208,9 +213,12 @@ class FakeGitHub:
             self.routes[(method, path.lower())] = route
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
         # GitHub matches owner and repository names case-insensitively.
         route = self.routes.get((request.method, request.url.path.lower()))
+        if route is None and request.url.path.endswith("/pulls"):
+            self.pull_lookups.append(request)
+            return httpx.Response(200, json=[])
+        self.requests.append(request)
         if route is None:
             return httpx.Response(404, json=NOT_FOUND)
         return route(request)

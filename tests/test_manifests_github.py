@@ -62,6 +62,7 @@ ACCESS = {"read": 1, "write": 2}
 
 GITHUB_SOURCES = (
     "integrations/github/client.py",
+    "integrations/github/pulls.py",
     "integrations/deployers/github_workflow.py",
     "integrations/deployers/github_protection.py",
 )
@@ -108,6 +109,12 @@ class RecordingGitHub:
             )
         if path.endswith("/installation"):
             return httpx.Response(200, json={"id": 42})
+        if path.endswith("/pulls"):  # the pull request that brought the commit in
+            return httpx.Response(200, json=[{"number": 7, "merged_at": "2026-11-16T10:00:00Z"}])
+        if path.endswith("/pulls/7"):
+            return httpx.Response(200, json={"number": 7, "merged_by": {"login": "ada"}})
+        if path.endswith("/pulls/7/reviews"):
+            return httpx.Response(200, json=[{"state": "APPROVED", "user": {"login": "bo"}}])
         if "/compare/" in path or "/commits/" in path:
             commit = {"sha": SHA, "commit": {"message": "m", "author": {"name": "a"}}}
             return httpx.Response(
@@ -260,6 +267,7 @@ def test_permissions_are_the_least_the_endpoints_and_events_need() -> None:
         "contents": "read",
         "deployments": "write",
         "metadata": "read",
+        "pull_requests": "read",
     }
 
 

@@ -1,6 +1,7 @@
 """The self-approval ban reaches everyone who touched a change, through signed requests into
-the real app: commit authors known only by e-mail, GitHub noreply addresses, GitLab commit
-authors, generic-webhook commit logins, and break-glass confirmers."""
+the real app: commit authors known only by e-mail, GitHub noreply addresses, pull request
+mergers and approving reviewers, GitLab commit authors, generic-webhook commit logins and
+e-mails and the deployer it names, and break-glass confirmers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from sqlmodel import select
 
 from bot.app import Overrides
-from bot.store.tables import AuditEvent
+from bot.store.tables import AuditEvent, Deployment
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
@@ -181,3 +182,134 @@ async def test_a_commit_author_cannot_confirm_break_glass(
 
     await click(bot, "U0BOTH", "release_break_glass_confirm", gate.id or 0)
     assert the_gate(bot).status == "approved"
+
+
+# --- pull requests: who merged them and who approved them in review ------------------------
+
+
+async def test_the_merger_of_a_pull_request_cannot_approve(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.compare_files = DOCKERFILE
+    github.commit_author = "dana-dev"  # nobody in Slack
+    github.commit_author_email = "dana@contractor.example"
+    github.pull(41, merged_by="Octo-Owner")  # U0OWNER01's GitHub login under identities
+    await request_gate(bot)
+    gate = the_gate(bot)
+    asked = [r.url.path for r in github.calls("GET", "/pulls")]
+    assert f"/repos/acme/checkout/commits/{SHA_A}/pulls" in asked
+    assert "/repos/acme/checkout/pulls/41" in asked
+
+    await click(bot, "U0OWNER01", "release_approve", gate.id or 0)
+    assert "you merged this change" in told(slack, "U0OWNER01")
+    assert the_gate(bot).status == "pending"
+    assert "you merged this change" in audited(bot, "gate.decision_refused")
+
+    await click(bot, "U0RM1", "release_approve", gate.id or 0)
+    assert the_gate(bot).status == "approved"
+
+
+async def test_an_approving_reviewer_cannot_approve(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.compare_files = DOCKERFILE
+    github.commit_author = "dana-dev"
+    github.commit_author_email = "dana@contractor.example"
+    github.pull(41, merged_by="dana-dev", approved_by=("rick-review", "octo-owner"))
+    await request_gate(bot)
+    gate = the_gate(bot)
+    assert github.calls("GET", "/repos/acme/checkout/pulls/41/reviews")
+
+    await click(bot, "U0OWNER01", "release_approve", gate.id or 0)
+    assert "you approved this change in review" in told(slack, "U0OWNER01")
+    assert the_gate(bot).status == "pending"
+
+
+async def test_a_reviewer_who_only_commented_may_approve(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.compare_files = DOCKERFILE
+    github.commit_author = "dana-dev"
+    github.commit_author_email = "dana@contractor.example"
+    reviews = (("octo-owner", "COMMENTED"), ("octo-owner", "CHANGES_REQUESTED"))
+    github.pull(41, merged_by="dana-dev", approved_by=("rick-review",), other_reviews=reviews)
+    await request_gate(bot)
+    gate = the_gate(bot)
+
+    await click(bot, "U0OWNER01", "release_approve", gate.id or 0)
+    assert the_gate(bot).status == "approved"
+    assert "approved" in told(slack, "U0OWNER01")
+
+
+# --- the generic webhook: commit e-mails and the deployer's login and e-mail ----------------
+
+
+async def test_a_generic_webhook_commit_email_matching_a_slack_profile_cannot_approve(
+    api_bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    commit = {
+        "sha": SHA_A,
+        "message": "Batch payouts in one transaction",
+        "author": "Ravi",
+        "timestamp": "2026-11-16T15:04:05+01:00",
+        "email": "RAVI@Acme.Example",  # U0RM2's Slack profile e-mail, another case
+    }
+    raw = json.dumps(generic_body("failed", commits=[commit], actor="ci-bot")).encode()
+    sent = await api_bot.post("/webhooks/generic", raw, signed_headers(raw, GENERIC_SECRET))
+    assert sent.status_code < 300, sent.text
+    await api_bot.send_outbox()
+    gate_id = await ask_gate(api_bot, "payments-batch")
+
+    await click(api_bot, "U0RM2", "release_approve", gate_id)
+    assert "you authored 1 of the commits" in told(slack, "U0RM2")
+    assert the_gate(api_bot).status == "pending"
+
+    await click(api_bot, "U0RM1", "release_approve", gate_id)
+    assert the_gate(api_bot).status == "approved"
+
+
+async def test_the_generic_webhook_deployer_is_known_by_login_and_email(
+    api_bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    commit = {
+        "sha": SHA_A,
+        "message": "Batch payouts in one transaction",
+        "author": "Dana",
+        "timestamp": "2026-11-16T15:04:05+01:00",
+        "email": "dana@contractor.example",
+    }
+    body = generic_body(
+        "failed",
+        commits=[commit],
+        actor="Rita (CI)",
+        actor_login="octo-owner",  # U0OWNER01's GitHub login under identities
+        actor_email="rita@ACME.example",  # U0RM1's Slack profile e-mail
+    )
+    raw = json.dumps(body).encode()
+    sent = await api_bot.post("/webhooks/generic", raw, signed_headers(raw, GENERIC_SECRET))
+    assert sent.status_code < 300, sent.text
+    await api_bot.send_outbox()
+    with api_bot.runtime.db.read() as session:
+        first = session.exec(select(Deployment)).one()
+    assert first.deployer == "Rita (CI)"  # shown as the CI names them
+    assert first.deployer_ids == ["octo-owner", "rita@ACME.example"]
+    # the run failed; the pipeline asks for the gate before it tries again
+    gate_id = await ask_gate(api_bot, "payments-batch")
+
+    await click(api_bot, "U0OWNER01", "release_approve", gate_id)
+    assert "you started this deployment" in told(slack, "U0OWNER01")
+    await click(api_bot, "U0RM1", "release_approve", gate_id)
+    assert "you started this deployment" in told(slack, "U0RM1")
+    assert the_gate(api_bot).status == "pending"
+
+    await click(api_bot, "U0RM2", "release_approve", gate_id)
+    assert the_gate(api_bot).status == "approved"
+
+
+async def test_a_malformed_deployer_email_is_refused_and_changes_nothing(api_bot: Bot) -> None:
+    raw = json.dumps(generic_body("failed", actor_email="not-an-address")).encode()
+    sent = await api_bot.post("/webhooks/generic", raw, signed_headers(raw, GENERIC_SECRET))
+    assert sent.status_code == 400, sent.text
+    assert "actor_email" in sent.text
+    with api_bot.runtime.db.read() as session:
+        assert session.exec(select(Deployment)).all() == []

@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from bot.app import create_app
 from bot.cli.demo import serve
 from bot.settings import load_settings
 from integrations.sandbox.blockkit_html import mrkdwn
-from tests.helpers import EXAMPLE_CONFIG
+from tests.helpers import EXAMPLE_CONFIG, example_config_data
 
 API_TOKEN = "sandbox-test-api-token"
 
@@ -44,13 +45,20 @@ def _free_port() -> int:
 
 @pytest.fixture
 def running(tmp_path: Path, database_url: str) -> Iterator[str]:
-    """The app served for real on loopback with no Slack token: the sandbox is its Slack."""
+    """The app served for real on loopback with no Slack token: the sandbox is its Slack.
+
+    payments-batch production's gate approves blind (`unknown_people: allow`): a release a
+    CI job names by its version only has no commits, so nobody knows who touched it."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    data = example_config_data()
+    data["services"]["payments-batch"]["environments"][-1]["gate"]["unknown_people"] = "allow"
+    config = tmp_path / "releasebot.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
     settings = load_settings(
         {
             "RELEASEBOT_DATABASE_URL": database_url,
-            "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
+            "RELEASEBOT_CONFIG": str(config),
             "RELEASEBOT_PUBLIC_URL": base,
             "RELEASEBOT_API_TOKEN": API_TOKEN,
         }
@@ -131,6 +139,7 @@ def test_a_click_in_the_sandbox_goes_through_bolt_and_decides_the_gate(running: 
     assert status["status"] == "approved"
     assert [a["user"] for a in status["approvals"]] == ["U0RELMGR1"]
     eventually(lambda: "approved by" in page(base, "U0RELMGR1"), "the edited message")
+    assert "taken blind" in page(base, "U0RELMGR1")  # Rita is told she approved blind
 
 
 def test_the_sandbox_page_is_gone_when_a_real_slack_is_configured(

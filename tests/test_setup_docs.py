@@ -60,7 +60,8 @@ def test_the_slack_guide_explains_every_scope_and_method() -> None:
 def test_the_github_guide_explains_every_permission_and_event() -> None:
     text = _text("setup-github.md")
     for permission in github_permissions():
-        assert f"| {permission.capitalize()} |" in text, permission
+        # as GitHub's settings page names it: pull_requests is "Pull requests"
+        assert f"| {permission.replace('_', ' ').capitalize()} |" in text, permission
     for row in GITHUB_EVENTS:
         assert f"`{row.event}`" in text, row.event
 

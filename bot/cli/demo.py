@@ -79,6 +79,9 @@ def outside_world(world: World) -> Starlette:
     async def commit(request: Request) -> Response:
         return JSONResponse({**_commit(request.path_params["sha"], 0), "files": _files()})
 
+    async def pulls(_: Request) -> Response:
+        return JSONResponse([])  # the demo's commits were pushed, not merged from a pull request
+
     async def dispatch(request: Request) -> Response:
         body = json.loads(await request.body())  # never await while holding the lock
         with world.lock:
@@ -103,6 +106,7 @@ def outside_world(world: World) -> Starlette:
             Route("/api/v1/query", prometheus, methods=["GET", "POST"]),
             Route("/repos/acme/checkout/compare/{spec:path}", compare),
             Route("/repos/acme/checkout/commits/{sha}", commit),
+            Route("/repos/acme/checkout/commits/{sha}/pulls", pulls),
             Route(
                 "/repos/acme/checkout/actions/workflows/{name}/dispatches",
                 dispatch,

@@ -77,6 +77,9 @@ def _gate_json_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["require"]}, {"required": ["approvals", "approvers"]}]
 
 
+UnknownPeople = Literal["refuse", "allow"]
+
+
 class GatePolicy(ConfigModel):
     """A manual gate: every `require` rule must be met by distinct people.
 
@@ -86,6 +89,11 @@ class GatePolicy(ConfigModel):
     expires. At `escalate_after` the release message's thread mentions `escalate_to` (by
     default the on-call of `slack.oncall`) and every approver who has not voted gets a
     direct message.
+
+    When the people behind a release cannot be determined (the code host could not list
+    its commits or pull requests, or no commit list exists), approvals are refused while
+    `forbid_self_approval` is on; `unknown_people: allow` lets them through, recorded as
+    taken blind.
     """
 
     # The JSON Schema keeps calling it `Gate`, the name editors and published schemas know.
@@ -94,6 +102,13 @@ class GatePolicy(ConfigModel):
 
     require: Rules
     forbid_self_approval: bool = True
+    unknown_people: UnknownPeople = Field(
+        "refuse",
+        description=(
+            "When the people behind a release cannot be determined: `refuse` approvals "
+            "(the default), or `allow` them, recorded as taken blind."
+        ),
+    )
     expires_after: PositiveDuration = timedelta(hours=4)
     remind_after: PositiveDuration | None = None
     remind_every: PositiveDuration | None = None

@@ -166,8 +166,28 @@ def store_comparison(
         "total_commits": comparison.total_commits,
         "truncated": comparison.truncated,
         "url": comparison.url,
+        **_people_of(comparison),
     }
     _replace_commit_rows(owner, release, kept)
+
+
+def _people_of(comparison: Comparison) -> dict[str, Any]:
+    """The pull or merge requests of the commits (who merged, who approved them), or why
+    they are unknown; nothing when the code host reported neither."""
+    found: dict[str, Any] = {}
+    if comparison.changes:
+        found["changes"] = [
+            {
+                "number": change.number,
+                "url": change.url,
+                "merged_by": change.merged_by,
+                "approved_by": list(change.approved_by),
+            }
+            for change in comparison.changes[:MAX_STORED_COMMITS]
+        ]
+    if comparison.people_unknown:
+        found["people_unknown"] = comparison.people_unknown[:500]
+    return found
 
 
 def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterable[Commit]) -> None:

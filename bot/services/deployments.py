@@ -252,11 +252,20 @@ def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
     if event.actor and not deployment.deployer:
         deployment.deployer = event.actor[:200]
         changed = True
+    if actor_ids(event) and not deployment.deployer_ids:
+        deployment.deployer_ids = actor_ids(event)
     if event.external_id and not deployment.external_id:
         deployment.external_id = event.external_id[:100]
     if _retries(event) > deployment.ci_retries:
         deployment.ci_retries = _retries(event)
     return changed
+
+
+def actor_ids(event: DeployEvent) -> list[str] | None:
+    """The deployer's code-host login and e-mail, when the CI named them (`extra`'s
+    `actor_login` and `actor_email`), for the self-approval ban."""
+    ids = [event.extra.get(key, "")[:320] for key in ("actor_login", "actor_email")]
+    return [name for name in ids if name] or None
 
 
 def actor_of(event: DeployEvent) -> str:
@@ -314,6 +323,7 @@ def _create(
         external_id=(event.external_id or None) and event.external_id[:100],
         ci_url=event.url and event.url[:2000],
         deployer=event.actor and event.actor[:200],
+        deployer_ids=actor_ids(event),
         description=event.description and event.description[:2000],
         ci_retries=_retries(event),
         created_at=now,

@@ -4,13 +4,13 @@ behind a release, what a gate needs now, and a deployment's gates and approvers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config, Environment
 from bot.domain import gates as rules
+from bot.services.people import release_people as release_people
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate
 
@@ -47,32 +47,6 @@ def memberships_from(
         user: frozenset(g for g, members in group_members.items() if user in members)
         for user in users
     }
-
-
-def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeople:
-    session.flush()  # what the ORM would flush before loading the release
-    found = (
-        session.connection()
-        .execute(sql.RELEASE_COMMITS, {"release_id": deployment.release_id})
-        .first()
-    )
-    commits = (found.commits or []) if found is not None else []
-    return rules.ReleasePeople(
-        authors=tuple(_login(c, "author") for c in commits),
-        committers=tuple(_login(c, "committer") for c in commits),
-        author_emails=tuple(c.get("author_email") or "" for c in commits),
-        committer_emails=tuple(c.get("committer_email") or "" for c in commits),
-        deployers=tuple(p for p in (deployment.deployer,) if p),
-    )
-
-
-def _login(commit: Mapping[str, Any], role: str) -> str:
-    """The stored login of a commit's author or committer, or the GitHub login its noreply
-    e-mail names when the host linked no account."""
-    login = commit.get(f"{role}_login") or ""
-    if login:
-        return str(login)
-    return rules.noreply_login(str(commit.get(f"{role}_email") or "")) or ""
 
 
 def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:

@@ -44,10 +44,10 @@ from bot.domain.errors import Conflict, InvalidRequest
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.services import audit, freeze_gates, gates
 from bot.services.deployments import apply_event
+from bot.services.people import VERSION_KEY_PREFIX as VERSION_KEY_PREFIX
 from bot.store.tables import Approval, Deployment, Gate, Release
 
 SOURCE_EVENT = "api.gate_request"
-VERSION_KEY_PREFIX = "v:"
 KEY_MAX = 64  # the width of the sha columns
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 FINAL_STATUSES = frozenset({rules.APPROVED, rules.REJECTED, rules.EXPIRED, rules.SUPERSEDED})

@@ -212,7 +212,8 @@ def decide(
         held = freeze_gates.decision_refusal(session, now=now, config=config, deployment=deployment)
         _refused(session, now=now, person=person, decision=decision, refusal=held, gate_id=gate_id)
         return Outcome(REFUSED, held, gate_id, deployment.id)
-    ballot = _Ballot(person, decision, reason)
+    people = release_people(session, deployment)
+    ballot = _Ballot(person, decision, reason, blind=_blind(env.gate, people, decision))
     memberships, refusal = _check(
         session,
         now=now,
@@ -222,6 +223,7 @@ def decide(
         deployment=deployment,
         ballot=ballot,
         group_members=group_members,
+        people=people,
     )
     if refusal is not None:
         _refused(
@@ -247,6 +249,15 @@ class _Ballot:
     person: rules.Person
     decision: str  # approve | reject
     reason: str | None
+    blind: str | None = None  # an approval without knowing who touched the change: why
+
+
+def _blind(policy: GatePolicy, people: rules.ReleasePeople, decision: str) -> str | None:
+    """What an approval says of itself when the gate lets it through though the people
+    behind the release are unknown (`unknown_people: allow`), or None."""
+    if decision != "approve" or not policy.forbid_self_approval:
+        return None
+    return rules.blind_note(people) if policy.unknown_people == "allow" else None
 
 
 def _check(
@@ -259,6 +270,7 @@ def _check(
     deployment: Deployment,
     ballot: _Ballot,
     group_members: Mapping[str, frozenset[str]],
+    people: rules.ReleasePeople,
 ) -> tuple[dict[str, frozenset[str]], str | None]:
     """The groups of the people involved, and why the ballot is refused (None: it counts)."""
     assert gate.id is not None
@@ -273,7 +285,7 @@ def _check(
         requirement=current,
         forbid_self_approval=policy.forbid_self_approval,
         person=ballot.person,
-        people=release_people(session, deployment),
+        people=people,
         approvals=sorted(voted),
         memberships=memberships,
         environment=deployment.environment,
@@ -284,6 +296,7 @@ def _check(
         ),
         mention=rules.slack_mention,
         production=config.is_production(deployment.service, deployment.environment),
+        allow_unknown_people=policy.unknown_people == "allow",
     )
     if refused is None and ballot.decision == "reject" and not (ballot.reason or "").strip():
         refused = refusals.reason_required("reject a release")
@@ -308,7 +321,11 @@ def _record(session: Session, *, now: datetime, gate_id: int, ballot: _Ballot) -
         actor=ballot.person.user_id,
         action=f"gate.{ballot.decision}_recorded",
         subject=f"gate:{gate_id}",
-        details={"reason": ballot.reason, "email": ballot.person.email},
+        details={
+            "reason": ballot.reason,
+            "email": ballot.person.email,
+            **({"people_unknown": True, "blind": ballot.blind} if ballot.blind else {}),
+        },
     )
 
 
@@ -345,9 +362,12 @@ def _conclude(
         memberships=memberships,
         actor=ballot.person.user_id,
     )
+    blind = f"; {ballot.blind}" if ballot.blind else ""
     if result == APPROVED:
-        return Outcome(APPROVED, "approved: the release goes ahead", gate.id, deployment.id)
-    return Outcome(RECORDED, f"your approval is recorded: {gate.progress}", gate.id, deployment.id)
+        told = f"approved: the release goes ahead{blind}"
+        return Outcome(APPROVED, told, gate.id, deployment.id)
+    told = f"your approval is recorded: {gate.progress}{blind}"
+    return Outcome(RECORDED, told, gate.id, deployment.id)
 
 
 def _refused(

@@ -61,6 +61,9 @@ SET_RELEASE_VERSION = (
     sa.update(RELEASE).where(RELEASE.c.id == sa.bindparam("id")).values(version=sa.bindparam("v"))
 )
 RELEASE_COMMITS = sa.select(RELEASE.c.commits).where(RELEASE.c.id == sa.bindparam("release_id"))
+RELEASE_PEOPLE = sa.select(RELEASE.c.commits, RELEASE.c.diff).where(
+    RELEASE.c.id == sa.bindparam("release_id")
+)
 INSERT_DEPLOYMENT = sa.insert(DEPLOYMENT)
 # The deployments a new one supersedes: same service and environment, another sha, in a
 # supersedable state, created no later than it. Found by (service, environment, state)

@@ -104,6 +104,9 @@ class Deployment(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=100)
     ci_url: str | None = Field(default=None, max_length=2000)
     deployer: str | None = Field(default=None, max_length=200)
+    # The deployer's code-host login and e-mail, when the CI names them beside `deployer`
+    # (the generic webhook's actor_login and actor_email): the self-approval ban matches them.
+    deployer_ids: list[str] | None = _json(default=None)
     description: str | None = Field(default=None, max_length=2000)
     ci_retries: int = 0
     rollback_to: str | None = Field(default=None, max_length=64)  # sha being restored

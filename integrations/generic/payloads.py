@@ -2,14 +2,19 @@
 
     {"service": "payments-batch", "environment": "production", "version": "v2.3.0",
      "sha": "<40 hex>", "status": "started|succeeded|failed", "url": "https://ci.example/run/42",
-     "actor": "alice", "previous_sha": "<40 hex, optional>",
+     "actor": "alice", "actor_login": "code-host login, optional", "actor_email": "optional",
+     "previous_sha": "<40 hex, optional>",
      "commits": [{"sha": "...", "message": "...", "author": "...", "timestamp": "ISO",
                   "login": "code-host login, optional", "email": "optional"}]}
 
-service, environment, sha and status are required; version, url, actor, previous_sha and
-commits (and each commit's login and email) may be left out, but a field that is present
-must have the right shape. Every problem is a PayloadError naming the field, e.g.
-`commits[2].timestamp`.
+service, environment, sha and status are required; version, url, actor, actor_login,
+actor_email, previous_sha and commits (and each commit's login and email) may be left out,
+but a field that is present must have the right shape. Every problem is a PayloadError
+naming the field, e.g. `commits[2].timestamp`.
+
+`actor` is who deployed as the CI names them (shown in Slack); `actor_login` and
+`actor_email` name the same person on the code host, so the self-approval ban recognises
+them. Without `actor`, the login (else the e-mail) is shown.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ def parse(payload: Any) -> Parsed:
     url = _url(body, "url")
     has_previous = body.get("previous_sha") not in (None, "")
     previous_sha = require_sha(body, "previous_sha") if has_previous else None
+    actor_login = _text(body, "actor_login")
+    actor_email = _email(body, "actor_email")
     return Parsed(
         DeployEvent(
             target=DeployTarget(provider="generic", service=service, environment=environment),
@@ -69,7 +76,8 @@ def parse(payload: Any) -> Parsed:
             external_id=("run:" + hashlib.sha256(url.encode()).hexdigest()[:32]) if url else None,
             version=_text(body, "version"),
             url=url,
-            actor=_text(body, "actor"),
+            actor=_text(body, "actor") or actor_login or actor_email,
+            extra=_actor_extra(actor_login, actor_email),
         ),
         commits=_commits(body),
         previous_sha=previous_sha,
@@ -98,6 +106,19 @@ def _required(
     if value is None:
         raise PayloadError(f"{where}{key}")
     return value
+
+
+def _email(data: Any, key: str, *, where: str = "") -> str | None:
+    value = _text(data, key, where=where, limit=EMAIL_MAX)
+    if value is not None and "@" not in value:
+        raise PayloadError(f"{where}{key}", "must be an e-mail address")
+    return value
+
+
+def _actor_extra(login: str | None, email: str | None) -> dict[str, str]:
+    """The deployer's login and e-mail as the event carries them to the deployment."""
+    found = {"actor_login": login, "actor_email": email}
+    return {key: value for key, value in found.items() if value}
 
 
 def _url(data: Any, key: str) -> str | None:

@@ -36,6 +36,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
 from bot.settings import Settings
 from integrations.errors import CredentialsError
+from integrations.github.pulls import with_changes
 from integrations.http import RetryPolicy, make_client
 
 __all__ = [
@@ -182,7 +183,7 @@ class GitHubAppAuth:
 
 
 class GitHubClient:
-    """`ScmClient` for GitHub: `compare` through the REST API.
+    """`ScmClient` for GitHub: `compare`, with its commits' pull requests, over REST.
 
     **Parameters:**
 
@@ -226,13 +227,14 @@ class GitHubClient:
         files = tuple(_file(item) for item in raw_files if isinstance(item, Mapping))
         total = data.get("total_commits")
         total_commits = total if isinstance(total, int) and total >= len(commits) else len(commits)
-        return Comparison(
+        found = Comparison(
             commits=commits,
             files=files,
             total_commits=total_commits,
             truncated=total_commits > len(commits) or len(files) >= COMPARE_FILES_CAP,
             url=_opt_str(data.get("html_url")),
         )
+        return await with_changes(self._get, repo, found, api_root=str(self._client.base_url))
 
     async def check_access(self) -> str:
         """Whether GitHub answers to these credentials, as a short note for `releasebot doctor`.
@@ -295,13 +297,14 @@ class GitHubClient:
             pages += 1
             next_url = _next_link(response)
         at_cap = len(files) >= COMPARE_FILES_CAP * COMMIT_FILES_MAX_PAGES
-        return Comparison(
+        found = Comparison(
             commits=(commit,),
             files=tuple(files),
             total_commits=1,
             truncated=next_url is not None or at_cap,
             url=commit.url,
         )
+        return await with_changes(self._get, repo, found, api_root=str(self._client.base_url))
 
     async def _get(self, repo: str, path: str) -> httpx.Response:
         token, installation_id = await self._credentials(repo)

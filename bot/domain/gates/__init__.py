@@ -12,7 +12,7 @@ The rules, one module each:
 
     requirement   what a gate requires at a risk level (quorum, auto_approve, blocked)
     quorum        group membership and the quorum as a maximum bipartite matching
-    people        the self-approval ban: authors, committers, mergers, deployers
+    people        the self-approval ban: authors, committers, mergers, reviewers, deployers
     timing        reminders, expiry, a newer release superseding a gate
     freeze        whether a change waits for a freeze, and what lets it through
     break_glass   the emergency pass: reason, confirmer, how long it holds
@@ -51,7 +51,14 @@ from bot.domain.gates.freeze import (
     freeze_hold,
     moment,
 )
-from bot.domain.gates.people import Person, ReleasePeople, noreply_login, self_approval_conflict
+from bot.domain.gates.people import (
+    Person,
+    ReleasePeople,
+    blind_note,
+    noreply_login,
+    self_approval_conflict,
+    unknown_people_refusal,
+)
 from bot.domain.gates.quorum import (
     MissingSeats,
     QuorumStatus,
@@ -100,6 +107,7 @@ __all__ = [
     "Rule",
     "active_freeze",
     "belongs_to",
+    "blind_note",
     "break_glass_check",
     "break_glass_until",
     "break_glass_valid_until",
@@ -117,6 +125,7 @@ __all__ = [
     "self_approval_conflict",
     "slack_mention",
     "supersedes",
+    "unknown_people_refusal",
     "unneeded_reason",
     "would_help",
 ]

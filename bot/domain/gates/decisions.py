@@ -10,7 +10,12 @@ from bot.config import ScheduledFreeze
 from bot.domain.gates import refusal as refusals
 from bot.domain.gates.common import Mention, plain, require_aware
 from bot.domain.gates.freeze import freeze_hold
-from bot.domain.gates.people import Person, ReleasePeople, self_approval_conflict
+from bot.domain.gates.people import (
+    Person,
+    ReleasePeople,
+    self_approval_conflict,
+    unknown_people_refusal,
+)
 from bot.domain.gates.quorum import can_fill_a_seat
 from bot.domain.gates.refusal import Refusal
 from bot.domain.gates.requirement import Requirement
@@ -45,6 +50,7 @@ def decision_refusal(
     break_glass_until: datetime | None = None,
     mention: Mention = plain,
     production: bool | None = None,
+    allow_unknown_people: bool = False,
 ) -> Refusal | None:
     """Why this person may not record this decision on the gate now, and what would make it
     succeed (`Refusal`), or None.
@@ -54,7 +60,9 @@ def decision_refusal(
     2. the person belongs to no rule ("you are not in S0RELMGRS or S0SREGRPS; ask someone
        from ... to decide it");
     3. approvals only, with `forbid_self_approval`: "you authored 2 of the commits; needs
-       someone from ... who did not write the change";
+       someone from ... who did not write the change"; and while the people behind the
+       release are unknown (`people.unknown`), unless `allow_unknown_people`: "the people
+       behind this change are unknown: ...; use break-glass, or let releasebot read ...";
     4. they already approved (`approvals`: user ids): "you already approved this release";
     5. approvals only, a freeze covers `environment` at `at` (unless a confirmed break-glass
        is active, or its window, `break_glass_until`, is still open): "production is frozen:
@@ -78,6 +86,9 @@ def decision_refusal(
         conflict = self_approval_conflict(person, people)
         if conflict is not None:
             return refusals.self_approval(conflict, principals, mention)
+        unknown = None if allow_unknown_people else unknown_people_refusal(people)
+        if unknown is not None:
+            return refusals.people_unknown(unknown)
     if person.user_id in approvals:
         return refusals.already_voted(principals, mention)
     if approving and not break_glass_active:

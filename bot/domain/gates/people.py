@@ -1,8 +1,13 @@
 """The self-approval ban: who had a hand in a release, and whether the decider is one of them.
 
-The ban covers everyone who authored, committed or merged a change in the release or started
-its deployment, matched through `identities` (GitHub/GitLab logins, e-mail) and the e-mail
-Slack reports for the user (users.info).
+The ban covers everyone who authored, committed or merged a change in the release, approved
+its pull or merge request in review, or started its deployment, matched through `identities`
+(GitHub/GitLab logins, e-mail) and the e-mail Slack reports for the user (users.info).
+
+When the people behind a release cannot be determined (the code host could not list its
+commits or pull requests, or no commit list exists), nobody can be cleared of having touched
+it: approvals are refused (`unknown_people_refusal`) unless the gate says
+`unknown_people: allow`, and then the decision is recorded as taken blind (`blind_note`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ class ReleasePeople:
     commit counts once if either its login or its e-mail is the person's; otherwise the two
     lists are counted apart and the larger count is used. `mergers` (one per merged change)
     and `deployers` are logins or names as the CI system reports them, or Slack user ids
-    when the bot itself deployed.
+    when the bot itself deployed; a deployer may be listed under several names (a login and
+    an e-mail). `approvers` holds one tuple per change: the logins that approved it in review.
+
+    `unknown` says why the people behind the release cannot be determined ("its commits
+    could not be listed: ..."), None when they are known.
     """
 
     authors: tuple[str, ...] = ()
@@ -34,6 +43,8 @@ class ReleasePeople:
     deployers: tuple[str, ...] = ()
     author_emails: tuple[str, ...] = ()
     committer_emails: tuple[str, ...] = ()
+    approvers: tuple[tuple[str, ...], ...] = ()
+    unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,36 @@ def self_approval_conflict(person: Person, people: ReleasePeople) -> str | None:
     if merged:
         many = len([name for name in people.mergers if name.strip()]) > 1
         reasons.append(f"merged {merged} of the changes" if many else "merged this change")
+    reviewed = sum(any(person.is_login(name) for name in change) for change in people.approvers)
+    if reviewed:
+        many = len(people.approvers) > 1
+        reasons.append(
+            f"approved {reviewed} of the changes in review"
+            if many
+            else "approved this change in review"
+        )
     if any(person.is_login(name) for name in people.deployers):
         reasons.append("started this deployment")
     return f"you {join(reasons)}" if reasons else None
+
+
+def unknown_people_refusal(people: ReleasePeople) -> str | None:
+    """Why nobody may approve while the people behind the release are unknown, or None.
+
+    "the people behind this change are unknown: its commits could not be listed (GET ...:
+    503); nobody can be cleared of having touched it, so approvals are refused"
+    """
+    if people.unknown is None:
+        return None
+    return (
+        f"the people behind this change are unknown: {people.unknown}; nobody can be cleared "
+        "of having touched it, so approvals are refused"
+    )
+
+
+def blind_note(people: ReleasePeople) -> str | None:
+    """What a decision taken without knowing the people behind the release says of itself
+    (`unknown_people: allow`), or None when they are known."""
+    if people.unknown is None:
+        return None
+    return f"taken blind, as the people behind this change are unknown: {people.unknown}"

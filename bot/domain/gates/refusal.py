@@ -103,6 +103,15 @@ def self_approval(conflict: str, principals: Sequence[str], mention: Mention = p
     return Refusal(conflict, f"needs {who(principals, mention)} who did not write the change")
 
 
+def people_unknown(reason: str) -> Refusal:
+    """An approval while nobody can tell who touched the change (`unknown_people: refuse`)."""
+    return Refusal(
+        reason,
+        "use break-glass, or once the code host answers ask again; the gate's "
+        "`unknown_people: allow` lets approvals through, recorded as taken blind",
+    )
+
+
 def already_voted(principals: Sequence[str], mention: Mention = plain) -> Refusal:
     """A second vote by the same person."""
     return Refusal(
