@@ -83,6 +83,7 @@ async def release_rolled_back_and_restored(
 
     clock.advance(hours=1)
     github.compare_files = MEDIUM_RISK_FILES
+    github.pull(17, merged_by="merge-marta", approved_by=("review-rui",))
     await request_gate(bot)  # signed deployment_protection_rule for SHA_A
     gate_id = the_gate(bot).id or 0
     await click(bot, "U0OWNER01", "release_approve", gate_id)  # authored it: refused
@@ -136,6 +137,8 @@ async def test_a_release_from_webhook_to_verified_rollback_has_a_complete_pack(
     assert owner["emails"] == ["olga@acme.example"]
     assert owner["roles"] == {"author": 1, "committer": 1}
     assert owner["slack_users"] == [{"user_id": "U0OWNER01", "email": "olga@acme.example"}]
+    assert people["merge-marta"]["roles"] == {"merger": 1}
+    assert people["review-rui"]["roles"] == {"reviewer": 1}
     deployer = people["ci-bot"]
     assert deployer["roles"] == {"deployer": 1}
     assert deployer["slack_users"] == []

@@ -21,6 +21,7 @@ from bot.services.gate_reads import release_people
 from bot.store.tables import Deployment
 
 EMAILS = "_emails"
+NOT_NAMES = frozenset({"approvers", "unknown"})  # read apart: per-change logins, a reason
 
 
 def people_on_the_change(
@@ -104,9 +105,10 @@ def slack_emails_in(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def _entries(people: ReleasePeople) -> Iterable[tuple[str, str, str]]:
-    """(role, login, e-mail) for every name of every role `ReleasePeople` holds."""
+    """(role, login, e-mail) for every name of every role `ReleasePeople` holds; approving
+    reviewers (one tuple of logins per change) count as `reviewer`."""
     for field in dataclasses.fields(people):
-        if field.name.endswith(EMAILS):
+        if field.name.endswith(EMAILS) or field.name in NOT_NAMES:
             continue
         names = tuple(getattr(people, field.name))
         role = field.name.removesuffix("s")
@@ -117,6 +119,10 @@ def _entries(people: ReleasePeople) -> Iterable[tuple[str, str, str]]:
             login = str(name).strip()
             if login or str(email).strip():
                 yield role, login, str(email).strip()
+    for change in people.approvers:
+        for login in change:
+            if login.strip():
+                yield "reviewer", login.strip(), ""
 
 
 def _slack_users_of(
