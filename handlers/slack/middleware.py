@@ -1,18 +1,92 @@
-"""Bolt middleware: acknowledging buttons at once, and answering each Slack event once."""
+"""Before and around Bolt: screening what reaches `/slack/events`, acknowledging buttons at
+once, and answering each Slack event once."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from slack_bolt.response import BoltResponse
+from starlette.requests import Request
+from starlette.types import Message
 
 from bot.usecases import UseCases
+from handlers.inbound import BadInput, check_string, load_json
+from handlers.webhooks.verify import Refused, read_body
 
 log = logging.getLogger("releasebot.slack")
 
 Middleware = Callable[..., Awaitable[BoltResponse | None]]
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{1,128}")
+# Bolt's own answer to a request whose signature does not hold.
+INVALID_REQUEST = "invalid request"
+
+
+async def screened(request: Request, *, limit: int) -> Request:
+    """The request as Bolt may see it, its body read within `limit` bytes and checked.
+
+    Bolt parses the body before it checks the signature, and takes the timestamp header for
+    a number; so here, first: a timestamp or signature header that is not what Slack sends
+    is refused with 401 as any bad signature is, a body over the limit with 413, and a body
+    Bolt could not parse safely (not UTF-8, JSON nested too deep or holding text that cannot
+    be stored, JSON that is not an object, a form field with a NUL) with 400.
+    """
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    signature = request.headers.get("x-slack-signature")
+    if (timestamp is not None and not _TIMESTAMP.fullmatch(timestamp)) or (
+        signature is not None and not _SIGNATURE.fullmatch(signature)
+    ):
+        raise Refused(401, INVALID_REQUEST)
+    body = await read_body(request, limit=limit)
+    try:
+        _check_body(body, request.headers.get("content-type"))
+    except BadInput as exc:
+        raise Refused(400, str(exc)) from None
+    return _replayed(request, body)
+
+
+def _check_body(body: bytes, content_type: str | None) -> None:
+    """Check the body the way Bolt will read it (`slack_bolt.request.internals.parse_body`)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("body is not UTF-8") from None
+    if not text:
+        return
+    if content_type == "application/json" or text.startswith("{"):
+        _object(load_json(body))
+        return
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    if "payload" in text and "payload" in fields:
+        _object(load_json(fields["payload"].encode("utf-8")))
+        return
+    for name, value in fields.items():
+        check_string(name, what="a form field's name")
+        check_string(value, what=f"form field {name[:40]}")
+
+
+def _object(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise BadInput("the JSON must be an object")
+
+
+def _replayed(request: Request, body: bytes) -> Request:
+    """A request over the same scope whose body, read already, is `body`."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await request.receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 async def ack_first(ack: Any, next_: Callable[[], Awaitable[None]]) -> None:
