@@ -25,6 +25,7 @@ from handlers.dashboard import (
     overview_page,
     static_file,
 )
+from handlers.sandbox_door import sandbox_door
 from handlers.slack.middleware import screened
 from handlers.webhooks.argocd import argocd_webhook
 from handlers.webhooks.generic import generic_webhook
@@ -86,7 +87,7 @@ def routes() -> list[BaseRoute]:
         Route("/audit", audit_log, methods=["GET"]),
         Route("/dora", dora_page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),
-        *sandbox_routes(slack_events),
+        *sandbox_routes(slack_events, sandbox_door),
     ]
 
 
