@@ -61,7 +61,12 @@ async def slack_events(request: Request) -> Response:
         checked = await screened(request, limit=usecases.settings.max_body_bytes)
     except Refused as refused:
         return refused.response()
-    return await handler.handle(checked)
+    answer = await handler.handle(checked.request)
+    if checked.events_api and answer.status_code == 404:
+        # An event no listener takes is still acknowledged (its id is noted, so Slack's
+        # retries of it are answered at once); a 404 would only make Slack send it again.
+        return Response(status_code=200)
+    return answer
 
 
 async def not_found(_: Request) -> Response:
