@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -224,7 +225,12 @@ def _maybe(draw: st.DrawFn, usual: str, other: st.SearchStrategy[str] = HEADER_T
 
 
 def _fixtures(provider: str) -> list[Callable[[], Any]]:
-    return [lambda p=path: json.loads(p.read_text()) for path in fixture_files(provider)]
+    """Each published payload of `provider`, read afresh for every draw."""
+
+    def reader(path: Path) -> Callable[[], Any]:
+        return lambda: json.loads(path.read_text())
+
+    return [reader(path) for path in fixture_files(provider)]
 
 
 GITHUB_BASES = [lambda: deployment_status("success"), *_fixtures("github")]

@@ -245,7 +245,7 @@ async def test_a_slack_header_that_is_not_a_timestamp_or_signature_is_401(
     answer = await bot.http.post(
         "/slack/events",
         content=body,
-        headers={k: v.encode("latin-1") for k, v in signed.items()},  # type: ignore[misc]
+        headers={k.encode(): v.encode("latin-1") for k, v in signed.items()},
     )
     assert answer.status_code == 401
     assert answer.json() == {"error": "invalid request"}
@@ -331,3 +331,83 @@ async def test_an_unexpected_error_is_a_logged_500_with_its_request_id(
     [line] = [r for r in caplog.records if "unexpected error" in r.getMessage()]
     assert "POST /webhooks/github (request req-hostile-1)" in line.getMessage()
     assert line.exc_info is not None
+
+
+# --- Slack payloads in shapes Slack never sends (found by tests/test_fuzz_inbound.py) --------
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"type": "event_callback", "event_id": "Ev1", "event": None}, "payload.event"),
+        ({"type": "event_callback", "event_id": "Ev2", "event": True}, "payload.event"),
+        ({"type": "block_actions", "user": "U0RM1", "actions": []}, "payload.user"),
+        (
+            {"type": "block_actions", "user": {"id": "U0RM1"}, "actions": [{"value": "1"}]},
+            "action_id",
+        ),
+        (
+            {"type": "view_submission", "user": {"id": "U0RM1"}, "view": {"state": None}},
+            "view.state",
+        ),
+        ({"type": "block_actions", "team": 7}, "payload.team"),
+    ],
+    ids=["event-null", "event-bool", "user-text", "no-action-id", "state-null", "team-number"],
+)
+async def test_a_slack_payload_in_a_shape_slack_never_sends_is_refused(
+    bot: Bot, payload: dict[str, Any], reason: str
+) -> None:
+    if payload["type"] == "event_callback":
+        body = json.dumps(payload).encode()
+        headers = slack_headers(body, content_type="application/json")
+    else:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        headers = slack_headers(body, content_type=FORM)
+    answer = await bot.post("/slack/events", body, headers)
+    assert answer.status_code == 400
+    assert reason in answer.json()["error"]
+    assert stored(bot) == (0, 0)
+
+
+async def test_an_event_no_listener_takes_is_acknowledged(bot: Bot) -> None:
+    body = encode({"type": "event_callback", "event_id": "Ev9", "event": {"type": "reaction"}})
+    answer = await bot.post(
+        "/slack/events", body, slack_headers(body, content_type="application/json")
+    )
+    assert answer.status_code == 200  # a 404 would only make Slack send it again
+
+
+async def test_a_mention_whose_reply_slack_refuses_is_still_acknowledged(
+    bot_factory: BotFactory, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bot_factory(overrides=gated_overrides(clock, FakeEdge())) as bot:
+        body = encode(
+            {
+                "type": "event_callback",
+                "event_id": "Ev10",
+                "event": {"type": "app_mention", "text": "hi", "ts": "1.0", "channel": "C0NONE"},
+            }
+        )
+        with caplog.at_level(logging.ERROR):
+            answer = await bot.post(
+                "/slack/events", body, slack_headers(body, content_type="application/json")
+            )
+        assert answer.status_code == 200
+        assert any("failed after acknowledging" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("raw", [b"\x17", b"a", b"x=1"])
+async def test_a_slack_body_labelled_json_that_is_not_is_refused(bot: Bot, raw: bytes) -> None:
+    headers = slack_headers(raw, content_type="application/json; charset=utf-8")
+    answer = await bot.post("/slack/events", raw, headers)
+    assert answer.status_code == 400
+    assert "malformed JSON" in answer.json()["error"]
+
+
+async def test_a_slack_body_with_a_byte_order_mark_is_refused(bot: Bot) -> None:
+    raw = b"\xef\xbb\xbf{}"
+    answer = await bot.post(
+        "/slack/events", raw, slack_headers(raw, content_type="application/json")
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "body starts with a byte order mark"}

@@ -57,7 +57,9 @@ async def screened(request: Request, *, limit: int) -> Screened:
         raise Refused(401, INVALID_REQUEST)
     body = await read_body(request, limit=limit)
     try:
-        kind = _check_body(body, request.headers.get("content-type"))
+        # Bolt's reading of the header (`extract_content_type`): its part before any `;`.
+        content_type = request.headers.get("content-type") or ""
+        kind = _check_body(body, content_type.split(";")[0] or None)
     except BadInput as exc:
         raise Refused(400, str(exc)) from None
     return Screened(_replayed(request, body), events_api=kind == "event_callback")
@@ -72,6 +74,8 @@ def _check_body(body: bytes, content_type: str | None) -> object:
         raise BadInput("body is not UTF-8") from None
     if not text:
         return None
+    if text.startswith("\ufeff"):
+        raise BadInput("body starts with a byte order mark")
     if content_type == "application/json" or text.startswith("{"):
         return check_payload(load_json(body))
     fields = dict(parse_qsl(text, keep_blank_values=True))
