@@ -411,3 +411,42 @@ async def test_a_slack_body_with_a_byte_order_mark_is_refused(bot: Bot) -> None:
     )
     assert answer.status_code == 400
     assert answer.json() == {"error": "body starts with a byte order mark"}
+
+
+@pytest.mark.parametrize(
+    ("offset", "answers"), [("1" + "0" * 30, 1), ("Infinity", 0), ("[[[[1]]]]", 0)]
+)
+async def test_a_page_click_with_an_offset_out_of_range_is_answered_or_ignored(
+    bot_factory: BotFactory,
+    slack: FakeSlackWebApi,
+    slack_server: tuple[FakeSlackWebApi, str],
+    clock: FrozenClock,
+    offset: str,
+    answers: int,
+) -> None:
+    """A number far past the last page shows the last (empty) page; what is no whole
+    number is ignored, as any click without a valid value is. Neither fails in the database."""
+    token = uuid.uuid4().hex
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0SANDBOX"},
+        "user": {"id": "U0RM1"},
+        "trigger_id": "trigger-page",
+        "response_url": f"{slack_server[1]}/response/{token}",
+        "container": {"type": "message", "is_ephemeral": True, "channel_id": "#checkout-deploys"},
+        "channel": {"id": "#checkout-deploys"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "release_list_page",
+                "block_id": "page",
+                "value": '{"t": "status", "o": ' + offset + "}",
+                "action_ts": "1.0",
+            }
+        ],
+    }
+    async with bot_factory(overrides=gated_overrides(clock, FakeEdge())) as bot:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        answer = await bot.post("/slack/events", body, slack_headers(body, content_type=FORM))
+        assert answer.status_code == 200
+        assert len(slack.responses(token)) == answers
