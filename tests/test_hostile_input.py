@@ -423,6 +423,7 @@ async def test_a_page_click_with_an_offset_out_of_range_is_answered_or_ignored(
     clock: FrozenClock,
     offset: str,
     answers: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A number far past the last page shows the last (empty) page; what is no whole
     number is ignored, as any click without a valid value is. Neither fails in the database."""
@@ -447,6 +448,8 @@ async def test_a_page_click_with_an_offset_out_of_range_is_answered_or_ignored(
     }
     async with bot_factory(overrides=gated_overrides(clock, FakeEdge())) as bot:
         body = urlencode({"payload": json.dumps(payload)}).encode()
-        answer = await bot.post("/slack/events", body, slack_headers(body, content_type=FORM))
+        with caplog.at_level(logging.WARNING):
+            answer = await bot.post("/slack/events", body, slack_headers(body, content_type=FORM))
         assert answer.status_code == 200
         assert len(slack.responses(token)) == answers
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
