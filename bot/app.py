@@ -54,8 +54,9 @@ from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
 from integrations.pagers.opsgenie import OpsgeniePager
 from integrations.pagers.pagerduty import PagerDutyPager
-from integrations.sandbox.client import SANDBOX_TOKEN, InProcessWebClient, make_sandbox
+from integrations.sandbox.client import InProcessWebClient, make_sandbox
 from integrations.sandbox.directory import group_names, load_directory
+from integrations.sandbox.door import new_bot_token
 from integrations.sandbox.pages import Sandbox
 from integrations.sandbox.webapi import FakeSlackWebApi
 from integrations.siem.webhook import AuditWebhook
@@ -187,7 +188,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             yield {
                 "usecases": usecases,
                 "slack_handler": AsyncSlackRequestHandler(bolt),
-                "sandbox": _sandbox_pages(slack.sandbox, settings, config, signing_secret),
+                "sandbox": _sandbox_pages(slack, settings, config, signing_secret),
             }
 
     return Starlette(
@@ -320,7 +321,7 @@ async def _slack_edge(
         sender = overrides.slack_sender or WebApiSlackSender(client)
         return SlackEdge(None, client, client, sender)
     bolt_client = make_web_client(
-        SANDBOX_TOKEN, settings.public_url.rstrip("/") + "/sandbox/api/", session=slack_http
+        new_bot_token(), settings.public_url.rstrip("/") + "/sandbox/api/", session=slack_http
     )
     own = InProcessWebClient(sandbox)
     sender = overrides.slack_sender or LoggingSlackSender(WebApiSlackSender(own))
@@ -402,8 +403,9 @@ def _lookups(clients: dict[str, GitHubClient | GitLabClient]) -> dict[str, Deplo
 
 
 def _sandbox_pages(
-    sandbox: FakeSlackWebApi | None, settings: Settings, config: Config, signing_secret: str
+    slack: SlackEdge, settings: Settings, config: Config, signing_secret: str
 ) -> Sandbox | None:
+    sandbox = slack.sandbox
     if sandbox is None:
         return None
     users, _ = load_directory(settings.sandbox_directory)
@@ -414,6 +416,7 @@ def _sandbox_pages(
         people={uid: str(u.get("real_name") or uid) for uid, u in users.items()},
         groups=group_names(settings.sandbox_directory),
         default_channel=config.slack.default_channel,
+        bot_token=slack.bolt_client.token,
     )
 
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         validation_alias=_env("RELEASEBOT_DIGEST_DAY"),
     )
     digest_hour: int = Field(9, ge=0, le=23, validation_alias=_env("RELEASEBOT_DIGEST_HOUR"))
+    # Without a dashboard token the sandbox answers loopback clients only; 1 opens it to all.
+    sandbox_public: bool = Field(False, validation_alias=_env("RELEASEBOT_SANDBOX_PUBLIC"))
     sandbox_directory: Path | None = Field(
         None, validation_alias=_env("RELEASEBOT_SANDBOX_DIRECTORY")
     )

@@ -95,6 +95,12 @@ def _guard(request: Request) -> Response | None:
     return None
 
 
+def require_token(request: Request) -> Response | None:
+    """The dashboard's sign-in for another page (the sandbox): None when the request carries
+    the token (bearer or cookie), else the 401 page or the `?token=` sign-in redirect."""
+    return _guard(request)
+
+
 def _sign_in(request: Request, secret: str) -> Response:
     """Set the cookie and send the browser to the same page without the token in the URL."""
     clean = request.url.remove_query_params("token")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -25,12 +26,17 @@ from handlers.dashboard import (
     overview_page,
     static_file,
 )
+from handlers.sandbox_door import sandbox_door
+from handlers.slack.middleware import screened
 from handlers.webhooks.argocd import argocd_webhook
 from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
 from handlers.webhooks.gitlab import gitlab_webhook
 from handlers.webhooks.jenkins import jenkins_webhook
+from handlers.webhooks.verify import Refused
 from integrations.sandbox.pages import routes as sandbox_routes
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(_: Request) -> Response:
@@ -51,7 +57,17 @@ async def metrics(request: Request) -> Response:
 
 async def slack_events(request: Request) -> Response:
     handler: AsyncSlackRequestHandler = request.state.slack_handler
-    return await handler.handle(request)
+    usecases: UseCases = request.state.usecases
+    try:
+        checked = await screened(request, limit=usecases.settings.max_body_bytes)
+    except Refused as refused:
+        return refused.response()
+    answer = await handler.handle(checked.request)
+    if checked.events_api and answer.status_code == 404:
+        # An event no listener takes is still acknowledged (its id is noted, so Slack's
+        # retries of it are answered at once); a 404 would only make Slack send it again.
+        return Response(status_code=200)
+    return answer
 
 
 async def signing_key(request: Request) -> Response:
@@ -92,12 +108,14 @@ def routes() -> list[BaseRoute]:
         Route("/audit", audit_log, methods=["GET"]),
         Route("/dora", dora_page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),
-        *sandbox_routes(slack_events),
+        *sandbox_routes(slack_events, sandbox_door),
     ]
 
 
 class RequestMetrics:
-    """Pure ASGI middleware timing every request by route template and status class.
+    """Pure ASGI middleware timing every request by route template and status class, and the
+    one place an unexpected exception is answered: a 500 `{"error": "internal error",
+    "request_id": ...}`, logged with its traceback and the same request id.
 
     Each request gets a request id (the caller's `X-Request-Id` when it is a plain token of
     at most 128 characters, else a new one): every line logged while it is handled carries
@@ -116,17 +134,34 @@ class RequestMetrics:
         status = 500
         request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
 
+        status_sent = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 message.setdefault("headers", [])
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
             with log_context(request_id=request_id):
-                await self.app(scope, receive, send_wrapper)
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                except Exception:
+                    log.exception(
+                        "unexpected error answering %s %s (request %s)",
+                        scope.get("method", ""),
+                        scope.get("path", ""),
+                        request_id,
+                    )
+                    if status_sent:
+                        return  # the answer has begun; the connection is closed unfinished
+                    answer = JSONResponse(
+                        {"error": "internal error", "request_id": request_id}, status_code=500
+                    )
+                    await answer(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

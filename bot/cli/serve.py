@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import math
 import signal
 from types import FrameType
@@ -25,7 +26,8 @@ from bot.cli.common import (
 )
 from bot.domain.errors import ConfigError
 from bot.logs import configure_logging
-from bot.settings import SettingsError
+from bot.settings import Settings, SettingsError
+from integrations.sandbox.door import reach_warning
 
 if TYPE_CHECKING:
     import uvicorn
@@ -62,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         warn(f"releasebot cannot start: {exc}")
         return EXIT_FAIL
+    warn_if_sandbox_reachable(settings, args.host)
     # What is loaded by now (modules, the config) stays for the life of the server: frozen,
     # the collector's full passes no longer walk it all (each stalled the event loop, and
     # every request waiting on it, for ~100 ms).
@@ -86,6 +89,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return EXIT_OK
+
+
+def warn_if_sandbox_reachable(settings: Settings, host: str) -> None:
+    """Log a warning when the sandbox is on and the server listens beyond loopback."""
+    token = settings.dashboard_token
+    message = reach_warning(
+        host,
+        sandbox_on=not (settings.slack_bot_token and settings.slack_bot_token.get_secret_value()),
+        token_set=bool(token and token.get_secret_value()),
+        public=settings.sandbox_public,
+    )
+    if message:
+        logging.getLogger("releasebot").warning(message)
 
 
 def _exit_ok(_sig: int, _frame: FrameType | None) -> None:

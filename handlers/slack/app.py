@@ -13,7 +13,7 @@ from bot.usecases import UseCases
 from handlers.slack.actions import register_actions, register_operations
 from handlers.slack.commands import register_commands
 from handlers.slack.home import register_home
-from handlers.slack.middleware import once_per_event
+from handlers.slack.middleware import answer_errors, once_per_event
 
 log = logging.getLogger("releasebot.slack")
 
@@ -38,6 +38,7 @@ def build_bolt_app(
         logger=log,
     )
     app.use(once_per_event(usecases))
+    app.error(answer_errors)
     register(app, slash_command=slash_command)
     register_actions(app, usecases)
     register_operations(app, usecases)

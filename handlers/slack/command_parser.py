@@ -124,6 +124,7 @@ Command = (
     | Metrics
 )
 
+_DIGITS_MAX = 9  # a count typed with more digits is out of every range
 _REASON_SPLIT = re.compile(r"(?:^|\s)(?:--|—|–)(?:\s+|$)")
 
 
@@ -218,7 +219,7 @@ def _history(names: _Names, tokens: list[str]) -> Command | Usage:
     if rest and not rest[-1].isdecimal() and len(rest) == 2:
         return _usage("history", f"`{rest[-1]}` is not a number of deployments")
     if rest and rest[-1].isdecimal():
-        n = int(rest[-1])
+        n = _whole(rest[-1])
         rest = rest[:-1]
         if n < 1:
             return _usage("history", "show at least 1 deployment")
@@ -275,12 +276,14 @@ def _freeze(names: _Names, text: str) -> Command | Usage:
     if problem:
         return problem
     try:
-        duration = parse_duration(parts[2])
+        duration: timedelta | None = parse_duration(parts[2])
     except PydanticCustomError:
         return _usage("freeze", f"`{parts[2]}` is not a duration: use 30m, 2h, 1d or 1h30m")
-    if duration <= timedelta(0):
+    except (OverflowError, ValueError):
+        duration = None  # more days than a date can hold, or more digits than Python reads
+    if duration is not None and duration <= timedelta(0):
         return _usage("freeze", "a freeze needs a duration longer than 0s")
-    if duration > MAX_DURATION:
+    if duration is None or duration > MAX_DURATION:
         return _usage(
             "freeze",
             f"a freeze from Slack lasts at most {format_duration(MAX_DURATION)}; "
@@ -321,7 +324,7 @@ def _metrics(names: _Names, tokens: list[str]) -> Command | Usage:
     service: str | None = None
     days = METRICS_DEFAULT_DAYS
     if args and args[-1].isdecimal():
-        days = int(args[-1])
+        days = _whole(args[-1])
         args = args[:-1]
         if not 1 <= days <= METRICS_MAX_DAYS:
             return _usage("metrics", f"days must be between 1 and {METRICS_MAX_DAYS}")
@@ -333,6 +336,12 @@ def _metrics(names: _Names, tokens: list[str]) -> Command | Usage:
             return problem
         service = args[0]
     return Metrics(service, days)
+
+
+def _whole(digits: str) -> int:
+    """A typed count; one too long to be sensible reads as "more than any limit" (one more
+    than a billion), so it is answered as out of range rather than converted."""
+    return int(digits) if len(digits) <= _DIGITS_MAX else 10**_DIGITS_MAX
 
 
 def _check_service(names: _Names, tokens: list[str], at: int, sub: str) -> Usage | None:

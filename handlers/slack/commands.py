@@ -68,6 +68,7 @@ SLACK_CALL_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 log = logging.getLogger("releasebot.slack")
+PAGE_OFFSET_MAX = 100_000  # a page click further on than this shows no list we could have
 
 __all__ = ["Command", "History", "Reply", "Usage", "answer", "parse", "register_commands"]
 
@@ -95,8 +96,8 @@ def register_commands(app: AsyncApp, usecases: UseCases, command_name: str) -> N
         try:
             value = json.loads(body["actions"][0]["value"])
             parsed = parse(str(value["t"]), config=usecases.config)
-            offset = max(int(value["o"]), 0)
-        except (KeyError, IndexError, TypeError, ValueError):
+            offset = min(max(int(value["o"]), 0), PAGE_OFFSET_MAX)
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError):
             log.warning("ignoring a page click without a valid value")
             return
         if not isinstance(parsed, Status | History | Pending):

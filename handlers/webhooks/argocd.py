@@ -15,6 +15,7 @@ from handlers.webhooks.verify import (
     Refused,
     accepted,
     decode_json,
+    delivery_id,
     media_type,
     refusal,
     token_body,
@@ -34,13 +35,16 @@ async def argocd_webhook(request: Request) -> Response:
         )
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(data)
+        given_id = request.headers.get("x-releasebot-delivery")
+        delivery = (
+            delivery_id(given_id, header="X-Releasebot-Delivery") if given_id else parsed.delivery
+        )
     except (Refused, PayloadError) as error:
         return refusal(usecases, "argocd", error)
 
-    delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
     event_name = parsed.event.source_event if parsed.event else "argocd"
     result = await usecases.record_delivery(
-        Delivery(provider="argocd", delivery_id=delivery_id[:200], event=event_name, body=body),
+        Delivery(provider="argocd", delivery_id=delivery, event=event_name, body=body),
         parsed.event,
         parsed.note,
     )

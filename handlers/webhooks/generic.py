@@ -15,6 +15,7 @@ from handlers.webhooks.verify import (
     Refused,
     accepted,
     decode_json,
+    delivery_id,
     media_type,
     refusal,
     signed_body,
@@ -32,20 +33,23 @@ async def generic_webhook(request: Request) -> Response:
             secret=usecases.settings.generic_webhook_secret,
             header="X-Releasebot-Signature",
         )
+        given_id = request.headers.get("x-releasebot-delivery")
+        # Without X-Releasebot-Delivery, a byte-identical resend is the same delivery.
+        delivery = (
+            delivery_id(given_id, header="X-Releasebot-Delivery")
+            if given_id
+            else "body-" + hashlib.sha256(body).hexdigest()[:40]
+        )
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(data)
     except (Refused, PayloadError) as error:
         return refusal(usecases, "generic", error)
 
-    # Without X-Releasebot-Delivery, a byte-identical resend is the same delivery.
-    delivery_id = request.headers.get("x-releasebot-delivery") or (
-        "body-" + hashlib.sha256(body).hexdigest()[:40]
-    )
     event = parsed.event
     if event is not None and parsed.previous_sha:
         event = replace(event, extra={**event.extra, "previous_sha": parsed.previous_sha})
     result = await usecases.record_delivery(
-        Delivery(provider="generic", delivery_id=delivery_id[:200], event="deploy", body=body),
+        Delivery(provider="generic", delivery_id=delivery, event="deploy", body=body),
         event,
         parsed.note,
         commits=Comparison(

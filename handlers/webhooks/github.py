@@ -11,6 +11,7 @@ from handlers.webhooks.verify import (
     Refused,
     accepted,
     decode_json,
+    delivery_id,
     media_type,
     refusal,
     signed_body,
@@ -29,18 +30,19 @@ async def github_webhook(request: Request) -> Response:
             header="X-Hub-Signature-256",
         )
         event_name = request.headers.get("x-github-event")
-        delivery_id = request.headers.get("x-github-delivery")
+        given_id = request.headers.get("x-github-delivery")
         if not event_name:
             raise Refused(400, "missing X-GitHub-Event header")
-        if not delivery_id:
+        if not given_id:
             raise Refused(400, "missing X-GitHub-Delivery header")
+        delivery = delivery_id(given_id, header="X-GitHub-Delivery")
         data = decode_json(body, form_field="payload", content_type=media_type(request))
         parsed = payloads.parse(event_name, data)
     except (Refused, PayloadError) as error:
         return refusal(usecases, "github", error)
 
     result = await usecases.record_delivery(
-        Delivery(provider="github", delivery_id=delivery_id[:200], event=event_name, body=body),
+        Delivery(provider="github", delivery_id=delivery, event=event_name, body=body),
         parsed.event,
         parsed.note,
     )

@@ -14,6 +14,7 @@ from handlers.webhooks.verify import (
     Refused,
     accepted,
     decode_json,
+    delivery_id,
     media_type,
     refusal,
     token_body,
@@ -33,21 +34,21 @@ async def gitlab_webhook(request: Request) -> Response:
         )
         event_name = request.headers.get("x-gitlab-event")
         # Idempotency-Key (GitLab 17.4+) stays the same across GitLab's retries of one event.
-        delivery_id = request.headers.get("idempotency-key") or request.headers.get(
-            "x-gitlab-event-uuid"
-        )
+        key = request.headers.get("idempotency-key")
+        given_id = key or request.headers.get("x-gitlab-event-uuid")
         if not event_name:
             raise Refused(400, "missing X-Gitlab-Event header")
-        if not delivery_id:
+        if not given_id:
             raise Refused(400, "missing Idempotency-Key or X-Gitlab-Event-UUID header")
+        checked_id = delivery_id(
+            given_id, header="Idempotency-Key" if key else "X-Gitlab-Event-UUID"
+        )
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(event_name, data)
     except (Refused, PayloadError) as error:
         return refusal(usecases, "gitlab", error)
 
-    delivery = Delivery(
-        provider="gitlab", delivery_id=delivery_id[:200], event=event_name, body=body
-    )
+    delivery = Delivery(provider="gitlab", delivery_id=checked_id, event=event_name, body=body)
     if parsed.lookup is not None:
         # A Deployment Hook names its commit by a short sha: the worker fetches the full one
         # from the deployments API after this request has been answered.

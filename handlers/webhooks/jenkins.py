@@ -18,6 +18,7 @@ from handlers.webhooks.verify import (
     check_hmac_signature,
     check_token,
     decode_json,
+    delivery_id,
     media_type,
     read_body,
     refusal,
@@ -37,12 +38,15 @@ async def jenkins_webhook(request: Request) -> Response:
         _authenticate(request, body, secret.get_secret_value() if secret else None)
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(data)
+        given_id = request.headers.get("x-releasebot-delivery")
+        delivery = (
+            delivery_id(given_id, header="X-Releasebot-Delivery") if given_id else parsed.delivery
+        )
     except (Refused, PayloadError) as error:
         return refusal(usecases, "jenkins", error)
 
-    delivery_id = request.headers.get("x-releasebot-delivery") or parsed.delivery
     result = await usecases.record_delivery(
-        Delivery(provider="jenkins", delivery_id=delivery_id[:200], event="build", body=body),
+        Delivery(provider="jenkins", delivery_id=delivery, event="build", body=body),
         parsed.event,
         parsed.note,
     )

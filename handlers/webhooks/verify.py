@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 
 from bot.domain.ingest import IngestResult
 from bot.usecases import UseCases
+from handlers.inbound import BadInput, load_json
+from handlers.inbound import delivery_id as checked_delivery_id
 from integrations.payloads import PayloadError
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,14 @@ def decode_json(body: bytes, *, form_field: str | None = None, content_type: str
         )
         raise Refused(415, f"unsupported content type {content_type or '(none)'}: use {accepted}")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Refused(400, f"malformed JSON: {exc}") from None
+        return load_json(raw)
+    except BadInput as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def delivery_id(value: str, *, header: str) -> str:
+    """The delivery id from `header`, whole, or Refused(400) when it is too long to keep."""
+    try:
+        return checked_delivery_id(value, header=header)
+    except BadInput as exc:
+        raise Refused(400, str(exc)) from None

@@ -8,7 +8,8 @@
 | params.py         | reading a call's parameters and token, and Slack's limits            |
 | client.py         | `make_sandbox`, and `InProcessWebClient` that answers in process     |
 | directory.py      | the people and groups, from `directory.yaml` beside it by default    |
-| pages.py          | GET /sandbox and the forms it posts (`routes(slack_events)`)         |
+| pages.py          | GET /sandbox and the forms it posts (`routes(slack_events, door)`)   |
+| door.py           | who may come in: the guard on its routes, the start-up warning       |
 | interactions.py   | Slack's interaction payloads, signed and delivered to /slack/events  |
 | blockkit_html.py  | Block Kit and mrkdwn as safe HTML for the page                       |
 

@@ -5,8 +5,12 @@ ephemeral answers and open modals for the person you act as, and a slash-command
 Every click, modal submission and command is signed with the app's signing secret and
 handed to the same handler as POST /slack/events, so the real path runs.
 
-    routes(slack_events)   # GET /sandbox, POST /sandbox/act|submit|command|respond/{id},
-                           # /sandbox/api/<method> (the Web API over HTTP)
+    routes(slack_events, door)   # GET /sandbox, POST /sandbox/act|submit|command,
+                                 # POST /sandbox/respond/{id}, /sandbox/api/<method>
+
+Every route but `respond` is behind `door` (integrations/sandbox/door.py): in the sandbox
+anyone can act as anyone. `/sandbox/api` also lets in the bot's own calls, which carry its
+`bot_token`; `respond` takes only the response ids the sandbox handed out itself.
 
 The pages find their `Sandbox` in `request.state.sandbox` (None: a real Slack is in use,
 and they answer 404). The template is `templates/sandbox.html` beside this module.
@@ -14,6 +18,7 @@ and they answer 404). The template is `templates/sandbox.html` beside this modul
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 import uuid
@@ -32,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from integrations.sandbox import interactions
 from integrations.sandbox.blockkit_html import mrkdwn, text_of
+from integrations.sandbox.door import Door, guarded
 from integrations.sandbox.interactions import Endpoint
 from integrations.sandbox.webapi import FakeSlackWebApi
 
@@ -53,6 +59,8 @@ class Sandbox:
     triggers: dict[str, str] = field(default_factory=dict)  # trigger id -> who clicked
     closed_views: set[str] = field(default_factory=set)
     responses: list[dict[str, Any]] = field(default_factory=list)  # response_url answers
+    response_ids: set[str] = field(default_factory=set)  # the response_urls handed out
+    bot_token: str | None = None  # what the bot's own calls to /sandbox/api carry
     _api: Any = None
 
     @property
@@ -205,6 +213,7 @@ class _Interactions:
         form = await _form(request)
         user, channel = str(form.get("as", "")), str(form.get("channel", ""))
         response_id = uuid.uuid4().hex
+        sandbox.response_ids.add(response_id)
         fields = interactions.slash_command(
             user=user,
             user_name=sandbox.people.get(user, user),
@@ -227,7 +236,7 @@ class _Interactions:
 async def respond(request: Request) -> Response:
     """A command's `response_url`: the answer shows to the person who typed it."""
     sandbox = _sandbox(request)
-    if sandbox is None:
+    if sandbox is None or request.path_params["response_id"] not in sandbox.response_ids:
         return Response(status_code=404)
     try:
         body = json.loads(await request.body())
@@ -265,26 +274,47 @@ def _back(user: str, channel: str) -> Response:
 
 
 class SandboxApi:
-    """The sandbox's Slack Web API over HTTP, for tools that want to look (ASGI app)."""
+    """The sandbox's Slack Web API over HTTP, for tools that want to look (ASGI app): behind
+    `door`, except for the bot's own calls (Bolt's modals and ephemeral answers)."""
+
+    def __init__(self, door: Door | None = None) -> None:
+        self._door = door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sandbox = (scope.get("state") or {}).get("sandbox")
+        sandbox: Sandbox | None = (scope.get("state") or {}).get("sandbox")
         if sandbox is None:
             await Response("no sandbox: SLACK_BOT_TOKEN is set", status_code=404)(
                 scope, receive, send
             )
             return
+        request = Request(scope, receive)
+        if self._door is not None and not _from_the_bot(request, sandbox):
+            refusal = await self._door(request)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         await sandbox.api(scope, receive, send)
 
 
-def routes(slack_events: Endpoint) -> list[BaseRoute]:
-    """The sandbox's routes; its clicks, submissions and commands go to `slack_events`."""
+def _from_the_bot(request: Request, sandbox: Sandbox) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = sandbox.bot_token
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode("utf-8"), str(expected).encode("utf-8"))
+    )
+
+
+def routes(slack_events: Endpoint, door: Door | None = None) -> list[BaseRoute]:
+    """The sandbox's routes behind `door`; clicks, submissions and commands go to
+    `slack_events`."""
     forms = _Interactions(slack_events)
     return [
-        Route("/sandbox", page, methods=["GET"]),
-        Route("/sandbox/act", forms.act, methods=["POST"]),
-        Route("/sandbox/submit", forms.submit, methods=["POST"]),
-        Route("/sandbox/command", forms.command, methods=["POST"]),
+        Route("/sandbox", guarded(page, door), methods=["GET"]),
+        Route("/sandbox/act", guarded(forms.act, door), methods=["POST"]),
+        Route("/sandbox/submit", guarded(forms.submit, door), methods=["POST"]),
+        Route("/sandbox/command", guarded(forms.command, door), methods=["POST"]),
         Route("/sandbox/respond/{response_id}", respond, methods=["POST"]),
-        Mount("/sandbox/api", app=SandboxApi()),
+        Mount("/sandbox/api", app=SandboxApi(door)),
     ]
