@@ -43,15 +43,16 @@ from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases
 from bot.usecases.doctor import Patient, log_findings
+from bot.usecases.markers import MarkerLedger
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
 from integrations.checkpoint_sinks import checkpoint_handlers
-from integrations.checks.http import HttpCheckRunner
-from integrations.checks.prometheus import PrometheusCheckRunner
+from integrations.checks.registry import build_runners
 from integrations.deployers.registry import build_deployers, close_all
 from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
+from integrations.markers import MarkerSenders
 from integrations.pagers.opsgenie import OpsgeniePager
 from integrations.pagers.pagerduty import PagerDutyPager
 from integrations.sandbox.client import SANDBOX_TOKEN, InProcessWebClient, make_sandbox
@@ -128,7 +129,13 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             db = Database(engine)
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
-            world = await _outside_world(settings, overrides, stack)
+            world = await _outside_world(settings, overrides, stack, clock)
+            environ = overrides.environ if overrides.environ is not None else os.environ
+            transport = overrides.http_transport
+            ledger = MarkerLedger(db, clock)
+            markers = MarkerSenders(
+                config=config, secrets=environ.get, ledger=ledger, clock=clock, transport=transport
+            )
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
@@ -142,9 +149,12 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 lookups=dict(world.lookups),
                 deployers=dict(world.deployers),
                 pagers=dict(world.pagers),
-                secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
+                secrets=environ.get,
                 public_url=settings.public_url,
-                more=checkpoint_handlers(settings, slack.sender, overrides.http_transport),
+                more={
+                    **checkpoint_handlers(settings, slack.sender, overrides.http_transport),
+                    **markers.handlers(),
+                },
             )
             runtime = Runtime.assemble(
                 db=db,
@@ -321,7 +331,7 @@ async def _slack_edge(
 
 
 async def _outside_world(
-    settings: Settings, overrides: Overrides, stack: AsyncExitStack
+    settings: Settings, overrides: Overrides, stack: AsyncExitStack, clock: Clock
 ) -> OutsideWorld:
     """The clients tests did not swap in are made here and closed when the app stops."""
     transport = overrides.http_transport
@@ -342,7 +352,11 @@ async def _outside_world(
         else {}
     )
     own_pagers = _pagers(settings, transport) if overrides.pagers is None else {}
-    own_runners = _runners(transport) if overrides.check_runners is None else {}
+    own_runners = (
+        build_runners(transport, secrets=environ.get, clock=clock)
+        if overrides.check_runners is None
+        else {}
+    )
     stack.push_async_callback(close_all, own_deployers)
     for closeable in (*own_scm.values(), *own_pagers.values(), *own_runners.values()):
         stack.push_async_callback(closeable.aclose)
@@ -377,15 +391,6 @@ def _pagers(
             make_client(settings.pagerduty_events_url, transport=transport)
         ),
         "opsgenie": OpsgeniePager(make_client("https://api.opsgenie.com", transport=transport)),
-    }
-
-
-def _runners(
-    transport: httpx.AsyncBaseTransport | None,
-) -> dict[str, HttpCheckRunner | PrometheusCheckRunner]:
-    return {
-        "http": HttpCheckRunner(make_client("", transport=transport)),
-        "prometheus": PrometheusCheckRunner(make_client("", transport=transport)),
     }
 
 
