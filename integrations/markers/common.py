@@ -54,8 +54,8 @@ def message_of(response: httpx.Response) -> str:
     """The platform's words: Grafana's `message`, Datadog's `errors`, NerdGraph's `errors`."""
     try:
         body: Any = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
+    except ValueError:  # an HTML error page from a proxy: its status says enough
+        return response.reason_phrase
     if not isinstance(body, dict):
         return ""
     if isinstance(body.get("message"), str):
