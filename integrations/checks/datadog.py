@@ -29,7 +29,6 @@ from integrations.checks.metric import (
     clip,
     failed,
     judge,
-    label_of,
     reduce_series,
     reducer,
     text,
@@ -104,7 +103,6 @@ class DatadogCheckRunner:
         what = f"{how} over {window_label(window)}"
         return judge(
             reduce_series(series, how),
-            label=label_of(check),
             what=what,
             threshold=threshold,
             evidence=evidence,

@@ -11,7 +11,7 @@ A series is reduced by the check's `reduce`:
 With several series, **thresholds apply to the worst series** as for instant queries: `max`
 is compared with the largest reduced value and `min` with the smallest. NaN samples (0/0, a
 ratio over no traffic) and missing points are left out; a series with no sample left is
-no data. The result line reads "error-rate: max over 10m = 0.004 <= max 0.01", and the
+no data. The result line reads "max over 10m = 0.004 <= max 0.01", and the
 evidence carries value, threshold, query and `link` (shown as "query" in the thread).
 """
 
@@ -110,12 +110,12 @@ def reduce_series(series: Iterable[list[float | None]], how: str) -> list[float]
 def judge(
     reduced: list[float],
     *,
-    label: str,
     what: str,
     threshold: Threshold,
     evidence: dict[str, Any],
 ) -> CheckResult:
-    """Compare the worst series with the threshold: "label: what = value <= max 1"."""
+    """Compare the worst series with the threshold: "max over 10m = 0.2 <= max 1" (the thread
+    line names the check before it)."""
     evidence["series"] = len(reduced)
     if not reduced:
         return failed(NO_DATA, evidence)
@@ -129,13 +129,13 @@ def judge(
         problems.append(f"< min {format_number(threshold.min)}")
     evidence["value"] = value
     if problems:
-        return failed(f"{label}: {what} = {format_number(value)} {problems[0]}", evidence)
+        return failed(f"{what} = {format_number(value)} {problems[0]}", evidence)
     limits = []
     if threshold.max is not None:
         limits.append(f"<= max {format_number(threshold.max)}")
     if threshold.min is not None:
         limits.append(f">= min {format_number(threshold.min)}")
-    summary = f"{label}: {what} = {format_number(value)} {' and '.join(limits)}"
+    summary = f"{what} = {format_number(value)} {' and '.join(limits)}"
     return CheckResult(passed=True, summary=summary, evidence=evidence)
 
 
@@ -143,11 +143,6 @@ def failed(reason: str, evidence: dict[str, Any], *, error: str | None = None) -
     if error is not None:
         evidence["error"] = error
     return CheckResult(passed=False, summary=reason, evidence=evidence)
-
-
-def label_of(check: Mapping[str, Any]) -> str:
-    name = check.get("name")
-    return name if isinstance(name, str) and name else "value"
 
 
 def epoch(moment: datetime) -> float:

@@ -26,7 +26,7 @@ import httpx
 
 from bot.ports import CheckResult
 from integrations.checks import describe_transport_error, misconfigured, section
-from integrations.checks.metric import Misconfigured, Threshold, clip, failed, judge, label_of, text
+from integrations.checks.metric import Misconfigured, Threshold, clip, failed, judge, text
 from integrations.http import make_client
 
 NRQL_QUERY = (
@@ -97,9 +97,8 @@ class NrqlCheckRunner:
         value = _value(response, config.get("field"), evidence)
         if isinstance(value, CheckResult):
             return value
-        return judge(
-            [value], label=label_of(check), what="NRQL", threshold=threshold, evidence=evidence
-        )
+        what = str(evidence.get("field") or "value")
+        return judge([value], what=what, threshold=threshold, evidence=evidence)
 
 
 def _value(

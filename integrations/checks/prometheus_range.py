@@ -4,7 +4,7 @@
     await runner.run({"name": "p99", "prometheus_range": {"url": "http://prom:9090",
         "query": "histogram_quantile(0.99, ...)", "window": "10m", "step": "30s",
         "reduce": "max", "max": 0.3}})
-    CheckResult(passed=True, summary="p99: max over 10m = 0.21 <= max 0.3", evidence={...})
+    CheckResult(passed=True, summary="max over 10m = 0.21 <= max 0.3", evidence={...})
 
 One `GET {url}/api/v1/query_range?query=...&start=...&end=...&step=...` per run, `end` the
 moment the check runs and `start` one `window` earlier. The `matrix` answer is reduced per
@@ -29,7 +29,6 @@ from integrations.checks.metric import (
     clip,
     failed,
     judge,
-    label_of,
     reduce_series,
     reducer,
     text,
@@ -90,9 +89,7 @@ class PrometheusRangeCheckRunner:
             return series
         what = f"{how} over {window_label(window)}"
         reduced = reduce_series(series, how)
-        return judge(
-            reduced, label=label_of(check), what=what, threshold=threshold, evidence=evidence
-        )
+        return judge(reduced, what=what, threshold=threshold, evidence=evidence)
 
 
 def graph_link(server: str, query: str, window: float) -> str:
