@@ -130,12 +130,6 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
             world = await _outside_world(settings, overrides, stack, clock)
-            environ = overrides.environ if overrides.environ is not None else os.environ
-            transport = overrides.http_transport
-            ledger = MarkerLedger(db, clock)
-            markers = MarkerSenders(
-                config=config, secrets=environ.get, ledger=ledger, clock=clock, transport=transport
-            )
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
@@ -149,12 +143,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 lookups=dict(world.lookups),
                 deployers=dict(world.deployers),
                 pagers=dict(world.pagers),
-                secrets=environ.get,
+                secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
-                more={
-                    **checkpoint_handlers(settings, slack.sender, overrides.http_transport),
-                    **markers.handlers(),
-                },
+                more=_senders(settings, config, slack.sender, MarkerLedger(db, clock), overrides),
             )
             runtime = Runtime.assemble(
                 db=db,
@@ -198,6 +189,16 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
     )
+
+
+def _senders(
+    settings: Settings, config: Config, slack: SlackSender, ledger: MarkerLedger, o: Overrides
+) -> dict[str, Any]:
+    """The outbox senders beside the worker's own: audit checkpoints and deploy markers."""
+    secrets = (o.environ if o.environ is not None else os.environ).get
+    transport = o.http_transport
+    markers = MarkerSenders(config=config, secrets=secrets, ledger=ledger, clock=ledger.clock)
+    return {**checkpoint_handlers(settings, slack, transport), **markers.handlers(transport)}
 
 
 def _start_workers(

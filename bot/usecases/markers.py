@@ -20,7 +20,7 @@ class MarkerLedger:
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
-        self._clock = clock
+        self.clock = clock
 
     async def opened_region(self, marker: DeployMarker) -> str | None:
         def read() -> str | None:
@@ -32,14 +32,14 @@ class MarkerLedger:
         return await asyncio.to_thread(read)
 
     async def delivered(self, marker: DeployMarker, remote_id: str) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         await asyncio.to_thread(
             self._db.write,
             lambda s: markers.delivered(s, now=now, marker=marker, remote_id=remote_id),
         )
 
     async def failed(self, marker: DeployMarker, reason: str) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         await asyncio.to_thread(
             self._db.write, lambda s: markers.failed(s, now=now, marker=marker, reason=reason)
         )

@@ -1,8 +1,8 @@
 """Deploy markers on dashboards: Grafana annotations, Datadog events, New Relic deployments.
 
     senders = MarkerSenders(config=config, secrets=os.environ.get, ledger=MarkerLedger(db, clock),
-                            clock=clock, transport=None)
-    OutboxWorker(..., more={**senders.handlers()})
+                            clock=clock)
+    OutboxWorker(..., more={**senders.handlers(transport=None)})
 
 Each `DeployMarker` outbox row (queued by `bot.services.markers`) is sent by the client of
 its platform (`grafana.py`, `datadog.py`, `newrelic.py`) with the service's `markers:`
@@ -49,15 +49,16 @@ class MarkerSenders:
         secrets: Callable[[str], str | None],
         ledger: Ledger,
         clock: Clock,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._config = config
         self._secrets = secrets
         self._ledger = ledger
         self._clock = clock
-        self._transport = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self, transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Handler]:
+        """The outbox kind and its sender; `transport` replaces the network (tests)."""
+        self._transport = transport
         return {DeployMarker.KIND: self._send}
 
     async def _send(self, row: Any, _batch: object) -> None:
