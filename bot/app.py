@@ -11,28 +11,22 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-import httpx
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from bot import audit_forwarding, migrate
+from bot import migrate
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
+from bot.outside import OutsideWorld, Overrides, outside_world, senders
 from bot.ports import (
-    CheckRunner,
     Clock,
-    Deployer,
-    DeploymentLookup,
-    Pager,
-    ScmClient,
-    SlackDirectory,
     SlackSender,
     SystemClock,
 )
@@ -45,48 +39,20 @@ from bot.usecases import UseCases
 from bot.usecases.doctor import Patient, log_findings
 from handlers.routes import RequestMetrics, routes
 from handlers.slack.app import build_bolt_app
-from integrations.checkpoint_sinks import checkpoint_handlers
-from integrations.checks.http import HttpCheckRunner
-from integrations.checks.prometheus import PrometheusCheckRunner
-from integrations.deployers.registry import build_deployers, close_all
-from integrations.github.client import GitHubClient, github_client_from_settings
-from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
-from integrations.http import make_client
-from integrations.pagers.opsgenie import OpsgeniePager
-from integrations.pagers.pagerduty import PagerDutyPager
+from integrations.github.client import GitHubClient
+from integrations.gitlab.client import GitLabClient
 from integrations.sandbox.client import InProcessWebClient, make_sandbox
 from integrations.sandbox.directory import group_names, load_directory
 from integrations.sandbox.door import new_bot_token
 from integrations.sandbox.pages import Sandbox
 from integrations.sandbox.webapi import FakeSlackWebApi
-from integrations.siem.webhook import AuditWebhook
 from integrations.slack.directory import WebApiDirectory
 from integrations.slack.logsender import LoggingSlackSender
 from integrations.slack.sender import WebApiSlackSender, make_http_session, make_web_client
 
+__all__ = ["Overrides", "SlackEdge", "State", "create_app"]  # Overrides: see bot.outside
+
 log = logging.getLogger("releasebot")
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """What tests (and the demo) swap in; production passes nothing."""
-
-    clock: Clock | None = None
-    config: Config | None = None
-    slack_sender: SlackSender | None = None
-    scm_clients: dict[str, ScmClient] | None = None
-    lookups: dict[str, DeploymentLookup] | None = None
-    directory: SlackDirectory | None = None
-    deployers: dict[str, Deployer] | None = None
-    http_transport: httpx.AsyncBaseTransport | None = None  # the outside world's HTTP APIs
-    environ: Mapping[str, str] | None = None  # where secrets named in the config are read
-    check_runners: dict[str, CheckRunner] | None = None
-    pagers: dict[str, Pager] | None = None
-    process_before_response: bool = False
-    start_scheduler: bool = True
-    run_outbox_worker: bool = True
-    startup_checks: bool | None = None  # doctor's checks once at start; None: as the scheduler
-    outbox_poll_seconds: float = 5.0
 
 
 class State(TypedDict):
@@ -105,17 +71,6 @@ class SlackEdge:
     sender: SlackSender
 
 
-@dataclass(frozen=True)
-class OutsideWorld:
-    """The outside APIs the worker and the verifier call, each behind its port."""
-
-    scm: Mapping[str, ScmClient]
-    lookups: Mapping[str, DeploymentLookup]
-    deployers: Mapping[str, Deployer]
-    pagers: Mapping[str, Pager]
-    runners: Mapping[str, CheckRunner]
-
-
 def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Starlette:
     overrides = overrides or Overrides()
     config = overrides.config or load_config(settings.config_path)
@@ -130,10 +85,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             db = Database(engine)
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
-            world = await _outside_world(settings, overrides, stack)
-            forwarder = AuditWebhook.from_settings(settings, transport=overrides.http_transport)
-            if forwarder is not None:
-                stack.push_async_callback(forwarder.aclose)
+            world = await outside_world(settings, overrides, stack, clock)
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
@@ -149,10 +101,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 pagers=dict(world.pagers),
                 secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
-                more={
-                    **checkpoint_handlers(settings, slack.sender, overrides.http_transport),
-                    **audit_forwarding.handlers(db, forwarder),
-                },
+                more=senders(settings, config, slack.sender, db, clock, overrides, stack),
             )
             runtime = Runtime.assemble(
                 db=db,
@@ -326,80 +275,6 @@ async def _slack_edge(
     own = InProcessWebClient(sandbox)
     sender = overrides.slack_sender or LoggingSlackSender(WebApiSlackSender(own))
     return SlackEdge(sandbox, own, bolt_client, sender)
-
-
-async def _outside_world(
-    settings: Settings, overrides: Overrides, stack: AsyncExitStack
-) -> OutsideWorld:
-    """The clients tests did not swap in are made here and closed when the app stops."""
-    transport = overrides.http_transport
-    environ = overrides.environ if overrides.environ is not None else os.environ
-    own_scm = _scm(settings, transport) if overrides.scm_clients is None else {}
-    own_deployers = (
-        build_deployers(
-            settings,
-            secret_lookup=environ.get,
-            transport=transport,
-            jenkins_url=settings.jenkins_url,
-            jenkins_user=settings.jenkins_user,
-            jenkins_api_token=settings.jenkins_api_token.get_secret_value()
-            if settings.jenkins_api_token
-            else None,
-        )
-        if overrides.deployers is None
-        else {}
-    )
-    own_pagers = _pagers(settings, transport) if overrides.pagers is None else {}
-    own_runners = _runners(transport) if overrides.check_runners is None else {}
-    stack.push_async_callback(close_all, own_deployers)
-    for closeable in (*own_scm.values(), *own_pagers.values(), *own_runners.values()):
-        stack.push_async_callback(closeable.aclose)
-    return OutsideWorld(
-        scm=overrides.scm_clients if overrides.scm_clients is not None else own_scm,
-        lookups=overrides.lookups if overrides.lookups is not None else _lookups(own_scm),
-        deployers=overrides.deployers if overrides.deployers is not None else own_deployers,
-        pagers=overrides.pagers if overrides.pagers is not None else own_pagers,
-        runners=overrides.check_runners if overrides.check_runners is not None else own_runners,
-    )
-
-
-def _scm(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> dict[str, GitHubClient | GitLabClient]:
-    """The code hosts' compare APIs that credentials are configured for."""
-    clients: dict[str, GitHubClient | GitLabClient] = {}
-    github = github_client_from_settings(settings, transport=transport)
-    if github is not None:
-        clients["github"] = github
-    gitlab = gitlab_client_from_settings(settings, transport=transport)
-    if gitlab is not None:
-        clients["gitlab"] = gitlab
-    return clients
-
-
-def _pagers(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> dict[str, PagerDutyPager | OpsgeniePager]:
-    return {
-        "pagerduty": PagerDutyPager(
-            make_client(settings.pagerduty_events_url, transport=transport)
-        ),
-        "opsgenie": OpsgeniePager(make_client("https://api.opsgenie.com", transport=transport)),
-    }
-
-
-def _runners(
-    transport: httpx.AsyncBaseTransport | None,
-) -> dict[str, HttpCheckRunner | PrometheusCheckRunner]:
-    return {
-        "http": HttpCheckRunner(make_client("", transport=transport)),
-        "prometheus": PrometheusCheckRunner(make_client("", transport=transport)),
-    }
-
-
-def _lookups(clients: dict[str, GitHubClient | GitLabClient]) -> dict[str, DeploymentLookup]:
-    gitlab = clients.get("gitlab")
-    return {"gitlab": gitlab} if isinstance(gitlab, GitLabClient) else {}
 
 
 def _sandbox_pages(

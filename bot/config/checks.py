@@ -1,4 +1,5 @@
-"""The `verify:` section of an environment: post-deploy HTTP and Prometheus checks."""
+"""The `verify:` section of an environment: post-deploy HTTP, Prometheus (instant and range),
+Datadog metric and New Relic NRQL checks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from typing import Annotated, Any, Self
 from pydantic import Field, model_validator
 
 from bot.config.base import ConfigModel, Loc, invalid, problems_error
+from bot.config.check_kinds import (
+    CHECK_KINDS,
+    DatadogCheck,
+    NrqlCheck,
+    PrometheusRangeCheck,
+    check_bounds,
+)
 from bot.config.types import NonNegativeDuration, PositiveDuration, Text, Url, format_duration
 
 
@@ -38,10 +46,7 @@ class PrometheusCheck(ConfigModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:
-        if self.max is None and self.min is None:
-            raise invalid("set max, min or both")
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise invalid(f"must not be greater than max ({self.max})", "min")
+        check_bounds(self.max, self.min)
         return self
 
 
@@ -51,13 +56,18 @@ class VerifyCheck(ConfigModel):
     name: Text
     http: HttpCheck | None = None
     prometheus: PrometheusCheck | None = None
+    prometheus_range: PrometheusRangeCheck | None = None
+    datadog: DatadogCheck | None = None
+    nrql: NrqlCheck | None = None
     at: Annotated[list[NonNegativeDuration], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems: list[tuple[Loc, str]] = []
-        if (self.http is None) == (self.prometheus is None):
-            problems.append(((), "set exactly one of http or prometheus"))
+        if sum(getattr(self, kind) is not None for kind in CHECK_KINDS) != 1:
+            problems.append(
+                ((), "set exactly one of http or prometheus (or prometheus_range, datadog, nrql)")
+            )
         seen: set[timedelta] = set()
         for index, offset in enumerate(self.at):
             if offset in seen:
@@ -66,3 +76,8 @@ class VerifyCheck(ConfigModel):
         if problems:
             raise problems_error(problems)
         return self
+
+    @property
+    def kind(self) -> str:
+        """The kind of this check: the one of `CHECK_KINDS` whose section is set."""
+        return next(kind for kind in CHECK_KINDS if getattr(self, kind) is not None)

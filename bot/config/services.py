@@ -16,6 +16,7 @@ from bot.config.base import ConfigModel, Loc, invalid, problems_error, quoted_li
 from bot.config.checks import VerifyCheck
 from bot.config.deploy import Deploy
 from bot.config.gates import GatePolicy
+from bot.config.markers import Markers
 from bot.config.types import EnvVarName, Name, SlackChannel, SlackPrincipal, Text
 
 
@@ -136,6 +137,7 @@ class Service(ConfigModel):
     channel: SlackChannel | None = None
     owners: list[SlackPrincipal] = []
     oncall: Oncall | None = None
+    markers: Markers | None = None  # deploy markers on dashboards (Grafana, Datadog, ...)
     environments: Annotated[list[Environment], Field(min_length=1)]
 
     @property

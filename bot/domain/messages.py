@@ -352,3 +352,67 @@ class Digest:
             str(payload["text"]),
             blocks if isinstance(blocks, list) else None,
         )
+
+
+@dataclass(frozen=True)
+class DeployMarker:
+    """Mark a deploy event on an observability tool's timeline (`platform`: grafana,
+    datadog or newrelic).
+
+    `event` is deploy, rollback, break_glass or verification_failed; `phase` is `start` (a
+    deploy began: Grafana opens a region), `end` (it finished: the region closes, Datadog
+    and New Relic hear of it) or `point` (a moment). Times are ISO 8601. One key per
+    deployment and platform, so a region's end is sent after its start.
+    """
+
+    KIND: ClassVar[str] = "marker.send"
+    deployment_id: int
+    platform: str
+    event: str
+    phase: str
+    service: str
+    environment: str
+    version: str
+    title: str
+    text: str
+    started_at: str
+    ended_at: str | None = None
+    outcome: str = ""  # succeeded | failed, for a deploy's end
+
+    @property
+    def key(self) -> str:
+        return f"marker:{self.deployment_id}:{self.platform}"
+
+    def to_payload(self) -> Payload:
+        return {
+            "deployment_id": self.deployment_id,
+            "platform": self.platform,
+            "event": self.event,
+            "phase": self.phase,
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "title": self.title,
+            "text": self.text,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> DeployMarker:
+        ended = payload.get("ended_at")
+        return cls(
+            deployment_id=int(payload["deployment_id"]),
+            platform=str(payload["platform"]),
+            event=str(payload["event"]),
+            phase=str(payload.get("phase") or "point"),
+            service=str(payload["service"]),
+            environment=str(payload["environment"]),
+            version=str(payload.get("version") or ""),
+            title=str(payload.get("title") or ""),
+            text=str(payload.get("text") or ""),
+            started_at=str(payload["started_at"]),
+            ended_at=str(ended) if ended is not None else None,
+            outcome=str(payload.get("outcome") or ""),
+        )

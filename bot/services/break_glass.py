@@ -21,7 +21,7 @@ from bot.domain import states
 from bot.domain.gates import refusal as refusals
 from bot.domain.gates.refusal import Refusal
 from bot.domain.messages import Announcement, PagerChange
-from bot.services import audit, outbox
+from bot.services import audit, markers, outbox
 from bot.services.gate_close import close_gate, lock_gate, refresh_message
 from bot.services.gate_reads import environment_of, memberships_from, release_people
 from bot.services.gates import APPROVED, RECORDED, REFUSED, Outcome
@@ -130,6 +130,9 @@ def confirm(
     )
     _announce_confirmed(
         session, now=now, deployment=deployment, asked=asked, user_id=user_id, until=valid_until
+    )
+    markers.break_glass(
+        session, now=now, config=config, deployment=deployment, reason=str(asked["reason"])
     )
     return Outcome(
         APPROVED,

@@ -25,7 +25,7 @@ from bot.domain import states
 from bot.domain.events import DeployEvent
 from bot.domain.messages import TemplateLine
 from bot.ports import CheckResult, Comparison
-from bot.services import audit, deployments, outbox, releases, verification
+from bot.services import audit, deployments, markers, outbox, releases, verification
 from bot.store.tables import Deployment
 
 RELEASEBOT = "releasebot"
@@ -51,6 +51,14 @@ def apply_event(
         commits=commits,
         config=config,
     )
+    if applied.deployment is not None:
+        markers.deploy_progress(
+            session,
+            now=now,
+            config=config,
+            deployment=applied.deployment,
+            moved_to=applied.moved_to,
+        )
     if applied.deployed and applied.deployment is not None:
         deployed(session, now=now, config=config, deployment=applied.deployment)
     return applied.deployment, applied.changed
@@ -137,6 +145,7 @@ def verification_failed(
     session: Session, *, now: datetime, config: Config, deployment: Deployment, check: str
 ) -> None:
     """Verification failed (on-call is told already): roll back when the policy says so."""
+    markers.verification_failed(session, now=now, config=config, deployment=deployment, check=check)
     env = config.services[deployment.service].environment(deployment.environment)
     if env is None or env.on_verification_failure != "rollback" or env.deploy is None:
         return

@@ -22,7 +22,7 @@ from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.gates import refusal as refusals
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import audit, deployments, freeze_gates, gates, outbox, verification
+from bot.services import audit, deployments, freeze_gates, gates, markers, outbox, verification
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.store import statements as sql
@@ -202,6 +202,7 @@ def rollback(
         source="rollback",
         note=f"rolling back to {target[:7]}: {why}",
     )
+    markers.rollback(session, now=now, config=config, deployment=current, target=target, why=why)
     lock(
         session,
         now=now,

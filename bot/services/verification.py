@@ -74,7 +74,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
             {
                 "deployment_id": deployment.id,
                 "name": check.name,
-                "kind": "http" if check.http is not None else "prometheus",
+                "kind": check.kind,
                 "spec": check.model_dump(mode="json"),
             }
             for check in env.verify
@@ -280,7 +280,8 @@ def record(
     line = TemplateLine(
         deployment.id,
         "check_result.txt.j2",
-        {"check": check.name, "passed": result.passed, "summary": result.summary[:500]},
+        {"check": check.name, "passed": result.passed, "summary": result.summary[:500]}
+        | _link_of(result),
     )
     outbox.enqueue(session, line, now=now)
     if deployment.state != states.VERIFYING:
@@ -438,3 +439,9 @@ def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "pending": sum(1 for status, _ in rows if status in (PENDING, RUNNING)),
         "cancelled": sum(1 for status, _ in rows if status == CANCELLED),
     }
+
+
+def _link_of(result: CheckResult) -> dict[str, str]:
+    """The query link a runner gave (Prometheus, Datadog, New Relic), for the thread line."""
+    link = result.evidence.get("link")
+    return {"link": link} if isinstance(link, str) and link else {}

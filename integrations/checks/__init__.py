@@ -9,6 +9,12 @@
 |-------------|----------------|-------------------------|
 | http        | http.py        | `HttpCheckRunner`       |
 | prometheus  | prometheus.py  | `PrometheusCheckRunner` |
+| prometheus_range | prometheus_range.py | `PrometheusRangeCheckRunner` |
+| datadog     | datadog.py     | `DatadogCheckRunner`    |
+| nrql        | nrql.py        | `NrqlCheckRunner`       |
+
+The metric runners (the last three) share `metric.py`: the `reduce` of a window to one
+number, the threshold, and the result line with its query link.
 
 A runner never raises for anything the check's target does (a wrong status, a timeout, a
 refused connection, a Prometheus error, a misconfigured check dict): it returns a failed
@@ -51,7 +57,7 @@ __all__ = [
     "section",
 ]
 
-KINDS = ("http", "prometheus")
+KINDS = ("http", "prometheus", "prometheus_range", "datadog", "nrql")
 """The keys of a `verify:` check that name its kind; exactly one is set."""
 
 _TIMEDELTA = TypeAdapter(timedelta)
@@ -63,18 +69,28 @@ class VerifyRunner:
     A check with no known kind (or with two) is a failed result, not an error.
     """
 
-    def __init__(self, *, http: CheckRunner, prometheus: CheckRunner) -> None:
+    def __init__(
+        self,
+        *,
+        http: CheckRunner,
+        prometheus: CheckRunner,
+        more: Mapping[str, CheckRunner] | None = None,
+    ) -> None:
         self._runners: dict[str, CheckRunner] = {"http": http, "prometheus": prometheus}
+        self._runners.update(more or {})
 
     async def run(self, check: Mapping[str, Any]) -> CheckResult:
         kind = check_kind(check)
-        if kind is None:
-            return misconfigured(check, "set exactly one of http or prometheus")
+        if kind is None or kind not in self._runners:
+            known = list(self._runners)
+            return misconfigured(
+                check, f"set exactly one of {', '.join(known[:-1])} or {known[-1]}"
+            )
         return await self._runners[kind].run(check)
 
 
 def check_kind(check: Mapping[str, Any]) -> str | None:
-    """ "http" or "prometheus": the one kind whose section is set (not None); else None."""
+    """The one kind (of `KINDS`) whose section is set (not None); else None."""
     kinds = [kind for kind in KINDS if check.get(kind) is not None]
     return kinds[0] if len(kinds) == 1 else None
 
