@@ -41,7 +41,7 @@ def request_for(
         environment=deployment.environment,
         sha=str(payload.get("sha") or deployment.sha),
         request_id=str(payload["request_id"]),
-        version=release.version if release else None,
+        version=deployment.version or (release.version if release else None),
         reason=payload.get("reason"),
         actor=payload.get("actor"),
         target=target,

@@ -23,10 +23,16 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
 from bot.services import freezes
+from bot.services.deployment_rows import (
+    VERSION,
+    deployment_rows,
+    first_row,
+    row_query,
+    to_row,
+)
 from bot.services.deployment_rows import DeploymentRow as DeploymentRow
-from bot.services.deployment_rows import deployment_rows, first_row, row_query, to_row
 from bot.services.gates import gate_principals
-from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate, Release
+from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate
 
 LATEST: Final = "latest"
 RUNNING: Final = frozenset(states.DEPLOYED)
@@ -355,7 +361,7 @@ def match(
     version: str,
     ran: bool = False,
 ) -> list[DeploymentRow] | str:
-    """Deployments whose release version is `version` (with or without a leading "v") or
+    """Deployments whose version is `version` (with or without a leading "v") or
     whose sha starts with it, newest first (`ran`: only those that ran in the environment);
     a message when a sha prefix is ambiguous."""
     text = version.strip()
@@ -365,7 +371,7 @@ def match(
         session,
         service=service,
         environments=environments,
-        extra=[col(Release.version).in_(sorted(names)), *deployed],
+        extra=[VERSION.in_(sorted(names)), *deployed],
         limit=50,
     )
     if by_version:
