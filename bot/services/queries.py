@@ -35,7 +35,8 @@ from bot.services.gates import gate_principals
 from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate
 
 LATEST: Final = "latest"
-RUNNING: Final = frozenset(states.DEPLOYED)
+# What runs in an environment: a deployed version, or one whose rollback the pipeline refused.
+RUNNING: Final = frozenset(states.DEPLOYED | {states.ROLLBACK_FAILED})
 MIN_SHA_PREFIX: Final = 4
 MERGE_DEPTH: Final = 1000  # history across environments merges index walks up to this row
 _HEX = frozenset("0123456789abcdef")

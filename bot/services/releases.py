@@ -273,7 +273,13 @@ def _rollback_told(
     )
 
 
-BAD = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK)
+BAD = (
+    states.FAILED,
+    states.VERIFICATION_FAILED,
+    states.ROLLING_BACK,
+    states.ROLLED_BACK,
+    states.ROLLBACK_FAILED,
+)
 
 
 def _previous_good(session: Session, current: Deployment) -> str | None:
