@@ -45,6 +45,7 @@ STATES: dict[str, Badge] = {
     "verification_failed": Badge("✖", "Verification failed", "bad"),
     "rolling_back": Badge("↩", "Rolling back", "warn"),
     "rolled_back": Badge("⏪", "Rolled back", "bad"),
+    "rollback_failed": Badge("⚠", "Rollback failed", "bad"),
     "superseded": Badge("⏩", "Superseded", "muted"),
 }
 GATE_STATES: dict[str, Badge] = {

@@ -38,6 +38,7 @@ def test_rollback_restores_anything_that_ran() -> None:
         states.VERIFIED,
         states.VERIFICATION_FAILED,
         states.FAILED,
+        states.ROLLBACK_FAILED,  # a rollback the pipeline refused may be tried again
     }
 
 

@@ -91,6 +91,7 @@ def test_the_states_are_the_ones_the_design_names() -> None:
         "verification_failed",
         "rolling_back",
         "rolled_back",
+        "rollback_failed",
         "superseded",
     }
 
@@ -116,7 +117,10 @@ def test_finished_deployments_can_at_most_be_rolled_back() -> None:
 def test_anything_that_was_deployed_can_be_rolled_back() -> None:
     for state in DEPLOYED:
         assert states.ROLLING_BACK in states.LEGAL_MOVES[state], state
-    assert states.LEGAL_MOVES[states.ROLLING_BACK] == {states.ROLLED_BACK}
+    # A rollback ends rolled back, or failed when the pipeline refused it; then it may be
+    # tried again (or its version comes back some other way).
+    assert states.LEGAL_MOVES[states.ROLLING_BACK] == {states.ROLLED_BACK, states.ROLLBACK_FAILED}
+    assert states.LEGAL_MOVES[states.ROLLBACK_FAILED] == {states.ROLLING_BACK, states.ROLLED_BACK}
 
 
 def test_only_undeployed_or_unverified_states_can_be_superseded() -> None:

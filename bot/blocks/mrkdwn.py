@@ -26,6 +26,7 @@ STATE_LABELS: Final[dict[str, tuple[str, str]]] = {
     "verification_failed": (":x:", "Verification failed"),
     "rolling_back": (":leftwards_arrow_with_hook:", "Rolling back"),
     "rolled_back": (":rewind:", "Rolled back"),
+    "rollback_failed": (":warning:", "Rollback failed"),
     "superseded": (":fast_forward:", "Superseded"),
 }
 

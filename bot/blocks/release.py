@@ -1,8 +1,8 @@
 """The release message of one deployment: fallback text aside, its Block Kit blocks.
 
-One message per deployment, edited in place as it moves: header, state and commit, the
-freeze, risk, commits, approval, verification and promotion lock, the buttons that apply,
-and a context line linking the details page.
+One message per deployment, edited in place as it moves: header, state and commit, a
+rollback the pipeline refused, the freeze, risk, commits, approval, verification and
+promotion lock, the buttons that apply, and a context line linking the details page.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
     """The blocks of the release message of `view`."""
     r = view
     blocks: list[Block] = [_header(r), _fields(r)]
+    if r.state == "rollback_failed":
+        blocks.append(_text(_rollback_failed(r)))
     if r.freeze:
         blocks.append(_text(f":snowflake: *Change freeze:* {_esc(truncate(r.freeze, 500))}"))
     blocks.append(_text(f"*Risk*\n{_risk(r.risk)}"))
@@ -79,6 +81,19 @@ def _lock(r: ReleaseView) -> str:
         f":lock: *{_esc(r.environment)} is locked*{by}: {reason}\n"
         "Promotion and approvals are refused until it is unlocked."
     )
+
+
+def _rollback_failed(r: ReleaseView) -> str:
+    """Why the rollback did not happen, and what that leaves: the version still runs, the
+    environment's lock stays, and Roll back may be tried again."""
+    target = f" to `{_esc(r.rollback_to[:7])}`" if r.rollback_to else ""
+    why = f": {_esc(truncate(r.rollback_error, 500))}" if r.rollback_error else ""
+    running = f"*{_esc(truncate(r.version, 80))}*" if r.version else f"`{_esc(r.short_sha)}`"
+    env = _esc(r.environment)
+    text = f":warning: *Rollback{target} failed*{why}\n{running} still runs in {env}"
+    if r.lock:
+        text += f"; automatic promotion into {env} stays stopped until someone unlocks it"
+    return text + ". Roll back again once the cause is fixed."
 
 
 def _text(text: str) -> Block:

@@ -11,7 +11,8 @@ one listed (without `auto_promote_to`) promotes nowhere.
 
 Only a deployed release moves on (`succeeded`, or `verified` once its checks passed). A
 rollback restores the environment from anything that ran there: a deploy that succeeded,
-is being or was verified, failed verification, or failed outright.
+is being or was verified, failed verification, or failed outright; and it may be tried
+again after the pipeline refused one (`rollback_failed`).
 
 Pure: no I/O. The environments come from the config's `Service`.
 """
@@ -27,7 +28,14 @@ __all__ = ["PROMOTABLE", "ROLLBACKABLE", "next_environment", "promotion_sources"
 
 PROMOTABLE: Final[frozenset[str]] = frozenset({states.SUCCEEDED, states.VERIFIED})
 ROLLBACKABLE: Final[frozenset[str]] = frozenset(
-    {states.SUCCEEDED, states.VERIFYING, states.VERIFIED, states.VERIFICATION_FAILED, states.FAILED}
+    {
+        states.SUCCEEDED,
+        states.VERIFYING,
+        states.VERIFIED,
+        states.VERIFICATION_FAILED,
+        states.FAILED,
+        states.ROLLBACK_FAILED,
+    }
 )
 
 

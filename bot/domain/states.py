@@ -3,8 +3,13 @@
 pending -> awaiting_approval -> approved | rejected | expired
 approved | pending -> in_progress -> succeeded | failed
 succeeded -> verifying -> verified | verification_failed
-(deployed states) -> rolling_back -> rolled_back
+(deployed states) -> rolling_back -> rolled_back | rollback_failed
+rollback_failed -> rolling_back   (tried again)   | rolled_back   (restored some other way)
 pending | awaiting_approval | approved -> superseded   (a newer version wins)
+
+`rollback_failed`: the pipeline refused the rollback (or it could not be sent), so the bad
+version still runs and promotion into the environment stays locked; someone may roll back
+again once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ VERIFIED: Final = "verified"
 VERIFICATION_FAILED: Final = "verification_failed"
 ROLLING_BACK: Final = "rolling_back"
 ROLLED_BACK: Final = "rolled_back"
+ROLLBACK_FAILED: Final = "rollback_failed"
 SUPERSEDED: Final = "superseded"
 
 LEGAL_MOVES: Final[dict[str, frozenset[str]]] = {
@@ -41,7 +47,8 @@ LEGAL_MOVES: Final[dict[str, frozenset[str]]] = {
     VERIFYING: frozenset({VERIFIED, VERIFICATION_FAILED, ROLLING_BACK, SUPERSEDED}),
     VERIFIED: frozenset({ROLLING_BACK}),
     VERIFICATION_FAILED: frozenset({ROLLING_BACK}),
-    ROLLING_BACK: frozenset({ROLLED_BACK}),
+    ROLLING_BACK: frozenset({ROLLED_BACK, ROLLBACK_FAILED}),
+    ROLLBACK_FAILED: frozenset({ROLLING_BACK, ROLLED_BACK}),
     ROLLED_BACK: frozenset(),
     SUPERSEDED: frozenset(),
 }

@@ -171,7 +171,7 @@ def _row(deployment: Deployment, version: str | None) -> DeploymentRow:
         service=deployment.service,
         environment=deployment.environment,
         sha=deployment.sha,
-        version=version,
+        version=deployment.version or version,
         state=deployment.state,
         attempt=deployment.attempt,
         risk_level=level,
@@ -212,7 +212,7 @@ def _pending_gates(session: Session, limit: int = 50) -> list[PendingGate]:
                 service=deployment.service,
                 environment=deployment.environment,
                 sha=gate.sha,
-                version=version,
+                version=deployment.version or version,
                 progress=gate.progress,
                 created_at=gate.created_at,
                 expires_at=gate.expires_at,
@@ -361,7 +361,7 @@ def deployment_page(
     factors = [f for f in risk.get("factors") or [] if isinstance(f, Mapping)]
     return DeploymentPage(
         deployment=_row(deployment, version),
-        ref=release.ref if release is not None else None,
+        ref=deployment.ref or (release.ref if release is not None else None),
         source=deployment.source,
         ci_url=deployment.ci_url,
         description=deployment.description,

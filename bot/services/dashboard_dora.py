@@ -18,7 +18,13 @@ from bot.store.tables import Deployment, ReleaseCommit
 
 BUCKETS = ("day", "week")
 FAILED_STATES = frozenset(
-    {states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK}
+    {
+        states.FAILED,
+        states.VERIFICATION_FAILED,
+        states.ROLLING_BACK,
+        states.ROLLED_BACK,
+        states.ROLLBACK_FAILED,
+    }
 )
 
 

@@ -42,23 +42,22 @@ class DeploymentRow:
         return f"{self.version} ({self.short_sha})" if self.version else self.short_sha
 
 
-_COLUMNS: Final = tuple(
-    col(c)
-    for c in (
-        Deployment.id,
-        Deployment.service,
-        Deployment.environment,
-        Deployment.sha,
-        Release.version,
-        Deployment.state,
-        Deployment.deployer,
-        Deployment.created_at,
-        Deployment.updated_at,
-        Deployment.ci_url,
-        Deployment.risk,
-        ReleaseMessage.channel,
-        ReleaseMessage.ts,
-    )
+# A deployment's own version, else the one its release (sha) was first seen as.
+VERSION: Final = sa.func.coalesce(col(Deployment.version), col(Release.version))
+_COLUMNS: Final = (
+    col(Deployment.id),
+    col(Deployment.service),
+    col(Deployment.environment),
+    col(Deployment.sha),
+    VERSION.label("version"),
+    col(Deployment.state),
+    col(Deployment.deployer),
+    col(Deployment.created_at),
+    col(Deployment.updated_at),
+    col(Deployment.ci_url),
+    col(Deployment.risk),
+    col(ReleaseMessage.channel),
+    col(ReleaseMessage.ts),
 )
 
 

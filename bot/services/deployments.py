@@ -27,7 +27,7 @@ from bot.services import assessment, audit, gates, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Deployment, Gate, Release
+from bot.store.tables import Deployment, Gate, Release, row_id
 
 # The ingest path's ORM queries, built once (building one costs more than running it); its
 # Core statements, where nothing needs an ORM object back, are in bot.store.statements.
@@ -123,7 +123,11 @@ def apply(
         )
         changed = True
     else:
+        shown = (current.version, current.ref)
         changed = _fill_in(current, event)
+        if (current.version, current.ref) != shown:
+            # The message's header and commit line show them, even when no state changes.
+            outbox.enqueue(session, ReleaseMessageUpdate(row_id(current)), now=now)
     if commits is not None:
         _store_webhook_commits(session, deployment=current, commits=commits, event=event)
     if event.gate is not None and config is not None:
@@ -244,8 +248,14 @@ def _id_kind(external_id: str) -> str:
 
 
 def _fill_in(deployment: Deployment, event: DeployEvent) -> bool:
-    """Details a later event knows and an earlier one did not (CI link, deployer)."""
+    """Details a later event knows and an earlier one did not (CI link, deployer, version)."""
     changed = False
+    if event.version and not deployment.version:
+        deployment.version = event.version[:200]
+        changed = True
+    if event.ref and not deployment.ref:
+        deployment.ref = event.ref[:255]
+        changed = True
     if event.url and not deployment.ci_url:
         deployment.ci_url = event.url[:2000]
         changed = True
@@ -286,8 +296,8 @@ def _release(session: Session, *, now: datetime, service: str, event: DeployEven
             {
                 "service": service,
                 "sha": event.sha,
-                "version": event.version,
-                "ref": event.ref,
+                "version": event.version and event.version[:200],
+                "ref": event.ref and event.ref[:255],
                 "created_at": now,
                 "base_sha": None,
                 "commits": None,
@@ -297,7 +307,8 @@ def _release(session: Session, *, now: datetime, service: str, event: DeployEven
         )
         return _new_id(inserted)
     if event.version and not found.version:
-        conn.execute(sql.SET_RELEASE_VERSION, {"id": found.id, "v": event.version})
+        # The first version a sha was seen as; each deployment keeps its own (`_create`).
+        conn.execute(sql.SET_RELEASE_VERSION, {"id": found.id, "v": event.version[:200]})
     return int(found.id)
 
 
@@ -316,6 +327,8 @@ def _create(
         service=service,
         environment=environment,
         sha=event.sha,
+        version=event.version and event.version[:200],
+        ref=event.ref and event.ref[:255],
         attempt=attempt,
         state=states.PENDING,
         row_version=1,

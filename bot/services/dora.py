@@ -13,7 +13,8 @@ config, and for a service the config no longer lists, the environment named `pro
   or when it failed before ever running there (failed, or rolled back while in progress:
   no `deployed_at`) and was created in the window. `deployments` counts both; deployment
   frequency is `deployments / days`.
-- `failures`: those whose state is failed, verification_failed, rolling_back or rolled_back.
+- `failures`: those whose state is failed, verification_failed, rolling_back, rolled_back
+  or rollback_failed (rolled back, though the pipeline refused the rollback).
   Change failure rate = failures / deployments.
 - Lead time for changes: for each release whose first production deployment ran in the
   window, each of its commits' `authored_at` to that deployment's `deployed_at` (a version

@@ -32,6 +32,7 @@ FAILURE_STATES: Final = (
     states.VERIFICATION_FAILED,
     states.ROLLING_BACK,
     states.ROLLED_BACK,
+    states.ROLLBACK_FAILED,
 )
 INCIDENT_OPENED: Final = "incident.opened"
 INCIDENT_RESOLVED: Final = "incident.resolved"

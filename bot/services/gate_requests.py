@@ -207,7 +207,7 @@ def gate_status(session: Session, gate_id: int) -> dict[str, Any] | None:
         "final": gate.status in FINAL_STATUSES,
         "service": deployment.service,
         "environment": deployment.environment,
-        "version": release.version if release is not None else None,
+        "version": deployment.version or (release.version if release is not None else None),
         "sha": sha,
         "deployment_id": deployment.id,
         "requested_by": gate.requested_by,

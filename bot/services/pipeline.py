@@ -1,4 +1,9 @@
-"""Requests to the real pipeline (through a deployer) and what came back from it."""
+"""Requests to the real pipeline (through a deployer) and what came back from it.
+
+A call the deployer gave up on is audited (`deployer.failed`) and told in the thread; when
+it carried the gate's decision the gate remembers the refusal, and when it was a rollback
+the deployment leaves `rolling_back` for `rollback_failed` (the bad version still runs).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import gates as rules
-from bot.domain.messages import ReleaseMessageUpdate, TemplateLine
+from bot.domain import states
+from bot.domain.messages import PagerChange, ReleaseMessageUpdate, TemplateLine
 from bot.ports import DeployRequest, DeployResult
 from bot.services import audit, outbox
+from bot.services.transitions import transition
 from bot.store.tables import Deployment, Gate, Release
 
 # What a gate remembers when the pipeline refused the decision carried to it.
@@ -41,7 +48,7 @@ def request_for(
         environment=deployment.environment,
         sha=str(payload.get("sha") or deployment.sha),
         request_id=str(payload["request_id"]),
-        version=release.version if release else None,
+        version=deployment.version or (release.version if release else None),
         reason=payload.get("reason"),
         actor=payload.get("actor"),
         target=target,
@@ -102,8 +109,43 @@ def record_failure(session: Session, *, now: datetime, payload: dict[str, Any], 
         url=None,
         failed=True,
     )
+    if _rollback_failed(
+        session, now=now, deployment_id=deployment_id, payload=payload, error=error
+    ):
+        return  # the state change edits the message
     if _mark_refused(session, deployment_id=deployment_id, payload=payload, error=error):
         outbox.enqueue(session, ReleaseMessageUpdate(deployment_id), now=now)
+
+
+def _rollback_failed(
+    session: Session, *, now: datetime, deployment_id: int, payload: dict[str, Any], error: str
+) -> bool:
+    """The rollback the deployment waits on will not happen: the pipeline refused it, or it
+    could not be sent. The deployment moves to `rollback_failed` (so the message stops
+    showing it rolling back and offers Roll back again), the environment's lock stays, and
+    on-call's timeline hears of it. Returns whether it moved."""
+    if payload["action"] != "rollback":
+        return False
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None or deployment.state != states.ROLLING_BACK:
+        return False
+    target = str(payload.get("sha") or deployment.rollback_to or "")
+    if deployment.rollback_to and target != deployment.rollback_to:
+        return False  # a rollback to another version is under way
+    why = f"rollback to {target[:7]} failed: {error}"
+    transition(
+        session,
+        deployment=deployment,
+        target=states.ROLLBACK_FAILED,
+        now=now,
+        actor="releasebot",
+        source="deployer",
+        note=why,
+        extra={"kind": payload["kind"], "request_id": payload["request_id"]},
+    )
+    summary = f"{deployment.service} {deployment.environment}: {why}"
+    outbox.enqueue(session, PagerChange(deployment_id, "rollback", summary[:1000]), now=now)
+    return True
 
 
 def _mark_refused(

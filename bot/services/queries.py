@@ -23,13 +23,20 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
 from bot.services import freezes
+from bot.services.deployment_rows import (
+    VERSION,
+    deployment_rows,
+    first_row,
+    row_query,
+    to_row,
+)
 from bot.services.deployment_rows import DeploymentRow as DeploymentRow
-from bot.services.deployment_rows import deployment_rows, first_row, row_query, to_row
 from bot.services.gates import gate_principals
-from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate, Release
+from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate
 
 LATEST: Final = "latest"
-RUNNING: Final = frozenset(states.DEPLOYED)
+# What runs in an environment: a deployed version, or one whose rollback the pipeline refused.
+RUNNING: Final = frozenset(states.DEPLOYED | {states.ROLLBACK_FAILED})
 MIN_SHA_PREFIX: Final = 4
 MERGE_DEPTH: Final = 1000  # history across environments merges index walks up to this row
 _HEX = frozenset("0123456789abcdef")
@@ -355,7 +362,7 @@ def match(
     version: str,
     ran: bool = False,
 ) -> list[DeploymentRow] | str:
-    """Deployments whose release version is `version` (with or without a leading "v") or
+    """Deployments whose version is `version` (with or without a leading "v") or
     whose sha starts with it, newest first (`ran`: only those that ran in the environment);
     a message when a sha prefix is ambiguous."""
     text = version.strip()
@@ -365,7 +372,7 @@ def match(
         session,
         service=service,
         environments=environments,
-        extra=[col(Release.version).in_(sorted(names)), *deployed],
+        extra=[VERSION.in_(sorted(names)), *deployed],
         limit=50,
     )
     if by_version:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,12 +12,14 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bot.config import Config, ScheduledFreeze
+from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import freezes, pipeline, verification
 from bot.store.tables import (
     LOCK_ALL,
+    AuditEvent,
     Check,
     CheckRun,
     Deployment,
@@ -65,6 +68,8 @@ class ReleaseView:
     lock: str | None = None  # why automatic promotion into this environment is stopped
     lock_by: str | None = None  # who locked it
     lock_everything: bool = False  # `/release lock`: promotion and approvals refused too
+    rollback_to: str | None = None  # the sha a rollback restores (or was to restore)
+    rollback_error: str | None = None  # why the pipeline did not roll back (rollback_failed)
 
     @property
     def short_sha(self) -> str:
@@ -102,6 +107,9 @@ def release_views(
     ):
         gates[gate.deployment_id] = gate
     progress = _verification_progress(session, ids)
+    refused = _rollback_errors(
+        session, [d.id for d in deployments if d.state == states.ROLLBACK_FAILED and d.id]
+    )
     # The freezes in force when each deployment last changed, read once for all of them.
     frozen = (
         freezes.active_at_each(session, config=config, moments=(d.updated_at for d in deployments))
@@ -122,8 +130,8 @@ def release_views(
             service=deployment.service,
             environment=deployment.environment,
             sha=deployment.sha,
-            version=release.version if release else None,
-            ref=release.ref if release else None,
+            version=deployment.version or (release.version if release else None),
+            ref=deployment.ref or (release.ref if release else None),
             state=deployment.state,
             attempt=deployment.attempt,
             deployer=deployment.deployer,
@@ -139,6 +147,8 @@ def release_views(
             assessment_note=deployment.assessment_note,
             freeze=_freeze(frozen[deployment.updated_at], deployment, config) if config else None,
             verification=progress.get(deployment.id),
+            rollback_to=deployment.rollback_to,
+            rollback_error=refused.get(deployment.id),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
         )
@@ -167,6 +177,24 @@ def _verification_progress(session: Session, ids: list[int]) -> dict[int, dict[s
         }
         for deployment_id, rows in runs.items()
     }
+
+
+def _rollback_errors(session: Session, ids: list[int]) -> dict[int, str]:
+    """What the deployer answered when it gave up on each deployment's last rollback (the
+    newest `deployer.failed` record of a rollback), for deployments in rollback_failed."""
+    if not ids:
+        return {}
+    found: dict[int, str] = {}
+    for subject, details in session.exec(
+        select(AuditEvent.subject, AuditEvent.details)
+        .where(col(AuditEvent.subject).in_([f"deployment:{i}" for i in ids]))
+        .where(AuditEvent.action == "deployer.failed")
+        .order_by(col(AuditEvent.seq))
+    ):
+        record = json.loads(details)
+        if record.get("action") == "rollback":
+            found[int(subject.split(":", 1)[1])] = str(record.get("error") or "")
+    return found
 
 
 def _gate(gate: Gate | None) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def promote(
         status=states.PENDING,
         source_event="releasebot.promote",
         external_id=f"promote:{source.id}:{now.timestamp():.0f}",
-        version=release.version if release else None,
-        ref=release.ref if release else None,
+        version=source.version or (release.version if release else None),
+        ref=source.ref or (release.ref if release else None),
         actor=actor,
         description=f"promoted from {source.environment}",
         gate=GateRequest(decide_via=env.deploy.kind, context={"on_approve": "promote"}),
@@ -275,7 +275,13 @@ def _rollback_told(
     )
 
 
-BAD = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLING_BACK, states.ROLLED_BACK)
+BAD = (
+    states.FAILED,
+    states.VERIFICATION_FAILED,
+    states.ROLLING_BACK,
+    states.ROLLED_BACK,
+    states.ROLLBACK_FAILED,
+)
 
 
 def _previous_good(session: Session, current: Deployment) -> str | None:

@@ -86,11 +86,12 @@ MOVE_DEPLOYMENT = (
     .where(DEPLOYMENT.c.row_version == sa.bindparam("where_row_version"))
 )
 # Every successful deploy looks for the rollbacks it finishes, first with this Core query
-# (there rarely are any), then loads them as objects only when there are.
+# (there rarely are any), then loads them as objects only when there are. A rollback the
+# pipeline refused is finished too when its version comes back some other way.
 ROLLING_BACK_TO_WHERE = (
     DEPLOYMENT.c.service == sa.bindparam("service"),
     DEPLOYMENT.c.environment == sa.bindparam("environment"),
-    DEPLOYMENT.c.state == states.ROLLING_BACK,
+    DEPLOYMENT.c.state.in_((states.ROLLING_BACK, states.ROLLBACK_FAILED)),
     DEPLOYMENT.c.rollback_to == sa.bindparam("sha"),
 )
 ANY_ROLLING_BACK_TO = sa.select(DEPLOYMENT.c.id).where(*ROLLING_BACK_TO_WHERE).limit(1)

@@ -97,6 +97,10 @@ class Deployment(SQLModel, table=True):
     service: str = Field(max_length=100)
     environment: str = Field(max_length=100)
     sha: str = Field(max_length=64)
+    # What this deployment shipped as: one sha may go to staging from `main` and to
+    # production from tag `v1.2.0`. None: its CI named neither (the release's are shown).
+    version: str | None = Field(default=None, max_length=200)
+    ref: str | None = Field(default=None, max_length=255)
     attempt: int = 1
     state: str = Field(max_length=32, index=True)
     row_version: int = 1

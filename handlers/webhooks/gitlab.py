@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,16 +35,9 @@ async def gitlab_webhook(request: Request) -> Response:
             header="X-Gitlab-Token",
         )
         event_name = request.headers.get("x-gitlab-event")
-        # Idempotency-Key (GitLab 17.4+) stays the same across GitLab's retries of one event.
-        key = request.headers.get("idempotency-key")
-        given_id = key or request.headers.get("x-gitlab-event-uuid")
         if not event_name:
             raise Refused(400, "missing X-Gitlab-Event header")
-        if not given_id:
-            raise Refused(400, "missing Idempotency-Key or X-Gitlab-Event-UUID header")
-        checked_id = delivery_id(
-            given_id, header="Idempotency-Key" if key else "X-Gitlab-Event-UUID"
-        )
+        checked_id = _delivery_id(request, event_name, body)
         data = decode_json(body, content_type=media_type(request))
         parsed = payloads.parse(event_name, data)
     except (Refused, PayloadError) as error:
@@ -83,6 +78,21 @@ async def gitlab_webhook(request: Request) -> Response:
             delivery, _tracked_first(usecases.config, parsed.events) or parsed.event, parsed.note
         )
     return accepted(result)
+
+
+def _delivery_id(request: Request, event_name: str, body: bytes) -> str:
+    """The id GitLab's retries of one event share.
+
+    Idempotency-Key (GitLab 17.4+) stays the same across retries; X-Gitlab-Event-UUID comes
+    next. Older self-managed GitLab sends neither: refusing those would get the hook disabled,
+    so a resend of the same event with the same body counts as the same delivery.
+    """
+    key = request.headers.get("idempotency-key")
+    given = key or request.headers.get("x-gitlab-event-uuid")
+    if given:
+        return delivery_id(given, header="Idempotency-Key" if key else "X-Gitlab-Event-UUID")
+    digest = hashlib.sha256(event_name.encode("utf-8") + b"\n" + body).hexdigest()
+    return "body-" + digest[:40]
 
 
 def _tracked_first(config: Config, events: tuple[DeployEvent, ...]) -> DeployEvent | None:
