@@ -26,10 +26,11 @@ from bot.cli import main
 from bot.config.loading import parse_config
 from bot.scheduling import audit_checkpoint
 from bot.store.db import make_engine
+from bot.store.tables import Release
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FrozenClock
-from tests.helpers import SHA_A, SHA_B, example_config_data
+from tests.helpers import EXAMPLE_CONFIG, SHA_A, SHA_B, example_config_data
 from tests.slackflow import gated_env, request_gate
 from tests.test_audit import deploy, two_releases
 
@@ -410,3 +411,40 @@ async def test_the_checkpoint_job_runs_every_configured_interval(
         job = scheduler.get_job("audit.checkpoint")
     assert job is not None
     assert job.trigger.interval.total_seconds() == seconds
+
+
+async def test_the_evidence_pack_names_the_signed_checkpoint_that_covers_its_release(
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    published: Published,
+    keys: Path,
+    app_private_key: str,
+    cli_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELEASEBOT_CONFIG", str(EXAMPLE_CONFIG))
+    edge = FakeEdge()
+    async with publishing_bot(
+        bot_factory, clock, published, keys, edge=edge, env=gated_env(app_private_key)
+    ) as bot:
+        await request_gate(bot)  # the production decision is checkpointed at once
+        await bot.send_outbox()  # ... and the callback's receipt is recorded after it
+        with bot.runtime.db.read() as session:
+            [release_id] = session.execute(sa.select(Release.id)).scalars().all()
+        capsys.readouterr()
+        assert main(["audit", "evidence", str(release_id)]) == 0
+        stretch = json.loads(capsys.readouterr().out)["audit"]["stretch"]
+        [decision] = lines(published.file)
+        assert decision["seq"] < stretch["last_seq"]
+        assert stretch["checkpoint"] is None  # nothing published covers the receipt yet
+
+        await audit_checkpoint(bot.runtime)  # the scheduler's next checkpoint
+        await bot.send_outbox()
+    assert main(["audit", "evidence", str(release_id)]) == 0
+    stretch = json.loads(capsys.readouterr().out)["audit"]["stretch"]
+    covering = stretch["checkpoint"]
+    assert set(covering["published_to"].values()) == {"sent"}
+    line = lines(published.file)[-1]
+    assert covering["checkpoint"] == line  # the very line the file holds, signature included
+    assert line["seq"] >= stretch["last_seq"] and "signature" in line

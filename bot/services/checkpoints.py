@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -78,6 +79,31 @@ def last_published(session: Session) -> int:
     if row is None or not isinstance(row.payload, dict):
         return 0
     return int(row.payload.get("seq") or 0)
+
+
+def covering(session: Session, seq: int) -> dict[str, Any] | None:
+    """The first checkpoint queued for a file or webhook that covers record `seq` (its own
+    sequence at or after it), as published (signed when a signing key was set), with where
+    it went and whether it was delivered; None when no checkpoint covers it yet."""
+    rows = session.connection().execute(
+        sa.select(sql.OUTBOX.c.kind, sql.OUTBOX.c.status, sql.OUTBOX.c.payload)
+        .where(sql.OUTBOX.c.kind.in_((CheckpointToFile.KIND, CheckpointToWebhook.KIND)))
+        .order_by(sql.OUTBOX.c.id)
+        .execution_options(yield_per=500)
+    )
+    found: dict[str, Any] | None = None
+    for row in rows:
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        doc = payload.get("checkpoint")
+        if not isinstance(doc, dict) or int(payload.get("seq") or 0) < seq:
+            continue
+        if found is None:
+            found = {"checkpoint": doc, "published_to": {}}
+        elif doc != found["checkpoint"]:
+            break  # a later checkpoint: the first one's places are all listed
+        place = "file" if row.kind == CheckpointToFile.KIND else "webhook"
+        found["published_to"][place] = row.status
+    return found
 
 
 def publish(session: Session, *, now: datetime, reason: str, force: bool = False) -> int | None:

@@ -56,7 +56,8 @@ written as the audit chain writes it (`2026-11-17T10:00:00.000000Z`):
                     who decided, approved or acted on the release (config `identities`)
     audit           {records: [{seq, at, actor, action, subject, details, prev_hash, hash}],
                      stretch: {first_seq, first_prev_hash, first_hash, last_seq, last_hash,
-                               records, release_records},
+                               records, release_records,
+                               checkpoint: {checkpoint, published_to} or null},
                      chain: {verified, first_break, first_break_reason, records_checked,
                              head_seq, head_hash}}
 
@@ -66,7 +67,9 @@ auditor recomputes it from the pack alone; `diff_sha256_source` says whether the
 file list was stored or only the commit list is covered. The audit records are those whose
 subject is `deployment:<id>` or `gate:<id>` of this release; each `hash` recomputes with
 `bot.domain.audit.record_hash`. `stretch` names the first and last record covering the
-release (its records, receipts and aftermath), and `chain` says whether the whole chain
+release (its records, receipts and aftermath) and the first checkpoint published outside
+the database that covers its last record (signed when a signing key is set; the places it
+went, each with its outbox status), and `chain` says whether the whole chain
 verified when the pack was generated, with the head that covers everything before it.
 """
 

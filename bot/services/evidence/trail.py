@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bot.domain import states
-from bot.services import audit
+from bot.services import audit, checkpoints
 from bot.services.evidence.sections import details, iso
 from bot.services.receipts import subject_for
 from bot.store.tables import AuditEvent, CheckRun, Deployment
@@ -123,7 +123,9 @@ def _redeploy(session: Session, deployment: Deployment) -> dict[str, Any]:
 def stretch(session: Session, seqs: Iterable[int]) -> dict[str, Any] | None:
     """The part of the chain from the release's first record to its last: each end's
     sequence and hash (and the hash the first links to), and how many records lie between.
-    Verifying the chain over this stretch proves none of the release's records changed."""
+    Verifying the chain over this stretch proves none of the release's records changed;
+    `checkpoint` is the first checkpoint published outside the database at or after its
+    last record (None until one is)."""
     numbers = sorted(set(seqs))
     if not numbers:
         return None
@@ -139,6 +141,9 @@ def stretch(session: Session, seqs: Iterable[int]) -> dict[str, Any] | None:
         "last_hash": last.hash,
         "records": last.seq - first.seq + 1,
         "release_records": len(numbers),
+        # The checkpoint published outside the database that covers the stretch's last
+        # record: `audit verify --checkpoints` against that file proves the stretch.
+        "checkpoint": checkpoints.covering(session, last.seq),
     }
 
 
