@@ -34,6 +34,7 @@ from tests.slackflow import (
     gated_env,
     gated_overrides,
     request_gate,
+    submit_reason,
     the_gate,
     told,
 )
@@ -186,3 +187,43 @@ async def test_a_release_read_in_full_still_approves_itself_at_low_risk(
     gate = the_gate(bot)
     assert gate.status == "approved"
     assert "low risk: approved automatically" in (gate.reason or "")
+
+
+# --- break-glass through an unread release is recorded as blind -------------------------------
+
+
+async def test_break_glass_confirmed_while_the_people_are_unknown_is_recorded_as_blind(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub, clock: FrozenClock
+) -> None:
+    gate_id = await gate_unread(bot, github, clock)
+    await click(bot, "U0RM1", "release_break_glass", gate_id)
+    await submit_reason(bot, slack, "U0RM1", "payments are down for every customer")
+
+    await click(bot, "U0BOTH", "release_break_glass_confirm", gate_id)
+    assert the_gate(bot).status == "approved"
+    answer = told(slack, "U0BOTH")
+    assert "break-glass confirmed: the release goes ahead" in answer
+    assert f"; taken blind, as {UNKNOWN}: its commits could not be listed" in answer
+    [confirmed] = audited(bot, "gate.break_glass_confirmed")
+    assert confirmed["people_unknown"] is True
+    assert f"{UNKNOWN}: its commits could not be listed" in confirmed["blind"]
+    assert confirmed["confirmed_by"] == "U0BOTH"
+
+
+async def test_break_glass_on_a_release_read_in_full_is_not_blind(
+    bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    github.commit_author = "dana-dev"
+    github.compare_files = [
+        {"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}
+    ]
+    await request_gate(bot)
+    gate_id = the_gate(bot).id or 0
+    await click(bot, "U0RM1", "release_break_glass", gate_id)
+    await submit_reason(bot, slack, "U0RM1", "payments are down for every customer")
+
+    await click(bot, "U0BOTH", "release_break_glass_confirm", gate_id)
+    assert the_gate(bot).status == "approved"
+    assert "blind" not in told(slack, "U0BOTH")
+    [confirmed] = audited(bot, "gate.break_glass_confirmed")
+    assert "people_unknown" not in confirmed and "blind" not in confirmed
