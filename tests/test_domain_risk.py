@@ -26,6 +26,7 @@ from bot.domain.risk import (
     SIZE,
     TIMING,
     TRUNCATED,
+    UNKNOWN_CHANGES,
     RiskAssessment,
     RiskFactor,
     RiskInputs,
@@ -165,6 +166,7 @@ def test_everything_at_once_is_capped_at_100_with_every_reason() -> None:
             recent_deploys=10,
             recent_failures=3,
             last_deploy_failed=True,
+            unknown="GitHub did not list the pull requests of the commits (GET pulls: 403)",
         ),
         config=CONFIG,
     )
@@ -618,6 +620,7 @@ def risk_inputs(draw: st.DrawFn) -> RiskInputs:
         recent_deploys=recent,
         recent_failures=draw(st.integers(0, recent)),
         last_deploy_failed=draw(st.booleans()),
+        unknown=draw(st.none() | st.just("its commits could not be listed (GET compare: 502)")),
     )
 
 
@@ -684,3 +687,37 @@ def test_the_same_inputs_give_the_same_assessment(risk: RiskInputs, config: Risk
 def test_to_dict_and_from_dict_round_trip(risk: RiskInputs, config: RiskConfig) -> None:
     result = assess(risk, config=config)
     assert RiskAssessment.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+# --- a release that could not be read in full ---------------------------------------------------
+
+
+def test_a_release_that_could_not_be_read_is_not_low_risk_and_says_why() -> None:
+    why = "its commits could not be listed (GET /repos/acme/checkout/compare/a...b: 503)"
+    result = assess(inputs(commit_count=0, unknown=why), config=CONFIG)
+
+    assert result.level == "medium"
+    assert points(result, UNKNOWN_CHANGES) == 30
+    assert reason(result, UNKNOWN_CHANGES) == (
+        f"The changes could not be read in full ({why}): the score counts only what is known"
+    )
+    assert result.unknown == why
+    stored = result.to_dict()
+    assert stored["unknown"] == why
+    assert RiskAssessment.from_dict(stored) == result
+
+
+def test_the_unknown_stays_known_whatever_the_weights_make_of_its_points() -> None:
+    quiet = CONFIG.model_copy(update={"weights": {UNKNOWN_CHANGES: 0}})
+    result = assess(inputs(commit_count=0, unknown="its commits could not be listed"), config=quiet)
+
+    assert result.level == "low" and points(result, UNKNOWN_CHANGES) == 0
+    assert result.unknown == "its commits could not be listed"  # gates still see it
+
+
+def test_a_release_read_in_full_stores_no_unknown() -> None:
+    result = assess(inputs(), config=CONFIG)
+
+    assert result.unknown is None and "unknown" not in result.to_dict()
+    with pytest.raises(ValueError, match="unknown"):
+        RiskAssessment.from_dict({**result.to_dict(), "unknown": 3})

@@ -186,11 +186,17 @@ Route = Callable[[httpx.Request], httpx.Response]
 
 
 class FakeGitLab:
-    """Routes by method and *raw* (still percent-encoded) path; records every request."""
+    """Routes by method and *raw* (still percent-encoded) path; records every request.
+
+    The merge requests of a commit (`/repository/commits/:sha/merge_requests`, asked after
+    every compare) are answered as GitLab does for a commit no merge request brought in
+    (`[]`) unless routed, and recorded apart in `merge_request_lookups`, so `requests` shows
+    the compare calls."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[httpx.Request] = []
+        self.merge_request_lookups: list[httpx.Request] = []
 
     def on(self, method: str, raw_path: str, route: Route | dict[str, Any] | list[Any]) -> None:
         if isinstance(route, dict | list):
@@ -200,9 +206,12 @@ class FakeGitLab:
             self.routes[(method, raw_path)] = route
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
         raw_path = request.url.raw_path.decode().split("?", 1)[0]
         route = self.routes.get((request.method, raw_path))
+        if route is None and raw_path.endswith("/merge_requests"):
+            self.merge_request_lookups.append(request)
+            return httpx.Response(200, json=[])
+        self.requests.append(request)
         if route is None:
             return httpx.Response(404, json=NOT_FOUND)
         return route(request)

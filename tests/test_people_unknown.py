@@ -171,7 +171,8 @@ async def test_break_glass_stays_open_when_the_people_are_unknown(
 async def test_allow_lets_an_approval_through_recorded_as_blind(
     blind_bot: Bot, slack: FakeSlackWebApi, github: FakeGitHub
 ) -> None:
-    github.compare_files = DOCKERFILE
+    # a small change: not low risk all the same, as it could not be read in full (medium:
+    # one approval from S0RELMGRS)
     github.commit_author = "dana-dev"
     github.pulls_status = 403
     await request_gate(blind_bot)

@@ -74,8 +74,9 @@ AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 
 
 def gitlab_commit(sha: str, request: httpx.Request) -> httpx.Response:
-    """GitLab's single-commit API for ledger: names and e-mails, no logins."""
-    if request.url.path.endswith("/diff"):
+    """GitLab's single-commit API for ledger: names and e-mails, no logins; no merge
+    request brought the commit in."""
+    if request.url.path.endswith(("/diff", "/merge_requests")):
         return httpx.Response(200, json=[])
     return httpx.Response(
         200,

@@ -26,6 +26,7 @@ from bot.domain.messages import Assess, ReleaseMessageUpdate
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
 from bot.services import audit, gates, outbox
+from bot.services.people import unknown_reason
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Release, row_id
 
@@ -33,6 +34,7 @@ RECENT = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_STORED_COMMITS = 250
 MAX_STORED_PATHS = 300
+MAX_UNKNOWN_CHARS = 600
 
 DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
 FAILED = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLED_BACK, states.ROLLBACK_FAILED)
@@ -251,10 +253,19 @@ def record(
             "base": plan.base,
             "commits": len(release.commits or []),
             "unavailable": unavailable,
+            **({"unknown": assessment.unknown} if assessment.unknown else {}),
         },
     )
     outbox.enqueue(session, ReleaseMessageUpdate(row_id(deployment)), now=now)
     gates.reassess(session, now=now, config=config, deployment=deployment)
+
+
+def _unknown(deployment: Deployment, release: Release) -> str | None:
+    """Why the release could not be read in full (its commits, or who merged and approved
+    them), or None: such a release scores the `unknown_changes` factor and is never approved
+    automatically."""
+    reason = unknown_reason(deployment, release.commits, release.diff or {}, fetching=False)
+    return reason[:MAX_UNKNOWN_CHARS] if reason else None
 
 
 def _inputs(
@@ -308,6 +319,7 @@ def _inputs(
         commit_count=int(diff.get("total_commits", len(release.commits or []))),
         truncated=bool(diff.get("truncated", False))
         or len(diff.get("paths", ())) < int(diff.get("files", 0)),
+        unknown=_unknown(deployment, release),
         days_since_last_production_deploy=days,
         ci_retried_jobs=deployment.ci_retries,
         deploy_at=deployment.created_at,

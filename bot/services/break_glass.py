@@ -5,6 +5,11 @@ announced in the channel itself, and the confirmation is a change event for on-c
 A confirmation approves its gate and opens a window until `valid_until` (`valid_for` after
 it): while it is open, freezes let the same service's changes into the same environment
 through (`freeze_gates.window_until`); after it, they are held or refused again.
+
+Break-glass stays open while the people behind the release are unknown (the way through a
+gate that refuses approvals for that reason); its confirmation is then recorded as taken
+blind, like an approval under `unknown_people: allow`: `people_unknown: true` and why in
+the audit record, and the note in the confirmer's answer.
 """
 
 from __future__ import annotations
@@ -96,9 +101,10 @@ def confirm(
     )
     deployment = session.get(Deployment, gate.deployment_id)
     assert deployment is not None
+    people = release_people(session, deployment)
     if refusal is None:
         confirmer = person or rules.Person.from_config(user_id, None, config.identities)
-        refusal = _touched_refusal(session, config, deployment, confirmer)
+        refusal = _touched_refusal(config, deployment, confirmer, people)
     if refusal is not None:
         return _refuse(session, now=now, gate=gate, user_id=user_id, refusal=refusal)
     assert config.break_glass is not None
@@ -109,13 +115,17 @@ def confirm(
         "confirmed_at": now.isoformat(),
         "valid_until": valid_until.isoformat(),
     }
+    blind = _blind(config, deployment, people)
     audit.append(
         session,
         at=now,
         actor=user_id,
         action="gate.break_glass_confirmed",
         subject=f"gate:{gate_id}",
-        details=dict(gate.break_glass),
+        details={
+            **gate.break_glass,
+            **({"people_unknown": True, "blind": blind} if blind else {}),
+        },
     )
     close_gate(
         session,
@@ -134,13 +144,11 @@ def confirm(
     markers.break_glass(
         session, now=now, config=config, deployment=deployment, reason=str(asked["reason"])
     )
-    return Outcome(
-        APPROVED,
+    told = (
         "break-glass confirmed: the release goes ahead; the freeze lets "
-        f"{deployment.service} into {deployment.environment} until {rules.moment(valid_until)}",
-        gate_id,
-        deployment.id,
+        f"{deployment.service} into {deployment.environment} until {rules.moment(valid_until)}"
     )
+    return Outcome(APPROVED, told + (f"; {blind}" if blind else ""), gate_id, deployment.id)
 
 
 def _request_refusal(policy: BreakGlass | None, gate: Gate, reason: str) -> Refusal | None:
@@ -178,17 +186,29 @@ def _confirm_refusal(
 
 
 def _touched_refusal(
-    session: Session, config: Config, deployment: Deployment, person: rules.Person
+    config: Config, deployment: Deployment, person: rules.Person, people: rules.ReleasePeople
 ) -> Refusal | None:
     """Why this person may not confirm break-glass on a change they touched, or None."""
-    env = environment_of(config, deployment)
-    if env is not None and env.gate is not None and not env.gate.forbid_self_approval:
+    if not _ban_applies(config, deployment):
         return None
-    conflict = rules.self_approval_conflict(person, release_people(session, deployment))
+    conflict = rules.self_approval_conflict(person, people)
     if conflict is None:
         return None
     approvers = config.break_glass.approvers if config.break_glass else ()
     return refusals.break_glass_touched(conflict, approvers, rules.slack_mention)
+
+
+def _ban_applies(config: Config, deployment: Deployment) -> bool:
+    """Whether nobody who touched the change may pass its gate (`forbid_self_approval`; on
+    unless the environment's gate turns it off)."""
+    env = environment_of(config, deployment)
+    return env is None or env.gate is None or env.gate.forbid_self_approval
+
+
+def _blind(config: Config, deployment: Deployment, people: rules.ReleasePeople) -> str | None:
+    """What the confirmation says of itself when nobody can tell who touched the change
+    ("taken blind, as the people behind this change are unknown: ..."), or None."""
+    return rules.blind_note(people) if _ban_applies(config, deployment) else None
 
 
 def _refuse(

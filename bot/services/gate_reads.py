@@ -50,14 +50,36 @@ def memberships_from(
 
 
 def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:
-    """What the gate needs now; None until the risk is known (the decision waits for it)."""
+    """What the gate needs now; None until the risk is known (the decision waits for it).
+
+    A release that could not be read in full is never approved automatically: its gate
+    asks people instead (`rules.asked_of_people`)."""
     env = environment_of(config, deployment)
     if env is None or env.gate is None:
         return None
     level = deployment.risk.get("level") if deployment.risk else None
     if level is None:
         return None
-    return rules.requirement_for(env.gate, level)
+    return rules.asked_of_people(rules.requirement_for(env.gate, level), unread(deployment))
+
+
+def unread(deployment: Deployment) -> str | None:
+    """Why the release could not be read in full, as its risk assessment recorded it, or None."""
+    found = deployment.risk.get("unknown") if deployment.risk else None
+    return str(found) if found else None
+
+
+def not_automatic(config: Config, deployment: Deployment) -> str | None:
+    """Why the gate asks people though its `by_risk` approves some risk level by itself,
+    when the release could not be read in full ("not approved automatically: the changes
+    could not be read: ..."), or None."""
+    env = environment_of(config, deployment)
+    why = unread(deployment)
+    if env is None or env.gate is None or why is None:
+        return None
+    if not any(level.auto_approve for level in env.gate.by_risk.values()):
+        return None
+    return rules.not_automatic_note(why)
 
 
 def scope(session: Session, gate_id: int) -> tuple[str, str] | None:

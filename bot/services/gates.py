@@ -20,7 +20,7 @@ from bot.domain import states
 from bot.domain.config_hash import config_sha256
 from bot.domain.events import GateRequest
 from bot.domain.gates import refusal as refusals
-from bot.services import audit, freeze_gates, freezes, outbox
+from bot.services import audit, freeze_gates, freezes, gate_reads, outbox
 from bot.services.gate_close import (
     bump_version,
     close_gate,
@@ -414,6 +414,9 @@ def settle(
     status = rules.evaluate(current, approvers, memberships)
     gate.requirement = current.to_dict()
     gate.progress = status.describe()  # ids as they are; templates turn them into mentions
+    manual = gate_reads.not_automatic(config, deployment)
+    if manual is not None and not status.met:
+        gate.progress = f"{manual}; {gate.progress}"
     freeze = (
         rules.active_freeze(
             freezes.active(session, config=config, now=now),

@@ -58,15 +58,23 @@ def release_people(session: Session, deployment: Deployment) -> rules.ReleasePeo
 
 
 def unknown_reason(
-    deployment: Deployment, commits: Sequence[Mapping[str, Any]] | None, diff: Mapping[str, Any]
+    deployment: Deployment,
+    commits: Sequence[Mapping[str, Any]] | None,
+    diff: Mapping[str, Any],
+    *,
+    fetching: bool | None = None,
 ) -> str | None:
-    """Why the people behind the deployment's release cannot be determined, or None."""
+    """Why the people behind the deployment's release cannot be determined, or None.
+
+    `fetching`: whether the commits may still be on their way (by default: while the
+    deployment has no risk assessment yet); the assessment itself passes False.
+    """
     if deployment.sha.startswith(VERSION_KEY_PREFIX):
         return "it is named by its version only, so there are no commits to look them up by"
     if deployment.assessment_note:
         return f"its commits could not be listed ({deployment.assessment_note})"
     if commits is None:
-        if deployment.risk is None:
+        if deployment.risk is None if fetching is None else fetching:
             return "its commits are still being fetched; try again in a moment"
         return "no list of its commits was sent or fetched"
     total = diff.get("total_commits")

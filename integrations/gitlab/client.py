@@ -7,6 +7,10 @@
 Projects are named by id or by their full path, which goes into URLs percent-encoded
 (`acme/ledger` -> `acme%2Fledger`). Authentication is the `PRIVATE-TOKEN` header.
 
+Every comparison then names the merge requests that brought its commits in, with who merged
+and who approved each (`integrations.gitlab.merge_requests`; `people_unknown` says why when
+GitLab would not list them).
+
 GitLab's compare reply has no per-file line counts, so additions and deletions are counted
 from each diff's text (`count_diff_lines`). Diffs GitLab left out (`too_large`, `collapsed`)
 or a compare that hit GitLab's limits (`compare_timeout`) make the comparison `truncated`.
@@ -29,6 +33,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
 from bot.settings import Settings
 from integrations.errors import CredentialsError
+from integrations.gitlab.merge_requests import with_changes
 from integrations.http import RetryPolicy, make_client
 
 __all__ = [
@@ -114,13 +119,14 @@ class GitLabClient:
         ]
         files = tuple(_file(item) for item in diffs)
         truncated = data.get("compare_timeout") is True or any(_omitted(item) for item in diffs)
-        return Comparison(
+        found = Comparison(
             commits=commits,
             files=files,
             total_commits=len(commits),
             truncated=truncated,
             url=_opt_str(data.get("web_url")),
         )
+        return await with_changes(self._get_with, project_path(repo), found)
 
     async def deployment(self, project: str | int, deployment_id: int) -> GitLabDeployment:
         """One deployment of `project` (id or path), with the full sha the hook leaves out."""
@@ -175,13 +181,17 @@ class GitLabClient:
             more = bool(next_page) and bool(items)
             page += 1
         files = tuple(_file(item) for item in diffs)
-        return Comparison(
+        found = Comparison(
             commits=(commit,),
             files=files,
             total_commits=1,
             truncated=more or any(_omitted(item) for item in diffs),
             url=commit.url,
         )
+        return await with_changes(self._get_with, project_path(repo), found)
+
+    async def _get_with(self, path: str, params: Mapping[str, str | int]) -> httpx.Response:
+        return await self._get(path, params=params or None)
 
     async def _get(
         self,

@@ -54,8 +54,10 @@ from bot.domain.gates.freeze import (
 from bot.domain.gates.people import (
     Person,
     ReleasePeople,
+    asked_of_people,
     blind_note,
     noreply_login,
+    not_automatic_note,
     self_approval_conflict,
     unknown_people_refusal,
 )
@@ -106,6 +108,7 @@ __all__ = [
     "Requirement",
     "Rule",
     "active_freeze",
+    "asked_of_people",
     "belongs_to",
     "blind_note",
     "break_glass_check",
@@ -120,6 +123,7 @@ __all__ = [
     "freeze_hold",
     "moment",
     "noreply_login",
+    "not_automatic_note",
     "principals_of",
     "requirement_for",
     "self_approval_conflict",

@@ -8,6 +8,9 @@ When the people behind a release cannot be determined (the code host could not l
 commits or pull requests, or no commit list exists), nobody can be cleared of having touched
 it: approvals are refused (`unknown_people_refusal`) unless the gate says
 `unknown_people: allow`, and then the decision is recorded as taken blind (`blind_note`).
+
+Nor is such a release ever approved automatically: a gate whose `by_risk` would let it
+through by itself asks people instead (`asked_of_people`), and says why (`not_automatic_note`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 from bot.config import Identity
 from bot.domain.gates.common import fold
+from bot.domain.gates.requirement import Requirement
 from bot.domain.wording import join
 
 
@@ -171,3 +175,23 @@ def blind_note(people: ReleasePeople) -> str | None:
     if people.unknown is None:
         return None
     return f"taken blind, as the people behind this change are unknown: {people.unknown}"
+
+
+def asked_of_people(requirement: Requirement, unknown: str | None) -> Requirement:
+    """What the gate asks when the release could not be read in full (`unknown`, the risk
+    assessment's reason): an automatic approval becomes the gate's own rules (`require`),
+    every other requirement stays as it is."""
+    if requirement.mode != "auto_approve" or not unknown:
+        return requirement
+    if not requirement.rules:  # nobody to ask: only break-glass passes
+        return Requirement(mode="blocked", rules=(), risk_level=requirement.risk_level)
+    return Requirement(mode="quorum", rules=requirement.rules, risk_level=requirement.risk_level)
+
+
+def not_automatic_note(unknown: str) -> str:
+    """What the gate's progress says when it would have approved by itself.
+
+    "not approved automatically: the changes could not be read: its commits could not be
+    listed (GET ...: 503)"
+    """
+    return f"not approved automatically: the changes could not be read: {unknown}"

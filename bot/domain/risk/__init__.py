@@ -25,6 +25,9 @@ capped at 100. The level comes from `risk.levels` (`RiskLevels.level_for`).
 | `last_deploy`               | 10 when the previous deploy failed or was rolled back    | 20  |
 | `truncated`                 | 2 when the code host capped the lists (counts are lower  | 4   |
 |                             | bounds); it is there so the reason is shown              |     |
+| `unknown_changes`           | 30 when the release could not be read in full (commits   | 60  |
+|                             | or who merged and approved them unknown): the score      |     |
+|                             | counts only what is known                                |     |
 
 `risk.weights` multiplies a factor's points before its cap applies: weight 0 removes the
 factor, weight 2 doubles it up to the cap (the flat factors' caps leave room for that).
@@ -37,6 +40,10 @@ Non-production environments get the same factors and points: the score describes
 and the moment, not the target. Freezes are an input (whoever builds `RiskInputs` decides
 whether one covers this environment), and gates decide what each level demands per
 environment. `environment` only appears in the freeze reason.
+
+A release that could not be read in full carries why in `RiskAssessment.unknown`, whatever
+its weights make of the `unknown_changes` factor: gates never approve such a release
+automatically.
 
 The rules, one module each:
 
@@ -63,6 +70,7 @@ from bot.domain.risk.factors import (
     SIZE,
     TIMING,
     TRUNCATED,
+    UNKNOWN_CHANGES,
 )
 from bot.domain.risk.inputs import RiskInputs
 from bot.domain.risk.paths import glob_to_regex, path_matches, sensitive_paths
@@ -80,6 +88,7 @@ __all__ = [
     "SIZE",
     "TIMING",
     "TRUNCATED",
+    "UNKNOWN_CHANGES",
     "RiskAssessment",
     "RiskFactor",
     "RiskInputs",

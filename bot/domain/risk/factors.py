@@ -22,6 +22,7 @@ FREEZE: Final = "freeze"
 FAILURE_RATE: Final = "failure_rate"
 LAST_DEPLOY: Final = "last_deploy"
 TRUNCATED: Final = "truncated"
+UNKNOWN_CHANGES: Final = "unknown_changes"
 
 FACTOR_NAMES: Final[tuple[str, ...]] = (
     SIZE,
@@ -33,6 +34,7 @@ FACTOR_NAMES: Final[tuple[str, ...]] = (
     FAILURE_RATE,
     LAST_DEPLOY,
     TRUNCATED,
+    UNKNOWN_CHANGES,
 )
 
 # ---- points ----------------------------------------------------------------------------------
@@ -64,6 +66,10 @@ LAST_DEPLOY_FAILED: Final = 10
 
 TRUNCATED_LISTS: Final = 2
 
+# A release that could not be read in full starts at the default `medium` threshold: what is
+# not known is not low risk.
+UNKNOWN_CHANGES_POINTS: Final = 30
+
 CAPS: Final[Mapping[str, int]] = {
     SIZE: 25,
     BATCH: 15,
@@ -74,6 +80,7 @@ CAPS: Final[Mapping[str, int]] = {
     FAILURE_RATE: 15,
     LAST_DEPLOY: 2 * LAST_DEPLOY_FAILED,
     TRUNCATED: 2 * TRUNCATED_LISTS,
+    UNKNOWN_CHANGES: 2 * UNKNOWN_CHANGES_POINTS,
 }
 
 MAX_SCORE: Final = 100

@@ -18,6 +18,9 @@ class RiskInputs:
     `ci_retried_jobs`: jobs of the run with run_attempt > 1.
     `recent_deploys` / `recent_failures`: the service's deploys in the last 30 days, and how
     many of them failed, failed verification or were rolled back.
+    `unknown`: why what ships could not be read in full (the code host did not list the
+    commits, or who merged and approved them), None when it was; the counts then cover only
+    what is known.
     """
 
     additions: int
@@ -36,6 +39,7 @@ class RiskInputs:
     recent_deploys: int = 0
     recent_failures: int = 0
     last_deploy_failed: bool = False
+    unknown: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -101,4 +105,5 @@ class RiskInputs:
             recent_deploys=recent_deploys,
             recent_failures=recent_failures,
             last_deploy_failed=last_deploy_failed,
+            unknown=comparison.people_unknown,
         )

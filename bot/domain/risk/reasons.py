@@ -38,6 +38,8 @@ from bot.domain.risk.factors import (
     TIMING,
     TRUNCATED,
     TRUNCATED_LISTS,
+    UNKNOWN_CHANGES,
+    UNKNOWN_CHANGES_POINTS,
     round_half_up,
 )
 from bot.domain.risk.inputs import RiskInputs
@@ -61,6 +63,7 @@ def findings(inputs: RiskInputs, config: RiskConfig) -> tuple[Found, ...]:
         _failure_rate(inputs),
         _last_deploy(inputs),
         _truncated(inputs),
+        _unknown(inputs),
     )
 
 
@@ -185,6 +188,16 @@ def _truncated(inputs: RiskInputs) -> Found:
         return None
     reason = "The code host truncated the list of changes: the counts shown are lower bounds"
     return TRUNCATED, TRUNCATED_LISTS, reason
+
+
+def _unknown(inputs: RiskInputs) -> Found:
+    if not inputs.unknown:
+        return None
+    reason = (
+        f"The changes could not be read in full ({inputs.unknown}): the score counts only "
+        "what is known"
+    )
+    return UNKNOWN_CHANGES, UNKNOWN_CHANGES_POINTS, reason
 
 
 def _age(days: float) -> str:

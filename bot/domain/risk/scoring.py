@@ -30,25 +30,34 @@ def _factor_order(factor: RiskFactor) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class RiskAssessment:
-    """The score (0..100), its level and the factors, most points first (then by name)."""
+    """The score (0..100), its level and the factors, most points first (then by name).
+
+    `unknown`: why the release could not be read in full (`RiskInputs.unknown`), None when
+    it was. Whatever the score, such a release is never approved automatically.
+    """
 
     score: int
     level: RiskLevelName
     factors: tuple[RiskFactor, ...]
+    unknown: str | None = None
 
     def top(self, n: int = 3) -> tuple[RiskFactor, ...]:
         """The n factors that add the most points."""
         return self.factors[: max(n, 0)]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: `{"score", "level", "factors": [{"name", "points", "reason"}]}`."""
-        return {
+        """JSON-ready: `{"score", "level", "factors": [{"name", "points", "reason"}]}`, and
+        `"unknown"` when the release could not be read in full."""
+        found: dict[str, Any] = {
             "score": self.score,
             "level": self.level,
             "factors": [
                 {"name": f.name, "points": f.points, "reason": f.reason} for f in self.factors
             ],
         }
+        if self.unknown:
+            found["unknown"] = self.unknown
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RiskAssessment:
@@ -72,10 +81,14 @@ class RiskAssessment:
             if points is None or points < 0:
                 raise ValueError(f"risk factor points must be a whole number >= 0: {dict(raw)!r}")
             factors.append(RiskFactor(name=name, points=points, reason=reason))
+        unknown = data.get("unknown")
+        if unknown is not None and not isinstance(unknown, str):
+            raise ValueError(f"risk unknown must be a string or null, not {unknown!r}")
         return cls(
             score=score,
             level=_level_name(level),
             factors=tuple(sorted(factors, key=_factor_order)),
+            unknown=unknown or None,
         )
 
 
@@ -106,7 +119,12 @@ def assess(inputs: RiskInputs, *, config: RiskConfig) -> RiskAssessment:
             factors.append(RiskFactor(name=name, points=points, reason=reason))
     factors.sort(key=_factor_order)
     score = min(MAX_SCORE, sum(f.points for f in factors))
-    return RiskAssessment(score=score, level=config.levels.level_for(score), factors=tuple(factors))
+    return RiskAssessment(
+        score=score,
+        level=config.levels.level_for(score),
+        factors=tuple(factors),
+        unknown=inputs.unknown or None,
+    )
 
 
 def unknown_weights(config: RiskConfig) -> list[str]:
