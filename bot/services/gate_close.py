@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
+from bot.domain.gates.pipeline import REJECTS_WHAT_WAITS
 from bot.domain.messages import DeployerCall, ReleaseMessageUpdate
 from bot.services import audit, checkpoints, outbox
 from bot.services.transitions import transition
@@ -60,7 +61,9 @@ def close_gate(
 ) -> None:
     """Decide the gate (approved, rejected, expired), move the deployment on when it may,
     and carry the decision to the pipeline that waits for it (unless `tell_pipeline` is
-    False: the pipeline took the decision itself)."""
+    False: the pipeline took the decision itself). A promotion's gate rejected or expired
+    starts nothing, but where the code host may hold a deployment of that commit waiting for
+    this very decision (`REJECTS_WHAT_WAITS`), the rejection is carried to it too."""
     gate.status = status
     gate.decided_at = now
     gate.decided_by = actor
@@ -88,7 +91,8 @@ def close_gate(
     action = "approve" if status == rules.APPROVED else "reject"
     if gate.decide_via is not None and tell_pipeline:
         on_approve = str(gate.context.get("on_approve", "approve"))
-        if action == "approve" or not gate.context.get("on_approve"):
+        promotion = bool(gate.context.get("on_approve"))
+        if action == "approve" or not promotion or gate.decide_via in REJECTS_WHAT_WAITS:
             call_deployer(
                 session,
                 now=now,

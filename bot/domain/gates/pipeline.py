@@ -33,6 +33,11 @@ from bot.domain.gates.decisions import APPROVED, PENDING, REJECTED
 
 BY_THE_PIPELINE: Final = "superseded by the pipeline"
 
+REJECTS_WHAT_WAITS: Final = frozenset({"gitlab_deployment_approval"})
+"""Deployers whose code host may hold a deployment of a promoted commit waiting for approval
+(GitLab's protected environments): rejecting or expiring the promotion's gate rejects that
+deployment too, so it does not stay blocked; the deployer says what it found."""
+
 # CI-reported deployment state -> (gate status, deployment state the gate close moves to).
 ENDS_A_PENDING_GATE: Final[dict[str, tuple[str, str]]] = {
     states.IN_PROGRESS: (APPROVED, states.APPROVED),
