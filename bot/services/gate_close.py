@@ -14,8 +14,12 @@ from sqlmodel import Session, col
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
-from bot.domain.gates.pipeline import REJECTS_WHAT_WAITS
-from bot.domain.messages import DeployerCall, ReleaseMessageUpdate
+from bot.domain.gates.pipeline import (
+    LEFT_WAITING_WHY,
+    REJECTS_WHAT_WAITS,
+    review_left_waiting_note,
+)
+from bot.domain.messages import DeployerCall, ReleaseMessageUpdate, TemplateLine
 from bot.services import audit, checkpoints, outbox
 from bot.services.transitions import transition
 from bot.store import statements as sql
@@ -104,6 +108,39 @@ def close_gate(
                 reason=reason,
             )
     checkpoints.after_decision(session, now=now, deployment=deployment)
+
+
+def review_left_waiting(
+    session: Session,
+    *,
+    now: datetime,
+    gate: Gate,
+    deployment: Deployment,
+    actor: str,
+    host: str,
+    reviewer: str,
+    comment: str | None,
+) -> None:
+    """An approval on the code host that leaves the gate waiting (releasebot's own rule
+    holds the job): audited with the reviewer and why, and told in the release's thread."""
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="gate.external_review_ignored",
+        subject=f"gate:{gate.id}",
+        details={
+            "deployment": deployment.id,
+            "review": "approved",
+            "reviewer": reviewer,
+            "host": host,
+            "comment": comment,
+            "why": LEFT_WAITING_WHY,
+        },
+    )
+    note = review_left_waiting_note(host, reviewer, gate.progress)
+    line = TemplateLine(row_id(deployment), "note.txt.j2", {"icon": ":eyes:", "text": note})
+    outbox.enqueue(session, line, now=now)
 
 
 def refresh_message(session: Session, *, now: datetime, deployment: Deployment) -> None:
