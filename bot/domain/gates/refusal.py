@@ -484,3 +484,9 @@ def ambiguous_sha(text: str, shas: Sequence[str]) -> Refusal:
         f"'{text}' matches several versions ({', '.join(s[:10] for s in shas[:5])})",
         "type more of the sha",
     )
+
+
+REASON_MISSING: Final = Refusal(
+    "A reason is required", "type why in this box, then submit again (it is recorded)"
+)
+"""A reason form submitted empty: the error shown under the form's field."""
