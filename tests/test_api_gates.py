@@ -251,6 +251,7 @@ async def test_a_release_already_deploying_without_a_gate_conflicts(bot: Bot) ->
     answer = await ask(bot, {**ASK, "sha": SHA_A})
     assert answer.status_code == 409, answer.text
     assert "already in_progress" in answer.json()["error"]
+    assert "ask again once it has finished" in answer.json()["error"]  # and what would pass
 
 
 # --- refusals --------------------------------------------------------------------------------

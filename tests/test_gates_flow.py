@@ -147,7 +147,10 @@ async def test_a_reject_asks_for_a_reason_and_github_is_told(
 
     assert await submit("   ") == {
         "response_action": "errors",
-        "errors": {"reason": "A reason is required."},
+        "errors": {
+            "reason": "A reason is required; type why in this box, then submit again "
+            "(it is recorded)"
+        },
     }
     assert the_gate(bot).status == "pending"
 

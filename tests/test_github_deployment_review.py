@@ -19,13 +19,23 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from bot.config import Config
+from bot.config.loading import parse_config
 from bot.services import audit
-from bot.store.tables import AuditEvent, Deployment
+from bot.store.tables import AuditEvent, Deployment, Gate
 from integrations.github import payloads
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
-from tests.helpers import SHA_A, SHA_B, deployment_status, encode, fixture, github_headers
+from tests.helpers import (
+    SHA_A,
+    SHA_B,
+    deployment_status,
+    encode,
+    example_config_data,
+    fixture,
+    github_headers,
+)
 from tests.slackflow import (
     CHANNEL,
     buttons,
@@ -232,3 +242,148 @@ def test_the_published_shapes_parse_into_who_decided_and_where() -> None:
         "deployment_review", fixture("github", "deployment_review__requested.json")
     )
     assert requested.event is None and requested.note
+
+
+# --- an approval releasebot's own rule holds, and reviews of several environments -----------
+
+
+def thread_lines(slack: FakeSlackWebApi) -> list[str]:
+    """The text of each reply in the release message's thread."""
+    message = the_message(slack)
+    return [m["text"] for m in slack.thread(CHANNEL, message["ts"]) if m["ts"] != message["ts"]]
+
+
+async def test_an_approval_left_waiting_is_audited_and_told_in_the_thread(
+    bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    await request_gate(bot)
+
+    answer = await deliver(bot, "deployment_review", review("approved"))
+
+    assert answer.json()["status"] == "ignored"  # the gate did not move
+    assert the_gate(bot).status == "pending"
+    assert ("gate.external_review_ignored", "github:ilmax") in audited(bot)
+    details = gate_audit(bot, "gate.external_review_ignored")
+    assert details["reviewer"] == "ilmax"
+    assert details["comment"] == "Change ticket CHG-1042 signed off"
+    assert "releasebot's own protection rule holds this job" in details["why"]
+    assert (
+        ":eyes: approved in GitHub by ilmax; releasebot's gate still needs its own approvals "
+        "(0 of 1 approvals: waiting for 1 from S0RELMGRS): GitHub's reviewers do not pass "
+        "releasebot's protection rule"
+    ) in thread_lines(slack)
+    assert "approved in GitHub by ilmax" not in json.dumps(the_message(slack)["blocks"])
+
+
+def two_gated_environments() -> Config:
+    """checkout's staging tracked by its GitHub environment and gated like production."""
+    data = example_config_data()
+    checkout = data["services"]["checkout"]["environments"]
+    staging, production = checkout[0], checkout[1]
+    staging["track"] = {"github_environment": "staging"}
+    staging["gate"] = copy.deepcopy(production["gate"])
+    return parse_config(data)
+
+
+@pytest.fixture
+async def two_gates(
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    edge: FakeEdge,
+    app_private_key: str,
+    github: FakeGitHub,
+) -> AsyncIterator[Bot]:
+    github.commit_author = "someone-else"
+    github.compare_files = MEDIUM
+    env = gated_env(app_private_key, RELEASEBOT_API_TOKEN=TOKEN)
+    overrides = gated_overrides(clock, edge, config=two_gated_environments())
+    async with bot_factory(env=env, overrides=overrides) as running:
+        yield running
+
+
+def covering(action: str, *environments: str) -> dict[str, Any]:
+    """A review of checkout's run at SHA_A covering a job in each of `environments`."""
+    body = review(action)
+    [job] = body["workflow_job_runs"]
+    body["workflow_job_runs"] = [
+        {**job, "id": job["id"] + i, "environment": name} for i, name in enumerate(environments)
+    ]
+    body["workflow_job_run"] = body["workflow_job_runs"][0]
+    return body
+
+
+async def ask_api_gate_in(bot: Bot, environment: str) -> dict[str, Any]:
+    fields = {"service": "checkout", "environment": environment, "version": "v5.0.0"}
+    answer = await bot.http.post("/api/v1/gates", json={**fields, "sha": SHA_A}, headers=AUTH)
+    assert answer.status_code == 201, answer.text
+    await bot.send_outbox()
+    gate: dict[str, Any] = answer.json()
+    return gate
+
+
+def the_gate_of(bot: Bot, environment: str) -> str:
+    """The status of the gate of `environment`'s deployment."""
+    with bot.runtime.db.read() as session:
+        [deployment] = session.exec(
+            select(Deployment).where(Deployment.environment == environment)
+        ).all()
+        [gate] = session.exec(select(Gate).where(Gate.deployment_id == deployment.id)).all()
+    return gate.status
+
+
+async def polled(bot: Bot, gate: dict[str, Any]) -> tuple[str, str | None]:
+    found = (await bot.http.get(f"/api/v1/gates/{gate['id']}", headers=AUTH)).json()
+    return found["status"], found["decided_by"]
+
+
+@pytest.mark.parametrize("action", ["approved", "rejected"])
+async def test_a_review_covering_several_environments_decides_each_ones_gate(
+    two_gates: Bot, action: str
+) -> None:
+    staging = await ask_api_gate_in(two_gates, "staging")
+    production = await ask_api_gate_in(two_gates, "production")
+
+    body = covering(action, "staging", "production")
+    answer = await deliver(two_gates, "deployment_review", body)
+
+    assert answer.json()["status"] == "accepted"
+    assert await polled(two_gates, staging) == (action, "github:ilmax")
+    assert await polled(two_gates, production) == (action, "github:ilmax")
+    events = [a for a in audited(two_gates) if a[0] == f"gate.{action}"]
+    assert events == [(f"gate.{action}", "github:ilmax")] * 2
+
+
+async def test_a_review_covering_an_environment_with_no_gate_waiting_leaves_it_be(
+    two_gates: Bot,
+) -> None:
+    production = await ask_api_gate_in(two_gates, "production")
+
+    answer = await deliver(
+        two_gates, "deployment_review", covering("rejected", "staging", "production")
+    )
+
+    assert answer.json()["status"] == "accepted"
+    assert await polled(two_gates, production) == ("rejected", "github:ilmax")
+    assert [d.environment for d in deployments(two_gates)] == ["production"]
+
+
+async def test_one_review_passes_a_polled_gate_and_leaves_releasebots_own_rule_waiting(
+    two_gates: Bot, slack: FakeSlackWebApi, github: FakeGitHub
+) -> None:
+    staging = await ask_api_gate_in(two_gates, "staging")
+    await request_gate(two_gates)  # production: releasebot's protection rule holds the job
+
+    answer = await deliver(
+        two_gates, "deployment_review", covering("approved", "staging", "production")
+    )
+
+    assert answer.json()["status"] == "accepted"
+    assert await polled(two_gates, staging) == ("approved", "github:ilmax")
+    with two_gates.runtime.db.read() as session:
+        waiting = session.exec(
+            select(Deployment).where(Deployment.environment == "production")
+        ).one()
+    assert waiting.state == "awaiting_approval"
+    assert github.decisions() == []
+    assert ("gate.external_review_ignored", "github:ilmax") in audited(two_gates)
+    assert len(github.decisions()) == 0 and the_gate_of(two_gates, "production") == "pending"

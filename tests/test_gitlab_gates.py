@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from bot.app import Overrides
 from bot.config import Config
 from bot.config.loading import parse_config
+from bot.scheduling import gate_sweep
 from bot.store.tables import Deployment, Gate
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
@@ -35,7 +36,7 @@ from tests.helpers import (
     gitlab_job,
     rows,
 )
-from tests.slackflow import buttons, click, submit_reason
+from tests.slackflow import buttons, click, submit_reason, told
 from tests.test_app_home import open_home
 from tests.test_slash_commands import Slash, shown
 
@@ -493,3 +494,105 @@ async def test_promote_by_command_with_nothing_waiting_in_gitlab_is_shown_as_ref
         "*Approval*\n:warning: The pipeline refused the approval by <@U0RM2>"
     )
     assert "no GitLab deployment of" in approval and "waits for approval" in approval
+
+
+async def promoted_gate(bot: Bot, gitlab: FakeGitLab, *, waiting: bool) -> Gate:
+    """ledger's staging release promoted to production, whose gate waits; GitLab
+    holds that commit's production deployment (52) when `waiting`, and another commit's (53)."""
+    staging = await deployed_to_staging(bot)
+    if waiting:
+        gitlab.hold(52)
+    gitlab.hold(53, sha="e" * 40)
+    await click(bot, "U0RM1", "release_promote", staging.id or 0)
+    [gate] = gates(bot)
+    assert (gate.decide_via, gate.context["on_approve"]) == (
+        "gitlab_deployment_approval",
+        "promote",
+    )
+    return gate
+
+
+async def test_rejecting_a_promotion_gate_rejects_gitlabs_waiting_deployment_of_that_commit(
+    bot: Bot, slack: FakeSlackWebApi, gitlab: FakeGitLab
+) -> None:
+    gate = await promoted_gate(bot, gitlab, waiting=True)
+
+    await click(bot, "U0RM2", "release_reject", gate.id or 0)
+    await submit_reason(bot, slack, "U0RM2", "the ledger migration is not reviewed")
+
+    [(path, body)] = gitlab.approvals()
+    assert path == "/api/v4/projects/acme/ledger/deployments/52/approval"  # not 53's
+    assert body["status"] == "rejected"
+    assert body["comment"] == "Rejected in Slack by U0RM2: the ledger migration is not reviewed"
+    assert gitlab.deployments[53]["approvals"] == []
+    [gate] = gates(bot)
+    assert (gate.status, gate.decided_by) == ("rejected", "U0RM2")
+    assert "pipeline_refused" not in gate.context
+    assert production(bot).state == "rejected"
+    assert "GitLab recorded it as rejected by releasebot-approver" in thread(slack)
+    assert ":no_entry: Rejected by <@U0RM2>" in approval_section(slack)
+
+
+async def test_rejecting_a_promotion_gate_with_nothing_waiting_in_gitlab_sends_nothing(
+    bot: Bot, slack: FakeSlackWebApi, gitlab: FakeGitLab
+) -> None:
+    gate = await promoted_gate(bot, gitlab, waiting=False)
+
+    await click(bot, "U0RM2", "release_reject", gate.id or 0)
+    await submit_reason(bot, slack, "U0RM2", "not this week")
+
+    assert gitlab.calls("GET", "/projects/acme/ledger/deployments")  # it looked
+    assert gitlab.approvals() == []  # and sent nothing: 53 is another commit
+    said = thread(slack)
+    assert "nothing was waiting in GitLab" in said
+    assert "reject sent" not in said
+    [gate] = gates(bot)
+    assert gate.status == "rejected" and "pipeline_refused" not in gate.context
+    assert ":no_entry: Rejected by <@U0RM2>" in approval_section(slack)
+
+
+async def expire(bot: Bot, clock: FrozenClock, gate: Gate) -> None:
+    assert gate.expires_at is not None
+    clock.advance(seconds=(gate.expires_at - gate.created_at).total_seconds() + 1)
+    await gate_sweep(bot.runtime)
+    await bot.send_outbox()
+
+
+async def test_an_expired_promotion_gate_rejects_gitlabs_waiting_deployment_and_says_so(
+    bot: Bot, slack: FakeSlackWebApi, gitlab: FakeGitLab, clock: FrozenClock
+) -> None:
+    gate = await promoted_gate(bot, gitlab, waiting=True)
+
+    await expire(bot, clock, gate)
+
+    [(path, body)] = gitlab.approvals()
+    assert path == "/api/v4/projects/acme/ledger/deployments/52/approval"
+    assert body["status"] == "rejected"
+    assert body["comment"].endswith(": nobody decided in time")
+    assert gates(bot)[0].status == "expired"
+    said = thread(slack)
+    assert "reject sent. rejected GitLab deployment 52 of acme/ledger" in said
+    assert "GitLab recorded it as rejected" in said
+
+    await click(bot, "U0RM1", "release_rerequest", gate.id or 0)
+    answer = told(slack, "U0RM1")
+    assert "GitLab was told to reject the deployment of this commit waiting" in answer
+    assert "run the deployment job again in GitLab and promote again" in answer
+
+
+async def test_an_expired_promotion_gate_with_nothing_waiting_in_gitlab_says_nothing_was_sent(
+    bot: Bot, slack: FakeSlackWebApi, gitlab: FakeGitLab, clock: FrozenClock
+) -> None:
+    gate = await promoted_gate(bot, gitlab, waiting=False)
+
+    await expire(bot, clock, gate)
+
+    assert gitlab.approvals() == []
+    assert gates(bot)[0].status == "expired"
+    said = thread(slack)
+    assert (
+        f"nothing was waiting in GitLab: no deployment of {SHA_A[:7]} to production in "
+        "acme/ledger waits for approval, so no rejection was sent"
+    ) in said
+    assert "reject sent" not in said
+    assert "GitLab was told the deployment was rejected" not in said

@@ -21,11 +21,14 @@ from bot.store.tables import AuditEvent, Deployment
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
 from tests.fakes import FakeGitHub, FrozenClock
+from tests.helpers import SHA_A, SHA_B, deployment_status, encode, github_headers
 from tests.slackflow import click, request_gate, submit_reason, the_gate, told
+from tests.test_gate_escalation import deploy_staging, promote_through_staging
 from tests.test_slash_commands import Slash, shown
 
 MEDIUM = [{"filename": "Dockerfile", "status": "modified", "additions": 1600, "deletions": 400}]
 IN_FREEZE = datetime(2026, 12, 24, 10, 0, tzinfo=UTC)
+SHA_C = "c0ffee" + "1" * 34
 RELMGRS = "<!subteam^S0RELMGRS>"
 SRE = "<!subteam^S0SREGRPS>"
 
@@ -173,6 +176,104 @@ async def unlock_by_a_stranger(w: World) -> str:
     return await w.answer("U0STRANGER", "unlock checkout production")
 
 
+async def deploy_production(w: World) -> None:
+    """The gate is approved and GitHub runs the deployment to success."""
+    await click(w.bot, "U0RM1", "release_approve", w.gate_id)
+    for state in ("in_progress", "success"):
+        body = encode(deployment_status(state, deployment_id=777, creator="ci-bot"))
+        await w.bot.post("/webhooks/github", body, github_headers("deployment_status", body))
+    await w.bot.send_outbox()
+
+
+async def promote_what_is_not_verified(w: World) -> str:
+    await deploy_staging(w.bot, SHA_B)
+    with w.bot.runtime.db.read() as session:
+        [staging] = session.exec(select(Deployment).where(Deployment.environment == "staging"))
+    await click(w.bot, "U0RM1", "release_promote", staging.id or 0)
+    return told(w.slack, "U0RM1")
+
+
+async def promote_from_the_last_environment(w: World) -> str:
+    await deploy_production(w)
+    await click(w.bot, "U0RM1", "release_promote", w.deployment_id)
+    return told(w.slack, "U0RM1")
+
+
+async def rollback_what_is_not_deployed(w: World) -> str:
+    await click(w.bot, "U0RM1", "release_rollback", w.deployment_id)
+    await submit_reason(w.bot, w.slack, "U0RM1", "error rate doubled")
+    return told(w.slack, "U0RM1")
+
+
+async def rollback_with_nothing_before(w: World) -> str:
+    await deploy_production(w)
+    await click(w.bot, "U0RM1", "release_rollback", w.deployment_id)
+    await submit_reason(w.bot, w.slack, "U0RM1", "error rate doubled")
+    return told(w.slack, "U0RM1")
+
+
+async def promote_into_the_first_environment(w: World) -> str:
+    return await w.answer("U0RM1", "promote checkout latest to staging")
+
+
+async def promote_with_nothing_deployed_before(w: World) -> str:
+    return await w.answer("U0RM1", "promote checkout latest to production")
+
+
+async def promote_a_version_never_deployed(w: World) -> str:
+    await deploy_staging(w.bot, SHA_B)
+    return await w.answer("U0RM1", "promote checkout v0.0.1 to production")
+
+
+async def rollback_with_nothing_deployed(w: World) -> str:
+    return await w.answer("U0RM1", "rollback checkout production -- error rate doubled")
+
+
+async def rollback_to_a_version_that_never_ran(w: World) -> str:
+    await deploy_production(w)
+    return await w.answer("U0RM1", "rollback checkout production to v0.0.1 -- errors")
+
+
+async def rollback_to_what_runs_now(w: World) -> str:
+    await deploy_production(w)
+    return await w.answer("U0RM1", f"rollback checkout production to {SHA_A[:8]} -- errors")
+
+
+async def rerequest_a_waiting_gate(w: World) -> str:
+    await click(w.bot, "U0RM1", "release_rerequest", w.gate_id)
+    return told(w.slack, "U0RM1")
+
+
+async def expire(w: World) -> None:
+    w.clock.advance(hours=4, minutes=1)
+    await gate_sweep(w.bot.runtime)
+    await w.bot.send_outbox()
+
+
+async def rerequest_a_protection_rule(w: World) -> str:
+    await expire(w)
+    await click(w.bot, "U0RM1", "release_rerequest", w.gate_id)
+    return told(w.slack, "U0RM1")
+
+
+async def rerequest_by_a_stranger(w: World) -> str:
+    await expire(w)
+    await click(w.bot, "U0STRANGER", "release_rerequest", w.gate_id)
+    return told(w.slack, "U0STRANGER")
+
+
+async def rerequest_after_a_newer_release(w: World) -> str:
+    """SHA_B is promoted from staging to production, its gate expires, then SHA_C goes
+    there: SHA_B's gate is not asked for again over it."""
+    await promote_through_staging(w.bot, w.clock, SHA_B)
+    expired = max(the_gates(w.bot))
+    w.clock.advance(hours=4, minutes=1)
+    await gate_sweep(w.bot.runtime)
+    await promote_through_staging(w.bot, w.clock, SHA_C)
+    await click(w.bot, "U0RM1", "release_rerequest", expired)
+    return told(w.slack, "U0RM1")
+
+
 def the_gates(bot: Bot) -> list[int]:
     from bot.store.tables import Gate
 
@@ -308,13 +409,110 @@ CASES: list[tuple[str, Act, str, str]] = [
         "only release managers and the owners of checkout",
         f"ask someone from {RELMGRS} or <@U0OWNER01> to unlock it",
     ),
+    (
+        "promote what is not verified yet",
+        promote_what_is_not_verified,
+        "only a deployed release can be promoted; this one is verifying",
+        "promote it once its checks in staging pass, or promote the newest deployed release: "
+        "`/release promote checkout latest to production`",
+    ),
+    (
+        "promote from the last environment",
+        promote_from_the_last_environment,
+        "checkout has no environment after production to promote to",
+        "production ends checkout's path (staging → production): add an environment after it",
+    ),
+    (
+        "roll back what is not deployed",
+        rollback_what_is_not_deployed,
+        "only a deployed release can be rolled back; this one is awaiting approval",
+        "roll back what runs in production: `/release rollback checkout production -- reason`",
+    ),
+    (
+        "roll back with nothing before it",
+        rollback_with_nothing_before,
+        "no earlier version of checkout was deployed to production",
+        "nothing else ever ran there: deploy a fix through the pipeline",
+    ),
+    (
+        "promote into the first environment",
+        promote_into_the_first_environment,
+        "no environment of checkout promotes to staging",
+        "promote to `production`: `/release promote checkout latest to production`",
+    ),
+    (
+        "promote with nothing deployed before",
+        promote_with_nothing_deployed_before,
+        "nothing of checkout is deployed in staging to promote",
+        "deploy a release to staging first; `/release status checkout` shows what runs where",
+    ),
+    (
+        "promote a version never deployed",
+        promote_a_version_never_deployed,
+        "checkout v0.0.1 was never deployed to staging",
+        f"versions there: `{SHA_B[:7]}`; `/release promote checkout {SHA_B[:7]} to production`",
+    ),
+    (
+        "roll back with nothing deployed",
+        rollback_with_nothing_deployed,
+        "nothing of checkout is deployed in production to roll back",
+        "deploy a release to production first",
+    ),
+    (
+        "roll back to a version that never ran",
+        rollback_to_a_version_that_never_ran,
+        "checkout v0.0.1 never ran in production",
+        "no other version of checkout ran in production",
+    ),
+    (
+        "roll back to what runs now",
+        rollback_to_what_runs_now,
+        "is what production runs now",
+        "nothing else ran there: there is nothing to roll back to",
+    ),
+    (
+        "re-request a gate still waiting",
+        rerequest_a_waiting_gate,
+        "only an expired gate can be re-requested; this one is pending",
+        "it is still waiting: decide it on the release message (Approve or Reject)",
+    ),
+    (
+        "re-request a gate GitHub was told about",
+        rerequest_a_protection_rule,
+        "GitHub was told the deployment was rejected when this gate expired",
+        "re-run its deployment job to open a new gate",
+    ),
+    (
+        "re-request by someone who may not",
+        rerequest_by_a_stranger,
+        "only S0RELMGRS, S0SREGRPS, U0OWNER01 may re-request checkout",
+        f"ask someone from {RELMGRS}, {SRE} or <@U0OWNER01> to do it",
+    ),
+    (
+        "re-request after a newer release",
+        rerequest_after_a_newer_release,
+        f"superseded by {SHA_C[:7]}",
+        f"act on {SHA_C[:7]}'s release message; to send {SHA_B[:7]} to production anyway, "
+        f"`/release promote checkout {SHA_B[:7]} to production`",
+    ),
 ]
 
 
 # Answered without changing or attempting anything: nothing to audit. The grammar of
-# `/release` answers a name no service has before any use case runs.
+# `/release` answers a name no service has before any use case runs; a promotion or rollback
+# the deployment's state refuses, or a lookup that finds nothing, leaves no trace either.
 NOT_AUDITED = frozenset(
     {
+        "promote what is not verified yet",
+        "promote from the last environment",
+        "roll back what is not deployed",
+        "roll back with nothing before it",
+        "promote into the first environment",
+        "promote with nothing deployed before",
+        "promote a version never deployed",
+        "roll back with nothing deployed",
+        "roll back to a version that never ran",
+        "roll back to what runs now",
         "unlock what is not locked",
         "unfreeze what is not frozen",
         "freeze of an unknown environment",

@@ -300,7 +300,10 @@ async def test_slash_command_click_and_modal_arrive_over_socket_mode(
         )
         assert refused["payload"] == {
             "response_action": "errors",
-            "errors": {"reason": "A reason is required."},
+            "errors": {
+                "reason": "A reason is required; type why in this box, then submit again "
+                "(it is recorded)"
+            },
         }
         assert the_gate(bot).status == "pending"
 

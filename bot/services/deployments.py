@@ -20,11 +20,11 @@ from bot.domain import states
 from bot.domain.errors import InvalidRequest
 from bot.domain.events import DeployEvent
 from bot.domain.gates import decisions as gate_rules
-from bot.domain.gates.pipeline import pipeline_close
+from bot.domain.gates.pipeline import left_waiting, pipeline_close
 from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
-from bot.services.gate_close import close_gate, lock_gate
+from bot.services.gate_close import close_gate, lock_gate, review_left_waiting
 from bot.services.transitions import transition
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate, Release, row_id
@@ -182,6 +182,17 @@ def _end_pending_gate(
         holds_the_job=gate.decide_via == "github_protection_rule",
     )
     if close is None:
+        if left_waiting(event.extra.get("review"), gate.decide_via == "github_protection_rule"):
+            review_left_waiting(
+                session,
+                now=now,
+                gate=gate,
+                deployment=deployment,
+                actor=_decider(event),
+                host=_HOSTS.get(event.target.provider, event.target.provider),
+                reviewer=event.decided_by or event.target.provider,
+                comment=event.description,
+            )
         return False
     lock_gate(session, gate)
     close_gate(

@@ -14,7 +14,12 @@ from sqlmodel import Session, col
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
-from bot.domain.messages import DeployerCall, ReleaseMessageUpdate
+from bot.domain.gates.pipeline import (
+    LEFT_WAITING_WHY,
+    REJECTS_WHAT_WAITS,
+    review_left_waiting_note,
+)
+from bot.domain.messages import DeployerCall, ReleaseMessageUpdate, TemplateLine
 from bot.services import audit, checkpoints, outbox
 from bot.services.transitions import transition
 from bot.store import statements as sql
@@ -60,7 +65,9 @@ def close_gate(
 ) -> None:
     """Decide the gate (approved, rejected, expired), move the deployment on when it may,
     and carry the decision to the pipeline that waits for it (unless `tell_pipeline` is
-    False: the pipeline took the decision itself)."""
+    False: the pipeline took the decision itself). A promotion's gate rejected or expired
+    starts nothing, but where the code host may hold a deployment of that commit waiting for
+    this very decision (`REJECTS_WHAT_WAITS`), the rejection is carried to it too."""
     gate.status = status
     gate.decided_at = now
     gate.decided_by = actor
@@ -88,7 +95,8 @@ def close_gate(
     action = "approve" if status == rules.APPROVED else "reject"
     if gate.decide_via is not None and tell_pipeline:
         on_approve = str(gate.context.get("on_approve", "approve"))
-        if action == "approve" or not gate.context.get("on_approve"):
+        promotion = bool(gate.context.get("on_approve"))
+        if action == "approve" or not promotion or gate.decide_via in REJECTS_WHAT_WAITS:
             call_deployer(
                 session,
                 now=now,
@@ -100,6 +108,39 @@ def close_gate(
                 reason=reason,
             )
     checkpoints.after_decision(session, now=now, deployment=deployment)
+
+
+def review_left_waiting(
+    session: Session,
+    *,
+    now: datetime,
+    gate: Gate,
+    deployment: Deployment,
+    actor: str,
+    host: str,
+    reviewer: str,
+    comment: str | None,
+) -> None:
+    """An approval on the code host that leaves the gate waiting (releasebot's own rule
+    holds the job): audited with the reviewer and why, and told in the release's thread."""
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action="gate.external_review_ignored",
+        subject=f"gate:{gate.id}",
+        details={
+            "deployment": deployment.id,
+            "review": "approved",
+            "reviewer": reviewer,
+            "host": host,
+            "comment": comment,
+            "why": LEFT_WAITING_WHY,
+        },
+    )
+    note = review_left_waiting_note(host, reviewer, gate.progress)
+    line = TemplateLine(row_id(deployment), "note.txt.j2", {"icon": ":eyes:", "text": note})
+    outbox.enqueue(session, line, now=now)
 
 
 def refresh_message(session: Session, *, now: datetime, deployment: Deployment) -> None:

@@ -146,7 +146,8 @@ def request_gate(
             if existing.state != states.PENDING:
                 raise GateConflict(
                     f"{service} {version} is already {existing.state} in {environment}: "
-                    "a gate is asked for before the deploy"
+                    "a gate is asked for before the deploy; ask again once it has finished "
+                    "(a new attempt gets its own gate), or for a new version"
                 )
 
     event = DeployEvent(

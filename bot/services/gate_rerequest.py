@@ -4,7 +4,7 @@ The release goes through a new attempt of its deployment (a new release message,
 assessment and gate, exactly as when it was first promoted), carrying the expired gate's
 deployer and context, so approving it starts the deploy the first gate would have started.
 It is refused, with the reason, when the gate is not expired, when its pipeline cannot be
-asked again (`rerequest_refusal`), when the environment no longer has a gate, or when
+asked again (`cannot_ask_again`), when the environment no longer has a gate, or when
 something newer was released there since: a newer version, or this one asked for again.
 """
 
@@ -18,7 +18,8 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
-from bot.domain.gates.timing import rerequest_refusal
+from bot.domain.gates import refusal as refusals
+from bot.domain.gates.timing import cannot_ask_again
 from bot.services import audit, deployments
 from bot.services.gate_reads import environment_at, pending_gate
 from bot.services.gates import REFUSED, Outcome
@@ -37,16 +38,19 @@ def target(session: Session, gate_id: int) -> tuple[str, str, int] | None:
     return deployment.service, deployment.environment, deployment.id
 
 
-def refusal(session: Session, *, config: Config, gate: Gate, deployment: Deployment) -> str | None:
-    """Why this gate cannot be asked for again now, or None when it can."""
+def refusal(
+    session: Session, *, config: Config, gate: Gate, deployment: Deployment
+) -> refusals.Refusal | None:
+    """Why this gate cannot be asked for again now and what would let it, or None when it
+    can."""
     if gate.status != rules.EXPIRED:
-        return f"only an expired gate can be re-requested; this one is {gate.status}"
-    cannot = rerequest_refusal(gate.decide_via, gate.context)
+        return refusals.not_expired(gate.status)
+    cannot = cannot_ask_again(gate.decide_via, gate.context)
     if cannot is not None:
-        return cannot
+        return refusals.Refusal(*cannot)
     env = environment_at(config, deployment.service, deployment.environment)
     if env is None or env.gate is None:
-        return f"{deployment.environment} of {deployment.service} has no gate configured any more"
+        return refusals.no_gate_any_more(deployment.service, deployment.environment)
     newer = session.exec(
         select(Deployment)
         .where(Deployment.service == deployment.service)
@@ -60,13 +64,22 @@ def refusal(session: Session, *, config: Config, gate: Gate, deployment: Deploym
         return None
     state = newer.state.replace("_", " ")
     if newer.sha == deployment.sha:
-        return (
-            f"{deployment.sha[:7]} was already asked for again in {deployment.environment} "
-            f"(deployment #{newer.id}, {state})"
+        return refusals.asked_again_already(deployment.sha, deployment.environment, newer.id, state)
+    again = (
+        refusals.cmd(
+            f"/release promote {deployment.service} {deployment.sha[:7]} to "
+            f"{deployment.environment}"
         )
-    return (
-        f"superseded by {newer.sha[:7]} (deployment #{newer.id}, {state}): a newer release "
-        f"went to {deployment.environment} after this gate"
+        if gate.context.get("on_approve")
+        else "run its pipeline again"
+    )
+    return refusals.superseded_since(
+        deployment.sha,
+        newer.sha,
+        newer.id,
+        state,
+        environment=deployment.environment,
+        again=again,
     )
 
 
@@ -77,11 +90,12 @@ def rerequest(
     either way)."""
     gate = session.get(Gate, gate_id)
     if gate is None:
-        return Outcome(REFUSED, "this gate does not exist", gate_id)
+        return Outcome(REFUSED, refusals.unknown_gate().text, gate_id)
     deployment = session.get(Deployment, gate.deployment_id)
     assert deployment is not None and deployment.id is not None
-    why = refusal(session, config=config, gate=gate, deployment=deployment)
-    if why is not None:
+    refused = refusal(session, config=config, gate=gate, deployment=deployment)
+    if refused is not None:
+        why = refused.text
         audit.append(
             session,
             at=now,

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent
+from bot.domain.gates.pipeline import each_reviewed_environment
 from bot.domain.ingest import ACCEPTED, DUPLICATE, IGNORED, Delivery, IngestResult, ShaLookup
 from bot.domain.messages import ResolveSha
 from bot.domain.tracking import Tracked, resolve
@@ -243,6 +244,43 @@ def _apply(
     if event is None:
         status = ACCEPTED if delivery.event == "ping" else IGNORED
         return IngestResult(status, delivery.delivery_id, detail=note)
+    # A review decides the gate of each environment it covered where the release waits at
+    # one; the answer is the first environment's, unless only another one changed.
+    events = each_reviewed_environment(event)
+    if len(events) > 1:
+        events = [e for e in events if _waits(session, config, e)] or events[:1]
+    results = [
+        _apply_one(session, now=now, config=config, delivery=delivery, event=e, commits=commits)
+        for e in events
+    ]
+    return next((r for r in results if r.status == ACCEPTED), results[0])
+
+
+def _waits(session: Session, config: Config, event: DeployEvent) -> bool:
+    """Whether the latest deployment of the event's sha where it points waits at a gate."""
+    tracked = resolve(config, event.target)
+    if tracked is None:
+        return False
+    latest = session.exec(
+        select(Deployment)
+        .where(col(Deployment.service) == tracked.service)
+        .where(col(Deployment.environment) == tracked.environment)
+        .where(col(Deployment.sha) == event.sha)
+        .order_by(col(Deployment.attempt).desc())
+        .limit(1)
+    ).first()
+    return latest is not None and latest.state == states.AWAITING_APPROVAL
+
+
+def _apply_one(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    delivery: Delivery,
+    event: DeployEvent,
+    commits: Comparison | None,
+) -> IngestResult:
     applied = _apply_tracked(session, now=now, config=config, event=event, commits=commits)
     if applied is None:
         return _untracked(delivery, event)

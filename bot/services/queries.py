@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.gates import refusal as refusals
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
 from bot.services import freezes
 from bot.services.deployment_rows import (
@@ -32,6 +33,7 @@ from bot.services.deployment_rows import (
 )
 from bot.services.deployment_rows import DeploymentRow as DeploymentRow
 from bot.services.gates import gate_principals
+from bot.services.releases import versions_ran
 from bot.store.tables import Approval, Deployment, EnvironmentLock, Gate
 
 LATEST: Final = "latest"
@@ -289,15 +291,14 @@ def promote_source(
     matches in the environment before `target`, or with `latest` the newest deployed one."""
     svc = config.services.get(service)
     if svc is None:
-        return Found(problem=f"there is no service '{service}'")
+        return Found(problem=refusals.unknown_name("service", service, list(config.services)).text)
+    names = [e.name for e in svc.environments]
     if svc.environment(target) is None:
-        return Found(problem=f"{service} has no environment '{target}'")
+        return Found(problem=refusals.unknown_environment(service, target, names).text)
     sources = promotion_sources(svc, target)
     if not sources:
-        return Found(
-            problem=f"no environment of {service} promotes to {target}: "
-            f"releases arrive in {target} from CI"
-        )
+        targets = [n for n in names if promotion_sources(svc, n)]
+        return Found(problem=refusals.promotes_from_ci(service, target, targets, version).text)
     where = " or ".join(sources)
     if version.lower() == LATEST:
         row = first_row(
@@ -306,13 +307,27 @@ def promote_source(
             )
         )
         if row is None:
-            return Found(problem=f"nothing of {service} is deployed in {where} to promote")
+            return Found(problem=refusals.nothing_deployed("promote", service, where).text)
         return Found(deployment_id=row.deployment_id, row=row)
     matches = match(session, service=service, environments=sources, version=version)
     if isinstance(matches, str):
         return Found(problem=matches)
     if not matches:
-        return Found(problem=f"{service} {version} was never deployed to {where}")
+        there = deployment_rows(
+            session,
+            service=service,
+            environments=sources,
+            extra=[col(Deployment.deployed_at).is_not(None)],
+            limit=50,
+        )
+        told = refusals.version_not_there(
+            service,
+            version,
+            where,
+            versions=typed(there),
+            example=f"/release promote {service} {{}} to {target}",
+        )
+        return Found(problem=told.text)
     promotable = [m for m in matches if m.state in PROMOTABLE]
     chosen = promotable[0] if promotable else matches[0]  # refused with its state, below
     return Found(deployment_id=chosen.deployment_id, row=chosen)
@@ -329,8 +344,11 @@ def rollback_target(
     """The deployment to roll back (the newest deployed one in the environment) and, when a
     version is named, the sha to restore (it must have run there before)."""
     svc = config.services.get(service)
-    if svc is None or svc.environment(environment) is None:
-        return Found(problem=f"{service} has no environment '{environment}'")
+    if svc is None:
+        return Found(problem=refusals.unknown_name("service", service, list(config.services)).text)
+    if svc.environment(environment) is None:
+        names = [e.name for e in svc.environments]
+        return Found(problem=refusals.unknown_environment(service, environment, names).text)
     current = first_row(
         deployment_rows(
             session,
@@ -341,17 +359,34 @@ def rollback_target(
         )
     )
     if current is None:
-        return Found(problem=f"nothing of {service} is deployed in {environment} to roll back")
+        return Found(problem=refusals.nothing_deployed("rollback", service, environment).text)
     if to_version is None:
         return Found(deployment_id=current.deployment_id, row=current)
     ran = match(session, service=service, environments=(environment,), version=to_version, ran=True)
     if isinstance(ran, str):
         return Found(problem=ran)
-    if not ran:
-        return Found(problem=f"{service} {to_version} never ran in {environment}")
-    if ran[0].sha == current.sha:
-        return Found(problem=f"{current.label} is what {environment} runs now")
+    if not ran or ran[0].sha == current.sha:
+        others = versions_ran(session, service, environment, but=current.sha)
+        if ran:
+            told = refusals.runs_now(current.label, environment, service, others)
+        else:
+            told = refusals.version_not_there(
+                service,
+                to_version,
+                environment,
+                versions=others,
+                example=f"/release rollback {service} {environment} to {{}} -- reason",
+            )
+            told = refusals.Refusal(
+                f"{service} {to_version} never ran in {environment}", told.remedy
+            )
+        return Found(problem=told.text)
     return Found(deployment_id=current.deployment_id, to_sha=ran[0].sha, row=current)
+
+
+def typed(rows: Sequence[DeploymentRow], limit: int = 5) -> list[str]:
+    """Versions (else short shas) as people type them, newest first, each once."""
+    return list(dict.fromkeys(r.version or r.short_sha for r in rows))[:limit]
 
 
 def match(
@@ -389,6 +424,5 @@ def match(
     )
     shas = list(dict.fromkeys(r.sha for r in by_sha))
     if len(shas) > 1:
-        listed = ", ".join(s[:10] for s in shas[:5])
-        return f"'{text}' matches several versions ({listed}): type more of the sha"
+        return refusals.ambiguous_sha(text, shas).text
     return by_sha

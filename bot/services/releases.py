@@ -23,6 +23,7 @@ from bot.domain.gates import refusal as refusals
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import audit, deployments, freeze_gates, gates, markers, outbox, verification
+from bot.services.deployment_rows import deployment_rows
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
 from bot.store import statements as sql
@@ -59,7 +60,7 @@ def promote(
     """Send a deployed release on to its next environment (through that environment's gate)."""
     source = session.get(Deployment, deployment_id)
     if source is None:
-        return Outcome(REFUSED, "this deployment does not exist")
+        return Outcome(REFUSED, refusals.unknown_deployment().text)
     target, refusal = _promotion_target(config, source, to_environment)
     if refusal is None:
         refusal = lock_refusal(session, service=source.service, environment=target)
@@ -75,11 +76,8 @@ def promote(
         .where(col(Deployment.state).not_in(states.FINISHED | {states.VERIFIED}))
     ).first()
     if active is not None:
-        return Outcome(
-            REFUSED,
-            f"{source.sha[:7]} is already {active.state.replace('_', ' ')} in {target}",
-            deployment_id=active.id,
-        )
+        moving = refusals.under_way(source.sha, active.state, target, source.service)
+        return Outcome(REFUSED, moving.text, deployment_id=active.id)
     env = config.services[source.service].environment(target)
     assert env is not None and env.deploy is not None
     release = session.get(Release, source.release_id)
@@ -122,22 +120,22 @@ def _promotion_target(
     config: Config, source: Deployment, to_environment: str | None
 ) -> tuple[str, str | None]:
     """(the environment to promote to, why not) for a deployed release."""
-    if source.state not in PROMOTABLE:
-        return "", (
-            "only a deployed release can be promoted; this one is " + source.state.replace("_", " ")
-        )
-    target = to_environment or next_environment(
-        config.services.get(source.service), source.environment
-    )
     service = config.services[source.service]
+    target = to_environment or next_environment(service, source.environment)
     env = service.environment(target) if target else None
     if target is None or env is None:
-        return "", f"{source.service} has no environment after {source.environment} to promote to"
+        path = [e.name for e in service.environments]
+        return "", refusals.no_next_environment(source.service, source.environment, path).text
+    if source.state not in PROMOTABLE:
+        return "", refusals.not_deployed(
+            "promote",
+            source.state,
+            service=source.service,
+            environment=source.environment,
+            next_environment=target,
+        ).text
     if env.deploy is None:
-        return target, (
-            f"{target} of {source.service} has no deploy section: releasebot cannot start "
-            "its pipeline"
-        )
+        return target, refusals.no_deploy_section(source.service, target).text
     return target, None
 
 
@@ -147,7 +145,11 @@ def _automatic_refusal(
     """Why automatic promotion may not go into `target` now: a lock, or a freeze."""
     lock = session.get(EnvironmentLock, (source.service, target))
     if lock is not None:
-        return f"automatic promotion to {target} is locked by {lock.locked_by}: {lock.reason}"
+        return refusals.Refusal(
+            f"automatic promotion to {target} is locked by {lock.locked_by}: {lock.reason}",
+            f"unlock it ({refusals.cmd(f'/release unlock {source.service} {target}')}), "
+            "or promote by hand (Promote on the release message)",
+        ).text
     hold = freeze_gates.hold_for(
         session,
         now=now,
@@ -157,7 +159,10 @@ def _automatic_refusal(
         break_glass=False,
     )
     if hold is not None:
-        return f"{target} is frozen: {hold.reason} (until {rules.moment(hold.until)})"
+        return refusals.Refusal(
+            f"{target} is frozen: {hold.reason} (until {rules.moment(hold.until)})",
+            "promote by hand once the freeze ends, or through its gate with break-glass",
+        ).text
     return None
 
 
@@ -174,7 +179,7 @@ def rollback(
     """Redeploy the version last deployed successfully before this one, and lock promotion."""
     current = session.get(Deployment, deployment_id)
     if current is None:
-        return Outcome(REFUSED, "this deployment does not exist")
+        return Outcome(REFUSED, refusals.unknown_deployment().text)
     target, refusal = _rollback_target(session, config, current, reason, to_sha)
     hold = freeze_gates.hold_for(
         session,
@@ -236,21 +241,22 @@ def _rollback_target(
 ) -> tuple[str, str | None]:
     """(the sha to roll back to, why not)."""
     if not reason.strip():
-        return "", "a reason is required to roll back"
+        return "", refusals.reason_required("roll back").text
     if current.state not in ROLLBACKABLE:
-        return "", (
-            f"only a deployed release can be rolled back; this one is "
-            f"{current.state.replace('_', ' ')}"
-        )
+        return "", refusals.not_deployed(
+            "rollback",
+            current.state,
+            service=current.service,
+            environment=current.environment,
+            next_environment=None,
+        ).text
     env = config.services[current.service].environment(current.environment)
     if env is None or env.deploy is None:
-        return "", (
-            f"{current.environment} of {current.service} has no deploy "
-            "section: releasebot cannot start its pipeline"
-        )
+        return "", refusals.no_deploy_section(current.service, current.environment).text
     target = to_sha or _previous_good(session, current)
     if target is None:
-        return "", f"no earlier version of {current.service} was deployed to {current.environment}"
+        ran = versions_ran(session, current.service, current.environment, but=current.sha)
+        return "", refusals.no_earlier_version(current.service, current.environment, ran).text
     return target, None
 
 
@@ -273,6 +279,21 @@ def _rollback_told(
         subject=f"deployment:{current.id}",
         details={"to": target, "reason": why},
     )
+
+
+def versions_ran(
+    session: Session, service: str, environment: str, *, but: str | None = None, limit: int = 5
+) -> list[str]:
+    """The versions (else short shas) that ran in an environment, newest first, as people
+    type them in `/release rollback ... to <version>`; `but` leaves one sha out."""
+    rows = deployment_rows(
+        session,
+        service=service,
+        environments=(environment,),
+        extra=[col(Deployment.deployed_at).is_not(None), col(Deployment.sha) != (but or "")],
+        limit=50,
+    )
+    return list(dict.fromkeys(r.version or r.short_sha for r in rows))[:limit]
 
 
 BAD = (
@@ -412,7 +433,7 @@ def refusal_for(
     a refusal is audited."""
     deployment = session.get(Deployment, deployment_id)
     if deployment is None:
-        return "this deployment does not exist"
+        return refusals.unknown_deployment().text
     allowed = operators(config, deployment.service, deployment.environment, action=action)
     if user_id in allowed or memberships & allowed:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.services import gate_rerequest, gates
 from bot.usecases.context import Context
@@ -21,7 +22,7 @@ async def rerequest_gate(ctx: Context, *, gate_id: int, user_id: str) -> gates.O
     """Open a fresh gate for the release of an expired one, in one transaction."""
     found = await ctx.read(lambda s: gate_rerequest.target(s, gate_id))
     if found is None:
-        return gates.Outcome(gates.REFUSED, "this gate does not exist", gate_id)
+        return gates.Outcome(gates.REFUSED, refusals.unknown_gate().text, gate_id)
     service, environment, deployment_id = found
     allowed = await operator_groups(
         ctx,

@@ -25,6 +25,7 @@ from bot.blocks.modals import (
     rollback_modal,
 )
 from bot.blocks.mrkdwn import keeping_mentions
+from bot.domain.gates.refusal import REASON_MISSING
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
 
@@ -133,7 +134,7 @@ def _on_reason(
     async def submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         reason = _reason(body)
         if not reason:
-            await ack(response_action="errors", errors={REASON_BLOCK: "A reason is required."})
+            await ack(response_action="errors", errors={REASON_BLOCK: REASON_MISSING.text})
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")

@@ -15,9 +15,10 @@ plus `["gitlab_represented_as"]` when a rule or group must be named. GitLab answ
 approver: it must be allowed to approve (and may be barred from approving a deployment it
 triggered).
 
-For promote (a promotion's gate was approved in Slack, or the environment has no gate) and
-for an approve that names no deployment, the deployment is the newest one of the environment
-at the request's sha that waits for approval:
+For promote (a promotion's gate was approved in Slack, or the environment has no gate), and
+for an approve that names no deployment or a promotion's reject (its gate rejected in Slack,
+or expired: `on_approve` in the context), the deployment is the newest one of the
+environment at the request's sha that waits for approval:
 
     GET /projects/:id/deployments?environment=<name>&status=blocked&order_by=id&sort=desc
 
@@ -25,11 +26,13 @@ with the project from the context, else the service's repository, and the enviro
 the context (`gitlab_environment`), else the target (the tracked GitLab environment), else
 releasebot's name for it. Promoting lets GitLab's deployment of that commit go ahead; when
 none waits (its pipeline has not reached the deploy job), nothing is approved and the
-failure says so. Approving again while the deployment still waits just updates the
-approval, so the call is retried like any other. Once enough approvals unblocked it, GitLab
-answers 400 "This deployment is not waiting for approvals."; that counts as done only when
-the deployment's `approvals` hold this very decision (same status and comment, i.e. an
-earlier attempt got through); otherwise it is a non-retryable failure with GitLab's words.
+failure says so; a reject with none waiting sends nothing and says "nothing was waiting in
+GitLab" (the promotion it refused never starts either way). Approving again while the
+deployment still waits just updates the approval, so the call is retried like any other.
+Once enough approvals unblocked it, GitLab answers 400 "This deployment is not waiting for
+approvals."; that counts as done only when the deployment's `approvals` hold this very
+decision (same status and comment, i.e. an earlier attempt got through); otherwise it is a
+non-retryable failure with GitLab's words.
 
 **`gitlab_trigger`** `{project, ref, token_env}`: for promote/rollback/approve,
 
@@ -81,6 +84,7 @@ __all__ = ["GitLabApprovalDeployer", "GitLabTriggerDeployer"]
 
 WEBHOOK = "the GitLab Deployment Hook"
 NOT_WAITING = "not waiting for approvals"
+NOTHING_WAITING = "nothing was waiting in GitLab"
 
 
 class GitLabApprovalDeployer:
@@ -105,16 +109,19 @@ class GitLabApprovalDeployer:
 
     async def execute(self, request: DeployRequest) -> DeployResult:
         require_action(request, ("approve", "reject", "promote"))
+        named = request.context.get(CONTEXT_DEPLOYMENT) is not None
+        promotion = bool(request.context.get("on_approve"))
         if request.action == "promote" or (
-            request.action == "approve" and request.context.get(CONTEXT_DEPLOYMENT) is None
+            not named and (request.action == "approve" or promotion)
         ):
-            return await self._approve_waiting(request)
+            return await self._decide_waiting(request)
         project = require_context(request, CONTEXT_PROJECT, WEBHOOK)
         deployment_id = _deployment_id(require_context(request, CONTEXT_DEPLOYMENT, WEBHOOK))
         return await self._decide(request, project, deployment_id)
 
-    async def _approve_waiting(self, request: DeployRequest) -> DeployResult:
-        """Approve the newest deployment of the environment at the request's sha that waits."""
+    async def _decide_waiting(self, request: DeployRequest) -> DeployResult:
+        """Approve (promote) or reject the newest deployment of the environment at the
+        request's sha that waits; a reject with none waiting sends nothing, and says so."""
         project = opt_str(str(request.context.get(CONTEXT_PROJECT) or "")) or request.repo
         environment = (
             opt_str(request.context.get(CONTEXT_ENVIRONMENT))
@@ -134,12 +141,17 @@ class GitLabApprovalDeployer:
         )
         items = response_list(response, f"GET {path}")
         waiting = pick_waiting(items, request.sha)
+        what = f"deployment of {short_sha(request.sha)} to {environment} in {project}"
+        if waiting is None and request.action == "reject":
+            return DeployResult(
+                detail=f"{NOTHING_WAITING}: no {what} waits for approval, so no rejection was sent"
+            )
         if waiting is None:
             raise refused(
-                f"no GitLab deployment of {short_sha(request.sha)} to {environment} in "
-                f"{project} waits for approval: run its pipeline up to the deploy job first"
+                f"no GitLab {what} waits for approval: run its pipeline up to the deploy job first"
             )
-        return await self._decide(replace(request, action="approve"), project, waiting.id)
+        action = "reject" if request.action == "reject" else "approve"
+        return await self._decide(replace(request, action=action), project, waiting.id)
 
     async def _decide(
         self, request: DeployRequest, project: Any, deployment_id: int

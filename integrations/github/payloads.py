@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
+from bot.domain.gates.pipeline import REVIEWED_ENVIRONMENTS
 from integrations.payloads import (
     PayloadError,
     optional_str,
@@ -252,8 +253,9 @@ def _deployment_review(body: Any) -> Parsed:
     by them (`decided_by`), as GitHub decided it.
 
     `requested` (a job starts waiting for reviewers) is not tracked: the deployment and its
-    gate come from the deployment events and the protection rule. The environment is the
-    first of `workflow_job_runs` (else `workflow_job_run`): one delivery carries one event.
+    gate come from the deployment events and the protection rule. The event's environment
+    is the first of `workflow_job_runs` (else `workflow_job_run`); a review covering several
+    lists them all in `extra["environments"]` (one per line), and each is decided by it.
     """
     action = require_str(body, "action")
     if action not in REVIEW_STATUS:
@@ -263,12 +265,16 @@ def _deployment_review(body: Any) -> Parsed:
     if not login:
         raise PayloadError("approver.login", "is required to say who decided")
     comment = optional_str(body, "comment")
+    environments = _reviewed_environments(body)
+    extra = {"review": action, "run_id": require_str(body, "workflow_run.id")}
+    if len(environments) > 1:
+        extra[REVIEWED_ENVIRONMENTS] = "\n".join(environments)
     return Parsed(
         DeployEvent(
             target=DeployTarget(
                 provider="github",
                 repo=_repo(body),
-                environment=_reviewed_environment(body),
+                environment=environments[0],
                 workflow=optional_str(run, "path"),
             ),
             sha=require_sha(body, "workflow_run.head_sha"),
@@ -278,22 +284,28 @@ def _deployment_review(body: Any) -> Parsed:
             url=optional_str(run, "html_url"),
             description=comment,
             occurred_at=_when(optional_str(body, "since")),
-            extra={"review": action, "run_id": require_str(body, "workflow_run.id")},
+            extra=extra,
             decided_by=login,
         )
     )
 
 
-def _reviewed_environment(body: Any) -> str:
+def _reviewed_environments(body: Any) -> list[str]:
+    """Every environment the review covered, each once, in `workflow_job_runs` order (else
+    the one of `workflow_job_run`)."""
     jobs = body.get("workflow_job_runs")
+    found: list[str] = []
     for index, job in enumerate(jobs if isinstance(jobs, list) else []):
         if isinstance(job, dict) and job.get("environment") is not None:
             environment = job["environment"]
-            if not isinstance(environment, str) or not environment:
+            if not isinstance(environment, str) or not environment or "\n" in environment:
                 raise PayloadError(f"workflow_job_runs[{index}].environment", "must be a string")
-            return environment
+            if environment not in found:
+                found.append(environment)
+    if found:
+        return found
     if body.get("workflow_job_run") is not None:
-        return require_str(body, "workflow_job_run.environment")
+        return [require_str(body, "workflow_job_run.environment")]
     raise PayloadError("workflow_job_runs", "names no environment that was reviewed")
 
 

@@ -13,6 +13,11 @@ only when releasebot does not itself hold the job (`holds_the_job`: its protecti
 waits for releasebot's answer): GitHub's reviewers passing their own rule do not pass
 releasebot's, so that gate keeps waiting for its approvers.
 
+An approval left waiting that way is still recorded and told (`left_waiting`,
+`review_left_waiting_note`): "approved in GitHub by octocat; releasebot's gate still needs
+...". A review names every environment it covered (`each_reviewed_environment`): each one's
+gate of that run is decided by it.
+
 A CI system that reports the deployment running or succeeded has gone ahead, so the gate is
 closed as approved and the deployment moves to approved, from where the CI event walks on. A
 failure while the gate waits means the deployment never ran (rejected by a reviewer or
@@ -25,13 +30,19 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from bot.domain import states
+from bot.domain.events import DeployEvent
 from bot.domain.gates.decisions import APPROVED, PENDING, REJECTED
 
 BY_THE_PIPELINE: Final = "superseded by the pipeline"
+
+REJECTS_WHAT_WAITS: Final = frozenset({"gitlab_deployment_approval"})
+"""Deployers whose code host may hold a deployment of a promoted commit waiting for approval
+(GitLab's protected environments): rejecting or expiring the promotion's gate rejects that
+deployment too, so it does not stay blocked; the deployer says what it found."""
 
 # CI-reported deployment state -> (gate status, deployment state the gate close moves to).
 ENDS_A_PENDING_GATE: Final[dict[str, tuple[str, str]]] = {
@@ -106,3 +117,38 @@ def _reason(ci_status: str, decided_by: str | None, host: str) -> str:
     if decided_by:
         return f"decided in {host} by {decided_by}: {said}"
     return f"{BY_THE_PIPELINE}: {said}"
+
+
+LEFT_WAITING_WHY: Final = (
+    "releasebot's own protection rule holds this job, so GitHub's reviewers do not pass its "
+    "gate (its quorum, self-approval ban and freezes)"
+)
+
+
+def left_waiting(review: str | None, holds_the_job: bool) -> bool:
+    """Whether a review on the code host is an approval that leaves releasebot's gate
+    waiting (recorded as such, not applied)."""
+    return review == "approved" and holds_the_job
+
+
+def review_left_waiting_note(host: str, reviewer: str, progress: str | None) -> str:
+    """The thread line of an approval on the code host that left the gate waiting."""
+    needs = f"its own approvals ({progress})" if progress else "its own approvals"
+    return (
+        f"approved in {host} by {reviewer}; releasebot's gate still needs {needs}: "
+        f"{host}'s reviewers do not pass releasebot's protection rule"
+    )
+
+
+REVIEWED_ENVIRONMENTS: Final = "environments"
+"""The DeployEvent extra of a review that covered several environments: their names, one per
+line, the event's own environment first."""
+
+
+def each_reviewed_environment(event: DeployEvent) -> list[DeployEvent]:
+    """The event once per environment a review covered (its own environment first); any other
+    event as it is."""
+    names = [n for n in event.extra.get(REVIEWED_ENVIRONMENTS, "").split("\n") if n]
+    if len(names) < 2:
+        return [event]
+    return [replace(event, target=replace(event.target, environment=name)) for name in names]

@@ -292,3 +292,201 @@ def unknown_name(what: str, name: str, known: Sequence[str], extra: str = "") ->
         else f"no service has an {what} '{name}'"
     )
     return Refusal(reason, f"use {choices}" if choices else f"add the {what} to the config first")
+
+
+# --- re-request ------------------------------------------------------------------------------
+
+_NOT_EXPIRED: Final = {
+    "pending": "it is still waiting: decide it on the release message (Approve or Reject)",
+    "approved": "nothing to ask again: it was approved and goes ahead",
+    "rejected": "a new run of the pipeline asks for a new approval",
+    "superseded": "decide on the newer release's message",
+}
+
+
+def not_expired(status: str) -> Refusal:
+    """A Re-request on a gate that did not expire."""
+    return Refusal(
+        f"only an expired gate can be re-requested; this one is {status}",
+        _NOT_EXPIRED.get(status, "only a gate nobody decided in time is asked for again"),
+    )
+
+
+def no_gate_any_more(service: str, environment: str) -> Refusal:
+    """A Re-request for an environment whose gate was taken out of the config."""
+    return Refusal(
+        f"{environment} of {service} has no gate configured any more",
+        "run its pipeline again (without a gate it deploys at once), or add a gate to "
+        f"{environment} of {service} in releasebot.yaml",
+    )
+
+
+def asked_again_already(sha: str, environment: str, newer_id: int | None, state: str) -> Refusal:
+    """A Re-request of a release that was asked for again since."""
+    return Refusal(
+        f"{sha[:7]} was already asked for again in {environment} (deployment #{newer_id}, {state})",
+        f"decide on the release message of deployment #{newer_id} "
+        "(`/release pending` lists the gates waiting)",
+    )
+
+
+def superseded_since(
+    sha: str, newer_sha: str, newer_id: int | None, state: str, *, environment: str, again: str
+) -> Refusal:
+    """A Re-request of a release something newer went past (`again`: how to send it anyway)."""
+    return Refusal(
+        f"superseded by {newer_sha[:7]} (deployment #{newer_id}, {state}): a newer release "
+        f"went to {environment} after this gate",
+        f"act on {newer_sha[:7]}'s release message; to send {sha[:7]} to {environment} "
+        f"anyway, {again}",
+    )
+
+
+# --- promotion and rollback ------------------------------------------------------------------
+
+
+def cmd(text: str) -> str:
+    """A command to type, as Slack shows code."""
+    return f"`{text}`"
+
+
+def not_deployed(
+    action: str, state: str, *, service: str, environment: str, next_environment: str | None
+) -> Refusal:
+    """A promotion or rollback of a release that is not deployed (`action`: promote, rollback)."""
+    said = state.replace("_", " ")
+    if action == "promote":
+        remedy = (
+            f"promote it once its checks in {environment} pass"
+            if state == "verifying"
+            else f"promote it once it has deployed to {environment}"
+        )
+        if next_environment:
+            remedy += ", or promote the newest deployed release: " + cmd(
+                f"/release promote {service} latest to {next_environment}"
+            )
+        return Refusal(f"only a deployed release can be promoted; this one is {said}", remedy)
+    return Refusal(
+        f"only a deployed release can be rolled back; this one is {said}",
+        f"roll back what runs in {environment}: "
+        + cmd(f"/release rollback {service} {environment} -- reason"),
+    )
+
+
+def no_next_environment(service: str, environment: str, path: Sequence[str]) -> Refusal:
+    """A promotion from the last environment of a service's path."""
+    return Refusal(
+        f"{service} has no environment after {environment} to promote to",
+        f"{environment} ends {service}'s path ({' → '.join(path)}): add an environment after "
+        "it, or an `auto_promote_to`, in releasebot.yaml",
+    )
+
+
+def no_deploy_section(service: str, environment: str) -> Refusal:
+    """A promotion or rollback into an environment releasebot cannot deploy to."""
+    return Refusal(
+        f"{environment} of {service} has no deploy section: releasebot cannot start its pipeline",
+        f"add a deploy section to {environment} of {service} in releasebot.yaml, or deploy "
+        "it through its own pipeline",
+    )
+
+
+def under_way(sha: str, state: str, environment: str, service: str) -> Refusal:
+    """A promotion of a release already on its way into the environment."""
+    return Refusal(
+        f"{sha[:7]} is already {state.replace('_', ' ')} in {environment}",
+        "nothing to do: follow it on its release message, or " + cmd(f"/release status {service}"),
+    )
+
+
+def _versions(versions: Sequence[str]) -> str:
+    return join([f"`{v}`" for v in versions])
+
+
+def no_earlier_version(service: str, environment: str, ran: Sequence[str]) -> Refusal:
+    """A rollback with nothing good before it (`ran`: the other versions that ran there)."""
+    reason = f"no earlier version of {service} was deployed to {environment}"
+    if not ran:
+        return Refusal(reason, "nothing else ever ran there: deploy a fix through the pipeline")
+    return Refusal(
+        reason,
+        f"roll back to one that ran there ({_versions(ran)}): "
+        + cmd(f"/release rollback {service} {environment} to {ran[0]} -- reason"),
+    )
+
+
+def unknown_environment(service: str, name: str, environments: Sequence[str]) -> Refusal:
+    """A service has no environment of that name."""
+    return Refusal(
+        f"{service} has no environment '{name}'",
+        f"use {join([f'`{e}`' for e in environments], 'or')}"
+        if environments
+        else f"add environments to {service} in releasebot.yaml",
+    )
+
+
+def promotes_from_ci(service: str, target: str, targets: Sequence[str], version: str) -> Refusal:
+    """A promotion into an environment nothing promotes to (`targets`: the ones something
+    does)."""
+    reason = (
+        f"no environment of {service} promotes to {target}: releases arrive in {target} from CI"
+    )
+    if not targets:
+        return Refusal(reason, f"{service} promotes nowhere: its releases all arrive from CI")
+    return Refusal(
+        reason,
+        f"promote to {join([f'`{t}`' for t in targets], 'or')}: "
+        + cmd(f"/release promote {service} {version} to {targets[0]}"),
+    )
+
+
+def nothing_deployed(action: str, service: str, where: str) -> Refusal:
+    """Nothing of the service is deployed where it would be promoted or rolled back from."""
+    verb = "to promote" if action == "promote" else "to roll back"
+    return Refusal(
+        f"nothing of {service} is deployed in {where} {verb}",
+        f"deploy a release to {where} first; "
+        + cmd(f"/release status {service}")
+        + " shows what runs where",
+    )
+
+
+def version_not_there(
+    service: str, version: str, where: str, *, versions: Sequence[str], example: str
+) -> Refusal:
+    """A version that never ran where it was looked for (`example`: the command with the
+    first of `versions` put in, `{}` where the version goes)."""
+    reason = f"{service} {version} was never deployed to {where}"
+    if not versions:
+        return Refusal(
+            reason, f"no other version of {service} ran in {where}: deploy the one you want first"
+        )
+    return Refusal(
+        reason, f"versions there: {_versions(versions)}; " + cmd(example.format(versions[0]))
+    )
+
+
+def runs_now(label: str, environment: str, service: str, versions: Sequence[str]) -> Refusal:
+    """A rollback to the version the environment runs now."""
+    reason = f"{label} is what {environment} runs now"
+    if not versions:
+        return Refusal(reason, "nothing else ran there: there is nothing to roll back to")
+    return Refusal(
+        reason,
+        f"name an earlier one ({_versions(versions)}): "
+        + cmd(f"/release rollback {service} {environment} to {versions[0]} -- reason"),
+    )
+
+
+def ambiguous_sha(text: str, shas: Sequence[str]) -> Refusal:
+    """A sha prefix more than one version starts with."""
+    return Refusal(
+        f"'{text}' matches several versions ({', '.join(s[:10] for s in shas[:5])})",
+        "type more of the sha",
+    )
+
+
+REASON_MISSING: Final = Refusal(
+    "A reason is required", "type why in this box, then submit again (it is recorded)"
+)
+"""A reason form submitted empty: the error shown under the form's field."""

@@ -130,31 +130,54 @@ STARTS_ITS_OWN_DEPLOY: Final = frozenset(
 _WAITING_PIPELINE_TOLD: Final = {
     "github_protection_rule": (
         "GitHub was told the deployment was rejected when this gate expired, and that run "
-        "cannot be asked again: re-run its deployment job to open a new gate"
+        "cannot be asked again",
+        "re-run its deployment job to open a new gate",
     ),
     "gitlab_deployment_approval": (
-        "GitLab was told the deployment was rejected when this gate expired: run the "
-        "deployment job again in GitLab to open a new gate"
+        "GitLab was told the deployment was rejected when this gate expired",
+        "run the deployment job again in GitLab to open a new gate",
     ),
 }
 
+_GITLAB_PROMOTION_TOLD: Final = (
+    "GitLab was told to reject the deployment of this commit waiting for approval when this "
+    "gate expired, if one was waiting (the release thread says what was sent, or that nothing "
+    "was waiting in GitLab)",
+    "run the deployment job again in GitLab and promote again",
+)
+
 
 def rerequest_refusal(decide_via: str | None, context: Mapping[str, Any]) -> str | None:
-    """Why an expired gate cannot be asked for again from Slack, or None when it can.
+    """Why an expired gate cannot be asked for again from Slack, and what to do instead
+    (`cannot_ask_again` as one line), or None when it can."""
+    cannot = cannot_ask_again(decide_via, context)
+    return None if cannot is None else f"{cannot[0]}: {cannot[1]}"
+
+
+def cannot_ask_again(decide_via: str | None, context: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(why an expired gate cannot be asked for again from Slack, what to do instead), or None
+    when it can.
 
     It can when approving it makes releasebot start the deploy itself (a promotion through a
     deployer in `STARTS_ITS_OWN_DEPLOY`): nothing was sent to a pipeline when it expired. A
     pipeline that waited (a GitHub protection rule, a GitLab deployment approval) was told
-    "rejected" and is over; a CI job that polled the gates API saw "expired" and stopped.
+    "rejected" and is over; a CI job that polled the gates API saw "expired" and stopped. A
+    promotion into a GitLab-approved environment rejected GitLab's deployment of its commit
+    if one was waiting, and said in the thread what it sent.
     """
     if decide_via is None:
         return (
-            "the CI job asked through the gates API and stopped waiting when this gate "
-            "expired: run the job again to ask for a new gate"
+            "the CI job asked through the gates API and stopped waiting when this gate expired",
+            "run the job again to ask for a new gate",
         )
     if decide_via in STARTS_ITS_OWN_DEPLOY and context.get("on_approve"):
         return None
+    if decide_via == "gitlab_deployment_approval" and context.get("on_approve"):
+        return _GITLAB_PROMOTION_TOLD
     return _WAITING_PIPELINE_TOLD.get(
         decide_via,
-        f"the pipeline ({decide_via}) was told this gate expired: run it again to open a new gate",
+        (
+            f"the pipeline ({decide_via}) was told this gate expired",
+            "run it again to open a new gate",
+        ),
     )
