@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config, Environment
 from bot.domain import gates as rules
+from bot.services import slo
 from bot.services.people import release_people as release_people
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate
@@ -49,15 +50,23 @@ def memberships_from(
     }
 
 
-def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:
-    """What the gate needs now; None until the risk is known (the decision waits for it)."""
+def requirement(
+    session: Session, config: Config, deployment: Deployment
+) -> rules.Requirement | None:
+    """What the gate needs now; None until the risk is known, and with `by_error_budget`
+    until the error budget was measured since the gate opened (the decision waits)."""
     env = environment_of(config, deployment)
     if env is None or env.gate is None:
         return None
     level = deployment.risk.get("level") if deployment.risk else None
     if level is None:
         return None
-    return rules.requirement_for(env.gate, level)
+    budget = None
+    if env.gate.by_error_budget is not None:
+        budget = slo.gate_budget(session, config, deployment)
+        if budget is None:
+            return None
+    return rules.requirement_for(env.gate, level, budget)
 
 
 def scope(session: Session, gate_id: int) -> tuple[str, str] | None:

@@ -75,7 +75,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
                 "deployment_id": deployment.id,
                 "name": check.name,
                 "kind": check.kind,
-                "spec": check.model_dump(mode="json"),
+                "spec": check.spec_at(now),
             }
             for check in env.verify
         ],
