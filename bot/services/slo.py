@@ -70,6 +70,14 @@ def latest(session: Session, service: str) -> Budget | None:
     return Budget.from_dict(json.loads(found)) if found is not None else None
 
 
+def latest_line(session: Session, config: Config, service: str) -> str | None:
+    """The service's budget in one line, for messages and pages; None without an slo."""
+    if not has_slo(config, service):
+        return None
+    budget = latest(session, service)
+    return budget.describe() if budget is not None else "error budget not measured yet"
+
+
 def measured_since(session: Session, service: str, moment: datetime) -> Budget | None:
     """The newest measurement when it was taken at or after `moment`, else None."""
     budget = latest(session, service)
