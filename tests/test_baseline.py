@@ -102,7 +102,8 @@ async def test_an_error_ratio_that_doubles_fails_with_medians_change_chart_and_s
     )
     assert "): fail, an increase is bad" in line
     assert re.search(
-        r"\|query> · <https://releasebot.example/deployments/1#check-errors-vs-before\|chart>$", line
+        r"\|query> · <https://releasebot.example/deployments/1#check-errors-vs-before\|chart>$",
+        line,
     )
     svg = page[page.index("<svg") : page.index("</svg>")]
     assert 'class="after"' in svg and 'class="before"' in svg

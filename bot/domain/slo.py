@@ -149,7 +149,9 @@ class Budget:
             left = f"{what} exhausted ({self.remaining * 100:.1f}% left)"
         else:
             left = f"{self.remaining * 100:.1f}% of the {what} left"
-        rates = ", ".join(f"{w} {_rate(r)}" for w, r in self.burn.items())
+        order = [w for pair in BURN_PAIRS for w in pair[:2]]
+        shown = sorted(self.burn.items(), key=lambda i: order.index(i[0]) if i[0] in order else 99)
+        rates = ", ".join(f"{w} {_rate(r)}" for w, r in shown)
         fired = self.firing()
         alarm = f" · burning fast: {', '.join(fired)}" if fired else ""
         return f"{left} · burn {rates}{alarm}" if rates else left
