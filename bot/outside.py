@@ -28,7 +28,9 @@ from bot.ports import (
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.usecases.markers import MarkerLedger
+from bot.usecases.slo import BudgetMeter
 from integrations.checkpoint_sinks import checkpoint_handlers
+from integrations.checks.budget import PrometheusBudget
 from integrations.checks.registry import build_runners
 from integrations.deployers.registry import build_deployers, close_all
 from integrations.github.client import GitHubClient, github_client_from_settings
@@ -153,8 +155,8 @@ def senders(
     o: Overrides,
     stack: AsyncExitStack,
 ) -> dict[str, Any]:
-    """The outbox senders beside the worker's own: audit checkpoints, deploy markers and the
-    audit forwarder (its client closed with the app)."""
+    """The outbox senders beside the worker's own: audit checkpoints, deploy markers, error
+    budget measurements and the audit forwarder (clients closed with the app)."""
     secrets = (o.environ if o.environ is not None else os.environ).get
     transport = o.http_transport
     ledger = MarkerLedger(db, clock)
@@ -162,7 +164,11 @@ def senders(
     forwarder = AuditWebhook.from_settings(settings, transport=transport)
     if forwarder is not None:
         stack.push_async_callback(forwarder.aclose)
+    budgets = PrometheusBudget(make_client("", transport=transport))
+    stack.push_async_callback(budgets.aclose)
+    meter = BudgetMeter(db=db, clock=clock, config=config, source=budgets)
     return {
+        **meter.handlers(),
         **checkpoint_handlers(settings, slack, transport),
         **markers.handlers(transport),
         **audit_forwarding.handlers(db, forwarder),

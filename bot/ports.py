@@ -247,3 +247,16 @@ class Pager(Protocol):
     """
 
     async def send(self, event: PagerEvent) -> str | None: ...
+
+
+class BudgetSource(Protocol):
+    """Where error ratios come from (Prometheus): `1 - good/total` of an SLO per window.
+
+    `windows` are PromQL durations ("30d", "1h", "5m"); a window without traffic answers
+    None. Raises `bot.domain.errors.DeliveryFailed` when the server cannot be asked or
+    answers with an error: the budget is then unknown.
+    """
+
+    async def error_ratios(
+        self, *, url: str, good: str, total: str, windows: tuple[str, ...]
+    ) -> dict[str, float | None]: ...

@@ -101,7 +101,9 @@ class Renderer:
     def thread_reply(self, view: ReleaseView, change: dict[str, Any]) -> str:
         """One line in the release message's thread, from the template `change` names."""
         template = str(change.get("template") or "thread_reply.txt.j2")
-        return self._text.get_template(template).render({"r": view, "change": change}).strip()
+        details_url = f"{self._public_url}/deployments/{view.deployment_id}"
+        context = {"r": view, "change": change, "details_url": details_url}
+        return self._text.get_template(template).render(context).strip()
 
     def _blocks(self, name: str, context: dict[str, Any]) -> list[dict[str, Any]]:
         rendered = self._json.get_template(name).render(context)

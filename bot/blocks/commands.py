@@ -148,6 +148,10 @@ def status_reply(
         if row.service != current:
             current = row.service
             lines.append(f"*{escape_mrkdwn(row.service)}*")
+            if row.budget:
+                lines.append(
+                    f"• :chart_with_downwards_trend: {escape_mrkdwn(cut(row.budget, 300))}"
+                )
         lines.append(status_line(row))
     if not lines:
         lines.append("No services are configured.")

@@ -36,6 +36,8 @@ def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
     if r.freeze:
         blocks.append(_text(f":snowflake: *Change freeze:* {_esc(truncate(r.freeze, 500))}"))
     blocks.append(_text(f"*Risk*\n{_risk(r.risk)}"))
+    if r.budget:
+        blocks.append(_text(f"*Error budget*\n{_esc(truncate(r.budget, 500))}"))
     blocks.append(_text(_commits(r)))
     if r.gate_id:
         blocks.append(_text(f"*Approval*\n{_approval(r)}"))

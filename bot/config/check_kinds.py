@@ -21,7 +21,15 @@ from pydantic import Field, model_validator
 from bot.config.base import ConfigModel, invalid
 from bot.config.types import EnvVarName, PositiveDuration, Text, Url
 
-CHECK_KINDS = ("http", "prometheus", "prometheus_range", "datadog", "nrql")
+CHECK_KINDS = (
+    "http",
+    "prometheus",
+    "prometheus_range",
+    "datadog",
+    "nrql",
+    "baseline",
+    "burn_rate",
+)
 """The keys of a `verify:` check that name its kind; exactly one is set."""
 
 Reduce = Literal["max", "avg", "last"]

@@ -1,9 +1,9 @@
 """The `verify:` section of an environment: post-deploy HTTP, Prometheus (instant and range),
-Datadog metric and New Relic NRQL checks."""
+Datadog metric and New Relic NRQL checks, baseline analysis and the SLO's burn rate."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
 from pydantic import Field, model_validator
@@ -16,6 +16,7 @@ from bot.config.check_kinds import (
     PrometheusRangeCheck,
     check_bounds,
 )
+from bot.config.slo import BaselineCheck, BurnRateCheck
 from bot.config.types import NonNegativeDuration, PositiveDuration, Text, Url, format_duration
 
 
@@ -59,6 +60,8 @@ class VerifyCheck(ConfigModel):
     prometheus_range: PrometheusRangeCheck | None = None
     datadog: DatadogCheck | None = None
     nrql: NrqlCheck | None = None
+    baseline: BaselineCheck | None = None
+    burn_rate: BurnRateCheck | None = None
     at: Annotated[list[NonNegativeDuration], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -66,7 +69,11 @@ class VerifyCheck(ConfigModel):
         problems: list[tuple[Loc, str]] = []
         if sum(getattr(self, kind) is not None for kind in CHECK_KINDS) != 1:
             problems.append(
-                ((), "set exactly one of http or prometheus (or prometheus_range, datadog, nrql)")
+                (
+                    (),
+                    "set exactly one of http or prometheus (or prometheus_range, datadog, nrql, "
+                    "baseline, burn_rate)",
+                )
             )
         seen: set[timedelta] = set()
         for index, offset in enumerate(self.at):
@@ -81,3 +88,11 @@ class VerifyCheck(ConfigModel):
     def kind(self) -> str:
         """The kind of this check: the one of `CHECK_KINDS` whose section is set."""
         return next(kind for kind in CHECK_KINDS if getattr(self, kind) is not None)
+
+    def spec_at(self, deployed_at: datetime) -> dict[str, Any]:
+        """What a check run is given (`model_dump(mode="json")`); a baseline check also
+        learns when the deploy landed, where its "before" window ends."""
+        spec = self.model_dump(mode="json")
+        if self.baseline is not None:
+            spec["baseline"]["deployed_at"] = deployed_at.timestamp()
+        return spec

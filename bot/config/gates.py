@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bot.config.base import ConfigModel, invalid, problems_error, quoted_list
 from bot.config.messages import located
@@ -77,6 +77,53 @@ def _gate_json_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["require"]}, {"required": ["approvals", "approvers"]}]
 
 
+def _blocked_shorthand(value: object) -> object:
+    """`exhausted: blocked` is shorthand for `exhausted: {blocked: true}`."""
+    return {"blocked": True} if value == "blocked" else value
+
+
+class BudgetGate(ConfigModel):
+    """How a low error budget changes the gate: block it, or demand other rules."""
+
+    blocked: bool = False
+    require: Rules | None = None
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if self.blocked == (self.require is not None):
+            raise invalid("set blocked or require (one of them)")
+        return self
+
+
+BudgetRule = Annotated[BudgetGate, BeforeValidator(_blocked_shorthand)]
+
+BUDGET_BANDS = ("exhausted", "below_10_percent", "below_25_percent", "below_50_percent")
+
+
+class ErrorBudgetGate(ConfigModel):
+    """`by_error_budget`: stricter gates while the service's error budget (its `slo:`) is
+    low. The tightest band the budget is in applies: `exhausted` (none left), then
+    `below_10_percent`, `below_25_percent`, `below_50_percent`. When Prometheus cannot be
+    asked the budget is unknown: `unknown: require` (the default) applies the strictest rule
+    set here, `allow` lets the gate be as if the budget were fine."""
+
+    exhausted: BudgetRule | None = None
+    below_10_percent: BudgetRule | None = None
+    below_25_percent: BudgetRule | None = None
+    below_50_percent: BudgetRule | None = None
+    unknown: Literal["require", "allow"] = "require"
+
+    @model_validator(mode="after")
+    def _check_any(self) -> Self:
+        if not self.bands():
+            raise invalid(f"set at least one of {', '.join(BUDGET_BANDS)}")
+        return self
+
+    def bands(self) -> dict[str, BudgetGate]:
+        """The bands set here, tightest first."""
+        return {b: rule for b in BUDGET_BANDS if (rule := getattr(self, b)) is not None}
+
+
 UnknownPeople = Literal["refuse", "allow"]
 
 
@@ -115,6 +162,7 @@ class GatePolicy(ConfigModel):
     escalate_after: PositiveDuration | None = None
     escalate_to: Annotated[list[SlackPrincipal], Field(min_length=1)] | None = None
     by_risk: dict[RiskLevelName, RiskGate] = {}
+    by_error_budget: ErrorBudgetGate | None = None  # needs the service's slo:
 
     @model_validator(mode="before")
     @classmethod

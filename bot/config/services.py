@@ -17,6 +17,7 @@ from bot.config.checks import VerifyCheck
 from bot.config.deploy import Deploy
 from bot.config.gates import GatePolicy
 from bot.config.markers import Markers
+from bot.config.slo import Slo, burn_rate_with
 from bot.config.types import EnvVarName, Name, SlackChannel, SlackPrincipal, Text
 
 
@@ -138,6 +139,7 @@ class Service(ConfigModel):
     owners: list[SlackPrincipal] = []
     oncall: Oncall | None = None
     markers: Markers | None = None  # deploy markers on dashboards (Grafana, Datadog, ...)
+    slo: Slo | None = None  # the error budget gates and automatic promotion look at
     environments: Annotated[list[Environment], Field(min_length=1)]
 
     @property
@@ -185,6 +187,7 @@ class Service(ConfigModel):
                         f"{suggest(target, names)} (it has {quoted_list(names)})",
                     )
                 )
+        problems.extend(_slo_problems(self))
         loop = _promotion_loop(self.environments)
         if loop:
             index = names.index(loop[0])
@@ -196,7 +199,49 @@ class Service(ConfigModel):
             )
         if problems:
             raise problems_error(problems)
-        return self
+        return self._with_slo_in_checks()
+
+    def _with_slo_in_checks(self) -> Self:
+        """The burn-rate checks carry the service's SLO, for their runner."""
+        if self.slo is None:
+            return self
+        slo = self.slo
+        environments = [
+            env.model_copy(
+                update={
+                    "verify": [
+                        check.model_copy(
+                            update={
+                                "burn_rate": type(check.burn_rate).model_validate(
+                                    burn_rate_with(check.burn_rate, slo)
+                                )
+                            }
+                        )
+                        if check.burn_rate is not None
+                        else check
+                        for check in env.verify
+                    ]
+                }
+            )
+            for env in self.environments
+        ]
+        return self.model_copy(update={"environments": environments})
+
+
+def _slo_problems(service: Service) -> list[tuple[Loc, str]]:
+    """Burn-rate checks and error-budget gates need the service's slo."""
+    if service.slo is not None:
+        return []
+    problems: list[tuple[Loc, str]] = []
+    for index, env in enumerate(service.environments):
+        if env.gate is not None and env.gate.by_error_budget is not None:
+            at: Loc = ("environments", index, "gate", "by_error_budget")
+            problems.append((at, "needs the service's slo (where the error budget comes from)"))
+        for number, check in enumerate(env.verify):
+            if check.burn_rate is not None:
+                at = ("environments", index, "verify", number, "burn_rate")
+                problems.append((at, "needs the service's slo (whose burn rate to check)"))
+    return problems
 
 
 def _promotion_loop(environments: Sequence[Environment]) -> list[str]:

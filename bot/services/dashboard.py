@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import gates as rules
-from bot.services import outbox
+from bot.domain.baseline import Chart, chart
+from bot.services import outbox, slo
 
 # The audit log and DORA pages are read by their own modules, named here with the others.
 from bot.services.dashboard_audit import AuditPage as AuditPage
@@ -266,6 +267,7 @@ class CheckRunRow:
     status: str
     finished_at: datetime | None
     summary: str | None
+    chart: Chart | None = None  # a baseline check's two windows
 
 
 @dataclass(frozen=True)
@@ -317,10 +319,15 @@ class DeploymentPage:
     checks: list[CheckView]
     timeline: list[TimelineEntry]
     siblings: list[DeploymentRow]  # every deployment of the same release, oldest first
+    budget: str | None = None  # the service's error budget as last measured (with an slo)
 
 
 def deployment_page(
-    session: Session, deployment_id: int, *, commits_shown: int = 50
+    session: Session,
+    deployment_id: int,
+    *,
+    commits_shown: int = 50,
+    config: Config | None = None,
 ) -> DeploymentPage | None:
     """Everything the deployment page shows, or None when there is no such deployment."""
     deployment = session.get(Deployment, deployment_id)
@@ -383,6 +390,7 @@ def deployment_page(
             session, [f"deployment:{deployment.id}", *(f"gate:{i}" for i in gate_ids)]
         ),
         siblings=[_row(s, version) for s in siblings],
+        budget=slo.latest_line(session, config, deployment.service) if config else None,
     )
 
 
@@ -450,6 +458,7 @@ def _checks(session: Session, deployment_id: int) -> list[CheckView]:
                 status=run.status,
                 finished_at=run.finished_at,
                 summary=str(summary) if summary is not None else None,
+                chart=chart((run.result or {}).get("evidence") or {}),
             )
         )
     checks = session.exec(

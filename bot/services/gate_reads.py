@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config, Environment
 from bot.domain import gates as rules
+from bot.services import slo
 from bot.services.people import release_people as release_people
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate
@@ -49,8 +50,11 @@ def memberships_from(
     }
 
 
-def requirement(config: Config, deployment: Deployment) -> rules.Requirement | None:
-    """What the gate needs now; None until the risk is known (the decision waits for it).
+def requirement(
+    session: Session, config: Config, deployment: Deployment
+) -> rules.Requirement | None:
+    """What the gate needs now; None until the risk is known, and with `by_error_budget`
+    until the error budget was measured since the gate opened (the decision waits).
 
     A release that could not be read in full is never approved automatically: its gate
     asks people instead (`rules.asked_of_people`)."""
@@ -60,7 +64,12 @@ def requirement(config: Config, deployment: Deployment) -> rules.Requirement | N
     level = deployment.risk.get("level") if deployment.risk else None
     if level is None:
         return None
-    return rules.asked_of_people(rules.requirement_for(env.gate, level), unread(deployment))
+    budget = None
+    if env.gate.by_error_budget is not None:
+        budget = slo.gate_budget(session, config, deployment)
+        if budget is None:
+            return None
+    return rules.asked_of_people(rules.requirement_for(env.gate, level, budget), unread(deployment))
 
 
 def unread(deployment: Deployment) -> str | None:

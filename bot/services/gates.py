@@ -20,7 +20,7 @@ from bot.domain import states
 from bot.domain.config_hash import config_sha256
 from bot.domain.events import GateRequest
 from bot.domain.gates import refusal as refusals
-from bot.services import audit, freeze_gates, freezes, gate_reads, outbox
+from bot.services import audit, freeze_gates, freezes, gate_reads, outbox, slo
 from bot.services.gate_close import (
     bump_version,
     close_gate,
@@ -133,6 +133,8 @@ def open_gate(
         },
         waits=f" waits for approval (expires {times.expires_at:%H:%M} UTC)",
     )
+    if slo.has_slo(config, deployment.service):
+        slo.request(session, now=now, service=deployment.service)
     settle(session, now=now, config=config, gate=gate, deployment=deployment, memberships={})
     return gate
 
@@ -278,7 +280,7 @@ def _check(
     approvers = [user for user, vote in votes if vote == "approve"]
     voted = {user for user, _ in votes}
     memberships = memberships_from(group_members, {*approvers, ballot.person.user_id})
-    current = requirement(config, deployment) or rules.requirement_for(policy, None)
+    current = requirement(session, config, deployment) or rules.requirement_for(policy, None)
     refused = rules.decision_refusal(
         decision="approve" if ballot.decision == "approve" else "reject",
         gate_status=gate.status,
@@ -405,9 +407,13 @@ def settle(
     if freeze_gates.is_held(gate):
         return RECORDED  # no approval passes it: the freeze's end or break-glass does
     assert gate.id is not None
-    current = requirement(config, deployment)
+    current = requirement(session, config, deployment)
     if current is None:
-        gate.progress = "waiting for the risk assessment before deciding"
+        gate.progress = (
+            "waiting for the risk assessment before deciding"
+            if not (deployment.risk or {}).get("level")
+            else "waiting for the error budget (asking Prometheus) before deciding"
+        )
         refresh_message(session, now=now, deployment=deployment)
         return RECORDED
     approvers = approvers_of(session, gate.id)

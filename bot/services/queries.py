@@ -23,7 +23,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates import refusal as refusals
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, promotion_sources
-from bot.services import freezes
+from bot.services import freezes, slo
 from bot.services.deployment_rows import (
     VERSION,
     deployment_rows,
@@ -52,6 +52,7 @@ class StatusRow:
     running: DeploymentRow | None  # the newest one that is deployed (may be `latest`)
     freeze: str | None = None  # the reason of a freeze in force, if any
     lock: str | None = None  # why automatic promotion into it is stopped, if it is
+    budget: str | None = None  # the service's error budget as last measured (with an slo)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def status(
         for lock in session.exec(select(EnvironmentLock)).all()
     }
     found: list[StatusRow] = []
+    budgets = {name: slo.latest_line(session, config, name) for name in {s for s, _ in pairs}}
     for service, environment in pairs:
         latest = first_row(
             deployment_rows(session, service=service, environments=(environment,), limit=1)
@@ -129,6 +131,7 @@ def status(
                 running=running,
                 freeze=freeze.reason if freeze else None,
                 lock=locks.get((service, environment)),
+                budget=budgets.get(service),
             )
         )
     return found

@@ -7,7 +7,11 @@ this one. Here the consequences are drawn:
   its environment is production (`Config.is_production`), then plan its verification, or
   promote it on when there is nothing to verify and its environment promotes automatically;
 - its verification **passed**: promote it on when the environment promotes automatically
-  (a held promotion is said in the thread and audited);
+  (a held promotion is said in the thread and audited); for a service with an `slo:` the
+  error budget is measured first, and the promotion follows the measurement
+  (`budget_measured`), held while the budget is exhausted or unknown;
+- its error budget was **measured**: settle the gates waiting for it, and go on with the
+  automatic promotion that waited;
 - its verification **failed**: roll it back when the environment's policy says so.
 
     reactions.apply_event(session, now=..., config=..., service=..., environment=..., event=...)
@@ -24,8 +28,10 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent
 from bot.domain.messages import TemplateLine
+from bot.domain.slo import Budget
 from bot.ports import CheckResult, Comparison
-from bot.services import audit, deployments, markers, outbox, releases, verification
+from bot.services import audit, deployments, gates, markers, outbox, releases, slo, verification
+from bot.services.gate_close import refresh_message
 from bot.store.tables import Deployment
 
 RELEASEBOT = "releasebot"
@@ -97,20 +103,69 @@ def deployed(session: Session, *, now: datetime, config: Config, deployment: Dep
     if env is not None and env.verify:
         verification.plan(session, now=now, config=config, deployment=deployment)
     elif env is not None and env.auto_promote_to and deployment.id is not None:
-        releases.promote(
-            session,
-            now=now,
-            config=config,
-            deployment_id=deployment.id,
-            actor=RELEASEBOT,
-            automatic=True,
-        )
+        promote_on(session, now=now, config=config, deployment=deployment, say_held=False)
 
 
 def verified(session: Session, *, now: datetime, config: Config, deployment: Deployment) -> None:
     """Every check passed: promote on when the environment promotes automatically."""
     env = config.services[deployment.service].environment(deployment.environment)
     if env is None or not env.auto_promote_to or deployment.id is None:
+        return
+    promote_on(session, now=now, config=config, deployment=deployment)
+
+
+def promote_on(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment: Deployment,
+    say_held: bool = True,
+) -> None:
+    """Promote automatically; for a service with an SLO, measure its budget first."""
+    assert deployment.id is not None
+    if not slo.has_slo(config, deployment.service):
+        promote_automatically(
+            session, now=now, config=config, deployment=deployment, say_held=say_held
+        )
+        return
+    slo.request(session, now=now, service=deployment.service, promote=deployment.id)
+    note = TemplateLine(
+        deployment.id,
+        "note.txt.j2",
+        {"icon": ":hourglass:", "text": "Measuring the error budget before promoting on"},
+    )
+    outbox.enqueue(session, note, now=now)
+
+
+def budget_measured(
+    session: Session, *, now: datetime, config: Config, budget: Budget, promote: int | None
+) -> None:
+    """A measurement came in: keep it, settle the gates waiting for it, then the automatic
+    promotion that waited (held, and said why, when the budget is exhausted or unknown)."""
+    slo.record(session, now=now, budget=budget)
+    for waiting in slo.waiting_for(session, budget.service):
+        gates.reassess(session, now=now, config=config, deployment=waiting)
+    source = session.get(Deployment, promote) if promote is not None else None
+    if source is not None and source.state in (states.VERIFIED, states.SUCCEEDED):
+        promote_automatically(session, now=now, config=config, deployment=source)
+    if source is not None:
+        refresh_message(session, now=now, deployment=source)  # it shows the budget now
+
+
+def promote_automatically(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    deployment: Deployment,
+    say_held: bool = True,
+) -> None:
+    """Promote to `auto_promote_to`; a refusal is said in the thread and audited
+    (`say_held`)."""
+    assert deployment.id is not None
+    env = config.services[deployment.service].environment(deployment.environment)
+    if env is None or not env.auto_promote_to:
         return
     outcome = releases.promote(
         session,
@@ -120,7 +175,7 @@ def verified(session: Session, *, now: datetime, config: Config, deployment: Dep
         actor=RELEASEBOT,
         automatic=True,
     )
-    if outcome.result != releases.REFUSED:
+    if outcome.result != releases.REFUSED or not say_held:
         return
     audit.append(
         session,

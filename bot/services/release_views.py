@@ -16,7 +16,7 @@ from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import freezes, pipeline, verification
+from bot.services import freezes, pipeline, slo, verification
 from bot.store.tables import (
     LOCK_ALL,
     AuditEvent,
@@ -70,6 +70,7 @@ class ReleaseView:
     lock_everything: bool = False  # `/release lock`: promotion and approvals refused too
     rollback_to: str | None = None  # the sha a rollback restores (or was to restore)
     rollback_error: str | None = None  # why the pipeline did not roll back (rollback_failed)
+    budget: str | None = None  # the service's error budget as last measured (with an slo)
 
     @property
     def short_sha(self) -> str:
@@ -118,6 +119,11 @@ def release_views(
     )
     locks: dict[tuple[str, str], EnvironmentLock | None] = {}
     views: dict[int, ReleaseView] = {}
+    budgets = (
+        {name: slo.latest_line(session, config, name) for name in {d.service for d in deployments}}
+        if config is not None
+        else {}
+    )
     for deployment in deployments:
         assert deployment.id is not None
         release = releases.get(deployment.release_id)
@@ -149,6 +155,7 @@ def release_views(
             verification=progress.get(deployment.id),
             rollback_to=deployment.rollback_to,
             rollback_error=refused.get(deployment.id),
+            budget=budgets.get(deployment.service),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
         )

@@ -22,7 +22,16 @@ from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.gates import refusal as refusals
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import audit, deployments, freeze_gates, gates, markers, outbox, verification
+from bot.services import (
+    audit,
+    deployments,
+    freeze_gates,
+    gates,
+    markers,
+    outbox,
+    slo,
+    verification,
+)
 from bot.services.deployment_rows import deployment_rows
 from bot.services.gates import Outcome
 from bot.services.transitions import transition
@@ -142,7 +151,8 @@ def _promotion_target(
 def _automatic_refusal(
     session: Session, *, now: datetime, config: Config, source: Deployment, target: str
 ) -> str | None:
-    """Why automatic promotion may not go into `target` now: a lock, or a freeze."""
+    """Why automatic promotion may not go into `target` now: a lock, a freeze, or the
+    service's error budget (exhausted or unknown)."""
     lock = session.get(EnvironmentLock, (source.service, target))
     if lock is not None:
         return refusals.Refusal(
@@ -163,7 +173,7 @@ def _automatic_refusal(
             f"{target} is frozen: {hold.reason} (until {rules.moment(hold.until)})",
             "promote by hand once the freeze ends, or through its gate with break-glass",
         ).text
-    return None
+    return slo.promotion_refusal(session, now=now, config=config, service=source.service)
 
 
 def rollback(

@@ -75,7 +75,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
                 "deployment_id": deployment.id,
                 "name": check.name,
                 "kind": check.kind,
-                "spec": check.model_dump(mode="json"),
+                "spec": check.spec_at(now),
             }
             for check in env.verify
         ],
@@ -444,4 +444,7 @@ def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
 def _link_of(result: CheckResult) -> dict[str, str]:
     """The query link a runner gave (Prometheus, Datadog, New Relic), for the thread line."""
     link = result.evidence.get("link")
-    return {"link": link} if isinstance(link, str) and link else {}
+    found = {"link": link} if isinstance(link, str) and link else {}
+    if "samples" in result.evidence:  # a baseline check: its chart is on the dashboard
+        found["chart"] = "yes"
+    return found

@@ -36,7 +36,7 @@ async def overview(ctx: Context) -> Overview:
 
 @logged_ids("deployment_id")
 async def deployment_page(ctx: Context, deployment_id: int) -> DeploymentPage | None:
-    return await ctx.read(lambda s: dashboard.deployment_page(s, deployment_id))
+    return await ctx.read(lambda s: dashboard.deployment_page(s, deployment_id, config=ctx.config))
 
 
 @logged_ids("deployment_id")

@@ -12,6 +12,8 @@
 | prometheus_range | prometheus_range.py | `PrometheusRangeCheckRunner` |
 | datadog     | datadog.py     | `DatadogCheckRunner`    |
 | nrql        | nrql.py        | `NrqlCheckRunner`       |
+| baseline    | baseline.py    | `BaselineCheckRunner`   |
+| burn_rate   | budget.py      | `BurnRateCheckRunner`   |
 
 The metric runners (the last three) share `metric.py`: the `reduce` of a window to one
 number, the threshold, and the result line with its query link.
@@ -57,7 +59,7 @@ __all__ = [
     "section",
 ]
 
-KINDS = ("http", "prometheus", "prometheus_range", "datadog", "nrql")
+KINDS = ("http", "prometheus", "prometheus_range", "datadog", "nrql", "baseline", "burn_rate")
 """The keys of a `verify:` check that name its kind; exactly one is set."""
 
 _TIMEDELTA = TypeAdapter(timedelta)

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import httpx
 
 from bot.ports import CheckResult, Clock
+from integrations.checks.baseline import BaselineCheckRunner
+from integrations.checks.budget import BurnRateCheckRunner, PrometheusBudget
 from integrations.checks.datadog import DatadogCheckRunner
 from integrations.checks.http import HttpCheckRunner
 from integrations.checks.nrql import NrqlCheckRunner
@@ -43,4 +45,6 @@ def build_runners(
         "prometheus_range": PrometheusRangeCheckRunner(client(), clock=clock),
         "datadog": DatadogCheckRunner(client(), secrets=secrets, clock=clock),
         "nrql": NrqlCheckRunner(client(), secrets=secrets),
+        "baseline": BaselineCheckRunner(client(), clock=clock),
+        "burn_rate": BurnRateCheckRunner(PrometheusBudget(client())),
     }

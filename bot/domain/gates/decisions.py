@@ -98,7 +98,7 @@ def decision_refusal(
         if hold is not None:
             return refusals.frozen(hold)
     if approving and requirement.mode == "blocked":
-        return refusals.blocked(requirement.risk_level)
+        return refusals.blocked(requirement.risk_level, requirement.budget)
     return None
 
 

@@ -95,8 +95,9 @@ class QuorumStatus:
         mode, why = self.requirement.mode, self.requirement.risk_level
         if mode == "auto_approve":
             return "no approval needed" + (f" ({why} risk)" if why else "")
+        budget = self.requirement.budget
         if mode == "blocked":
-            prefix = f"{why} risk: " if why else ""
+            prefix = f"{budget}: " if budget else (f"{why} risk: " if why else "")
             return f"{prefix}blocked, only break-glass can pass this gate"
         if self.met:
             names = []
@@ -110,7 +111,11 @@ class QuorumStatus:
             f"{gap.still_needed}{more} from {join([mention(p) for p in gap.approvers], 'or')}"
             for gap in self.missing
         ]
-        return f"{self.seats_filled} of {self.seats_total} approvals: waiting for {join(waiting)}"
+        because = f" ({budget})" if budget else ""
+        return (
+            f"{self.seats_filled} of {self.seats_total} approvals: "
+            f"waiting for {join(waiting)}{because}"
+        )
 
 
 def evaluate(

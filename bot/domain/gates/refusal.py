@@ -133,9 +133,9 @@ def frozen(hold: FreezeHold) -> Refusal:
     )
 
 
-def blocked(risk_level: str | None) -> Refusal:
-    """An approval on a gate its risk level blocks."""
-    level = f"{risk_level} risk" if risk_level else "this gate is blocked"
+def blocked(risk_level: str | None, budget: str | None = None) -> Refusal:
+    """An approval on a gate its risk level (or the error budget) blocks."""
+    level = budget or (f"{risk_level} risk" if risk_level else "this gate is blocked")
     return Refusal(
         f"{level}: only break-glass can pass this gate",
         "ask for break-glass on the release message, with a reason",
