@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from bot import migrate
+from bot.outbox_worker import sends
 from bot.store.db import Database, make_engine
 from bot.store.tables import OutboxMessage, ReleaseMessage
 from integrations.sandbox.webapi import FakeSlackWebApi
@@ -111,26 +112,26 @@ async def test_a_post_whose_answer_was_lost_is_found_and_adopted_not_posted_agai
 
 
 async def test_a_post_whose_ts_could_not_be_recorded_is_adopted_not_posted_again(
-    bot_factory: BotFactory, synced_slack: tuple[FakeSlackWebApi, str], clock: FrozenClock
+    bot_factory: BotFactory,
+    synced_slack: tuple[FakeSlackWebApi, str],
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     slack, url = synced_slack
     async with bot_factory(env={"RELEASEBOT_SLACK_API_URL": url}) as bot:
         await deploy(bot, "in_progress")
         failed: list[bool] = []
 
-        def database_down_once(_conn: Any) -> None:
-            if slack.messages(CHANNEL) and not failed:  # the post is in Slack: now fail
-                failed.append(True)
-                raise sa.exc.OperationalError(
-                    "COMMIT", {}, Exception("server closed the connection unexpectedly")
-                )
+        def database_down_once(*args: Any, **kwargs: Any) -> None:
+            assert slack.messages(CHANNEL)  # the post is in Slack: recording it fails
+            failed.append(True)
+            raise sa.exc.OperationalError(
+                "INSERT", {}, Exception("server closed the connection unexpectedly")
+            )
 
-        engine = bot.runtime.db.engine
-        sa.event.listen(engine, "commit", database_down_once)
-        try:
+        with monkeypatch.context() as patched:
+            patched.setattr(sends, "save_message", database_down_once)
             await bot.send_outbox()
-        finally:
-            sa.event.remove(engine, "commit", database_down_once)
         assert failed and stored_ts(bot) == []
         [original] = slack.messages(CHANNEL)
 
