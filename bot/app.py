@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypedDict
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -101,6 +102,8 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 pagers=dict(world.pagers),
                 secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
                 public_url=settings.public_url,
+                concurrency=settings.outbox_concurrency,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
                 more=senders(settings, config, slack.sender, db, clock, overrides, stack),
             )
             runtime = Runtime.assemble(

@@ -79,6 +79,17 @@ SLACK_METHODS: Final[tuple[SlackMethod, ...]] = (
         "edits a deployment's message in place as it moves through its states",
     ),
     SlackMethod(
+        "conversations.history",
+        ("channels:history", "groups:history"),
+        "when a post's answer was lost (a crash, a timeout, the database down), looks for it "
+        "in the channel by its message metadata before posting again, so it appears once",
+    ),
+    SlackMethod(
+        "conversations.replies",
+        ("channels:history", "groups:history"),
+        "the same for a thread line whose answer was lost: looks for it in the thread first",
+    ),
+    SlackMethod(
         "chat.postEphemeral",
         ("chat:write",),
         "answers a button click or a slash command only to the person who made it",

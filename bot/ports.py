@@ -34,6 +34,7 @@ class SlackSender(Protocol):
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> PostedMessage: ...
 
     async def update_message(
@@ -44,6 +45,19 @@ class SlackSender(Protocol):
         text: str,
         blocks: list[dict[str, Any]] | None = None,
     ) -> None: ...
+
+    async def find_message(
+        self,
+        *,
+        channel: str,
+        oldest: float,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
+    ) -> PostedMessage | None:
+        """The message posted since `oldest` (epoch seconds) whose metadata has the
+        `event_type` and every `event_payload` field of `metadata`, in the channel or in
+        the thread of `thread_ts`; None when there is none."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ keys sent at the same time never mix), and `record` audits them as `<kind>.deliv
 (`bot/services/receipts.py`). A receipt never holds a secret.
 
     slack     {"platform": "slack", "method": "chat.postMessage", "channel", "ts", "thread_ts"}
+              (with "adopted": true when a post in doubt was found in Slack, not sent again)
               {"platform": "slack", "method": "chat.update", "channel", "ts"}
     pagers    {"platform": "pagerduty", "action", "dedup_key", "answer"}
     deployers {"platform": "github_protection", "action", "detail", "url", "run_id"}
@@ -104,9 +105,10 @@ class _ReceiptingSlack:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> PostedMessage:
         posted = await self._inner.post_message(
-            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
         )
         note(
             {
@@ -124,6 +126,30 @@ class _ReceiptingSlack:
     ) -> None:
         await self._inner.update_message(channel=channel, ts=ts, text=text, blocks=blocks)
         note({"platform": "slack", "method": "chat.update", "channel": channel, "ts": ts})
+
+    async def find_message(
+        self,
+        *,
+        channel: str,
+        oldest: float,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
+    ) -> PostedMessage | None:
+        found = await self._inner.find_message(
+            channel=channel, oldest=oldest, metadata=metadata, thread_ts=thread_ts
+        )
+        if found is not None:  # an earlier attempt's post, adopted rather than sent again
+            note(
+                {
+                    "platform": "slack",
+                    "method": "chat.postMessage",
+                    "channel": found.channel,
+                    "ts": found.ts,
+                    "thread_ts": thread_ts,
+                    "adopted": True,
+                }
+            )
+        return found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

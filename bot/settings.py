@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         20.0, ge=0, le=3600, validation_alias=_env("RELEASEBOT_SHUTDOWN_GRACE_SECONDS")
     )
 
+    # The outbox: how many messages (each sent in order) may have calls in flight at once,
+    # and how long a claim holds a row before another worker may take it (renewed while
+    # its call is in flight, every third of it).
+    outbox_concurrency: int = Field(
+        8, ge=1, le=1000, validation_alias=_env("RELEASEBOT_OUTBOX_CONCURRENCY")
+    )
+    outbox_lease_seconds: float = Field(
+        60.0, ge=1, le=3600, validation_alias=_env("RELEASEBOT_OUTBOX_LEASE_SECONDS")
+    )
+
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=_env("SLACK_SIGNING_SECRET")

@@ -38,7 +38,8 @@ async def test_a_rate_limited_post_waits_for_retry_after_then_posts_once(
     await bot.send_outbox()
     assert slack.messages(CHANNEL) == []
     first = outbox_rows(bot)[0]
-    assert first.attempts == 1 and "ratelimited" in (first.last_error or "")
+    # A rate limit is not a failed attempt: the row waits for Retry-After, its backoff untouched.
+    assert first.attempts == 0 and "ratelimited" in (first.last_error or "")
 
     clock.advance(seconds=6.9)
     await bot.send_outbox()

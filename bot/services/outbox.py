@@ -6,6 +6,7 @@ id order: a row is claimable only when no earlier row of its key is still pendin
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,6 +79,7 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    lease_token: str | None = None  # the claim holding this row (None: unfenced, as of old)
 
     def log_ids(self) -> dict[str, object]:
         """The ids this row's log lines carry (a sha lookup names the provider's deployment,
@@ -90,37 +92,36 @@ class Claimed:
         }
 
 
-def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claimed]:
+def new_lease_token() -> str:
+    """A fresh name for one claim: the rows it takes carry it until they are settled."""
+    return uuid.uuid4().hex
+
+
+def claim_due(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = 50,
+    per_key: int | None = None,
+    max_keys: int | None = None,
+    token: str | None = None,
+    lease: timedelta = LEASE,
+) -> list[Claimed]:
     """Lease up to `limit` due rows, in id order; within a key only a run of rows from its
     first pending one, so a row is never sent before an earlier pending row of its key.
 
     The pending rows are read in id order and each key is followed until its first row
-    that is not due or is leased by another worker: that row and every later row of the key
-    wait. On PostgreSQL the rows are then locked with SKIP LOCKED; a row another replica
-    is claiming at the same moment is skipped, and so are the later rows of its key.
+    that is not due or is leased (by another worker, or by this one: its rows in flight),
+    or for at most `per_key` rows: that row and every later row of the key wait. So a
+    claim takes many keys (messages) rather than a long run of one; at most `max_keys`.
+    On PostgreSQL the rows are then locked with SKIP LOCKED; a row another replica is
+    claiming at the same moment is skipped, and so are the later rows of its key. The
+    claimed rows carry `token` until they are settled or given back.
     """
-    conn = session.connection()
-    candidates: list[tuple[int, str]] = []  # (id, key)
-    blocked: set[str] = set()
-    after = 0
-    while len(candidates) < limit:
-        page = conn.execute(sql.PENDING_OUTBOX_PAGE, {"after": after}).all()
-        for row in page:
-            if row.key in blocked:
-                continue
-            if row.next_attempt_at <= now and (
-                row.claimed_until is None or row.claimed_until < now
-            ):
-                candidates.append((row.id, row.key))
-                if len(candidates) == limit:
-                    break
-            else:
-                blocked.add(row.key)
-        if len(page) < sql.OUTBOX_PAGE:
-            break
-        after = page[-1].id
+    candidates = _candidates(session, now=now, limit=limit, per_key=per_key, max_keys=max_keys)
     if not candidates:
         return []
+    conn = session.connection()
     query = (
         sa.select(
             _OUTBOX.c.id,
@@ -156,19 +157,112 @@ def claim_due(session: Session, *, now: datetime, limit: int = 50) -> list[Claim
                 dict(taken.payload),
                 taken.attempts,
                 taken.created_at,
+                token,
             )
         )
     if claimed:
         conn.execute(
             sa.update(_OUTBOX)
             .where(_OUTBOX.c.id.in_([c.id for c in claimed]))
-            .values(claimed_until=now + LEASE)
+            .values(claimed_until=now + lease, lease_token=token)
         )
     return claimed
 
 
-def mark_sent(session: Session, *, row_id: int, now: datetime) -> None:
-    mark_sent_many(session, row_ids=[row_id], now=now)
+def _candidates(
+    session: Session, *, now: datetime, limit: int, per_key: int | None, max_keys: int | None
+) -> list[tuple[int, str]]:
+    """(id, key) of the rows a claim may take, in id order (see `claim_due`)."""
+    conn = session.connection()
+    candidates: list[tuple[int, str]] = []
+    blocked: set[str] = set()
+    taken: dict[str, int] = {}
+    after = 0
+    while len(candidates) < limit:
+        page = conn.execute(sql.PENDING_OUTBOX_PAGE, {"after": after}).all()
+        for row in page:
+            if row.key in blocked:
+                continue
+            due = row.next_attempt_at <= now
+            free = row.claimed_until is None or row.claimed_until < now
+            room = row.key in taken or max_keys is None or len(taken) < max_keys
+            if due and free and room and (per_key is None or taken.get(row.key, 0) < per_key):
+                candidates.append((row.id, row.key))
+                taken[row.key] = taken.get(row.key, 0) + 1
+                if len(candidates) == limit:
+                    break
+            else:
+                blocked.add(row.key)
+        if len(page) < sql.OUTBOX_PAGE:
+            break
+        after = page[-1].id
+    return candidates
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A row about to be sent, still held by its claim. `in_doubt_since`: when an earlier
+    attempt whose outcome is unknown first went out (None: nothing can have been sent)."""
+
+    in_doubt_since: datetime | None
+
+
+def begin_attempt(
+    session: Session, *, row_id: int, token: str | None, now: datetime, lease: timedelta = LEASE
+) -> Attempt | None:
+    """Check that the claim `token` still holds the row, extend its lease and note that a
+    call is going out (keeping the time of an earlier attempt still in doubt). None when
+    the lease was lost (another worker claimed the row, or it was settled): send nothing."""
+    conn = session.connection()
+    row = conn.execute(sa.select(_OUTBOX.c.attempted_at).where(_held(row_id, token))).first()
+    if row is None:
+        return None
+    conn.execute(
+        sa.update(_OUTBOX)
+        .where(_held(row_id, token))
+        .values(attempted_at=row.attempted_at or now, claimed_until=now + lease)
+    )
+    return Attempt(in_doubt_since=row.attempted_at)
+
+
+def renew(
+    session: Session, *, row_ids: list[int], token: str, now: datetime, lease: timedelta = LEASE
+) -> set[int]:
+    """Extend the lease of the rows `token` still holds; returns those it no longer holds."""
+    if not row_ids:
+        return set()
+    conn = session.connection()
+    held = (
+        _OUTBOX.c.id.in_(row_ids) & (_OUTBOX.c.lease_token == token) & (_OUTBOX.c.status == PENDING)
+    )
+    conn.execute(sa.update(_OUTBOX).where(held).values(claimed_until=now + lease))
+    still = {row_id for (row_id,) in conn.execute(sa.select(_OUTBOX.c.id).where(held))}
+    return set(row_ids) - still
+
+
+def _held(row_id: int, token: str | None) -> sa.ColumnElement[bool]:
+    """The row, pending and (with a token) still held by that claim."""
+    clause = (_OUTBOX.c.id == row_id) & (_OUTBOX.c.status == PENDING)
+    if token is not None:
+        clause = clause & (_OUTBOX.c.lease_token == token)
+    return clause
+
+
+def mark_sent(session: Session, *, row_id: int, now: datetime, token: str | None = None) -> bool:
+    """Mark a row sent; False (and nothing changed) when `token` no longer holds it."""
+    result = session.connection().execute(
+        sa.update(_OUTBOX)
+        .where(_held(row_id, token))
+        .values(
+            status=SENT,
+            sent_at=now,
+            claimed_until=None,
+            lease_token=None,
+            attempted_at=None,
+            last_error=None,
+        )
+    )
+    return bool(result.rowcount)
 
 
 def retry_delay(attempts: int, retry_after: float | None, *, jitter: float) -> float:
@@ -192,18 +286,26 @@ def mark_sent_many(session: Session, *, row_ids: list[int], now: datetime) -> No
     session.connection().execute(
         sa.update(_OUTBOX)
         .where(_OUTBOX.c.id.in_(row_ids))
-        .values(status=SENT, sent_at=now, claimed_until=None, last_error=None)
+        .values(
+            status=SENT,
+            sent_at=now,
+            claimed_until=None,
+            lease_token=None,
+            attempted_at=None,
+            last_error=None,
+        )
     )
 
 
-def release(session: Session, *, row_ids: list[int]) -> None:
+def release(session: Session, *, row_ids: list[int], token: str | None = None) -> None:
     """Give back leases of claimed rows that were not tried (an earlier row of their key
-    failed), so they wait only for that row, not for the lease to run out."""
+    failed, or the worker is stopping), so they wait only for that row, not for the lease
+    to run out. With `token`, only rows that claim still holds."""
+    clause = _OUTBOX.c.id.in_(row_ids) & (_OUTBOX.c.status == PENDING)
+    if token is not None:
+        clause = clause & (_OUTBOX.c.lease_token == token)
     session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(_OUTBOX.c.id.in_(row_ids))
-        .where(_OUTBOX.c.status == PENDING)
-        .values(claimed_until=None)
+        sa.update(_OUTBOX).where(clause).values(claimed_until=None, lease_token=None)
     )
 
 
@@ -221,32 +323,55 @@ def later_message_updates(session: Session, *, keys: list[str]) -> dict[str, int
     return {key: int(newest) for key, newest in rows}
 
 
-def mark_retry(session: Session, *, row_id: int, next_attempt_at: datetime, error: str) -> None:
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id)
-        .values(
-            attempts=OutboxMessage.attempts + 1,
-            next_attempt_at=next_attempt_at,
-            claimed_until=None,
-            last_error=error[:1000],
-        )
-        .execution_options(synchronize_session=False)
+KEEP = object()  # mark_retry: leave attempted_at as it is
+
+
+def mark_retry(
+    session: Session,
+    *,
+    row_id: int,
+    next_attempt_at: datetime,
+    error: str,
+    token: str | None = None,
+    count_attempt: bool = True,
+    attempted_at: datetime | None | object = KEEP,
+) -> bool:
+    """Schedule the row again at `next_attempt_at` and give back its lease.
+
+    `count_attempt=False` for a rate limit: Slack did nothing and said when to come back,
+    so the row's backoff does not grow. `attempted_at` restores the time of an earlier
+    attempt in doubt (or None) when this one surely sent nothing; left out, it is kept.
+    False (nothing changed) when `token` no longer holds the row."""
+    values: dict[str, Any] = {
+        "next_attempt_at": next_attempt_at,
+        "claimed_until": None,
+        "lease_token": None,
+        "last_error": error[:1000],
+    }
+    if count_attempt:
+        values["attempts"] = _OUTBOX.c.attempts + 1
+    if attempted_at is not KEEP:
+        values["attempted_at"] = attempted_at
+    result = session.connection().execute(
+        sa.update(_OUTBOX).where(_held(row_id, token)).values(**values)
     )
+    return bool(result.rowcount)
 
 
-def mark_dead(session: Session, *, row_id: int, error: str) -> None:
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id)
+def mark_dead(session: Session, *, row_id: int, error: str, token: str | None = None) -> bool:
+    """Give up on the row (shown in /readyz and /metrics); False when `token` lost it."""
+    result = session.connection().execute(
+        sa.update(_OUTBOX)
+        .where(_held(row_id, token))
         .values(
             status=DEAD,
-            attempts=OutboxMessage.attempts + 1,
+            attempts=_OUTBOX.c.attempts + 1,
             claimed_until=None,
+            lease_token=None,
             last_error=error[:1000],
         )
-        .execution_options(synchronize_session=False)
     )
+    return bool(result.rowcount)
 
 
 @dataclass(frozen=True)

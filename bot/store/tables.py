@@ -256,7 +256,9 @@ class WebhookDelivery(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """A side effect on the outside world, written with the state change that caused it.
 
-    Rows with the same `key` are sent in id order; `claimed_until` is the worker's lease.
+    Rows with the same `key` are sent in id order; `claimed_until` is the worker's lease and
+    `lease_token` names the claim holding it. `attempted_at` is when a call whose outcome is
+    still unknown first went out (cleared when Slack said for sure it did nothing).
     """
 
     __tablename__ = "outbox_message"
@@ -277,6 +279,8 @@ class OutboxMessage(SQLModel, table=True):
     claimed_until: datetime | None = _at(default=None)
     sent_at: datetime | None = _at(default=None)
     last_error: str | None = Field(default=None, max_length=1000)
+    attempted_at: datetime | None = _at(default=None)
+    lease_token: str | None = Field(default=None, max_length=32)
 
 
 class FreezeWindow(SQLModel, table=True):

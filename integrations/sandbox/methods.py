@@ -19,7 +19,9 @@ from integrations.sandbox.params import (
     content_of,
     flag,
     limit_of,
+    metadata_of,
     text_param,
+    ts_param,
 )
 from integrations.sandbox.store import (
     APP_ID,
@@ -55,6 +57,7 @@ def auth_test(state: SlackState, params: Json) -> Json:
 def chat_post_message(state: SlackState, params: Json) -> Json:
     channel = channel_of(params)
     text, blocks = content_of(params)
+    metadata = metadata_of(params)
     thread_ts = text_param(params, "thread_ts")
     if thread_ts is not None:
         parent = state.by_ts.get((channel, thread_ts))
@@ -68,6 +71,7 @@ def chat_post_message(state: SlackState, params: Json) -> Json:
         blocks=blocks,
         thread_ts=thread_ts,
         broadcast=thread_ts is not None and flag(params, "reply_broadcast"),
+        metadata=metadata,
     )
     state.channels.setdefault(channel, []).append(message)
     state.by_ts[(channel, message.ts)] = message
@@ -222,18 +226,16 @@ def usergroups_users_list(state: SlackState, params: Json) -> Json:
 
 
 def conversations_history(state: SlackState, params: Json) -> Json:
+    """Top-level messages, newest first, within `oldest`/`latest` (exclusive unless
+    `inclusive`), a page of `limit` at a time (`cursor`); metadata with `include_all_metadata`."""
     channel = channel_of(params)
-    limit = limit_of(params)
     newest_first = [m for m in reversed(state.channels.get(channel, [])) if m.is_top_level]
-    return {
-        "messages": [m.api() for m in newest_first[:limit]],
-        "has_more": len(newest_first) > limit,
-        "pin_count": 0,
-        "response_metadata": {"next_cursor": ""},
-    }
+    return {**_page(newest_first, params), "pin_count": 0}
 
 
 def conversations_replies(state: SlackState, params: Json) -> Json:
+    """A thread, its parent first, then its replies oldest first; the same bounds, pages
+    and metadata as `conversations_history` (the parent always comes first when in range)."""
     channel = channel_of(params)
     ts = text_param(params, "ts")
     message = None if ts is None else state.by_ts.get((channel, ts))
@@ -241,12 +243,35 @@ def conversations_replies(state: SlackState, params: Json) -> Json:
         raise ApiError("thread_not_found")
     parent = state.by_ts[(channel, message.thread_ts or message.ts)]
     thread = [parent] + [state.by_ts[(channel, r)] for r in parent.replies]
+    return _page(thread, params)
+
+
+def _page(messages: list[Message], params: Json) -> Json:
+    """One page of `messages` within the call's time bounds, and the cursor of the next."""
+    oldest, latest = ts_param(params, "oldest"), ts_param(params, "latest")
+    inclusive = flag(params, "inclusive")
+    within = [m for m in messages if _within(float(m.ts), oldest, latest, inclusive)]
     limit = limit_of(params)
+    cursor = text_param(params, "cursor")
+    start = 0
+    if cursor is not None:
+        if not cursor.startswith("next:") or not cursor[5:].isdigit():
+            raise ApiError("invalid_cursor")
+        start = int(cursor[5:])
+    page = within[start : start + limit]
+    more = len(within) > start + limit
+    with_metadata = flag(params, "include_all_metadata")
     return {
-        "messages": [m.api() for m in thread[:limit]],
-        "has_more": len(thread) > limit,
-        "response_metadata": {"next_cursor": ""},
+        "messages": [m.api(with_metadata=with_metadata) for m in page],
+        "has_more": more,
+        "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""},
     }
+
+
+def _within(ts: float, oldest: float | None, latest: float | None, inclusive: bool) -> bool:
+    if oldest is not None and (ts < oldest or (ts == oldest and not inclusive)):
+        return False
+    return latest is None or ts < latest or (ts == latest and inclusive)
 
 
 METHODS: dict[str, Method] = {

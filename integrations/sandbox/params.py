@@ -24,8 +24,10 @@ __all__ = [
     "content_of",
     "flag",
     "limit_of",
+    "metadata_of",
     "read_params",
     "text_param",
+    "ts_param",
 ]
 
 MAX_MESSAGE_BLOCKS = 50
@@ -106,6 +108,36 @@ def limit_of(params: Json) -> int:
     except (TypeError, ValueError):
         raise ApiError("invalid_limit") from None
     return max(1, min(limit, MAX_HISTORY_LIMIT))
+
+
+def metadata_of(params: Json) -> Json | None:
+    """Message metadata as Slack takes it: an `event_type` string and an `event_payload`
+    object; `invalid_metadata_format` otherwise."""
+    value = params.get("metadata")
+    if value is None or value == "":
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not value["event_type"]
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        raise ApiError("invalid_metadata_format")
+    return {
+        "event_type": value["event_type"],
+        "event_payload": copy.deepcopy(value["event_payload"]),
+    }
+
+
+def ts_param(params: Json, name: str) -> float | None:
+    """A timestamp bound (`oldest`, `latest`) as seconds; `invalid_ts_<name>` if unreadable."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ApiError(f"invalid_ts_{name}") from None
 
 
 def channel_of(params: Json) -> str:

@@ -55,12 +55,14 @@ class RecordedCall:
 
 @dataclass
 class Fault:
-    """A failure queued by `fail_next`: answered instead of the next `remaining` calls."""
+    """A failure queued by `fail_next`: answered instead of the next `remaining` calls.
+    With `after` the call is carried out first (stored), and only its answer is lost."""
 
     status: int
     error: str
     retry_after: int | None
     remaining: int
+    after: bool = False
 
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
@@ -95,6 +97,7 @@ class Message:
     edited_ts: str | None = None
     history: list[Json] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    metadata: Json | None = None  # {"event_type", "event_payload"}, as posted
 
     @property
     def is_top_level(self) -> bool:
@@ -113,11 +116,13 @@ class Message:
                 "edited": self.edited_ts is not None,
                 "history": self.history,
                 "reply_count": len(self.replies),
+                "metadata": self.metadata,
             }
         )
 
-    def api(self) -> Json:
-        """The message as Slack's Web API renders it."""
+    def api(self, *, with_metadata: bool = False) -> Json:
+        """The message as Slack's Web API renders it (its metadata only when asked for, as
+        `include_all_metadata` does)."""
         message: Json = {
             "type": "message",
             "user": self.user,
@@ -142,6 +147,8 @@ class Message:
             message["latest_reply"] = self.replies[-1]
         if self.edited_ts is not None:
             message["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if with_metadata and self.metadata is not None:
+            message["metadata"] = copy.deepcopy(self.metadata)
         return message
 
 

@@ -15,7 +15,14 @@ It answers the way Slack does:
   JSON or form-encoded body; JSON fields of form bodies (`blocks`, `view`, ...) are decoded.
 - Logic errors are HTTP 200 `{"ok": false, "error": "<code>"}`; unknown methods give
   `unknown_method`; a missing token `not_authed`, a non-bot token `invalid_auth`.
-- `fail_next()` injects rate limits (HTTP 429 + Retry-After), 5xx answers or logic errors.
+- `fail_next()` injects rate limits (HTTP 429 + Retry-After), 5xx answers or logic errors;
+  `lose_next_answer()` carries a call out (the post is stored) and then answers with a
+  gateway error, as when Slack's answer is lost; `hold_answers()` keeps the answers of
+  successful calls to a method until `release_answers()` (a process killed meanwhile never
+  learns its post was stored).
+- `chat.postMessage` keeps message `metadata`; `conversations.history` and
+  `conversations.replies` return it with `include_all_metadata`, within `oldest`/`latest`,
+  a page (`limit`, `cursor`) at a time.
 - `views.publish` keeps the latest App Home view of each user (`home_view(user)`).
 - `POST /response/<token>` stands in for a slash command's or an interaction's
   `response_url`: put `<base url>/response/<any token>` in a payload and what the app sends
@@ -28,6 +35,7 @@ The state lives in `store.py`, the methods in `methods.py`, request parsing in `
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
@@ -52,6 +60,9 @@ from integrations.sandbox.store import (
     RecordedCall,
     SlackState,
 )
+
+HOLD_SECONDS = 60.0
+"""The longest an answer is held back by `hold_answers`."""
 
 __all__ = [
     "APP_ID",
@@ -80,6 +91,10 @@ class FakeSlackWebApi:
     ) -> None:
         self._lock = threading.Lock()
         self._state = SlackState(users=users, usergroups=usergroups, clock=clock)
+        self._changed = threading.Condition(self._lock)
+        self._held_methods: set[str] = set()
+        self._held_answers = 0  # answers of stored calls being held back right now
+        self._release = threading.Event()
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -104,6 +119,14 @@ class FakeSlackWebApi:
         with self._lock:
             self._state.calls.append(RecordedCall(method, copy.deepcopy(params), token))
             status, body, headers = self._answer(method, params, token, parse_error)
+            held = status == 200 and body.get("ok") is True and method in self._held_methods
+            if held:
+                self._held_answers += 1
+                self._changed.notify_all()
+        if held:
+            await asyncio.to_thread(self._release.wait, HOLD_SECONDS)
+            with self._lock:
+                self._held_answers -= 1
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def _response_url(self, request: Request) -> Response:
@@ -137,7 +160,7 @@ class FakeSlackWebApi:
         if not token.startswith("xoxb-"):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         fault = self._state.take_fault(method)
-        if fault is not None:
+        if fault is not None and not fault.after:
             return fault.status, {"ok": False, "error": fault.error}, fault.headers()
         if parse_error is not None:
             return 200, {"ok": False, "error": parse_error}, {}
@@ -145,6 +168,8 @@ class FakeSlackWebApi:
             result = handler(self._state, params)
         except ApiError as error:
             return 200, error.body(), {}
+        if fault is not None:  # carried out, and the answer lost on its way back
+            return fault.status, {"ok": False, "error": fault.error}, fault.headers()
         return 200, {"ok": True, **result}, {}
 
     # -- fault injection -----------------------------------------------------------------------
@@ -172,6 +197,37 @@ class FakeSlackWebApi:
             self._state.faults.setdefault(method, []).append(
                 Fault(status, error, retry_after, times)
             )
+
+    def lose_next_answer(
+        self, method: str, *, status: int = 504, error: str = "gateway_timeout", times: int = 1
+    ) -> None:
+        """Carry out the next `times` authenticated calls of `method` (a post is stored),
+        then answer each with HTTP `status` instead of its result, as when Slack's answer
+        never reaches the caller."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times}")
+        with self._lock:
+            self._state.faults.setdefault(method, []).append(
+                Fault(status, error, None, times, after=True)
+            )
+
+    def hold_answers(self, method: str) -> None:
+        """From now on, keep back the answer of every successful call to `method` (it is
+        carried out at once) until `release_answers()`, or for HOLD_SECONDS at most."""
+        with self._lock:
+            self._held_methods.add(method)
+            self._release.clear()
+
+    def release_answers(self) -> None:
+        """Answer the held calls, and hold no more."""
+        with self._lock:
+            self._held_methods.clear()
+            self._release.set()
+
+    def wait_for_held_answer(self, timeout: float) -> bool:
+        """Block until a call's answer is being held back (its effect is stored)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._held_answers > 0, timeout=timeout)
 
     # -- queries for tests and the sandbox -----------------------------------------------------
 
@@ -241,3 +297,5 @@ class FakeSlackWebApi:
         """
         with self._lock:
             self._state.reset()
+            self._held_methods.clear()
+            self._release.set()

@@ -45,9 +45,10 @@ class LoggingSlackSender:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> PostedMessage:
         posted = await self._inner.post_message(
-            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
         )
         where = f"{channel} thread {thread_ts}" if thread_ts else channel
         log.info(
@@ -65,3 +66,15 @@ class LoggingSlackSender:
     ) -> None:
         await self._inner.update_message(channel=channel, ts=ts, text=text, blocks=blocks)
         log.info("slack message %s in %s updated:\n%s", ts, channel, blocks_to_text(blocks) or text)
+
+    async def find_message(
+        self,
+        *,
+        channel: str,
+        oldest: float,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
+    ) -> PostedMessage | None:
+        return await self._inner.find_message(
+            channel=channel, oldest=oldest, metadata=metadata, thread_ts=thread_ts
+        )

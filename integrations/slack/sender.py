@@ -3,11 +3,19 @@
     sender = WebApiSlackSender(make_web_client(token, "https://slack.com/api/"))
     posted = await sender.post_message(channel="#releases", text="v42 is rolling out")
     await sender.update_message(channel=posted.channel, ts=posted.ts, text="v42 is live")
+    found = await sender.find_message(channel="C0RELEASES", oldest=1_700_000_000.0,
+                                      metadata={"event_type": "releasebot_release",
+                                                "event_payload": {"deployment_id": 7}})
 
 Retrying is the outbox's job, so the client keeps only slack_sdk's default retry handler (one
 retry on a dropped connection) and every failure becomes `DeliveryFailed`, which says whether a
 retry may help and, for rate limits, how long Slack asked to wait. Reasons name the Web API
 method and Slack's error code, never the token.
+
+Posts can carry Slack message metadata (`metadata={"event_type", "event_payload"}`), and
+`find_message` reads a channel's history (or a thread's replies) back with
+`include_all_metadata` to find a post by it: how the outbox learns whether a post whose
+answer never came was stored after all. It reads at most `HISTORY_PAGES` pages.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ RETRYABLE_ERRORS = frozenset(
 """`ok: false` error codes that describe Slack's trouble rather than the request's."""
 
 DEFAULT_TIMEOUT_SECONDS = 30
+HISTORY_PAGES = 5
+"""Pages of `HISTORY_PAGE_SIZE` messages `find_message` reads at most (each is one call)."""
+HISTORY_PAGE_SIZE = 200
 
 
 def make_web_client(
@@ -82,16 +93,20 @@ class WebApiSlackSender:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> PostedMessage:
         """Post to `channel`, or into the thread of `thread_ts`; return where the message is.
 
         The returned channel is the one Slack answers with (an id when given a `#name`).
+        `metadata` ({"event_type", "event_payload"}) is stored with the message, unseen.
         """
         arguments: dict[str, Any] = {"channel": channel, "text": text}
         if blocks is not None:
             arguments["blocks"] = blocks
         if thread_ts is not None:
             arguments["thread_ts"] = thread_ts
+        if metadata is not None:
+            arguments["metadata"] = metadata
         data = await self._call("chat.postMessage", self._client.chat_postMessage, arguments)
         ts = data.get("ts")
         if not isinstance(ts, str) or not ts:
@@ -115,6 +130,43 @@ class WebApiSlackSender:
         if blocks is not None:
             arguments["blocks"] = blocks
         await self._call("chat.update", self._client.chat_update, arguments)
+
+    async def find_message(
+        self,
+        *,
+        channel: str,
+        oldest: float,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
+    ) -> PostedMessage | None:
+        """The message since `oldest` carrying `metadata` (its event type and every field of
+        its payload), newest pages first: `conversations.history` for the channel, or
+        `conversations.replies` for the thread of `thread_ts`. None after `HISTORY_PAGES`
+        pages without it. Raises `DeliveryFailed` when Slack cannot be read (a 429 says how
+        long to wait), so a caller never takes "could not look" for "not there"."""
+        arguments: dict[str, Any] = {
+            "channel": channel,
+            "oldest": f"{max(oldest, 0.0):.6f}",
+            "include_all_metadata": True,
+            "limit": HISTORY_PAGE_SIZE,
+        }
+        call: Callable[..., Awaitable[Any]] = self._client.conversations_history
+        method = "conversations.history"
+        if thread_ts is not None:
+            method, call = "conversations.replies", self._client.conversations_replies
+            arguments["ts"] = thread_ts
+        for _ in range(HISTORY_PAGES):
+            data = await self._call(method, call, arguments)
+            for message in data.get("messages") or []:
+                if isinstance(message, Mapping) and _carries(message, metadata):
+                    ts = message.get("ts")
+                    if isinstance(ts, str) and ts:
+                        return PostedMessage(channel=channel, ts=ts)
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not data.get("has_more") or not cursor:
+                return None
+            arguments["cursor"] = cursor
+        return None
 
     async def _call(
         self,
@@ -185,6 +237,17 @@ def network_failure(method: str, error: BaseException) -> DeliveryFailed:
         detail = str(error)
         what = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
     return DeliveryFailed(f"{method}: {what}", retryable=True)
+
+
+def _carries(message: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a message's metadata has `wanted`'s event type and every payload field."""
+    found = message.get("metadata")
+    if not isinstance(found, Mapping) or found.get("event_type") != wanted.get("event_type"):
+        return False
+    payload = found.get("event_payload")
+    if not isinstance(payload, Mapping):
+        return False
+    return all(payload.get(k) == v for k, v in (wanted.get("event_payload") or {}).items())
 
 
 def _status_of(response: object) -> int | None:
