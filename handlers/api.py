@@ -3,7 +3,8 @@
     POST {"service": "payments-batch", "environment": "production", "version": "v2.3.0",
           "sha": "<40 hex, optional>", "requested_by": "alice", "url": "https://ci/run/42"}
     -> 201 (a gate was opened) or 200 (the pending or approved gate of that release, or
-       "approved" with no gate when the environment has none), body = the gate's status
+       "approved" with no gate when the environment has none), body = the gate's status,
+       header `Location: $RELEASEBOT_PUBLIC_URL/api/v1/gates/{id}` when there is a gate
     GET -> 200 the gate's status, 404 {"error": "gate 7 not found"}
 
 Every status also carries `pipeline_status`, the gate's status in the words a polling
@@ -131,7 +132,12 @@ async def create_gate(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)
     except InvalidRequest as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(with_pipeline_status(status), status_code=201 if created else 200)
+    answer = JSONResponse(with_pipeline_status(status), status_code=201 if created else 200)
+    if status.get("id") is not None:
+        # Where to poll the gate (Spinnaker's webhook stage: "status URL from Location").
+        base = usecases.settings.public_url.rstrip("/")
+        answer.headers["Location"] = f"{base}/api/v1/gates/{status['id']}"
+    return answer
 
 
 async def get_gate(request: Request) -> Response:

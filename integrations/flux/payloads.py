@@ -49,11 +49,11 @@ def parse(payload: Any) -> tuple[DeployEvent | None, str | None]:
     """(the event, None), or (None, why the delivery is about no deploy); raises
     PayloadError naming the field when the body is not a Flux event."""
     body = require_mapping(payload, "")
-    involved = require_mapping(body.get("involvedObject"), "involvedObject")
+    involved = require_mapping(body, "involvedObject")
     kind = _text(involved, "kind", "involvedObject.")
     name = _text(involved, "name", "involvedObject.")
     namespace = _text(involved, "namespace", "involvedObject.")
-    metadata = _metadata(body.get("metadata"))
+    metadata = _metadata(body)
     status = _status(body)
     if status is None:
         return None, f"Flux event {_text(body, 'reason', '', required=False) or '?'} is no deploy"
@@ -114,10 +114,10 @@ def _split(revision: str, tag: str | None) -> tuple[str, str | None, str | None]
     return version_key(version), None, version
 
 
-def _metadata(value: Any) -> dict[str, str]:
-    if value is None:
+def _metadata(body: Any) -> dict[str, str]:
+    if body.get("metadata") is None:
         return {}
-    found = require_mapping(value, "metadata")
+    found = require_mapping(body, "metadata")
     return {str(key): item for key, item in found.items() if isinstance(item, str)}
 
 
