@@ -421,6 +421,23 @@ def test_the_spinnaker_webhook_stage_waits_on_the_gate_until_slack_approves(
     assert assert_deployed(served, gated).deployer == "alice"
 
 
+def test_a_superseded_gate_reads_canceled_and_where_to_poll_is_said(served: Served) -> None:
+    """A newer release asked for in the same environment supersedes the older one's gate;
+    the stage polling the older one reads CANCELED and stops."""
+    auth = {"authorization": f"Bearer {API_TOKEN}"}
+    ask = {"service": "payments-batch", "environment": "production"}
+    first = served.client.post("/api/v1/gates", json={**ask, "version": "1.4.1"}, headers=auth)
+    assert first.json()["pipeline_status"] == "RUNNING"
+    served.drain()
+    second = served.client.post("/api/v1/gates", json={**ask, "version": "1.4.2"}, headers=auth)
+    assert second.status_code == 201
+    older = served.client.get(first.headers["location"].split("example", 1)[1], headers=auth)
+    assert (older.json()["status"], older.json()["pipeline_status"]) == ("superseded", "CANCELED")
+    assert (
+        first.headers["location"] == f"https://releasebot.example/api/v1/gates/{first.json()['id']}"
+    )
+
+
 def values_url(values: dict[str, str]) -> str:
     return (
         "https://spinnaker.example.com/#/applications/"
