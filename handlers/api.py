@@ -3,8 +3,14 @@
     POST {"service": "payments-batch", "environment": "production", "version": "v2.3.0",
           "sha": "<40 hex, optional>", "requested_by": "alice", "url": "https://ci/run/42"}
     -> 201 (a gate was opened) or 200 (the pending or approved gate of that release, or
-       "approved" with no gate when the environment has none), body = the gate's status
+       "approved" with no gate when the environment has none), body = the gate's status,
+       header `Location: $RELEASEBOT_PUBLIC_URL/api/v1/gates/{id}` when there is a gate
     GET -> 200 the gate's status, 404 {"error": "gate 7 not found"}
+
+Every status also carries `pipeline_status`, the gate's status in the words a polling
+pipeline stage reads (Spinnaker's webhook stage with "wait for completion" reads it through
+its status JSON path, `$.pipeline_status`): `RUNNING` while pending, `SUCCEEDED` once
+approved, `TERMINAL` once rejected or expired, `CANCELED` once superseded.
 
 Every call needs `Authorization: Bearer $RELEASEBOT_API_TOKEN` (constant-time compare); with
 no token configured the API is disabled and answers 401.
@@ -23,6 +29,14 @@ from starlette.responses import JSONResponse, Response
 from bot.domain.errors import Conflict, InvalidRequest
 from bot.usecases import UseCases
 from handlers.webhooks.verify import Refused, decode_json, media_type, read_body
+
+PIPELINE_STATUS = {
+    "pending": "RUNNING",
+    "approved": "SUCCEEDED",
+    "rejected": "TERMINAL",
+    "expired": "TERMINAL",
+    "superseded": "CANCELED",
+}
 
 NAME_MAX = 100
 TEXT_MAX = 200
@@ -118,7 +132,12 @@ async def create_gate(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)
     except InvalidRequest as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(status, status_code=201 if created else 200)
+    answer = JSONResponse(with_pipeline_status(status), status_code=201 if created else 200)
+    if status.get("id") is not None:
+        # Where to poll the gate (Spinnaker's webhook stage: "status URL from Location").
+        base = usecases.settings.public_url.rstrip("/")
+        answer.headers["Location"] = f"{base}/api/v1/gates/{status['id']}"
+    return answer
 
 
 async def get_gate(request: Request) -> Response:
@@ -135,4 +154,9 @@ async def get_gate(request: Request) -> Response:
     status = await usecases.gate_status(gate_id)
     if status is None:
         return JSONResponse({"error": f"gate {gate_id} not found"}, status_code=404)
-    return JSONResponse(status)
+    return JSONResponse(with_pipeline_status(status))
+
+
+def with_pipeline_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The gate's status, with `pipeline_status` added for pipelines that poll it."""
+    return {**status, "pipeline_status": PIPELINE_STATUS.get(str(status["status"]), "RUNNING")}

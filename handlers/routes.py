@@ -29,6 +29,7 @@ from handlers.dashboard import (
 from handlers.sandbox_door import sandbox_door
 from handlers.slack.middleware import screened
 from handlers.webhooks.argocd import argocd_webhook
+from handlers.webhooks.flux import flux_webhook
 from handlers.webhooks.generic import generic_webhook
 from handlers.webhooks.github import github_webhook
 from handlers.webhooks.gitlab import gitlab_webhook
@@ -98,6 +99,7 @@ def routes() -> list[BaseRoute]:
         Route("/webhooks/argocd", argocd_webhook, methods=["POST"]),
         Route("/webhooks/jenkins", jenkins_webhook, methods=["POST"]),
         Route("/webhooks/generic", generic_webhook, methods=["POST"]),
+        Route("/webhooks/flux", flux_webhook, methods=["POST"]),
         Route("/api/v1/gates", create_gate, methods=["POST"]),
         Route("/api/v1/gates/{gate_id}", get_gate, methods=["GET"]),
         Route("/", overview_page, methods=["GET"]),

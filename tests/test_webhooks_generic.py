@@ -84,7 +84,11 @@ def field_error(**fields: Any) -> str:
         ({"service": None}, "service is required"),
         ({"service": 7}, "service must be a string"),
         ({"environment": ""}, "environment is required"),
-        ({"sha": None}, "sha is required"),
+        (
+            {"sha": None, "version": None},
+            "sha is required (or a version, for a deploy without a commit)",
+        ),
+        ({"sha": None, "version": "   "}, "version must not be blank"),
         ({"sha": "f95f852"}, "sha must be a full commit sha (40 hex characters)"),
         ({"status": "done"}, "status must be one of started, succeeded, failed"),
         ({"version": ["v1"]}, "version must be a string"),

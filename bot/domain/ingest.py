@@ -9,9 +9,38 @@ from bot.domain.errors import DeliveryFailed
 from bot.domain.events import DeployEvent
 from bot.domain.messages import ResolveSha
 
+VERSION_KEY_PREFIX = "v:"
+KEY_MAX = 64  # the width of the `sha` columns
+
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
+
+
+def version_key(version: str) -> str:
+    """What the `sha` columns hold for a release named by its version only (a Helm chart
+    version, an image tag or digest, with no commit sha): `v:<version>`, at most 64
+    characters. The gates API names such releases the same way, so a gate asked for by
+    version and a deploy reported by version land on one release."""
+    return (VERSION_KEY_PREFIX + version.strip())[:KEY_MAX]
+
+
+def is_version_key(key: str) -> bool:
+    """Whether a release key names a version rather than a commit sha."""
+    return key.startswith(VERSION_KEY_PREFIX)
+
+
+def revision_label(key: str, version: str | None = None) -> str:
+    """How a release key is shown in a sentence: the short sha, else the version (the
+    deployment's own when given, since a key may have been cut at 64 characters)."""
+    if is_version_key(key):
+        return version or key[len(VERSION_KEY_PREFIX) :]
+    return key[:7]
+
+
+def has_sha(key: str | None) -> bool:
+    """Whether a release key (or a base) is a commit sha the code host can compare."""
+    return bool(key) and not is_version_key(key or "")
 
 
 @dataclass(frozen=True)

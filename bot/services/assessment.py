@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.ingest import has_sha
 from bot.domain.messages import Assess, ReleaseMessageUpdate
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
@@ -92,13 +93,16 @@ def plan(session: Session, *, config: Config, deployment_id: int) -> AssessmentP
     known = release.commits_source == "webhook" or (
         release.commits is not None and release.base_sha == base
     )
+    # The code host is asked only for a range of commits: a release named by its version
+    # (or following one that was) has no sha range, so its commits stay unknown.
+    sha_range = has_sha(deployment.sha) and (base is None or has_sha(base))
     return AssessmentPlan(
         deployment_id=deployment.id,
         provider=service.provider,
         repo=service.repo_path,
         base=base,
         head=deployment.sha,
-        fetch=not known,
+        fetch=not known and sha_range,
     )
 
 

@@ -21,6 +21,7 @@ from bot.domain.errors import InvalidRequest
 from bot.domain.events import DeployEvent
 from bot.domain.gates import decisions as gate_rules
 from bot.domain.gates.pipeline import left_waiting, pipeline_close
+from bot.domain.ingest import revision_label
 from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
@@ -407,7 +408,7 @@ def _supersede_older(session: Session, *, now: datetime, newer: Deployment) -> N
             now=now,
             actor="releasebot",
             source="supersede",
-            note=f"superseded by {newer.sha[:7]}",
+            note=f"superseded by {revision_label(newer.sha, newer.version)}",
             extra={"superseded_by": newer.id},
         )
 

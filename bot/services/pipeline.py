@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
+from bot.domain.ingest import is_version_key, revision_label
 from bot.domain.messages import PagerChange, ReleaseMessageUpdate, TemplateLine
 from bot.ports import DeployRequest, DeployResult
 from bot.services import audit, outbox
@@ -40,15 +41,22 @@ def request_for(
         target = env.deploy.target.model_dump(mode="json")
         if kind == "gitlab_deployment_approval" and env.track and env.track.gitlab_environment:
             target["environment"] = env.track.gitlab_environment  # GitLab's own name for it
+    sha = str(payload.get("sha") or deployment.sha)
+    version = deployment.version or (release.version if release else None)
+    if is_version_key(sha):
+        # A release named by its version only: the pipeline knows it by that version (a
+        # Helm chart version, an image tag), which is its revision too.
+        version = version if sha == deployment.sha and version else revision_label(sha)
+        sha = version
     return DeployRequest(
         kind=kind,
         action=str(payload["action"]),
         service=deployment.service,
         repo=service.repo_path if service else "",
         environment=deployment.environment,
-        sha=str(payload.get("sha") or deployment.sha),
+        sha=sha,
         request_id=str(payload["request_id"]),
-        version=deployment.version or (release.version if release else None),
+        version=version,
         reason=payload.get("reason"),
         actor=payload.get("actor"),
         target=target,

@@ -20,6 +20,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.gates import refusal as refusals
+from bot.domain.ingest import revision_label
 from bot.domain.messages import DeployerCall, PagerChange
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import (
@@ -85,7 +86,9 @@ def promote(
         .where(col(Deployment.state).not_in(states.FINISHED | {states.VERIFIED}))
     ).first()
     if active is not None:
-        moving = refusals.under_way(source.sha, active.state, target, source.service)
+        moving = refusals.under_way(
+            revision_label(source.sha, source.version), active.state, target, source.service
+        )
         return Outcome(REFUSED, moving.text, deployment_id=active.id)
     env = config.services[source.service].environment(target)
     assert env is not None and env.deploy is not None
@@ -114,7 +117,7 @@ def promote(
         subject=f"deployment:{source.id}",
         details={"to": target, "deployment": created.id, "automatic": automatic},
     )
-    told = f"promoting {source.sha[:7]} to {target}"
+    told = f"promoting {revision_label(source.sha, source.version)} to {target}"
     hold = freeze_gates.hold_for(
         session, now=now, config=config, service=source.service, environment=target
     )
@@ -215,7 +218,7 @@ def rollback(
         now=now,
         actor=actor,
         source="rollback",
-        note=f"rolling back to {target[:7]}: {why}",
+        note=f"rolling back to {revision_label(target)}: {why}",
     )
     markers.rollback(session, now=now, config=config, deployment=current, target=target, why=why)
     lock(
@@ -241,7 +244,7 @@ def rollback(
     _rollback_told(session, now=now, current=current, target=target, actor=actor, why=why)
     return Outcome(
         ROLLING_BACK,
-        f"rolling {current.environment} back to {target[:7]}",
+        f"rolling {current.environment} back to {revision_label(target)}",
         deployment_id=current.id,
     )
 
@@ -279,7 +282,10 @@ def _rollback_told(
         now=now,
         deployment=current,
         what="rollback",
-        summary=f"Rolling {current.service} {current.environment} back to {target[:7]}: {why}",
+        summary=(
+            f"Rolling {current.service} {current.environment} back to "
+            f"{revision_label(target)}: {why}"
+        ),
     )
     audit.append(
         session,
@@ -345,7 +351,10 @@ def finish_rollbacks(session: Session, *, now: datetime, deployed: Deployment) -
             now=now,
             actor="releasebot",
             source="rollback",
-            note=f"{deployed.sha[:7]} is back in {deployed.environment}",
+            note=(
+                f"{revision_label(deployed.sha, deployed.version)} is back in "
+                f"{deployed.environment}"
+            ),
         )
 
 

@@ -7,10 +7,14 @@
      "commits": [{"sha": "...", "message": "...", "author": "...", "timestamp": "ISO",
                   "login": "code-host login, optional", "email": "optional"}]}
 
-service, environment, sha and status are required; version, url, actor, actor_login,
-actor_email, previous_sha and commits (and each commit's login and email) may be left out,
-but a field that is present must have the right shape. Every problem is a PayloadError
-naming the field, e.g. `commits[2].timestamp`.
+service, environment and status are required, and sha or version (or both); url, actor,
+actor_login, actor_email, previous_sha and commits (and each commit's login and email) may
+be left out, but a field that is present must have the right shape. Every problem is a
+PayloadError naming the field, e.g. `commits[2].timestamp`.
+
+A deploy named by its version only (a Helm chart version, an image tag or digest, with no
+`sha`) is a release keyed `v:<version>` (`bot.domain.ingest.version_key`): it is correlated,
+superseded and rolled back by that version, and no commit list is asked of the code host.
 
 `actor` is who deployed as the CI names them (shown in Slack); `actor_login` and
 `actor_email` name the same person on the code host, so the self-approval ban recognises
@@ -27,6 +31,7 @@ from urllib.parse import urlsplit
 
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget
+from bot.domain.ingest import version_key
 from bot.ports import Commit
 from integrations.payloads import PayloadError, require_mapping, require_sha
 
@@ -57,7 +62,8 @@ def parse(payload: Any) -> Parsed:
     body = require_mapping(payload, "")
     service = _required(body, "service")
     environment = _required(body, "environment")
-    sha = require_sha(body, "sha")
+    version = _text(body, "version")
+    sha = _release_key(body, version)
     raw_status = _required(body, "status")
     if raw_status not in STATUS:
         raise PayloadError("status", f"must be one of {', '.join(STATUS)}")
@@ -74,7 +80,7 @@ def parse(payload: Any) -> Parsed:
             source_event="generic.deploy",
             # A new CI run (a new url) of a version that failed starts a new attempt.
             external_id=("run:" + hashlib.sha256(url.encode()).hexdigest()[:32]) if url else None,
-            version=_text(body, "version"),
+            version=version,
             url=url,
             actor=_text(body, "actor") or actor_login or actor_email,
             extra=_actor_extra(actor_login, actor_email),
@@ -82,6 +88,18 @@ def parse(payload: Any) -> Parsed:
         commits=_commits(body),
         previous_sha=previous_sha,
     )
+
+
+def _release_key(body: Any, version: str | None) -> str:
+    """The commit sha, else (no sha at all) the version's key; a sha that is present must be
+    a full one."""
+    if body.get("sha") in (None, "") and version is not None:
+        if not version.strip():
+            raise PayloadError("version", "must not be blank")
+        return version_key(version)
+    if body.get("sha") in (None, ""):
+        raise PayloadError("sha", "is required (or a version, for a deploy without a commit)")
+    return require_sha(body, "sha")
 
 
 def _text(

@@ -391,10 +391,11 @@ def no_deploy_section(service: str, environment: str) -> Refusal:
     )
 
 
-def under_way(sha: str, state: str, environment: str, service: str) -> Refusal:
-    """A promotion of a release already on its way into the environment."""
+def under_way(revision: str, state: str, environment: str, service: str) -> Refusal:
+    """A promotion of a release already on its way into the environment (`revision`: the
+    short sha, or the version of a release reported without one)."""
     return Refusal(
-        f"{sha[:7]} is already {state.replace('_', ' ')} in {environment}",
+        f"{revision} is already {state.replace('_', ' ')} in {environment}",
         "nothing to do: follow it on its release message, or " + cmd(f"/release status {service}"),
     )
 
