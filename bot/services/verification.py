@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
-from bot.domain.messages import PagerAlert, ReleaseMessageUpdate, TemplateLine
+from bot.domain.messages import OncallLine, PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
-from bot.services import audit, outbox
+from bot.services import audit, incidents, outbox
+from bot.services.incidents import incident_key
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Check, CheckRun, Deployment, row_id
+from bot.store.tables import Check, CheckRun, Deployment
 
 PENDING = "pending"
 RUNNING = "running"
@@ -312,7 +313,7 @@ def record(
             source="verification",
             note="every check passed",
         )
-        resolve_incidents(session, now=now, deployment=deployment)
+        incidents.resolve_after(session, now=now, deployment=deployment)
         return Recorded(PASSED, deployment, states.VERIFIED, check.name)
     else:
         outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
@@ -343,12 +344,14 @@ def failed(
     )
     service = config.services[deployment.service]
     env = service.environment(deployment.environment)
+    # Whoever is on call when the line is sent (PagerDuty), else this group.
     oncall = list(config.slack.oncall)
-    line = TemplateLine(
+    line = OncallLine(
         deployment.id,
         "verification_failed.txt.j2",
         {
             "oncall": oncall,
+            "oncall_field": "oncall",
             "check": check,
             "summary": summary[:500],
             "policy": env.on_verification_failure if env else "notify",
@@ -375,52 +378,6 @@ def failed(
         subject=f"deployment:{deployment.id}",
         details={"dedup_key": incident_key(deployment), "check": check},
     )
-
-
-def resolve_incidents(session: Session, *, now: datetime, deployment: Deployment) -> None:
-    """Every check passed: close the incidents this version's rollback answered."""
-    restored = session.exec(
-        select(Deployment)
-        .where(Deployment.service == deployment.service)
-        .where(Deployment.environment == deployment.environment)
-        .where(Deployment.rollback_to == deployment.sha)
-        .where(col(Deployment.state).in_((states.ROLLED_BACK, states.ROLLING_BACK)))
-    ).all()
-    for bad in restored:
-        opened = session.exec(
-            select(sa.func.min(sa.text("at")))
-            .select_from(sa.text("audit_event"))
-            .where(sa.text("action = 'incident.opened'"))
-            .where(sa.text("subject = :subject"))
-            .params(subject=f"deployment:{bad.id}")
-        ).one()
-        if opened is None:
-            continue
-        recovered_after = now - datetime.fromisoformat(str(opened).replace("Z", "+00:00"))
-        resolved = PagerAlert(
-            deployment_id=row_id(bad),
-            action="resolve",
-            dedup_key=incident_key(bad),
-            summary=f"{bad.service} {bad.environment} recovered: "
-            f"{deployment.sha[:7]} verified after the rollback",
-        )
-        outbox.enqueue(session, resolved, now=now)
-        audit.append(
-            session,
-            at=now,
-            actor="releasebot",
-            action="incident.resolved",
-            subject=f"deployment:{bad.id}",
-            details={
-                "dedup_key": incident_key(bad),
-                "restored_by": deployment.id,
-                "recovery_seconds": int(recovered_after.total_seconds()),
-            },
-        )
-
-
-def incident_key(deployment: Deployment) -> str:
-    return f"releasebot/{deployment.service}/{deployment.environment}/{deployment.id}"
 
 
 def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
