@@ -395,7 +395,25 @@ def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "failed": sorted({name for status, name in rows if status == FAILED}),
         "pending": sum(1 for status, _ in rows if status in (PENDING, RUNNING)),
         "cancelled": sum(1 for status, _ in rows if status == CANCELLED),
+        "skipped": skipped_of(session, [deployment_id]).get(deployment_id),
     }
+
+
+def skipped_of(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
+    """{"by", "reason"} of each deployment among `ids` whose verification someone skipped
+    (see `bot.services.skipping`): its cancelled runs keep who and why."""
+    found: dict[int, dict[str, str]] = {}
+    for deployment_id, result in session.exec(
+        select(CheckRun.deployment_id, CheckRun.result)
+        .where(col(CheckRun.deployment_id).in_(ids))
+        .where(CheckRun.status == CANCELLED)
+    ):
+        if isinstance(result, dict) and result.get("skipped_by"):
+            found[deployment_id] = {
+                "by": str(result["skipped_by"]),
+                "reason": str(result.get("reason") or ""),
+            }
+    return found
 
 
 def _link_of(result: CheckResult) -> dict[str, str]:
