@@ -172,7 +172,9 @@ def senders(
     stack.push_async_callback(schedule.aclose)
     people = directory if isinstance(directory, SlackPeople) else None
     finder = OncallFinder(schedule=schedule, people=people, secrets=secrets)
-    oncall_lines = OncallLines(db=db, config=config, finder=finder, slack=slack, renderer=renderer)
+    oncall_lines = OncallLines(
+        db=db, config=config, finder=finder, slack=slack, renderer=renderer, clock=clock
+    )
     ledger = MarkerLedger(db, clock)
     markers = MarkerSenders(config=config, secrets=secrets, ledger=ledger, clock=clock)
     forwarder = AuditWebhook.from_settings(settings, transport=transport)

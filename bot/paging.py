@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bot import receipts
 from bot.config import Config, Oncall
 from bot.domain.errors import DeliveryFailed
-from bot.domain.messages import OncallLine, PagerAlert, PagerChange
-from bot.ports import OncallSchedule, PagerAction, PagerEvent, SlackPeople, SlackSender
+from bot.domain.messages import OncallLine, PagerAlert, PagerChange, TemplateLine
+from bot.ports import Clock, OncallSchedule, PagerAction, PagerEvent, SlackPeople, SlackSender
 from bot.render import Renderer
 from bot.services.release_views import ReleaseView, release_views
 from bot.store.db import Database
@@ -122,12 +123,14 @@ class OncallLines:
         finder: OncallFinder,
         slack: SlackSender,
         renderer: Renderer,
+        clock: Clock,
     ) -> None:
         self._db = db
         self._config = config
         self._finder = finder
-        self._slack = slack
+        self._slack = receipts.slack_sender(slack)
         self._renderer = renderer
+        self._clock = clock
 
     def handlers(self) -> dict[str, Handler]:
         """The outbox kind and its sender."""
@@ -147,7 +150,11 @@ class OncallLines:
         now = await self._finder.mentions(service.oncall if service else None, fallback)
         change = {**row.payload, field: now.mentions, "oncall_source": now.source}
         text = self._renderer.thread_reply(view, change)
-        await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
+        # Receipted as the thread line it is (the evidence pack lists every thread line).
+        with receipts.collect() as answers:
+            await self._slack.post_message(channel=view.channel, text=text, thread_ts=view.ts)
+        as_line = replace(row, kind=TemplateLine.KIND)
+        await receipts.record(self._db, as_line, answers, now=self._clock.now())
 
     def _view(self, deployment_id: int) -> ReleaseView | None:
         with self._db.read() as session:
