@@ -498,3 +498,28 @@ async def test_a_gate_escalating_to_on_call_mentions_who_is_on_call_now(
     assert "<@U0SRE1>" in escalation and "S0ONCALL1" not in escalation
     [asked] = outside.rest.requests
     assert asked.url.params.get_list("escalation_policy_ids[]") == [POLICY]
+
+
+def test_the_documented_release_template_shows_a_skipped_verification_as_the_builder_does() -> None:
+    from dataclasses import replace
+
+    from bot.render import Renderer
+    from tests.test_render import EXAMPLE_TEMPLATES, VIEW
+
+    skipped = {"by": "U0RM1", "reason": "hotfix <!here> & more"}
+    view = replace(
+        VIEW,
+        state="verified",
+        verification={
+            "total": 3,
+            "passed": 1,
+            "failed": [],
+            "pending": 0,
+            "cancelled": 2,
+            "skipped": skipped,
+        },
+    )
+    built = Renderer().release_message(view)
+    assert built == Renderer(template_dir=EXAMPLE_TEMPLATES).release_message(view)
+    text = json.dumps(built[1])
+    assert "*Verification skipped* by <@U0RM1>: hotfix &lt;!here&gt; &amp; more" in text
