@@ -87,14 +87,14 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
             world = await outside_world(settings, overrides, stack, clock)
+            renderer = Renderer(template_dir=settings.templates_dir, public_url=settings.public_url)
+            directory = overrides.directory or WebApiDirectory(slack.client)
             worker = OutboxWorker(
                 db=db,
                 clock=clock,
                 config=config,
                 slack=slack.sender,
-                renderer=Renderer(
-                    template_dir=settings.templates_dir, public_url=settings.public_url
-                ),
+                renderer=renderer,
                 metrics=metrics,
                 scm=dict(world.scm),
                 lookups=dict(world.lookups),
@@ -104,14 +104,24 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 public_url=settings.public_url,
                 concurrency=settings.outbox_concurrency,
                 lease=timedelta(seconds=settings.outbox_lease_seconds),
-                more=senders(settings, config, slack.sender, db, clock, overrides, stack),
+                more=senders(
+                    settings,
+                    config,
+                    slack.sender,
+                    db,
+                    clock,
+                    overrides,
+                    stack,
+                    renderer=renderer,
+                    directory=directory,
+                ),
             )
             runtime = Runtime.assemble(
                 db=db,
                 config=config,
                 settings=settings,
                 clock=clock,
-                directory=overrides.directory or WebApiDirectory(slack.client),
+                directory=directory,
                 metrics=metrics,
                 worker=worker,
                 runners=world.runners,

@@ -101,6 +101,11 @@ SLACK_METHODS: Final[tuple[SlackMethod, ...]] = (
         "against commit authors",
     ),
     SlackMethod(
+        "users.lookupByEmail",
+        ("users:read.email",),
+        "finds the Slack user of each person PagerDuty says is on call, to mention them",
+    ),
+    SlackMethod(
         "usergroups.users.list",
         ("usergroups:read",),
         "resolves approver, owner and on-call user groups to their members",

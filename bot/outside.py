@@ -15,6 +15,7 @@ import httpx
 
 from bot import audit_forwarding
 from bot.config import Config
+from bot.paging import OPSGENIE_EU, OncallFinder, OncallLines
 from bot.ports import (
     CheckRunner,
     Clock,
@@ -23,8 +24,10 @@ from bot.ports import (
     Pager,
     ScmClient,
     SlackDirectory,
+    SlackPeople,
     SlackSender,
 )
+from bot.render import Renderer
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.usecases.markers import MarkerLedger
@@ -37,7 +40,8 @@ from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
 from integrations.markers import MarkerSenders
-from integrations.pagers.opsgenie import OpsgeniePager
+from integrations.pagers.oncall import PagerDutyOncalls
+from integrations.pagers.opsgenie import OPSGENIE_API_URL, OPSGENIE_EU_API_URL, OpsgeniePager
 from integrations.pagers.pagerduty import PagerDutyPager
 from integrations.siem.webhook import AuditWebhook
 
@@ -133,11 +137,15 @@ def _scm(
 def _pagers(
     settings: Settings, transport: httpx.AsyncBaseTransport | None
 ) -> dict[str, PagerDutyPager | OpsgeniePager]:
+    """PagerDuty, and Opsgenie in each region (`OPSGENIE_API_URL`, when set, for both)."""
+    us = settings.opsgenie_api_url or OPSGENIE_API_URL
+    eu = settings.opsgenie_api_url or OPSGENIE_EU_API_URL
     return {
         "pagerduty": PagerDutyPager(
             make_client(settings.pagerduty_events_url, transport=transport)
         ),
-        "opsgenie": OpsgeniePager(make_client("https://api.opsgenie.com", transport=transport)),
+        "opsgenie": OpsgeniePager(make_client(us, transport=transport)),
+        OPSGENIE_EU: OpsgeniePager(make_client(eu, transport=transport)),
     }
 
 
@@ -154,11 +162,22 @@ def senders(
     clock: Clock,
     o: Overrides,
     stack: AsyncExitStack,
+    *,
+    renderer: Renderer,
+    directory: SlackDirectory,
 ) -> dict[str, Any]:
     """The outbox senders beside the worker's own: audit checkpoints, deploy markers, error
-    budget measurements and the audit forwarder (clients closed with the app)."""
+    budget measurements, the audit forwarder and the lines mentioning on-call (their clients
+    closed with the app)."""
     secrets = (o.environ if o.environ is not None else os.environ).get
     transport = o.http_transport
+    schedule = PagerDutyOncalls(make_client(settings.pagerduty_api_url, transport=transport))
+    stack.push_async_callback(schedule.aclose)
+    people = directory if isinstance(directory, SlackPeople) else None
+    finder = OncallFinder(schedule=schedule, people=people, secrets=secrets)
+    oncall_lines = OncallLines(
+        db=db, config=config, finder=finder, slack=slack, renderer=renderer, clock=clock
+    )
     ledger = MarkerLedger(db, clock)
     markers = MarkerSenders(config=config, secrets=secrets, ledger=ledger, clock=clock)
     forwarder = AuditWebhook.from_settings(settings, transport=transport)
@@ -172,4 +191,5 @@ def senders(
         **checkpoint_handlers(settings, slack, transport),
         **markers.handlers(transport),
         **audit_forwarding.handlers(db, forwarder),
+        **oncall_lines.handlers(),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Clock(Protocol):
@@ -274,3 +274,20 @@ class BudgetSource(Protocol):
     async def error_ratios(
         self, *, url: str, good: str, total: str, windows: tuple[str, ...]
     ) -> dict[str, float | None]: ...
+
+
+@runtime_checkable
+class SlackPeople(Protocol):
+    """Slack users found by e-mail (users.lookupByEmail): who on-call is in Slack."""
+
+    async def user_id_by_email(self, email: str) -> str | None: ...
+
+
+class OncallSchedule(Protocol):
+    """Who is on call now for an escalation policy (PagerDuty's REST API), as e-mails.
+
+    Raises `DeliveryFailed` when the provider cannot be asked (wrong token, unknown policy,
+    outage); callers then fall back to the configured Slack group.
+    """
+
+    async def emails(self, *, escalation_policy: str, token: str) -> list[str]: ...

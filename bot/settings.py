@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = Field(
         "https://events.pagerduty.com", validation_alias=_env("PAGERDUTY_EVENTS_URL")
     )
+    # Who is on call (the REST API's /oncalls), and Opsgenie's API when it is neither the US
+    # nor the EU address a service's `oncall.opsgenie.region` names (a proxy).
+    pagerduty_api_url: str = Field(
+        "https://api.pagerduty.com", validation_alias=_env("PAGERDUTY_API_URL")
+    )
+    opsgenie_api_url: str | None = Field(None, validation_alias=_env("OPSGENIE_API_URL"))
     # The audit forwarder (docs/audit-evidence.md): every new audit record, POSTed as JSON
     # Lines to this URL in near real time, signed with an HMAC of the secret when it is set.
     audit_forward_url: str | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.blocks.kit import Block
+from bot.blocks.modals import reason_modal
 from bot.blocks.mrkdwn import (
     clock_time,
     escape_mrkdwn,
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from bot.services.release_views import ReleaseView
 
 COMMITS_SHOWN: Final = 10
+SKIP_VERIFICATION: Final = "release_skip_verification"
+SKIP_VERIFICATION_MODAL: Final = "release_skip_verification_modal"
 
 
 def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
@@ -219,6 +222,12 @@ def _verification(v: dict[str, Any]) -> str:
         text += f" · {_esc(v['pending'])} still to run"
     if v.get("cancelled"):
         text += f" · {_esc(v['cancelled'])} cancelled"
+    skipped = v.get("skipped")
+    if skipped:
+        text = (
+            f":fast_forward: *Verification skipped* by {mention(skipped['by'])}: "
+            f"{_esc(truncate(skipped['reason'], 300))}\n{text}"
+        )
     return text
 
 
@@ -238,6 +247,8 @@ def _buttons(r: ReleaseView) -> list[Block]:
         wanted.append(("release_rerequest", "Re-request", r.gate_id, "primary"))
     if r.promote_to:
         wanted.append(("release_promote", f"Promote to {r.promote_to}", r.deployment_id, "primary"))
+    if r.state == "verifying":
+        wanted.append((SKIP_VERIFICATION, "Skip verification", r.deployment_id, None))
     if r.can_roll_back:
         wanted.append(("release_rollback", "Roll back", r.deployment_id, "danger"))
     if r.lock:
@@ -254,3 +265,16 @@ def _buttons(r: ReleaseView) -> list[Block]:
             element["style"] = style
         elements.append(element)
     return elements
+
+
+def skip_verification_modal(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The modal behind *Skip verification*: why, in an emergency, the checks are skipped."""
+    return reason_modal(
+        callback_id=SKIP_VERIFICATION_MODAL,
+        title="Skip verification",
+        prompt="Why skip verification? The pending checks are cancelled, the deployment "
+        "counts as verified and is not rolled back by policy. Your name and reason are shown "
+        "in the thread and audited.",
+        submit="Skip",
+        metadata=metadata,
+    )

@@ -18,15 +18,42 @@ from bot.config.deploy import Deploy
 from bot.config.gates import GatePolicy
 from bot.config.markers import Markers
 from bot.config.slo import Slo, burn_rate_with
-from bot.config.types import EnvVarName, Name, SlackChannel, SlackPrincipal, Text
+from bot.config.types import (
+    EnvVarName,
+    Name,
+    SlackChannel,
+    SlackPrincipal,
+    Text,
+    matching,
+    string_schema,
+)
+
+_ESCALATION_POLICY = r"P[A-Z0-9]{5,12}"
+EscalationPolicyId = Annotated[
+    str,
+    matching(
+        _ESCALATION_POLICY,
+        "'{value}' is not a PagerDuty escalation policy id (like PABC123, from the policy's URL)",
+    ),
+    string_schema(_ESCALATION_POLICY),
+]
 
 
 class PagerDutyOncall(ConfigModel):
+    """PagerDuty: the Events API integration key that pages, and optionally the escalation
+    policy whose on-call people are mentioned (read with the REST API token)."""
+
     routing_key_env: EnvVarName
+    escalation_policy: EscalationPolicyId | None = None
+    api_token_env: EnvVarName = "PAGERDUTY_API_TOKEN"
 
 
 class OpsgenieOncall(ConfigModel):
+    """Opsgenie: the API integration key, and the region of the account (`us` is
+    api.opsgenie.com, `eu` api.eu.opsgenie.com; `OPSGENIE_API_URL` overrides both)."""
+
     api_key_env: EnvVarName
+    region: Literal["us", "eu"] = "us"
 
 
 class Oncall(ConfigModel):

@@ -122,6 +122,15 @@ class TemplateLine(_TemplatedText):
     KIND: ClassVar[str] = "slack.thread_reply"
 
 
+@dataclass(frozen=True)
+class OncallLine(_TemplatedText):
+    """A thread line mentioning on-call (a failed verification, an escalated gate): when
+    it is sent, the people on call now for the service (PagerDuty) replace the Slack group
+    its field `oncall_field` holds, which stays the fallback; `service` names whose."""
+
+    KIND: ClassVar[str] = "slack.oncall_line"
+
+
 ThreadReply = StateChangeLine | TemplateLine
 
 

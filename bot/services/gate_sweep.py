@@ -21,7 +21,7 @@ from bot.config.types import format_duration
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
-from bot.domain.messages import DirectMessage, TemplateLine
+from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
 from bot.services import audit, freeze_gates, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.gate_reads import environment_at
@@ -186,15 +186,22 @@ def _escalate(
     voted = {user for user, _ in session.connection().execute(sql.GATE_VOTES, {"gate_id": gate.id})}
     asked = sorted(_people(_approvers(gate, policy), group_members) - voted)
     waited = format_duration(now - gate.created_at)
-    line = TemplateLine(
-        row_id(deployment),
-        "gate_escalation.txt.j2",
-        {
-            "escalate_to": escalate_to,
-            "waited": waited,
-            "expires_at": gate.expires_at.isoformat(),
-            "progress": gate.progress,
-        },
+    fields = {
+        "escalate_to": escalate_to,
+        "waited": waited,
+        "expires_at": gate.expires_at.isoformat(),
+        "progress": gate.progress,
+    }
+    # Without its own escalate_to, the gate escalates to whoever is on call when the line
+    # is sent (PagerDuty), `slack.oncall` as the fallback.
+    line: TemplateLine | OncallLine = (
+        TemplateLine(row_id(deployment), "gate_escalation.txt.j2", fields)
+        if policy.escalate_to
+        else OncallLine(
+            row_id(deployment),
+            "gate_escalation.txt.j2",
+            {**fields, "oncall_field": "escalate_to"},
+        )
     )
     outbox.enqueue(session, line, now=now)
     channel = config.channel_for(deployment.service)

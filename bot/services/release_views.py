@@ -172,6 +172,7 @@ def _verification_progress(session: Session, ids: list[int]) -> dict[int, dict[s
         .where(col(CheckRun.deployment_id).in_(ids))
     ):
         runs[deployment_id].append((status, name))
+    skipped = verification.skipped_of(session, ids)
     return {
         deployment_id: {
             "total": len(rows),
@@ -181,6 +182,7 @@ def _verification_progress(session: Session, ids: list[int]) -> dict[int, dict[s
                 1 for status, _ in rows if status in (verification.PENDING, verification.RUNNING)
             ),
             "cancelled": sum(1 for status, _ in rows if status == verification.CANCELLED),
+            "skipped": skipped.get(deployment_id),
         }
         for deployment_id, rows in runs.items()
     }

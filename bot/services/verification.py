@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
-from bot.domain.messages import PagerAlert, ReleaseMessageUpdate, TemplateLine
+from bot.domain.messages import OncallLine, PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
-from bot.services import audit, outbox
+from bot.services import audit, incidents, outbox
+from bot.services.incidents import incident_key
 from bot.services.transitions import transition
 from bot.store import statements as sql
-from bot.store.tables import Check, CheckRun, Deployment, row_id
+from bot.store.tables import Check, CheckRun, Deployment
 
 PENDING = "pending"
 RUNNING = "running"
@@ -312,7 +313,7 @@ def record(
             source="verification",
             note="every check passed",
         )
-        resolve_incidents(session, now=now, deployment=deployment)
+        incidents.resolve_after(session, now=now, deployment=deployment)
         return Recorded(PASSED, deployment, states.VERIFIED, check.name)
     else:
         outbox.enqueue(session, ReleaseMessageUpdate(deployment.id), now=now)
@@ -343,12 +344,14 @@ def failed(
     )
     service = config.services[deployment.service]
     env = service.environment(deployment.environment)
+    # Whoever is on call when the line is sent (PagerDuty), else this group.
     oncall = list(config.slack.oncall)
-    line = TemplateLine(
+    line = OncallLine(
         deployment.id,
         "verification_failed.txt.j2",
         {
             "oncall": oncall,
+            "oncall_field": "oncall",
             "check": check,
             "summary": summary[:500],
             "policy": env.on_verification_failure if env else "notify",
@@ -377,52 +380,6 @@ def failed(
     )
 
 
-def resolve_incidents(session: Session, *, now: datetime, deployment: Deployment) -> None:
-    """Every check passed: close the incidents this version's rollback answered."""
-    restored = session.exec(
-        select(Deployment)
-        .where(Deployment.service == deployment.service)
-        .where(Deployment.environment == deployment.environment)
-        .where(Deployment.rollback_to == deployment.sha)
-        .where(col(Deployment.state).in_((states.ROLLED_BACK, states.ROLLING_BACK)))
-    ).all()
-    for bad in restored:
-        opened = session.exec(
-            select(sa.func.min(sa.text("at")))
-            .select_from(sa.text("audit_event"))
-            .where(sa.text("action = 'incident.opened'"))
-            .where(sa.text("subject = :subject"))
-            .params(subject=f"deployment:{bad.id}")
-        ).one()
-        if opened is None:
-            continue
-        recovered_after = now - datetime.fromisoformat(str(opened).replace("Z", "+00:00"))
-        resolved = PagerAlert(
-            deployment_id=row_id(bad),
-            action="resolve",
-            dedup_key=incident_key(bad),
-            summary=f"{bad.service} {bad.environment} recovered: "
-            f"{deployment.sha[:7]} verified after the rollback",
-        )
-        outbox.enqueue(session, resolved, now=now)
-        audit.append(
-            session,
-            at=now,
-            actor="releasebot",
-            action="incident.resolved",
-            subject=f"deployment:{bad.id}",
-            details={
-                "dedup_key": incident_key(bad),
-                "restored_by": deployment.id,
-                "recovery_seconds": int(recovered_after.total_seconds()),
-            },
-        )
-
-
-def incident_key(deployment: Deployment) -> str:
-    return f"releasebot/{deployment.service}/{deployment.environment}/{deployment.id}"
-
-
 def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
     """{"total", "passed", "failed": [names], "pending"} for the release message."""
     rows = session.exec(
@@ -438,7 +395,25 @@ def progress(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "failed": sorted({name for status, name in rows if status == FAILED}),
         "pending": sum(1 for status, _ in rows if status in (PENDING, RUNNING)),
         "cancelled": sum(1 for status, _ in rows if status == CANCELLED),
+        "skipped": skipped_of(session, [deployment_id]).get(deployment_id),
     }
+
+
+def skipped_of(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
+    """{"by", "reason"} of each deployment among `ids` whose verification someone skipped
+    (see `bot.services.skipping`): its cancelled runs keep who and why."""
+    found: dict[int, dict[str, str]] = {}
+    for deployment_id, result in session.exec(
+        select(CheckRun.deployment_id, CheckRun.result)
+        .where(col(CheckRun.deployment_id).in_(ids))
+        .where(CheckRun.status == CANCELLED)
+    ):
+        if isinstance(result, dict) and result.get("skipped_by"):
+            found[deployment_id] = {
+                "by": str(result["skipped_by"]),
+                "reason": str(result.get("reason") or ""),
+            }
+    return found
 
 
 def _link_of(result: CheckResult) -> dict[str, str]:

@@ -55,6 +55,7 @@ from bot.usecases import (
     read,
     request_gate,
     rerequest,
+    skip,
     slack_events,
     sweep,
 )
@@ -158,6 +159,11 @@ class UseCases:
     ) -> Outcome:
         return await operate.operate(
             self._ctx, action=action, deployment_id=deployment_id, user_id=user_id, reason=reason
+        )
+
+    async def skip_verification(self, *, deployment_id: int, user_id: str, reason: str) -> Outcome:
+        return await skip.skip_verification(
+            self._ctx, deployment_id=deployment_id, user_id=user_id, reason=reason
         )
 
     async def promote_version(

@@ -210,6 +210,9 @@ def _needs(config: Config) -> dict[str, _Need]:
             at = f"services.{name}.oncall"
             if service.oncall.pagerduty is not None:
                 need(service.oncall.pagerduty.routing_key_env, "the PagerDuty routing key", at)
+                if service.oncall.pagerduty.escalation_policy is not None:
+                    what = "the PagerDuty REST API key (who is on call now)"
+                    need(service.oncall.pagerduty.api_token_env, what, at)
             if service.oncall.opsgenie is not None:
                 need(service.oncall.opsgenie.api_key_env, "the Opsgenie API key", at)
         for index, env in enumerate(service.environments):

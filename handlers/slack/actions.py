@@ -25,6 +25,7 @@ from bot.blocks.modals import (
     rollback_modal,
 )
 from bot.blocks.mrkdwn import keeping_mentions
+from bot.blocks.release import SKIP_VERIFICATION, SKIP_VERIFICATION_MODAL, skip_verification_modal
 from bot.domain.gates.refusal import REASON_MISSING
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
@@ -38,6 +39,7 @@ ICONS = {
     "rejected": ":no_entry:",
     "refused": ":no_entry_sign:",
     "rerequested": ":repeat:",
+    "skipped": ":fast_forward:",
 }
 
 
@@ -62,7 +64,8 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
 
 def register_operations(app: AsyncApp, usecases: UseCases) -> None:
     """Promote and unlock (one click), roll back (with a reason), break-glass (one person
-    asks with a reason, a second one confirms), and Re-request an expired gate (one click)."""
+    asks with a reason, a second one confirms), Re-request an expired gate (one click), and
+    skip verification in an emergency (with a reason)."""
 
     def operation(action: str) -> Act:
         async def act(deployment_id: int, user: str) -> Outcome:
@@ -97,6 +100,25 @@ def register_operations(app: AsyncApp, usecases: UseCases) -> None:
     )
     _on_click(app, "release_break_glass_confirm", confirm_break_glass)
     _on_click(app, "release_rerequest", rerequest)
+    _on_reason(
+        app,
+        SKIP_VERIFICATION,
+        SKIP_VERIFICATION_MODAL,
+        skip_verification_modal,
+        "deployment_id",
+        usecases_skip(usecases),
+    )
+
+
+def usecases_skip(usecases: UseCases) -> ActWithReason:
+    """Skip verification (an approver, with the reason the modal asked for)."""
+
+    async def skip(deployment_id: int, user: str, reason: str) -> Outcome:
+        return await usecases.skip_verification(
+            deployment_id=deployment_id, user_id=user, reason=reason
+        )
+
+    return skip
 
 
 def _on_click(app: AsyncApp, action_id: str, act: Act) -> None:

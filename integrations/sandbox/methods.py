@@ -217,6 +217,17 @@ def users_info(state: SlackState, params: Json) -> Json:
     return {"user": user}
 
 
+def users_lookup_by_email(state: SlackState, params: Json) -> Json:
+    """The user whose profile carries this e-mail address (case-insensitive), as Slack's
+    users.lookupByEmail answers; `users_not_found` when nobody does."""
+    email = (text_param(params, "email") or "").strip().lower()
+    for user_id, known in state.users.items():
+        profile = known.get("profile") or {}
+        if email and str(profile.get("email") or "").lower() == email:
+            return users_info(state, {"user": user_id})
+    raise ApiError("users_not_found")
+
+
 def usergroups_users_list(state: SlackState, params: Json) -> Json:
     group = text_param(params, "usergroup")
     members = None if group is None else state.usergroups.get(group)
@@ -282,6 +293,7 @@ METHODS: dict[str, Method] = {
     "views.open": views_open,
     "views.publish": views_publish,
     "users.info": users_info,
+    "users.lookupByEmail": users_lookup_by_email,
     "usergroups.users.list": usergroups_users_list,
     "conversations.history": conversations_history,
     "conversations.replies": conversations_replies,

@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.domain.errors import DeliveryFailed
 from bot.ports import SlackUser
 from integrations.slack.sender import NETWORK_ERRORS, api_failure, network_failure
 
@@ -28,6 +29,7 @@ class WebApiDirectory:
         self._now = monotonic
         self._users: dict[str, tuple[float, SlackUser]] = {}
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._emails: dict[str, tuple[float, str | None]] = {}
 
     async def user(self, user_id: str) -> SlackUser:
         cached = self._users.get(user_id)
@@ -53,6 +55,23 @@ class WebApiDirectory:
         members = frozenset(str(u) for u in data.get("users") or [])
         self._groups[group_id] = (self._now(), members)
         return members
+
+    async def user_id_by_email(self, email: str) -> str | None:
+        """The Slack user with this e-mail address (users.lookupByEmail), or None."""
+        key = email.strip().lower()
+        cached = self._emails.get(key)
+        if cached is not None and self._now() - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            data = await self._call("users.lookupByEmail", email=email.strip())
+        except DeliveryFailed as failure:
+            if "users_not_found" not in failure.reason:
+                raise
+            data = {}
+        raw: Mapping[str, Any] = data.get("user") or {}
+        found = str(raw["id"]) if raw.get("id") and not raw.get("deleted") else None
+        self._emails[key] = (self._now(), found)
+        return found
 
     async def _call(self, method: str, **params: str) -> Mapping[str, Any]:
         try:
