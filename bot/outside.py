@@ -27,10 +27,12 @@ from bot.ports import (
 )
 from bot.settings import Settings
 from bot.store.db import Database
+from bot.usecases.flags import FlagLedger
 from bot.usecases.markers import MarkerLedger
 from integrations.checkpoint_sinks import checkpoint_handlers
 from integrations.checks.registry import build_runners
 from integrations.deployers.registry import build_deployers, close_all
+from integrations.flags import FlagSenders
 from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
@@ -153,17 +155,21 @@ def senders(
     o: Overrides,
     stack: AsyncExitStack,
 ) -> dict[str, Any]:
-    """The outbox senders beside the worker's own: audit checkpoints, deploy markers and the
-    audit forwarder (its client closed with the app)."""
+    """The outbox senders beside the worker's own: audit checkpoints, deploy markers, feature
+    flag changes and the audit forwarder (its client closed with the app)."""
     secrets = (o.environ if o.environ is not None else os.environ).get
     transport = o.http_transport
     ledger = MarkerLedger(db, clock)
     markers = MarkerSenders(config=config, secrets=secrets, ledger=ledger, clock=clock)
+    flags = FlagSenders(
+        config=config, secrets=secrets, ledger=FlagLedger(db, clock, config), clock=clock
+    )
     forwarder = AuditWebhook.from_settings(settings, transport=transport)
     if forwarder is not None:
         stack.push_async_callback(forwarder.aclose)
     return {
         **checkpoint_handlers(settings, slack, transport),
         **markers.handlers(transport),
+        **flags.handlers(transport),
         **audit_forwarding.handlers(db, forwarder),
     }

@@ -25,7 +25,15 @@ from bot.domain import states
 from bot.domain.events import DeployEvent
 from bot.domain.messages import TemplateLine
 from bot.ports import CheckResult, Comparison
-from bot.services import audit, deployments, markers, outbox, releases, verification
+from bot.services import (
+    audit,
+    deployments,
+    flag_checks,
+    markers,
+    outbox,
+    releases,
+    verification,
+)
 from bot.store.tables import Deployment
 
 RELEASEBOT = "releasebot"
@@ -71,6 +79,7 @@ def record_check(
     recorded = verification.record(session, now=now, config=config, run_id=run_id, result=result)
     if recorded.deployment is None:
         return recorded
+    flag_checks.check_recorded(session, now=now, config=config, run_id=run_id)
     if recorded.verdict == states.VERIFIED:
         verified(session, now=now, config=config, deployment=recorded.deployment)
     elif recorded.verdict == states.VERIFICATION_FAILED:

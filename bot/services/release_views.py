@@ -16,7 +16,7 @@ from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import freezes, pipeline, verification
+from bot.services import flags, freezes, pipeline, verification
 from bot.store.tables import (
     LOCK_ALL,
     AuditEvent,
@@ -70,6 +70,7 @@ class ReleaseView:
     lock_everything: bool = False  # `/release lock`: promotion and approvals refused too
     rollback_to: str | None = None  # the sha a rollback restores (or was to restore)
     rollback_error: str | None = None  # why the pipeline did not roll back (rollback_failed)
+    flags: tuple[dict[str, Any], ...] = ()  # the `release:` flags offered (`flags.views`)
 
     @property
     def short_sha(self) -> str:
@@ -117,6 +118,7 @@ def release_views(
         else {}
     )
     locks: dict[tuple[str, str], EnvironmentLock | None] = {}
+    offered = flags.views(session, config, deployments)
     views: dict[int, ReleaseView] = {}
     for deployment in deployments:
         assert deployment.id is not None
@@ -149,6 +151,7 @@ def release_views(
             verification=progress.get(deployment.id),
             rollback_to=deployment.rollback_to,
             rollback_error=refused.get(deployment.id),
+            flags=tuple(offered.get(deployment.id, ())),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
         )
