@@ -250,14 +250,31 @@ async def test_someone_who_deployed_the_change_may_not_release_its_flag(
     assert flags.launchdarkly.serving() == 10
 
 
-def test_a_release_block_with_mistakes_is_refused_naming_each_yaml_path() -> None:
-    data = example_config_data()
-    release = data["services"]["checkout"]["release"]
-    release["environment"] = "prod"
-    release["flags"].append({"key": FLAG, "steps": [50, 10]})
+def problems_of(data: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as raised:
         parse_config(data)
-    problems = "\n".join(raised.value.problems)
-    assert "services.checkout.release.environment: 'prod' is not an environment" in problems
-    assert "services.checkout.release.flags[1]" in problems
-    assert "set exactly one of launchdarkly, unleash or webhook" in problems
+    return "\n".join(raised.value.problems)
+
+
+def test_a_release_block_with_mistakes_is_refused_naming_each_yaml_path() -> None:
+    data = example_config_data()
+    data["services"]["checkout"]["release"]["environment"] = "prod"
+    assert (
+        "services.checkout.release.environment: 'prod' is not an environment of this service"
+        in problems_of(data)
+    )
+
+    data = example_config_data()
+    data["services"]["checkout"]["release"]["flags"].append({"key": "other", "steps": [5]})
+    assert (
+        "services.checkout.release.flags[1]: set exactly one of launchdarkly, unleash or webhook"
+        in problems_of(data)
+    )
+
+    data = example_config_data()
+    data["services"]["checkout"]["release"]["flags"][0]["steps"] = [50, 10]
+    assert "services.checkout.release.flags[0].steps[1]: steps must go up" in problems_of(data)
+
+    data = example_config_data()
+    data["services"]["checkout"]["release"]["flags"][0]["steps"] = [0, 150]
+    assert "services.checkout.release.flags[0].steps[0]" in problems_of(data)

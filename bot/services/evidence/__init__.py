@@ -71,9 +71,9 @@ file list was stored or only the commit list is covered. The audit records are t
 subject is `deployment:<id>`, `gate:<id>` or `flag_step:<id>` of this release; each `hash`
 recomputes with `bot.domain.audit.record_hash`. `stretch` names the first and last record
 covering the release (its records, receipts and aftermath) and the first checkpoint
-published outside the database that covers its last record (signed when a signing key is set; the places it
-went, each with its outbox status), and `chain` says whether the whole chain
-verified when the pack was generated, with the head that covers everything before it.
+published outside the database that covers its last record (signed when a signing key
+is set; the places it went, each with its outbox status), and `chain` says whether the
+whole chain verified when the pack was generated, with the head that covers everything before it.
 """
 
 from __future__ import annotations
