@@ -143,3 +143,39 @@ async def test_a_freeze_holds_a_flag_release_until_break_glass_opens_its_window(
     assert flags.unleash.serving() == 10
     [opened] = audited(bot, "flag.step_opened")
     assert json.loads(json.dumps(opened["requirement"]))["mode"] == "quorum"
+
+
+async def test_with_auto_each_step_after_the_first_is_taken_once_its_checks_passed(
+    bot_factory: BotFactory,
+    slack: FakeSlackWebApi,
+    flags: FlagEdge,
+    clock: FrozenClock,
+    app_private_key: str,
+) -> None:
+    data = example_config_data()
+    data["services"]["checkout"]["release"]["flags"][0]["auto"] = True
+    overrides = Overrides(
+        clock=clock,
+        config=parse_config(data),
+        start_scheduler=False,
+        run_outbox_worker=False,
+        process_before_response=True,
+        http_transport=flags.transport,
+        environ={"LAUNCHDARKLY_API_KEY": "api-0123-ld-secret-token"},
+    )
+    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as bot:
+        deployment_id = await deploy(bot)
+        await run_checks(bot, clock)
+        await flag_click(bot, "U0RM1", "release_flag", deployment_id)
+        assert flags.launchdarkly.serving() == 10
+        await run_checks(bot, clock)
+        assert flags.launchdarkly.serving() == 50  # nobody clicked
+        await run_checks(bot, clock)
+        assert flags.launchdarkly.serving() == 100
+        approved = audited(bot, "flag.step_approved")
+    assert [(a["actor"], a["percent"]) for a in approved] == [
+        ("U0RM1", 10),
+        ("releasebot", 50),
+        ("releasebot", 100),
+    ]
+    assert approved[1]["reason"] == "auto: the checks after 10% passed"
