@@ -30,12 +30,14 @@ from bot.ports import (
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.store.db import Database
+from bot.usecases.flags import FlagLedger
 from bot.usecases.markers import MarkerLedger
 from bot.usecases.slo import BudgetMeter
 from integrations.checkpoint_sinks import checkpoint_handlers
 from integrations.checks.budget import PrometheusBudget
 from integrations.checks.registry import build_runners
 from integrations.deployers.registry import build_deployers, close_all
+from integrations.flags import FlagSenders
 from integrations.github.client import GitHubClient, github_client_from_settings
 from integrations.gitlab.client import GitLabClient, gitlab_client_from_settings
 from integrations.http import make_client
@@ -166,9 +168,9 @@ def senders(
     renderer: Renderer,
     directory: SlackDirectory,
 ) -> dict[str, Any]:
-    """The outbox senders beside the worker's own: audit checkpoints, deploy markers, error
-    budget measurements, the audit forwarder and the lines mentioning on-call (their clients
-    closed with the app)."""
+    """The outbox senders beside the worker's own: audit checkpoints, deploy markers, feature
+    flag changes, error budget measurements, the audit forwarder and the lines mentioning
+    on-call (their clients closed with the app)."""
     secrets = (o.environ if o.environ is not None else os.environ).get
     transport = o.http_transport
     schedule = PagerDutyOncalls(make_client(settings.pagerduty_api_url, transport=transport))
@@ -180,6 +182,9 @@ def senders(
     )
     ledger = MarkerLedger(db, clock)
     markers = MarkerSenders(config=config, secrets=secrets, ledger=ledger, clock=clock)
+    flags = FlagSenders(
+        config=config, secrets=secrets, ledger=FlagLedger(db, clock, config), clock=clock
+    )
     forwarder = AuditWebhook.from_settings(settings, transport=transport)
     if forwarder is not None:
         stack.push_async_callback(forwarder.aclose)
@@ -190,6 +195,7 @@ def senders(
         **meter.handlers(),
         **checkpoint_handlers(settings, slack, transport),
         **markers.handlers(transport),
+        **flags.handlers(transport),
         **audit_forwarding.handlers(db, forwarder),
         **oncall_lines.handlers(),
     }

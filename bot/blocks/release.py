@@ -48,6 +48,8 @@ def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
         blocks.append(_text(f"*Verification*\n{_verification(r.verification)}"))
     if r.lock:
         blocks.append(_text(_lock(r)))
+    if r.flags:
+        blocks.extend(_flags(r))
     buttons = _buttons(r)
     if buttons:
         blocks.append(
@@ -229,6 +231,51 @@ def _verification(v: dict[str, Any]) -> str:
             f"{_esc(truncate(skipped['reason'], 300))}\n{text}"
         )
     return text
+
+
+_PLATFORMS: Final = {"launchdarkly": "LaunchDarkly", "unleash": "Unleash", "webhook": "webhook"}
+
+
+def _flags(r: ReleaseView) -> list[Block]:
+    """The `release:` flags: where each stands, then its Release and Kill switch buttons (one
+    actions block per flag, so each block's action ids stay unique)."""
+    lines = ["*Release*"]
+    blocks: list[Block] = []
+    for index, flag in enumerate(r.flags):
+        name = _esc(flag["flag"])
+        where = f"{_esc(flag['serving'])}%" if flag["serving"] else "off"
+        status = flag.get("status")
+        if flag["busy"]:
+            where += " · checks running" if status == "verifying" else " · changing now"
+        elif status == "failed":
+            where += " · :x: checks failed: use Kill switch"
+        elif flag["pending"]:
+            where += f" · :hourglass: {with_mentions(flag.get('progress') or 'waiting')}"
+        platform = _PLATFORMS.get(str(flag["provider"]), _esc(flag["provider"]))
+        lines.append(f"• `{name}` ({platform}): {where}")
+        value = f"{r.deployment_id}:{flag['flag']}"
+        elements: list[Block] = []
+        if flag["next_percent"] is not None:
+            label = f"Release {flag['flag']} {flag['next_percent']}%"
+            elements.append(_button("release_flag", label, value, "primary"))
+        if flag["can_kill"]:
+            elements.append(_button("release_kill_switch", "Kill switch", value, "danger"))
+        if elements:
+            block_id = f"flag_actions_{_esc(r.deployment_id)}_{index}"
+            blocks.append({"type": "actions", "block_id": block_id, "elements": elements})
+    return [_text("\n".join(lines)), *blocks]
+
+
+def _button(action_id: str, label: str, value: str, style: str | None) -> Block:
+    element: Block = {
+        "type": "button",
+        "action_id": action_id,
+        "value": _esc(value),
+        "text": {"type": "plain_text", "text": truncate(label, 75)},
+    }
+    if style:
+        element["style"] = style
+    return element
 
 
 def _buttons(r: ReleaseView) -> list[Block]:

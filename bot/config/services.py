@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 from bot.config.base import ConfigModel, Loc, invalid, problems_error, quoted_list, suggest
 from bot.config.checks import VerifyCheck
 from bot.config.deploy import Deploy
+from bot.config.flags import ReleaseFlags
 from bot.config.gates import GatePolicy
 from bot.config.markers import Markers
 from bot.config.slo import Slo, burn_rate_with
@@ -168,6 +169,7 @@ class Service(ConfigModel):
     markers: Markers | None = None  # deploy markers on dashboards (Grafana, Datadog, ...)
     slo: Slo | None = None  # the error budget gates and automatic promotion look at
     environments: Annotated[list[Environment], Field(min_length=1)]
+    release: ReleaseFlags | None = None  # feature flags released behind their own gate
 
     @property
     def provider(self) -> Literal["github", "gitlab"]:
@@ -189,6 +191,16 @@ class Service(ConfigModel):
         if env.production is not None:
             return env.production
         return env.name == self.environments[-1].name
+
+    def release_environment(self) -> str | None:
+        """Where the `release:` flags are released: its `environment`, else the service's
+        first production environment (None without a `release:` block)."""
+        if self.release is None:
+            return None
+        if self.release.environment is not None:
+            return self.release.environment
+        production = self.production_environments()
+        return production[0] if production else self.environments[-1].name
 
     def production_environments(self) -> list[str]:
         """The names of its production environments, in list order."""
@@ -215,6 +227,15 @@ class Service(ConfigModel):
                     )
                 )
         problems.extend(_slo_problems(self))
+        released = self.release.environment if self.release is not None else None
+        if released is not None and released not in names:
+            problems.append(
+                (
+                    ("release", "environment"),
+                    f"'{released}' is not an environment of this service"
+                    f"{suggest(released, names)} (it has {quoted_list(names)})",
+                )
+            )
         loop = _promotion_loop(self.environments)
         if loop:
             index = names.index(loop[0])

@@ -30,7 +30,17 @@ from bot.domain.events import DeployEvent
 from bot.domain.messages import TemplateLine
 from bot.domain.slo import Budget
 from bot.ports import CheckResult, Comparison
-from bot.services import audit, deployments, gates, markers, outbox, releases, slo, verification
+from bot.services import (
+    audit,
+    deployments,
+    flag_checks,
+    gates,
+    markers,
+    outbox,
+    releases,
+    slo,
+    verification,
+)
 from bot.services.gate_close import refresh_message
 from bot.store.tables import Deployment
 
@@ -77,6 +87,7 @@ def record_check(
     recorded = verification.record(session, now=now, config=config, run_id=run_id, result=result)
     if recorded.deployment is None:
         return recorded
+    flag_checks.check_recorded(session, now=now, config=config, run_id=run_id)
     if recorded.verdict == states.VERIFIED:
         verified(session, now=now, config=config, deployment=recorded.deployment)
     elif recorded.verdict == states.VERIFICATION_FAILED:

@@ -302,6 +302,60 @@ class FreezeWindow(SQLModel, table=True):
     lifted_by: str | None = Field(default=None, max_length=200)
 
 
+class FlagStep(SQLModel, table=True):
+    """One step of a feature flag's release (a rollout to a percentage, or the kill switch):
+    a gate of its own while `pending`, then a change sent to the flag platform, then the
+    service's verify checks again. `seq` numbers the steps of one flag in one environment,
+    so two clicks racing to open the same step collide on the unique constraint."""
+
+    __tablename__ = "flag_step"
+    __table_args__ = (
+        sa.UniqueConstraint("service", "environment", "flag", "seq", name="uq_flag_step_seq"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    service: str = Field(max_length=100)
+    environment: str = Field(max_length=100)
+    flag: str = Field(max_length=200)
+    seq: int
+    kind: str = Field(max_length=16)  # rollout | kill
+    percent: int
+    provider: str = Field(max_length=32)
+    status: str = Field(max_length=32)  # bot.domain.flags STATUSES
+    requirement: dict[str, Any] = _json(default_factory=dict)
+    progress: str | None = Field(default=None, max_length=1000)
+    row_version: int = 1
+    requested_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _at()
+    decided_at: datetime | None = _at(default=None)
+    decided_by: str | None = Field(default=None, max_length=200)
+    delivered_at: datetime | None = _at(default=None)
+    receipt: dict[str, Any] | None = _json(default=None)  # what the platform answered
+
+
+class FlagApproval(SQLModel, table=True):
+    """One person's approval of a flag step; one per person per step."""
+
+    __tablename__ = "flag_approval"
+    __table_args__ = (sa.UniqueConstraint("step_id", "user_id", name="uq_flag_approval_step_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int = Field(foreign_key="flag_step.id", index=True)
+    user_id: str = Field(max_length=32)
+    created_at: datetime = _at()
+
+
+class FlagStepCheck(SQLModel, table=True):
+    """A verify check planned again after a flag step (its runs are ordinary check runs of
+    the deployment, claimed by the same scheduler)."""
+
+    __tablename__ = "flag_step_check"
+
+    check_id: int = Field(foreign_key="deploy_check.id", primary_key=True)
+    step_id: int = Field(foreign_key="flag_step.id", index=True)
+
+
 class _Saved(Protocol):
     id: int | None
 

@@ -13,6 +13,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 |---------------|----------------------------------------------------------------|
 | ingest        | record a delivery                                              |
 | decide        | decide a gate, ask for and confirm break-glass                 |
+| flags         | release a feature flag a step further, pull its kill switch    |
 | operate       | promote, roll back, unlock (buttons and `/release`)            |
 | freeze        | freeze and unfreeze an environment                             |
 | lock          | lock and unlock a service's environments, the locks in force   |
@@ -47,6 +48,7 @@ from bot.usecases import (
     dashboard,
     decide,
     digest,
+    flags,
     freeze,
     health,
     ingest,
@@ -149,6 +151,16 @@ class UseCases:
             return await decide.confirm_break_glass(self._ctx, gate_id=gate_id, user_id=user_id)
         return await decide.request_break_glass(
             self._ctx, gate_id=gate_id, user_id=user_id, reason=reason
+        )
+
+    async def release_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:
+        return await flags.release_flag(
+            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
+        )
+
+    async def kill_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:
+        return await flags.kill_switch(
+            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
         )
 
     async def rerequest_gate(self, *, gate_id: int, user_id: str) -> Outcome:

@@ -60,6 +60,44 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
 
     _on_click(app, "release_approve", approve)
     _on_reason(app, "release_reject", REJECT_MODAL, reject_modal, "gate_id", reject)
+    _register_flags(app, usecases)
+
+
+def _register_flags(app: AsyncApp, usecases: UseCases) -> None:
+    """Release <flag> (an approval of its next step) and Kill switch (turn it off at once);
+    both buttons carry `<deployment id>:<flag key>`."""
+
+    @app.action("release_flag", middleware=ACK_FIRST)
+    async def release(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        target = _flag_value(body)
+        if target is not None:
+            user = body["user"]["id"]
+            told = await usecases.release_flag(
+                deployment_id=target[0], flag=target[1], user_id=user
+            )
+            await _tell(client, body, told)
+
+    @app.action("release_kill_switch", middleware=ACK_FIRST)
+    async def kill(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        target = _flag_value(body)
+        if target is not None:
+            user = body["user"]["id"]
+            told = await usecases.kill_flag(deployment_id=target[0], flag=target[1], user_id=user)
+            await _tell(client, body, told)
+
+
+def _flag_value(body: dict[str, Any]) -> tuple[int, str] | None:
+    try:
+        value = str(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError):
+        value = ""
+    deployment, _, flag = value.partition(":")
+    if deployment.isdigit() and len(deployment) < 10 and int(deployment) < 2**31 and flag:
+        return int(deployment), flag[:200]
+    log.warning("ignoring a flag click without a deployment and a flag")
+    return None
 
 
 def register_operations(app: AsyncApp, usecases: UseCases) -> None:

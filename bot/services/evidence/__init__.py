@@ -44,6 +44,9 @@ written as the audit chain writes it (`2026-11-17T10:00:00.000000Z`):
                     to be passed) by break-glass, as on the gate itself
     verification    [{deployment_id, check_id, name, kind, spec,
                       runs: [{id, due_at, status, finished_at, result}]}]
+    flags           [{id, flag, kind, percent, provider, status, requirement, decided_by,
+                      receipt, approvals, checks, ...}]: every feature flag step taken from
+                    the release's deployments (`bot.services.evidence.flags`)
     receipts        [{seq, at, hash, deployment_id, kind, outbox_id, attempt,
                       receipts: [{platform, ...}]}]: what Slack (ts of each post and edit),
                     the code host (callback answer), the pager (dedup key) and the deployer
@@ -65,12 +68,12 @@ written as the audit chain writes it (`2026-11-17T10:00:00.000000Z`):
 UTF-8) of `{"base_sha", "sha", "commits", "diff"}` exactly as they appear in the pack, so an
 auditor recomputes it from the pack alone; `diff_sha256_source` says whether the compare's
 file list was stored or only the commit list is covered. The audit records are those whose
-subject is `deployment:<id>` or `gate:<id>` of this release; each `hash` recomputes with
-`bot.domain.audit.record_hash`. `stretch` names the first and last record covering the
-release (its records, receipts and aftermath) and the first checkpoint published outside
-the database that covers its last record (signed when a signing key is set; the places it
-went, each with its outbox status), and `chain` says whether the whole chain
-verified when the pack was generated, with the head that covers everything before it.
+subject is `deployment:<id>`, `gate:<id>` or `flag_step:<id>` of this release; each `hash`
+recomputes with `bot.domain.audit.record_hash`. `stretch` names the first and last record
+covering the release (its records, receipts and aftermath) and the first checkpoint
+published outside the database that covers its last record (signed when a signing key
+is set; the places it went, each with its outbox status), and `chain` says whether the
+whole chain verified when the pack was generated, with the head that covers everything before it.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain.config_hash import config_sha256
-from bot.services.evidence import people, sections, trail
+from bot.services.evidence import flags, people, sections, trail
 from bot.services.evidence.sections import FORMAT, diff_sha256, iso
 from bot.store.tables import Deployment, Release
 
@@ -109,6 +112,8 @@ def evidence_pack(
     gates = sections.gates(session, deployment_ids)
     subjects = [f"deployment:{i}" for i in deployment_ids]
     subjects += [f"gate:{g.id}" for found in gates.values() for g in found]
+    flag_steps = flags.steps_of(session, deployment_ids)
+    subjects += [f"flag_step:{s.id}" for s in flag_steps]
     records = trail.records_of(session, subjects)
     slack_emails = people.slack_emails_in(records)
     docs = _deployments(session, deployments, gates, records, config)
@@ -139,6 +144,7 @@ def evidence_pack(
         "freezes": docs["freezes"],
         "break_glass": docs["break_glass"],
         "verification": sections.verification(session, deployment_ids),
+        "flags": flags.section(session, flag_steps),
         "receipts": receipts,
         "aftermath": aftermath,
         "identities": {user: sections.identity(config, user) for user in sorted(docs["people"])},

@@ -1,0 +1,212 @@
+"""Feature flags as releases: where a flag stands, what step comes next, and the change sent.
+
+A flag of a service's `release:` block goes through its `steps` (percentages of users).
+Each step is a gate of its own (a `flag_step` row with its requirement and approvals,
+decided by the same rules as a deploy gate: `bot.domain.gates`), then a change sent to the
+flag platform, then the service's verify checks run again. The kill switch is a step too:
+it turns the flag off at once, without a quorum.
+
+    history = [StepRecord("rollout", 10, PASSED, deployment_id=4)]
+    state = flag_state((10, 50, 100), history, deployment_id=4)
+    state.next_percent   # 50: "Release new-checkout-flow 50%" is offered
+    state.serving        # 10: what the platform serves now
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from bot.domain.gates.common import Mention, plain
+from bot.domain.gates.refusal import Refusal, who
+
+ROLLOUT: Final = "rollout"
+KILL: Final = "kill"
+
+# A step's status, in the order it moves.
+PENDING: Final = "pending"  # waiting for approvals (a gate)
+SENDING: Final = "sending"  # approved: the change is queued for the platform
+VERIFYING: Final = "verifying"  # the platform took it: the verify checks run again
+PASSED: Final = "passed"  # its checks passed (or there are none)
+FAILED: Final = "failed"  # a check failed after it: the next step is not offered
+UNDELIVERED: Final = "undelivered"  # the platform refused the change
+CANCELLED: Final = "cancelled"  # a pending step the kill switch closed
+OFF: Final = "off"  # the kill switch's change went through: the flag is off
+
+STATUSES: Final = (PENDING, SENDING, VERIFYING, PASSED, FAILED, UNDELIVERED, CANCELLED, OFF)
+_SERVING: Final = frozenset({VERIFYING, PASSED, FAILED})
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a flag as stored: a rollout to `percent`, or the kill switch."""
+
+    kind: str  # rollout | kill
+    percent: int
+    status: str
+    deployment_id: int
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """Where a flag stands for the release message of one deployment.
+
+    `serving`: the percentage the platform serves now (0: off or never released).
+    `next_percent`: the step offered now ("Release <flag> N%"), or None. `pending`: that
+    step's gate is open (approvals recorded, more needed). `busy`: a change or its checks
+    are in flight. `can_kill`: the kill switch applies (the flag serves users).
+    """
+
+    serving: int
+    next_percent: int | None
+    pending: bool
+    busy: bool
+    can_kill: bool
+    status: str | None  # the newest step's status, None before the first
+
+
+def serving(history: Sequence[StepRecord]) -> int:
+    """The percentage the platform serves now, from the steps it took (newest last)."""
+    for record in reversed(history):
+        if record.kind == KILL and record.status in (SENDING, OFF):
+            return 0
+        if record.kind == ROLLOUT and record.status in _SERVING:
+            return record.percent
+    return 0
+
+
+def step_after(steps: Sequence[int], percent: int) -> int | None:
+    """The first configured step above `percent`, or None when the flag is fully out."""
+    return next((step for step in steps if step > percent), None)
+
+
+def flag_state(
+    steps: Sequence[int], history: Sequence[StepRecord], *, deployment_id: int
+) -> FlagState:
+    """What the release message of `deployment_id` offers for a flag with these `steps`,
+    given every step taken so far (oldest first).
+
+    After a failed step or the kill switch nothing is offered on the same deployment: a fix
+    is deployed and verified first, and its message offers the failed step (or, after the
+    kill switch, the first step) again.
+    """
+    now = serving(history)
+    if not history:
+        return FlagState(0, steps[0] if steps else None, False, False, False, None)
+    last = history[-1]
+    newer = deployment_id > last.deployment_id
+    if last.kind == KILL and last.status == UNDELIVERED:  # the platform refused: pull again
+        return FlagState(now, None, False, False, now > 0, last.status)
+    if last.kind == KILL:
+        offered = steps[0] if newer and last.status == OFF and steps else None
+        return FlagState(0, offered, False, last.status == SENDING, False, last.status)
+    if last.status == PENDING:
+        return FlagState(now, last.percent, True, False, now > 0, last.status)
+    if last.status in (SENDING, VERIFYING):
+        return FlagState(now, None, False, True, True, last.status)
+    if last.status == PASSED:
+        return FlagState(now, step_after(steps, now), False, False, True, last.status)
+    if last.status == FAILED:
+        return FlagState(now, last.percent if newer else None, False, False, True, last.status)
+    # undelivered (or a cancelled gate): the same step may be asked for again
+    return FlagState(now, last.percent, False, False, now > 0, last.status)
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """Send one flag change to its platform: roll out to `percent`, or turn it off
+    (`action` "off", the kill switch). One key per flag, so changes go out in order."""
+
+    KIND: ClassVar[str] = "flag.change"
+    step_id: int
+    deployment_id: int
+    service: str
+    flag: str
+    provider: str  # launchdarkly | unleash | webhook
+    action: str  # rollout | off
+    percent: int
+
+    @property
+    def key(self) -> str:
+        return f"flag:{self.service}:{self.flag}"
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "step_id": self.step_id,
+            "deployment_id": self.deployment_id,
+            "service": self.service,
+            "flag": self.flag,
+            "provider": self.provider,
+            "action": self.action,
+            "percent": self.percent,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> FlagChange:
+        return cls(
+            step_id=int(payload["step_id"]),
+            deployment_id=int(payload["deployment_id"]),
+            service=str(payload["service"]),
+            flag=str(payload["flag"]),
+            provider=str(payload["provider"]),
+            action=str(payload["action"]),
+            percent=int(payload["percent"]),
+        )
+
+    def describe(self) -> str:
+        """`new-checkout-flow → 10%`, `new-checkout-flow off`."""
+        return f"{self.flag} off" if self.action == "off" else f"{self.flag} → {self.percent}%"
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def not_offered(flag: str, state: FlagState) -> Refusal:
+    """A Release click when no step of the flag is offered now, and why."""
+    if state.busy:
+        return Refusal(
+            f"{flag} is changing now: the checks after its last step are still running",
+            "wait for them; the next step is offered when they pass",
+        )
+    if state.status == FAILED:
+        return Refusal(
+            f"the checks after {flag} went to {state.serving}% failed",
+            "use Kill switch, or deploy a fix: its release message offers the step again",
+        )
+    if state.status in (OFF, SENDING) or state.status is not None and state.serving == 0:
+        return Refusal(
+            f"{flag} was turned off by the kill switch",
+            "deploy a fix: its release message offers the flag again",
+        )
+    return Refusal(f"{flag} is fully released ({state.serving}%)", "there is no step left")
+
+
+def kill_not_allowed(flag: str, principals: Sequence[str], mention: Mention = plain) -> Refusal:
+    """The kill switch pulled by someone who is neither an approver nor on-call."""
+    return Refusal(
+        f"only the approvers of {flag} or on-call may pull its kill switch",
+        f"ask {who(principals, mention)} to pull it",
+    )
+
+
+def nothing_to_kill(flag: str) -> Refusal:
+    return Refusal(f"{flag} is already off", "nothing to turn off")
+
+
+def unknown_flag(flag: str, known: Sequence[str]) -> Refusal:
+    names = ", ".join(known) or "none"
+    return Refusal(
+        f"{flag} is not a flag of this service's release block (it has {names})",
+        "use the newest release message",
+    )
+
+
+def not_released_here(environment: str | None, state: str) -> Refusal:
+    where = environment or "its release environment"
+    return Refusal(
+        f"flags are released from a verified deploy in {where}, and this one is {state}",
+        "use the release message of the newest verified deploy there",
+    )

@@ -1,0 +1,139 @@
+"""Release a feature flag a step further, or pull its kill switch (buttons on the release
+message of a verified deploy).
+
+"Release <flag> N%" is an approval of the flag's next step, decided by the same rules as a
+deploy gate (`bot.services.flags`): who clicked is looked up in Slack's directory (e-mail,
+user groups) first. "Kill switch" asks no quorum and passes freezes, like a rollback, but
+only the release's approvers and on-call may pull it. A refusal is audited either way, and
+so is a click in an environment locked with `/release lock` (the kill switch excepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.config import Config
+from bot.domain.errors import DeliveryFailed
+from bot.domain.flags import FlagChange
+from bot.domain.gates import Person
+from bot.domain.gates import refusal as refusals
+from bot.logs import logged_ids
+from bot.ports import Clock
+from bot.services import flag_checks, flags, gates, releases
+from bot.store.db import Database
+from bot.usecases.context import Context
+from bot.usecases.refusals import audit_refusal, unknown_person
+
+REFUSED_ACTION = "flag.action_refused"
+
+
+@logged_ids("deployment_id")
+async def release_flag(
+    ctx: Context, *, deployment_id: int, flag: str, user_id: str
+) -> gates.Outcome:
+    """One approval of the flag's next step; the step goes out when its quorum is met."""
+    scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
+    if scope is None:
+        return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
+    service, environment = scope
+    locked = await ctx.read(
+        lambda s: releases.lock_refusal(s, service=service, environment=environment)
+    )
+    if locked is not None:
+        return await _refuse(ctx, user_id, deployment_id, flag, locked)
+    found = ctx.config.services.get(service)
+    release = found.release if found is not None else None
+    principals = [p for rule in release.require for p in rule.approvers] if release else []
+    try:
+        group_members = await ctx.members_of(principals)
+        user = await ctx.directory.user(user_id)
+    except DeliveryFailed as failure:
+        return await _refuse(ctx, user_id, deployment_id, flag, unknown_person(failure))
+    person = Person.from_config(user_id, user.email, ctx.config.identities)
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: flags.release_step(
+            s,
+            now=now,
+            config=ctx.config,
+            deployment_id=deployment_id,
+            flag=flag,
+            person=person,
+            group_members=group_members,
+        )
+    )
+    ctx.wake()
+    return outcome
+
+
+@logged_ids("deployment_id")
+async def kill_switch(
+    ctx: Context, *, deployment_id: int, flag: str, user_id: str
+) -> gates.Outcome:
+    """Turn the flag off at once, if the person is an approver of the release or on-call."""
+    scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
+    if scope is None:
+        return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
+    principals = flags.kill_principals(ctx.config, scope[0])
+    try:
+        groups = await ctx.groups_of(user_id, principals)
+    except DeliveryFailed as failure:
+        return await _refuse(ctx, user_id, deployment_id, flag, unknown_person(failure))
+    allowed = user_id in principals or bool(groups)
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: flags.kill(
+            s,
+            now=now,
+            config=ctx.config,
+            deployment_id=deployment_id,
+            flag=flag,
+            user_id=user_id,
+            allowed=allowed,
+        )
+    )
+    ctx.wake()
+    return outcome
+
+
+async def _refuse(
+    ctx: Context, user_id: str, deployment_id: int, flag: str, reason: str
+) -> gates.Outcome:
+    await audit_refusal(
+        ctx,
+        user_id=user_id,
+        action=REFUSED_ACTION,
+        subject=f"deployment:{deployment_id}",
+        details={"flag": flag, "reason": reason},
+    )
+    return gates.Outcome(gates.REFUSED, reason, deployment_id=deployment_id)
+
+
+class FlagLedger:
+    """What the flag senders (`integrations.flags`) record once a platform answered: the
+    receipt and the checks after the step, or why the change was given up on; each in
+    its own transaction."""
+
+    def __init__(self, db: Database, clock: Clock, config: Config) -> None:
+        self._db = db
+        self._clock = clock
+        self._config = config
+
+    async def delivered(self, change: FlagChange, receipt: dict[str, Any]) -> None:
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: flag_checks.delivered(
+                s, now=now, config=self._config, change=change, receipt=receipt
+            ),
+        )
+
+    async def undelivered(self, change: FlagChange, reason: str) -> None:
+        now = self._clock.now()
+        await asyncio.to_thread(
+            self._db.write,
+            lambda s: flag_checks.undelivered(
+                s, now=now, config=self._config, change=change, reason=reason
+            ),
+        )
