@@ -419,7 +419,13 @@ async def test_an_approver_skips_verification_with_a_reason_in_an_emergency(
     modal = slack.opened_views()[-1]["view"]
     assert modal["callback_id"] == "release_skip_verification_modal"
     answer = await submit_reason(bot, slack, "U0RM1", "   ")
-    assert answer == {"response_action": "errors", "errors": {"reason": "A reason is required."}}
+    assert answer == {
+        "response_action": "errors",
+        "errors": {
+            "reason": "A reason is required; type why in this box, then submit again "
+            "(it is recorded)"
+        },
+    }
     assert deployment(bot, SHA_A).state == "verifying"
 
     await submit_reason(bot, slack, "U0RM1", "checkout is down, hotfix <!channel> & more")
