@@ -109,13 +109,9 @@ def _figures(
     history: History, names: Sequence[str | None]
 ) -> dict[tuple[str | None, int], DoraMetrics]:
     windows = history.windows
-    sorted_leads: dict[str, list[list[float]]] = {
-        name: list(_cumulative(segments)) for name, segments in history.leads.items()
-    }
     sorted_recoveries: dict[str, list[list[float]]] = {
         name: list(_cumulative(segments)) for name, segments in history.recoveries.items()
     }
-    pooled = None if history.pooled_leads is None else list(_cumulative(history.pooled_leads))
     empty: list[list[float]] = [[] for _ in windows]
     results: dict[tuple[str | None, int], DoraMetrics] = {}
     for name in names:
@@ -123,17 +119,13 @@ def _figures(
         for i, days in enumerate(windows):
             deployments = sum(history.counts[m][i][0] for m in members if m in history.counts)
             failures = sum(history.counts[m][i][1] for m in members if m in history.counts)
-            if name is None and pooled is not None:
-                leads = pooled[i]
-            else:
-                leads = _union(sorted_leads.get(m, empty)[i] for m in members)
             recoveries = _union(sorted_recoveries.get(m, empty)[i] for m in members)
             results[(name, days)] = DoraMetrics(
                 service=name,
                 days=days,
                 deployments=deployments,
                 deploys_per_day=deployments / days,
-                lead_time_median_hours=_hours(median_of_sorted(leads)),
+                lead_time_median_hours=_hours(history.lead_medians.get((name, i))),
                 change_failure_rate=failures / deployments if deployments else None,
                 recovery_median_hours=_hours(median_of_sorted(recoveries)),
                 failures=failures,

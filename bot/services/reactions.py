@@ -3,7 +3,8 @@
 The services below this module change state and say what changed; none of them imports
 this one. Here the consequences are drawn:
 
-- a deployment **succeeded**: finish the rollbacks it restores, send a change event when
+- a deployment **succeeded**: write its commits' lead times when it is its release's first
+  run in production (`lead_times`), finish the rollbacks it restores, send a change event when
   its environment is production (`Config.is_production`), then plan its verification, or
   promote it on when there is nothing to verify and its environment promotes automatically;
 - its verification **passed**: promote it on when the environment promotes automatically
@@ -25,7 +26,7 @@ from bot.domain import states
 from bot.domain.events import DeployEvent
 from bot.domain.messages import TemplateLine
 from bot.ports import CheckResult, Comparison
-from bot.services import audit, deployments, outbox, releases, verification
+from bot.services import audit, deployments, lead_times, outbox, releases, verification
 from bot.store.tables import Deployment
 
 RELEASEBOT = "releasebot"
@@ -51,6 +52,11 @@ def apply_event(
         commits=commits,
         config=config,
     )
+    if applied.deployment is not None and states.SUCCEEDED in applied.moved_to:
+        # Its release's first run in production: its commits' lead times are written now.
+        lead_times.deployed(
+            session, deployment=applied.deployment, is_production=config.is_production
+        )
     if applied.deployed and applied.deployment is not None:
         deployed(session, now=now, config=config, deployment=applied.deployment)
     return applied.deployment, applied.changed
