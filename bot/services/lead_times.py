@@ -12,8 +12,12 @@ the rows are written again from it. `commit_lead_count` keeps the rows counted p
 service, environment, UTC day and lead bin; both are written in the caller's transaction.
 
 Which environments are production is the config's (`Config.is_production`) when the
-deployment runs. Deployments stored through the ORM with their run time already set
-(imports, scripts) are recorded by a flush hook below, for environments named production.
+deployment runs; reports count the rows of the environments their `Production` scope
+names. Deployments stored through the ORM with their run time already set (imports,
+scripts), and the history the migration backfilled, have no config to ask: their
+release's first run in each environment is kept, and the reading scope picks production's
+(a release that ran in two production environments of one service is then counted at
+both).
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ def commits_stored(
 def _rewrite(
     conn: Connection, release_id: int, is_production: IsProduction, *, ran: int | None
 ) -> int:
-    """(Re)write the release's rows from its first production run. With `ran`, only when
-    that deployment is the first run and its rows are not written yet."""
+    """(Re)write the release's rows: from its first production run, and for every other
+    environment it has rows in, from the run they were written for. With `ran`, only when
+    that deployment is the first production run and its rows are not written yet."""
     d = _DEPLOYMENT.c
     runs = conn.execute(
         sa.select(d.id, d.service, d.environment, d.deployed_at)
@@ -97,51 +102,64 @@ def _rewrite(
         .order_by(d.deployed_at, d.id)
     ).all()
     first = next((r for r in runs if is_production(r.service, r.environment)), None)
-    if first is None or (ran is not None and first.id != ran):
+    if ran is not None and (first is None or first.id != ran):
         return 0
-    if ran is not None:
-        written = conn.execute(
-            sa.select(LEADS.c.deployment_id).where(LEADS.c.release_id == release_id).limit(1)
-        ).scalar()
-        if written == ran:
-            return 0
+    t = LEADS.c
+    kept = {
+        row.environment: row
+        for row in conn.execute(
+            sa.select(t.environment, t.deployment_id.label("id"), t.service, t.deployed_at)
+            .where(t.release_id == release_id)
+            .distinct()
+        )
+    }
+    if ran is not None and any(row.id == ran for row in kept.values()):
+        return 0
+    sources: dict[str, Any] = dict(kept)
+    if first is not None:
+        for run in runs:  # the first production run stands for every production one
+            if is_production(run.service, run.environment):
+                sources.pop(run.environment, None)
+        sources[first.environment] = first
+    if not sources:
+        return 0
     if conn.dialect.name == "postgresql":
         # One writer at a time recounts a day: two would each miss the other's rows.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEAD_LOCK})
-    stale = conn.execute(
-        sa.select(LEADS.c.service, LEADS.c.environment, LEADS.c.deployed_at)
-        .where(LEADS.c.release_id == release_id)
-        .distinct()
-    ).all()
-    conn.execute(sa.delete(LEADS).where(LEADS.c.release_id == release_id))
-    rows = _rows(conn, release_id, first)
-    if rows:
-        conn.execute(sa.insert(LEADS), rows)
-    touched = {(s, e, day_of(at)) for s, e, at in stale}
-    touched.add((first.service, first.environment, day_of(first.deployed_at)))
-    recount(conn, touched)
-    return len(rows)
-
-
-def _rows(conn: Connection, release_id: int, first: Any) -> list[dict[str, Any]]:
-    deployed_us = epoch_micros(first.deployed_at)
+    conn.execute(sa.delete(LEADS).where(t.release_id == release_id))
     commits = conn.execute(
         sa.select(_COMMIT.c.sha, _COMMIT.c.authored_us).where(
             _COMMIT.c.release_id == release_id, _COMMIT.c.authored_us.is_not(None)
         )
     ).all()
+    rows = [row for run in sources.values() for row in _rows(release_id, run, commits)]
+    if rows:
+        conn.execute(sa.insert(LEADS), rows)
+    recount(
+        conn,
+        {
+            (run.service, run.environment, day_of(run.deployed_at))
+            for run in (*kept.values(), *sources.values())
+        },
+    )
+    return len(rows)
+
+
+def _rows(release_id: int, run: Any, commits: Iterable[Any]) -> list[dict[str, Any]]:
+    """The rows of the release's commits (sha, authored_us) timed from `run`."""
+    deployed_us = epoch_micros(run.deployed_at)
     rows: list[dict[str, Any]] = []
     for sha, authored_us in commits:
         lead = max(deployed_us - int(authored_us), 0)
         rows.append(
             {
                 "release_id": release_id,
-                "deployment_id": first.id,
-                "service": first.service,
-                "environment": first.environment,
+                "deployment_id": run.id,
+                "service": run.service,
+                "environment": run.environment,
                 "sha": sha,
                 "committed_at": EPOCH + timedelta(microseconds=int(authored_us)),
-                "deployed_at": first.deployed_at,
+                "deployed_at": run.deployed_at,
                 "lead_us": lead,
                 "lead_bin": lead_bin(lead),
             }
@@ -179,18 +197,22 @@ def recount(conn: Connection, days: Iterable[tuple[str, str, int]]) -> None:
 
 
 # --- deployments stored through the ORM with their run time set ----------------------------
+# No config says here which environment is production: the release's first run in each
+# environment is kept, and the reading scope (`Production`) counts those of production.
+
+
+def _orm_ran(connection: Connection, target: Deployment) -> None:
+    environment = target.environment
+    if target.deployed_at is not None and target.id is not None:
+        _rewrite(connection, target.release_id, lambda _s, e: e == environment, ran=target.id)
 
 
 @sa.event.listens_for(Deployment, "after_insert")
 def _inserted_ran(_mapper: Any, connection: Connection, target: Deployment) -> None:
-    if target.deployed_at is not None and target.id is not None:
-        if BY_NAME.holds(target.service, target.environment):
-            _rewrite(connection, target.release_id, BY_NAME.holds, ran=target.id)
+    _orm_ran(connection, target)
 
 
 @sa.event.listens_for(Deployment, "after_update")
 def _updated_ran(_mapper: Any, connection: Connection, target: Deployment) -> None:
-    changed = sa.inspect(target).attrs.deployed_at.history.added
-    if changed and target.deployed_at is not None and target.id is not None:
-        if BY_NAME.holds(target.service, target.environment):
-            _rewrite(connection, target.release_id, BY_NAME.holds, ran=target.id)
+    if sa.inspect(target).attrs.deployed_at.history.added:
+        _orm_ran(connection, target)

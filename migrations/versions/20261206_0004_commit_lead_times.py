@@ -4,10 +4,11 @@ The DORA lead time was computed at report time by joining every commit of the wi
 releases to the release's first production deployment. From this revision it is written
 once, when a release first runs in production, and the reports read the stored rows.
 
-The upgrade fills both tables from the history already stored: for each release, its first
-deployment that ran in an environment named `production` (the rule without a config), and
-its `release_commit` rows with an authored time. The lead bin below is a frozen copy of
-`bot.services.lead_times.lead_bin`.
+The upgrade fills both tables from the history already stored: each release's
+`release_commit` rows with an authored time, timed from its first run in each environment
+it ran in. A migration has no config to say which environments are production, so each is
+kept and the reports count those their production scope names. The lead bin below is a
+frozen copy of `bot.services.lead_times.lead_bin`.
 
 Revision ID: 0004
 Revises: 0003
@@ -44,6 +45,22 @@ def _lead_bin(lead_us: int) -> int:
     doublings = seconds.bit_length()
     top = seconds >> (doublings - 4)
     return 16 + (doublings - 5) * 8 + (top - 8)
+
+
+def _row(release_id: int, first: Any, sha: str, authored_us: int) -> dict[str, Any]:
+    deployed_us = (first.deployed_at - EPOCH) // timedelta(microseconds=1)
+    lead = max(deployed_us - authored_us, 0)
+    return {
+        "release_id": release_id,
+        "deployment_id": first.id,
+        "service": first.service,
+        "environment": first.environment,
+        "sha": sha,
+        "committed_at": EPOCH + timedelta(microseconds=authored_us),
+        "deployed_at": first.deployed_at,
+        "lead_us": lead,
+        "lead_bin": _lead_bin(lead),
+    }
 
 
 def _create() -> None:
@@ -126,13 +143,13 @@ def _backfill(conn: sa.engine.Connection) -> None:
     names = ("service", "environment", "day", "lead_bin", "commits")
     counts = sa.table("commit_lead_count", *(sa.column(n) for n in names))
     d = deployment.c
-    firsts: dict[int, Any] = {}
+    firsts: dict[int, dict[str, Any]] = {}  # release -> environment -> its first run there
     for row in conn.execute(
         sa.select(d.release_id, d.id, d.service, d.environment, d.deployed_at)
-        .where(d.environment == "production", d.deployed_at.is_not(None))
-        .order_by(d.release_id, d.deployed_at, d.id)
+        .where(d.deployed_at.is_not(None))
+        .order_by(d.release_id, d.environment, d.deployed_at, d.id)
     ):
-        firsts.setdefault(row.release_id, row)
+        firsts.setdefault(row.release_id, {}).setdefault(row.environment, row)
     tally: Counter[tuple[str, str, int, int]] = Counter()
     ids = sorted(firsts)
     for i in range(0, len(ids), CHUNK):
@@ -143,24 +160,11 @@ def _backfill(conn: sa.engine.Connection) -> None:
                 commit.c.release_id.in_(part), commit.c.authored_us.is_not(None)
             )
         ):
-            first = firsts[release_id]
-            deployed_us = (first.deployed_at - EPOCH) // timedelta(microseconds=1)
-            lead = max(deployed_us - int(authored_us), 0)
-            rows.append(
-                {
-                    "release_id": release_id,
-                    "deployment_id": first.id,
-                    "service": first.service,
-                    "environment": first.environment,
-                    "sha": sha,
-                    "committed_at": EPOCH + timedelta(microseconds=int(authored_us)),
-                    "deployed_at": first.deployed_at,
-                    "lead_us": lead,
-                    "lead_bin": _lead_bin(lead),
-                }
-            )
-            key = (first.service, first.environment, deployed_us // DAY_US, _lead_bin(lead))
-            tally[key] += 1
+            for first in firsts[release_id].values():
+                rows.append(_row(release_id, first, sha, int(authored_us)))
+                lead = rows[-1]["lead_us"]
+                day = (first.deployed_at - EPOCH) // timedelta(days=1)
+                tally[(first.service, first.environment, day, _lead_bin(lead))] += 1
         if rows:
             conn.execute(sa.insert(leads), rows)
     found = [
