@@ -76,15 +76,17 @@ def _histograms(
     tail_start = EPOCH + timedelta(days=last_full + 1)
     if firsts[-1] <= last_full:
         c = COUNTS.c
-        query = (
-            sa.select(c.service, c.day, c.lead_bin, c.commits)
-            .where(*_scope(CommitLeadCount, production, service))
-            .where(c.day >= firsts[-1], c.day <= last_full)
-        )
-        for name, day, found, count in session.execute(query):
-            for i, first in enumerate(firsts):
-                if day >= first:
-                    add(name, i, found, int(count))
+        for i, first in enumerate(firsts):
+            if first > last_full:
+                continue
+            query = (
+                sa.select(c.service, c.lead_bin, sa.func.sum(c.commits))
+                .where(*_scope(CommitLeadCount, production, service))
+                .where(c.day >= first, c.day <= last_full)
+                .group_by(c.service, c.lead_bin)
+            )
+            for name, found, count in session.execute(query):
+                add(name, i, found, int(count))
         tail = _count_rows(session, where, t.deployed_at >= tail_start, t.deployed_at <= now)
     else:
         tail = []

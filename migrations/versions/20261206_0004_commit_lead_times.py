@@ -96,12 +96,12 @@ def _create() -> None:
     op.create_index(
         "ix_commit_lead_time_bin",
         "commit_lead_time",
-        ["lead_bin", "deployed_at", "service", "environment", "lead_us"],
+        ["lead_bin", "lead_us", "deployed_at", "service", "environment"],
     )
     op.create_index(
         "ix_commit_lead_time_service_bin",
         "commit_lead_time",
-        ["service", "lead_bin", "deployed_at", "environment", "lead_us"],
+        ["service", "lead_bin", "lead_us", "deployed_at", "environment"],
     )
     op.create_table(
         "commit_lead_count",
@@ -112,7 +112,11 @@ def _create() -> None:
         sa.Column("commits", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("service", "environment", "day", "lead_bin"),
     )
-    op.create_index("ix_commit_lead_count_day", "commit_lead_count", ["day"], unique=False)
+    op.create_index(
+        "ix_commit_lead_count_day",
+        "commit_lead_count",
+        ["day", "environment", "service", "lead_bin", "commits"],
+    )
 
 
 def _backfill(conn: sa.engine.Connection) -> None:
