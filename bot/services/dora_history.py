@@ -310,28 +310,31 @@ def _read_unexplained_failures(
         )
         .exists()
     )
-    in_range = sa.or_(
-        sa.and_(col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now),
-        sa.and_(
+    # Two reads, each on its own index range: failures that ran in range (by deployed_at),
+    # then failures that never ran, created in range (deployed_at IS NULL). One OR of the
+    # two walks every production deployment instead.
+    for in_range in (
+        [col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now],
+        [
             col(Deployment.deployed_at).is_(None),
             col(Deployment.created_at) > starts[-1],
             col(Deployment.created_at) <= now,
-        ),
-    )
-    fallback = (
-        sa.select(col(Deployment.service), moment, began, _next_good_deployment(began, now))
-        .where(*_in_production(production, service))
-        .where(col(Deployment.state).in_(FAILURE_STATES))
-        .where(in_range)
-        .where(~has_incident)
-    )
-    for name, at, start, recovered in session.execute(fallback):
-        if recovered is None or start is None:
-            continue
-        segment = _segment(at, starts)
-        if segment is not None:
-            seconds = (recovered - start).total_seconds()
-            history.segments(history.recoveries, name)[segment].append(max(0.0, seconds))
+        ],
+    ):
+        fallback = (
+            sa.select(col(Deployment.service), moment, began, _next_good_deployment(began, now))
+            .where(*_in_production(production, service))
+            .where(col(Deployment.state).in_(FAILURE_STATES))
+            .where(*in_range)
+            .where(~has_incident)
+        )
+        for name, at, start, recovered in session.execute(fallback):
+            if recovered is None or start is None:
+                continue
+            segment = _segment(at, starts)
+            if segment is not None:
+                seconds = (recovered - start).total_seconds()
+                history.segments(history.recoveries, name)[segment].append(max(0.0, seconds))
 
 
 def no_jit(session: Session) -> None:
