@@ -6,8 +6,7 @@ import argparse
 import json
 from datetime import datetime
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK, config_or_report, say, settings_for, warn
 from bot.domain import checkpoints
@@ -16,6 +15,9 @@ from bot.domain.signing import SigningKeyError, load_public_key
 from bot.services import audit
 from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
