@@ -36,10 +36,10 @@ partial days from the rows), and the database walks only the median's bin, in le
 the shorter ones from it; `metrics` of every service together reads the pooled median only.
 
 Cost (bench/dora.py, 100,000 deployments over 90 days, 741,283 commit lead times in the
-window): at 90 days, counts ~45 ms, lead time ~30 ms, recovery ~60-90 ms on SQLite; every
-window of `metrics()` and of `report()` answers within 200 ms (see bench/README.md). Before
-the lead times were stored, the 90-day lead time alone took 0.5-0.9 s (every commit joined,
-sent and sorted per report).
+window), SQLite on a quiet machine: at 90 days counts ~45 ms, lead time ~30 ms, recovery
+~90 ms, `metrics()` ~170 ms and `report()` ~190 ms; 7 and 30 days well under that (see
+bench/README.md). Before the lead times were stored, the 90-day lead time alone took
+0.5-0.9 s (every commit joined, sent and sorted per report).
 """
 
 from __future__ import annotations
