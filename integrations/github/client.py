@@ -37,7 +37,6 @@ from integrations.http import RetryPolicy, make_client
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-
 __all__ = [
     "API_VERSION",
     "COMPARE_COMMITS_CAP",
