@@ -17,7 +17,7 @@ from bot.app import Overrides
 from bot.ports import Commit, Comparison
 from bot.services import assessment, dora
 from bot.store.db import Database
-from bot.store.tables import Release, ReleaseCommit
+from bot.store.tables import CommitLeadCount, CommitLeadTime, Release, ReleaseCommit
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FakeScm, FrozenClock, commits
 from tests.helpers import (
@@ -73,9 +73,11 @@ async def test_the_assessment_stores_the_commits_and_lead_time_is_read_from_them
         assert row.deployments == 1
         assert row.lead_time_median_hours == (deployed - middle).total_seconds() / 3600
 
-        # The rows are what is read: without them the JSON on the release is not parsed.
+        # The lead times stored when it first ran in production are what is read: without
+        # them neither the commit rows nor the JSON on the release are read again.
         def forget(session: Session) -> None:
-            session.execute(sa.delete(ReleaseCommit))
+            session.execute(sa.delete(CommitLeadTime))
+            session.execute(sa.delete(CommitLeadCount))
 
         bot.runtime.db.write(forget)
         with bot.runtime.db.read() as session:

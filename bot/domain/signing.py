@@ -17,13 +17,15 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from bot.domain.audit import canonical_json
+
+if TYPE_CHECKING:  # cryptography is imported where a key is used: not at start-up without one
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 ALGORITHM = "ed25519"
 SIGNATURE = "signature"
@@ -34,17 +36,24 @@ class SigningKeyError(ValueError):
 
 
 def fingerprint(public_key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def public_pem(public_key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
 
 
 def load_private_key(pem: bytes, *, source: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -55,6 +64,9 @@ def load_private_key(pem: bytes, *, source: str) -> Ed25519PrivateKey:
 
 
 def load_public_key(pem: bytes, *, source: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
@@ -65,6 +77,9 @@ def load_public_key(pem: bytes, *, source: str) -> Ed25519PublicKey:
 
 
 def generate() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     """A new key pair as (private PEM, public PEM)."""
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
@@ -109,6 +124,8 @@ class Signer:
 
 
 def check(document: Mapping[str, Any], public_key: Ed25519PublicKey) -> str | None:
+    from cryptography.exceptions import InvalidSignature
+
     """Why the document's signature does not hold under this key, or None when it does."""
     signature = document.get(SIGNATURE)
     if not isinstance(signature, Mapping):

@@ -10,7 +10,7 @@ transaction waits on the network:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from bot.domain.ingest import has_sha
 from bot.domain.messages import Assess, ReleaseMessageUpdate
 from bot.domain.risk import RiskInputs, assess
 from bot.ports import Commit, Comparison
-from bot.services import audit, gates, outbox
+from bot.services import audit, gates, lead_times, outbox
 from bot.services.people import unknown_reason
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Release, row_id
@@ -150,12 +150,14 @@ def store_comparison(
     base: str | None,
     source: str,
     session: Session | None = None,
+    is_production: Callable[[str, str], bool] | None = None,
 ) -> None:
     """Store what ships in `release`: its commits (on the release as JSON, and their times as
     `release_commit` rows, replacing any stored before), the diff's size and its base.
 
     `session`: the one `release` belongs to, by default; the rows are written through it,
-    so in the caller's transaction.
+    so in the caller's transaction. `is_production` (`Config.is_production`; by default
+    environments named production): where a release that already ran has its lead times.
     """
     owner = session if session is not None else object_session(release)
     if owner is None:
@@ -174,7 +176,7 @@ def store_comparison(
         "url": comparison.url,
         **_people_of(comparison),
     }
-    _replace_commit_rows(owner, release, kept)
+    _replace_commit_rows(owner, release, kept, is_production)
 
 
 def _people_of(comparison: Comparison) -> dict[str, Any]:
@@ -196,7 +198,12 @@ def _people_of(comparison: Comparison) -> dict[str, Any]:
     return found
 
 
-def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterable[Commit]) -> None:
+def _replace_commit_rows(
+    session: OrmSession,
+    release: Release,
+    commits: Iterable[Commit],
+    is_production: Callable[[str, str], bool] | None = None,
+) -> None:
     if release.id is None:
         session.add(release)
         session.flush()
@@ -206,6 +213,8 @@ def _replace_commit_rows(session: OrmSession, release: Release, commits: Iterabl
     rows = commit_rows(release.id, commits)
     if rows:
         session.execute(sa.insert(table), rows)
+    # A release already in production: its commits' lead times are written again too.
+    lead_times.commits_stored(session, release_id=release.id, is_production=is_production)
 
 
 def _paths(comparison: Comparison) -> list[str]:
@@ -235,7 +244,12 @@ def record(
     assert release is not None
     if comparison is not None:
         store_comparison(
-            release, comparison=comparison, base=plan.base, source="scm", session=session
+            release,
+            comparison=comparison,
+            base=plan.base,
+            source="scm",
+            session=session,
+            is_production=config.is_production,
         )
     deployment.assessment_note = unavailable[:500] if unavailable else None
     assessment = assess(

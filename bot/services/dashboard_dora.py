@@ -4,7 +4,6 @@ week, for production (or one environment) over a window of days."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +11,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from bot.domain import states
-from bot.services.assessment import epoch_micros
 from bot.services.production import PRODUCTION, Production
-from bot.store.tables import Deployment, ReleaseCommit
+from bot.store.tables import CommitLeadTime, Deployment
 
 BUCKETS = ("day", "week")
 FAILED_STATES = frozenset(
@@ -68,9 +66,10 @@ def dora_series(
 
     A deploy is a deployment into `environment` with `deployed_at` in the window; with
     `production` (the config's, `Production.of(config)`), into any production environment,
-    and the series is named `environment` ("production"). Lead time
-    is measured once per release (its first deploy in the window): from each of its commits'
-    `authored_at` to that deploy; a release deployed again adds a deploy but no lead times.
+    and the series is named `environment` ("production"). Lead time is each commit's stored
+    lead time (`commit_lead_time`: from `authored_at` to its release's first production
+    deploy), in the bucket of that deploy; a release deployed again adds a deploy but no
+    lead times.
     """
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
@@ -86,8 +85,8 @@ def dora_series(
         cursor += step
     window = _Window(first, step, len(starts))
     scope = production if production is not None else Production.named(environment)
-    deploys, failed, first_deploy = _count_deploys(session, window, now, scope)
-    leads = _lead_times(session, window, first_deploy)
+    deploys, failed = _count_deploys(session, window, now, scope)
+    leads = _lead_times(session, window, now, scope)
     everything = [lead for found in leads for lead in found]
     total = sum(deploys)
     weeks = max((now - first).total_seconds() / timedelta(weeks=1).total_seconds(), 1 / 7)
@@ -125,15 +124,10 @@ class _Window:
 
 def _count_deploys(
     session: Session, window: _Window, now: datetime, scope: Production
-) -> tuple[list[int], list[int], dict[int, tuple[int, datetime]]]:
-    """Deploys and failed deploys per bucket, and each release's first deploy (its bucket
-    and time) in the window."""
+) -> tuple[list[int], list[int]]:
+    """Deploys and failed deploys per bucket."""
     rows = session.execute(
-        sa.select(
-            col(Deployment.release_id),
-            col(Deployment.deployed_at),
-            col(Deployment.state),
-        )
+        sa.select(col(Deployment.deployed_at), col(Deployment.state))
         .where(*scope.where(col(Deployment.service), col(Deployment.environment)))
         .where(col(Deployment.deployed_at).is_not(None))
         .where(col(Deployment.deployed_at) >= window.first)
@@ -142,28 +136,31 @@ def _count_deploys(
     ).all()
     deploys = [0] * window.count
     failed = [0] * window.count
-    first_deploy: dict[int, tuple[int, datetime]] = {}
-    for release_id, deployed_at, state in rows:
+    for deployed_at, state in rows:
         index = _index(deployed_at, window.first, window.step, window.count)
         if index is None:
             continue
         deploys[index] += 1
         if state in FAILED_STATES:
             failed[index] += 1
-        first_deploy.setdefault(release_id, (index, deployed_at))
-    return deploys, failed, first_deploy
+    return deploys, failed
 
 
 def _lead_times(
-    session: Session, window: _Window, first_deploy: Mapping[int, tuple[int, datetime]]
+    session: Session, window: _Window, now: datetime, scope: Production
 ) -> list[list[float]]:
-    """Per bucket, the seconds from each commit authored to its release's first deploy."""
+    """Per bucket, the stored lead times (seconds) of the commits first deployed in it."""
     leads: list[list[float]] = [[] for _ in range(window.count)]
-    for release_id, authored_us in _commit_times(session, first_deploy):
-        index, deployed_at = first_deploy[release_id]
-        deployed_us = epoch_micros(deployed_at)
-        if deployed_us is not None:
-            leads[index].append(max(deployed_us - authored_us, 0) / 1_000_000)
+    rows = session.execute(
+        sa.select(col(CommitLeadTime.deployed_at), col(CommitLeadTime.lead_us))
+        .where(*scope.where(col(CommitLeadTime.service), col(CommitLeadTime.environment)))
+        .where(col(CommitLeadTime.deployed_at) >= window.first)
+        .where(col(CommitLeadTime.deployed_at) <= now)
+    )
+    for deployed_at, lead_us in rows:
+        index = _index(deployed_at, window.first, window.step, window.count)
+        if index is not None:
+            leads[index].append(lead_us / 1_000_000)
     return leads
 
 
@@ -177,19 +174,3 @@ def _index(at: datetime, first: datetime, step: timedelta, count: int) -> int | 
         at = at.replace(tzinfo=UTC)
     index = int((at - first) // step)
     return index if 0 <= index < count else None
-
-
-def _commit_times(
-    session: Session, releases: Iterable[int], chunk: int = 500
-) -> Iterable[tuple[int, int]]:
-    """(release id, authored time in epoch microseconds) of the releases' commits with a time
-    (the `release_commit` rows the DORA metrics read too)."""
-    ids = sorted(releases)
-    for offset in range(0, len(ids), chunk):
-        part = ids[offset : offset + chunk]
-        rows = session.execute(
-            sa.select(col(ReleaseCommit.release_id), col(ReleaseCommit.authored_us))
-            .where(col(ReleaseCommit.release_id).in_(part))
-            .where(col(ReleaseCommit.authored_us).is_not(None))
-        ).all()
-        yield from ((int(release_id), int(authored_us)) for release_id, authored_us in rows)

@@ -18,7 +18,9 @@ config, and for a service the config no longer lists, the environment named `pro
   Change failure rate = failures / deployments.
 - Lead time for changes: for each release whose first production deployment ran in the
   window, each of its commits' `authored_at` to that deployment's `deployed_at` (a version
-  deployed again, as a rollback does, is not counted again). Median, in hours.
+  deployed again, as a rollback does, is not counted again). Median, in hours. Each
+  commit's lead time is stored when its release first runs in production
+  (`bot.services.lead_times`, table `commit_lead_time`); the median is read from those rows.
 - Failed deployment recovery time: `recovery_seconds` of the first `incident.resolved`
   audit record of each production deployment, resolved in the window; and, for failures in
   the window that have no incident record at all, the time from when the failure began (the
@@ -28,21 +30,17 @@ config, and for a service the config no longer lists, the environment named `pro
   Median, in hours. A rolled-back deployment's `finished_at` is when the rollback finished,
   so the failure is taken to begin when the bad version went live instead.
 
-Counts are SQL aggregates. The lead time joins each release's first production deployment
-to its `release_commit` rows (written with the commit list by `assessment.store_comparison`;
-the times are integer microseconds) and the database returns the lead times as JSON arrays
-of integers, one per service and segment; Python sorts them and takes the medians.
-`report` reads the history once for its longest window and cuts the shorter ones from it;
-`metrics` of every service together reads the lead times pooled, not service by service.
+Counts are SQL aggregates. The median lead time is exact and never sorts the window: the
+window's commits are counted per lead bin (whole UTC days from `commit_lead_count`, the two
+partial days from the rows), and the database walks only the median's bin, in lead order
+(`bot.services.dora_leads`). `report` reads the history once for its longest window and cuts
+the shorter ones from it; `metrics` of every service together reads the pooled median only.
 
-Cost (bench/dora.py, 100,000 deployments over 90 days, 756,795 commits): counts and
-recovery are a few SQL aggregates and one correlated lookup per unexplained failure (about
-40-150 ms together at 90 days). The lead time stays linear in the commits of the window's
-releases (741,283 at 90 days): every one is joined, subtracted, sent and sorted, about
-0.3-0.4 s in the database and 0.2 s to sort at 90 days, so 7 days meets the 200 ms target
-on both backends and 30 and 90 days do not. Meeting it there needs the lead times stored
-ready-made, ordered, when a release first succeeds in production (see bench/dora.py
---lead-table), which is a write in bot.services.transitions, not here.
+Cost (bench/dora.py, 100,000 deployments over 90 days, 741,283 commit lead times in the
+window), SQLite on a quiet machine: at 90 days counts ~45 ms, lead time ~30 ms, recovery
+~90 ms, `metrics()` ~170 ms and `report()` ~190 ms; 7 and 30 days well under that (see
+bench/README.md). Before the lead times were stored, the 90-day lead time alone took
+0.5-0.9 s (every commit joined, sent and sorted per report).
 """
 
 from __future__ import annotations
@@ -110,13 +108,9 @@ def _figures(
     history: History, names: Sequence[str | None]
 ) -> dict[tuple[str | None, int], DoraMetrics]:
     windows = history.windows
-    sorted_leads: dict[str, list[list[float]]] = {
-        name: list(_cumulative(segments)) for name, segments in history.leads.items()
-    }
     sorted_recoveries: dict[str, list[list[float]]] = {
         name: list(_cumulative(segments)) for name, segments in history.recoveries.items()
     }
-    pooled = None if history.pooled_leads is None else list(_cumulative(history.pooled_leads))
     empty: list[list[float]] = [[] for _ in windows]
     results: dict[tuple[str | None, int], DoraMetrics] = {}
     for name in names:
@@ -124,17 +118,13 @@ def _figures(
         for i, days in enumerate(windows):
             deployments = sum(history.counts[m][i][0] for m in members if m in history.counts)
             failures = sum(history.counts[m][i][1] for m in members if m in history.counts)
-            if name is None and pooled is not None:
-                leads = pooled[i]
-            else:
-                leads = _union(sorted_leads.get(m, empty)[i] for m in members)
             recoveries = _union(sorted_recoveries.get(m, empty)[i] for m in members)
             results[(name, days)] = DoraMetrics(
                 service=name,
                 days=days,
                 deployments=deployments,
                 deploys_per_day=deployments / days,
-                lead_time_median_hours=_hours(median_of_sorted(leads)),
+                lead_time_median_hours=_hours(history.lead_medians.get((name, i))),
                 change_failure_rate=failures / deployments if deployments else None,
                 recovery_median_hours=_hours(median_of_sorted(recoveries)),
                 failures=failures,

@@ -1,8 +1,9 @@
 """DORA metrics: what is read from the database, once, for the longest window asked.
 
 `read_history` fills a `History` with three reads, each a few SQL statements: deployment
-and failure counts (`read_counts`), each commit's lead time (`read_lead_times`) and the
-recovery times of failed deployments (`read_recoveries`). What each counts is described
+and failure counts (`read_counts`), the median lead times from the stored commit lead
+times (`read_lead_times`, by `bot.services.dora_leads`) and the recovery times of failed
+deployments (`read_recoveries`). What each counts is described
 in `bot.services.dora`, which turns the history into the figures.
 
 Which deployments are production's is a `bot.services.production.Production` scope.
@@ -23,8 +24,8 @@ from sqlmodel import Session, col
 
 from bot.domain import states
 from bot.domain.audit import format_at
+from bot.services.dora_leads import read_medians
 from bot.services.production import BY_NAME, Production
-from bot.store import statements as sql
 from bot.store.tables import AuditEvent, Deployment
 
 FAILURE_STATES: Final = (
@@ -51,13 +52,13 @@ class History:
 
     windows: tuple[int, ...]
     counts: dict[str, list[list[int]]] = field(default_factory=dict)  # [window][deploys, fails]
-    leads: dict[str, list[list[float]]] = field(default_factory=dict)  # [segment] -> seconds
     recoveries: dict[str, list[list[float]]] = field(default_factory=dict)  # [segment] -> s
-    # Every service's lead times together, when only the overall figure is wanted.
-    pooled_leads: list[list[float]] | None = None
+    # The median lead time in seconds per (service, None: every service; window index).
+    lead_medians: dict[tuple[str | None, int], float | None] = field(default_factory=dict)
 
     def services(self) -> set[str]:
-        return set(self.counts) | set(self.leads) | set(self.recoveries)
+        named = {name for name, _ in self.lead_medians if name is not None}
+        return set(self.counts) | named | set(self.recoveries)
 
     def segments(self, samples: dict[str, list[list[float]]], name: str) -> list[list[float]]:
         if name not in samples:
@@ -131,119 +132,18 @@ def read_lead_times(
     production: Production = BY_NAME,
     each_service: bool = False,
 ) -> None:
-    """Each commit's lead time, for releases whose first production deployment is in range.
-
-    `service`: that service's. Otherwise every service's, pooled (`history.pooled_leads`),
-    or with `each_service` under each service's name.
-
-    The first production deployment of each release that ran in range, joined to the
-    release's `release_commit` rows: the database subtracts (integer microseconds) and
-    returns one JSON array per segment, picked out with FILTER, so only integers are
-    rendered and parsed. Per service, PostgreSQL groups the commits (a hash aggregate);
-    SQLite would sort them all for a GROUP BY (about 0.5 s at 90 days of 100,000
-    deployments), so there each service is one query: those `read_counts` found, since a
-    release first deployed in range has a production deployment that ran in range.
-    """
-    if service is None and not each_service:
-        query = _lead_query(session, production, now=now, starts=starts, scope="all")
-        pooled = session.execute(query).one()
-        history.pooled_leads = [_seconds(micros) for micros in pooled]
-        return
-    if service is None and session.get_bind().dialect.name != "sqlite":
-        query = _lead_query(session, production, now=now, starts=starts, scope="each")
-        for name, *arrays in session.execute(query):
-            _keep_leads(history, name, arrays)
-        return
-    query = _lead_query(session, production, now=now, starts=starts, scope="one")
-    for name in [service] if service is not None else sorted(history.counts):
-        _keep_leads(history, name, session.execute(query, {"service": name}).one())
-
-
-def _keep_leads(history: History, name: str, found: Sequence[list[int] | None]) -> None:
-    for index, micros in enumerate(found):
-        if micros:
-            history.segments(history.leads, name)[index].extend(_seconds(micros))
-
-
-def _seconds(micros: list[int] | None) -> list[float]:
-    # An int below 2**53 converts to float exactly and the division rounds once, so each
-    # value is exactly timedelta.total_seconds() of the same two times.
-    return [us / 1e6 for us in micros] if micros else []
-
-
-def _lead_query(
-    session: Session,
-    production: Production,
-    *,
-    now: datetime,
-    starts: Sequence[datetime],
-    scope: str,
-) -> sa.Select[Any]:
-    """SELECT one JSON array of lead times (microseconds) per segment (see History), of
-    every service ("all"), of the service bound as :service ("one"), or per service
-    ("each": the service name first, one row each)."""
-    earlier = aliased(Deployment)
-    deployed_before = (
-        sa.select(sa.literal(1))
-        .where(col(earlier.release_id) == col(Deployment.release_id))
-        # A release is one service's: the earlier deployment's service is this one's.
-        .where(*production.where(col(Deployment.service), col(earlier.environment)))
-        .where(col(earlier.deployed_at) < col(Deployment.deployed_at))
-        .exists()
+    """The median lead time of each window, from the stored commit lead times
+    (`bot.services.dora_leads`): of `service`, or of every service together and, with
+    `each_service`, of each one."""
+    found = read_medians(
+        session,
+        now=now,
+        starts=starts,
+        service=service,
+        each_service=each_service,
+        production=production,
     )
-    dialect = session.get_bind().dialect
-    first_at = sa.func.min(col(Deployment.deployed_at))
-    where = production.where(col(Deployment.service), col(Deployment.environment))
-    if scope == "one":
-        where.append(col(Deployment.service) == sa.bindparam("service"))
-    first = (
-        sa.select(
-            col(Deployment.release_id).label("release_id"),
-            col(Deployment.service).label("service"),
-            first_at.label("deployed_at"),
-            _micros(dialect, first_at).label("deployed_us"),
-        )
-        .where(*where)
-        .where(col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now)
-        .where(~deployed_before)
-        # Two production deployments of a release that ran at the same moment: once.
-        .group_by(col(Deployment.release_id), col(Deployment.service))
-        .subquery("first_production")
-    )
-    commit = sql.RELEASE_COMMIT
-    lead = first.c.deployed_us - commit.c.authored_us
-    gather = sa.func.json_group_array if dialect.name == "sqlite" else sa.func.json_agg
-    arrays: list[Any] = []
-    for i in range(len(starts)):
-        array: Any = gather(lead, type_=sa.JSON)
-        if len(starts) > 1:
-            after = first.c.deployed_at > starts[i]
-            array = array.filter(
-                after if i == 0 else sa.and_(after, first.c.deployed_at <= starts[i - 1])
-            )
-        arrays.append(array)
-    query = (
-        sa.select(*arrays)
-        .select_from(first.join(commit, commit.c.release_id == first.c.release_id))
-        .where(commit.c.authored_us.is_not(None))
-    )
-    if scope == "each":
-        query = query.with_only_columns(first.c.service, *arrays).group_by(first.c.service)
-    return query
-
-
-def _micros(dialect: sa.Dialect, at: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    """Microseconds since the epoch of a UTCDateTime, exactly, as `release_commit` keeps
-    commit times. On SQLite the column is the text 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC,
-    microseconds always written): julianday() would keep milliseconds only, and
-    unixepoch() (SQLite 3.38) is twice as fast as strftime('%s')."""
-    if dialect.name != "sqlite":
-        return sa.cast(sa.extract("epoch", at) * 1_000_000, sa.BigInteger)
-    if getattr(dialect.dbapi, "sqlite_version_info", (0,)) >= (3, 38):
-        seconds: sa.ColumnElement[Any] = sa.func.unixepoch(at)
-    else:
-        seconds = sa.cast(sa.func.strftime("%s", at), sa.Integer)
-    return seconds * 1_000_000 + sa.cast(sa.func.substr(at, 21, 6), sa.Integer)
+    history.lead_medians.update(found)
 
 
 def _scope_from_key(key: Any, deployment_id: int) -> tuple[str, str] | None:
@@ -411,28 +311,31 @@ def _read_unexplained_failures(
         )
         .exists()
     )
-    in_range = sa.or_(
-        sa.and_(col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now),
-        sa.and_(
+    # Two reads, each on its own index range: failures that ran in range (by deployed_at),
+    # then failures that never ran, created in range (deployed_at IS NULL). One OR of the
+    # two walks every production deployment instead.
+    for in_range in (
+        [col(Deployment.deployed_at) > starts[-1], col(Deployment.deployed_at) <= now],
+        [
             col(Deployment.deployed_at).is_(None),
             col(Deployment.created_at) > starts[-1],
             col(Deployment.created_at) <= now,
-        ),
-    )
-    fallback = (
-        sa.select(col(Deployment.service), moment, began, _next_good_deployment(began, now))
-        .where(*_in_production(production, service))
-        .where(col(Deployment.state).in_(FAILURE_STATES))
-        .where(in_range)
-        .where(~has_incident)
-    )
-    for name, at, start, recovered in session.execute(fallback):
-        if recovered is None or start is None:
-            continue
-        segment = _segment(at, starts)
-        if segment is not None:
-            seconds = (recovered - start).total_seconds()
-            history.segments(history.recoveries, name)[segment].append(max(0.0, seconds))
+        ],
+    ):
+        fallback = (
+            sa.select(col(Deployment.service), moment, began, _next_good_deployment(began, now))
+            .where(*_in_production(production, service))
+            .where(col(Deployment.state).in_(FAILURE_STATES))
+            .where(*in_range)
+            .where(~has_incident)
+        )
+        for name, at, start, recovered in session.execute(fallback):
+            if recovered is None or start is None:
+                continue
+            segment = _segment(at, starts)
+            if segment is not None:
+                seconds = (recovered - start).total_seconds()
+                history.segments(history.recoveries, name)[segment].append(max(0.0, seconds))
 
 
 def no_jit(session: Session) -> None:
@@ -458,9 +361,7 @@ def read_history(
     starts = window_starts(now, windows)
     scope = production if production is not None else BY_NAME
     no_jit(session)
-    read_counts(  # the lead times need them
-        session, history, now=now, starts=starts, service=service, production=scope
-    )
+    read_counts(session, history, now=now, starts=starts, service=service, production=scope)
     read_lead_times(
         session,
         history,

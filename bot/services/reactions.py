@@ -3,7 +3,8 @@
 The services below this module change state and say what changed; none of them imports
 this one. Here the consequences are drawn:
 
-- a deployment **succeeded**: finish the rollbacks it restores, send a change event when
+- a deployment **succeeded**: write its commits' lead times when it is its release's first
+  run in production (`lead_times`), finish the rollbacks it restores, send a change event when
   its environment is production (`Config.is_production`), then plan its verification, or
   promote it on when there is nothing to verify and its environment promotes automatically;
 - its verification **passed**: promote it on when the environment promotes automatically
@@ -35,6 +36,7 @@ from bot.services import (
     deployments,
     flag_checks,
     gates,
+    lead_times,
     markers,
     outbox,
     releases,
@@ -67,6 +69,11 @@ def apply_event(
         commits=commits,
         config=config,
     )
+    if applied.deployment is not None and states.SUCCEEDED in applied.moved_to:
+        # Its release's first run in production: its commits' lead times are written now.
+        lead_times.deployed(
+            session, deployment=applied.deployment, is_production=config.is_production
+        )
     if applied.deployment is not None:
         markers.deploy_progress(
             session,

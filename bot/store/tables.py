@@ -122,6 +122,85 @@ class Deployment(SQLModel, table=True):
     finished_at: datetime | None = _at(default=None)
 
 
+class CommitLeadTime(SQLModel, table=True):
+    """One commit's lead time for changes: from its authored time to the moment its release
+    first ran in a production environment. Written then (`bot.services.lead_times`), and
+    again when the release's commit list is replaced; DORA reads these rows, never joins
+    commits to deployments at report time.
+
+    `lead_us` is microseconds (a commit authored after the deployment counts 0), exact and
+    cheap to compare; `lead_bin` is a coarse, order-keeping class of it (8 per doubling,
+    `lead_times.lead_bin`), so the median is found by counting bins (`CommitLeadCount`) and
+    sorting only the rows of the bin it falls in.
+    """
+
+    __tablename__ = "commit_lead_time"
+    __table_args__ = (
+        # A service's rows of a time range (partial days at a window's edges).
+        sa.Index(
+            "ix_commit_lead_time_service_deployed",
+            "service",
+            "deployed_at",
+            "environment",
+            "lead_bin",
+        ),
+        # Every service's rows of a time range.
+        sa.Index(
+            "ix_commit_lead_time_deployed", "deployed_at", "service", "environment", "lead_bin"
+        ),
+        # The median: the rows of one bin in a window, from the index alone (overall, then
+        # one service), in lead order.
+        # Walked in lead order within a bin (no sort), skipping rows outside the window.
+        sa.Index(
+            "ix_commit_lead_time_bin",
+            "lead_bin",
+            "lead_us",
+            "deployed_at",
+            "service",
+            "environment",
+        ),
+        sa.Index(
+            "ix_commit_lead_time_service_bin",
+            "service",
+            "lead_bin",
+            "lead_us",
+            "deployed_at",
+            "environment",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    deployment_id: int  # the release's first production deployment
+    service: str = Field(max_length=100)
+    environment: str = Field(max_length=100)
+    sha: str = Field(max_length=64)
+    committed_at: datetime = _at()  # authored
+    deployed_at: datetime = _at()
+    lead_us: int = Field(sa_type=sa.BigInteger)
+    lead_bin: int
+
+
+class CommitLeadCount(SQLModel, table=True):
+    """How many `CommitLeadTime` rows each (service, environment, UTC day, lead bin) holds:
+    recounted from those rows whenever they change, so a window's whole days are summed
+    here instead of counted row by row. `day` is days since 1970-01-01."""
+
+    __tablename__ = "commit_lead_count"
+    __table_args__ = (
+        # A window's days summed per service and bin, from the index alone.
+        sa.Index(
+            "ix_commit_lead_count_day", "day", "environment", "service", "lead_bin", "commits"
+        ),
+    )
+
+    service: str = Field(max_length=100, primary_key=True)
+    environment: str = Field(max_length=100, primary_key=True)
+    day: int = Field(primary_key=True)
+    lead_bin: int = Field(primary_key=True)
+    commits: int
+
+
 class ReleaseMessage(SQLModel, table=True):
     """Where the living Slack message of a deployment is: its channel and ts."""
 

@@ -24,13 +24,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Commit, Comparison, FileChange
@@ -39,6 +36,8 @@ from integrations.errors import CredentialsError
 from integrations.github.pulls import with_changes
 from integrations.http import RetryPolicy, make_client
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 __all__ = [
     "API_VERSION",
     "COMPARE_COMMITS_CAP",
@@ -116,6 +115,8 @@ class GitHubAppAuth:
             "exp": now + JWT_LIFETIME_SECONDS,
             "iss": self.app_id,
         }
+        import jwt  # with cryptography, only where a GitHub App signs in
+
         return jwt.encode(claims, self._key, algorithm="RS256")
 
     async def installation_token(self, client: httpx.AsyncClient, installation_id: int) -> str:
@@ -403,6 +404,9 @@ def _next_link(response: httpx.Response) -> str | None:
 
 
 def _load_private_key(pem: str) -> RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     text = pem.strip()
     if "\\n" in text and "\n" not in text:
         text = text.replace("\\n", "\n")
