@@ -1,8 +1,11 @@
 """APScheduler wiring: stable job ids, coalescing, one instance at a time.
 
 Each job is a thin wrapper around a use case, which takes the time from the app's clock, so
-jobs are tested as plain functions with a fixed clock. Due work is claimed from the
-database, so several replicas may run the same jobs safely.
+jobs are tested as plain functions with a fixed clock. Several replicas may run the same
+scheduler: each tick of a job in `CLAIMED` is claimed in the `job_run` table first
+(`bot.usecases.jobs`), so one replica runs it (a crashed holder's claim expires after
+five minutes). `outbox.tick` wakes this process's own worker, and `checks.tick` claims the
+due check runs themselves (SKIP LOCKED), so both run on every replica.
 
 The weekly DORA digest fires on `RELEASEBOT_DIGEST_DAY` (default mon) at
 `RELEASEBOT_DIGEST_HOUR`:00 UTC (default 9). The audit chain's head is checkpointed every
@@ -11,7 +14,10 @@ The weekly DORA digest fires on `RELEASEBOT_DIGEST_DAY` (default mon) at
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
@@ -20,11 +26,14 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.runtime import Runtime
+from bot.usecases import jobs
 
 CHECKS_TICK_SECONDS = 0.5
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
 DIGEST_JOB_ID = "dora.weekly_digest"
 MISFIRE_GRACE_SECONDS = 3600  # a replica busy or restarting at the hour still posts it
+DIGEST_TICK_SECONDS = 3600.0  # the digest's tick: the hour it fires at
+SKIPPED = "skipped"  # what a claimed job returns when another replica has its tick
 
 
 def build_scheduler() -> AsyncIOScheduler:
@@ -37,6 +46,8 @@ def outbox_tick(runtime: Runtime) -> None:
 
 
 async def webhook_retention(runtime: Runtime) -> int:
+    """Forget old webhook bodies, and the job runs of ticks long past."""
+    await jobs.prune(runtime.context)
     return await runtime.usecases.drop_old_webhook_bodies()
 
 
@@ -69,9 +80,32 @@ def digest_trigger(day: str, hour: int) -> CronTrigger:
     return CronTrigger(day_of_week=day, hour=hour, timezone=UTC)
 
 
-def register_digest(scheduler: BaseScheduler, runtime: Runtime) -> None:
+def claimed(
+    job: Callable[[Runtime], Awaitable[Any]], job_id: str, every_seconds: float, holder: str
+) -> Callable[[Runtime], Awaitable[Any]]:
+    """`job`, run only when this replica claims the tick it fires in (else `SKIPPED`)."""
+
+    async def run(runtime: Runtime) -> Any:
+        tick = jobs.tick_of(runtime.clock.now(), every_seconds)
+        if not await jobs.claim(runtime.context, job_id=job_id, tick_at=tick, holder=holder):
+            return SKIPPED
+        try:
+            return await job(runtime)
+        finally:
+            await jobs.finish(runtime.context, job_id=job_id, tick_at=tick, holder=holder)
+
+    run.__name__ = getattr(job, "__name__", job_id)
+    return run
+
+
+def new_holder() -> str:
+    """This scheduler's name in the job claims: host, process and a random part."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def register_digest(scheduler: BaseScheduler, runtime: Runtime, holder: str | None = None) -> None:
     scheduler.add_job(
-        weekly_digest,
+        claimed(weekly_digest, DIGEST_JOB_ID, DIGEST_TICK_SECONDS, holder or new_holder()),
         digest_trigger(runtime.settings.digest_day, runtime.settings.digest_hour),
         id=DIGEST_JOB_ID,
         args=[runtime],
@@ -82,24 +116,32 @@ def register_digest(scheduler: BaseScheduler, runtime: Runtime) -> None:
     )
 
 
-def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
-    every: list[tuple[Callable[[Runtime], Any], dict[str, float], str]] = [
-        (outbox_tick, {"seconds": 2}, "outbox.tick"),
+def jobs_of(runtime: Runtime) -> list[tuple[Callable[[Runtime], Any], float, str]]:
+    """Every interval job: the function, its interval in seconds and its id."""
+    every: list[tuple[Callable[[Runtime], Any], float, str]] = [
+        (outbox_tick, 2, "outbox.tick"),
         # A run due just after a tick waits for the next: half a second keeps fire-time
         # drift well under a second while the claim stays one indexed query.
-        (checks_tick, {"seconds": CHECKS_TICK_SECONDS}, "checks.tick"),
-        (gate_sweep, {"seconds": 30}, "gates.sweep"),
-        (webhook_retention, {"hours": 1}, "webhooks.retention"),
-        (
-            audit_checkpoint,
-            {"seconds": runtime.settings.audit_checkpoint_every},
-            "audit.checkpoint",
-        ),
+        (checks_tick, CHECKS_TICK_SECONDS, "checks.tick"),
+        (gate_sweep, 30, "gates.sweep"),
+        (webhook_retention, 3600, "webhooks.retention"),
+        (audit_checkpoint, runtime.settings.audit_checkpoint_every, "audit.checkpoint"),
     ]
     if runtime.settings.audit_forward_url:
-        every.append((audit_forward, {"seconds": 2}, "audit.forward"))
-    for job, interval, job_id in every:
+        every.append((audit_forward, 2, "audit.forward"))
+    return every
+
+
+CLAIMED = frozenset(
+    {"gates.sweep", "webhooks.retention", "audit.checkpoint", "audit.forward", DIGEST_JOB_ID}
+)
+
+
+def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime, holder: str | None = None) -> None:
+    holder = holder or new_holder()
+    for job, seconds, job_id in jobs_of(runtime):
+        run = claimed(job, job_id, seconds, holder) if job_id in CLAIMED else job
         scheduler.add_job(
-            job, "interval", **interval, id=job_id, args=[runtime], replace_existing=True
+            run, "interval", seconds=seconds, id=job_id, args=[runtime], replace_existing=True
         )
-    register_digest(scheduler, runtime)
+    register_digest(scheduler, runtime, holder)
