@@ -1,7 +1,7 @@
 """The `releasebot` command line: each subcommand builds Settings and calls one service.
 
 One module per command group (`serve`, `db`, `config`, `audit`, `keys`, `evidence`,
-`metrics`, `gate`, `demo`, `slack`, `github`, `doctor`), each adding its parser with
+`metrics`, `gate`, `demo`, `slack`, `github`, `doctor`, `webhooks`), each adding its parser with
 `add_parser(commands)` and answering with an exit code: 0 ok, 1 a failed check or a
 refusal, 2 an error in the call itself.
 """
@@ -25,6 +25,7 @@ from bot.cli import (
     metrics,
     serve,
     slack,
+    webhooks,
 )
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from bot.cli.gate import GateApiError, GateApiUnavailable, run_gate, wait_for_decision
@@ -55,6 +56,7 @@ _COMMAND_GROUPS = (
     slack.add_parser,
     github.add_parser,
     doctor.add_parser,
+    webhooks.add_parser,
 )
 
 

@@ -91,9 +91,9 @@ def apply_due(
                 _apply_one(session, now=now, config=config, row=row)
             applied += 1
         except Exception as exc:
-            blocked.add(row.apply_key)
             failed += 1
-            _record_failure(session, now=now, row=row, exc=exc, max_attempts=max_attempts)
+            if not _record_failure(session, now=now, row=row, exc=exc, max_attempts=max_attempts):
+                blocked.add(row.apply_key)  # retried later; given up on, the next goes on
     return Applied(applied=applied, failed=failed, claimed=len(rows))
 
 
@@ -181,9 +181,10 @@ class _AlreadyApplied(Exception):
 
 def _record_failure(
     session: Session, *, now: datetime, row: Any, exc: Exception, max_attempts: int
-) -> None:
+) -> bool:
+    """Keep the error and schedule the retry; True when the delivery is given up on."""
     if isinstance(exc, _AlreadyApplied):
-        return
+        return True  # nothing of this key waits on it
     attempts = row.attempts + 1
     error = f"{type(exc).__name__}: {exc}"[:1000]
     given_up = attempts >= max_attempts
@@ -208,6 +209,7 @@ def _record_failure(
             next_attempt_at=None if given_up else now + timedelta(seconds=wait),
         )
     )
+    return given_up
 
 
 def backlog(session: Session) -> Backlog:
@@ -256,7 +258,7 @@ def deliveries(
     return [DeliveryRow(**row._asdict()) for row in rows]
 
 
-def replay(session: Session, *, now: datetime, row_ids: Sequence[int]) -> list[int]:
+def replay(session: Session, *, row_ids: Sequence[int]) -> list[int]:
     """Put these deliveries back to pending, to be applied again; returns those that were
     (a delivery with nothing stored to apply, a ping or an untracked event, is left)."""
     if not row_ids:
@@ -276,6 +278,7 @@ def replay(session: Session, *, now: datetime, row_ids: Sequence[int]) -> list[i
         conn.execute(
             sa.update(DELIVERY)
             .where(DELIVERY.c.id.in_(ready))
-            .values(outcome=PENDING, attempts=0, error=None, next_attempt_at=now)
+            # Due at once, whatever the clock of the process that replays says.
+            .values(outcome=PENDING, attempts=0, error=None, next_attempt_at=DELIVERY.c.received_at)
         )
     return ready

@@ -12,7 +12,7 @@ Nothing here formats HTML: the handlers render these with autoescaping templates
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import gates as rules
-from bot.services import outbox
+from bot.services import applier, outbox
 
 # The audit log and DORA pages are read by their own modules, named here with the others.
 from bot.services.dashboard_audit import AuditPage as AuditPage
@@ -111,6 +111,10 @@ class Overview:
     pending_gates: list[PendingGate]
     outbox_pending: int
     outbox_dead: int
+    # Webhook deliveries that failed to apply: given up on, or retrying; the newest few.
+    deliveries_failed: int = 0
+    deliveries_retrying: int = 0
+    failed_deliveries: list[applier.DeliveryRow] = field(default_factory=list)
 
 
 def overview(
@@ -133,11 +137,17 @@ def overview(
         ]
         services.append(ServiceSummary(name=name, repo=service.repo, environments=environments))
     backlog = outbox.backlog(session)
+    stored = applier.backlog(session)
     return Overview(
         services=services,
         pending_gates=_pending_gates(session),
         outbox_pending=backlog.pending,
         outbox_dead=backlog.dead,
+        deliveries_failed=stored.failed,
+        deliveries_retrying=stored.retrying,
+        failed_deliveries=applier.deliveries(session, failed=True, limit=5)
+        if stored.failed or stored.retrying
+        else [],
     )
 
 

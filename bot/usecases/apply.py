@@ -113,7 +113,6 @@ def deliveries(
 
 def replay(
     db: Database,
-    clock: Clock,
     *,
     ids: Sequence[int] = (),
     failed: bool = False,
@@ -128,6 +127,6 @@ def replay(
         if failed or since is not None:
             rows = applier.deliveries(session, failed=failed, since=since, limit=100_000)
             chosen.extend(row.id for row in rows)
-        return applier.replay(session, now=clock.now(), row_ids=sorted(set(chosen)))
+        return applier.replay(session, row_ids=sorted(set(chosen)))
 
     return db.write(run)
