@@ -209,21 +209,22 @@ def _record_failure(
             next_attempt_at=None if given_up else now + timedelta(seconds=wait),
         )
     )
-    return given_up
+    return bool(given_up)
 
 
 def backlog(session: Session) -> Backlog:
     """How many deliveries wait to be applied, retry, or were given up on."""
     conn = session.connection()
+    tried = DELIVERY.c.attempts > sa.literal_column("0")  # the same text in both clauses
     counts = conn.execute(
         sa.select(
             DELIVERY.c.outcome,
-            DELIVERY.c.attempts > 0,
+            tried,
             sa.func.count(),
             sa.func.min(DELIVERY.c.received_at),
         )
         .where(DELIVERY.c.outcome.in_([PENDING, FAILED]))
-        .group_by(DELIVERY.c.outcome, DELIVERY.c.attempts > 0)
+        .group_by(DELIVERY.c.outcome, tried)
     ).all()
     pending = sum(n for outcome, _, n, _ in counts if outcome == PENDING)
     retrying = sum(n for outcome, tried, n, _ in counts if outcome == PENDING and tried)
