@@ -249,7 +249,9 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),
-        # The applier's claim and its "first pending delivery of this key" check.
+        # The applier's claim walks the pending deliveries in arrival order ...
+        sa.Index("ix_webhook_delivery_outcome_id", "outcome", "id"),
+        # ... and finds the first pending delivery of a key.
         sa.Index("ix_webhook_delivery_outcome_key", "outcome", "apply_key", "id"),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from bot.store.db import Database
 log = logging.getLogger(__name__)
 
 BATCH = 16  # deliveries applied in one transaction: short, so webhook writes interleave
+QUIET_SECONDS = 0.02  # no delivery stored for this long: the requests have let up
+LONGEST_WAIT_SECONDS = 1.0  # a batch waits for a quiet moment this long at most
 
 
 class Applier:
@@ -50,45 +53,69 @@ class Applier:
         self._batch = batch
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
+        self._last_store = 0.0  # time.monotonic() of the last delivery stored here
 
     def wake(self) -> None:
-        """A delivery was stored: look for work now."""
+        """A delivery was stored: look for work now (once the requests let it)."""
+        self._last_store = time.monotonic()
         if self._wakeup is not None:
             self._wakeup.set()
 
     def stop(self) -> None:
         """Claim nothing more; the batch being applied finishes (it is one transaction)."""
         self._stopping = True
-        self.wake()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def run(self, *, poll_seconds: float = 1.0) -> None:
-        """Apply whenever woken, or every `poll_seconds`, until stopped."""
+        """Apply whenever woken, or every `poll_seconds`, until stopped.
+
+        Requests come first: while deliveries keep arriving (one stored within the last
+        `QUIET_SECONDS`), a batch waits, but never longer than `LONGEST_WAIT_SECONDS`. A
+        burst is answered at the speed of storing and applied right after it; a steady
+        trickle is applied as it arrives.
+        """
         self._wakeup = asyncio.Event()
         while not self._stopping:
             self._wakeup.clear()
+            done = None
             try:
-                await self.drain()
+                await self._let_requests_in()
+                done = await self._apply_batch()
             except Exception:  # keep applying; the deliveries stay pending
                 log.exception("applying stored deliveries failed; will try again")
             if self._stopping:
                 break
+            if done is not None and done.claimed >= self._batch and done.applied:
+                continue  # a backlog: the next batch at once
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
             except TimeoutError:
                 pass
 
+    async def _let_requests_in(self) -> None:
+        started = time.monotonic()
+        while not self._stopping:
+            now = time.monotonic()
+            if now - self._last_store >= QUIET_SECONDS or now - started >= LONGEST_WAIT_SECONDS:
+                return
+            await asyncio.sleep(QUIET_SECONDS)
+
     async def drain(self) -> int:
         """Apply every delivery that is due now; returns how many were applied."""
         applied = 0
         while not self._stopping:
-            done = await asyncio.to_thread(self._db.write, self._apply)
+            done = await self._apply_batch()
             applied += done.applied
-            if done.applied:
-                self._wake_outbox()
             if done.claimed < self._batch or not done.applied:
                 break
-            await asyncio.sleep(0)  # let the requests waiting on the loop in
         return applied
+
+    async def _apply_batch(self) -> applier.Applied:
+        done = await asyncio.to_thread(self._db.write, self._apply)
+        if done.applied:
+            self._wake_outbox()
+        return done
 
     def _apply(self, session: Session) -> applier.Applied:
         done = applier.apply_due(

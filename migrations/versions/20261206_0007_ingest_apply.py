@@ -42,6 +42,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("next_attempt_at", bot.store.types.UTCDateTime(timezone=True), nullable=True)
         )
+        batch.create_index("ix_webhook_delivery_outcome_id", ["outcome", "id"], unique=False)
         batch.create_index(
             "ix_webhook_delivery_outcome_key", ["outcome", "apply_key", "id"], unique=False
         )
@@ -61,6 +62,7 @@ def downgrade() -> None:
     op.drop_table("job_run")
     with op.batch_alter_table("webhook_delivery") as batch:
         batch.drop_index("ix_webhook_delivery_outcome_key")
+        batch.drop_index("ix_webhook_delivery_outcome_id")
         batch.drop_column("next_attempt_at")
         batch.drop_column("attempts")
         batch.drop_column("error")
