@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from bot import migrate
-from bot.background import start_background
 from bot.config import Config, load_config
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
@@ -33,6 +32,7 @@ from bot.ports import (
 )
 from bot.render import Renderer
 from bot.runtime import Runtime
+from bot.scheduling import start_background
 from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases

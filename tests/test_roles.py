@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.cli import main
 from bot.outside import Overrides
-from bot.scheduling import CLAIMED, SKIPPED, build_scheduler, register_jobs
+from bot.scheduling import CLAIMED, SKIPPED, build_scheduler, register_jobs, tick_of
 from bot.services import audit
 from bot.store.tables import Deployment, JobRun, OutboxMessage, WebhookDelivery
 from bot.usecases import jobs
@@ -93,7 +93,7 @@ async def test_two_replicas_run_each_job_tick_once(
 async def test_a_crashed_holders_claim_expires(bot_factory: BotFactory, clock: FrozenClock) -> None:
     async with replicas(bot_factory, clock, n=1) as (bot,):
         digest = scheduled(bot)["dora.weekly_digest"]
-        tick = jobs.tick_of(clock.now(), 3600)
+        tick = tick_of(clock.now(), 3600)
         # A replica claimed this hour's digest and died before finishing it.
         assert await jobs.claim(bot.runtime.context, job_id=digest.id, tick_at=tick, holder="gone")
         clock.advance(minutes=1)

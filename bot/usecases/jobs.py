@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from bot.services import job_runs
 from bot.usecases.context import Context
 
 LEASE_SECONDS = 300.0  # a holder that crashed gives its tick up after this long
 KEEP_RUNS = timedelta(days=1)
-
-
-def tick_of(now: datetime, every_seconds: float) -> datetime:
-    """The tick `now` falls in, for a job run every `every_seconds` (the same on every
-    replica, whenever its scheduler fires within the interval)."""
-    start = math.floor(now.timestamp() / every_seconds) * every_seconds
-    return datetime.fromtimestamp(start, UTC)
 
 
 async def claim(ctx: Context, *, job_id: str, tick_at: datetime, holder: str) -> bool:
