@@ -8,8 +8,10 @@ WARNING) in a separate process, waits for /readyz, and sends `--count` signed de
 `--concurrency` requests in flight over one pooled client (aiohttp by default: httpx's pool is
 itself the bottleneck at 32 in flight, see bench/README.md). Each deployment gets an
 `in_progress` status and later a `success` status, so half the deliveries start deployments
-and half move them. It then waits for the outbox to send every release message (to the log)
-and reports that drain time.
+and half move them. The server answers each once it is stored; its applier applies them
+after. It then waits until every delivery is applied and the outbox has sent every release
+message (to the log, or to a fake Slack with `--slack fake`) and reports that drain time, and
+the burst's time from the first delivery to the last Slack message.
 
 In the same run it sends the same requests to a bare Starlette app (one route answering 202
 JSON) served by the same uvicorn settings, and reports releasebot's throughput as a fraction
@@ -62,6 +64,7 @@ from tests.helpers import (  # noqa: E402
 TARGET_THROUGHPUT = 1000.0  # deliveries/s
 TARGET_P99_MS = 25.0
 TARGET_RATIO = 0.3
+TARGET_BURST_S = 10.0  # 3,000 deliveries: the last Slack message after the first delivery
 HOST = "127.0.0.1"
 PATH = "/webhooks/github"
 # The providers a run can load, and the route each posts to. The bare app answers on all.
@@ -109,6 +112,8 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    # SIGTERM drains `releasebot serve` and exits 0; a wrapped profiler needs SIGINT.
+    stop_signal: int = signal.SIGINT
 
     @property
     def base_url(self) -> str:
@@ -121,11 +126,11 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        """SIGINT to the server's process group: uvicorn shuts down cleanly, and a profiler
-        wrapped around it (--py-spy-wrap) writes its output."""
+        """`stop_signal` to the server's process group: uvicorn shuts down cleanly, and a
+        profiler wrapped around it (--py-spy-wrap, stopped with SIGINT) writes its output."""
         if self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signal.SIGINT)
+                os.killpg(self.process.pid, self.stop_signal)
                 self.process.wait(timeout=30)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 with contextlib.suppress(ProcessLookupError):
@@ -185,7 +190,8 @@ def start_releasebot(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    return Server("releasebot", process, port, log_path)
+    stop_signal = signal.SIGINT if wrap else signal.SIGTERM
+    return Server("releasebot", process, port, log_path, stop_signal)
 
 
 BOT_TOKEN = "xoxb-bench"
@@ -514,24 +520,32 @@ def control_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(30.0), trust_env=False)
 
 
-async def outbox_pending(client: httpx.AsyncClient, server: Server) -> tuple[int, int]:
+async def outbox_pending(
+    client: httpx.AsyncClient, server: Server, *, deliveries: bool = True
+) -> tuple[int, int]:
+    """Work still to do before the last Slack message: deliveries stored but not applied
+    yet (the applier's backlog) plus outbox rows not sent; and the dead outbox rows."""
     response = await client.get(server.base_url + "/readyz", timeout=10.0)
-    outbox = response.json().get("outbox") or {}
-    return int(outbox.get("pending", -1)), int(outbox.get("dead", 0))
+    report = response.json()
+    outbox = report.get("outbox") or {}
+    stored = (report.get("dependencies") or {}).get("deliveries") or {}
+    pending = int(outbox.get("pending", -1)) + (int(stored.get("pending", 0)) if deliveries else 0)
+    return pending, int(outbox.get("dead", 0))
 
 
 async def wait_for_drain(
-    client: httpx.AsyncClient, server: Server, timeout: float
+    client: httpx.AsyncClient, server: Server, timeout: float, *, deliveries: bool = True
 ) -> tuple[float | None, int, int]:
-    """Seconds until /readyz shows no pending outbox rows (None on timeout)."""
+    """Seconds until /readyz shows no delivery left to apply and no pending outbox row
+    (None on timeout)."""
     started = time.perf_counter()
-    pending_at_start, dead = await outbox_pending(client, server)
+    pending_at_start, dead = await outbox_pending(client, server, deliveries=deliveries)
     pending = pending_at_start
     while pending != 0:
         if time.perf_counter() - started > timeout:
             return None, pending_at_start, dead
         await asyncio.sleep(0.05)
-        pending, dead = await outbox_pending(client, server)
+        pending, dead = await outbox_pending(client, server, deliveries=deliveries)
     return time.perf_counter() - started, pending_at_start, dead
 
 
@@ -551,6 +565,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "providers": args.providers,
+            "role": args.role,
         },
         "providers": {},
     }
@@ -652,6 +667,9 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
                 "SLACK_SIGNING_SECRET": "bench-slack-signing-secret",
                 "RELEASEBOT_SLACK_API_URL": f"{slack.base_url}/api/",
             }
+        applies = args.role != "web"  # a web server stores; nothing applies what it stored
+        if not applies:
+            env["RELEASEBOT_ROLE"] = args.role
         # releasebot
         server = start_releasebot(workdir, wrap=wrap, extra_env=env)
         slack_api = f"{slack.base_url}/api/" if slack else f"{server.base_url}/sandbox/api/"
@@ -659,15 +677,15 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
             startup = await wait_until_up(client, server, "/readyz")
             if warmup:
                 await run_load(args.client, server.base_url, warmup, args.concurrency)
-                await wait_for_drain(client, server, args.drain_timeout)
+                await wait_for_drain(client, server, args.drain_timeout, deliveries=applies)
             cpu_start = None if wrap else cpu_seconds(server.process.pid)
             releasebot = await run_load(args.client, server.base_url, requests, args.concurrency)
             cpu_load = None if wrap else cpu_seconds(server.process.pid)
             drain, pending_after_load, dead = await wait_for_drain(
-                client, server, args.drain_timeout
+                client, server, args.drain_timeout, deliveries=applies
             )
             cpu_drain = None if wrap else cpu_seconds(server.process.pid)
-            if args.steady_count:
+            if args.steady_count and applies:
                 results["to_slack"] = await steady_latency(
                     args, client, server, provider, slack_api
                 )
@@ -692,6 +710,10 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
         results["drain"] = {
             "pending_after_load": pending_after_load,
             "seconds": None if drain is None else round(drain, 3),
+            # the burst: from the first delivery sent to the last Slack message posted
+            "from_first_delivery_s": None
+            if drain is None
+            else round(releasebot.seconds + drain, 3),
             "dead": dead,
             "timed_out": drain is None,
         }
@@ -813,7 +835,16 @@ def print_provider(cfg: dict[str, Any], provider: str, results: dict[str, Any]) 
     else:
         out(
             f"webhook to Slack drain time: {drain['seconds']:.2f} s after the last answer "
-            f"({drain['pending_after_load']} outbox rows pending then, {drain['dead']} dead)\n"
+            f"({drain['pending_after_load']} deliveries to apply and outbox rows pending then, "
+            f"{drain['dead']} dead)\n"
+        )
+    if cfg["role"] == "web":
+        out("role web: deliveries were stored, none applied (the HTTP path alone)\n")
+    elif not drain["timed_out"]:
+        out(
+            f"burst of {cfg['count']}: last Slack message {drain['from_first_delivery_s']:.2f} s "
+            f"after the first delivery; target <= {TARGET_BURST_S:.0f} s: "
+            f"{mark(drain['from_first_delivery_s'] <= TARGET_BURST_S)}\n"
         )
     steady = results.get("to_slack")
     if steady:
@@ -881,6 +912,13 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="prefix for the releasebot server command, for profiling, e.g. "
         "'py-spy record -o ingest.svg --'",
+    )
+    parser.add_argument(
+        "--role",
+        choices=["all", "web"],
+        default="all",
+        help="the server's role: all (default) stores and applies; web only stores, so the "
+        "figures are the HTTP path alone (no drain is measured)",
     )
     parser.add_argument(
         "--slack",

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,7 +33,7 @@ from bot.ports import (
 )
 from bot.render import Renderer
 from bot.runtime import Runtime
-from bot.scheduling import build_scheduler, register_jobs
+from bot.scheduling import start_background
 from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
 from bot.usecases import UseCases
@@ -126,6 +126,9 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 worker=worker,
                 runners=world.runners,
                 migrations_head=migrate.head(),
+                apply_inline=overrides.apply_before_response
+                if overrides.apply_before_response is not None
+                else not overrides.run_outbox_worker,
             )
             usecases = runtime.usecases
             signing_secret = _signing_secret(settings)
@@ -143,7 +146,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             if socket_mode is not None:
                 stack.push_async_callback(socket_mode.close_async)
                 runtime.context.links["slack"] = socket_mode.state
-            app.state.stop_claiming = _start_workers(runtime, overrides, stack)
+            app.state.stop_claiming = start_background(runtime, overrides, stack)
             _check_in_background(runtime, slack, world, overrides, stack)
             app.state.runtime = runtime  # for the CLI's demo and for tests that look inside
             log.info("releasebot ready: %d services configured", len(config.services))
@@ -158,66 +161,6 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
     )
-
-
-def _start_workers(
-    runtime: Runtime, overrides: Overrides, stack: AsyncExitStack
-) -> Callable[[], None]:
-    """The scheduler's jobs and the outbox worker's loop, drained when the app stops.
-
-    Returns `stop_claiming`, safe to call from a signal handler: from then on no outbox row
-    and no check run is claimed, and the sends and checks in flight have until
-    `shutdown_grace_seconds` later to finish; when the app stops, what is still running then
-    is cancelled and its claims are given back, so another replica takes them at once.
-    """
-    loop = asyncio.get_running_loop()
-    deadline: list[float] = []  # when the work in flight is cut short, once draining
-
-    def begin_drain() -> None:
-        if not deadline:
-            deadline.append(loop.time() + runtime.settings.shutdown_grace_seconds)
-            runtime.worker.stop()
-            runtime.verifier.stop()
-
-    def stop_claiming() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has already closed
-            loop.call_soon_threadsafe(begin_drain)
-
-    scheduler = build_scheduler()
-    register_jobs(scheduler, runtime)
-    if overrides.start_scheduler:
-        scheduler.start()
-
-        def stop_scheduler() -> None:
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
-
-        stack.callback(stop_scheduler)
-    task = None
-    if overrides.run_outbox_worker:
-        task = asyncio.create_task(
-            runtime.worker.run(poll_seconds=overrides.outbox_poll_seconds), name="outbox-worker"
-        )
-
-    async def drain() -> None:
-        begin_drain()
-        remaining = deadline[0] - loop.time()
-        waits = [runtime.verifier.finish(remaining)]
-        if task is not None:
-            waits.append(_finish_within(task, remaining))
-        await asyncio.gather(*waits)
-
-    stack.push_async_callback(drain)
-    return stop_claiming
-
-
-async def _finish_within(task: asyncio.Task[None], timeout: float) -> None:
-    """Let `task` end by itself within `timeout` seconds, else cancel it; wait either way."""
-    done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
-    if not done:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def _check_in_background(

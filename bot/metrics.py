@@ -24,6 +24,18 @@ class Metrics:
             "Outbox messages given up on after the retry horizon or a permanent error.",
             registry=self.registry,
         )
+        self.deliveries = Gauge(
+            "releasebot_webhook_deliveries",
+            "Stored webhook deliveries not applied: pending (retrying ones included), "
+            "retrying after a failed attempt, and failed (given up on).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.deliveries_apply_failures = Counter(
+            "releasebot_webhook_apply_failures",
+            "Failed attempts to apply a stored webhook delivery.",
+            registry=self.registry,
+        )
         self.outbox_sent = Counter(
             "releasebot_outbox_sent",
             "Outbox messages sent, by kind.",

@@ -16,6 +16,7 @@ from bot.ports import CheckRunner, Clock, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.usecases import Context, UseCases, audit_trail
+from bot.usecases.apply import Applier
 from bot.usecases.verify import Verifier
 
 
@@ -25,6 +26,7 @@ class Runtime:
     worker: OutboxWorker
     verifier: Verifier
     usecases: UseCases
+    applier: Applier
 
     @classmethod
     def assemble(
@@ -39,8 +41,18 @@ class Runtime:
         worker: OutboxWorker,
         runners: Mapping[str, CheckRunner],
         migrations_head: str | None = None,
+        apply_inline: bool = False,
     ) -> Runtime:
-        """The use cases over these parts, with a verifier running checks through `runners`."""
+        """The use cases over these parts, with a verifier running checks through `runners`
+        and an applier applying stored deliveries (or each applied as it is stored)."""
+        applier = Applier(
+            db=db,
+            clock=clock,
+            config=config,
+            metrics=metrics,
+            wake_outbox=worker.wake,
+            max_attempts=settings.apply_attempts,
+        )
         context = Context(
             db=db,
             config=config,
@@ -50,10 +62,12 @@ class Runtime:
             metrics=metrics,
             wake=worker.wake,
             migrations_head=migrations_head,
+            wake_applier=applier.wake,
+            apply_inline=apply_inline,
         )
         audit_trail.bind(context)
         verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)
-        return cls(context, worker, verifier, UseCases(context, verifier))
+        return cls(context, worker, verifier, UseCases(context, verifier), applier)
 
     @property
     def db(self) -> Database:

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=3600, validation_alias=_env("RELEASEBOT_SHUTDOWN_GRACE_SECONDS")
     )
+    # What this process runs: web (HTTP; stores deliveries), worker (the applier, the
+    # outbox worker and the scheduler) or all (both; `releasebot serve --role`).
+    role: str = Field(
+        "all", pattern=r"^(web|worker|all)$", validation_alias=_env("RELEASEBOT_ROLE")
+    )
+    # Attempts at applying a stored delivery before it is "failed" (retries back off from
+    # 1 s, doubling, up to 5 minutes apart).
+    apply_attempts: int = Field(
+        10, ge=1, le=100, validation_alias=_env("RELEASEBOT_APPLY_ATTEMPTS")
+    )
 
     # The outbox: how many messages (each sent in order) may have calls in flight at once,
     # and how long a claim holds a row before another worker may take it (renewed while

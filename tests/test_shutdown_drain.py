@@ -48,7 +48,7 @@ from bot.domain.messages import Digest
 from bot.ports import SystemClock
 from bot.services import outbox
 from bot.store.db import Database, make_engine
-from bot.store.tables import OutboxMessage
+from bot.store.tables import OutboxMessage, WebhookDelivery
 from tests.helpers import (
     EXAMPLE_CONFIG,
     GENERIC_SECRET,
@@ -321,9 +321,13 @@ def test_sigterm_finishes_the_send_in_flight_and_gives_back_what_it_did_not_star
     assert [row["status"] for row in rows] == ["sent", "pending", "pending"]
     assert [row["claimed_until"] for row in rows] == [None, None, None]
     assert [row["attempts"] for row in rows] == [0, 0, 0]
-    # The delivery ingested during the drain queued its messages; none was claimed.
+    # The delivery ingested during the drain is stored and answered, and left pending for
+    # the next process to apply: the applier claims nothing after SIGTERM either.
+    with db.engine.connect() as conn:
+        table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+        stored = [dict(r._mapping) for r in conn.execute(sa.select(table))]
+    assert [(r["delivery_id"], r["outcome"]) for r in stored] == [("drain-1", "pending")]
     queued = [row for row in outbox_rows(db) if row["kind"] != Digest.KIND]
-    assert queued, "the webhook ingested during the drain queued its messages"
     assert all(row["status"] == "pending" and row["claimed_until"] is None for row in queued)
 
 
@@ -380,7 +384,13 @@ def test_start_up_health_and_ingest_do_not_wait_on_unreachable_outside_apis(
     ready = wait_until_ready(server)
     assert ready["ready"] is True  # ready to take webhooks; the unreachable Slack is named
     assert ready["down"] == ["slack"]
-    assert set(ready["dependencies"]) == {"database", "migrations", "outbox", "slack"}
+    assert set(ready["dependencies"]) == {
+        "database",
+        "migrations",
+        "outbox",
+        "deliveries",
+        "slack",
+    }
     assert ready["dependencies"]["slack"]["ok"] is False
     assert httpx.get(f"{server.base_url}/healthz", timeout=5.0).json() == {"status": "ok"}
 
@@ -392,7 +402,13 @@ def test_start_up_health_and_ingest_do_not_wait_on_unreachable_outside_apis(
         timeout=10.0,
     )
     assert answer.status_code == 202, answer.text
-    assert outbox_rows(db), "the delivery was stored with its messages"
+    # Stored, answered, then applied by the applier: its messages are queued.
+    wait_for(
+        lambda: outbox_rows(db),
+        timeout=WAIT_SECONDS,
+        what="the delivery applied and its messages queued",
+        server=server,
+    )
 
     took = terminate(server, within=2.0 + EXIT_SLACK_SECONDS)
     assert server.process.returncode == 0, server.log()

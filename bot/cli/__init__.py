@@ -1,7 +1,7 @@
 """The `releasebot` command line: each subcommand builds Settings and calls one service.
 
 One module per command group (`serve`, `db`, `config`, `audit`, `keys`, `evidence`,
-`metrics`, `gate`, `demo`, `slack`, `github`, `doctor`), each adding its parser with
+`metrics`, `gate`, `demo`, `slack`, `github`, `doctor`, `webhooks`), each adding its parser with
 `add_parser(commands)` and answering with an exit code: 0 ok, 1 a failed check or a
 refusal, 2 an error in the call itself.
 """
@@ -33,6 +33,7 @@ from bot.cli import (  # noqa: E402
     metrics,
     serve,
     slack,
+    webhooks,
 )
 from bot.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_OK  # noqa: E402
 from bot.cli.gate import (  # noqa: E402
@@ -72,6 +73,7 @@ _COMMAND_GROUPS = (
     slack.add_parser,
     github.add_parser,
     doctor.add_parser,
+    webhooks.add_parser,
 )
 
 

@@ -1,5 +1,9 @@
 """`releasebot serve`: the bot under uvicorn (migrations applied first, scheduler started).
 
+`--role web|worker|all` (or `RELEASEBOT_ROLE`) splits the process (see `bot.background`):
+web serves HTTP and stores deliveries; worker applies them, sends the outbox and runs the
+scheduler; all, the default, does both.
+
 SIGTERM (or Ctrl-C) drains: the listening socket closes, no outbox row or check run is
 claimed any more, and requests, sends and checks in flight get `RELEASEBOT_SHUTDOWN_GRACE_SECONDS`
 (default 20) to finish; what is still running then is cancelled and its claims are given back.
@@ -39,6 +43,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--config", help="config file (default: $RELEASEBOT_CONFIG)")
+    serve.add_argument(
+        "--role",
+        choices=["web", "worker", "all"],
+        help="web: HTTP and storing deliveries; worker: the applier, outbox worker and "
+        "scheduler; all: both (default: $RELEASEBOT_ROLE, else all)",
+    )
     serve.set_defaults(func=cmd_serve)
 
 
@@ -49,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_for(args)
+        if args.role:
+            settings = settings.model_copy(update={"role": args.role})
     except SettingsError as exc:
         warn(f"releasebot cannot start: {exc}")
         return EXIT_FAIL

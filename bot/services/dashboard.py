@@ -11,8 +11,8 @@ Nothing here formats HTML: the handlers render these with autoescaping templates
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,19 +21,19 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain.baseline import Chart, chart
-from bot.services import outbox, slo
+from bot.services import applier, outbox, slo
 
 # The audit log and DORA pages are read by their own modules, named here with the others.
 from bot.services.dashboard_audit import AuditPage as AuditPage
+from bot.services.dashboard_audit import TimelineEntry as TimelineEntry
 from bot.services.dashboard_audit import audit_page as audit_page
-from bot.services.dashboard_audit import summarise
+from bot.services.dashboard_audit import timeline as _timeline
 from bot.services.dashboard_dora import BUCKETS as BUCKETS
 from bot.services.dashboard_dora import DoraSeries as DoraSeries
 from bot.services.dashboard_dora import dora_series as dora_series
 from bot.store.tables import (
     LOCK_ALL,
     Approval,
-    AuditEvent,
     Check,
     CheckRun,
     Deployment,
@@ -112,6 +112,10 @@ class Overview:
     pending_gates: list[PendingGate]
     outbox_pending: int
     outbox_dead: int
+    # Webhook deliveries that failed to apply: given up on, or retrying; the newest few.
+    deliveries_failed: int = 0
+    deliveries_retrying: int = 0
+    failed_deliveries: list[applier.DeliveryRow] = field(default_factory=list)
 
 
 def overview(
@@ -134,11 +138,17 @@ def overview(
         ]
         services.append(ServiceSummary(name=name, repo=service.repo, environments=environments))
     backlog = outbox.backlog(session)
+    stored = applier.backlog(session)
     return Overview(
         services=services,
         pending_gates=_pending_gates(session),
         outbox_pending=backlog.pending,
         outbox_dead=backlog.dead,
+        deliveries_failed=stored.failed,
+        deliveries_retrying=stored.retrying,
+        failed_deliveries=applier.deliveries(session, failed=True, limit=5)
+        if stored.failed or stored.retrying
+        else [],
     )
 
 
@@ -223,16 +233,6 @@ def _pending_gates(session: Session, limit: int = 50) -> list[PendingGate]:
 
 
 # --- one deployment --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    seq: int
-    at: str  # as the chain wrote it (UTC ISO 8601 with a Z)
-    actor: str
-    action: str
-    subject: str
-    details: list[tuple[str, str]]  # (key, short value), in key order
 
 
 @dataclass(frozen=True)
@@ -469,23 +469,3 @@ def _checks(session: Session, deployment_id: int) -> list[CheckView]:
         for c in checks
         if c.id is not None
     ]
-
-
-def _timeline(session: Session, subjects: Sequence[str]) -> list[TimelineEntry]:
-    events = session.exec(
-        select(AuditEvent)
-        .where(col(AuditEvent.subject).in_(list(subjects)))
-        .order_by(col(AuditEvent.seq))
-    ).all()
-    return [_entry(event) for event in events]
-
-
-def _entry(event: AuditEvent) -> TimelineEntry:
-    return TimelineEntry(
-        seq=event.seq,
-        at=event.at,
-        actor=event.actor,
-        action=event.action,
-        subject=event.subject,
-        details=summarise(event.details),
-    )

@@ -4,7 +4,7 @@ the deployment it is about, and whether the hash chain still verifies."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +140,36 @@ def _compact(value: Any) -> str:
 def _cut(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+# --- a deployment page's timeline ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    seq: int
+    at: str  # as the chain wrote it (UTC ISO 8601 with a Z)
+    actor: str
+    action: str
+    subject: str
+    details: list[tuple[str, str]]  # (key, short value), in key order
+
+
+def timeline(session: Session, subjects: Sequence[str]) -> list[TimelineEntry]:
+    events = session.exec(
+        select(AuditEvent)
+        .where(col(AuditEvent.subject).in_(list(subjects)))
+        .order_by(col(AuditEvent.seq))
+    ).all()
+    return [_entry(event) for event in events]
+
+
+def _entry(event: AuditEvent) -> TimelineEntry:
+    return TimelineEntry(
+        seq=event.seq,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        details=summarise(event.details),
+    )

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 
 from bot.metrics import Metrics
-from bot.services import outbox
+from bot.services import applier, outbox
 from bot.store.db import Database
 
 
@@ -52,6 +52,16 @@ def readiness(db: Database, *, expected_head: str | None) -> dict[str, Any]:
         "oldest_pending": backlog.oldest_pending.isoformat() if backlog.oldest_pending else None,
     }
     dependencies["outbox"] = {"ok": backlog.dead == 0, "dead": backlog.dead}
+    with db.read() as session:
+        stored = applier.backlog(session)
+    # Deliveries that failed to apply are named (degraded), as dead outbox rows are.
+    dependencies["deliveries"] = {
+        "ok": stored.failed == 0 and stored.retrying == 0,
+        "pending": stored.pending,
+        "retrying": stored.retrying,
+        "failed": stored.failed,
+        "oldest_pending": stored.oldest_pending.isoformat() if stored.oldest_pending else None,
+    }
     report["ready"] = True
     return _with_down(report)
 
@@ -66,3 +76,8 @@ def refresh_gauges(db: Database, metrics: Metrics) -> None:
         backlog = outbox.backlog(session)
     metrics.outbox_backlog.set(backlog.pending)
     metrics.outbox_dead.set(backlog.dead)
+    with db.read() as session:
+        stored = applier.backlog(session)
+    metrics.deliveries.labels("pending").set(stored.pending)
+    metrics.deliveries.labels("retrying").set(stored.retrying)
+    metrics.deliveries.labels("failed").set(stored.failed)

@@ -1,14 +1,17 @@
 """Recording a verified webhook delivery: stored once per delivery id, then applied.
 
-A delivery carries at most one CI event. `record_delivery` stores the delivery (its id makes
-copies answer `duplicate`), applies the event through `reactions.apply_event` and answers
-what happened; the audit records and outbox rows it causes are written together at the end.
+A delivery carries at most one CI event. `store_delivery` stores it (its id makes copies
+answer `duplicate`) with what the request parsed, pending; the applier
+(`bot.services.applier`) later applies the event through `apply_work`, which goes through
+`reactions.apply_event`; the audit records and outbox rows it causes are written together
+at the end. `record_delivery` does both in one transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -21,6 +24,7 @@ from bot.domain.messages import ResolveSha
 from bot.domain.tracking import Tracked, resolve
 from bot.ports import Comparison
 from bot.services import outbox, reactions
+from bot.services.delivery_work import Work
 from bot.store import statements as sql
 from bot.store.deferred import deferred_inserts
 from bot.store.tables import Deployment
@@ -28,6 +32,39 @@ from bot.store.tables import Deployment
 # Where the provider's id of a deployment waiting for approval goes in its gate's context
 # (what `integrations/deployers/gitlab_approval.py` reads as `gitlab_deployment_id`).
 WAITING_ID = "gitlab_deployment_id"
+
+
+PENDING = "pending"  # stored, answered, waiting for the applier
+FAILED = "failed"  # its application was given up on after every attempt
+
+
+def store_delivery(
+    session: Session, *, now: datetime, config: Config, delivery: Delivery, work: Work
+) -> IngestResult:
+    """Store one verified delivery once per delivery id, to be applied after the answer.
+
+    What can be decided without applying is decided here and stored as done: a delivery
+    with nothing to track (a ping is accepted, anything else ignored, with the parser's
+    note) and an event no configured service tracks (ignored, saying so). Everything else
+    is stored pending, keyed by the service and environment it is applied in order with,
+    and answered accepted.
+    """
+    conn = session.connection()
+    seen = conn.execute(
+        sql.SEEN_DELIVERY, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
+    ).first()
+    if seen is not None:
+        return IngestResult(DUPLICATE, delivery.delivery_id)
+    decided = _decided(config, delivery, work)
+    key = None if decided is not None else apply_key(config, work)
+    result = decided or IngestResult(ACCEPTED, delivery.delivery_id)
+    # A concurrent copy of this delivery fails here on uq_webhook_delivery; its write is
+    # retried and then finds this row: answered duplicate.
+    conn.execute(
+        sql.INSERT_DELIVERY,
+        _row(delivery, now=now, result=result, work=work, key=key, pending=decided is None),
+    )
+    return result
 
 
 def record_delivery(
@@ -41,11 +78,12 @@ def record_delivery(
     commits: Comparison | None = None,
     lookup: ShaLookup | None = None,
 ) -> IngestResult:
-    """Store one verified delivery and apply what it says, once per delivery id.
+    """Store one verified delivery and apply it in the same transaction, once per delivery id.
 
+    The applier's work for one delivery done at once: what a process that applies before
+    answering (`Overrides.apply_before_response`) runs, answering what applying did.
     `event` is None for deliveries that carry nothing to track (ping, unknown events); `note`
-    then says why, and the delivery is answered as ignored (or accepted for a ping).
-    `commits` is the commit list a generic webhook may carry with its event.
+    then says why. `commits` is the commit list a generic webhook may carry with its event.
     """
     conn = session.connection()
     seen = conn.execute(
@@ -53,39 +91,82 @@ def record_delivery(
     ).first()
     if seen is not None:
         return IngestResult(DUPLICATE, delivery.delivery_id)
-
-    # The audit records and outbox rows the delivery causes are written together at the end.
-    with deferred_inserts(session):
-        if lookup is not None:
-            result = _queue_lookup(
-                session, now=now, config=config, delivery=delivery, lookup=lookup
-            )
-        else:
-            result = _apply(
-                session,
-                now=now,
-                config=config,
-                delivery=delivery,
-                event=event,
-                note=note,
-                commits=commits,
-            )
+    work = Work(event=event, note=note, commits=commits, lookup=lookup)
+    result = apply_work(session, now=now, config=config, delivery=delivery, work=work)
     # A concurrent copy of this delivery fails here on uq_webhook_delivery; its transaction
     # is retried and then finds this row: answered duplicate.
-    conn.execute(
-        sql.INSERT_DELIVERY,
-        {
-            "provider": delivery.provider,
-            "delivery_id": delivery.delivery_id,
-            "event": delivery.event[:100],
-            "received_at": now,
-            "outcome": result.status,
-            "detail": (result.detail or "")[:500] or None,
-            "deployment_id": result.deployment_id,
-            "body": delivery.body,
-        },
+    row = _row(
+        delivery, now=now, result=result, work=work, key=apply_key(config, work), pending=False
     )
+    conn.execute(sql.INSERT_DELIVERY, {**row, "attempts": 1})
     return result
+
+
+def apply_work(
+    session: Session, *, now: datetime, config: Config, delivery: Delivery, work: Work
+) -> IngestResult:
+    """Apply what one delivery says: its event through `reactions.apply_event`, or its sha
+    lookup queued for the worker. Re-applying is harmless: an event the deployment has
+    already seen changes nothing (answered ignored, "deployment already ...")."""
+    # The audit records and outbox rows the delivery causes are written together at the end.
+    with deferred_inserts(session):
+        if work.lookup is not None:
+            return _queue_lookup(
+                session, now=now, config=config, delivery=delivery, lookup=work.lookup
+            )
+        return _apply(
+            session,
+            now=now,
+            config=config,
+            delivery=delivery,
+            event=work.event,
+            note=work.note,
+            commits=work.commits,
+        )
+
+
+def apply_key(config: Config, work: Work) -> str | None:
+    """The service and environment a delivery is applied in order with (None: nothing
+    configured tracks it)."""
+    event = work.lookup.event if work.lookup is not None else work.event
+    tracked = resolve(config, event.target) if event is not None else None
+    return f"{tracked.service}/{tracked.environment}" if tracked is not None else None
+
+
+def _decided(config: Config, delivery: Delivery, work: Work) -> IngestResult | None:
+    """The answer to a delivery that needs no applying, or None when it does."""
+    event = work.lookup.event if work.lookup is not None else work.event
+    if event is None:
+        status = ACCEPTED if delivery.event == "ping" else IGNORED
+        return IngestResult(status, delivery.delivery_id, detail=work.note)
+    if resolve(config, event.target) is None:
+        return _untracked(delivery, event)
+    return None
+
+
+def _row(
+    delivery: Delivery,
+    *,
+    now: datetime,
+    result: IngestResult,
+    work: Work,
+    key: str | None,
+    pending: bool,
+) -> dict[str, Any]:
+    return {
+        "provider": delivery.provider,
+        "delivery_id": delivery.delivery_id,
+        "event": delivery.event[:100],
+        "received_at": now,
+        "outcome": PENDING if pending else result.status,
+        "detail": (result.detail or "")[:500] or None,
+        "deployment_id": result.deployment_id,
+        "body": delivery.body,
+        "apply_key": key,
+        "work": work.to_dict() if key is not None else None,
+        "applied_at": None if pending else now,
+        "next_attempt_at": now if pending else None,
+    }
 
 
 def first_sight(
@@ -111,6 +192,7 @@ def first_sight(
             "detail": None,
             "deployment_id": None,
             "body": None,
+            "applied_at": now,
         },
     )
     return True

@@ -316,10 +316,23 @@ class AuditEvent(SQLModel, table=True):
 
 
 class WebhookDelivery(SQLModel, table=True):
-    """Every accepted inbound delivery, de-duplicated by provider + delivery id."""
+    """Every accepted inbound delivery, de-duplicated by provider + delivery id.
+
+    A delivery is stored before it is answered and applied after (`bot.services.applier`):
+    `outcome` is "pending" until then, and "accepted" or "ignored" once applied (or decided
+    without applying), "failed" once its application was given up on. `work` is what the
+    request parsed (the event to apply), `apply_key` the service and environment it is
+    applied in order with, and `error`, `attempts` and `next_attempt_at` its retries.
+    """
 
     __tablename__ = "webhook_delivery"
-    __table_args__ = (sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),)
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "delivery_id", name="uq_webhook_delivery"),
+        # The applier's claim walks the pending deliveries in arrival order ...
+        sa.Index("ix_webhook_delivery_outcome_id", "outcome", "id"),
+        # ... and finds the first pending delivery of a key.
+        sa.Index("ix_webhook_delivery_outcome_key", "outcome", "apply_key", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=32)
@@ -330,6 +343,30 @@ class WebhookDelivery(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=500)
     deployment_id: int | None = Field(default=None, index=True)
     body: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    apply_key: str | None = Field(default=None, max_length=201)  # service/environment
+    work: dict[str, Any] | None = _json(default=None)
+    applied_at: datetime | None = _at(default=None)
+    error: str | None = Field(default=None, max_length=1000)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_attempt_at: datetime | None = _at(default=None)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job at one tick, claimed by the replica that runs it.
+
+    The primary key makes the claim: of the replicas whose schedulers fire at the same tick,
+    one inserts the row and runs the job. A holder that crashed leaves `finished_at` empty;
+    once `expires_at` has passed, another replica may take the tick over.
+    """
+
+    __tablename__ = "job_run"
+
+    job_id: str = Field(max_length=100, primary_key=True)
+    tick_at: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    holder: str = Field(max_length=100)
+    claimed_at: datetime = _at()
+    expires_at: datetime = _at()
+    finished_at: datetime | None = _at(default=None)
 
 
 class OutboxMessage(SQLModel, table=True):

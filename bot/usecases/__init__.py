@@ -32,7 +32,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Config
@@ -52,6 +52,7 @@ from bot.usecases import (
     freeze,
     health,
     ingest,
+    jobs,
     lock,
     operate,
     read,
@@ -129,6 +130,16 @@ class UseCases:
 
     async def gate_status(self, gate_id: int) -> dict[str, Any] | None:
         return await request_gate.gate_status(self._ctx, gate_id)
+
+    async def claim_job_tick(self, *, job_id: str, tick_at: datetime, holder: str) -> bool:
+        """Whether this scheduler runs a job's tick (one replica does)."""
+        return await jobs.claim(self._ctx, job_id=job_id, tick_at=tick_at, holder=holder)
+
+    async def finish_job_tick(self, *, job_id: str, tick_at: datetime, holder: str) -> None:
+        await jobs.finish(self._ctx, job_id=job_id, tick_at=tick_at, holder=holder)
+
+    async def prune_job_runs(self) -> int:
+        return await jobs.prune(self._ctx)
 
     # --- buttons and commands -------------------------------------------------------------
 

@@ -38,6 +38,9 @@ class Context:
     metrics: Metrics
     wake: Callable[[], None]
     migrations_head: str | None = None
+    # Stored deliveries: wake the applier, or (apply_inline) apply each before answering.
+    wake_applier: Callable[[], None] = lambda: None
+    apply_inline: bool = False
     # Links to the outside that readiness reports on (name -> its state now: {"ok": ...}),
     # filled in by the composition root once they exist (Slack's Socket Mode).
     links: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)

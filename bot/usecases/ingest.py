@@ -1,15 +1,24 @@
-"""Record a delivery: store one verified webhook delivery, apply it, let the outbox send."""
+"""Record a delivery: store one verified webhook delivery and answer; the applier applies it.
+
+The request stores the delivery (de-duplicated, with what it parsed) in a group commit and
+is answered 202; `bot.usecases.apply.Applier` applies it next and wakes the outbox. A
+process that applies before answering (`Context.apply_inline`: tests that drive the
+background work themselves) stores and applies in one transaction, answering what
+applying did.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from bot.domain.events import DeployEvent
 from bot.domain.ingest import ACCEPTED, Delivery, IngestResult, ShaLookup
 from bot.logs import log_context
 from bot.ports import Comparison
 from bot.services import ingest
+from bot.services.delivery_work import Work
 from bot.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -24,7 +33,7 @@ async def record_delivery(
     commits: Comparison | None = None,
     lookup: ShaLookup | None = None,
 ) -> IngestResult:
-    """Store and apply one delivery, answered once its transaction has committed.
+    """Store one delivery and answer once its transaction has committed.
 
     `lookup` is an event whose full sha the worker still has to fetch (GitLab's Deployment
     Hook); `commits` is a commit list the webhook carried itself. Deliveries arriving
@@ -32,20 +41,23 @@ async def record_delivery(
     """
     with log_context(delivery_id=delivery.delivery_id):
         now = ctx.clock.now()
-        result = await asyncio.wrap_future(
-            ctx.db.submit_write(
-                lambda s: ingest.record_delivery(
-                    s,
-                    now=now,
-                    config=ctx.config,
-                    delivery=delivery,
-                    event=event,
-                    note=note,
-                    commits=commits,
-                    lookup=lookup,
-                )
+        if ctx.apply_inline:
+            write = partial(
+                ingest.record_delivery,
+                now=now,
+                config=ctx.config,
+                delivery=delivery,
+                event=event,
+                note=note,
+                commits=commits,
+                lookup=lookup,
             )
-        )
+        else:
+            work = Work(event=event, note=note, commits=commits, lookup=lookup)
+            write = partial(
+                ingest.store_delivery, now=now, config=ctx.config, delivery=delivery, work=work
+            )
+        result = await asyncio.wrap_future(ctx.db.submit_write(write))
         ctx.metrics.webhooks.labels(delivery.provider, result.status).inc()
         log.info(
             "%s %s delivery %s",
@@ -55,5 +67,8 @@ async def record_delivery(
             extra={"deployment_id": result.deployment_id},
         )
         if result.status == ACCEPTED:
-            ctx.wake()
+            if ctx.apply_inline:
+                ctx.wake()
+            else:
+                ctx.wake_applier()
         return result
