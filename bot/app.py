@@ -28,6 +28,7 @@ from bot.outbox_worker import OutboxWorker
 from bot.outside import OutsideWorld, Overrides, outside_world, senders
 from bot.ports import (
     Clock,
+    SlackDirectory,
     SlackSender,
     SystemClock,
 )
@@ -89,32 +90,18 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             world = await outside_world(settings, overrides, stack, clock)
             renderer = Renderer(template_dir=settings.templates_dir, public_url=settings.public_url)
             directory = overrides.directory or WebApiDirectory(slack.client)
-            worker = OutboxWorker(
-                db=db,
-                clock=clock,
-                config=config,
-                slack=slack.sender,
+            worker = _outbox_worker(
+                settings,
+                config,
+                metrics,
+                db,
+                clock,
+                slack,
+                world,
+                overrides,
+                stack,
                 renderer=renderer,
-                metrics=metrics,
-                scm=dict(world.scm),
-                lookups=dict(world.lookups),
-                deployers=dict(world.deployers),
-                pagers=dict(world.pagers),
-                secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
-                public_url=settings.public_url,
-                concurrency=settings.outbox_concurrency,
-                lease=timedelta(seconds=settings.outbox_lease_seconds),
-                more=senders(
-                    settings,
-                    config,
-                    slack.sender,
-                    db,
-                    clock,
-                    overrides,
-                    stack,
-                    renderer=renderer,
-                    directory=directory,
-                ),
+                directory=directory,
             )
             runtime = Runtime.assemble(
                 db=db,
@@ -160,6 +147,50 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
         routes=routes(),
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
+    )
+
+
+def _outbox_worker(
+    settings: Settings,
+    config: Config,
+    metrics: Metrics,
+    db: Database,
+    clock: Clock,
+    slack: SlackEdge,
+    world: OutsideWorld,
+    overrides: Overrides,
+    stack: AsyncExitStack,
+    *,
+    renderer: Renderer,
+    directory: SlackDirectory,
+) -> OutboxWorker:
+    """The worker that sends what the services queued, with every sender it knows."""
+    return OutboxWorker(
+        db=db,
+        clock=clock,
+        config=config,
+        slack=slack.sender,
+        renderer=renderer,
+        metrics=metrics,
+        scm=dict(world.scm),
+        lookups=dict(world.lookups),
+        deployers=dict(world.deployers),
+        pagers=dict(world.pagers),
+        secrets=(overrides.environ if overrides.environ is not None else os.environ).get,
+        public_url=settings.public_url,
+        concurrency=settings.outbox_concurrency,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        more=senders(
+            settings,
+            config,
+            slack.sender,
+            db,
+            clock,
+            overrides,
+            stack,
+            renderer=renderer,
+            directory=directory,
+        ),
     )
 
 

@@ -23,17 +23,17 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from bot.domain.errors import DeliveryFailed
-from bot.ports import Commit, Comparison, FileChange
+from bot.ports import Comparison
 from bot.settings import Settings
 from integrations.errors import CredentialsError
 from integrations.github.pulls import with_changes
+from integrations.github.shapes import commit_from, file_from, mapping, opt_str, parse_time
 from integrations.http import RetryPolicy, make_client
 
 if TYPE_CHECKING:
@@ -65,16 +65,6 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 NOT_FOUND = "repository or commit not found, or the token cannot read it"
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-
-FILE_STATUS = {
-    "added": "added",
-    "removed": "removed",
-    "modified": "modified",
-    "renamed": "renamed",
-    "copied": "added",
-    "changed": "modified",
-    "unchanged": "modified",
-}
 
 
 class GitHubAppAuth:
@@ -141,7 +131,7 @@ class GitHubAppAuth:
             token = data.get("token")
             if not isinstance(token, str) or not token:
                 raise DeliveryFailed(f"POST {path}: the reply carried no token", retryable=False)
-            expires = _parse_time(data.get("expires_at"))
+            expires = parse_time(data.get("expires_at"))
             expires_at = expires.timestamp() if expires else self._now() + 3600
             self._tokens[installation_id] = (token, expires_at)
             return token
@@ -224,8 +214,8 @@ class GitHubClient:
         data = _json_object(await self._get(repo, path), f"GET {path}")
         raw_commits = _list(data.get("commits"), f"GET {path}: commits")
         raw_files = _list(data.get("files", []), f"GET {path}: files")
-        commits = tuple(_commit(item) for item in raw_commits if isinstance(item, Mapping))
-        files = tuple(_file(item) for item in raw_files if isinstance(item, Mapping))
+        commits = tuple(commit_from(item) for item in raw_commits if isinstance(item, Mapping))
+        files = tuple(file_from(item) for item in raw_files if isinstance(item, Mapping))
         total = data.get("total_commits")
         total_commits = total if isinstance(total, int) and total >= len(commits) else len(commits)
         found = Comparison(
@@ -233,7 +223,7 @@ class GitHubClient:
             files=files,
             total_commits=total_commits,
             truncated=total_commits > len(commits) or len(files) >= COMPARE_FILES_CAP,
-            url=_opt_str(data.get("html_url")),
+            url=opt_str(data.get("html_url")),
         )
         return await with_changes(self._get, repo, found, api_root=str(self._client.base_url))
 
@@ -249,8 +239,8 @@ class GitHubClient:
                 response = await self._send("/rate_limit", self._token)
             except DeliveryFailed as failure:
                 raise _explained(failure, self._failures()) from failure
-            resources = _mapping(_json_object(response, "GET /rate_limit").get("resources"))
-            limits = _mapping(resources.get("core"))
+            resources = mapping(_json_object(response, "GET /rate_limit").get("resources"))
+            limits = mapping(resources.get("core"))
             return (
                 f"answers to GITHUB_TOKEN; {limits.get('remaining', '?')} of "
                 f"{limits.get('limit', '?')} calls left this hour"
@@ -277,9 +267,9 @@ class GitHubClient:
         path = f"/repos/{repo}/commits/{_ref(head)}"
         response = await self._get(repo, path)
         data = _json_object(response, f"GET {path}")
-        commit = _commit(data)
+        commit = commit_from(data)
         files = [
-            _file(item)
+            file_from(item)
             for item in _list(data.get("files", []), f"GET {path}: files")
             if isinstance(item, Mapping)
         ]
@@ -291,7 +281,7 @@ class GitHubClient:
             response = await self._get(repo, next_url)
             page = _json_object(response, f"GET {path}")
             files.extend(
-                _file(item)
+                file_from(item)
                 for item in _list(page.get("files", []), f"GET {path}: files")
                 if isinstance(item, Mapping)
             )
@@ -448,56 +438,3 @@ def _list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise DeliveryFailed(f"{what} is not a list", retryable=False)
     return value
-
-
-def _commit(item: Mapping[str, Any]) -> Commit:
-    sha = item.get("sha")
-    if not isinstance(sha, str) or not sha:
-        raise DeliveryFailed("a commit in GitHub's reply has no sha", retryable=False)
-    detail = _mapping(item.get("commit"))
-    git_author = _mapping(detail.get("author"))
-    author_login = _opt_str(_mapping(item.get("author")).get("login"))
-    return Commit(
-        sha=sha,
-        message=_opt_str(detail.get("message")) or "",
-        author=_opt_str(git_author.get("name")) or author_login or "unknown",
-        author_login=author_login,
-        committer_login=_opt_str(_mapping(item.get("committer")).get("login")),
-        author_email=_opt_str(git_author.get("email")),
-        committer_email=_opt_str(_mapping(detail.get("committer")).get("email")),
-        authored_at=_parse_time(git_author.get("date")),
-        url=_opt_str(item.get("html_url")),
-    )
-
-
-def _file(item: Mapping[str, Any]) -> FileChange:
-    status = _opt_str(item.get("status")) or "modified"
-    return FileChange(
-        path=_opt_str(item.get("filename")) or "",
-        additions=_count(item.get("additions")),
-        deletions=_count(item.get("deletions")),
-        status=FILE_STATUS.get(status, "modified"),
-        previous_path=_opt_str(item.get("previous_filename")),
-    )
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
