@@ -40,6 +40,7 @@ from bot.services import (
     markers,
     outbox,
     releases,
+    rollouts,
     slo,
     verification,
 )
@@ -82,6 +83,8 @@ def apply_event(
             deployment=applied.deployment,
             moved_to=applied.moved_to,
         )
+    if applied.deployment is not None and event.target.provider == "argocd":
+        rollouts.observe(session, now=now, deployment=applied.deployment, event=event)
     if applied.deployed and applied.deployment is not None:
         deployed(session, now=now, config=config, deployment=applied.deployment)
     return applied.deployment, applied.changed
