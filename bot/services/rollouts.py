@@ -50,24 +50,26 @@ def _subject(deployment_id: int) -> str:
 # --- what Argo CD reported -------------------------------------------------------------------
 
 
-def observe(session: Session, *, now: datetime, deployment: Deployment, event: DeployEvent) -> None:
+def observe(session: Session, *, now: datetime, deployment: Deployment, event: DeployEvent) -> bool:
     """An Argo CD event that lists Rollouts: read the live state of one still moving, or
-    record that they all settled."""
+    record that they all settled. Whether it did either."""
     listed = event.extra.get("rollouts")
     app = event.target.app
     if not listed or not app or deployment.id is None:
-        return
+        return False
     found = [r for r in json.loads(listed) if isinstance(r, dict)]
     for item in found:
         if item.get("health") in rules.ACTIVE_HEALTH:
             ref = rules.RolloutRef(app, item["name"], item["namespace"], item["version"])
             outbox.enqueue(session, rules.RolloutRefresh(deployment.id, ref), now=now)
-            return
+            return True
     if found and latest(session, [deployment.id]).get(deployment.id) is not None:
         item = found[0]
         ref = rules.RolloutRef(app, item["name"], item["namespace"], item["version"])
         settled = rules.RolloutStatus("canary", None, None, False, False, str(item["health"]))
         observed(session, now=now, deployment_id=deployment.id, rollout=ref, status=settled)
+        return True
+    return False
 
 
 def observed(
