@@ -32,7 +32,9 @@ from bot.settings import Settings
 from bot.store.db import Database
 from bot.usecases.flags import FlagLedger
 from bot.usecases.markers import MarkerLedger
+from bot.usecases.rollouts import RolloutLedger
 from bot.usecases.slo import BudgetMeter
+from integrations.argocd.rollouts import RolloutSenders
 from integrations.checkpoint_sinks import checkpoint_handlers
 from integrations.checks.budget import PrometheusBudget
 from integrations.checks.registry import build_runners
@@ -195,8 +197,18 @@ def senders(
     budgets = PrometheusBudget(make_client("", transport=transport))
     stack.push_async_callback(budgets.aclose)
     meter = BudgetMeter(db=db, clock=clock, config=config, source=budgets)
+    rollouts: dict[str, Any] = {}
+    if settings.argocd_url and settings.argocd_token:
+        argocd = RolloutSenders(
+            make_client(settings.argocd_url, transport=transport),
+            settings.argocd_token.get_secret_value(),
+            ledger=RolloutLedger(db, clock, config),
+        )
+        stack.push_async_callback(argocd.aclose)
+        rollouts = argocd.handlers()
     return {
         **meter.handlers(),
+        **rollouts,
         **checkpoint_handlers(settings, slack, transport),
         **markers.handlers(transport),
         **flags.handlers(transport),

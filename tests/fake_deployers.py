@@ -75,6 +75,9 @@ class FakeArgoCD:
         self.automated: set[str] = set()
         self.forbidden: set[str] = set()  # apps the token's project role may not touch
         self.busy: set[str] = set()  # apps with an operation running
+        # Argo Rollouts: (app, namespace, name) -> the live Rollout object
+        self.rollouts: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.denied_actions: set[str] = set()  # resource actions the token's role lacks
 
     def add_app(self, name: str, *revisions: str) -> None:
         self.history[name] = [
@@ -96,6 +99,8 @@ class FakeArgoCD:
             return grpc_error(401, 16, "invalid session: token signature is invalid")
         parts = request.url.path.removeprefix("/api/v1/applications/").split("/")
         name, verb = unquote(parts[0]), (parts[1] if len(parts) > 1 else "")
+        if verb == "resource" and name in self.history and name not in self.forbidden:
+            return self._resource(name, parts[2:], request)
         action = {"": "get", "sync": "sync", "rollback": "sync"}.get(verb)
         if action is None or not request.url.path.startswith("/api/v1/applications/"):
             return httpx.Response(404, text="Not Found")
@@ -115,6 +120,86 @@ class FakeArgoCD:
         if verb == "sync":
             return self._sync(name, body)
         return self._rollback(name, body)
+
+    # --- Argo Rollouts through the resource APIs ---------------------------------------------
+
+    def add_rollout(
+        self, app: str, name: str, *, steps: int, step_index: int, paused: bool
+    ) -> None:
+        """A canary Rollout of `app` (namespace `storefront`), `steps` steps, at 0-based
+        `step_index`, paused by a pause step or not."""
+        self.rollouts[(app, "storefront", name)] = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": name, "namespace": "storefront"},
+            "spec": {
+                "replicas": 5,
+                "strategy": {
+                    "canary": {
+                        "steps": [
+                            {"setWeight": 20} if i % 2 == 0 else {"pause": {}} for i in range(steps)
+                        ]
+                    }
+                },
+            },
+            "status": {
+                "currentStepIndex": step_index,
+                "phase": "Paused" if paused else "Progressing",
+                "pauseConditions": (
+                    [{"reason": "CanaryPauseStep", "startTime": "2026-11-17T10:00:00Z"}]
+                    if paused
+                    else []
+                ),
+            },
+        }
+
+    def actions_run(self) -> list[tuple[str, dict[str, str]]]:
+        """The resource actions asked: (action, query)."""
+        return [
+            (json.loads(r.content), dict(r.url.params))
+            for r in self.calls("POST", "/resource/actions")
+        ]
+
+    def _resource(self, app: str, rest: list[str], request: httpx.Request) -> httpx.Response:
+        query = request.url.params
+        for required in ("resourceName", "version", "kind"):
+            if not query.get(required):
+                return grpc_error(400, 3, f"{required} is required")
+        key = (app, query.get("namespace", ""), query["resourceName"])
+        found = self.rollouts.get(key)
+        if found is None or query["kind"] != "Rollout" or query.get("group") != "argoproj.io":
+            return grpc_error(404, 5, f'{query["kind"]}.{query.get("group")} "{key[2]}" not found')
+        if request.method == "GET" and not rest:
+            return httpx.Response(200, json={"manifest": json.dumps(found)})
+        if request.method != "POST" or rest != ["actions"]:
+            return httpx.Response(404, text="Not Found")
+        action = json.loads(request.content or b"null")
+        if not isinstance(action, str):
+            return grpc_error(400, 3, "action is required")
+        if action in self.denied_actions:
+            return grpc_error(
+                403,
+                7,
+                f"permission denied: applications, action/argoproj.io/Rollout/{action}, "
+                f"default/{app}, sub: releasebot, iat: 2026-11-17T09:00:00Z",
+            )
+        return self._run_action(found, action)
+
+    @staticmethod
+    def _run_action(rollout: dict[str, Any], action: str) -> httpx.Response:
+        status, spec = rollout["status"], rollout["spec"]
+        steps = len(spec["strategy"]["canary"]["steps"])
+        if action == "resume":
+            status["pauseConditions"] = []
+            status["currentStepIndex"] = min(status["currentStepIndex"] + 1, steps)
+            status["phase"] = "Healthy" if status["currentStepIndex"] >= steps else "Progressing"
+        elif action == "promote-full":
+            status.update(pauseConditions=[], currentStepIndex=steps, phase="Healthy")
+        elif action == "abort":
+            status.update(abort=True, pauseConditions=[], phase="Degraded")
+        else:
+            return grpc_error(400, 3, f"action {action} not found")
+        return httpx.Response(200, json={})
 
     def _sync(self, name: str, body: dict[str, Any]) -> httpx.Response:
         if not isinstance(body.get("revision"), str):

@@ -21,6 +21,7 @@ from bot.blocks.mrkdwn import (
     truncate,
     with_mentions,
 )
+from bot.blocks.rollouts import rollout_blocks
 
 if TYPE_CHECKING:
     from bot.services.release_views import ReleaseView
@@ -50,6 +51,8 @@ def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
         blocks.append(_text(_lock(r)))
     if r.flags:
         blocks.extend(_flags(r))
+    if r.rollout:
+        blocks.extend(rollout_blocks(r.deployment_id, r.rollout))
     buttons = _buttons(r)
     if buttons:
         blocks.append(

@@ -40,6 +40,7 @@ from bot.services import (
     markers,
     outbox,
     releases,
+    rollouts,
     slo,
     verification,
 )
@@ -82,9 +83,13 @@ def apply_event(
             deployment=applied.deployment,
             moved_to=applied.moved_to,
         )
+    # An Argo Rollout reported moving or settled is news even when the deployment is not.
+    noticed = applied.deployment is not None and rollouts.observe(
+        session, now=now, deployment=applied.deployment, event=event
+    )
     if applied.deployed and applied.deployment is not None:
         deployed(session, now=now, config=config, deployment=applied.deployment)
-    return applied.deployment, applied.changed
+    return applied.deployment, applied.changed or noticed
 
 
 def record_check(

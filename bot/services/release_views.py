@@ -16,7 +16,7 @@ from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
-from bot.services import flags, freezes, pipeline, slo, verification
+from bot.services import flags, freezes, pipeline, rollouts, slo, verification
 from bot.store.tables import (
     LOCK_ALL,
     AuditEvent,
@@ -72,6 +72,7 @@ class ReleaseView:
     rollback_error: str | None = None  # why the pipeline did not roll back (rollback_failed)
     budget: str | None = None  # the service's error budget as last measured (with an slo)
     flags: tuple[dict[str, Any], ...] = ()  # the `release:` flags offered (`flags.views`)
+    rollout: dict[str, Any] | None = None  # its Argo Rollout, as last read (`rollouts.views`)
 
     @property
     def short_sha(self) -> str:
@@ -120,6 +121,7 @@ def release_views(
     )
     locks: dict[tuple[str, str], EnvironmentLock | None] = {}
     offered = flags.views(session, config, deployments)
+    canaries = rollouts.views(session, deployments)
     views: dict[int, ReleaseView] = {}
     budgets = (
         {name: slo.latest_line(session, config, name) for name in {d.service for d in deployments}}
@@ -159,6 +161,7 @@ def release_views(
             rollback_error=refused.get(deployment.id),
             budget=budgets.get(deployment.service),
             flags=tuple(offered.get(deployment.id, ())),
+            rollout=canaries.get(deployment.id),
             **_gate(gates.get(deployment.id)),
             **_actions(config, deployment, locks.get(scope)),
         )

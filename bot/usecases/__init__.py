@@ -18,6 +18,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 | freeze        | freeze and unfreeze an environment                             |
 | lock          | lock and unlock a service's environments, the locks in force   |
 | rerequest     | ask again for an expired gate (the Re-request button)          |
+| rollouts      | promote or abort an Argo Rollouts canary                       |
 | request_gate  | request a gate from CI over the API, read its status           |
 | read          | status, history, pending approvals, App Home lists, metrics    |
 | dashboard     | the dashboard's pages and a deployment's evidence pack         |
@@ -58,6 +59,7 @@ from bot.usecases import (
     read,
     request_gate,
     rerequest,
+    rollouts,
     skip,
     slack_events,
     sweep,
@@ -172,6 +174,16 @@ class UseCases:
     async def kill_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:
         return await flags.kill_switch(
             self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
+        )
+
+    async def promote_rollout(self, *, deployment_id: int, user_id: str) -> Outcome:
+        return await rollouts.promote_rollout(
+            self._ctx, deployment_id=deployment_id, user_id=user_id
+        )
+
+    async def abort_rollout(self, *, deployment_id: int, user_id: str, reason: str) -> Outcome:
+        return await rollouts.abort_rollout(
+            self._ctx, deployment_id=deployment_id, user_id=user_id, reason=reason
         )
 
     async def rerequest_gate(self, *, gate_id: int, user_id: str) -> Outcome:

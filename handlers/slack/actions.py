@@ -26,6 +26,7 @@ from bot.blocks.modals import (
 )
 from bot.blocks.mrkdwn import keeping_mentions
 from bot.blocks.release import SKIP_VERIFICATION, SKIP_VERIFICATION_MODAL, skip_verification_modal
+from bot.blocks.rollouts import ABORT, ABORT_MODAL, PROMOTE, abort_modal
 from bot.domain.gates.refusal import REASON_MISSING
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
@@ -61,6 +62,23 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
     _on_click(app, "release_approve", approve)
     _on_reason(app, "release_reject", REJECT_MODAL, reject_modal, "gate_id", reject)
     _register_flags(app, usecases)
+    _register_rollouts(app, usecases)
+
+
+def _register_rollouts(app: AsyncApp, usecases: UseCases) -> None:
+    """An Argo Rollout's Promote (one click, under the gate's rules) and Abort (a modal asks
+    why); both buttons carry the deployment id."""
+
+    async def promote(deployment_id: int, user: str) -> Outcome:
+        return await usecases.promote_rollout(deployment_id=deployment_id, user_id=user)
+
+    async def abort(deployment_id: int, user: str, reason: str) -> Outcome:
+        return await usecases.abort_rollout(
+            deployment_id=deployment_id, user_id=user, reason=reason
+        )
+
+    _on_click(app, PROMOTE, promote)
+    _on_reason(app, ABORT, ABORT_MODAL, abort_modal, "deployment_id", abort)
 
 
 def _register_flags(app: AsyncApp, usecases: UseCases) -> None:

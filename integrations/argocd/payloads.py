@@ -8,6 +8,12 @@ docs/argocd-notifications.md (tests render them and parse the result, so the two
      "syncRevision": "<40 hex>", "phase": "Succeeded", "health": "Healthy", "message": "...",
      "startedAt": "...", "finishedAt": "...", "url": "https://argocd.example/applications/...",
      "initiatedBy": "alice", "automated": false}
+
+With Argo Rollouts, a template may add `"resources": {{toJson .app.status.resources}}` (the
+application's resource statuses); the Rollouts among them (kind `Rollout`, group
+`argoproj.io`) travel in the event's `extra["rollouts"]` as JSON, and the `rollout-progress`
+event (a Rollout progressing or paused after the sync applied it) reports the sync's
+commit again, as succeeded.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.domain import states
+from bot.domain import rollouts, states
 from bot.domain.events import DeployEvent, DeployTarget
 from integrations.payloads import (
     SHA_RE,
@@ -35,6 +41,7 @@ EVENTS: dict[str, str] = {
     "sync-succeeded": states.SUCCEEDED,
     "sync-failed": states.FAILED,
     "health-degraded": states.FAILED,
+    "rollout-progress": states.SUCCEEDED,
 }
 
 # What a Go template prints for a missing value when a template uses `{{.x}}` (not toJson).
@@ -64,7 +71,8 @@ def parse(payload: Any) -> Parsed:
     revision = _revision(body)
     started = _text(body, "startedAt")
     finished = _text(body, "finishedAt")
-    delivery = _delivery_id(app, revision, event_name, started, finished)
+    found = _rollouts(body)
+    delivery = _delivery_id(app, revision, event_name, started, finished, found)
     message = _text(body, "message")
     description = message
     if event_name == "health-degraded":
@@ -85,7 +93,7 @@ def parse(payload: Any) -> Parsed:
             actor=actor,
             description=description,
             occurred_at=_when(finished) or _when(started),
-            extra={k: v for k, v in (("phase", _text(body, "phase")),) if v},
+            extra={k: v for k, v in (("phase", _text(body, "phase")), ("rollouts", found)) if v},
         ),
         delivery=delivery,
     )
@@ -126,8 +134,45 @@ def _when(value: str | None) -> datetime | None:
         return None
 
 
+def _rollouts(body: Any) -> str | None:
+    """The application's Argo Rollouts (`resources[]` of kind Rollout, group argoproj.io) as
+    JSON `[{name, namespace, version, health, message}]`, or None when it has none."""
+    resources = get_path(body, "resources")
+    if resources is None:
+        return None
+    if not isinstance(resources, list):
+        raise PayloadError("resources", "must be a list")
+    found = []
+    for item in resources[:500]:
+        if not isinstance(item, dict) or item.get("kind") != rollouts.KIND:
+            continue
+        if item.get("group") != rollouts.GROUP or not isinstance(item.get("name"), str):
+            continue
+        given = item.get("health")
+        health: dict[str, Any] = given if isinstance(given, dict) else {}
+        found.append(
+            {
+                "name": item["name"][:253],
+                "namespace": str(item.get("namespace") or "")[:63],
+                "version": str(item.get("version") or "v1alpha1")[:20],
+                "health": str(health.get("status") or "")[:20],
+                "message": str(health.get("message") or "")[:300],
+            }
+        )
+    return json.dumps(found, separators=(",", ":")) if found else None
+
+
 def _delivery_id(
-    app: str, revision: str, event: str, started: str | None, finished: str | None
+    app: str,
+    revision: str,
+    event: str,
+    started: str | None,
+    finished: str | None,
+    found: str | None = None,
 ) -> str:
-    key = json.dumps([app, revision, event, started, finished], separators=(",", ":"))
+    fields: list[str | None] = [app, revision, event, started, finished]
+    if found is not None:
+        # A Rollout moving on (or pausing again) is news even for the same sync.
+        fields.append(found)
+    key = json.dumps(fields, separators=(",", ":"))
     return "argocd-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
