@@ -85,6 +85,16 @@ def release_view(
     return release_views(session, [deployment_id], config=config).get(deployment_id)
 
 
+def _newest_gates(session: Session, ids: list[int]) -> dict[int, Gate]:
+    """The newest gate of each deployment."""
+    gates: dict[int, Gate] = {}
+    for gate in session.exec(
+        select(Gate).where(col(Gate.deployment_id).in_(ids)).order_by(col(Gate.id))
+    ):
+        gates[gate.deployment_id] = gate
+    return gates
+
+
 def release_views(
     session: Session, deployment_ids: Iterable[int], *, config: Config | None = None
 ) -> dict[int, ReleaseView]:
@@ -104,11 +114,7 @@ def release_views(
             select(ReleaseMessage).where(col(ReleaseMessage.deployment_id).in_(ids))
         )
     }
-    gates: dict[int, Gate] = {}  # the newest gate of each deployment
-    for gate in session.exec(
-        select(Gate).where(col(Gate.deployment_id).in_(ids)).order_by(col(Gate.id))
-    ):
-        gates[gate.deployment_id] = gate
+    gates = _newest_gates(session, ids)
     progress = _verification_progress(session, ids)
     refused = _rollback_errors(
         session, [d.id for d in deployments if d.state == states.ROLLBACK_FAILED and d.id]
