@@ -139,6 +139,9 @@ async def test_a_tag_deploys_through_the_gate_and_the_workflow_runs_on_it(
 
     # the person who asked may not approve their own deploy; another release manager does
     gate = gate_of(bot, deployment)
+    await click(bot, "U0RM1", "release_approve", gate.id or 0)
+    assert "you started this deployment" in told(slack, "U0RM1")
+    assert gate_of(bot, deployment).status == "pending"
     await click(bot, "U0RM2", "release_approve", gate.id or 0)
     assert gate_of(bot, deployment).status == "approved"
     [dispatch] = dispatches(github)
@@ -193,6 +196,28 @@ async def test_unknown_names_and_refs_are_answered_with_the_choices(
     assert [d.sha for d in rows(bot, Deployment)] == [SHA_A]  # nothing started
     assert dispatches(github) == []
     assert not [t for t in channel_texts(slack) if "deploying" in t]
+
+
+async def test_what_is_on_its_way_is_not_started_twice_and_an_old_one_may_come_back(
+    slash: Slash, bot: Bot, github: FakeGitHub
+) -> None:
+    await running_a(bot, github)
+    await slash("U0RM1", f"deploy checkout {TAG} to production")
+    again = shown(await slash("U0OWNER01", "deploy checkout main to production"))
+    assert f"main ({SHA_B[:7]}) is already awaiting approval in production" in again
+    assert "`/release status checkout`" in again
+
+    # SHA_B deploys after all; SHA_A, which ran there before, may be deployed again
+    await deploy(bot, "success", sha=SHA_B, deployment_id=2)
+    back = shown(await slash("U0RM1", f"deploy checkout {SHA_A} to production"))
+    assert f"deploying {SHA_A[:7]} to production" in back
+    assert f"commits since {TAG} ({SHA_B[:7]}), which runs there now" in back
+    states = [(d.sha, d.state) for d in rows(bot, Deployment) if d.environment == "production"]
+    assert states == [
+        (SHA_A, "superseded"),
+        (SHA_B, "verifying"),
+        (SHA_A, "awaiting_approval"),
+    ]
 
 
 async def test_someone_who_may_not_promote_there_is_refused_with_a_remedy(

@@ -93,7 +93,7 @@ def deploy(session: Session, *, now: datetime, config: Config, asked: ChatDeploy
         sha=asked.sha,
         status=states.PENDING,
         source_event=SOURCE_EVENT,
-        external_id=f"deploy:{asked.service}:{asked.environment}:{now.timestamp():.0f}",
+        external_id=f"deploy:{asked.sha[:12]}:{now.timestamp():.0f}",
         version=asked.version,
         ref=None if asked.is_commit else asked.ref,
         actor=asked.actor,
@@ -166,21 +166,30 @@ def _refusal(session: Session, *, config: Config, asked: ChatDeploy) -> str | No
     locked = lock_refusal(session, service=asked.service, environment=asked.environment)
     if locked is not None:
         return locked
-    active = session.exec(
+    latest = session.exec(
         select(Deployment)
         .where(Deployment.service == asked.service)
         .where(Deployment.environment == asked.environment)
         .where(Deployment.sha == asked.sha)
-        .where(col(Deployment.state).not_in(states.FINISHED | {states.VERIFIED}))
         .order_by(col(Deployment.id).desc())
     ).first()
+    if latest is None or latest.state in states.FINISHED:
+        return None
     now_running = running(session, service=asked.service, environment=asked.environment)
-    if active is not None and (now_running is None or active.id != now_running.id):
-        return refusals.under_way(asked.label, active.state, asked.environment, asked.service).text
     if now_running is not None and now_running.sha == asked.sha:
         return refusals.Refusal(
             f"{asked.label} is what {asked.environment} runs now",
             "nothing to deploy: name another branch, tag or commit, or "
             + refusals.cmd(f"/release status {asked.service}"),
         ).text
-    return None
+    if latest.state in DEPLOYED:
+        # It ran there before: going back to it is a rollback (which locks promotion).
+        return refusals.Refusal(
+            f"{asked.label} ran in {asked.environment} before",
+            "go back to it with "
+            + refusals.cmd(
+                f"/release rollback {asked.service} {asked.environment} "
+                f"to {latest.version or asked.sha[:7]} -- reason"
+            ),
+        ).text
+    return refusals.under_way(asked.label, latest.state, asked.environment, asked.service).text
