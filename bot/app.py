@@ -113,6 +113,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 worker=worker,
                 runners=world.runners,
                 migrations_head=migrate.head(),
+                scm=world.scm,
                 apply_inline=overrides.apply_before_response
                 if overrides.apply_before_response is not None
                 else not overrides.run_outbox_worker,

@@ -117,9 +117,13 @@ class Comparison:
 
 
 class ScmClient(Protocol):
-    """A code host's compare API (GitHub, GitLab)."""
+    """A code host's compare API (GitHub, GitLab), and the commit a ref names there."""
 
     async def compare(self, *, repo: str, base: str | None, head: str) -> Comparison: ...
+
+    async def resolve_ref(self, *, repo: str, ref: str) -> str | None:
+        """The full sha a branch, tag or commit names in `repo`; None when it names none."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bot.config import Config
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
-from bot.ports import CheckRunner, Clock, SlackDirectory
+from bot.ports import CheckRunner, Clock, ScmClient, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.usecases import Context, UseCases, audit_trail
@@ -42,6 +42,7 @@ class Runtime:
         runners: Mapping[str, CheckRunner],
         migrations_head: str | None = None,
         apply_inline: bool = False,
+        scm: Mapping[str, ScmClient] | None = None,
     ) -> Runtime:
         """The use cases over these parts, with a verifier running checks through `runners`
         and an applier applying stored deliveries (or each applied as it is stored)."""
@@ -64,6 +65,7 @@ class Runtime:
             migrations_head=migrations_head,
             wake_applier=applier.wake,
             apply_inline=apply_inline,
+            scm=dict(scm or {}),
         )
         audit_trail.bind(context)
         verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)

@@ -36,6 +36,7 @@ class FakeScm:
         self.comparisons: dict[tuple[str | None, str], Comparison] = {}
         self.calls: list[tuple[str, str | None, str]] = []
         self.failures: list[DeliveryFailed] = []
+        self.refs: dict[str, str] = {}  # branch or tag -> the full sha it names
 
     def add(self, *, base: str | None, head: str, comparison: Comparison) -> None:
         self.comparisons[(base, head)] = comparison
@@ -48,6 +49,12 @@ class FakeScm:
             return self.comparisons[(base, head)]
         except KeyError:
             raise DeliveryFailed(f"compare {base}...{head}: 404", retryable=False) from None
+
+    async def resolve_ref(self, *, repo: str, ref: str) -> str | None:
+        """The sha `refs` names, a full sha as it is, else None (no such ref)."""
+        if ref in self.refs:
+            return self.refs[ref]
+        return ref.lower() if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref) else None
 
 
 def commits(count: int, *, message: str = "Change {i}", author: str = "Dev One") -> Comparison:
@@ -93,6 +100,10 @@ class FakeGitHub:
         self.reviews: dict[int, list[dict[str, Any]]] = {}
         self.compare_status = 200  # e.g. 503: GitHub cannot list the commits
         self.pulls_status = 200  # e.g. 403: the App lacks pull_requests: read
+        # Branches and tags `GET /repos/{repo}/commits/{ref}` resolves (ref -> full sha). Once
+        # any is set, a ref that is neither one of them nor a full sha is answered with
+        # GitHub's 422 "No commit found for SHA: <ref>".
+        self.refs: dict[str, str] = {}
 
     def pull(
         self,
@@ -148,6 +159,10 @@ class FakeGitHub:
             return httpx.Response(201, json={"token": "ghs_installation", "expires_at": expires})
         if "/pulls" in path:
             return self._pulls(path)
+        if self.refs and "/commits/" in path and "/compare/" not in path:
+            answered = self._ref(path)
+            if answered is not None:
+                return answered
         if self.compare_status != 200 and ("/compare/" in path or "/commits/" in path):
             return httpx.Response(self.compare_status, json={"message": "Service Unavailable"})
         if "/compare/" in path or "/commits/" in path:
@@ -157,6 +172,17 @@ class FakeGitHub:
         if path.endswith("/dispatches"):
             return httpx.Response(204)
         return httpx.Response(404, json={"message": "Not Found"})
+
+    def _ref(self, path: str) -> httpx.Response | None:
+        """`/repos/{o}/{r}/commits/{ref}` for a branch or tag of `refs`, or an unknown ref;
+        None for a full sha (answered as a single commit)."""
+        ref = path.split("/commits/", 1)[1]
+        if ref in self.refs:
+            sha = self.refs[ref]
+            return httpx.Response(200, json=self._comparison(path.replace(ref, sha)))
+        if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+            return None
+        return httpx.Response(422, json={"message": f"No commit found for SHA: {ref}"})
 
     def _pulls(self, path: str) -> httpx.Response:
         """`/commits/{sha}/pulls`, `/pulls/{number}` and `/pulls/{number}/reviews`."""

@@ -48,6 +48,7 @@ from bot.usecases import (
     audit_trail,
     dashboard,
     decide,
+    deploy,
     digest,
     flags,
     freeze,
@@ -206,6 +207,13 @@ class UseCases:
     ) -> Outcome:
         return await operate.promote_version(
             self._ctx, user_id=user_id, service=service, version=version, environment=environment
+        )
+
+    async def deploy_ref(
+        self, *, user_id: str, service: str, ref: str, environment: str
+    ) -> Outcome:
+        return await deploy.deploy_ref(
+            self._ctx, user_id=user_id, service=service, ref=ref, environment=environment
         )
 
     async def rollback_environment(

@@ -13,7 +13,7 @@ worker (`ctx.wake()`) when that transaction queued something to send.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from bot.config import Config
 from bot.metrics import Metrics
-from bot.ports import Clock, SlackDirectory
+from bot.ports import Clock, ScmClient, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
 
@@ -44,6 +44,8 @@ class Context:
     # Links to the outside that readiness reports on (name -> its state now: {"ok": ...}),
     # filled in by the composition root once they exist (Slack's Socket Mode).
     links: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # The code hosts by provider (github, gitlab): a deploy from chat resolves its ref there.
+    scm: Mapping[str, ScmClient] = field(default_factory=dict)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run `fn` in one write transaction (retried on a conflict) in a worker thread."""

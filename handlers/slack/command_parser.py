@@ -61,6 +61,13 @@ class Promote:
 
 
 @dataclass(frozen=True)
+class Deploy:
+    service: str
+    ref: str  # a branch, a tag or a commit sha, resolved on the code host
+    environment: str
+
+
+@dataclass(frozen=True)
 class Rollback:
     service: str
     environment: str
@@ -116,6 +123,7 @@ Command = (
     | History
     | Pending
     | Promote
+    | Deploy
     | Rollback
     | FreezeCommand
     | Unfreeze
@@ -125,6 +133,8 @@ Command = (
 )
 
 _DIGITS_MAX = 9  # a count typed with more digits is out of every range
+# What git accepts in a ref name, less what no one types: no `..`, no leading `-` or `/`.
+_REF = re.compile(r"^(?![-/.])(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+@-]{1,200}(?<![/.])$")
 _REASON_SPLIT = re.compile(r"(?:^|\s)(?:--|—|–)(?:\s+|$)")
 
 
@@ -191,6 +201,8 @@ def parse(text: str, *, config: Config | None = None) -> Command | Usage:
         return Pending()
     if sub == "promote":
         return _promote(names, tokens)
+    if sub == "deploy":
+        return _deploy(names, tokens)
     if sub == "rollback":
         return _rollback(names, text)
     if sub == "freeze":
@@ -247,6 +259,26 @@ def _promote(names: _Names, tokens: list[str]) -> Command | Usage:
         return problem
     version = "latest" if args[1].lower() == "latest" else args[1]
     return Promote(args[0], version, tokens[env_at])
+
+
+def _deploy(names: _Names, tokens: list[str]) -> Command | Usage:
+    """`deploy <service> <ref> to <env>`; an unknown service or environment is answered with
+    the ones there are."""
+    if len(tokens) == 4 and "to" not in (tokens[2].lower(), tokens[3].lower()):
+        tokens = [*tokens[:3], "to", tokens[3]]  # `deploy checkout v1.4.2 production`
+    args = tokens[1:]
+    if len(args) != 4 or args[2].lower() != "to":
+        return _usage("deploy", "say which service, which branch, tag or commit, and where")
+    if names.known and args[0] not in names.services:
+        known = ", ".join(sorted(names.services))
+        said = f"there is no service `{args[0]}` (there are {known})"
+        return _unknown(tokens, 1, "deploy", said, list(names.services))
+    problem = _check_env(names, tokens, 4, args[0], "deploy")
+    if problem:
+        return problem
+    if not _REF.match(args[1]):
+        return _usage("deploy", f"`{args[1]}` is not a branch, tag or commit name")
+    return Deploy(args[0], args[1], args[3])
 
 
 def _rollback(names: _Names, text: str) -> Command | Usage:

@@ -5,6 +5,7 @@
     /release history <service> [env] [n]
     /release pending
     /release promote <service> <version|latest> to <env>
+    /release deploy <service> <ref> to <env>
     /release rollback <service> <env> [to <version>] [-- reason...]
     /release freeze <env|all> <duration> <reason...>
     /release unfreeze <env|all>
@@ -15,9 +16,11 @@
 The text is parsed by `handlers.slack.command_parser`; the answer is built by
 `bot.blocks.commands`. The listener acks at once with nothing and answers through the
 command's `response_url` (ephemerally: only the person who typed sees it). Read-only
-answers stay there; actions that change something (promote, rollback, freeze, unfreeze,
-lock, unlock) are also announced in the service's channel. Promote and roll back go through
-the path the buttons take, with the same permission check and the same gates; freezing is
+answers stay there; actions that change something (promote, deploy, rollback, freeze,
+unfreeze, lock, unlock) are also announced in the service's channel. Promote and roll back go
+through the path the buttons take, with the same permission check and the same gates; a
+deploy resolves its ref on the code host and goes through the environment's gate like a
+promotion, for the people who may promote there; freezing is
 for release managers; locking and unlocking for release managers and the service's owners
 (without an environment, every environment of the service). A typed rollback without
 ` -- reason` is "rolled back with /release by <user>".
@@ -44,6 +47,7 @@ from bot.usecases import UseCases
 from bot.usecases.freeze import ALL
 from handlers.slack.command_parser import (
     Command,
+    Deploy,
     FreezeCommand,
     Help,
     History,
@@ -163,7 +167,7 @@ async def _read(
 
 async def _change(
     usecases: UseCases,
-    parsed: Promote | Rollback | FreezeCommand | Unfreeze,
+    parsed: Promote | Deploy | Rollback | FreezeCommand | Unfreeze,
     *,
     user_id: str,
     command_name: str,
@@ -175,6 +179,15 @@ async def _change(
             user_id=user_id,
             service=parsed.service,
             version=parsed.version,
+            environment=parsed.environment,
+        )
+        text, said = blocks.operation_reply(outcome, service=parsed.service, user_id=user_id)
+        return _with_announcement(text, said, [config.channel_for(parsed.service)])
+    if isinstance(parsed, Deploy):
+        outcome = await usecases.deploy_ref(
+            user_id=user_id,
+            service=parsed.service,
+            ref=parsed.ref,
             environment=parsed.environment,
         )
         text, said = blocks.operation_reply(outcome, service=parsed.service, user_id=user_id)

@@ -39,8 +39,10 @@ from bot.domain.errors import DeliveryFailed
 from bot.ports import DeployRequest
 
 __all__ = [
+    "DEPLOY_REF",
     "SecretLookup",
     "SecretSource",
+    "deploy_ref",
     "decision_comment",
     "explained",
     "is_ambiguous",
@@ -93,6 +95,17 @@ def secret_value(lookup: SecretLookup, name: str, what: str) -> str:
     if not value:
         raise refused(f"environment variable {name} is not set ({what})")
     return value
+
+
+DEPLOY_REF = "deploy_ref"
+"""The context key of the branch or tag a deploy from chat (`/release deploy`) names."""
+
+
+def deploy_ref(request: DeployRequest) -> str | None:
+    """The branch or tag a deploy from chat asked for (None for a commit sha, and for
+    every other call): the deployer deploys that ref."""
+    value = request.context.get(DEPLOY_REF)
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def require_action(request: DeployRequest, allowed: Iterable[str]) -> None:

@@ -12,6 +12,11 @@ GitHub answers 204, or 200 `{workflow_run_id, run_url, html_url}` when it suppor
 `return_run_details` (then the result carries the run's page); pass
 `return_run_details=False` for a GitHub Enterprise Server that refuses the key.
 
+A deploy from chat (`/release deploy checkout v1.4.2 to production`) dispatches on the
+branch or tag it named instead of `target.ref`, so the workflow runs as of that ref; one
+that named a commit sha dispatches on `target.ref` (GitHub dispatches only on a branch or
+tag) with the sha in the `sha` input.
+
 **A dispatch is not idempotent.** It is sent once; when the answer is lost (timeout,
 connection error, 5xx) the deployer waits `lookup_delay` seconds, then looks for the run
 this request started,
@@ -57,6 +62,7 @@ import httpx
 from bot.domain.errors import DeliveryFailed
 from bot.ports import DeployRequest, DeployResult
 from integrations.deployers import (
+    deploy_ref,
     explained,
     is_ambiguous,
     json_object,
@@ -204,7 +210,7 @@ class GitHubWorkflowDeployer:
         require_action(request, ("promote", "rollback", "approve"))
         repo = _check_repo(request.repo)
         workflow = require_target(request, "workflow")
-        ref = _opt_target(request, "ref") or "main"
+        ref = deploy_ref(request) or _opt_target(request, "ref") or "main"
         body: dict[str, Any] = {"ref": ref, "inputs": _inputs(request)}
         if self._return_run_details:
             body["return_run_details"] = True

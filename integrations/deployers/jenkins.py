@@ -5,6 +5,8 @@
 
     POST {J}/job/{name}/buildWithParameters?REQUEST_ID=..&SHA=..&VERSION=..&ACTION=..&ENVIRONMENT=..
 
+(and `REF=..`, the branch or tag, when the build starts a deploy from chat: `/release deploy`).
+
 Folders are written `a/b` and become `/job/a/job/b`; `target["params"]`, when a target has
 them, are sent too (ours win on a clash). Authentication is HTTP basic `user:API token`, which
 needs no CSRF crumb. A target may name its own credentials (`user_env`, `token_env`: the
@@ -37,6 +39,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.ports import DeployRequest, DeployResult
 from integrations.deployers import (
     SecretSource,
+    deploy_ref,
     explained,
     json_object,
     lookup_from,
@@ -226,6 +229,8 @@ def _params(request: DeployRequest) -> dict[str, str | int]:
         ACTION=request.action,
         ENVIRONMENT=request.environment,
     )
+    if (ref := deploy_ref(request)) is not None:
+        params["REF"] = ref  # the branch or tag a deploy from chat named
     return params
 
 

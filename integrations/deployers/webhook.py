@@ -10,6 +10,8 @@
 
     {"action", "service", "environment", "sha", "version", "request_id", "reason", "actor"}
 
+plus `"ref"` (the branch or tag) when the call starts a deploy from chat (`/release deploy`).
+
 The secret is read through the `SecretLookup` from the environment variable `secret_env`
 names, at each call; a missing one is a non-retryable failure naming the variable. To check a
 delivery, compute the HMAC over the raw body bytes as received and compare in constant time,
@@ -37,6 +39,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.ports import DeployRequest, DeployResult
 from integrations.deployers import (
     SecretSource,
+    deploy_ref,
     lookup_from,
     refused,
     require_action,
@@ -95,6 +98,8 @@ class WebhookDeployer:
             "reason": request.reason,
             "actor": request.actor,
         }
+        if (ref := deploy_ref(request)) is not None:
+            payload["ref"] = ref  # the branch or tag a deploy from chat named
         # The exact bytes httpx will send for `json=payload`, so the signature covers them.
         try:
             body = httpx.Request("POST", url, json=payload).content

@@ -33,6 +33,7 @@ from bot.ports import Comparison
 from bot.settings import Settings
 from integrations.errors import CredentialsError
 from integrations.github.pulls import with_changes
+from integrations.github.refs import resolve_ref
 from integrations.github.shapes import commit_from, file_from, mapping, opt_str, parse_time
 from integrations.http import RetryPolicy, make_client
 
@@ -226,6 +227,11 @@ class GitHubClient:
             url=opt_str(data.get("html_url")),
         )
         return await with_changes(self._get, repo, found, api_root=str(self._client.base_url))
+
+    async def resolve_ref(self, *, repo: str, ref: str) -> str | None:
+        """The full sha a branch, tag or commit names in `repo`; None when it names none."""
+        _check_repo(repo)
+        return await resolve_ref(self._get, repo, ref)
 
     async def check_access(self) -> str:
         """Whether GitHub answers to these credentials, as a short note for `releasebot doctor`.

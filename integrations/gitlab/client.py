@@ -128,6 +128,21 @@ class GitLabClient:
         )
         return await with_changes(self._get_with, project_path(repo), found)
 
+    async def resolve_ref(self, *, repo: str, ref: str) -> str | None:
+        """The full sha a branch, tag or commit names in project `repo`; None when it names
+        none (`GET /projects/:id/repository/commits/:ref` answers 404)."""
+        path = f"/projects/{project_path(repo)}/repository/commits/{quote(ref, safe='')}"
+        try:
+            response = await self._get(path)
+        except DeliveryFailed as failure:
+            if failure.status == 404 and not failure.retryable:
+                return None
+            raise
+        sha = _json_object(response, f"GET {path}").get("id")
+        if not isinstance(sha, str) or len(sha) != 40:
+            raise DeliveryFailed(f"GET {path}: the reply has no commit id", retryable=False)
+        return sha.lower()
+
     async def deployment(self, project: str | int, deployment_id: int) -> GitLabDeployment:
         """One deployment of `project` (id or path), with the full sha the hook leaves out."""
         path = f"/projects/{project_path(project)}/deployments/{int(deployment_id)}"
