@@ -1,6 +1,7 @@
 """`releasebot serve`: the bot under uvicorn (migrations applied first, scheduler started).
 
-`--role web|worker|all` (or `RELEASEBOT_ROLE`) splits the process (see `bot.scheduling.start_background`):
+`--role web|worker|all` (or `RELEASEBOT_ROLE`) splits the process
+(see `bot.scheduling.start_background`):
 web serves HTTP and stores deliveries; worker applies them, sends the outbox and runs the
 scheduler; all, the default, does both.
 
