@@ -189,7 +189,9 @@ class OutboxWorker:
         lost: set[int] = set()
         for token, row_ids in by_token.items():
             renew = partial(outbox.renew, row_ids=row_ids, token=token, now=now, lease=self._lease)
-            lost |= await asyncio.to_thread(self._db.write, renew)
+            gone = await asyncio.to_thread(self._db.write, renew)
+            # A row settled here meanwhile (sent, or due again later) is not lost.
+            lost |= {row_id for row_id in gone if self._held.get(row_id) == token}
         for row_id in lost:
             log.warning("outbox row %s was taken over by another worker; leaving it", row_id)
             self._held.pop(row_id, None)
@@ -223,6 +225,7 @@ class OutboxWorker:
             return 0, []
         for row in claimed:
             self._held[row.id] = token
+            self._lost.discard(row.id)  # claimed anew: this worker holds it again
         try:
             batch = await asyncio.to_thread(read_batch, self._db, self._config, claimed)
         except Exception:
