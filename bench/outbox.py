@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/outbox.py                 # time scaled by 0.5: about 2.5 minutes
     .venv/bin/python bench/outbox.py --scale 1       # real time (5 s per call, 45 s outage)
-    .venv/bin/python bench/outbox.py --concurrency 1 8 80 --outage-concurrency 8 80
+    .venv/bin/python bench/outbox.py --concurrency 1 8 80 100 --outage-concurrency 8 80
     .venv/bin/python bench/outbox.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 Targets (issue "Nothing lost, nothing doubled", item 4): with Slack answering each call in
@@ -26,8 +26,9 @@ loop's own work) makes a scaled run slightly pessimistic, never flattering.
 
 1. Throughput: for each `--concurrency`, `--backlog` deployments (two calls each) are queued,
    the worker runs, and the calls Slack completed during `--window` nominal seconds after a
-   `--warmup` are counted. Concurrency 1 is the old one-call-at-a-time behaviour, the
-   baseline of the same run.
+   `--warmup` are counted (default concurrencies 1, 8, 80 and 100). Concurrency 1 is the
+   old one-call-at-a-time behaviour, the baseline of the same run. With 5 s per call, `n`
+   calls in flight complete at most n/5 calls/s: 15/s needs 75 or more.
 2. Outage: the worker runs while Slack fails every call for `--outage` nominal seconds
    (a third each: 429 with Retry-After 1-5 s, 500 `internal_error`, 503
    `service_unavailable`), answered after `--outage-delay`, and `--outage-calls` calls are
@@ -405,7 +406,7 @@ async def outage(args: argparse.Namespace, config: Config, concurrency: int) -> 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scale", type=float, default=0.5, help="real/nominal time (0.35-1)")
-    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 80])
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 80, 100])
     parser.add_argument("--outage-concurrency", type=int, nargs="*", default=[8])
     parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--delay", type=float, default=5.0, help="seconds Slack takes per call")

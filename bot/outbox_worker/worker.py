@@ -5,8 +5,9 @@ calls) are a lane, sent strictly in order; up to `concurrency` lanes are in flig
 so a slow Slack holds one message, not all of them. Every Slack call asks one shared
 `SlackLimiter` first: a 429 holds its whole method until Retry-After and reschedules the
 row then, without counting as a failed attempt; 5xx and network errors back off
-exponentially with jitter; a row is given up on (status dead, shown in /readyz and
-/metrics) only after a permanent error or the retry horizon.
+exponentially with jitter, except that while a Slack method is known down (5xx in a row)
+its rows wait only for the limiter's short circuit; a row is given up on (status dead,
+shown in /readyz and /metrics) only after a permanent error or the retry horizon.
 
 A row is leased (claimed) before it is sent, so several replicas can share one database;
 the lease is renewed while its calls are in flight, checked before each send and when
