@@ -8,6 +8,7 @@ the clock is injected: nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -245,6 +246,64 @@ async def test_rate_limits_do_not_grow_the_backoff_of_server_errors(
     assert len(slack.messages(CHANNEL)) == 1
 
 
+# --- after an outage ---------------------------------------------------------------------
+
+
+def pending_rows(bot: Bot) -> list[OutboxMessage]:
+    with bot.runtime.db.read() as session:
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+        return [row for row in rows if row.kind.startswith("slack.")]
+
+
+async def test_after_a_slack_outage_every_row_is_due_within_seconds_of_recovery(
+    bot: Bot, slack: FakeSlackWebApi, clock: FrozenClock
+) -> None:
+    slack.fail_next("chat.postMessage", status=500, error="internal_error", times=10_000)
+    for n in range(10):
+        await deploy(bot, "in_progress", sha=f"{n:x}" * 40, deployment_id=5000 + n)
+    for _ in range(45):  # 45 s of 500s on every post, the worker trying all along
+        await bot.send_outbox()
+        clock.advance(seconds=1)
+    await bot.send_outbox()
+
+    # Slack was asked a few probes while it was down, not every row again and again.
+    assert 2 <= len(slack.calls_to("chat.postMessage")) <= 15
+    rows = pending_rows(bot)
+    assert len(rows) >= 20  # ten release messages and their thread lines wait
+    # No row waits on its own backoff: every one is due within the circuit's longest hold.
+    assert max(row.next_attempt_at for row in rows) - clock.now() <= timedelta(seconds=9)
+
+    slack.reset()  # Slack recovers: the faults not yet used are forgotten
+    for _ in range(10):  # ten seconds after the recovery
+        clock.advance(seconds=1)
+        await bot.send_outbox()
+    assert pending_rows(bot) == []
+    assert len(slack.messages(CHANNEL)) == 10  # each release message once
+    for message in slack.messages(CHANNEL):
+        assert len(slack.thread(CHANNEL, message["ts"])) >= 1
+
+
+async def test_a_single_server_error_among_answers_still_backs_off_only_its_own_row(
+    bot: Bot, slack: FakeSlackWebApi, clock: FrozenClock
+) -> None:
+    await deploy(bot, "in_progress")
+    await bot.send_outbox()
+    slack.fail_next("chat.update", status=503, error="service_unavailable")
+    await deploy(bot, "success")
+    await deploy(bot, "in_progress", sha=SHA_B, deployment_id=4242)
+    await bot.send_outbox()
+    # The other deployment's message went out at once: one 503 is not an outage.
+    assert len(slack.messages(CHANNEL)) == 2
+    [failed] = [r for r in pending_rows(bot) if r.attempts]  # the rest wait behind it
+    assert failed.kind == outbox.SLACK_MESSAGE and failed.attempts == 1
+    assert failed.last_error is not None
+    assert "service_unavailable" in failed.last_error
+    clock.advance(seconds=1.6)
+    await bot.send_outbox()
+    assert pending_rows(bot) == []
+    assert "Deploying" not in slack.messages(CHANNEL)[0]["text"]
+
+
 # --- two workers on one database ------------------------------------------------------------
 
 
@@ -321,6 +380,34 @@ async def test_a_row_whose_lease_was_lost_is_never_sent_again_by_the_first_worke
     assert [c.text for c in slack_a.calls] == ["first"]
     assert [c.text for c in slack_b.calls] == ["first", "second"]
     assert statuses(db_a) == [("first", "sent"), ("second", "sent")]
+
+
+async def test_a_row_lost_to_another_worker_and_given_back_is_sent_by_the_first_again(
+    two_databases: tuple[Database, Database], clock: FrozenClock, example_config: Config
+) -> None:
+    db_a, db_b = two_databases
+    queue_direct_messages(db_a, clock, "first")
+    slack_a, slack_b = GatedSlack(), GatedSlack()
+    a = worker_on(db_a, clock, example_config, slack_a)
+    b = worker_on(db_b, clock, example_config, slack_b)
+
+    round_a = asyncio.create_task(a.drain_round())
+    [stalled] = await slack_a.started(1)
+    clock.advance(seconds=61)  # A's lease runs out; B takes the row over
+    round_b = asyncio.create_task(b.drain_round())
+    await slack_b.started(1)
+    assert await a.renew_leases() == {1}
+    round_b.cancel()  # B is shut down past its grace: it gives the row back unsent
+    with contextlib.suppress(asyncio.CancelledError):
+        await round_b
+    stalled.answer.set()
+    await asyncio.wait_for(round_a, timeout=WAIT)
+    assert statuses(db_a) == [("first", "pending")]
+
+    round_again = asyncio.create_task(a.drain_round())  # A alone now: it sends the row
+    (await slack_a.started(2))[-1].answer.set()
+    assert await asyncio.wait_for(round_again, timeout=WAIT) == 1
+    assert statuses(db_a) == [("first", "sent")]
 
 
 def test_the_concurrency_is_a_setting() -> None:

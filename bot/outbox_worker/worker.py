@@ -5,8 +5,9 @@ calls) are a lane, sent strictly in order; up to `concurrency` lanes are in flig
 so a slow Slack holds one message, not all of them. Every Slack call asks one shared
 `SlackLimiter` first: a 429 holds its whole method until Retry-After and reschedules the
 row then, without counting as a failed attempt; 5xx and network errors back off
-exponentially with jitter; a row is given up on (status dead, shown in /readyz and
-/metrics) only after a permanent error or the retry horizon.
+exponentially with jitter, except that while a Slack method is known down (5xx in a row)
+its rows wait only for the limiter's short circuit; a row is given up on (status dead,
+shown in /readyz and /metrics) only after a permanent error or the retry horizon.
 
 A row is leased (claimed) before it is sent, so several replicas can share one database;
 the lease is renewed while its calls are in flight, checked before each send and when
@@ -189,7 +190,9 @@ class OutboxWorker:
         lost: set[int] = set()
         for token, row_ids in by_token.items():
             renew = partial(outbox.renew, row_ids=row_ids, token=token, now=now, lease=self._lease)
-            lost |= await asyncio.to_thread(self._db.write, renew)
+            gone = await asyncio.to_thread(self._db.write, renew)
+            # A row settled here meanwhile (sent, or due again later) is not lost.
+            lost |= {row_id for row_id in gone if self._held.get(row_id) == token}
         for row_id in lost:
             log.warning("outbox row %s was taken over by another worker; leaving it", row_id)
             self._held.pop(row_id, None)
@@ -223,6 +226,7 @@ class OutboxWorker:
             return 0, []
         for row in claimed:
             self._held[row.id] = token
+            self._lost.discard(row.id)  # claimed anew: this worker holds it again
         try:
             batch = await asyncio.to_thread(read_batch, self._db, self._config, claimed)
         except Exception:
