@@ -251,3 +251,28 @@ def test_a_process_killed_after_slack_stored_its_post_posts_it_once_after_restar
     assert fake.calls_to("conversations.history")
     assert len(fake.thread(channel, message["ts"])) >= 2  # its thread went on after it
     db.dispose()
+
+
+async def test_a_post_slack_will_not_let_us_look_for_is_posted_again_not_stuck(
+    bot_factory: BotFactory, synced_slack: tuple[FakeSlackWebApi, str], clock: FrozenClock
+) -> None:
+    # conversations.history takes channel ids only: for a channel configured by #name, or
+    # without the history scope, Slack refuses the lookup for good. The message must still
+    # go out (at most twice), never wait forever.
+    slack, url = synced_slack
+    async with bot_factory(env={"RELEASEBOT_SLACK_API_URL": url}) as bot:
+        slack.lose_next_answer("chat.postMessage")
+        slack.fail_next("conversations.history", status=200, error="channel_not_found")
+        await deploy(bot, "in_progress")
+        await bot.send_outbox()
+        clock.advance(seconds=5)
+        await bot.send_outbox()
+
+        assert len(slack.calls_to("conversations.history")) == 1
+        messages = slack.messages(CHANNEL)
+        assert len(messages) == 2  # the lost answer's post, and the one sent again
+        assert stored_ts(bot) == [messages[-1]["ts"]]
+        assert pending(bot) == []
+        with bot.runtime.db.read() as session:
+            given_up = session.exec(select(OutboxMessage).where(OutboxMessage.status == "dead"))
+            assert list(given_up) == []  # nothing was given up on

@@ -175,12 +175,24 @@ class Sends:
         if since is None:
             return None
         wanted = metadata(tag["event_type"], **{match: tag["event_payload"][match]})
-        found = await self._slack.find_message(
-            channel=channel,
-            oldest=(since - LOOKBACK).timestamp(),
-            metadata=wanted,
-            thread_ts=thread_ts,
-        )
+        try:
+            found = await self._slack.find_message(
+                channel=channel,
+                oldest=(since - LOOKBACK).timestamp(),
+                metadata=wanted,
+                thread_ts=thread_ts,
+            )
+        except DeliveryFailed as failure:
+            if failure.retryable:
+                raise  # Slack could not be read now: look again on the next attempt
+            # Slack will never let us look (a channel given by #name, which history does
+            # not take, or a missing history scope): posting again beats never posting.
+            log.warning(
+                "outbox row %s: could not look for its earlier post (%s); posting it again",
+                row.id,
+                failure.reason,
+            )
+            return None
         if found is not None:
             log.warning(
                 "outbox row %s was posted before (ts %s); not posting it again", row.id, found.ts
