@@ -314,7 +314,8 @@ async def test_with_no_token_configured_the_api_is_disabled(
         (["service"], "body must be a JSON object"),
         (
             {**ASK, "service": "nope"},
-            "unknown service 'nope'; configured: checkout, ledger, payments-batch, storefront",
+            "unknown service 'nope'; configured: checkout, ledger, payments-batch, search, "
+            "storefront",
         ),
         (
             {**ASK, "environment": "staging"},

@@ -394,7 +394,13 @@ def test_top_level_that_is_not_a_mapping_is_reported() -> None:
 
 
 def test_example_validates_with_expected_services(config: Config) -> None:
-    assert list(config.services) == ["checkout", "ledger", "storefront", "payments-batch"]
+    assert list(config.services) == [
+        "checkout",
+        "ledger",
+        "storefront",
+        "payments-batch",
+        "search",
+    ]
     checkout = config.services["checkout"]
     assert [env.name for env in checkout.environments] == ["staging", "production"]
     assert (checkout.provider, checkout.repo_path) == ("github", "acme/checkout")
@@ -404,6 +410,45 @@ def test_example_validates_with_expected_services(config: Config) -> None:
     assert config.services["ledger"].provider == "gitlab"
     assert config.identities["U0OWNER01"].github == "octo-owner"
     assert config.slack.slash_command == "/release"
+
+
+def test_example_shows_every_block(config: Config) -> None:
+    """Each block the configuration supports is in the example (Datadog and New Relic as
+    commented-out blocks: the demo has no stand-ins for them)."""
+    assert config.slack.audit_channel == "#release-audit"
+    peak = config.freezes[1]
+    assert (peak.production_only, peak.rollbacks, peak.environments) == (True, "blocked", [])
+    checkout = config.services["checkout"]
+    assert [env.production for env in checkout.environments] == [False, True]
+    assert checkout.release is not None
+    production = checkout.environment("production")
+    assert production is not None and production.gate is not None
+    assert production.gate.unknown_people == "refuse"
+    search = config.services["search"]
+    assert search.slo is not None and search.slo.objective == 99.9
+    assert search.markers is not None and search.markers.platforms() == ["grafana"]
+    assert search.oncall is not None and search.oncall.pagerduty is not None
+    assert search.oncall.pagerduty.escalation_policy == "PSEARCH1"
+    assert search.oncall.opsgenie is not None and search.oncall.opsgenie.region == "eu"
+    gate = search.environments[0].gate
+    assert gate is not None and gate.by_error_budget is not None
+    assert (gate.remind_every, gate.escalate_after, gate.escalate_to, gate.unknown_people) == (
+        timedelta(hours=2),
+        timedelta(hours=6),
+        ["S0ONCALL1"],
+        "allow",
+    )
+    assert list(gate.by_error_budget.bands()) == ["exhausted", "below_25_percent"]
+    kinds = {
+        check.kind
+        for service in config.services.values()
+        for env in service.environments
+        for check in env.verify
+    }
+    assert kinds == {"http", "prometheus", "prometheus_range", "baseline", "burn_rate"}
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for commented in ("# datadog: {", "# newrelic: {", "#   datadog: {", "#   nrql: {"):
+        assert commented in text
 
 
 def test_example_durations_and_times_are_parsed(config: Config) -> None:
@@ -455,6 +500,7 @@ def test_example_gates_and_deploys(config: Config) -> None:
         "ledger": "gitlab_deployment_approval",
         "storefront": "argocd",
         "payments-batch": "webhook",
+        "search": "github_workflow",
     }
 
 

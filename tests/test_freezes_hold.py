@@ -399,7 +399,7 @@ def _prod_eu_config(*, gated: bool = True) -> Any:
     if not gated:
         prod.pop("gate")
     data["services"]["storefront"]["environments"][0]["production"] = False
-    [year_end] = data["freezes"]
+    year_end = data["freezes"][0]  # the example's second freeze is a later one
     year_end.pop("environments")
     year_end["production_only"] = True
     return parse_config(data)

@@ -2,9 +2,10 @@
 
 It serves releasebot on embedded defaults (SQLite, the example config, the local Slack
 sandbox) beside small stand-ins for the outside world on loopback (the GitHub API, the
-checkout service's /healthz, Prometheus and PagerDuty), then plays a realistic story into it
-with signed webhooks: a staging deploy that verifies and promotes itself, a production gate,
-a refused self-approval, an approval, a failed verification and the automatic rollback.
+checkout service's /healthz, Prometheus, Grafana's annotations and PagerDuty), then plays a
+realistic story into it with signed webhooks: a staging deploy that verifies and promotes
+itself, a production gate, a refused self-approval, an approval, a failed verification and
+the automatic rollback.
 Clicks are yours to make in the sandbox (or the story makes them with `--auto`).
 """
 
@@ -15,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -49,11 +51,13 @@ class World:
     healthy: bool = True
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def outside_world(world: World) -> Starlette:
-    """GitHub's API, PagerDuty's Events API, /healthz and Prometheus, in one small app."""
+    """GitHub's API, PagerDuty's Events API, /healthz, Prometheus and Grafana's annotations,
+    in one small app."""
 
     async def healthz(_: Request) -> Response:
         if world.healthy:
@@ -71,6 +75,37 @@ def outside_world(world: World) -> Starlette:
                 },
             }
         )
+
+    async def prometheus_range(request: Request) -> Response:
+        params = request.query_params
+        start, end, step = (float(params[key]) for key in ("start", "end", "step"))
+        return JSONResponse(
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "matrix",
+                    "result": [
+                        {
+                            "metric": {},
+                            "values": _series(params["query"], world.healthy, start, end, step),
+                        }
+                    ],
+                },
+            }
+        )
+
+    async def annotate(request: Request) -> Response:
+        body = json.loads(await request.body())
+        with world.lock:
+            world.annotations.append(body)
+            number = len(world.annotations)
+        return JSONResponse({"id": number, "message": "Annotation added"})
+
+    async def close_region(request: Request) -> Response:
+        body = json.loads(await request.body())
+        with world.lock:
+            world.annotations.append({**body, "id": int(request.path_params["id"])})
+        return JSONResponse({"message": "Annotation patched"})
 
     async def compare(request: Request) -> Response:
         head = request.path_params["spec"].split("...")[-1]
@@ -104,6 +139,9 @@ def outside_world(world: World) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/api/v1/query", prometheus, methods=["GET", "POST"]),
+            Route("/api/v1/query_range", prometheus_range, methods=["GET", "POST"]),
+            Route("/api/annotations", annotate, methods=["POST"]),
+            Route("/api/annotations/{id:int}", close_region, methods=["PATCH"]),
             Route("/repos/acme/checkout/compare/{spec:path}", compare),
             Route("/repos/acme/checkout/commits/{sha}", commit),
             Route("/repos/acme/checkout/commits/{sha}/pulls", pulls),
@@ -117,6 +155,17 @@ def outside_world(world: World) -> Starlette:
             Route("/v2/change/enqueue", page, methods=["POST"]),
         ]
     )
+
+
+def _series(query: str, healthy: bool, start: float, end: float, step: float) -> list[list[Any]]:
+    """A range query's samples: p99 latency in seconds for a latency query, else the error
+    ratio, each wavering a little around how the services feel now."""
+    if "duration" in query:
+        level = 0.12 if healthy else 0.9
+    else:
+        level = 0.002 if healthy else 0.31
+    count = int((end - start) // step) + 1
+    return [[start + n * step, f"{level * (1 + 0.05 * math.sin(n)):.6f}"] for n in range(count)]
 
 
 def _commit(sha: str, n: int) -> dict[str, Any]:
@@ -367,6 +416,9 @@ def run_demo(*, host: str, port: int, database: Path, auto: bool, play: bool = T
         "PAGERDUTY_EVENTS_URL": f"http://127.0.0.1:{github_port}",
     }
     os.environ["PD_CHECKOUT_ROUTING_KEY"] = "demo-routing-key"
+    # Deploy markers (the example's search service) go to the stand-in's Grafana annotations.
+    os.environ["GRAFANA_URL"] = f"http://127.0.0.1:{github_port}"
+    os.environ["GRAFANA_TOKEN"] = "demo-grafana-token"
     # The story runs against stand-ins: doctor's start-up checks would only report the
     # example config's unset secrets.
     app = create_app(load_settings(environ), overrides=Overrides(startup_checks=False))
