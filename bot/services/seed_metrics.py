@@ -122,7 +122,9 @@ def promotion_waits(
     verified = (
         sa.select(sa.func.max(col(staging.finished_at)))
         .where(col(staging.release_id) == col(Deployment.release_id))
-        .where(col(staging.state) == states.VERIFIED)
+        # COALESCE(x, x): the state index would walk every verified deployment per row;
+        # the release's own few deployments are found on the release index instead.
+        .where(sa.func.coalesce(col(staging.state), col(staging.state)) == states.VERIFIED)
         .where(sa.not_(sa.and_(*_scope(production, None, staging))))
         .where(col(staging.finished_at) <= started)
         .scalar_subquery()
