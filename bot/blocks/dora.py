@@ -1,8 +1,10 @@
 """DORA metrics as people read them: a fixed-width table, and the Slack message of one
-window (for `/release metrics` and the weekly digest).
+window (for `/release metrics` and the weekly digest), with the release-health metrics
+beside them (one line per metric, one column per service).
 
     print(table_text([r for r in rows if r.days == 30], year=2024))
-    reply = message(rows, now=now)        # MetricsMessage(text=..., blocks=[...])
+    print(seed_table_text(seed_rows))
+    reply = message(rows, now=now, seed=seed_rows)   # MetricsMessage(text=..., blocks=[...])
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bot.domain.dora import (
     format_rate,
     table,
 )
+from bot.domain.seed_metrics import SEED_LABELS, SeedMetrics, seed_cells, seed_summary
 
 COLUMNS: Final = ("service", "deploys", "per day", "lead time", "CFR", "recovery", "cluster")
 
@@ -49,8 +52,30 @@ def table_rows(rows: Sequence[DoraMetrics], *, year: int = DEFAULT_YEAR) -> list
 
 def table_text(rows: Sequence[DoraMetrics], *, year: int = DEFAULT_YEAR) -> str:
     """A fixed-width table: a header, a rule and one line per row."""
-    lines = [COLUMNS, *table_rows(rows, year=year)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return _fixed_width([COLUMNS, *table_rows(rows, year=year)])
+
+
+def seed_table_text(rows: Sequence[SeedMetrics]) -> str:
+    """The release-health metrics as a fixed-width table: a header naming the services
+    (overall first), a rule and one line per metric."""
+    head = ("release health", *(row.service or "overall" for row in rows))
+    columns = [seed_cells(row) for row in rows]
+    lines = [head, *((label, *(c[i] for c in columns)) for i, label in enumerate(SEED_LABELS))]
+    return _fixed_width(lines)
+
+
+def seed_legend() -> str:
+    return (
+        "Release health: verification pass rate of production deployments that ran "
+        "(passed/ended); staging verified to production: median wait of releases first "
+        "deployed to production (count); rollbacks per week and share of production "
+        "deployments rolled back; pipeline success rate of CI runs in every environment; "
+        "SLO compliance: error-budget measurements with budget left (n/a: none measured)."
+    )
+
+
+def _fixed_width(lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
 
     def render(line: Sequence[str]) -> str:
         first = line[0].ljust(widths[0])
@@ -93,8 +118,10 @@ def message(
     now: datetime,
     year: int = DEFAULT_YEAR,
     title: str | None = None,
+    seed: Sequence[SeedMetrics] = (),
 ) -> MetricsMessage:
-    """The rows of one window as a Slack message (for `/release metrics` and the digest)."""
+    """The rows of one window as a Slack message (for `/release metrics` and the digest),
+    with the release-health metrics of the same window after them when `seed` is given."""
     head = title or heading(rows, now=now, year=year)
     body = table_text(rows, year=year)
     overall = next((r for r in rows if r.service is None), rows[0] if rows else None)
@@ -109,7 +136,19 @@ def message(
             f"{format_hours(overall.recovery_median_hours)}: "
             f"{verdict.cluster or 'not enough data'} ({year} clusters)."
         )
-    text = "\n".join(part for part in (head, summary, "```\n" + body + "\n```") if part)
+    seed_text = seed_table_text(seed) if seed else ""
+    seed_line = seed_summary(seed[0]) if seed else ""
+    text = "\n".join(
+        part
+        for part in (
+            head,
+            summary,
+            "```\n" + body + "\n```",
+            seed_line,
+            "```\n" + seed_text + "\n```" if seed_text else "",
+        )
+        if part
+    )
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
     ]
@@ -119,13 +158,19 @@ def message(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": "```\n" + chunk + "\n```"}}
         )
+    if seed:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": seed_line[:3000]}})
+        for chunk in _chunks(seed_text.splitlines(), limit=2900):
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": "```\n" + chunk + "\n```"}}
+            )
     source = table(year).source
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"{legend(year)} Source: {source}"[:2000]}],
-        }
-    )
+    note = f"{legend(year)} Source: {source}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2000]}]})
+    if seed:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": seed_legend()[:2000]}]}
+        )
     return MetricsMessage(text=text, blocks=blocks)
 
 

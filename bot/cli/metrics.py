@@ -1,4 +1,5 @@
-"""`releasebot metrics`: DORA metrics, overall and per configured service, in the terminal."""
+"""`releasebot metrics`: DORA and release-health metrics, overall and per configured service,
+in the terminal."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from bot.domain.dora import DEFAULT_YEAR, years
 
     metrics_cmd = commands.add_parser(
-        "metrics", help="DORA metrics per service and overall, with the performance cluster"
+        "metrics",
+        help="DORA and release-health metrics per service and overall, with the DORA cluster",
     )
     metrics_cmd.add_argument("--service", help="one service (default: overall and each one)")
     metrics_cmd.add_argument(
@@ -57,7 +59,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from bot.services import dora
+    from bot.services import dora, seed_metrics
 
     settings = settings_for(args)
     config = config_or_report(settings)
@@ -78,6 +80,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                 services=services,
                 production=dora.Production.of(config),
             )
+            seed = seed_metrics.report(
+                session,
+                now=now,
+                days=args.days,
+                service=args.service,
+                services=services,
+                production=dora.Production.of(config),
+            )
     except SQLAlchemyError as exc:
         warn(f"cannot read the database: {type(exc).__name__}: {exc}".splitlines()[0])
         return EXIT_ERROR
@@ -87,4 +97,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     say(dora.table_text(rows, year=args.year))
     say(dora.verdict_line(rows[0], year=args.year))
     say(dora.legend(args.year))
+    say(dora.seed_table_text(seed))
+    say(dora.seed_legend())
     return EXIT_OK

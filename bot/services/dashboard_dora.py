@@ -1,5 +1,6 @@
 """The dashboard's DORA page: deploys, failed deploys and median lead time per UTC day or
-week, for production (or one environment) over a window of days."""
+week, for production (or one environment) over a window of days, and the release-health
+metrics (`bot.services.seed_metrics`) of the same days, overall and per service."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from bot.domain import states
+from bot.domain.seed_metrics import SEED_LABELS, SeedMetrics, seed_cells
+from bot.services import seed_metrics
 from bot.services.production import PRODUCTION, Production
 from bot.store.tables import CommitLeadTime, Deployment
 
@@ -47,10 +50,20 @@ class DoraSeries:
     failed: int
     lead_time_median: float | None
     per_week: float = field(default=0.0)
+    health: tuple[SeedMetrics, ...] = ()  # overall first, then each service with history
 
     @property
     def change_failure_rate(self) -> float | None:
         return self.failed / self.deploys if self.deploys else None
+
+    @property
+    def health_labels(self) -> tuple[str, ...]:
+        return SEED_LABELS
+
+    @property
+    def health_rows(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(service or "overall", display strings in `health_labels` order) per row."""
+        return [(row.service or "overall", seed_cells(row)) for row in self.health]
 
 
 def dora_series(
@@ -90,6 +103,7 @@ def dora_series(
     everything = [lead for found in leads for lead in found]
     total = sum(deploys)
     weeks = max((now - first).total_seconds() / timedelta(weeks=1).total_seconds(), 1 / 7)
+    health = seed_metrics.report(session, now=now, days=max(days, 1), production=scope)
     return DoraSeries(
         environment=environment,
         bucket=bucket,
@@ -110,6 +124,7 @@ def dora_series(
         failed=sum(failed),
         lead_time_median=statistics.median(everything) if everything else None,
         per_week=total / weeks,
+        health=tuple(health),
     )
 
 

@@ -58,6 +58,8 @@ from bot.blocks.dora import MetricsMessage as MetricsMessage
 from bot.blocks.dora import heading as heading
 from bot.blocks.dora import legend as legend
 from bot.blocks.dora import message as message
+from bot.blocks.dora import seed_legend as seed_legend
+from bot.blocks.dora import seed_table_text as seed_table_text
 from bot.blocks.dora import table_text as table_text
 from bot.domain.dora import (
     DEFAULT_YEAR,
@@ -68,7 +70,7 @@ from bot.domain.dora import (
     median_of_sorted,
 )
 from bot.domain.messages import Digest
-from bot.services import outbox
+from bot.services import outbox, seed_metrics
 from bot.services.dora_history import FAILURE_STATES as FAILURE_STATES
 from bot.services.dora_history import History, read_history
 from bot.services.production import PRODUCTION as PRODUCTION
@@ -211,14 +213,18 @@ def digest(
     year: int = DEFAULT_YEAR,
     production: Production | None = None,
 ) -> MetricsMessage:
-    """The weekly digest: the last `days` (7) days, overall and per service."""
-    rows = report(session, now=now, windows=(days,), services=services, production=production)
+    """The weekly digest: the last `days` (7) days, overall and per service, with the
+    release-health metrics (`bot.services.seed_metrics`) of the same days."""
+    listed = list(services) if services is not None else None
+    rows = report(session, now=now, windows=(days,), services=listed, production=production)
+    seed = seed_metrics.report(session, now=now, days=days, services=listed, production=production)
     return message(
         rows,
         now=now,
         year=year,
         title=f"Weekly DORA digest: last {days} days to {now.astimezone(UTC):%Y-%m-%d} "
         f"(DORA {year} clusters)",
+        seed=seed,
     )
 
 

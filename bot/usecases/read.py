@@ -6,7 +6,7 @@ dataclasses (re-exported here, so callers need nothing from the services below).
 
 from __future__ import annotations
 
-from bot.services import dora, freezes, queries
+from bot.services import dora, freezes, queries, seed_metrics
 from bot.services.dora import MetricsMessage
 from bot.services.freezes import ActiveFreeze, FreezeOutcome
 from bot.services.queries import DeploymentRow, HistoryPage, PendingApproval, StatusRow
@@ -93,8 +93,8 @@ async def freezes_in_force(ctx: Context) -> list[ActiveFreeze]:
 
 
 async def metrics_message(ctx: Context, *, service: str | None, days: int) -> MetricsMessage:
-    """DORA metrics over the last `days`, overall and per configured service (or for one
-    service), as a Slack message."""
+    """DORA and release-health metrics over the last `days`, overall and per configured
+    service (or for one service), as a Slack message."""
     now = ctx.clock.now()
     services = list(ctx.config.services) if service is None else None
     production = dora.Production.of(ctx.config)
@@ -109,5 +109,8 @@ async def metrics_message(ctx: Context, *, service: str | None, days: int) -> Me
                 production=production,
             ),
             now=now,
+            seed=seed_metrics.report(
+                s, now=now, days=days, service=service, services=services, production=production
+            ),
         )
     )
