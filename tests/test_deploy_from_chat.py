@@ -85,7 +85,7 @@ def test_deploy_parses_with_the_choices_when_a_name_is_wrong(example_config: Con
     )
     service = parse(f"deploy chekout {TAG} to production", config=c)
     assert isinstance(service, Usage)
-    assert "there are checkout, ledger, payments-batch, storefront" in service.problem
+    assert "there are checkout, ledger, payments-batch, search, storefront" in service.problem
     assert service.corrected == f"deploy checkout {TAG} to production"
     env = parse(f"deploy checkout {TAG} to prod", config=c)
     assert isinstance(env, Usage) and "(it has staging, production)" in env.problem
@@ -173,7 +173,7 @@ async def test_unknown_names_and_refs_are_answered_with_the_choices(
 
     service = shown(await slash("U0RM1", f"deploy chekout {TAG} to production"))
     assert "There is no service `chekout`" in service
-    assert "checkout, ledger, payments-batch, storefront" in service
+    assert "checkout, ledger, payments-batch, search, storefront" in service
     assert f"`/release deploy checkout {TAG} to production`" in service
 
     env = shown(await slash("U0RM1", f"deploy checkout {TAG} to prodution"))

@@ -248,7 +248,8 @@ async def test_release_metrics_in_slack(history: History, slash: Slash) -> None:
     assert "Overall: verification pass rate 50.0% (2/4)" in every
     assert "SLO compliance 50.0% (1/2)." in every
     table = next(line for line in every.splitlines() if line.startswith("release health"))
-    assert table.split()[2:7] == ["overall", "checkout", "ledger", "payments-batch", "storefront"]
+    columns = ["overall", "checkout", "ledger", "payments-batch", "search", "storefront"]
+    assert table.split()[2:8] == columns  # every configured service
 
 
 @pytest.fixture

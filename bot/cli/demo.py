@@ -76,37 +76,6 @@ def outside_world(world: World) -> Starlette:
             }
         )
 
-    async def prometheus_range(request: Request) -> Response:
-        params = request.query_params
-        start, end, step = (float(params[key]) for key in ("start", "end", "step"))
-        return JSONResponse(
-            {
-                "status": "success",
-                "data": {
-                    "resultType": "matrix",
-                    "result": [
-                        {
-                            "metric": {},
-                            "values": _series(params["query"], world.healthy, start, end, step),
-                        }
-                    ],
-                },
-            }
-        )
-
-    async def annotate(request: Request) -> Response:
-        body = json.loads(await request.body())
-        with world.lock:
-            world.annotations.append(body)
-            number = len(world.annotations)
-        return JSONResponse({"id": number, "message": "Annotation added"})
-
-    async def close_region(request: Request) -> Response:
-        body = json.loads(await request.body())
-        with world.lock:
-            world.annotations.append({**body, "id": int(request.path_params["id"])})
-        return JSONResponse({"message": "Annotation patched"})
-
     async def compare(request: Request) -> Response:
         head = request.path_params["spec"].split("...")[-1]
         return JSONResponse(_comparison(head))
@@ -139,9 +108,7 @@ def outside_world(world: World) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/api/v1/query", prometheus, methods=["GET", "POST"]),
-            Route("/api/v1/query_range", prometheus_range, methods=["GET", "POST"]),
-            Route("/api/annotations", annotate, methods=["POST"]),
-            Route("/api/annotations/{id:int}", close_region, methods=["PATCH"]),
+            *_observability_routes(world),
             Route("/repos/acme/checkout/compare/{spec:path}", compare),
             Route("/repos/acme/checkout/commits/{sha}", commit),
             Route("/repos/acme/checkout/commits/{sha}/pulls", pulls),
@@ -155,6 +122,47 @@ def outside_world(world: World) -> Starlette:
             Route("/v2/change/enqueue", page, methods=["POST"]),
         ]
     )
+
+
+def _observability_routes(world: World) -> list[Route]:
+    """Prometheus range queries that follow the world's health, and Grafana's annotations."""
+
+    async def prometheus_range(request: Request) -> Response:
+        params = request.query_params
+        start, end, step = (float(params[key]) for key in ("start", "end", "step"))
+        return JSONResponse(
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "matrix",
+                    "result": [
+                        {
+                            "metric": {},
+                            "values": _series(params["query"], world.healthy, start, end, step),
+                        }
+                    ],
+                },
+            }
+        )
+
+    async def annotate(request: Request) -> Response:
+        body = json.loads(await request.body())
+        with world.lock:
+            world.annotations.append(body)
+            number = len(world.annotations)
+        return JSONResponse({"id": number, "message": "Annotation added"})
+
+    async def close_region(request: Request) -> Response:
+        body = json.loads(await request.body())
+        with world.lock:
+            world.annotations.append({**body, "id": int(request.path_params["id"])})
+        return JSONResponse({"message": "Annotation patched"})
+
+    return [
+        Route("/api/v1/query_range", prometheus_range, methods=["GET", "POST"]),
+        Route("/api/annotations", annotate, methods=["POST"]),
+        Route("/api/annotations/{id:int}", close_region, methods=["PATCH"]),
+    ]
 
 
 def _series(query: str, healthy: bool, start: float, end: float, step: float) -> list[list[Any]]:
