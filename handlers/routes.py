@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.logs import REQUEST_ID_HEADER, log_context, request_id_from
 from bot.metrics import Metrics
 from bot.usecases import UseCases
+from bot.usecases.availability import RETRY_AFTER_SECONDS, database_unavailable
 from handlers.api import create_gate, get_gate
 from handlers.dashboard import (
     audit_log,
@@ -151,22 +152,29 @@ class RequestMetrics:
             with log_context(request_id=request_id):
                 try:
                     await self.app(scope, receive, send_wrapper)
-                except Exception:
-                    log.exception(
-                        "unexpected error answering %s %s (request %s)",
-                        scope.get("method", ""),
-                        scope.get("path", ""),
-                        request_id,
-                    )
-                    if status_sent:
-                        return  # the answer has begun; the connection is closed unfinished
-                    answer = JSONResponse(
-                        {"error": "internal error", "request_id": request_id}, status_code=500
-                    )
-                    await answer(scope, receive, send_wrapper)
+                except Exception as error:
+                    answer = _unexpected(error, scope, request_id)
+                    if not status_sent:  # else the connection is closed unfinished
+                        await answer(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             self.metrics.request_latency.labels(
                 path, scope.get("method", ""), f"{status // 100}xx"
             ).observe(time.perf_counter() - started)
+
+
+def _unexpected(error: Exception, scope: Scope, request_id: str) -> JSONResponse:
+    """The answer to an exception no handler expected: 503 with Retry-After while the
+    database cannot be reached (nothing was stored; the sender tries again), else a 500,
+    logged with its traceback."""
+    where = f"{scope.get('method', '')} {scope.get('path', '')} (request {request_id})"
+    if database_unavailable(error):
+        log.warning("database unavailable answering %s: %s", where, type(error).__name__)
+        return JSONResponse(
+            {"error": "database unavailable; try again", "request_id": request_id},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.exception("unexpected error answering %s", where)
+    return JSONResponse({"error": "internal error", "request_id": request_id}, status_code=500)

@@ -333,6 +333,40 @@ async def test_an_unexpected_error_is_a_logged_500_with_its_request_id(
     assert line.exc_info is not None
 
 
+async def test_a_database_that_cannot_be_reached_is_a_503_to_retry_and_stores_nothing(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart or a cut: new connections are refused (SQLite: a file that cannot be
+    opened; PostgreSQL: nothing listening). The sender is told to try again."""
+    engine = bot.runtime.db.engine
+
+    def unreachable(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if engine.dialect.name == "sqlite":
+            cargs[:] = ["/nonexistent-releasebot-dir/down.db"]
+        else:
+            cparams.update(host="127.0.0.1", port=1, connect_timeout=2)
+
+    engine.dispose()
+    sa.event.listen(engine, "do_connect", unreachable)
+    try:
+        body = encode(deployment_status("success"))
+        headers = {**github_headers("deployment_status", body), "x-request-id": "req-down-1"}
+        with caplog.at_level(logging.WARNING):
+            answer = await bot.post("/webhooks/github", body, headers)
+    finally:
+        sa.event.remove(engine, "do_connect", unreachable)
+        engine.dispose()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json() == {
+        "error": "database unavailable; try again",
+        "request_id": "req-down-1",
+    }
+    assert not [r for r in caplog.records if "unexpected error" in r.getMessage()]
+    with bot.runtime.db.read() as session:
+        assert session.exec(sa.select(sa.func.count()).select_from(WebhookDelivery)).one() == (0,)
+
+
 # --- Slack payloads in shapes Slack never sends (found by tests/test_fuzz_inbound.py) --------
 
 
