@@ -307,3 +307,39 @@ async def test_a_malformed_resources_list_is_a_400(bot: Bot) -> None:
     answer = await bot.post("/webhooks/argocd", encode(body), argocd_headers())
     assert answer.status_code == 400
     assert "resources" in answer.text
+
+
+async def test_promote_is_refused_where_the_gate_needs_more_than_one_approval(
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    edge: DeployEdge,
+    app_private_key: str,
+    slack: FakeSlackWebApi,
+) -> None:
+    data = example_config_data()
+    [production] = data["services"]["storefront"]["environments"]
+    production["gate"] = {"approvals": 2, "approvers": ["S0RELMGRS"]}
+    overrides = Overrides(
+        clock=clock,
+        start_scheduler=False,
+        run_outbox_worker=False,
+        process_before_response=True,
+        http_transport=edge.transport,
+        environ={},
+        config=parse_config(data),
+    )
+    env = gated_env(
+        app_private_key,
+        ARGOCD_WEBHOOK_SECRET=ARGOCD_SECRET,
+        ARGOCD_URL=ARGOCD_URL,
+        ARGOCD_TOKEN=ARGOCD_TOKEN,
+    )
+    async with bot_factory(env=env, overrides=overrides) as bot:
+        deployment_id = await paused_canary(bot)
+        await click(bot, "U0RM1", "release_rollout_promote", deployment_id)
+        answer = told(slack, "U0RM1")
+        assert "the production gate needs 2 from <!subteam^S0RELMGRS>" in answer
+        assert "a canary step is promoted by one person" in answer
+        assert edge.argocd.actions_run() == []  # the quorum is never skipped
+        [refused] = audited(bot, "rollout.action_refused")
+        assert refused["actor"] == "U0RM1"

@@ -243,6 +243,15 @@ def _gate_refusal(
         return refusals.not_allowed(managers, action="promote", subject=deployment.service)
     policy = env.gate
     requirement = gates.requirement_for(policy, None)
+    if requirement.seats > 1:
+        # A canary step is passed by one click: a gate that asks for more than one approval
+        # cannot be met that way, so the click is refused rather than the quorum skipped.
+        return gates.Refusal(
+            f"the {deployment.environment} gate needs {requirement.describe(gates.slack_mention)}"
+            ", and a canary step is promoted by one person",
+            "let the Rollout run its own steps, or Abort it; a gate of one approval lets an "
+            "approver promote a step from here",
+        )
     return gates.decision_refusal(
         decision="approve",
         gate_status=gates.PENDING,
