@@ -101,7 +101,9 @@ async def gate_unread(bot: Bot, github: FakeGitHub, clock: FrozenClock) -> int:
 
 def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        events = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        events = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     return [json.loads(e.details) for e in events]
 
 

@@ -270,7 +270,9 @@ def approval_line(message: dict[str, Any]) -> str:
 def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
         assert audit.verify_chain(session)[1] is None
-        events = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        events = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
         return [dict(json.loads(e.details)) for e in events]
 
 

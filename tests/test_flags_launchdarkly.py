@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.app import Overrides
 from bot.config import parse_config
@@ -97,7 +97,9 @@ def thread(slack: FakeSlackWebApi) -> list[str]:
 
 def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        found = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        found = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.seq))
+        ).all()  # in chain order: without ORDER BY, PostgreSQL may answer in any order
     return [json.loads(r.details) | {"actor": r.actor, "subject": r.subject} for r in found]
 
 

@@ -99,7 +99,11 @@ def deployments(bot: Bot) -> list[Deployment]:
 
 def audit_of(bot: Bot, action: str) -> list[AuditEvent]:
     with bot.runtime.db.read() as session:
-        return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+        return list(
+            session.exec(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+            ).all()
+        )
 
 
 def callbacks(github: FakeGitHub) -> list[dict[str, Any]]:

@@ -77,7 +77,11 @@ def production(bot: Bot) -> list[Deployment]:
 
 def audited(bot: Bot, action: str) -> list[AuditEvent]:
     with bot.runtime.db.read() as session:
-        return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+        return list(
+            session.exec(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+            ).all()
+        )
 
 
 def thread_texts(slack: FakeSlackWebApi, index: int = 0) -> list[str]:

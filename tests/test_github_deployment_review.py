@@ -111,7 +111,9 @@ def audited(bot: Bot) -> list[tuple[str, str]]:
 
 def gate_audit(bot: Bot, action: str) -> dict[str, Any]:
     with bot.runtime.db.read() as session:
-        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        [event] = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     details: dict[str, Any] = json.loads(event.details)
     return details
 

@@ -175,7 +175,9 @@ async def open_gate(bot: Bot, gitlab: GitLabWithMergeRequests) -> int:
 
 def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        events = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        events = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     return [json.loads(e.details) for e in events]
 
 

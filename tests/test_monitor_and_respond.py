@@ -113,7 +113,9 @@ def thread_of(slack: FakeSlackWebApi, sha: str) -> list[str]:
 
 def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        rows = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        rows = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     return [json.loads(row.details) for row in rows]
 
 

@@ -40,7 +40,9 @@ AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 def details(bot: Bot, action: str) -> list[dict[str, Any]]:
     """The details of every audit record of this action, oldest first."""
     with bot.runtime.db.read() as session:
-        events = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        events = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     return [json.loads(e.details) for e in events]
 
 

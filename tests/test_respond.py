@@ -228,7 +228,9 @@ def thread_of(slack: FakeSlackWebApi, sha: str) -> list[str]:
 
 def audit_details(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        rows = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        rows = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
     return [json.loads(r.details) for r in rows]
 
 

@@ -115,7 +115,9 @@ async def test_promote_and_roll_back_are_refused_and_audited_while_the_directory
     with bot.runtime.db.read() as session:
         assert len(session.exec(select(Deployment)).all()) == 1  # nothing was promoted
         refused = session.exec(
-            select(AuditEvent).where(AuditEvent.action == "release.action_refused")
+            select(AuditEvent)
+            .where(AuditEvent.action == "release.action_refused")
+            .order_by(AuditEvent.seq)  # type: ignore[arg-type]
         ).all()
     assert [json.loads(e.details)["action"] for e in refused] == ["promote", "unlock"]
     assert {(e.actor, e.subject) for e in refused} == {("U0RM1", f"deployment:{staging.id}")}

@@ -340,7 +340,9 @@ def audit_actions(bot: Bot) -> list[str]:
 
 def audit_of(bot: Bot, action: str) -> list[dict[str, Any]]:
     with bot.runtime.db.read() as session:
-        found = session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+        found = session.exec(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).all()
         return [{"actor": e.actor, **json.loads(e.details)} for e in found]
 
 
