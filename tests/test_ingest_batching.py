@@ -23,10 +23,11 @@ from sqlmodel import Session, select
 from bot.config import Config
 from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit, outbox, verification
-from bot.services.ingest import record_delivery
+from bot.services.delivery_work import Work
+from bot.services.ingest import ToStore, record_delivery, store_many, store_one, to_store
 from bot.services.release_views import release_view, release_views
 from bot.store.db import Database
-from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release
+from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release, WebhookDelivery
 from integrations.github import payloads
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot
@@ -156,6 +157,78 @@ def test_copies_and_racing_deliveries_in_one_group_are_settled_by_the_database(
         ]
         checked, broken = audit.verify_chain(session)
         assert broken is None and checked > 5
+
+
+def stored(config: Config, clock: FrozenClock, delivery_id: str, status: str) -> ToStore:
+    body = deployment_status(status, sha=SHA_A)
+    parsed = payloads.parse("deployment_status", body)
+    delivery = Delivery("github", delivery_id, "deployment_status", encode(body))
+    work = Work(event=parsed.event, note=parsed.note)
+    return to_store(now=clock.now(), config=config, delivery=delivery, work=work)
+
+
+def submit_stored(db: Database, item: ToStore) -> Future[IngestResult]:
+    return db.submit_batched(store_many, item, lambda s: store_one(s, item))
+
+
+def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    inserts: list[int] = []
+
+    def count(conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO WEBHOOK_DELIVERY"):
+            inserts.append(len(params) if isinstance(params, list) else 1)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        release, held = held_group(db)
+        futures = [
+            submit_stored(db, stored(example_config, clock, "s-1", "in_progress")),
+            submit_stored(db, stored(example_config, clock, "s-1", "in_progress")),  # a copy
+            submit_stored(db, stored(example_config, clock, "s-2", "success")),
+        ]
+        release.set()
+        held.result(10)
+        answers = [f.result(10).status for f in futures]
+        again = submit_stored(db, stored(example_config, clock, "s-2", "success")).result(10)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+
+    assert answers == ["accepted", "duplicate", "accepted"]
+    assert again.status == "duplicate"
+    assert len(inserts) == 1  # the group's two new deliveries in one statement
+    with db.read() as session:
+        kept = session.exec(select(WebhookDelivery.delivery_id, WebhookDelivery.outcome)).all()
+    assert sorted(kept) == [("s-1", "pending"), ("s-2", "pending")]
+
+
+def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """The look-up found nothing, then the insert met the row another replica committed
+    in between: the group is stored again one by one, and only that copy is a duplicate."""
+    racing = stored(example_config, clock, "r-1", "in_progress")
+    other = stored(example_config, clock, "r-2", "in_progress")
+    db.write(lambda s: store_one(s, racing))  # the other replica's commit
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
+    def blind_many(conn: Any, batch: list[ToStore]) -> list[IngestResult]:
+        conn.execute(sa.insert(table), [item.row for item in batch])  # the look-up missed it
+        return [item.result for item in batch]
+
+    release, held = held_group(db)
+    futures = [
+        db.submit_batched(blind_many, item, lambda s, item=item: store_one(s, item))
+        for item in (racing, other)
+    ]
+    release.set()
+    held.result(10)
+
+    assert [f.result(10).status for f in futures] == ["duplicate", "accepted"]
+    with db.read() as session:
+        ids = session.exec(select(WebhookDelivery.delivery_id)).all()
+    assert sorted(ids) == ["r-1", "r-2"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Recording a verified webhook delivery: stored once per delivery id, then applied.
 
-A delivery carries at most one CI event. `store_delivery` stores it (its id makes copies
+A delivery carries at most one CI event. `store_many` stores it (its id makes copies
 answer `duplicate`) with what the request parsed, pending; the applier
 (`bot.services.applier`) later applies the event through `apply_work`, which goes through
 `reactions.apply_event`; the audit records and outbox rows it causes are written together
@@ -9,10 +9,11 @@ at the end. `record_delivery` does both in one transaction.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Config
@@ -38,10 +39,18 @@ PENDING = "pending"  # stored, answered, waiting for the applier
 FAILED = "failed"  # its application was given up on after every attempt
 
 
-def store_delivery(
-    session: Session, *, now: datetime, config: Config, delivery: Delivery, work: Work
-) -> IngestResult:
-    """Store one verified delivery once per delivery id, to be applied after the answer.
+@dataclass(frozen=True)
+class ToStore:
+    """One verified delivery ready to store: its row, and the answer once it is stored."""
+
+    provider: str
+    delivery_id: str
+    row: dict[str, Any]
+    result: IngestResult
+
+
+def to_store(*, now: datetime, config: Config, delivery: Delivery, work: Work) -> ToStore:
+    """What storing a delivery writes and answers, decided before the database is touched.
 
     What can be decided without applying is decided here and stored as done: a delivery
     with nothing to track (a ping is accepted, anything else ignored, with the parser's
@@ -49,22 +58,41 @@ def store_delivery(
     is stored pending, keyed by the service and environment it is applied in order with,
     and answered accepted.
     """
-    conn = session.connection()
-    seen = conn.execute(
-        sql.SEEN_DELIVERY, {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
-    ).first()
-    if seen is not None:
-        return IngestResult(DUPLICATE, delivery.delivery_id)
     decided = _decided(config, delivery, work)
     key = None if decided is not None else apply_key(config, work)
     result = decided or IngestResult(ACCEPTED, delivery.delivery_id)
-    # A concurrent copy of this delivery fails here on uq_webhook_delivery; its write is
-    # retried and then finds this row: answered duplicate.
-    conn.execute(
-        sql.INSERT_DELIVERY,
-        _row(delivery, now=now, result=result, work=work, key=key, pending=decided is None),
-    )
-    return result
+    row = _row(delivery, now=now, result=result, work=work, key=key, pending=decided is None)
+    return ToStore(delivery.provider, delivery.delivery_id, row, result)
+
+
+def store_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
+    """Store a group of deliveries with one look-up and one multi-row insert: the answer
+    of each, in order; a delivery id already stored (or earlier in the group) is
+    answered `duplicate`. A copy stored meanwhile by another replica fails the insert on
+    uq_webhook_delivery; the group commit then stores each alone (`store_one`)."""
+    seen: set[tuple[str, str]] = set()
+    for provider in {item.provider for item in batch}:
+        ids = [item.delivery_id for item in batch if item.provider == provider]
+        found = conn.execute(sql.SEEN_DELIVERIES, {"provider": provider, "ids": ids})
+        seen.update((provider, delivery_id) for (delivery_id,) in found)
+    rows: list[dict[str, Any]] = []
+    results: list[IngestResult] = []
+    for item in batch:
+        key = (item.provider, item.delivery_id)
+        if key in seen:
+            results.append(IngestResult(DUPLICATE, item.delivery_id))
+            continue
+        seen.add(key)
+        rows.append(item.row)
+        results.append(item.result)
+    if rows:
+        conn.execute(sql.INSERT_DELIVERY, rows)
+    return results
+
+
+def store_one(session: Session, item: ToStore) -> IngestResult:
+    """Store one delivery once per delivery id, on its own (`store_many`'s fallback)."""
+    return store_many(session.connection(), [item])[0]
 
 
 def record_delivery(

@@ -8,6 +8,12 @@ requests are settled by the database and never by timing.
 with a group commit: one writer thread runs every `fn` that is waiting when it gets to them
 in one transaction, each in its own SAVEPOINT, and resolves their futures only after the
 COMMIT. One that fails rolls back alone and is retried on its own, like `write` would.
+
+`Database.submit_batched(many, item, alone)` is the cheaper kind of group write: every item
+of a group submitted with the same `many` function is written by one call of it (one
+SELECT and one multi-row INSERT for a group of deliveries, instead of a SAVEPOINT and a
+session each). When the database refuses that call (another replica stored one of the
+items first), each item is written again on its own through `alone`.
 """
 
 from __future__ import annotations
@@ -155,14 +161,31 @@ class Database:
         # Running from now on: a caller that stops waiting (a cancelled request) cannot
         # cancel it under the writer thread, which resolves it whatever happens.
         future.set_running_or_notify_cancel()
-        self._group_queue.put(_GroupItem(fn, future))
+        self._enqueue(_GroupItem(fn, future))
+        return future
+
+    def submit_batched(
+        self,
+        many: Callable[[sa.Connection, list[Any]], list[T]],
+        item: Any,
+        alone: Callable[[Session], T],
+    ) -> Future[T]:
+        """Write `item` in the next group commit together with the other items submitted
+        with the same `many`, which gets them all and answers one result per item, in
+        order. Its future resolves after the COMMIT, like `submit_write`'s."""
+        future: Future[T] = Future()
+        future.set_running_or_notify_cancel()
+        self._enqueue(_GroupItem(alone, future, many=many, item=item))
+        return future
+
+    def _enqueue(self, item: _GroupItem[Any]) -> None:
+        self._group_queue.put(item)
         with self._group_start:
             if self._group_thread is None:
                 self._group_thread = threading.Thread(
                     target=self._group_writer, name="db-group-writer", daemon=True
                 )
                 self._group_thread.start()
-        return future
 
     def _group_writer(self) -> None:
         while True:
@@ -191,7 +214,7 @@ class Database:
                         item.future.set_exception(exc)
 
     def _commit_group(self, group: list[_GroupItem[Any]]) -> None:
-        outcomes: list[_Outcome] = []
+        outcomes: dict[int, _Outcome] = {}
         try:
             if self._write_lock is not None:
                 with self._write_lock:
@@ -205,7 +228,8 @@ class Database:
             for item in group:
                 self._write_alone(item)
             return
-        for item, outcome in zip(group, outcomes, strict=True):
+        for index, item in enumerate(group):
+            outcome = outcomes[index]
             if outcome.retry:
                 self._write_alone(item)
             elif outcome.error is not None:
@@ -213,13 +237,22 @@ class Database:
             else:
                 item.future.set_result(outcome.result)
 
-    def _run_group(self, group: list[_GroupItem[Any]], outcomes: list[_Outcome]) -> None:
+    def _run_group(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
+        batches: dict[Callable[..., list[Any]], list[int]] = {}
+        for index, item in enumerate(group):
+            if item.many is not None:
+                batches.setdefault(item.many, []).append(index)
         with self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
-                    for item in group:
-                        outcomes.append(_in_savepoint(conn, item.fn))
+                    for many, indexes in batches.items():
+                        items = [group[i].item for i in indexes]
+                        done = _batch_in_savepoint(conn, many, items)
+                        outcomes.update(zip(indexes, done, strict=True))
+                    for index, item in enumerate(group):
+                        if item.many is None:
+                            outcomes[index] = _in_savepoint(conn, item.fn)
             finally:
                 conn.info.pop("write", None)
 
@@ -232,8 +265,10 @@ class Database:
 
 @dataclass
 class _GroupItem(Generic[R]):
-    fn: Callable[[Session], R]
+    fn: Callable[[Session], R]  # the write alone, in a session
     future: Future[R]
+    many: Callable[[sa.Connection, list[Any]], list[R]] | None = None  # batched with its kind
+    item: Any = None  # what `many` gets for this write
 
 
 @dataclass
@@ -265,6 +300,23 @@ def _in_savepoint(conn: sa.Connection, fn: Callable[[Session], Any]) -> _Outcome
         except Exception as exc:
             session.rollback()
             return _Outcome(error=exc)
+
+
+def _batch_in_savepoint(
+    conn: sa.Connection, many: Callable[[sa.Connection, list[Any]], list[Any]], items: list[Any]
+) -> list[_Outcome]:
+    """Write a batch of items of one kind in one SAVEPOINT: an outcome per item. When the
+    batch fails (another writer stored one of its items first, or one item is bad), every
+    item is written again alone, so each gets its own answer."""
+    savepoint = conn.begin_nested()
+    try:
+        results = many(conn, items)
+    except Exception:
+        savepoint.rollback()
+        log.info("batched write of %d items failed; writing them one by one", len(items))
+        return [_Outcome(retry=True) for _ in items]
+    savepoint.commit()
+    return [_Outcome(result=result) for result in results]
 
 
 def _is_retryable_operational(exc: OperationalError) -> bool:

@@ -104,6 +104,11 @@ SEEN_DELIVERY = (
     .where(WEBHOOK_DELIVERY.c.provider == sa.bindparam("provider"))
     .where(WEBHOOK_DELIVERY.c.delivery_id == sa.bindparam("delivery_id"))
 )
+# The ids among `ids` already stored for one provider (a group of deliveries at once).
+SEEN_DELIVERIES = sa.select(WEBHOOK_DELIVERY.c.delivery_id).where(
+    WEBHOOK_DELIVERY.c.provider == sa.bindparam("provider"),
+    WEBHOOK_DELIVERY.c.delivery_id.in_(sa.bindparam("ids", expanding=True)),
+)
 INSERT_DELIVERY = sa.insert(WEBHOOK_DELIVERY)
 
 

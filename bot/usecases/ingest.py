@@ -37,7 +37,7 @@ async def record_delivery(
 
     `lookup` is an event whose full sha the worker still has to fetch (GitLab's Deployment
     Hook); `commits` is a commit list the webhook carried itself. Deliveries arriving
-    together share one transaction (each in its own savepoint): a group commit.
+    together are stored by one multi-row insert in one transaction: a group commit.
     """
     with log_context(delivery_id=delivery.delivery_id):
         now = ctx.clock.now()
@@ -52,12 +52,14 @@ async def record_delivery(
                 commits=commits,
                 lookup=lookup,
             )
+            result = await asyncio.wrap_future(ctx.db.submit_write(write))
         else:
             work = Work(event=event, note=note, commits=commits, lookup=lookup)
-            write = partial(
-                ingest.store_delivery, now=now, config=ctx.config, delivery=delivery, work=work
+            item = ingest.to_store(now=now, config=ctx.config, delivery=delivery, work=work)
+            alone = partial(ingest.store_one, item=item)
+            result = await asyncio.wrap_future(
+                ctx.db.submit_batched(ingest.store_many, item, alone)
             )
-        result = await asyncio.wrap_future(ctx.db.submit_write(write))
         ctx.metrics.webhooks.labels(delivery.provider, result.status).inc()
         log.info(
             "%s %s delivery %s",
