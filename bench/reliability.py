@@ -184,10 +184,13 @@ class Cluster:
             stderr=subprocess.DEVNULL,
         )
 
+    durable: bool = False  # fsync and synchronous commit on, as a production server has them
+
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=200 -c fsync=off -c synchronous_commit=off"
+            "-c max_connections=200"
+            + ("" if self.durable else " -c fsync=off -c synchronous_commit=off")
         )
         log = str(self.directory / "postgres.log")
         self.pg_ctl("-l", log, "-o", options, "-w", "-t", "60", "start")
@@ -214,13 +217,13 @@ def why_no_cluster() -> str | None:
 
 
 @contextlib.contextmanager
-def own_cluster() -> Iterator[Cluster]:
+def own_cluster(*, durable: bool = False) -> Iterator[Cluster]:
     from ingest import free_port
 
     bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
     directory = Path(tempfile.mkdtemp(prefix="relbench-pg-"))
     shutil.chown(directory, "postgres")
-    cluster = Cluster(bin_dir, directory, free_port())
+    cluster = Cluster(bin_dir, directory, free_port(), durable)
     try:
         subprocess.run(
             ["runuser", "-u", "postgres", "--", str(bin_dir / "initdb"), "-D",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -57,9 +57,19 @@ class DeployEvent:
     decided_by: str | None = None  # who approved or rejected it on the CI system itself
 
 
+_EVENT_FIELDS = fields(DeployEvent)
+_TARGET_FIELDS = fields(DeployTarget)
+
+
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:
     """A JSON-ready form, for events that wait in the outbox."""
-    data = asdict(event)
+    # Field by field rather than `asdict`, which deep-copies every value: this runs for
+    # every delivery a request stores.
+    data = {f.name: getattr(event, f.name) for f in _EVENT_FIELDS}
+    data["target"] = {f.name: getattr(event.target, f.name) for f in _TARGET_FIELDS}
+    data["extra"] = dict(event.extra)
+    if event.gate is not None:
+        data["gate"] = {"decide_via": event.gate.decide_via, "context": dict(event.gate.context)}
     data["occurred_at"] = event.occurred_at.isoformat() if event.occurred_at else None
     return data
 
