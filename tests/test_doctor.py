@@ -417,6 +417,133 @@ def test_each_variable_the_config_names_must_be_set() -> None:
     assert "env GITHUB_WEBHOOK_SECRET" not in found  # tracked by the generic webhook only
 
 
+LD_KEY = "api-ld-NEVER-PRINTED"
+DD_KEY = "dd-key-NEVER-PRINTED"
+
+
+def _with_flags_and_markers(**flag: Any) -> dict[str, Any]:
+    """CONFIG with a `release:` block of one flag (`flag`: its platform) and deploy markers
+    on Grafana, Datadog and New Relic."""
+    data = json.loads(json.dumps(CONFIG))
+    checkout = data["services"]["checkout"]
+    checkout["release"] = {
+        "require": [{"approvers": ["S0RELMGRS"], "count": 1}],
+        "flags": [{"key": "new-checkout-flow", **flag}],
+    }
+    checkout["markers"] = {
+        "grafana": {"token_env": "GRAFANA_TOKEN"},
+        "datadog": {"api_key_env": "DD_API_KEY"},
+        "newrelic": {"api_key_env": "NEW_RELIC_API_KEY", "entity_guid": "MXxBUE18"},
+    }
+    return data
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable", "path"),
+    [
+        (
+            {"launchdarkly": {"project": "acme-web", "environment": "production"}},
+            "LAUNCHDARKLY_API_KEY",
+            "services.checkout.release.flags[0].launchdarkly.api_key_env",
+        ),
+        (
+            {
+                "unleash": {
+                    "url": "https://unleash.acme.example",
+                    "environment": "production",
+                    "token_env": "UNLEASH_CHECKOUT_TOKEN",
+                }
+            },
+            "UNLEASH_CHECKOUT_TOKEN",
+            "services.checkout.release.flags[0].unleash.token_env",
+        ),
+        (
+            {"webhook": {"url": "https://flags.acme.example/hook", "secret_env": "FLAG_HOOK"}},
+            "FLAG_HOOK",
+            "services.checkout.release.flags[0].webhook.secret_env",
+        ),
+    ],
+)
+def test_a_flag_platform_s_token_must_be_set(
+    flag: dict[str, Any], variable: str, path: str
+) -> None:
+    config = parse_config(_with_flags_and_markers(**flag))
+    settings = load_settings({"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    markers_set = {"GRAFANA_URL": "https://grafana.acme.example", "GRAFANA_TOKEN": "glsa-x"}
+    markers_set |= {"DD_API_KEY": DD_KEY, "NEW_RELIC_API_KEY": "NRAK-x"}
+
+    missing = secret_findings(config, settings, markers_set)
+    problem = {f.check: f for f in missing}[f"env {variable}"]
+    assert not problem.ok
+    assert f"{variable} is not set" in (problem.problem or "")
+    assert path in (problem.problem or "")
+    assert f"set {variable}" in (problem.fix or "")
+    assert [f.check for f in missing if not f.ok] == [f"env {variable}"]
+
+    present = secret_findings(config, settings, {**markers_set, variable: LD_KEY})
+    found = {f.check: f for f in present}
+    assert found[f"env {variable}"].ok
+    assert found[f"env {variable}"].note == f"set (for {path})"
+    assert all(f.ok for f in present)
+    shown = json.dumps([f.as_json() for f in missing + present])
+    assert LD_KEY not in shown and DD_KEY not in shown
+
+
+def test_each_dashboard_s_marker_credentials_must_be_set() -> None:
+    flag = {"launchdarkly": {"project": "acme-web", "environment": "production"}}
+    config = parse_config(_with_flags_and_markers(**flag))
+    settings = load_settings({"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    environ = {"LAUNCHDARKLY_API_KEY": LD_KEY, "DD_API_KEY": DD_KEY, "GRAFANA_TOKEN": " "}
+
+    found = {f.check: f for f in secret_findings(config, settings, environ)}
+
+    assert found["env DD_API_KEY"].ok
+    assert found["env DD_API_KEY"].note == "set (for services.checkout.markers.datadog.api_key_env)"
+    for variable, path in (
+        ("GRAFANA_URL", "services.checkout.markers.grafana.url_env"),
+        ("GRAFANA_TOKEN", "services.checkout.markers.grafana.token_env"),
+        ("NEW_RELIC_API_KEY", "services.checkout.markers.newrelic.api_key_env"),
+    ):
+        problem = found[f"env {variable}"]
+        assert not problem.ok, variable
+        assert f"{variable} is not set" in (problem.problem or "") and path in (
+            problem.problem or ""
+        )
+    assert LD_KEY not in json.dumps([f.as_json() for f in found.values()])
+
+
+def test_the_command_names_a_missing_flag_token_and_never_prints_it(
+    env: dict[str, str],
+    fake_slack: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    data = _with_flags_and_markers(
+        launchdarkly={"project": "acme-web", "environment": "production"}
+    )
+    del data["services"]["checkout"]["markers"]
+    path = tmp_path / "flags.yaml"
+    path.write_text(yaml.safe_dump(data))
+    _set(monkeypatch, {**env, "RELEASEBOT_CONFIG": str(path)})
+    monkeypatch.delenv("LAUNCHDARKLY_API_KEY", raising=False)
+
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    [problem] = [line for line in out.splitlines() if line.startswith("PROBLEM")]
+    assert "LAUNCHDARKLY_API_KEY is not set" in problem
+
+    monkeypatch.setenv("LAUNCHDARKLY_API_KEY", LD_KEY)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "PROBLEM" not in out
+    assert (
+        "ok       env LAUNCHDARKLY_API_KEY: set "
+        "(for services.checkout.release.flags[0].launchdarkly.api_key_env)"
+    ) in out.splitlines()
+    assert LD_KEY not in out
+
+
 async def test_a_missing_webhook_secret_and_half_a_github_app(env: dict[str, str]) -> None:
     found = await run(env, GITHUB_WEBHOOK_SECRET=None, GITHUB_APP_ID="12345")
     secret = found["env GITHUB_WEBHOOK_SECRET"]

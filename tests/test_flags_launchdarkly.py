@@ -252,6 +252,26 @@ async def test_someone_who_deployed_the_change_may_not_release_its_flag(
     assert flags.launchdarkly.serving() == 10
 
 
+@pytest.mark.parametrize("button", ["release_flag", "release_kill_switch"])
+async def test_a_flag_click_while_slack_s_directory_is_down_is_refused_and_audited(
+    bot: Bot, slack: FakeSlackWebApi, flags: FlagEdge, clock: FrozenClock, button: str
+) -> None:
+    deployment_id = await deploy(bot)
+    await run_checks(bot, clock)
+    slack.fail_next("usergroups.users.list", status=503, error="service_unavailable")
+
+    await flag_click(bot, "U0RM1", button, deployment_id)
+
+    refused = told(slack, "U0RM1")
+    assert "Slack's directory did not answer" in refused
+    assert "try again in a minute" in refused
+    assert flags.launchdarkly.patches() == []
+    assert audited(bot, "flag.step_opened") == []  # nothing changed
+    [refusal] = audited(bot, "flag.action_refused")
+    assert (refusal["actor"], refusal["flag"]) == ("U0RM1", FLAG)
+    assert "Slack's directory did not answer" in refusal["reason"]
+
+
 def problems_of(data: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as raised:
         parse_config(data)

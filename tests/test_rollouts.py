@@ -267,6 +267,40 @@ async def test_abort_by_someone_who_may_not_is_refused(
     assert refusal["action"] == "abort"
 
 
+async def test_promote_while_slack_s_directory_is_down_is_refused_and_audited(
+    bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge
+) -> None:
+    deployment_id = await paused_canary(bot)
+    slack.fail_next("usergroups.users.list", status=503, error="service_unavailable")
+
+    await click(bot, "U0RM1", "release_rollout_promote", deployment_id)
+
+    refused = told(slack, "U0RM1")
+    assert "Slack's directory did not answer" in refused
+    assert "try again in a minute" in refused
+    assert edge.argocd.actions_run() == []
+    [refusal] = audited(bot, "rollout.action_refused")
+    assert (refusal["actor"], refusal["action"]) == ("U0RM1", "resume")
+    assert "Slack's directory did not answer" in refusal["reason"]
+    assert audited(bot, "rollout.action_requested") == []
+
+
+async def test_abort_while_slack_s_directory_is_down_is_refused_and_audited(
+    bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge
+) -> None:
+    deployment_id = await paused_canary(bot)
+
+    await click(bot, "U0SRE1", "release_rollout_abort", deployment_id)
+    slack.fail_next("usergroups.users.list", status=503, error="service_unavailable")
+    await submit_reason(bot, slack, "U0SRE1", "5xx on the canary pods")
+
+    assert "Slack's directory did not answer" in told(slack, "U0SRE1")
+    assert edge.argocd.actions_run() == []
+    [refusal] = audited(bot, "rollout.action_refused")
+    assert (refusal["actor"], refusal["action"]) == ("U0SRE1", "abort")
+    assert audited(bot, "rollout.action_requested") == []
+
+
 async def test_argo_cd_refusing_the_action_is_shown_and_audited(
     bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge
 ) -> None:

@@ -10,9 +10,11 @@ prints. The checks:
 - Slack (`bot.usecases.doctor_slack`): the bot token, its scopes, membership of every
   configured channel (joining public ones when allowed) and the configured user groups.
   With no bot token the local sandbox stands in for Slack and these do not apply.
-- Secrets: each provider the config uses has its webhook secret, and each deploy target and
-  pager its credentials, named by the settings or by the config's `*_env` keys. Only the
-  names of variables are ever reported, never their values.
+- Secrets: each provider the config uses has its webhook secret, each deploy target and
+  pager its credentials, each feature flag of a `release:` block its platform's token (or
+  its webhook's signing secret) and each dashboard under `markers:` its API key (and
+  Grafana its URL), named by the settings or by the config's `*_env` keys. Only the names
+  of variables are ever reported, never their values.
 - APIs: each code host the config uses whose credentials are set answers
   (`check_access`: GitHub's `/rate_limit` or `/app`, GitLab's `/version`).
 - The database answers and its migrations are at head (the readiness check of `/readyz`).
@@ -222,6 +224,13 @@ def _needs(config: Config) -> dict[str, _Need]:
                 need(secret, f"the secret of the {_SOURCE[key]} webhooks", f"{at}.track")
             if env.deploy is not None:
                 _deploy_needs(env.deploy.kind, env.deploy.target, f"{at}.deploy", need)
+        if service.release is not None:
+            for index, flag in enumerate(service.release.flags):
+                at = f"services.{name}.release.flags[{index}]"
+                _platform_needs(flag, _FLAG_CREDENTIALS, at, need)
+        if service.markers is not None:
+            at = f"services.{name}.markers"
+            _platform_needs(service.markers, _MARKER_CREDENTIALS, at, need)
     return needs
 
 
@@ -259,6 +268,38 @@ def _deploy_needs(kind: str, target: object, at: str, need: Callable[..., None])
         variable = getattr(target, key, None)
         if isinstance(variable, str) and variable:
             need(variable, what, f"{at}.{kind}.{key}")
+
+
+# The variables a flag platform (`release.flags[]`) or a dashboard (`markers:`) is reached
+# with: (its block, the key naming the variable, what the variable holds).
+_FLAG_CREDENTIALS = (
+    ("launchdarkly", "api_key_env", "the LaunchDarkly API access token that changes the flag"),
+    (
+        "unleash",
+        "token_env",
+        "the Unleash admin (or personal access) token that changes the toggle",
+    ),
+    ("webhook", "secret_env", "the secret that signs the flag webhook's requests"),
+)
+_MARKER_CREDENTIALS = (
+    ("grafana", "url_env", "the Grafana server's URL"),
+    ("grafana", "token_env", "the Grafana service account token that writes annotations"),
+    ("datadog", "api_key_env", "the Datadog API key that posts events"),
+    ("newrelic", "api_key_env", "the New Relic user API key that records deployments"),
+)
+
+
+def _platform_needs(
+    block: object,
+    credentials: tuple[tuple[str, str, str], ...],
+    at: str,
+    need: Callable[..., None],
+) -> None:
+    """The variables of each platform set in `block` (a flag, or a service's markers)."""
+    for platform, key, what in credentials:
+        settings = getattr(block, platform, None)
+        if settings is not None:
+            need(getattr(settings, key), what, f"{at}.{platform}.{key}")
 
 
 def _is_set(variable: str, settings: Settings, environ: Mapping[str, str]) -> bool:

@@ -14,16 +14,14 @@ import asyncio
 from typing import Any
 
 from bot.config import Config
-from bot.domain.errors import DeliveryFailed
 from bot.domain.flags import FlagChange
-from bot.domain.gates import Person
 from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.ports import Clock
 from bot.services import flag_checks, flags, gates, releases
 from bot.store.db import Database
 from bot.usecases.context import Context
-from bot.usecases.refusals import audit_refusal, unknown_person
+from bot.usecases.refusals import Click, among, approver
 
 REFUSED_ACTION = "flag.action_refused"
 
@@ -37,20 +35,18 @@ async def release_flag(
     if scope is None:
         return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
     service, environment = scope
+    click = _click(user_id, deployment_id, flag)
     locked = await ctx.read(
         lambda s: releases.lock_refusal(s, service=service, environment=environment)
     )
     if locked is not None:
-        return await _refuse(ctx, user_id, deployment_id, flag, locked)
+        return await click.refuse(ctx, locked)
     found = ctx.config.services.get(service)
     release = found.release if found is not None else None
     principals = [p for rule in release.require for p in rule.approvers] if release else []
-    try:
-        group_members = await ctx.members_of(principals)
-        user = await ctx.directory.user(user_id)
-    except DeliveryFailed as failure:
-        return await _refuse(ctx, user_id, deployment_id, flag, unknown_person(failure))
-    person = Person.from_config(user_id, user.email, ctx.config.identities)
+    clicked = await approver(ctx, click, principals)
+    if isinstance(clicked, gates.Outcome):
+        return clicked
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: flags.release_step(
@@ -59,8 +55,8 @@ async def release_flag(
             config=ctx.config,
             deployment_id=deployment_id,
             flag=flag,
-            person=person,
-            group_members=group_members,
+            person=clicked.person,
+            group_members=clicked.group_members,
         )
     )
     ctx.wake()
@@ -76,11 +72,9 @@ async def kill_switch(
     if scope is None:
         return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
     principals = flags.kill_principals(ctx.config, scope[0])
-    try:
-        groups = await ctx.groups_of(user_id, principals)
-    except DeliveryFailed as failure:
-        return await _refuse(ctx, user_id, deployment_id, flag, unknown_person(failure))
-    allowed = user_id in principals or bool(groups)
+    allowed = await among(ctx, _click(user_id, deployment_id, flag), principals)
+    if isinstance(allowed, gates.Outcome):
+        return allowed
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: flags.kill(
@@ -97,17 +91,9 @@ async def kill_switch(
     return outcome
 
 
-async def _refuse(
-    ctx: Context, user_id: str, deployment_id: int, flag: str, reason: str
-) -> gates.Outcome:
-    await audit_refusal(
-        ctx,
-        user_id=user_id,
-        action=REFUSED_ACTION,
-        subject=f"deployment:{deployment_id}",
-        details={"flag": flag, "reason": reason},
-    )
-    return gates.Outcome(gates.REFUSED, reason, deployment_id=deployment_id)
+def _click(user_id: str, deployment_id: int, flag: str) -> Click:
+    """A click on one of the flag's buttons: a refusal of it names the flag."""
+    return Click(user_id, deployment_id, REFUSED_ACTION, {"flag": flag})
 
 
 class FlagLedger:

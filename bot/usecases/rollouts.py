@@ -15,15 +15,13 @@ from typing import Any
 
 from bot.config import Config
 from bot.domain import rollouts as rules
-from bot.domain.errors import DeliveryFailed
-from bot.domain.gates import Person
 from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.ports import Clock
 from bot.services import gates, releases, rollouts
 from bot.store.db import Database
 from bot.usecases.context import Context
-from bot.usecases.refusals import audit_refusal, unknown_person
+from bot.usecases.refusals import Click, among, approver
 
 PROMOTE_ACTION = "resume"
 
@@ -35,20 +33,17 @@ async def promote_rollout(ctx: Context, *, deployment_id: int, user_id: str) -> 
     if scope is None:
         return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
     service, environment = scope
+    click = _click(user_id, deployment_id, PROMOTE_ACTION)
     locked = await ctx.read(
         lambda s: releases.lock_refusal(s, service=service, environment=environment)
     )
     if locked is not None:
-        return await _refuse(ctx, user_id, deployment_id, PROMOTE_ACTION, locked)
+        return await click.refuse(ctx, locked)
     principals = rollouts.principals(ctx.config, service, environment)
-    try:
-        group_members = await ctx.members_of(principals)
-        user = await ctx.directory.user(user_id)
-        groups = await ctx.groups_of(user_id, ctx.config.slack.release_managers)
-    except DeliveryFailed as failure:
-        return await _refuse(ctx, user_id, deployment_id, PROMOTE_ACTION, unknown_person(failure))
-    person = Person.from_config(user_id, user.email, ctx.config.identities)
-    allowed = user_id in ctx.config.slack.release_managers or bool(groups)
+    clicked = await approver(ctx, click, principals, groups_among=ctx.config.slack.release_managers)
+    if isinstance(clicked, gates.Outcome):
+        return clicked
+    allowed = user_id in ctx.config.slack.release_managers or bool(clicked.groups)
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: rollouts.promote(
@@ -56,8 +51,8 @@ async def promote_rollout(ctx: Context, *, deployment_id: int, user_id: str) -> 
             now=now,
             config=ctx.config,
             deployment_id=deployment_id,
-            person=person,
-            group_members=group_members,
+            person=clicked.person,
+            group_members=clicked.group_members,
             allowed=allowed,
             action=PROMOTE_ACTION,
         )
@@ -78,13 +73,9 @@ async def abort_rollout(
         refusal = refusals.reason_required("abort a Rollout").text
         return gates.Outcome(gates.REFUSED, refusal, deployment_id=deployment_id)
     principals = rollouts.principals(ctx.config, *scope)
-    try:
-        groups = await ctx.groups_of(user_id, principals)
-    except DeliveryFailed as failure:
-        return await _refuse(
-            ctx, user_id, deployment_id, rules.ABORT_ACTION, unknown_person(failure)
-        )
-    allowed = user_id in principals or bool(groups)
+    allowed = await among(ctx, _click(user_id, deployment_id, rules.ABORT_ACTION), principals)
+    if isinstance(allowed, gates.Outcome):
+        return allowed
     now = ctx.clock.now()
     outcome = await ctx.write(
         lambda s: rollouts.abort(
@@ -101,17 +92,9 @@ async def abort_rollout(
     return outcome
 
 
-async def _refuse(
-    ctx: Context, user_id: str, deployment_id: int, action: str, reason: str
-) -> gates.Outcome:
-    await audit_refusal(
-        ctx,
-        user_id=user_id,
-        action=rollouts.REFUSED_ACTION,
-        subject=f"deployment:{deployment_id}",
-        details={"action": action, "reason": reason},
-    )
-    return gates.Outcome(gates.REFUSED, reason, deployment_id=deployment_id)
+def _click(user_id: str, deployment_id: int, action: str) -> Click:
+    """A click on Promote or Abort: a refusal of it names the Rollout action."""
+    return Click(user_id, deployment_id, rollouts.REFUSED_ACTION, {"action": action})
 
 
 class RolloutLedger:

@@ -15,20 +15,15 @@ errors are retried by the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx
-
-from bot.config import Config
 from bot.config.flags import Flag
 from bot.domain.errors import DeliveryFailed
 from bot.domain.flags import FlagChange
-from bot.ports import Clock
 from integrations.flags import launchdarkly, unleash, webhook
-from integrations.http import make_client
+from integrations.http_sender import Handler, OutboxSenders
 
-Handler = Callable[[Any, Any], Awaitable[None]]
+__all__ = ["FlagSenders", "Handler", "Ledger"]
 
 
 class Ledger(Protocol):
@@ -39,27 +34,10 @@ class Ledger(Protocol):
     async def undelivered(self, change: FlagChange, reason: str) -> None: ...
 
 
-class FlagSenders:
+class FlagSenders(OutboxSenders[Ledger]):
     """Sends `FlagChange` rows: `handlers()` maps the outbox kind to the sender."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        secrets: Callable[[str], str | None],
-        ledger: Ledger,
-        clock: Clock,
-    ) -> None:
-        self._config = config
-        self._secrets = secrets
-        self._ledger = ledger
-        self._clock = clock
-        self._transport: httpx.AsyncBaseTransport | None = None
-
-    def handlers(self, transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Handler]:
-        """The outbox kind and its sender; `transport` replaces the network (tests)."""
-        self._transport = transport
-        return {FlagChange.KIND: self._send}
+    kind = FlagChange.KIND
 
     async def _send(self, row: Any, _batch: object) -> None:
         change = FlagChange.from_payload(row.payload)
@@ -79,16 +57,10 @@ class FlagSenders:
             raise
         await self._ledger.delivered(change, receipt)
 
-    def _secret(self, variable: str, platform: str) -> str:
-        value = self._secrets(variable)
-        if not value:
-            raise DeliveryFailed(f"{variable} is not set: cannot reach {platform}", retryable=False)
-        return value
-
     async def _apply(self, change: FlagChange, settings: Flag, environment: str) -> dict[str, Any]:
         now = self._clock.now().timestamp()
         comment = f"releasebot: {change.describe()} ({change.service}, step {change.step_id})"
-        async with make_client("", transport=self._transport) as client:
+        async with self._client() as client:
             if settings.launchdarkly is not None:
                 key = self._secret(settings.launchdarkly.api_key_env, "launchdarkly")
                 return await launchdarkly.apply(

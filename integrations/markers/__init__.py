@@ -14,19 +14,14 @@ refused key, a missing variable, a bad request) as `marker.failed` with the reas
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx
-
-from bot.config import Config
 from bot.domain.errors import DeliveryFailed
 from bot.domain.messages import DeployMarker
-from bot.ports import Clock
-from integrations.http import make_client
+from integrations.http_sender import Handler, OutboxSenders
 from integrations.markers import datadog, grafana, newrelic
 
-Handler = Callable[[Any, Any], Awaitable[None]]
+__all__ = ["Handler", "Ledger", "MarkerSenders"]
 
 
 class Ledger(Protocol):
@@ -39,27 +34,10 @@ class Ledger(Protocol):
     async def failed(self, marker: DeployMarker, reason: str) -> None: ...
 
 
-class MarkerSenders:
+class MarkerSenders(OutboxSenders[Ledger]):
     """Sends `DeployMarker` rows: `handlers()` maps the outbox kind to the sender."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        secrets: Callable[[str], str | None],
-        ledger: Ledger,
-        clock: Clock,
-    ) -> None:
-        self._config = config
-        self._secrets = secrets
-        self._ledger = ledger
-        self._clock = clock
-        self._transport: httpx.AsyncBaseTransport | None = None
-
-    def handlers(self, transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Handler]:
-        """The outbox kind and its sender; `transport` replaces the network (tests)."""
-        self._transport = transport
-        return {DeployMarker.KIND: self._send}
+    kind = DeployMarker.KIND
 
     async def _send(self, row: Any, _batch: object) -> None:
         marker = DeployMarker.from_payload(row.payload)
@@ -75,15 +53,9 @@ class MarkerSenders:
             raise
         await self._ledger.delivered(marker, remote_id)
 
-    def _secret(self, variable: str, platform: str) -> str:
-        value = self._secrets(variable)
-        if not value:
-            raise DeliveryFailed(f"{variable} is not set: cannot reach {platform}", retryable=False)
-        return value
-
     async def _mark(self, marker: DeployMarker, settings: Any) -> str:
         now = self._clock.now().timestamp()
-        async with make_client("", transport=self._transport) as client:
+        async with self._client() as client:
             if marker.platform == "grafana":
                 return await grafana.mark(
                     client,
