@@ -8,11 +8,14 @@ Design target ("Performance targets"): 10,000 pending checks, fire-time drift p9
 RSS <= 250 MB.
 
 In one process, as `releasebot serve` would hold them: a real `Runtime` (the database, the
-`Verifier`, a real `OutboxWorker` rendering Slack messages for a stand-in Slack that
-accepts them) and a real APScheduler `AsyncIOScheduler` with the production jobs from
-`bot.scheduling.register_jobs` (`checks.tick` every half second, `outbox.tick`, `gates.sweep`,
-...). Only the check runner is a fake: it answers "passed" at once, so what is measured is
-the scheduling path (tick, claim, record, outbox), not a health endpoint.
+`Verifier`, a real `OutboxWorker` sending Slack messages through the real sender to the
+stand-in Slack Web API of `bench/support.py`, served on loopback from a thread of this
+process, that accepts them at once) and a real APScheduler `AsyncIOScheduler` with the
+production jobs from `bot.scheduling.register_jobs` (`checks.tick` every half second,
+`outbox.tick`, `gates.sweep`, ...). Only the check runner is a fake: it answers "passed"
+at once, so what is measured is the scheduling path (tick, claim, record, outbox), not a
+health endpoint. The stand-in Slack's thread shares this process, so its CPU time and
+memory count in the figures.
 
 Before the clock starts, `--count` check runs (one `Check` each, ten per deployment of
 checkout to production, each deployment `verifying` with a posted release message) are
@@ -53,38 +56,43 @@ if str(REPO_ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
-from support import bench_database, out  # noqa: E402
+from support import (  # noqa: E402
+    StandInSlack,
+    bench_database,
+    migrated_database,
+    out,
+    seed_verifying_deployments,
+    serve_slack,
+    slack_sender,
+)
 
 import bot.app  # noqa: E402,F401  (every module the server imports counts towards its RSS)
 from bot import migrate  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
-from bot.domain import states  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.outbox_worker import OutboxWorker  # noqa: E402
-from bot.ports import CheckResult, PostedMessage, SlackUser, SystemClock  # noqa: E402
+from bot.ports import CheckResult, SlackUser, SystemClock  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.scheduling import CHECKS_TICK_SECONDS, build_scheduler, register_jobs  # noqa: E402
 from bot.services import verification  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.store.db import Database, make_engine  # noqa: E402
+from bot.store.db import Database  # noqa: E402
 from bot.store.tables import (  # noqa: E402
     Check,
     CheckRun,
-    Deployment,
     OutboxMessage,
-    Release,
-    ReleaseMessage,
 )
+from integrations.slack.sender import make_http_session  # noqa: E402
 
 EXAMPLE_CONFIG = REPO_ROOT / "examples" / "releasebot.yaml"
 TARGET_P99_DRIFT_S = 1.0
 TARGET_RSS_MB = 250.0
 RUNS_PER_DEPLOYMENT = 10
-SERVICE, ENVIRONMENT = "checkout", "production"
 LEAD_SECONDS = 2.0  # between the end of seeding and the first due time
 GRACE_SECONDS = 60.0  # after the last due time, before giving up on stragglers
 INSERT_CHUNK = 1000
+SLACK_TOKEN = "xoxb-bench-checks"
 
 
 def rss_now_mb() -> float | None:
@@ -131,47 +139,21 @@ def seed_deployments(db: Database, *, count: int, now: datetime) -> list[tuple[i
     (deployment id, check name) for every run to plan, ten per deployment."""
     deployments = math.ceil(count / RUNS_PER_DEPLOYMENT)
     run_prefix = uuid.uuid4().hex[:6]
-
-    def insert(session: Session, *, start: int, stop: int) -> list[tuple[int, str]]:
-        planned: list[tuple[int, str]] = []
-        for i in range(start, stop):
-            sha = f"{run_prefix}{i:034x}"
-            release = Release(service=SERVICE, sha=sha, version=f"1.0.{i}", created_at=now)
-            session.add(release)
-            session.flush()
-            assert release.id is not None
-            deployment = Deployment(
-                release_id=release.id,
-                service=SERVICE,
-                environment=ENVIRONMENT,
-                sha=sha,
-                state=states.VERIFYING,
-                source="bench",
-                created_at=now,
-                updated_at=now,
-                deployed_at=now,
-            )
-            session.add(deployment)
-            session.flush()
-            assert deployment.id is not None
-            session.add(
-                ReleaseMessage(
-                    deployment_id=deployment.id,
-                    channel="#checkout-deploys",
-                    ts=f"1700000000.{i:06d}",
-                    posted_at=now,
-                )
-            )
-            planned.extend(
-                (deployment.id, f"health-{i:05d}-{j}") for j in range(RUNS_PER_DEPLOYMENT)
-            )
-        return planned
-
     planned: list[tuple[int, str]] = []
     step = INSERT_CHUNK // RUNS_PER_DEPLOYMENT
     for start in range(0, deployments, step):
-        stop = min(deployments, start + step)
-        planned.extend(db.write(partial(insert, start=start, stop=stop)))
+        indexes = range(start, min(deployments, start + step))
+        ids = seed_verifying_deployments(
+            db,
+            indexes,
+            now=now,
+            sha=lambda i: f"{run_prefix}{i:034x}",
+            channel=lambda i: "#checkout-deploys",
+        )
+        for i, deployment_id in zip(indexes, ids, strict=True):
+            planned.extend(
+                (deployment_id, f"health-{i:05d}-{j}") for j in range(RUNS_PER_DEPLOYMENT)
+            )
     return planned[:count]
 
 
@@ -238,35 +220,6 @@ class InstantRunner:
         return CheckResult(True, "HTTP 200 in 0 ms", {"status_code": 200, "latency_ms": 0})
 
 
-class QuietSlack:
-    """Stands in for Slack (as the log sender does without a token): accepts every message."""
-
-    def __init__(self) -> None:
-        self.posted = 0
-        self.updated = 0
-
-    async def post_message(
-        self,
-        *,
-        channel: str,
-        text: str,
-        blocks: list[dict[str, Any]] | None = None,
-        thread_ts: str | None = None,
-    ) -> PostedMessage:
-        self.posted += 1
-        return PostedMessage(channel=channel, ts=f"{int(time.time())}.{self.posted:06d}")
-
-    async def update_message(
-        self,
-        *,
-        channel: str,
-        ts: str,
-        text: str,
-        blocks: list[dict[str, Any]] | None = None,
-    ) -> None:
-        self.updated += 1
-
-
 class NoDirectory:
     """Nobody is in any group: the checks path never asks."""
 
@@ -315,7 +268,9 @@ def outbox_backlog(db: Database) -> int:
         )
 
 
-async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, database_url: str, slack: StandInSlack, slack_url: str
+) -> dict[str, Any]:
     config: Config = load_config(EXAMPLE_CONFIG)
     settings = load_settings(
         {
@@ -324,9 +279,8 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
             "RELEASEBOT_LOG_LEVEL": "WARNING",
         }
     )
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    db = Database(engine)
+    db = migrated_database(database_url)
+    engine = db.engine
     rss_before_seed = rss_now_mb()
 
     seed_started = time.perf_counter()
@@ -343,14 +297,14 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         out("warning: seeding ran past the first due time; early runs start late")
 
     clock = SystemClock()
+    http_session = make_http_session()
     runner = InstantRunner(due={name: due[k] for k, (_, name) in enumerate(planned)})
     metrics = Metrics()
-    slack = QuietSlack()
     worker = OutboxWorker(
         db=db,
         clock=clock,
         config=config,
-        slack=slack,
+        slack=slack_sender(SLACK_TOKEN, slack_url, http_session),
         renderer=Renderer(public_url=settings.public_url),
         metrics=metrics,
     )
@@ -405,6 +359,7 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         worker.stop()
         if worker_task is not None:
             await worker_task
+        await http_session.close()
         logging.getLogger("apscheduler").removeHandler(scheduler_log)
     cpu_seconds = time.process_time() - cpu_before
 
@@ -424,8 +379,8 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         "ran_more_than_once": twice,
         "statuses": dict(final),
         "outbox_pending_at_end": backlog,
-        "slack_posted": slack.posted,
-        "slack_updated": slack.updated,
+        "slack_posted": slack.answers["chat.postMessage 200"],
+        "slack_updated": slack.answers["chat.update 200"],
         "drift_p50_s": round(percentile(drift, 50), 3) if drift else None,
         "drift_p99_s": round(percentile(drift, 99), 3) if drift else None,
         "drift_max_s": round(max(drift), 3) if drift else None,
@@ -511,10 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count, --minutes and --tick must be positive")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        with bench_database(
-            args.database_url, keep=args.keep, prefix="releasebot-bench-checks-"
-        ) as url:
-            results = asyncio.run(run(args, url))
+        with (
+            bench_database(
+                args.database_url, keep=args.keep, prefix="releasebot-bench-checks-"
+            ) as url,
+            serve_slack(slack := StandInSlack(delay=0.0)) as slack_url,
+        ):
+            results = asyncio.run(run(args, url, slack, slack_url))
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         sys.stderr.write(f"the benchmark could not run: {type(exc).__name__}: {exc}\n")
         return 1

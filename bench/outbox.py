@@ -45,13 +45,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,32 +56,32 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from aiohttp import web  # noqa: E402
-from sqlmodel import Session  # noqa: E402
-from support import bench_database, out  # noqa: E402
+from support import (  # noqa: E402
+    StandInSlack,
+    bench_database,
+    migrated_database,
+    out,
+    seed_verifying_deployments,
+    serve_slack,
+    slack_sender,
+)
 
-from bot import migrate  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
-from bot.domain import states  # noqa: E402
 from bot.domain.messages import Message, ReleaseMessageUpdate, TemplateLine  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.outbox_worker import OutboxWorker  # noqa: E402
 from bot.render import Renderer  # noqa: E402
 from bot.services import outbox  # noqa: E402
-from bot.store.db import Database, make_engine  # noqa: E402
-from bot.store.tables import Deployment, OutboxMessage, Release, ReleaseMessage  # noqa: E402
+from bot.store.db import Database  # noqa: E402
+from bot.store.tables import OutboxMessage  # noqa: E402
 from integrations.slack.sender import (  # noqa: E402
-    WebApiSlackSender,
     make_http_session,
-    make_web_client,
 )
 
 EXAMPLE_CONFIG = REPO_ROOT / "examples" / "releasebot.yaml"
-SERVICE, ENVIRONMENT = "checkout", "production"
 TOKEN = "xoxb-bench-outbox"
 TARGET_RATE = 15.0  # calls/s with Slack at 5 s per call
 TARGET_DRAIN = 60.0  # seconds from recovery to the last call sent
-OUTAGE_FAILURES = ((429, "ratelimited"), (500, "internal_error"), (503, "service_unavailable"))
 
 
 class ScaledClock:
@@ -104,126 +99,15 @@ class ScaledClock:
         return real_seconds / self._scale
 
 
-@dataclass
-class StandInSlack:
-    """A Slack Web API on loopback answering after `delay` real seconds, or failing."""
-
-    delay: float
-    scale: float
-    failing: bool = False
-    seed: int = 7
-    done: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, method) of oks
-    answers: Counter[str] = field(default_factory=Counter)  # "method status" -> count
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _posted: int = 0
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
-        form = await request.post()
-        await asyncio.sleep(self.delay)
-        if self.failing:
-            status, error = self._rng.choice(OUTAGE_FAILURES)
-            headers = {"Retry-After": str(self._rng.randint(1, 5))} if status == 429 else {}
-            with self._lock:
-                self.answers[f"{method} {status}"] += 1
-            return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
-        body: dict[str, Any] = {"ok": True}
-        if method == "chat.postMessage":
-            with self._lock:
-                self._posted += 1
-                body.update(
-                    channel=str(form.get("channel")), ts=f"{time.time():.0f}.{self._posted:06d}"
-                )
-        elif method in ("conversations.history", "conversations.replies"):
-            body.update(messages=[], has_more=False)
-        elif method == "chat.update":
-            body.update(channel=str(form.get("channel")), ts=str(form.get("ts")))
-        with self._lock:
-            self.answers[f"{method} 200"] += 1
-            self.done.append((time.monotonic(), method))
-        return web.json_response(body)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.done.clear()
-            self.answers.clear()
-
-
-@contextlib.contextmanager
-def serve(slack: StandInSlack) -> Iterator[str]:
-    """Serve `slack` on a free loopback port from a thread of its own; yields its base URL."""
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/api/{method}", slack.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        server = site._server
-        assert server is not None
-        holder["port"] = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        holder["runner"] = runner
-        started.set()
-
-    thread = threading.Thread(target=loop.run_forever, name="stand-in-slack", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop)
-    if not started.wait(10):
-        raise SystemExit("the stand-in Slack did not start")
-    try:
-        yield f"http://127.0.0.1:{holder['port']}/api/"
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
 def seed_deployments(db: Database, *, count: int, channels: int, offset: int) -> list[int]:
     """`count` deployments, each with a posted release message in one of `channels`."""
-    now = datetime.now(UTC)
-
-    def insert(session: Session) -> list[int]:
-        ids: list[int] = []
-        for i in range(offset, offset + count):
-            sha = f"{i:040x}"
-            release = Release(service=SERVICE, sha=sha, version=f"1.0.{i}", created_at=now)
-            session.add(release)
-            session.flush()
-            assert release.id is not None
-            deployment = Deployment(
-                release_id=release.id,
-                service=SERVICE,
-                environment=ENVIRONMENT,
-                sha=sha,
-                state=states.VERIFYING,
-                source="bench",
-                created_at=now,
-                updated_at=now,
-                deployed_at=now,
-            )
-            session.add(deployment)
-            session.flush()
-            assert deployment.id is not None
-            channel = f"C0BENCH{i % channels:03d}"
-            session.add(
-                ReleaseMessage(
-                    deployment_id=deployment.id,
-                    channel=channel,
-                    ts=f"1700000000.{i:06d}",
-                    posted_at=now,
-                )
-            )
-            ids.append(deployment.id)
-        return ids
-
-    return db.write(insert)
+    return seed_verifying_deployments(
+        db,
+        range(offset, offset + count),
+        now=datetime.now(UTC),
+        sha=lambda i: f"{i:040x}",
+        channel=lambda i: f"C0BENCH{i % channels:03d}",
+    )
 
 
 def queue_calls(db: Database, deployment_ids: list[int], now: datetime) -> None:
@@ -297,7 +181,7 @@ async def running_worker(
     db: Database, config: Config, base_url: str, clock: ScaledClock, concurrency: int, scale: float
 ) -> Any:
     session = make_http_session()
-    sender = WebApiSlackSender(make_web_client(TOKEN, base_url, session=session))
+    sender = slack_sender(TOKEN, base_url, session)
     worker = OutboxWorker(
         db=db,
         clock=clock,
@@ -319,21 +203,15 @@ async def running_worker(
         await session.close()
 
 
-def fresh_db(url: str) -> Database:
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    return Database(engine)
-
-
 async def throughput(
     args: argparse.Namespace, config: Config, concurrency: int
 ) -> dict[str, float]:
-    slack = StandInSlack(delay=args.delay * args.scale, scale=args.scale)
+    slack = StandInSlack(delay=args.delay * args.scale)
     with (
         bench_database(args.database_url, keep=False, prefix="rb-bench-outbox-") as url,
-        serve(slack) as base_url,
+        serve_slack(slack) as base_url,
     ):
-        db = fresh_db(url)
+        db = migrated_database(url)
         try:
             clock = ScaledClock(args.scale)
             ids = seed_deployments(db, count=args.backlog, channels=args.channels, offset=0)
@@ -352,13 +230,13 @@ async def throughput(
 
 async def outage(args: argparse.Namespace, config: Config, concurrency: int) -> dict[str, Any]:
     scale = args.scale
-    slack = StandInSlack(delay=args.outage_delay * scale, scale=scale, failing=True)
+    slack = StandInSlack(delay=args.outage_delay * scale, failing=True)
     deployments = max(1, args.outage_calls // 2)
     with (
         bench_database(args.database_url, keep=False, prefix="rb-bench-outbox-") as url,
-        serve(slack) as base_url,
+        serve_slack(slack) as base_url,
     ):
-        db = fresh_db(url)
+        db = migrated_database(url)
         try:
             clock = ScaledClock(scale)
             ids = seed_deployments(db, count=deployments, channels=args.channels, offset=0)

@@ -7,11 +7,16 @@
   entry point `releasebot serve --host 0.0.0.0`;
 - compose.yaml against the Compose Specification's JSON schema (vendored in
   `check-jsonschema`), and our own rules: PostgreSQL, a one-shot `db upgrade`, two bot
-  replicas that start only after it succeeded and stop slower than the drain grace;
+  replicas that start only after it succeeded and stop slower than the drain grace; then
+  compose.split.yaml (split roles) merged over it as `docker compose -f ... -f ...` merges:
+  the schema, the same rules, web replicas and a worker by RELEASEBOT_ROLE, the worker
+  configured as the bots are;
 - the Helm chart with `helm lint --strict` and Helm's own renderer (`helm-python-sdk` binds
-  Helm's Go SDK), then every rendered manifest against the Kubernetes schemas of two
-  releases with `kubernetes-validate --strict`; the ServiceMonitor (a CRD's kind, in no
-  Kubernetes schema) is checked by our own rules instead.
+  Helm's Go SDK), as it is and with `split: true`, then every rendered manifest against the
+  Kubernetes schemas of two releases with `kubernetes-validate --strict`; the ServiceMonitor
+  (a CRD's kind, in no Kubernetes schema) is checked by our own rules instead. Split mode is
+  checked to render a web and a worker Deployment (the Service and budget on the web pods)
+  and to refuse rendering without PostgreSQL.
 
 Prints one line per check and every problem; exits 1 when any check failed.
 """
@@ -37,6 +42,12 @@ DEPLOY = Path(__file__).resolve().parent
 CHART = DEPLOY / "helm" / "releasebot"
 KUBERNETES_VERSIONS = ("1.28.0", "1.37.0")  # an older supported release and the newest
 SECRET_NAMES = re.compile(r"(TOKEN|SECRET|PRIVATE_KEY|DATABASE_URL)$")
+# Split roles: a web and a worker Deployment on one PostgreSQL database.
+SPLIT: dict[str, Any] = {
+    "split": True,
+    "database": {"backend": "postgresql"},
+    "serviceMonitor": {"enabled": True},
+}
 
 problems: list[str] = []
 
@@ -122,23 +133,72 @@ def dockerfile_rules() -> Iterator[str]:
         yield f"the image must run `releasebot serve --host 0.0.0.0`, not {words}"
 
 
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+def compose(name: str = "compose.yaml") -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / name).read_text())
     return data
 
 
-@check("compose.yaml: Compose Specification schema")
+def merged(base: Any, override: Any) -> Any:
+    """`override` over `base` as Compose merges a second -f file for what these files use:
+    mappings (services, environment, depends_on) key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: merged(base[k], v) if k in base else v for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override
+        }
+    return override
+
+
+def compose_split() -> dict[str, Any]:
+    """compose.yaml with compose.split.yaml over it."""
+    result: dict[str, Any] = merged(compose(), compose("compose.split.yaml"))
+    return result
+
+
+@check("compose.yaml, compose.split.yaml: Compose Specification schema")
 def compose_schema() -> Iterator[str]:
     vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
     schema = json.loads(vendor.joinpath("compose-spec.json").read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
-    for error in sorted(validator.iter_errors(compose()), key=str):
-        yield f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+    for name, data in (
+        ("compose.yaml", compose()),
+        ("compose.split.yaml", compose("compose.split.yaml")),
+        ("compose.yaml + compose.split.yaml", compose_split()),
+    ):
+        for error in sorted(validator.iter_errors(data), key=str):
+            where = "/".join(map(str, error.absolute_path)) or "(top)"
+            yield f"{name}: {where}: {error.message}"
 
 
 @check("compose.yaml: PostgreSQL, one-shot migration, two replicas after it")
 def compose_rules() -> Iterator[str]:
-    services = compose()["services"]
+    yield from compose_problems(compose()["services"])
+
+
+@check("compose.split.yaml: two web replicas and a worker, configured alike")
+def compose_split_rules() -> Iterator[str]:
+    services = compose_split()["services"]
+    yield from compose_problems(services)
+    roles: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if (service.get("command") or [None])[0] == "serve":
+            role = str(service.get("environment", {}).get("RELEASEBOT_ROLE", "all"))
+            roles.setdefault(role, []).append(name)
+    if sorted(roles) != ["web", "worker"] or len(roles["web"]) < 2:
+        yield f"expected two or more web replicas and a worker (by RELEASEBOT_ROLE), found {roles}"
+        return
+    web = services[roles["web"][0]]
+    for name in roles["worker"]:
+        worker = services[name]
+        if worker.get("ports"):
+            yield f"{name}: a worker serves no traffic and publishes no port"
+        if set(worker.get("environment", {})) != set(web.get("environment", {})):
+            yield f"{name}: its environment's keys differ from the web replicas'"
+        for key in ("image", "build", "volumes", "command"):
+            if worker.get(key) != web.get(key):
+                yield f"{name}: {key} differs from the web replicas'"
+
+
+def compose_problems(services: dict[str, Any]) -> Iterator[str]:
     if not any(str(s.get("image", "")).startswith("postgres:") for s in services.values()):
         yield "no PostgreSQL service"
     migrate = services.get("migrate", {})
@@ -171,7 +231,7 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 @check("helm chart: helm lint --strict")
 def chart_lint() -> Iterator[str]:
-    for values in ({}, {"serviceMonitor": {"enabled": True}}):
+    for values in ({}, {"serviceMonitor": {"enabled": True}}, SPLIT):
         report = helm.lint(CHART, values, strict=True)
         yield from (str(error) for error in report.get("errors") or [])
         for message in report.get("messages") or []:
@@ -181,41 +241,65 @@ def chart_lint() -> Iterator[str]:
 
 @check(f"helm chart: rendered manifests against Kubernetes {', '.join(KUBERNETES_VERSIONS)}")
 def chart_schemas() -> Iterator[str]:
-    docs = render({"serviceMonitor": {"enabled": True}})
-    kinds = sorted(doc["kind"] for doc in docs)
     expected = ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service"]
-    if kinds != sorted([*expected, "ServiceMonitor"]):
-        yield f"rendered kinds {kinds}"
-    for doc in docs:
-        if doc["kind"] == "ServiceMonitor":
-            continue
-        for version in KUBERNETES_VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                yield f"{doc['kind']} {doc['metadata']['name']} ({version}): {exc.message}"
+    split = ["Deployment", "Service"]  # the worker Deployment and its headless Service
+    for values, kinds_wanted in (
+        ({"serviceMonitor": {"enabled": True}}, [*expected, "ServiceMonitor"]),
+        (SPLIT, [*expected, *split, "ServiceMonitor"]),
+    ):
+        docs = render(values)
+        kinds = sorted(doc["kind"] for doc in docs)
+        if kinds != sorted(kinds_wanted):
+            yield f"rendered kinds {kinds} with {values}"
+        for doc in docs:
+            if doc["kind"] == "ServiceMonitor":
+                continue
+            for version in KUBERNETES_VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    yield f"{doc['kind']} {doc['metadata']['name']} ({version}): {exc.message}"
+
+
+def deployment_problems(deployment: dict[str, Any], job: dict[str, Any]) -> Iterator[str]:
+    """Probes, tokens from Secrets and the drain grace of one bot Deployment."""
+    name = deployment["metadata"]["name"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    if container["livenessProbe"]["httpGet"]["path"] != "/healthz":
+        yield f"{name}: the liveness probe must be /healthz"
+    if container["readinessProbe"]["httpGet"]["path"] != "/readyz":
+        yield f"{name}: the readiness probe must be /readyz"
+    for env in container["env"] + job["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if SECRET_NAMES.search(env["name"]) and "secretKeyRef" not in env.get("valueFrom", {}):
+            yield f"{name}: {env['name']} must come from a Secret"
+    grace = int(next(e["value"] for e in container["env"] if e["name"].endswith("GRACE_SECONDS")))
+    if pod["terminationGracePeriodSeconds"] <= grace:
+        yield f"{name}: terminationGracePeriodSeconds must exceed RELEASEBOT_SHUTDOWN_GRACE_SECONDS"
+
+
+def role_of(deployment: dict[str, Any]) -> str:
+    """The role its pods serve in: RELEASEBOT_ROLE (what `serve --role` defaults to), or all."""
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    roles = [e.get("value") for e in container["env"] if e["name"] == "RELEASEBOT_ROLE"]
+    return str(roles[-1]) if roles else "all"
+
+
+def selects(selector: dict[str, str], deployment: dict[str, Any]) -> bool:
+    return selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
 @check("helm chart: probes, tokens from Secrets, migration hook, budget, ServiceMonitor")
 def chart_rules() -> Iterator[str]:
     docs = {doc["kind"]: doc for doc in render({"serviceMonitor": {"enabled": True}})}
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    if container["livenessProbe"]["httpGet"]["path"] != "/healthz":
-        yield "the liveness probe must be /healthz"
-    if container["readinessProbe"]["httpGet"]["path"] != "/readyz":
-        yield "the readiness probe must be /readyz"
-    for env in container["env"] + docs["Job"]["spec"]["template"]["spec"]["containers"][0]["env"]:
-        if SECRET_NAMES.search(env["name"]) and "secretKeyRef" not in env.get("valueFrom", {}):
-            yield f"{env['name']} must come from a Secret"
+    yield from deployment_problems(docs["Deployment"], docs["Job"])
     hooks = docs["Job"]["metadata"].get("annotations", {}).get("helm.sh/hook", "")
     if "pre-install" not in hooks or "pre-upgrade" not in hooks:
         yield "the migration Job must be a pre-install and pre-upgrade hook"
     if docs["Job"]["spec"]["template"]["spec"]["containers"][0]["args"] != ["db", "upgrade"]:
         yield "the migration Job must run `releasebot db upgrade`"
-    grace = int(next(e["value"] for e in container["env"] if e["name"].endswith("GRACE_SECONDS")))
-    if pod["terminationGracePeriodSeconds"] <= grace:
-        yield "terminationGracePeriodSeconds must exceed RELEASEBOT_SHUTDOWN_GRACE_SECONDS"
+    if role_of(docs["Deployment"]) != "all":
+        yield "the one Deployment (split off) must run the default role, all"
     selector = docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
     if selector != docs["Deployment"]["spec"]["selector"]["matchLabels"]:
         yield "the PodDisruptionBudget must select the Deployment's pods"
@@ -231,15 +315,61 @@ def chart_rules() -> Iterator[str]:
         yield "the ServiceMonitor must be off unless asked for"
 
 
+@check("helm chart: split roles (web and worker Deployments, PostgreSQL only)")
+def chart_split_rules() -> Iterator[str]:
+    docs = render(SPLIT)
+    [job] = [doc for doc in docs if doc["kind"] == "Job"]
+    deployments: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            deployments[role_of(doc)] = doc
+            yield from deployment_problems(doc, job)
+    if sorted(deployments) != ["web", "worker"]:
+        yield f"split must render a web and a worker Deployment, not roles {sorted(deployments)}"
+        return
+    web, worker = deployments["web"], deployments["worker"]
+    if (web["spec"]["replicas"], worker["spec"]["replicas"]) != (2, 1):
+        yield "web.replicas and worker.replicas (2 and 1 by default) must set the replicas"
+    services = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Service"}
+    front = services.get("releasebot", {}).get("spec", {})
+    if not selects(front.get("selector", {}), web) or selects(front.get("selector", {}), worker):
+        yield "the Service must send traffic to the web pods only"
+    headless = services.get("releasebot-worker", {}).get("spec", {})
+    if headless.get("clusterIP") != "None" or not selects(headless.get("selector", {}), worker):
+        yield "the worker pods need a headless Service of their own (for /metrics)"
+    monitor = next(doc for doc in docs if doc["kind"] == "ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    if any(not wanted <= s["metadata"]["labels"].items() for s in services.values()):
+        yield "the ServiceMonitor must scrape the web and the worker pods"
+    budgets = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    if [selects(b["spec"]["selector"]["matchLabels"], web) for b in budgets] != [True]:
+        yield "the PodDisruptionBudget must select the web pods (a lone worker has none)"
+    refused = (
+        {"split": True},
+        {"split": True, "database": {"backend": "sqlite"}},
+        {**SPLIT, "worker": {"replicas": 0}},
+    )
+    for values in refused:
+        try:
+            render(values)
+        except helm.HelmRenderError as exc:
+            if "split: true" not in str(exc):
+                yield f"{values}: refused for another reason: {exc}"
+        else:
+            yield f"{values}: split must refuse to render without PostgreSQL and a worker"
+
+
 def main() -> int:
     for run in (
         hadolint,
         dockerfile_rules,
         compose_schema,
         compose_rules,
+        compose_split_rules,
         chart_lint,
         chart_schemas,
         chart_rules,
+        chart_split_rules,
     ):
         run()
     if problems:

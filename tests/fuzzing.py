@@ -310,6 +310,45 @@ def generic(draw: st.DrawFn) -> Inbound:
     return _signed("/webhooks/generic", draw(body(bases)), GENERIC_SECRET, draw)
 
 
+FLUX_REVISIONS = {
+    "Kustomization": ("kustomize.toolkit.fluxcd.io/revision", f"main@sha1:{SHA_A}"),
+    "HelmRelease": ("helm.toolkit.fluxcd.io/revision", "2.3.0"),
+    "OCIRepository": ("source.toolkit.fluxcd.io/revision", "latest@sha256:" + "ab" * 32),
+}
+
+
+def flux_event(kind: str, reason: str, severity: str = "info", **metadata: str) -> dict[str, Any]:
+    """A Flux notification-controller event about payments-batch in production, as a
+    `generic-hmac` Provider posts it."""
+    key, revision = FLUX_REVISIONS[kind]
+    return {
+        "involvedObject": {"kind": kind, "name": "payments-batch", "namespace": "production"},
+        "severity": severity,
+        "reason": reason,
+        "message": f"{reason} for payments-batch",
+        "timestamp": "2026-12-06T10:00:00Z",
+        "reportingController": "kustomize-controller",
+        "metadata": {key: revision, **metadata},
+    }
+
+
+@st.composite
+def flux(draw: st.DrawFn) -> Inbound:
+    bases = [
+        lambda: flux_event("Kustomization", "ReconciliationSucceeded"),
+        lambda: flux_event("Kustomization", "Progressing"),
+        lambda: flux_event("HelmRelease", "UpgradeSucceeded", version="v2.3.0"),
+        lambda: flux_event("HelmRelease", "RollbackSucceeded", "error"),
+        lambda: flux_event("OCIRepository", "ReconciliationSucceeded", service="checkout"),
+    ]
+    raw = draw(body(bases))
+    headers = {
+        "content-type": draw(CONTENT_TYPE),
+        "x-signature": github_signature(raw, GENERIC_SECRET),  # Flux signs as GitHub does
+    }
+    return Inbound("/webhooks/flux", raw, headers)
+
+
 @st.composite
 def gates_api(draw: st.DrawFn) -> Inbound:
     ask = {"service": "payments-batch", "environment": "production", "version": "v2.3.0"}
@@ -497,6 +536,7 @@ EDGES: dict[str, st.SearchStrategy[Inbound]] = {
     "argocd": argocd(),
     "jenkins": jenkins(),
     "generic": generic(),
+    "flux": flux(),
     "gates": gates_api(),
     "slack-command": command(),
     "slack-click": click(),

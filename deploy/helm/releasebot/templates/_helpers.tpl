@@ -60,8 +60,37 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* The bot's pods (not the migration Job's): the Deployment, Service and budget select these. */}}
+{{/* The pods of one component (dict "root" $ "component" "bot"|"web"|"worker"). */}}
+{{- define "releasebot.componentSelector" -}}
+{{ include "releasebot.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The pods that answer the Service (not the migration Job's, nor split workers'): the one
+Deployment's (component bot), or with split the web Deployment's. The Service and budget
+select these. */}}
 {{- define "releasebot.botSelector" -}}
-{{ include "releasebot.selectorLabels" . }}
-app.kubernetes.io/component: bot
+{{ include "releasebot.componentSelector" (dict "root" . "component" (ternary "web" "bot" (and .Values.split true))) }}
+{{- end -}}
+
+{{/* Split roles need one PostgreSQL database shared by every pod, and at least one pod of
+each role: rendering fails otherwise. The Secret's RELEASEBOT_DATABASE_URL is checked too
+where the chart can read it (an install or upgrade against a cluster holding the Secret;
+never in `helm template`). */}}
+{{- define "releasebot.checkSplit" -}}
+{{- if ne (.Values.database.backend | toString) "postgresql" -}}
+{{- fail (printf "split: true runs web and worker pods on one shared database, which must be PostgreSQL: set database.backend: postgresql (and a postgresql:// RELEASEBOT_DATABASE_URL in the Secret %s); database.backend is %q" .Values.secret.name (.Values.database.backend | toString)) -}}
+{{- end -}}
+{{- if or (lt (int .Values.web.replicas) 1) (lt (int .Values.worker.replicas) 1) -}}
+{{- fail (printf "split: true needs web.replicas and worker.replicas of at least 1 (web serves HTTP, worker applies deliveries and sends to Slack); they are %v and %v" .Values.web.replicas .Values.worker.replicas) -}}
+{{- end -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace .Values.secret.name -}}
+{{- if $secret -}}
+{{- $url := get ($secret.data | default dict) "RELEASEBOT_DATABASE_URL" | b64dec -}}
+{{- if not $url -}}
+{{- fail (printf "split: true needs RELEASEBOT_DATABASE_URL in the Secret %s (a postgresql:// URL); it has none" .Values.secret.name) -}}
+{{- else if not (hasPrefix "postgres" $url) -}}
+{{- fail (printf "split: true needs PostgreSQL, but RELEASEBOT_DATABASE_URL in the Secret %s is not a postgresql:// URL" .Values.secret.name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
