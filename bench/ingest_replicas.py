@@ -47,6 +47,7 @@ from ingest import (  # noqa: E402
     wait_until_up,
 )
 from reliability import fresh_database, own_cluster, why_no_cluster  # noqa: E402
+from support import out  # noqa: E402
 
 TARGET_THROUGHPUT = 1500.0  # deliveries/s, two web replicas and a worker on PostgreSQL
 
@@ -103,9 +104,11 @@ async def load(webs: list[Server], args: argparse.Namespace, count: int, base: i
         shares[job.deployment % len(webs)].append(job)
     per_web = max(1, args.concurrency // len(webs))
     began = time.perf_counter()
-    results = await asyncio.gather(
-        *(run_load("aiohttp", web.base_url, share, per_web) for web, share in zip(webs, shares))
-    )
+    loads = [
+        run_load("aiohttp", web.base_url, share, per_web)
+        for web, share in zip(webs, shares, strict=True)
+    ]
+    results = await asyncio.gather(*loads)
     return merged(list(results), time.perf_counter() - began)
 
 
@@ -144,20 +147,20 @@ def report(figures: dict[str, Any]) -> None:
     burst = figures["burst"]
     latency = burst["latency_ms"]
     rate = burst["throughput_per_s"]
-    print(
+    out(
         f"\nwebhook ingest on {figures['database']}: {figures['webs']} x `serve --role web` + "
         f"1 x `--role worker`, {figures['count']} signed GitHub deliveries, "
         f"{figures['concurrency']} in flight over all webs"
     )
     verdict = "PASS" if rate >= TARGET_THROUGHPUT else "MISS"
-    print(f"  throughput     {rate:8.0f}/s   target >= {TARGET_THROUGHPUT:.0f}/s  {verdict}")
+    out(f"  throughput     {rate:8.0f}/s   target >= {TARGET_THROUGHPUT:.0f}/s  {verdict}")
     for name in ("p50", "p95", "p99", "max"):
         target = f"  target <= {TARGET_P99_MS:.0f} ms" if name == "p99" else ""
         verdict = ("  PASS" if latency[name] <= TARGET_P99_MS else "  MISS") if target else ""
-        print(f"  latency {name:4}  {latency[name]:8.1f} ms{target}{verdict}")
-    print(f"  answers        {burst['statuses']} {burst['outcomes']}")
+        out(f"  latency {name:4}  {latency[name]:8.1f} ms{target}{verdict}")
+    out(f"  answers        {burst['statuses']} {burst['outcomes']}")
     drained = figures["drain_seconds"]
-    print(
+    out(
         f"  worker drain   {'timed out' if drained is None else f'{drained:.1f} s'} after the "
         f"burst ({figures['pending_after_burst']} deliveries and outbox rows pending then, "
         f"{figures['dead']} dead)"
@@ -180,18 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures = asyncio.run(bench(args, workdir))
     except RuntimeError as exc:
-        print(f"the benchmark could not run: {exc}", file=sys.stderr)
+        out(f"the benchmark could not run: {exc}")
         return 1
     finally:
         if args.keep:
-            print(f"kept {workdir}")
+            out(f"kept {workdir}")
         else:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
     report(figures)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        out(json.dumps(figures, indent=2))
     return 0
 
 
