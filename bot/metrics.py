@@ -24,6 +24,12 @@ class Metrics:
             "Outbox messages given up on after the retry horizon or a permanent error.",
             registry=self.registry,
         )
+        self.spool_held = Gauge(
+            "releasebot_spool_held",
+            "Webhook deliveries this replica holds in its local spool while the database "
+            "cannot be reached.",
+            registry=self.registry,
+        )
         self.deliveries = Gauge(
             "releasebot_webhook_deliveries",
             "Stored webhook deliveries not applied: pending (retrying ones included), "

@@ -15,8 +15,10 @@ from bot.outbox_worker import OutboxWorker
 from bot.ports import CheckRunner, Clock, ScmClient, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
+from bot.store.spool import Spool
 from bot.usecases import Context, UseCases, audit_trail
 from bot.usecases.apply import Applier
+from bot.usecases.spooled import SpoolDrainer
 from bot.usecases.verify import Verifier
 
 
@@ -27,6 +29,7 @@ class Runtime:
     verifier: Verifier
     usecases: UseCases
     applier: Applier
+    spool_drainer: SpoolDrainer
 
     @classmethod
     def assemble(
@@ -54,6 +57,8 @@ class Runtime:
             wake_outbox=worker.wake,
             max_attempts=settings.apply_attempts,
         )
+        spool = Spool(settings.spool_path, limit=settings.spool_max)
+        drainer: list[SpoolDrainer] = []
         context = Context(
             db=db,
             config=config,
@@ -65,11 +70,15 @@ class Runtime:
             migrations_head=migrations_head,
             wake_applier=applier.wake,
             apply_inline=apply_inline,
+            spool=spool,
+            wake_spool=lambda: drainer[0].wake(),
             scm=dict(scm or {}),
         )
+        drainer.append(SpoolDrainer(context, spool))
         audit_trail.bind(context)
         verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)
-        return cls(context, worker, verifier, UseCases(context, verifier), applier)
+        usecases = UseCases(context, verifier)
+        return cls(context, worker, verifier, usecases, applier, drainer[0])
 
     @property
     def db(self) -> Database:

@@ -195,6 +195,7 @@ def start_background(
             deadline.append(loop.time() + runtime.settings.shutdown_grace_seconds)
             runtime.applier.stop()
             runtime.worker.stop()
+            runtime.spool_drainer.stop()
             runtime.verifier.stop()
 
     def stop_claiming() -> None:
@@ -212,6 +213,8 @@ def start_background(
 
         stack.callback(stop_scheduler)
     tasks: list[asyncio.Task[None]] = []
+    if overrides.run_outbox_worker:  # every role takes webhooks, so every role may spool
+        tasks.append(asyncio.create_task(runtime.spool_drainer.run(), name="spool-drainer"))
     if works and overrides.run_outbox_worker:
         tasks.append(
             asyncio.create_task(

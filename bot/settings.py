@@ -7,6 +7,8 @@ Built by the app factory or the CLI from a mapping, never at import time:
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -79,6 +81,13 @@ class Settings(BaseSettings):
     # its call is in flight, every third of it).
     outbox_concurrency: int = Field(
         8, ge=1, le=1000, validation_alias=_env("RELEASEBOT_OUTBOX_CONCURRENCY")
+    )
+    # Where this replica holds deliveries while the database cannot be reached (default: a
+    # `releasebot-spool` directory beside a SQLite file, else in the temp directory; give
+    # it a persistent volume), and how many it holds at most before answering 503.
+    spool_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_SPOOL_DIR"))
+    spool_max: int = Field(
+        100_000, ge=0, le=10_000_000, validation_alias=_env("RELEASEBOT_SPOOL_MAX")
     )
     outbox_lease_seconds: float = Field(
         60.0, ge=1, le=3600, validation_alias=_env("RELEASEBOT_OUTBOX_LEASE_SECONDS")
@@ -162,6 +171,17 @@ class Settings(BaseSettings):
     # Ed25519 private key (PEM text, or the path of a PEM file) that signs checkpoints and
     # evidence packs; `releasebot keys generate` makes one.
     signing_key: SecretStr | None = Field(None, validation_alias=_env("RELEASEBOT_SIGNING_KEY"))
+
+    @property
+    def spool_path(self) -> Path:
+        """The spool's directory: `spool_dir`, or a default named after the database."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        url = self.database_url
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            return Path(url.removeprefix("sqlite:///")).resolve().parent / "releasebot-spool"
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"releasebot-spool-{digest}"
 
     @property
     def slack_sandbox(self) -> bool:

@@ -185,9 +185,12 @@ def slack(slack_server: tuple[FakeSlackWebApi, str]) -> FakeSlackWebApi:
 
 
 @pytest.fixture
-def environ(database_url: str, slack_server: tuple[FakeSlackWebApi, str]) -> dict[str, str]:
+def environ(
+    database_url: str, slack_server: tuple[FakeSlackWebApi, str], tmp_path: Path
+) -> dict[str, str]:
     return {
         "RELEASEBOT_DATABASE_URL": database_url,
+        "RELEASEBOT_SPOOL_DIR": str(tmp_path / "spool"),
         "RELEASEBOT_CONFIG": str(EXAMPLE_CONFIG),
         "RELEASEBOT_PUBLIC_URL": "https://releasebot.example",
         "SLACK_BOT_TOKEN": SLACK_TOKEN,

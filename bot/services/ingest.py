@@ -9,6 +9,7 @@ at the end. `record_delivery` does both in one transaction.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,33 @@ def store_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
 def store_one(session: Session, item: ToStore) -> IngestResult:
     """Store one delivery once per delivery id, on its own (`store_many`'s fallback)."""
     return store_many(session.connection(), [item])[0]
+
+
+_TIMES = ("received_at", "applied_at", "next_attempt_at")
+
+
+def to_record(item: ToStore) -> dict[str, Any]:
+    """A delivery ready to store as plain JSON, for the local spool (`bot.store.spool`)."""
+    row = dict(item.row)
+    for name in _TIMES:
+        row[name] = row[name].isoformat() if row.get(name) is not None else None
+    row["body"] = base64.b64encode(row["body"]).decode("ascii") if row.get("body") else None
+    result = item.result
+    return {
+        "row": row,
+        "result": [result.status, result.delivery, result.detail, result.deployment_id],
+    }
+
+
+def from_record(record: dict[str, Any]) -> ToStore:
+    """The delivery a spool record holds, as `to_record` wrote it."""
+    row = dict(record["row"])
+    for name in _TIMES:
+        row[name] = datetime.fromisoformat(row[name]) if row.get(name) else None
+    row["body"] = base64.b64decode(row["body"]) if row.get("body") else None
+    status, delivery_id, detail, deployment_id = record["result"]
+    result = IngestResult(status, delivery_id, detail=detail, deployment_id=deployment_id)
+    return ToStore(row["provider"], row["delivery_id"], row, result)
 
 
 def record_delivery(

@@ -24,6 +24,7 @@ from bot.metrics import Metrics
 from bot.ports import Clock, ScmClient, SlackDirectory
 from bot.settings import Settings
 from bot.store.db import Database
+from bot.store.spool import Spool
 
 T = TypeVar("T")
 
@@ -41,6 +42,9 @@ class Context:
     # Stored deliveries: wake the applier, or (apply_inline) apply each before answering.
     wake_applier: Callable[[], None] = lambda: None
     apply_inline: bool = False
+    # Where deliveries wait while the database cannot be reached (None: answered 503).
+    spool: Spool | None = None
+    wake_spool: Callable[[], None] = lambda: None
     # Links to the outside that readiness reports on (name -> its state now: {"ok": ...}),
     # filled in by the composition root once they exist (Slack's Socket Mode).
     links: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)

@@ -19,15 +19,34 @@ async def readiness(ctx: Context) -> dict[str, Any]:
     # webhooks are still stored and everything queued is sent once the link is back.
     for name, state in ctx.links.items():
         report["dependencies"][name] = state()
+    _with_spool(ctx, report)
     report["down"] = sorted(n for n, seen in report["dependencies"].items() if not seen["ok"])
     ctx.metrics.ready.set(1 if report["ready"] else 0)
     return report
+
+
+def _with_spool(ctx: Context, report: dict[str, Any]) -> None:
+    """What the local spool holds. While the database alone is unreachable and the spool
+    has room, the replica stays ready: webhooks are still answered (held in the spool),
+    so a load balancer keeps sending them here rather than answering 503 itself."""
+    spool = ctx.spool
+    if spool is None:
+        return
+    room = spool.count < spool.limit
+    ctx.metrics.spool_held.set(spool.count)
+    report["dependencies"]["spool"] = {"ok": room, "held": spool.count, "limit": spool.limit}
+    reason = str(report.get("reason", ""))
+    if not report["ready"] and reason.startswith("database unreachable") and room:
+        report["ready"] = True
+        report["reason"] = reason + "; webhooks are held in this replica's spool until it is back"
 
 
 async def metrics_exposition(ctx: Context) -> bytes:
     """Every metric in Prometheus' text format, with readiness and the outbox gauges read
     just now."""
     report = await readiness(ctx)
-    if report["ready"]:  # else the outbox gauges keep their last values; releasebot_ready is 0
+    # Else the outbox gauges keep their last values (releasebot_ready is 0, or the database
+    # is down while the spool takes webhooks).
+    if report["ready"] and report["dependencies"]["database"]["ok"]:
         await asyncio.to_thread(health.refresh_gauges, ctx.db, ctx.metrics)
     return bytes(generate_latest(ctx.metrics.registry))

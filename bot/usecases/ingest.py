@@ -19,6 +19,7 @@ from bot.logs import log_context
 from bot.ports import Comparison
 from bot.services import ingest
 from bot.services.delivery_work import Work
+from bot.usecases import spooled
 from bot.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ async def record_delivery(
 
     `lookup` is an event whose full sha the worker still has to fetch (GitLab's Deployment
     Hook); `commits` is a commit list the webhook carried itself. Deliveries arriving
-    together are stored by one multi-row insert in one transaction: a group commit.
+    together are stored by one multi-row insert in one transaction: a group commit. While
+    the database cannot be reached, the delivery is held in the local spool instead
+    (`bot.usecases.spooled`).
     """
     with log_context(delivery_id=delivery.delivery_id):
         now = ctx.clock.now()
@@ -56,10 +59,7 @@ async def record_delivery(
         else:
             work = Work(event=event, note=note, commits=commits, lookup=lookup)
             item = ingest.to_store(now=now, config=ctx.config, delivery=delivery, work=work)
-            alone = partial(ingest.store_one, item=item)
-            result = await asyncio.wrap_future(
-                ctx.db.submit_batched(ingest.store_many, item, alone)
-            )
+            result = await spooled.store(ctx, item)
         ctx.metrics.webhooks.labels(delivery.provider, result.status).inc()
         log.info(
             "%s %s delivery %s",
