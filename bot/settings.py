@@ -79,8 +79,11 @@ class Settings(BaseSettings):
     # The outbox: how many messages (each sent in order) may have calls in flight at once,
     # and how long a claim holds a row before another worker may take it (renewed while
     # its call is in flight, every third of it).
+    # 100: Slack's own limits are kept by the shared limiter (Retry-After per method) and
+    # by at most 4 posts in flight per channel; this bounds the calls waiting on a slow
+    # Slack (at 5 s per call, 100 in flight still send 20 calls/s).
     outbox_concurrency: int = Field(
-        8, ge=1, le=1000, validation_alias=_env("RELEASEBOT_OUTBOX_CONCURRENCY")
+        100, ge=1, le=1000, validation_alias=_env("RELEASEBOT_OUTBOX_CONCURRENCY")
     )
     # Where this replica holds deliveries while the database cannot be reached (default: a
     # `releasebot-spool` directory beside a SQLite file, else in the temp directory; give

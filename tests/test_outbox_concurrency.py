@@ -411,7 +411,7 @@ async def test_a_row_lost_to_another_worker_and_given_back_is_sent_by_the_first_
 
 
 def test_the_concurrency_is_a_setting() -> None:
-    assert load_settings({}).outbox_concurrency == 8
+    assert load_settings({}).outbox_concurrency == 100
     assert load_settings({"RELEASEBOT_OUTBOX_CONCURRENCY": "32"}).outbox_concurrency == 32
     with pytest.raises(ValueError, match="RELEASEBOT_OUTBOX_CONCURRENCY"):
         load_settings({"RELEASEBOT_OUTBOX_CONCURRENCY": "0"})

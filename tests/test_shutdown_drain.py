@@ -389,8 +389,10 @@ def test_start_up_health_and_ingest_do_not_wait_on_unreachable_outside_apis(
         "migrations",
         "outbox",
         "deliveries",
+        "spool",
         "slack",
     }
+    assert ready["dependencies"]["spool"] == {"ok": True, "held": 0, "limit": 100_000}
     assert ready["dependencies"]["slack"]["ok"] is False
     assert httpx.get(f"{server.base_url}/healthz", timeout=5.0).json() == {"status": "ok"}
 
