@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,7 @@ class SlackState:
         self.usergroups = copy.deepcopy(usergroups or {})
         self.calls: list[RecordedCall] = []
         self.channels: dict[str, list[Message]] = {}
+        self.channel_ids: dict[str, str] = {}  # "#name" -> its id, for every named channel
         self.by_ts: dict[tuple[str, str], Message] = {}
         self.ephemeral: list[Json] = []
         self.views: list[Json] = []
@@ -186,6 +188,26 @@ class SlackState:
         micros = max(_to_micros(self.clock()), self.last_micros + _TS_STEP)
         self.last_micros = micros
         return f"{micros // _MICROS}.{micros % _MICROS:06d}"
+
+    def named(self, channel: str) -> str:
+        """A `#name` channel, created (given its id) the first time it is named, as if the
+        workspace had every channel the bot is asked to post to."""
+        if channel not in self.channel_ids:
+            digest = hashlib.sha256(channel.encode()).hexdigest()[:10].upper()
+            self.channel_ids[channel] = f"C{digest}"
+        return channel
+
+    def key_of(self, channel: str) -> str:
+        """Where a channel's messages are kept: the `#name` of a named channel's id, else the
+        channel as given (a name, or an id the sandbox never saw named)."""
+        for name, channel_id in self.channel_ids.items():
+            if channel_id == channel:
+                return name
+        return channel
+
+    def id_of(self, key: str) -> str:
+        """The id Slack would answer with for a channel kept under `key`."""
+        return self.channel_ids.get(key, key)
 
     def take_fault(self, method: str) -> Fault | None:
         """The failure queued for `method`'s next call, if any (it counts as used)."""
@@ -202,6 +224,7 @@ class SlackState:
         """Forget calls, messages, views and pending faults; keep the directory and the clock."""
         self.calls.clear()
         self.channels.clear()
+        self.channel_ids.clear()
         self.by_ts.clear()
         self.ephemeral.clear()
         self.views.clear()
