@@ -253,6 +253,13 @@ class FakeSlackWebApi:
         with self._lock:
             return list(self._state.channels)
 
+    def add_channels(self, *names: str) -> None:
+        """Make channels (`#name`) exist before anything is posted to them, as the other
+        channels of a workspace do: `conversations.list` lists them, in this order."""
+        with self._lock:
+            for name in names:
+                self._state.named(name)
+
     def channel_id(self, name: str) -> str | None:
         """The id Slack answers with for the channel `#name`, once it has been posted to."""
         with self._lock:
