@@ -333,6 +333,32 @@ def test_conversations_replies_and_history_read_back(
     )
 
 
+def test_conversations_list_pages_through_the_named_channels(
+    api: httpx.Client, fake: FakeSlackWebApi
+) -> None:
+    fake.add_channels("#alpha", "#beta")
+    post(api, "chat.postMessage", channel="#gamma", text="v42")
+
+    first = api.get("conversations.list", params={"types": "public_channel", "limit": "2"})
+    page = first.json()
+    cursor = page["response_metadata"]["next_cursor"]
+    rest = post(api, "conversations.list", limit=2, cursor=cursor)
+
+    listed = [*page["channels"], *rest["channels"]]
+    assert [(c["name"], c["id"]) for c in listed] == [
+        (name, fake.channel_id(f"#{name}")) for name in ("alpha", "beta", "gamma")
+    ]
+    assert all(c["is_channel"] and not c["is_archived"] for c in listed)
+    assert cursor and rest["response_metadata"]["next_cursor"] == ""
+    assert post(api, "conversations.list", types="private_channel")["channels"] == []
+    assert post(api, "conversations.list", types="rooms")["error"] == "invalid_types"
+    assert post(api, "conversations.list", cursor="nonsense")["error"] == "invalid_cursor"
+    gamma = fake.channel_id("#gamma")
+    assert [m["text"] for m in post(api, "conversations.history", channel=gamma)["messages"]] == [
+        "v42"
+    ]
+
+
 # -- fault injection -----------------------------------------------------------------------------
 
 

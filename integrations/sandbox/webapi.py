@@ -20,11 +20,12 @@ It answers the way Slack does:
   gateway error, as when Slack's answer is lost; `hold_answers()` keeps the answers of
   successful calls to a method until `release_answers()` (a process killed meanwhile never
   learns its post was stored).
-- A channel named `#name` exists from the first post or edit naming it, with an id (`C` and ten hex digits, the
-  same for a name on every run); `chat.postMessage` and `chat.update` take the name or the
-  id and answer with the id, `conversations.history` and `conversations.replies` take the
-  id only (`channel_not_found` for a name, as in Slack), and `conversations.list` lists
-  these channels (`types`, `limit` up to 1000, `cursor`).
+- A channel named `#name` exists from the first post or edit naming it (or `add_channels`),
+  with an id (`C` and ten hex digits, the same for a name on every run); `chat.postMessage`
+  and `chat.update` take the name or the id and answer with the id,
+  `conversations.history` and `conversations.replies` take the id only
+  (`channel_not_found` for a name, as in Slack), and `conversations.list` lists these
+  channels (`types`, `limit` up to 1000, `cursor`).
 - `chat.postMessage` keeps message `metadata`; `conversations.history` and
   `conversations.replies` return it with `include_all_metadata`, within `oldest`/`latest`,
   a page (`limit`, `cursor`) at a time.
