@@ -175,6 +175,7 @@ class SlackState:
         self.calls: list[RecordedCall] = []
         self.channels: dict[str, list[Message]] = {}
         self.channel_ids: dict[str, str] = {}  # "#name" -> its id, for every named channel
+        self.channel_names: dict[str, str] = {}  # and back
         self.by_ts: dict[tuple[str, str], Message] = {}
         self.ephemeral: list[Json] = []
         self.views: list[Json] = []
@@ -195,15 +196,13 @@ class SlackState:
         if channel not in self.channel_ids:
             digest = hashlib.sha256(channel.encode()).hexdigest()[:10].upper()
             self.channel_ids[channel] = f"C{digest}"
+            self.channel_names[f"C{digest}"] = channel
         return channel
 
     def key_of(self, channel: str) -> str:
         """Where a channel's messages are kept: the `#name` of a named channel's id, else the
         channel as given (a name, or an id the sandbox never saw named)."""
-        for name, channel_id in self.channel_ids.items():
-            if channel_id == channel:
-                return name
-        return channel
+        return self.channel_names.get(channel, channel)
 
     def id_of(self, key: str) -> str:
         """The id Slack would answer with for a channel kept under `key`."""
@@ -225,6 +224,7 @@ class SlackState:
         self.calls.clear()
         self.channels.clear()
         self.channel_ids.clear()
+        self.channel_names.clear()
         self.by_ts.clear()
         self.ephemeral.clear()
         self.views.clear()
