@@ -104,6 +104,7 @@ def chat_post_message(state: SlackState, params: Json) -> Json:
         thread_ts=thread_ts,
         broadcast=thread_ts is not None and flag(params, "reply_broadcast"),
         metadata=metadata,
+        channel_id=state.id_of(channel),
     )
     state.channels.setdefault(channel, []).append(message)
     state.by_ts[(channel, message.ts)] = message

@@ -99,16 +99,18 @@ class Message:
     history: list[Json] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     metadata: Json | None = None  # {"event_type", "event_payload"}, as posted
+    channel_id: str | None = None  # Slack's id of a channel posted to by #name
 
     @property
     def is_top_level(self) -> bool:
         return self.thread_ts is None or self.broadcast
 
     def record(self) -> Json:
-        """The message as tests and the sandbox page see it."""
+        """The message as tests and the sandbox page see it (its channel by id, as Slack
+        answered the post)."""
         return copy.deepcopy(
             {
-                "channel": self.channel,
+                "channel": self.channel_id or self.channel,
                 "ts": self.ts,
                 "text": self.text,
                 "blocks": self.blocks,
