@@ -126,11 +126,17 @@ async def open_gate(
 async def _approve_button(
     client: httpx.AsyncClient, slack_api: str, *, sha_prefix: str
 ) -> tuple[str, str] | None:
+    auth = {"authorization": f"Bearer {BOT_TOKEN}"}
+    listed = (await client.post(slack_api + "conversations.list", headers=auth)).json()
+    # History takes a channel id, as in Slack: the id of the configured #name.
+    channel_id = next(
+        (c["id"] for c in listed.get("channels", []) if f"#{c.get('name')}" == CHANNEL), CHANNEL
+    )
     history = (
         await client.post(
             slack_api + "conversations.history",
-            data={"channel": CHANNEL, "limit": "20"},
-            headers={"authorization": f"Bearer {BOT_TOKEN}"},
+            data={"channel": channel_id, "limit": "20"},
+            headers=auth,
         )
     ).json()
     for message in history.get("messages", []):

@@ -607,11 +607,17 @@ async def steady_latency(
     finally:
         await poster.aclose()
     await wait_for_drain(client, server, args.drain_timeout)
+    auth = {"authorization": f"Bearer {BOT_TOKEN}"}
+    listed = (await client.post(slack_api + "conversations.list", headers=auth)).json()
+    # History takes a channel id, as in Slack: the id of the configured #name.
+    channel_id = next(
+        (c["id"] for c in listed.get("channels", []) if f"#{c.get('name')}" == channel), channel
+    )
     history = (
         await client.post(
             slack_api + "conversations.history",
-            data={"channel": channel, "limit": "999"},
-            headers={"authorization": f"Bearer {BOT_TOKEN}"},
+            data={"channel": channel_id, "limit": "999"},
+            headers=auth,
         )
     ).json()
     latencies = []

@@ -129,8 +129,11 @@ SLACK_METHODS: Final[tuple[SlackMethod, ...]] = (
     ),
     SlackMethod(
         "conversations.list",
-        ("channels:read",),
-        "`releasebot doctor` finds the id of a configured public channel the bot is not in",
+        ("channels:read", "groups:read"),
+        "finds the id of a channel configured by `#name` (once per process), which "
+        "`conversations.history` and `conversations.replies` need to look for a post whose "
+        "answer was lost; `releasebot doctor` finds the id of a configured public channel "
+        "the bot is not in",
     ),
     SlackMethod(
         "conversations.join",

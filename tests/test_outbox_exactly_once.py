@@ -256,9 +256,9 @@ def test_a_process_killed_after_slack_stored_its_post_posts_it_once_after_restar
 async def test_a_post_slack_will_not_let_us_look_for_is_posted_again_not_stuck(
     bot_factory: BotFactory, synced_slack: tuple[FakeSlackWebApi, str], clock: FrozenClock
 ) -> None:
-    # conversations.history takes channel ids only: for a channel configured by #name, or
-    # without the history scope, Slack refuses the lookup for good. The message must still
-    # go out (at most twice), never wait forever.
+    # Without the history scope, or where the bot may not read the channel, Slack refuses
+    # the lookup for good. The message must still go out (at most twice), never wait
+    # forever. (A channel configured by #name is read by its id: test_outbox_exactly_once_by_name.)
     slack, url = synced_slack
     async with bot_factory(env={"RELEASEBOT_SLACK_API_URL": url}) as bot:
         slack.lose_next_answer("chat.postMessage")

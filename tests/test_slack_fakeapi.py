@@ -127,7 +127,8 @@ def test_post_message_stores_the_message_and_answers_like_slack(
     body = post(api, "chat.postMessage", channel="#releases", text="v42", blocks=blocks)
 
     assert body["ok"] is True
-    assert body["channel"] == "#releases"
+    assert body["channel"] == fake.channel_id("#releases")  # Slack answers with the id
+    assert re.fullmatch(r"C[0-9A-F]{10}", body["channel"])
     assert TS.match(body["ts"])
     message = body["message"]
     assert message["type"] == "message"
@@ -244,7 +245,7 @@ def test_update_edits_the_message_in_place(api: httpx.Client, fake: FakeSlackWeb
     body = post(api, "chat.update", channel="#r", ts=ts, text="deployed", blocks=[section("new")])
 
     assert body["ok"] is True
-    assert (body["channel"], body["ts"], body["text"]) == ("#r", ts, "deployed")
+    assert (body["channel"], body["ts"], body["text"]) == (fake.channel_id("#r"), ts, "deployed")
     assert body["message"]["blocks"] == [section("new")]
     assert body["message"]["edited"]["user"] == BOT_USER_ID
     [stored] = fake.messages("#r")
@@ -314,16 +315,48 @@ def test_conversations_replies_and_history_read_back(
     post(api, "chat.postMessage", channel="#r", text="reply", thread_ts=parent)
     later = post(api, "chat.postMessage", channel="#r", text="v43")["ts"]
 
-    replies = post(api, "conversations.replies", channel="#r", ts=parent)
-    history = post(api, "conversations.history", channel="#r", limit=1)
+    channel = fake.channel_id("#r")
+    replies = post(api, "conversations.replies", channel=channel, ts=parent)
+    history = post(api, "conversations.history", channel=channel, limit=1)
 
     assert [m["text"] for m in replies["messages"]] == ["v42", "reply"]
     assert replies["messages"][0]["reply_count"] == 1
     assert [m["ts"] for m in history["messages"]] == [later]
     assert history["has_more"] is True
-    assert post(api, "conversations.replies", channel="#r", ts="1.000001")["error"] == (
+    assert post(api, "conversations.replies", channel=channel, ts="1.000001")["error"] == (
         "thread_not_found"
     )
+    # Slack reads history by channel id only: a #name is a channel it does not know.
+    assert post(api, "conversations.history", channel="#r")["error"] == "channel_not_found"
+    assert post(api, "conversations.replies", channel="#r", ts=parent)["error"] == (
+        "channel_not_found"
+    )
+
+
+def test_conversations_list_pages_through_the_named_channels(
+    api: httpx.Client, fake: FakeSlackWebApi
+) -> None:
+    fake.add_channels("#alpha", "#beta")
+    post(api, "chat.postMessage", channel="#gamma", text="v42")
+
+    first = api.get("conversations.list", params={"types": "public_channel", "limit": "2"})
+    page = first.json()
+    cursor = page["response_metadata"]["next_cursor"]
+    rest = post(api, "conversations.list", limit=2, cursor=cursor)
+
+    listed = [*page["channels"], *rest["channels"]]
+    assert [(c["name"], c["id"]) for c in listed] == [
+        (name, fake.channel_id(f"#{name}")) for name in ("alpha", "beta", "gamma")
+    ]
+    assert all(c["is_channel"] and not c["is_archived"] for c in listed)
+    assert cursor and rest["response_metadata"]["next_cursor"] == ""
+    assert post(api, "conversations.list", types="private_channel")["channels"] == []
+    assert post(api, "conversations.list", types="rooms")["error"] == "invalid_types"
+    assert post(api, "conversations.list", cursor="nonsense")["error"] == "invalid_cursor"
+    gamma = fake.channel_id("#gamma")
+    assert [m["text"] for m in post(api, "conversations.history", channel=gamma)["messages"]] == [
+        "v42"
+    ]
 
 
 # -- fault injection -----------------------------------------------------------------------------

@@ -295,10 +295,16 @@ class Story:
 
     def gate(self) -> dict[str, Any] | None:
         """The production gate of the release, as the bot's sandbox shows its buttons."""
+        auth = {"authorization": "Bearer xoxb-sandbox"}
+        listed = httpx.post(f"{self.base}/sandbox/api/conversations.list", headers=auth).json()
+        # History takes a channel id, as in Slack: the id of #checkout-deploys, once posted to.
+        ids = [c["id"] for c in listed.get("channels", []) if c.get("name") == "checkout-deploys"]
+        if not ids:
+            return None
         api = httpx.post(
             f"{self.base}/sandbox/api/conversations.history",
-            data={"channel": "#checkout-deploys", "limit": "50"},
-            headers={"authorization": "Bearer xoxb-sandbox"},
+            data={"channel": ids[0], "limit": "50"},
+            headers=auth,
         ).json()
         for message in api.get("messages", []):
             for block in message.get("blocks") or []:

@@ -185,8 +185,10 @@ class Sends:
         except DeliveryFailed as failure:
             if failure.retryable:
                 raise  # Slack could not be read now: look again on the next attempt
-            # Slack will never let us look (a channel given by #name, which history does
-            # not take, or a missing history scope): posting again beats never posting.
+            # Slack will never let us look (a missing history or channel-listing scope, a
+            # #name among no channel the bot can see): posting again beats never posting.
+            # A #name is read by its id, which the sender learns or lists; a rate limit or
+            # 5xx while listing is retryable and waits above like any other.
             log.warning(
                 "outbox row %s: could not look for its earlier post (%s); posting it again",
                 row.id,

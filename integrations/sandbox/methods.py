@@ -37,9 +37,14 @@ from integrations.sandbox.store import (
     SlackState,
 )
 
-__all__ = ["METHODS", "Method"]
+__all__ = ["METHODS", "Method", "name_channel"]
 
 Method = Callable[[SlackState, Json], Json]
+
+POSTING_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+CONVERSATION_TYPES = frozenset({"public_channel", "private_channel", "mpim", "im"})
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
 
 
 def auth_test(state: SlackState, params: Json) -> Json:
@@ -54,8 +59,35 @@ def auth_test(state: SlackState, params: Json) -> Json:
     }
 
 
-def chat_post_message(state: SlackState, params: Json) -> Json:
+def name_channel(state: SlackState, method: str, params: Json) -> None:
+    """A post or an edit naming a `#name` makes that channel exist (with its id) before
+    anything else happens to the call, as if the workspace had every channel the bot is
+    asked to post to: even a post that then fails leaves it to be listed."""
+    channel = params.get("channel")
+    if method in POSTING_METHODS and isinstance(channel, str) and channel.startswith("#"):
+        state.named(channel)
+
+
+def _posting_to(state: SlackState, params: Json) -> str:
+    """Where a post or an edit goes: a `#name` or an id, as Slack takes either there."""
     channel = channel_of(params)
+    if channel.startswith("#"):
+        return state.named(channel)
+    return state.key_of(channel)
+
+
+def _reading(state: SlackState, params: Json) -> str:
+    """The channel a read names: history and replies take ids only (`channel_not_found`
+    for a `#name`, as in Slack)."""
+    channel = channel_of(params)
+    if channel.startswith("#"):
+        raise ApiError("channel_not_found")
+    return state.key_of(channel)
+
+
+def chat_post_message(state: SlackState, params: Json) -> Json:
+    """Post; the answer names the channel by its id, even when the post named it `#name`."""
+    channel = _posting_to(state, params)
     text, blocks = content_of(params)
     metadata = metadata_of(params)
     thread_ts = text_param(params, "thread_ts")
@@ -72,16 +104,17 @@ def chat_post_message(state: SlackState, params: Json) -> Json:
         thread_ts=thread_ts,
         broadcast=thread_ts is not None and flag(params, "reply_broadcast"),
         metadata=metadata,
+        channel_id=state.id_of(channel),
     )
     state.channels.setdefault(channel, []).append(message)
     state.by_ts[(channel, message.ts)] = message
     if thread_ts is not None:
         state.by_ts[(channel, thread_ts)].replies.append(message.ts)
-    return {"channel": channel, "ts": message.ts, "message": message.api()}
+    return {"channel": state.id_of(channel), "ts": message.ts, "message": message.api()}
 
 
 def chat_update(state: SlackState, params: Json) -> Json:
-    channel = channel_of(params)
+    channel = _posting_to(state, params)
     ts = text_param(params, "ts")
     message = None if ts is None else state.by_ts.get((channel, ts))
     if message is None:
@@ -96,7 +129,7 @@ def chat_update(state: SlackState, params: Json) -> Json:
         message.blocks = blocks
     message.edited_ts = state.next_ts()
     return {
-        "channel": channel,
+        "channel": state.id_of(channel),
         "ts": message.ts,
         "text": message.text,
         "message": message.api(),
@@ -239,7 +272,7 @@ def usergroups_users_list(state: SlackState, params: Json) -> Json:
 def conversations_history(state: SlackState, params: Json) -> Json:
     """Top-level messages, newest first, within `oldest`/`latest` (exclusive unless
     `inclusive`), a page of `limit` at a time (`cursor`); metadata with `include_all_metadata`."""
-    channel = channel_of(params)
+    channel = _reading(state, params)
     newest_first = [m for m in reversed(state.channels.get(channel, [])) if m.is_top_level]
     return {**_page(newest_first, params), "pin_count": 0}
 
@@ -247,7 +280,7 @@ def conversations_history(state: SlackState, params: Json) -> Json:
 def conversations_replies(state: SlackState, params: Json) -> Json:
     """A thread, its parent first, then its replies oldest first; the same bounds, pages
     and metadata as `conversations_history` (the parent always comes first when in range)."""
-    channel = channel_of(params)
+    channel = _reading(state, params)
     ts = text_param(params, "ts")
     message = None if ts is None else state.by_ts.get((channel, ts))
     if message is None:
@@ -257,25 +290,77 @@ def conversations_replies(state: SlackState, params: Json) -> Json:
     return _page(thread, params)
 
 
-def _page(messages: list[Message], params: Json) -> Json:
-    """One page of `messages` within the call's time bounds, and the cursor of the next."""
-    oldest, latest = ts_param(params, "oldest"), ts_param(params, "latest")
-    inclusive = flag(params, "inclusive")
-    within = [m for m in messages if _within(float(m.ts), oldest, latest, inclusive)]
-    limit = limit_of(params)
+def conversations_list(state: SlackState, params: Json) -> Json:
+    """The workspace's channels (every `#name` posted to, all public and none archived), a
+    page of `limit` (at most 1000) at a time (`cursor`), of the `types` asked for
+    (`public_channel` unless given)."""
+    types = {t.strip() for t in (text_param(params, "types") or "public_channel").split(",")}
+    if not types <= CONVERSATION_TYPES:
+        raise ApiError("invalid_types")
+    listed = [
+        _channel(name, channel_id)
+        for name, channel_id in state.channel_ids.items()
+        if "public_channel" in types
+    ]
+    start, end = _window(params, len(listed), limit=_list_limit(params))
+    return {
+        "channels": listed[start:end],
+        "response_metadata": {"next_cursor": f"next:{end}" if end < len(listed) else ""},
+    }
+
+
+def _channel(name: str, channel_id: str) -> Json:
+    """A public channel the bot is in, as conversations.list describes it."""
+    bare = name.lstrip("#")
+    return {
+        "id": channel_id,
+        "name": bare,
+        "name_normalized": bare,
+        "is_channel": True,
+        "is_group": False,
+        "is_im": False,
+        "is_mpim": False,
+        "is_private": False,
+        "is_archived": False,
+        "is_general": False,
+        "is_member": True,
+        "created": 0,
+        "context_team_id": TEAM_ID,
+    }
+
+
+def _window(params: Json, total: int, *, limit: int) -> tuple[int, int]:
+    """The page a call's `cursor` asks for, `limit` items long, as (start, end) in `total`."""
     cursor = text_param(params, "cursor")
     start = 0
     if cursor is not None:
         if not cursor.startswith("next:") or not cursor[5:].isdigit():
             raise ApiError("invalid_cursor")
         start = int(cursor[5:])
-    page = within[start : start + limit]
-    more = len(within) > start + limit
+    return start, min(start + limit, total)
+
+
+def _list_limit(params: Json) -> int:
+    """The `limit` of conversations.list: 100 unless given, at most 1000."""
+    value = params.get("limit")
+    try:
+        limit = int(value) if value is not None else DEFAULT_LIST_LIMIT
+    except (TypeError, ValueError):
+        raise ApiError("invalid_limit") from None
+    return max(1, min(limit, MAX_LIST_LIMIT))
+
+
+def _page(messages: list[Message], params: Json) -> Json:
+    """One page of `messages` within the call's time bounds, and the cursor of the next."""
+    oldest, latest = ts_param(params, "oldest"), ts_param(params, "latest")
+    inclusive = flag(params, "inclusive")
+    within = [m for m in messages if _within(float(m.ts), oldest, latest, inclusive)]
+    start, end = _window(params, len(within), limit=limit_of(params))
     with_metadata = flag(params, "include_all_metadata")
     return {
-        "messages": [m.api(with_metadata=with_metadata) for m in page],
-        "has_more": more,
-        "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""},
+        "messages": [m.api(with_metadata=with_metadata) for m in within[start:end]],
+        "has_more": end < len(within),
+        "response_metadata": {"next_cursor": f"next:{end}" if end < len(within) else ""},
     }
 
 
@@ -297,5 +382,6 @@ METHODS: dict[str, Method] = {
     "usergroups.users.list": usergroups_users_list,
     "conversations.history": conversations_history,
     "conversations.replies": conversations_replies,
+    "conversations.list": conversations_list,
 }
 """Every Web API method the sandbox answers; any other is `unknown_method`."""

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,16 +99,18 @@ class Message:
     history: list[Json] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     metadata: Json | None = None  # {"event_type", "event_payload"}, as posted
+    channel_id: str | None = None  # Slack's id of a channel posted to by #name
 
     @property
     def is_top_level(self) -> bool:
         return self.thread_ts is None or self.broadcast
 
     def record(self) -> Json:
-        """The message as tests and the sandbox page see it."""
+        """The message as tests and the sandbox page see it (its channel by id, as Slack
+        answered the post)."""
         return copy.deepcopy(
             {
-                "channel": self.channel,
+                "channel": self.channel_id or self.channel,
                 "ts": self.ts,
                 "text": self.text,
                 "blocks": self.blocks,
@@ -173,6 +176,8 @@ class SlackState:
         self.usergroups = copy.deepcopy(usergroups or {})
         self.calls: list[RecordedCall] = []
         self.channels: dict[str, list[Message]] = {}
+        self.channel_ids: dict[str, str] = {}  # "#name" -> its id, for every named channel
+        self.channel_names: dict[str, str] = {}  # and back
         self.by_ts: dict[tuple[str, str], Message] = {}
         self.ephemeral: list[Json] = []
         self.views: list[Json] = []
@@ -186,6 +191,24 @@ class SlackState:
         micros = max(_to_micros(self.clock()), self.last_micros + _TS_STEP)
         self.last_micros = micros
         return f"{micros // _MICROS}.{micros % _MICROS:06d}"
+
+    def named(self, channel: str) -> str:
+        """A `#name` channel, created (given its id) the first time it is named, as if the
+        workspace had every channel the bot is asked to post to."""
+        if channel not in self.channel_ids:
+            digest = hashlib.sha256(channel.encode()).hexdigest()[:10].upper()
+            self.channel_ids[channel] = f"C{digest}"
+            self.channel_names[f"C{digest}"] = channel
+        return channel
+
+    def key_of(self, channel: str) -> str:
+        """Where a channel's messages are kept: the `#name` of a named channel's id, else the
+        channel as given (a name, or an id the sandbox never saw named)."""
+        return self.channel_names.get(channel, channel)
+
+    def id_of(self, key: str) -> str:
+        """The id Slack would answer with for a channel kept under `key`."""
+        return self.channel_ids.get(key, key)
 
     def take_fault(self, method: str) -> Fault | None:
         """The failure queued for `method`'s next call, if any (it counts as used)."""
@@ -202,6 +225,8 @@ class SlackState:
         """Forget calls, messages, views and pending faults; keep the directory and the clock."""
         self.calls.clear()
         self.channels.clear()
+        self.channel_ids.clear()
+        self.channel_names.clear()
         self.by_ts.clear()
         self.ephemeral.clear()
         self.views.clear()

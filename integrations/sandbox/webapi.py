@@ -20,6 +20,12 @@ It answers the way Slack does:
   gateway error, as when Slack's answer is lost; `hold_answers()` keeps the answers of
   successful calls to a method until `release_answers()` (a process killed meanwhile never
   learns its post was stored).
+- A channel named `#name` exists from the first post or edit naming it (or `add_channels`),
+  with an id (`C` and ten hex digits, the same for a name on every run); `chat.postMessage`
+  and `chat.update` take the name or the id and answer with the id,
+  `conversations.history` and `conversations.replies` take the id only
+  (`channel_not_found` for a name, as in Slack), and `conversations.list` lists these
+  channels (`types`, `limit` up to 1000, `cursor`).
 - `chat.postMessage` keeps message `metadata`; `conversations.history` and
   `conversations.replies` return it with `include_all_metadata`, within `oldest`/`latest`,
   a page (`limit`, `cursor`) at a time.
@@ -46,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from integrations.sandbox.methods import METHODS
+from integrations.sandbox.methods import METHODS, name_channel
 from integrations.sandbox.params import MAX_MESSAGE_BLOCKS, bearer_token, blocks_of, read_params
 from integrations.sandbox.store import (
     APP_ID,
@@ -159,6 +165,7 @@ class FakeSlackWebApi:
             return 200, {"ok": False, "error": "not_authed"}, {}
         if not token.startswith("xoxb-"):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
+        name_channel(self._state, method, params)
         fault = self._state.take_fault(method)
         if fault is not None and not fault.after:
             return fault.status, {"ok": False, "error": fault.error}, fault.headers()
@@ -242,23 +249,39 @@ class FakeSlackWebApi:
             return [call for call in self._state.calls if call.method == method]
 
     def channels(self) -> list[str]:
-        """Channels holding messages, in the order they were first posted to."""
+        """Channels holding messages, in the order they were first posted to (a channel
+        posted to by `#name` is listed by its name, whichever way it was named since)."""
         with self._lock:
             return list(self._state.channels)
 
+    def add_channels(self, *names: str) -> None:
+        """Make channels (`#name`) exist before anything is posted to them, as the other
+        channels of a workspace do: `conversations.list` lists them, in this order."""
+        with self._lock:
+            for name in names:
+                self._state.named(name)
+
+    def channel_id(self, name: str) -> str | None:
+        """The id Slack answers with for the channel `#name`, once it has been posted to."""
+        with self._lock:
+            return self._state.channel_ids.get(name)
+
     def messages(self, channel: str) -> list[Json]:
-        """Top-level messages of `channel` (thread replies excluded unless broadcast), oldest first.
+        """Top-level messages of `channel` (its `#name` or its id; thread replies excluded
+        unless broadcast), oldest first.
 
         Each is a dict with channel, ts, text, blocks, thread_ts, user, edited (bool), history
         (earlier versions as {text, blocks, edited_ts}) and reply_count.
         """
         with self._lock:
-            return [m.record() for m in self._state.channels.get(channel, []) if m.is_top_level]
+            kept = self._state.channels.get(self._state.key_of(channel), [])
+            return [m.record() for m in kept if m.is_top_level]
 
     def thread(self, channel: str, ts: str) -> list[Json]:
         """The thread rooted at `ts`: the parent first, then its replies, oldest first."""
         with self._lock:
             by_ts = self._state.by_ts
+            channel = self._state.key_of(channel)
             parent = by_ts.get((channel, ts))
             if parent is None:
                 return []

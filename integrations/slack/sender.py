@@ -15,11 +15,14 @@ method and Slack's error code, never the token.
 Posts can carry Slack message metadata (`metadata={"event_type", "event_payload"}`), and
 `find_message` reads a channel's history (or a thread's replies) back with
 `include_all_metadata` to find a post by it: how the outbox learns whether a post whose
-answer never came was stored after all. It reads at most `HISTORY_PAGES` pages.
+answer never came was stored after all. It reads at most `HISTORY_PAGES` pages. Both methods
+take channel ids only: a channel configured by `#name` is read by the id its posts were
+answered with, or found once through `conversations.list` (`integrations/slack/channels.py`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.errors import DeliveryFailed
 from bot.ports import PostedMessage
+from integrations.slack.channels import ChannelIds
 
 __all__ = [
     "NETWORK_ERRORS",
@@ -81,10 +85,16 @@ def make_http_session(*, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> aiohttp.Clie
 
 
 class WebApiSlackSender:
-    """Posts and edits messages through the Slack Web API."""
+    """Posts and edits messages through the Slack Web API.
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    `clock` (monotonic seconds) times how often a channel name not found is listed again.
+    """
+
+    def __init__(
+        self, client: AsyncWebClient, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = client
+        self._channel_ids = ChannelIds(self._list_channels, clock=clock)
 
     async def post_message(
         self,
@@ -112,10 +122,11 @@ class WebApiSlackSender:
         if not isinstance(ts, str) or not ts:
             # The message may well exist, so a retry could post it twice.
             raise DeliveryFailed("chat.postMessage: the reply carried no ts", retryable=False)
-        answered_channel = data.get("channel")
-        return PostedMessage(
-            channel=answered_channel if isinstance(answered_channel, str) else channel, ts=ts
-        )
+        answered = data.get("channel")
+        if not isinstance(answered, str) or not answered:
+            return PostedMessage(channel=channel, ts=ts)
+        self._channel_ids.learn(channel, answered)
+        return PostedMessage(channel=answered, ts=ts)
 
     async def update_message(
         self,
@@ -143,7 +154,12 @@ class WebApiSlackSender:
         its payload), newest pages first: `conversations.history` for the channel, or
         `conversations.replies` for the thread of `thread_ts`. None after `HISTORY_PAGES`
         pages without it. Raises `DeliveryFailed` when Slack cannot be read (a 429 says how
-        long to wait), so a caller never takes "could not look" for "not there"."""
+        long to wait), so a caller never takes "could not look" for "not there".
+
+        A channel given by `#name` is read by its id (both methods take ids only), learnt
+        from an earlier post or listed once (`ChannelIds`); the message found names it by id.
+        """
+        channel = await self._channel_ids.id_of(channel)
         arguments: dict[str, Any] = {
             "channel": channel,
             "oldest": f"{max(oldest, 0.0):.6f}",
@@ -167,6 +183,10 @@ class WebApiSlackSender:
                 return None
             arguments["cursor"] = cursor
         return None
+
+    async def _list_channels(self, arguments: dict[str, Any]) -> Mapping[str, Any]:
+        """One page of `conversations.list`, for `ChannelIds`."""
+        return await self._call("conversations.list", self._client.conversations_list, arguments)
 
     async def _call(
         self,
