@@ -8,10 +8,14 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"  # the specification folder, beside a checkout in CI
@@ -259,3 +263,23 @@ def rows(bot: Any, model: Any) -> list[Any]:
 
     with bot.runtime.db.read() as session:
         return list(session.exec(select(model)).all())
+
+
+@contextmanager
+def database_unreachable(engine: Engine) -> Iterator[None]:
+    """The database goes away as in a restart: pooled connections are dropped and new ones
+    fail (SQLite: a file that cannot be opened; PostgreSQL: nothing listening)."""
+
+    def refuse(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if engine.dialect.name == "sqlite":
+            cargs[:] = ["/nonexistent-releasebot-dir/down.db"]
+        else:
+            cparams.update(host="127.0.0.1", port=1, connect_timeout=2)
+
+    engine.dispose()
+    sa.event.listen(engine, "do_connect", refuse)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "do_connect", refuse)
+        engine.dispose()

@@ -29,6 +29,7 @@ from tests.helpers import (
     JENKINS_SECRET,
     argocd_body,
     argocd_headers,
+    database_unreachable,
     deployment_status,
     encode,
     generic_body,
@@ -338,24 +339,10 @@ async def test_a_database_that_cannot_be_reached_is_a_503_to_retry_and_stores_no
 ) -> None:
     """A restart or a cut: new connections are refused (SQLite: a file that cannot be
     opened; PostgreSQL: nothing listening). The sender is told to try again."""
-    engine = bot.runtime.db.engine
-
-    def unreachable(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
-        if engine.dialect.name == "sqlite":
-            cargs[:] = ["/nonexistent-releasebot-dir/down.db"]
-        else:
-            cparams.update(host="127.0.0.1", port=1, connect_timeout=2)
-
-    engine.dispose()
-    sa.event.listen(engine, "do_connect", unreachable)
-    try:
-        body = encode(deployment_status("success"))
-        headers = {**github_headers("deployment_status", body), "x-request-id": "req-down-1"}
-        with caplog.at_level(logging.WARNING):
-            answer = await bot.post("/webhooks/github", body, headers)
-    finally:
-        sa.event.remove(engine, "do_connect", unreachable)
-        engine.dispose()
+    body = encode(deployment_status("success"))
+    headers = {**github_headers("deployment_status", body), "x-request-id": "req-down-1"}
+    with caplog.at_level(logging.WARNING), database_unreachable(bot.runtime.db.engine):
+        answer = await bot.post("/webhooks/github", body, headers)
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "5"
     assert answer.json() == {

@@ -11,6 +11,8 @@ The fake Slack here stamps messages with the bot's clock, as Slack's ts and our 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from tests.helpers import (
     SLACK_GROUPS,
     SLACK_TOKEN,
     SLACK_USERS,
+    database_unreachable,
     deployment_status,
     encode,
     generic_body,
@@ -140,6 +143,36 @@ async def test_a_post_whose_ts_could_not_be_recorded_is_adopted_not_posted_again
 
         [message] = slack.messages(CHANNEL)
         assert message["ts"] == original["ts"]
+        assert stored_ts(bot) == [original["ts"]]
+        assert pending(bot) == []
+
+
+async def test_a_database_restart_between_the_post_and_its_recording_posts_it_once(
+    bot_factory: BotFactory, synced_slack: tuple[FakeSlackWebApi, str], clock: FrozenClock
+) -> None:
+    """Slack stored the post; before its answer arrived the database went away (every
+    connection dropped, new ones refused), so the post could not be recorded. Once the
+    database is back and the claim has run out, the row is looked up and adopted."""
+    slack, url = synced_slack
+    async with bot_factory(env={"RELEASEBOT_SLACK_API_URL": url}) as bot:
+        await deploy(bot, "in_progress")
+        slack.hold_answers("chat.postMessage")
+        sending = asyncio.create_task(bot.send_outbox())
+        assert await asyncio.to_thread(slack.wait_for_held_answer, 10)
+        with database_unreachable(bot.runtime.db.engine):
+            slack.release_answers()  # the answer arrives while the database is down
+            with contextlib.suppress(sa.exc.OperationalError):
+                await sending  # the worker's next claim fails too
+            assert slack.messages(CHANNEL)  # the post is in Slack
+        assert stored_ts(bot) == []  # and nowhere in the database
+        [original] = slack.messages(CHANNEL)
+
+        clock.advance(seconds=61)  # the claim taken before the restart runs out
+        await bot.send_outbox()
+
+        [message] = slack.messages(CHANNEL)
+        assert message["ts"] == original["ts"]
+        assert len(slack.calls_to("chat.postMessage")) == 2  # the message once, its line
         assert stored_ts(bot) == [original["ts"]]
         assert pending(bot) == []
 

@@ -8,19 +8,23 @@ loop: each test drains the spool and the applier itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from bot.outside import Overrides
 from bot.store.tables import Deployment, WebhookDelivery
 from bot.usecases.spooled import SPOOLED
 from tests.conftest import Bot, BotFactory
 from tests.fakes import FrozenClock
-from tests.helpers import SHA_A, deployment_status, encode, github_headers, rows
+from tests.helpers import (
+    SHA_A,
+    database_unreachable,
+    deployment_status,
+    encode,
+    github_headers,
+    rows,
+)
 
 
 @asynccontextmanager
@@ -32,26 +36,6 @@ async def storing_bot(
     )
     async with bot_factory(env=env, overrides=overrides) as bot:
         yield bot
-
-
-@contextmanager
-def unreachable(engine: Engine) -> Iterator[None]:
-    """New connections fail as in a restart (SQLite: a file that cannot be opened;
-    PostgreSQL: nothing listening)."""
-
-    def refuse(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
-        if engine.dialect.name == "sqlite":
-            cargs[:] = ["/nonexistent-releasebot-dir/down.db"]
-        else:
-            cparams.update(host="127.0.0.1", port=1, connect_timeout=2)
-
-    engine.dispose()
-    sa.event.listen(engine, "do_connect", refuse)
-    try:
-        yield
-    finally:
-        sa.event.remove(engine, "do_connect", refuse)
-        engine.dispose()
 
 
 async def deliver(bot: Bot, state: str, delivery: str) -> Any:
@@ -68,7 +52,7 @@ async def test_deliveries_while_the_database_is_down_are_answered_and_stored_onc
     bot_factory: BotFactory, clock: FrozenClock
 ) -> None:
     async with storing_bot(bot_factory, clock) as bot:
-        with unreachable(bot.runtime.db.engine):
+        with database_unreachable(bot.runtime.db.engine):
             answers = [
                 await deliver(bot, "in_progress", "d-1"),
                 await deliver(bot, "in_progress", "d-1"),  # GitHub's redelivery of it
@@ -108,7 +92,7 @@ async def test_held_deliveries_survive_a_restart_and_are_stored_by_the_next_star
     bot_factory: BotFactory, clock: FrozenClock
 ) -> None:
     async with storing_bot(bot_factory, clock) as bot:
-        with unreachable(bot.runtime.db.engine):
+        with database_unreachable(bot.runtime.db.engine):
             assert (await deliver(bot, "in_progress", "r-1")).status_code == 202
     # The process stopped (or crashed) with the delivery still in its spool.
     async with storing_bot(bot_factory, clock) as bot:
@@ -123,7 +107,7 @@ async def test_a_full_spool_answers_503_to_retry_and_holds_nothing(
     bot_factory: BotFactory, clock: FrozenClock
 ) -> None:
     async with storing_bot(bot_factory, clock, RELEASEBOT_SPOOL_MAX="0") as bot:
-        with unreachable(bot.runtime.db.engine):
+        with database_unreachable(bot.runtime.db.engine):
             answer = await deliver(bot, "in_progress", "f-1")
             ready = await bot.http.get("/readyz")
         assert answer.status_code == 503
@@ -140,7 +124,7 @@ async def test_a_spool_file_that_is_not_a_delivery_is_set_aside_and_the_rest_sto
     bot_factory: BotFactory, clock: FrozenClock
 ) -> None:
     async with storing_bot(bot_factory, clock) as bot:
-        with unreachable(bot.runtime.db.engine):
+        with database_unreachable(bot.runtime.db.engine):
             await deliver(bot, "in_progress", "s-1")
         spool = bot.runtime.context.spool
         assert spool is not None
