@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from bot.app import Overrides
@@ -415,3 +416,37 @@ def test_the_concurrency_is_a_setting() -> None:
     assert load_settings({"RELEASEBOT_OUTBOX_CONCURRENCY": "32"}).outbox_concurrency == 32
     with pytest.raises(ValueError, match="RELEASEBOT_OUTBOX_CONCURRENCY"):
         load_settings({"RELEASEBOT_OUTBOX_CONCURRENCY": "0"})
+
+
+async def test_a_row_that_could_not_be_marked_attempted_is_given_back_not_held_forever(
+    two_databases: tuple[Database, Database],
+    clock: FrozenClock,
+    example_config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database went away between the claim and the send (a restart): nothing went
+    out, and the row is free to be sent as soon as the database is back, rather than kept
+    leased (and renewed) by a worker that will never send it."""
+    db, _ = two_databases
+    queue_direct_messages(db, clock, "only")
+    slack = GatedSlack()
+    worker = worker_on(db, clock, example_config, slack)
+    real_begin = outbox.begin_attempt
+    failures: list[bool] = []
+
+    def database_down_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(True)
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("connection refused"))
+        return real_begin(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "begin_attempt", database_down_once)
+    assert await worker.drain_round() == 1
+    assert failures and slack.calls == []
+    assert await worker.renew_leases() == set()  # holds nothing: there is nothing to renew
+
+    sending = asyncio.create_task(worker.drain_round())  # at once, no lease to wait out
+    (await slack.started(1))[-1].answer.set()
+    assert await asyncio.wait_for(sending, timeout=WAIT) == 1
+    assert [c.text for c in slack.calls] == ["only"]
+    assert statuses(db) == [("only", "sent")]

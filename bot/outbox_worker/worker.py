@@ -268,8 +268,9 @@ class OutboxWorker:
         )
         try:
             attempt = await asyncio.to_thread(self._db.write, begin)
-        except Exception:  # nothing went out; the lease runs out and the row is tried again
+        except Exception:  # nothing went out: give the row back (or let its lease run out)
             log.exception("could not mark outbox row %s as attempted; not sending it", row.id)
+            await self._give_back([row.id])
             return False
         if attempt is None:
             log.warning("outbox row %s was taken over by another worker; not sending it", row.id)
