@@ -284,8 +284,8 @@ async def outage(args: argparse.Namespace, config: Config, concurrency: int) -> 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scale", type=float, default=0.5, help="real/nominal time (0.35-1)")
-    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 80, 100])
-    parser.add_argument("--outage-concurrency", type=int, nargs="*", default=[8])
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 100])
+    parser.add_argument("--outage-concurrency", type=int, nargs="*", default=[100])
     parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--delay", type=float, default=5.0, help="seconds Slack takes per call")
     parser.add_argument("--backlog", type=int, default=400, help="deployments (2 calls each)")
