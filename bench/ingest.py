@@ -675,6 +675,7 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
                 "SLACK_SIGNING_SECRET": "bench-slack-signing-secret",
                 "RELEASEBOT_SLACK_API_URL": f"{slack.base_url}/api/",
             }
+        env.update(dict(item.split("=", 1) for item in args.env))
         applies = args.role != "web"  # a web server stores; nothing applies what it stored
         if not applies:
             env["RELEASEBOT_ROLE"] = args.role
@@ -907,6 +908,13 @@ def main(argv: list[str] | None = None) -> int:
         type=_providers,
         help="comma-separated providers to load, each on a fresh server: "
         f"{', '.join(PROVIDERS)} or all (default github)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server, e.g. RELEASEBOT_OUTBOX_CONCURRENCY=8 (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(

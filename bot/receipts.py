@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
+
+from sqlmodel import Session
 
 from bot.ports import (
     Deployer,
@@ -33,6 +35,7 @@ from bot.ports import (
     PostedMessage,
     SlackSender,
 )
+from bot.services import outbox
 from bot.services import receipts as stored
 from bot.services.outbox import Claimed
 from bot.store.db import Database
@@ -63,6 +66,30 @@ def note(receipt: Receipt) -> None:
     current = _CURRENT.get()
     if current is not None:
         current.append(receipt)
+
+
+def mark_sent(
+    row: Claimed, found: list[Receipt], *, now: Any, token: str | None
+) -> Callable[[Session], bool]:
+    """Settle a sent row and audit its receipts in one transaction: the write `record` and
+    `outbox.mark_sent` would make one after the other. False when `token` no longer holds
+    the row (another worker took it over); its receipts are recorded all the same, since
+    what they say happened."""
+
+    def write(session: Session) -> bool:
+        if found and row.kind not in UNRECORDED:
+            stored.record(
+                session,
+                now=now,
+                outbox_id=row.id,
+                kind=row.kind,
+                attempt=row.attempts + 1,
+                payload=row.payload,
+                receipts=list(found),
+            )
+        return outbox.mark_sent(session, row_id=row.id, now=now, token=token)
+
+    return write
 
 
 async def record(db: Database, row: Claimed, found: list[Receipt], *, now: Any) -> None:

@@ -321,6 +321,34 @@ async def test_one_batch_posts_the_message_once_and_sends_only_its_newest_edit(
         assert {row.status for row in rows if row.kind.startswith("slack.")} == {"sent"}
 
 
+async def test_edits_of_a_posted_message_queued_together_are_one_call(
+    bot: Bot, slack: FakeSlackWebApi
+) -> None:
+    """The message is in Slack; the edits queued since are settled together and only the
+    newest is sent: what a backlog after a burst or an outage comes down to."""
+    body = encode(deployment_status("in_progress"))
+    await bot.post("/webhooks/github", body, github_headers("deployment_status", body))
+    await bot.send_outbox()
+    updates_before = len(slack.calls_to("chat.update"))
+    with bot.runtime.db.read() as session:
+        queued_before = len(session.exec(select(OutboxMessage)).all())
+
+    body = encode(deployment_status("success"))
+    await bot.post("/webhooks/github", body, github_headers("deployment_status", body))
+    with bot.runtime.db.read() as session:
+        rows = session.exec(select(OutboxMessage)).all()[queued_before:]
+    edits = [row for row in rows if row.kind == "slack.release_message"]
+    assert len(edits) >= 2  # succeeded, then verifying
+    await bot.send_outbox()
+
+    [message] = slack.messages("#checkout-deploys")
+    assert "Verifying" in message["text"]
+    assert len(slack.calls_to("chat.update")) == updates_before + 1
+    with bot.runtime.db.read() as session:
+        rows = session.exec(select(OutboxMessage)).all()
+        assert {row.status for row in rows if row.kind.startswith("slack.")} == {"sent"}
+
+
 async def test_a_caller_that_stops_waiting_does_not_stop_later_writes(db: Database) -> None:
     """A webhook request cancelled while its write is queued (a client gone, a shutdown):
     the write still lands, and the group writer goes on serving the next ones."""

@@ -98,6 +98,17 @@ class Batch:
 Handler = Callable[[outbox.Claimed, Batch], Awaitable[None]]
 
 
+def superseded(row: outbox.Claimed, batch: Batch) -> bool:
+    """Whether `row` is an edit of a posted release message that a later pending edit of the
+    same message replaces: it needs no Slack call (the later one renders the newer state)."""
+    if row.kind != ReleaseMessageUpdate.KIND:
+        return False
+    view = batch.views.get(ReleaseMessageUpdate.from_payload(row.payload).deployment_id)
+    return (
+        view is not None and view.ts is not None and batch.newest_message.get(row.key, 0) > row.id
+    )
+
+
 def read_batch(db: Database, config: Config, claimed: list[outbox.Claimed]) -> Batch:
     """Read, for all claimed rows at once, the release views and the newest pending
     message edit of each key. Read after the claim, so every view is at least as new
@@ -252,7 +263,7 @@ class Sends:
         looked up by its metadata and adopted, then edited to the current state)."""
         message = ReleaseMessageUpdate.from_payload(row.payload)
         view = self._view(message.deployment_id, batch)
-        if view.ts is not None and batch.newest_message.get(row.key, 0) > row.id:
+        if superseded(row, batch):
             return  # a later update of the same message renders the same, newer state
         text, blocks = self._renderer.release_message(view)
         if view.channel is not None and view.ts is not None:

@@ -37,7 +37,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.outbox_worker.limiter import LimitedSlack, RateLimited, SlackLimiter
-from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch
+from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch, superseded
 from bot.ports import Clock, Deployer, DeploymentLookup, Pager, ScmClient, SlackSender
 from bot.render import Renderer
 from bot.services import outbox, pipeline
@@ -246,7 +246,13 @@ class OutboxWorker:
 
     async def _lane(self, rows: list[outbox.Claimed], batch: Batch) -> None:
         """Send one key's rows in order; stop at the first that is not sent (it is settled
-        for a retry, and the later rows wait for it), and give back the ones not tried."""
+        for a retry, and the later rows wait for it), and give back the ones not tried.
+        Edits a later edit of the same message replaces are settled first, together,
+        without a call."""
+        replaced = [row for row in rows if superseded(row, batch)]
+        if replaced:
+            await self._settle_replaced(replaced)
+            rows = [row for row in rows if row not in replaced]
         for index, row in enumerate(rows):
             if self._stopping or row.id in self._lost:
                 await self._give_back([r.id for r in rows[index:]])
@@ -256,6 +262,24 @@ class OutboxWorker:
             if not sent:
                 await self._give_back([r.id for r in rows[index + 1 :]])
                 return
+
+    async def _settle_replaced(self, rows: list[outbox.Claimed]) -> None:
+        """Mark sent, in one write, edits that need no call; a row this worker no longer
+        holds is left to the worker that does."""
+        now = self._clock.now()
+        by_token: dict[str | None, list[int]] = defaultdict(list)
+        for row in rows:
+            if row.id in self._held and row.id not in self._lost:
+                self._held.pop(row.id)
+                by_token[row.lease_token].append(row.id)
+        for token, row_ids in by_token.items():
+            settle = partial(outbox.mark_sent_many, row_ids=row_ids, now=now, token=token)
+            try:
+                await asyncio.to_thread(self._db.write, settle)
+            except Exception:  # their leases run out; claimed again, they are sent then
+                log.exception("could not settle replaced edits %s", row_ids)
+                continue
+            self._metrics.outbox_sent.labels(outbox.SLACK_MESSAGE).inc(len(row_ids))
 
     async def _send(self, row: outbox.Claimed, batch: Batch) -> bool:
         """Send one row and settle it at once; False when it was not sent."""
@@ -280,7 +304,7 @@ class OutboxWorker:
         if attempt.in_doubt_since is not None:
             batch.in_doubt[row.id] = attempt.in_doubt_since
         try:
-            await self._dispatch(row, batch)
+            answers = await self._dispatch(row, batch)
         except DeliveryFailed as exc:
             self._metrics.outbox_failures.labels(row.kind, str(exc.retryable).lower()).inc()
             if row.kind.startswith("slack."):
@@ -293,21 +317,20 @@ class OutboxWorker:
             failure = DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
             await self._settle(row, self._failure(row, failure, attempt.in_doubt_since))
             return False
-        mark = partial(
-            outbox.mark_sent, row_id=row.id, now=self._clock.now(), token=row.lease_token
-        )
+        mark = receipts.mark_sent(row, answers, now=self._clock.now(), token=row.lease_token)
         if await self._settle(row, mark) is False:
             log.warning("outbox row %s was sent, but another worker holds it now", row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
         return True
 
-    async def _dispatch(self, row: outbox.Claimed, batch: Batch) -> None:
+    async def _dispatch(self, row: outbox.Claimed, batch: Batch) -> list[receipts.Receipt]:
+        """Send one row; what the platforms answered, to be audited when it is settled."""
         handler = self._by_kind.get(row.kind)
         if handler is None:
             raise DeliveryFailed(f"unknown outbox kind {row.kind!r}", retryable=False)
         with receipts.collect() as answers:
             await handler(row, batch)
-        await receipts.record(self._db, row, answers, now=self._clock.now())
+        return answers
 
     def _failure(
         self, row: outbox.Claimed, exc: DeliveryFailed, in_doubt_since: datetime | None

@@ -282,10 +282,16 @@ def settle(session: Session, *, sent: list[int], untried: list[int], now: dateti
         release(session, row_ids=untried)
 
 
-def mark_sent_many(session: Session, *, row_ids: list[int], now: datetime) -> None:
+def mark_sent_many(
+    session: Session, *, row_ids: list[int], now: datetime, token: str | None = None
+) -> None:
+    """Mark rows sent; with `token`, only those that claim still holds."""
+    clause: sa.ColumnElement[bool] = _OUTBOX.c.id.in_(row_ids)
+    if token is not None:
+        clause = clause & (_OUTBOX.c.lease_token == token) & (_OUTBOX.c.status == PENDING)
     session.connection().execute(
         sa.update(_OUTBOX)
-        .where(_OUTBOX.c.id.in_(row_ids))
+        .where(clause)
         .values(
             status=SENT,
             sent_at=now,
