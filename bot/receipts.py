@@ -77,19 +77,23 @@ def mark_sent(
     what they say happened."""
 
     def write(session: Session) -> bool:
-        if found and row.kind not in UNRECORDED:
-            stored.record(
-                session,
-                now=now,
-                outbox_id=row.id,
-                kind=row.kind,
-                attempt=row.attempts + 1,
-                payload=row.payload,
-                receipts=list(found),
-            )
+        _audit(session, row, found, now=now)
         return outbox.mark_sent(session, row_id=row.id, now=now, token=token)
 
     return write
+
+
+def _audit(session: Session, row: Claimed, found: list[Receipt], *, now: Any) -> None:
+    if found and row.kind not in UNRECORDED:
+        stored.record(
+            session,
+            now=now,
+            outbox_id=row.id,
+            kind=row.kind,
+            attempt=row.attempts + 1,
+            payload=row.payload,
+            receipts=list(found),
+        )
 
 
 async def record(db: Database, row: Claimed, found: list[Receipt], *, now: Any) -> None:
@@ -97,15 +101,7 @@ async def record(db: Database, row: Claimed, found: list[Receipt], *, now: Any) 
     effect has happened, and sending it again to get a receipt would do it twice."""
     if not found or row.kind in UNRECORDED:
         return
-    write = partial(
-        stored.record,
-        now=now,
-        outbox_id=row.id,
-        kind=row.kind,
-        attempt=row.attempts + 1,
-        payload=row.payload,
-        receipts=list(found),
-    )
+    write = partial(_audit, row=row, found=found, now=now)
     try:
         await asyncio.to_thread(db.write, write)
     except Exception:
