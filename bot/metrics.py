@@ -67,6 +67,15 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self._checks()
+        self.ready = Gauge(
+            "releasebot_ready",
+            "1 when the last readiness check passed (database, migrations), else 0.",
+            registry=self.registry,
+        )
+
+    def _checks(self) -> None:
+        """What the verification schedule reports."""
         self.check_runs = Counter(
             "releasebot_check_runs",
             "Verification check runs finished, by check kind and outcome (passed or failed).",
@@ -82,10 +91,5 @@ class Metrics:
         self.checks_last_tick = Gauge(
             "releasebot_checks_last_tick_timestamp_seconds",
             "When this process last looked for due check runs (Unix time).",
-            registry=self.registry,
-        )
-        self.ready = Gauge(
-            "releasebot_ready",
-            "1 when the last readiness check passed (database, migrations), else 0.",
             registry=self.registry,
         )
