@@ -73,21 +73,26 @@ class Applier:
         Requests come first: while deliveries keep arriving (one stored within the last
         `QUIET_SECONDS`), a batch waits, but never longer than `LONGEST_WAIT_SECONDS`. A
         burst is answered at the speed of storing and applied right after it; a steady
-        trickle is applied as it arrives.
+        trickle is applied as it arrives. The wait happens once: a backlog is then applied
+        batch after batch even while requests keep arriving, so a sustained load never
+        leaves the applier at one batch per `LONGEST_WAIT_SECONDS`.
         """
         self._wakeup = asyncio.Event()
+        backlog = False
         while not self._stopping:
             self._wakeup.clear()
             done = None
             try:
-                await self._let_requests_in()
+                if not backlog:  # once per burst: a backlog is then applied batch by batch
+                    await self._let_requests_in()
                 done = await self._apply_batch()
             except Exception:  # keep applying; the deliveries stay pending
                 log.exception("applying stored deliveries failed; will try again")
             if self._stopping:
                 break
-            if done is not None and done.claimed >= self._batch and done.applied:
-                continue  # a backlog: the next batch at once
+            backlog = done is not None and done.claimed >= self._batch and done.applied > 0
+            if backlog:
+                continue  # the next batch at once, even while requests keep arriving
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
             except TimeoutError:
