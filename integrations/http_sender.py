@@ -23,6 +23,7 @@ replaces the network in tests).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -41,7 +42,7 @@ LedgerT = TypeVar("LedgerT")
 MESSAGE_CHARS = 200
 
 
-class OutboxSenders(Generic[LedgerT]):
+class OutboxSenders(ABC, Generic[LedgerT]):
     """Sends the outbox rows of one kind: `handlers()` maps `kind` to `_send`."""
 
     kind: ClassVar[str]
@@ -65,9 +66,9 @@ class OutboxSenders(Generic[LedgerT]):
         self._transport = transport
         return {self.kind: self._send}
 
+    @abstractmethod
     async def _send(self, row: Any, _batch: object) -> None:
         """Send one outbox row and record its receipt."""
-        raise NotImplementedError
 
     def _secret(self, variable: str, platform: str) -> str:
         """The value of the environment variable `variable`; a change that cannot be sent
