@@ -58,7 +58,7 @@ class Runtime:
             max_attempts=settings.apply_attempts,
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
-        drainer: list[SpoolDrainer] = []
+        drainer = SpoolDrainer(db, spool, wake_applier=applier.wake)
         context = Context(
             db=db,
             config=config,
@@ -71,14 +71,13 @@ class Runtime:
             wake_applier=applier.wake,
             apply_inline=apply_inline,
             spool=spool,
-            wake_spool=lambda: drainer[0].wake(),
+            wake_spool=drainer.wake,
             scm=dict(scm or {}),
         )
-        drainer.append(SpoolDrainer(context, spool))
         audit_trail.bind(context)
         verifier = Verifier(db=db, clock=clock, config=config, runners=runners, metrics=metrics)
         usecases = UseCases(context, verifier)
-        return cls(context, worker, verifier, usecases, applier, drainer[0])
+        return cls(context, worker, verifier, usecases, applier, drainer)
 
     @property
     def db(self) -> Database:

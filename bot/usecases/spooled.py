@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlmodel import Session
 
 from bot.domain.ingest import ACCEPTED, IngestResult
 from bot.services import ingest
+from bot.store.db import Database
 from bot.store.spool import Spool, SpoolFull
 from bot.usecases.availability import database_unavailable
 from bot.usecases.context import Context
@@ -70,9 +72,10 @@ def _store_all(session: Session, *, items: list[ingest.ToStore]) -> list[IngestR
 class SpoolDrainer:
     """Stores what the spool holds as soon as the database answers, until stopped."""
 
-    def __init__(self, ctx: Context, spool: Spool) -> None:
-        self._ctx = ctx
+    def __init__(self, db: Database, spool: Spool, *, wake_applier: Callable[[], None]) -> None:
+        self._db = db
         self._spool = spool
+        self._wake_applier = wake_applier
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
 
@@ -109,7 +112,7 @@ class SpoolDrainer:
                 break
             items, paths = await asyncio.to_thread(self._read, paths)
             try:
-                results = await self._ctx.write(partial(_store_all, items=items))
+                results = await asyncio.to_thread(self._db.write, partial(_store_all, items=items))
             except Exception as error:
                 if database_unavailable(error):
                     return stored
@@ -119,7 +122,7 @@ class SpoolDrainer:
             accepted = sum(1 for r in results if r.status == ACCEPTED)
             log.info("stored %d spooled deliveries (%d new)", len(items), accepted)
             if accepted:
-                self._ctx.wake_applier()
+                self._wake_applier()
         return stored
 
     def _read(self, paths: list[Path]) -> tuple[list[ingest.ToStore], list[Path]]:
