@@ -252,7 +252,8 @@ class OutboxWorker:
         replaced = [row for row in rows if superseded(row, batch)]
         if replaced:
             await self._settle_replaced(replaced)
-            rows = [row for row in rows if row not in replaced]
+            settled = {row.id for row in replaced}
+            rows = [row for row in rows if row.id not in settled]
         for index, row in enumerate(rows):
             if self._stopping or row.id in self._lost:
                 await self._give_back([r.id for r in rows[index:]])

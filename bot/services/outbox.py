@@ -232,35 +232,35 @@ def renew(
     if not row_ids:
         return set()
     conn = session.connection()
-    held = (
-        _OUTBOX.c.id.in_(row_ids) & (_OUTBOX.c.lease_token == token) & (_OUTBOX.c.status == PENDING)
-    )
+    held = _held(row_ids, token)
     conn.execute(sa.update(_OUTBOX).where(held).values(claimed_until=now + lease))
     still = {row_id for (row_id,) in conn.execute(sa.select(_OUTBOX.c.id).where(held))}
     return set(row_ids) - still
 
 
-def _held(row_id: int, token: str | None) -> sa.ColumnElement[bool]:
-    """The row, pending and (with a token) still held by that claim."""
-    clause = (_OUTBOX.c.id == row_id) & (_OUTBOX.c.status == PENDING)
+def _held(row_ids: int | list[int], token: str | None) -> sa.ColumnElement[bool]:
+    """The row (or rows), pending and (with a token) still held by that claim."""
+    named = _OUTBOX.c.id.in_(row_ids) if isinstance(row_ids, list) else _OUTBOX.c.id == row_ids
+    clause = named & (_OUTBOX.c.status == PENDING)
     if token is not None:
         clause = clause & (_OUTBOX.c.lease_token == token)
     return clause
 
 
+# What marking a row sent sets besides `sent_at`: no claim left on it, nothing in doubt.
+_SENT_VALUES: dict[str, Any] = {
+    "status": SENT,
+    "claimed_until": None,
+    "lease_token": None,
+    "attempted_at": None,
+    "last_error": None,
+}
+
+
 def mark_sent(session: Session, *, row_id: int, now: datetime, token: str | None = None) -> bool:
     """Mark a row sent; False (and nothing changed) when `token` no longer holds it."""
     result = session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(_held(row_id, token))
-        .values(
-            status=SENT,
-            sent_at=now,
-            claimed_until=None,
-            lease_token=None,
-            attempted_at=None,
-            last_error=None,
-        )
+        sa.update(_OUTBOX).where(_held(row_id, token)).values(sent_at=now, **_SENT_VALUES)
     )
     return bool(result.rowcount)
 
@@ -286,32 +286,16 @@ def mark_sent_many(
     session: Session, *, row_ids: list[int], now: datetime, token: str | None = None
 ) -> None:
     """Mark rows sent; with `token`, only those that claim still holds."""
-    clause: sa.ColumnElement[bool] = _OUTBOX.c.id.in_(row_ids)
-    if token is not None:
-        clause = clause & (_OUTBOX.c.lease_token == token) & (_OUTBOX.c.status == PENDING)
-    session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(clause)
-        .values(
-            status=SENT,
-            sent_at=now,
-            claimed_until=None,
-            lease_token=None,
-            attempted_at=None,
-            last_error=None,
-        )
-    )
+    clause = _held(row_ids, token) if token is not None else _OUTBOX.c.id.in_(row_ids)
+    session.connection().execute(sa.update(_OUTBOX).where(clause).values(sent_at=now, **_SENT_VALUES))
 
 
 def release(session: Session, *, row_ids: list[int], token: str | None = None) -> None:
     """Give back leases of claimed rows that were not tried (an earlier row of their key
     failed, or the worker is stopping), so they wait only for that row, not for the lease
     to run out. With `token`, only rows that claim still holds."""
-    clause = _OUTBOX.c.id.in_(row_ids) & (_OUTBOX.c.status == PENDING)
-    if token is not None:
-        clause = clause & (_OUTBOX.c.lease_token == token)
     session.connection().execute(
-        sa.update(_OUTBOX).where(clause).values(claimed_until=None, lease_token=None)
+        sa.update(_OUTBOX).where(_held(row_ids, token)).values(claimed_until=None, lease_token=None)
     )
 
 
