@@ -287,7 +287,9 @@ def mark_sent_many(
 ) -> None:
     """Mark rows sent; with `token`, only those that claim still holds."""
     clause = _held(row_ids, token) if token is not None else _OUTBOX.c.id.in_(row_ids)
-    session.connection().execute(sa.update(_OUTBOX).where(clause).values(sent_at=now, **_SENT_VALUES))
+    session.connection().execute(
+        sa.update(_OUTBOX).where(clause).values(sent_at=now, **_SENT_VALUES)
+    )
 
 
 def release(session: Session, *, row_ids: list[int], token: str | None = None) -> None:
