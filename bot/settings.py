@@ -78,12 +78,15 @@ class Settings(BaseSettings):
 
     # The outbox: how many messages (each sent in order) may have calls in flight at once,
     # and how long a claim holds a row before another worker may take it (renewed while
-    # its call is in flight, every third of it).
-    # 100: Slack's own limits are kept by the shared limiter (Retry-After per method) and
-    # by at most 4 posts in flight per channel; this bounds the calls waiting on a slow
-    # Slack (at 5 s per call, 100 in flight still send 20 calls/s).
+    # its call is in flight, every third of it). Slack's own limits are kept by the shared
+    # limiter (Retry-After per method) and at most 4 posts in flight per channel; the
+    # concurrency bounds the calls waiting on a slow Slack (at 5 s a call, 100 in flight
+    # still send 20 calls/s).
     outbox_concurrency: int = Field(
         100, ge=1, le=1000, validation_alias=_env("RELEASEBOT_OUTBOX_CONCURRENCY")
+    )
+    outbox_lease_seconds: float = Field(
+        60.0, ge=1, le=3600, validation_alias=_env("RELEASEBOT_OUTBOX_LEASE_SECONDS")
     )
     # Where this replica holds deliveries while the database cannot be reached (default: a
     # `releasebot-spool` directory beside a SQLite file, else in the temp directory; give
@@ -91,9 +94,6 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(None, validation_alias=_env("RELEASEBOT_SPOOL_DIR"))
     spool_max: int = Field(
         100_000, ge=0, le=10_000_000, validation_alias=_env("RELEASEBOT_SPOOL_MAX")
-    )
-    outbox_lease_seconds: float = Field(
-        60.0, ge=1, le=3600, validation_alias=_env("RELEASEBOT_OUTBOX_LEASE_SECONDS")
     )
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))

@@ -44,10 +44,16 @@ FAILED = "failed"  # its application was given up on after every attempt
 class ToStore:
     """One verified delivery ready to store: its row, and the answer once it is stored."""
 
-    provider: str
-    delivery_id: str
     row: dict[str, Any]
     result: IngestResult
+
+    @property
+    def provider(self) -> str:
+        return str(self.row["provider"])
+
+    @property
+    def delivery_id(self) -> str:
+        return str(self.row["delivery_id"])
 
 
 def to_store(*, now: datetime, config: Config, delivery: Delivery, work: Work) -> ToStore:
@@ -63,7 +69,7 @@ def to_store(*, now: datetime, config: Config, delivery: Delivery, work: Work) -
     key = None if decided is not None else apply_key(config, work)
     result = decided or IngestResult(ACCEPTED, delivery.delivery_id)
     row = _row(delivery, now=now, result=result, work=work, key=key, pending=decided is None)
-    return ToStore(delivery.provider, delivery.delivery_id, row, result)
+    return ToStore(row, result)
 
 
 def store_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
@@ -120,7 +126,7 @@ def from_record(record: dict[str, Any]) -> ToStore:
     row["body"] = base64.b64decode(row["body"]) if row.get("body") else None
     status, delivery_id, detail, deployment_id = record["result"]
     result = IngestResult(status, delivery_id, detail=detail, deployment_id=deployment_id)
-    return ToStore(row["provider"], row["delivery_id"], row, result)
+    return ToStore(row, result)
 
 
 def record_delivery(
