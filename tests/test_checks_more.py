@@ -258,9 +258,11 @@ def metric_checks_config(*, datadog_max: float) -> Config:
 
 
 def thread(slack: FakeSlackWebApi) -> list[str]:
+    """Every line of the thread (lines queued while a reply waited share that reply)."""
     channel = "#checkout-deploys"
     message = next(m for m in slack.messages(channel) if SHA_A[:7] in m["text"])
-    return [m["text"] for m in slack.thread(channel, message["ts"])[1:]]
+    replies = slack.thread(channel, message["ts"])[1:]
+    return [line for reply in replies for line in str(reply["text"]).split("\n")]
 
 
 @pytest.mark.parametrize("datadog_max,verdict", [(2.0, "verified"), (1.0, "verification_failed")])

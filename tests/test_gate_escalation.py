@@ -152,8 +152,9 @@ async def test_reminders_repeat_then_the_gate_escalates_with_direct_messages(
     assert await gate_sweep(bot.runtime) == 0
     clock.advance(minutes=59)
     assert await gate_sweep(bot.runtime) == 1  # 2h00m: the second, on the hour's schedule
-    await bot.send_outbox()
-    reminders = [t for t in thread_texts(slack) if "still waiting for approval" in t]
+    await bot.send_outbox()  # both waited, so they share one reply, a line each
+    lines = [line for text in thread_texts(slack) for line in text.split("\n")]
+    reminders = [line for line in lines if "still waiting for approval" in line]
     assert len(reminders) == 2  # at 1h01m and at 2h00m (remind_every: 1h)
     assert all("<!subteam^S0RELMGRS>" in t for t in reminders)
     assert direct_messages(slack) == {}
@@ -176,7 +177,8 @@ async def test_reminders_repeat_then_the_gate_escalates_with_direct_messages(
     clock.advance(minutes=30)  # 3h00m: reminders go on
     assert await gate_sweep(bot.runtime) == 1
     await bot.send_outbox()
-    assert len([t for t in thread_texts(slack) if "still waiting for approval" in t]) == 3
+    lines = [line for text in thread_texts(slack) for line in text.split("\n")]
+    assert len([line for line in lines if "still waiting for approval" in line]) == 3
     assert gates_of(bot)[0].status == "pending"
 
 

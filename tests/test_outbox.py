@@ -78,8 +78,9 @@ async def test_thread_lines_never_overtake_the_message_they_belong_to(
     clock.advance(seconds=32)
     await bot.send_outbox()
     [message] = slack.messages(CHANNEL)
-    replies = slack.thread(CHANNEL, message["ts"])[1:]
-    assert ["Deploying" in replies[0]["text"], "Deployed" in replies[1]["text"]] == [True, True]
+    [reply] = slack.thread(CHANNEL, message["ts"])[1:]  # the lines waited together
+    lines = reply["text"].split("\n")
+    assert ["Deploying" in lines[0], "Deployed" in lines[1]] == [True, True]
     assert "Verifying" in message["text"]  # production verifies what deployed
 
 

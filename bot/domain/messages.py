@@ -134,6 +134,22 @@ class OncallLine(_TemplatedText):
 ThreadReply = StateChangeLine | TemplateLine
 
 
+# A thread-line row's payload may carry the lines queued after it while it waited: one
+# reply, its own line first.
+MORE_LINES = "more"
+
+
+def with_line(payload: Mapping[str, Any], line: Mapping[str, Any]) -> Payload:
+    """A thread-line row's payload with one more line to send in the same reply."""
+    return {**payload, MORE_LINES: [*payload.get(MORE_LINES, ()), dict(line)]}
+
+
+def lines_of(payload: Mapping[str, Any]) -> list[Payload]:
+    """Each line a thread-line row sends, in order: its own, then those added to it."""
+    own = {k: v for k, v in payload.items() if k != MORE_LINES}
+    return [own, *(dict(line) for line in payload.get(MORE_LINES, ()))]
+
+
 def thread_reply_from_payload(payload: Mapping[str, Any]) -> ThreadReply:
     """A thread line in either shape: a template and its fields, or a state change."""
     if "template" in payload:

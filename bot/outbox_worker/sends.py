@@ -38,6 +38,7 @@ from bot.domain.messages import (
     ReleaseMessageUpdate,
     ResolveSha,
     TemplateLine,
+    lines_of,
     thread_reply_from_payload,
 )
 from bot.paging import pager_event, pager_targets
@@ -306,7 +307,8 @@ class Sends:
                 f"deployment {view.deployment_id} has no release message to reply to",
                 retryable=False,
             )
-        text = self._renderer.thread_reply(view, row.payload)
+        lines = lines_of(row.payload)  # lines queued while it waited go out with it
+        text = "\n".join(self._renderer.thread_reply(view, line) for line in lines)
         await self._post_once(
             row,
             batch,
@@ -355,7 +357,8 @@ class Sends:
         announcement = Announcement.from_payload(row.payload)
         view = self._view(announcement.deployment_id, batch)
         channel = view.channel or self._config.channel_for(view.service)
-        text = self._renderer.thread_reply(view, row.payload)
+        lines = lines_of(row.payload)  # lines queued while it waited go out with it
+        text = "\n".join(self._renderer.thread_reply(view, line) for line in lines)
         tag = metadata(ANNOUNCE_EVENT, deployment_id=view.deployment_id, outbox_id=row.id)
         await self._post_once(row, batch, channel=channel, text=text, metadata=tag)
 

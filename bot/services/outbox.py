@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from bot.domain import messages
 from bot.domain.messages import Message
+from bot.services import outbox_coalesce
 from bot.store import deferred
 from bot.store import statements as sql
 from bot.store.tables import OutboxMessage
@@ -51,10 +52,9 @@ def enqueue_many(session: Session, batch: Sequence[Message], *, now: datetime) -
     """Queue the messages in this order, in one statement (inside
     `deferred.deferred_inserts`, together with the block's other rows when it ends).
 
-    An edit of a release message is not queued again while one is already waiting for
-    it, unsent and unclaimed: that one is rendered when it is sent, from the state this
-    transaction commits, so a second would repeat it (see `_edit_waiting`)."""
-    batch = [message for message in batch if not _edit_waiting(session, message)]
+    While the worker is behind, an edit of a release message already waiting is not
+    queued again, and a thread line joins the line waiting before it (`outbox_coalesce`)."""
+    batch = [message for message in batch if not outbox_coalesce.absorbed(session, message)]
     if not batch:
         return
     deferred.insert(
@@ -76,44 +76,6 @@ def enqueue_many(session: Session, batch: Sequence[Message], *, now: datetime) -
             for message in batch
         ],
     )
-
-
-# Release messages this transaction has queued an edit for (or found one waiting), valid
-# while the transaction (or savepoint) that saw it is the innermost one; any other
-# transaction looks again.
-_EDITS = "outbox_edits_waiting"
-
-
-def _edit_waiting(session: Session, message: Message) -> bool:
-    """Whether `message` is a release-message edit whose message already has one waiting:
-    queued earlier in this transaction, or pending in the table, not claimed by a worker
-    and never attempted (an attempted edit may already show an older state). On
-    PostgreSQL the waiting row is locked until this transaction ends, so a worker's claim
-    (SKIP LOCKED) cannot take it and render the state from before this commit."""
-    if message.KIND != SLACK_MESSAGE:
-        return False
-    conn = session.connection()  # begins the transaction, so `innermost` is this one
-    innermost = session.get_nested_transaction() or session.get_transaction()
-    seen: tuple[object, set[str]] | None = session.info.get(_EDITS)
-    if seen is None or seen[0] is not innermost:
-        seen = (innermost, set())
-        session.info[_EDITS] = seen
-    keys = seen[1]
-    if message.key in keys:
-        return True
-    keys.add(message.key)
-    query = (
-        sa.select(_OUTBOX.c.id)
-        .where(_OUTBOX.c.key == message.key)
-        .where(_OUTBOX.c.kind == SLACK_MESSAGE)
-        .where(_OUTBOX.c.status == PENDING)
-        .where(_OUTBOX.c.claimed_until.is_(None))
-        .where(_OUTBOX.c.attempted_at.is_(None))
-        .limit(1)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return conn.execute(query).first() is not None
 
 
 @dataclass(frozen=True)
