@@ -32,6 +32,7 @@ from bot.blocks.mrkdwn import (
     with_mentions,
 )
 from bot.blocks.release import COMMITS_SHOWN, commits_more, release_blocks
+from bot.domain.ingest import revision_label
 from bot.services.release_views import ReleaseView
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -61,7 +62,13 @@ def _environment(directory: Path | None, finalize: Callable[[object], str]) -> j
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.globals.update(link=link, mention=mention, state_label=state_label, risk_label=risk_label)
+    env.globals.update(
+        link=link,
+        mention=mention,
+        state_label=state_label,
+        risk_label=risk_label,
+        revision=revision_label,
+    )
     env.filters.update(
         truncate_to=truncate, clock=clock_time, plain=plain, with_mentions=with_mentions
     )

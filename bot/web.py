@@ -19,6 +19,8 @@ from pathlib import Path
 
 import jinja2
 
+from bot.domain.ingest import has_sha, is_version_key, revision_label
+
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*", re.IGNORECASE)
 HTML_TEMPLATES = Path(__file__).parent / "templates" / "html"
 STATIC = Path(__file__).parent / "static"
@@ -323,6 +325,13 @@ def line_chart(labels: Sequence[str], seconds: Sequence[float | None]) -> Chart:
     )
 
 
+def key_text(key: str | None) -> str:
+    """A release key in full: the whole sha, or the version of a release reported without
+    a commit (never its `v:` key)."""
+    text = key or ""
+    return revision_label(text) if is_version_key(text) else text
+
+
 # --- the environment -------------------------------------------------------------------------
 
 
@@ -346,6 +355,9 @@ def html_environment() -> jinja2.Environment:
         risk_tone=risk_tone,
         ago=ago,
         http_url=http_url,
+        revision=revision_label,
+        key_text=key_text,
+        has_sha=has_sha,
     )
     env.filters.update(when=when, iso=iso, duration=duration, percent=percent)
     return env

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from bot import web
+from bot.domain.ingest import revision_label
 from bot.usecases import UseCases
 from bot.usecases.dashboard import BUCKETS
 
@@ -211,7 +212,7 @@ async def deployment_evidence(request: Request) -> Response:
     if pack is None:
         return _not_found(f"Deployment {str(request.path_params['deployment_id'])[:40]}")
     release = pack["release"]
-    label = release.get("version") or str(release.get("sha") or "")[:7]
+    label = release.get("version") or revision_label(str(release.get("sha") or ""))
     name = _FILENAME_UNSAFE.sub(
         "_", f"evidence-{release['service']}-{label}-release-{release['id']}"
     )

@@ -379,7 +379,10 @@ def next_button(value: str) -> Block:
 
 
 def deployment_label(row: DeploymentRow) -> str:
-    """`*v1.4.0* (`f95f852`)`, or the short sha alone."""
+    """`*v1.4.0* (`f95f852`)`, the short sha alone, or `*1.4.2*` alone for a release
+    reported by its version without a commit."""
+    if not row.has_commit:
+        return f"*{escape_mrkdwn(cut(row.short_sha, 80))}*"
     if row.version:
         return f"*{escape_mrkdwn(cut(row.version, 80))}* (`{row.short_sha}`)"
     return f"`{row.short_sha}`"

@@ -90,10 +90,17 @@ def _releases(owned: Sequence[str], releases: Sequence[DeploymentRow], command: 
 
 
 def release_line(row: DeploymentRow) -> str:
-    version = f"*{escape_mrkdwn(row.version)}* " if row.version else ""
+    """One release: service, environment, version and short sha (the version alone when the
+    release was reported without a commit), state and when."""
+    if not row.has_commit:
+        named = f"*{escape_mrkdwn(row.short_sha)}*"
+    elif row.version:
+        named = f"*{escape_mrkdwn(row.version)}* (`{row.short_sha}`)"
+    else:
+        named = f"(`{row.short_sha}`)"
     return (
         f"• *{escape_mrkdwn(row.service)}* `{escape_mrkdwn(row.environment)}` "
-        f"{version}(`{row.short_sha}`) {state_label(row.state)} · {clock_time(row.created_at)}"
+        f"{named} {state_label(row.state)} · {clock_time(row.created_at)}"
     )
 
 

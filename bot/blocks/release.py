@@ -22,6 +22,7 @@ from bot.blocks.mrkdwn import (
     with_mentions,
 )
 from bot.blocks.rollouts import rollout_blocks
+from bot.domain.ingest import revision_label
 
 if TYPE_CHECKING:
     from bot.services.release_views import ReleaseView
@@ -96,7 +97,7 @@ def _lock(r: ReleaseView) -> str:
 def _rollback_failed(r: ReleaseView) -> str:
     """Why the rollback did not happen, and what that leaves: the version still runs, the
     environment's lock stays, and Roll back may be tried again."""
-    target = f" to `{_esc(r.rollback_to[:7])}`" if r.rollback_to else ""
+    target = f" to `{_esc(revision_label(r.rollback_to))}`" if r.rollback_to else ""
     why = f": {_esc(truncate(r.rollback_error, 500))}" if r.rollback_error else ""
     running = f"*{_esc(truncate(r.version, 80))}*" if r.version else f"`{_esc(r.short_sha)}`"
     env = _esc(r.environment)
@@ -125,7 +126,7 @@ def _fields(r: ReleaseView) -> Block:
         "type": "section",
         "fields": [
             {"type": "mrkdwn", "text": f"*State*\n{state_label(r.state)}"},
-            {"type": "mrkdwn", "text": f"*Commit*\n`{_esc(r.short_sha)}`{ref}"},
+            {"type": "mrkdwn", "text": f"{_revision(r)}{ref}"},
             {
                 "type": "mrkdwn",
                 "text": f"*Deployed by*\n{_esc(truncate(r.deployer or 'unknown', 100))}",
@@ -133,6 +134,14 @@ def _fields(r: ReleaseView) -> Block:
             {"type": "mrkdwn", "text": f"*CI run*\n{ci}"},
         ],
     }
+
+
+def _revision(r: ReleaseView) -> str:
+    """The commit field: the short sha, or for a release reported by its version alone
+    (no commit) that version, named once."""
+    if r.has_commit:
+        return f"*Commit*\n`{_esc(r.short_sha)}`"
+    return f"*Version*\n`{_esc(truncate(r.short_sha, 80))}`"
 
 
 def _risk(risk: dict[str, Any] | None) -> str:

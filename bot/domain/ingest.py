@@ -38,6 +38,13 @@ def revision_label(key: str, version: str | None = None) -> str:
     return key[:7]
 
 
+def release_label(key: str, version: str | None = None) -> str:
+    """How a release is named in a line of its own: `1.4.2 (f95f852)` for a commit with a
+    version, the short sha alone, and the version alone (once) for a version key."""
+    short = revision_label(key, version)
+    return f"{version} ({short})" if version and has_sha(key) else short
+
+
 def has_sha(key: str | None) -> bool:
     """Whether a release key (or a base) is a commit sha the code host can compare."""
     return bool(key) and not is_version_key(key or "")

@@ -23,7 +23,7 @@ from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.gates import refusal as refusals
-from bot.domain.ingest import revision_label
+from bot.domain.ingest import release_label
 from bot.services import audit, deployments, freeze_gates
 from bot.services.gates import REFUSED, Outcome
 from bot.services.releases import DEPLOYED, lock_refusal
@@ -138,8 +138,7 @@ def _told(
     """What the person reads: what goes where, since what, and what holds it."""
     told = f"deploying {asked.label} to {asked.environment}"
     if now_running is not None:
-        short = revision_label(now_running.sha)
-        since = f"{now_running.version} ({short})" if now_running.version else short
+        since = release_label(now_running.sha, now_running.version)
         told += (
             f"; the release message shows its risk and the commits since {since}, "
             "which runs there now"

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain.baseline import Chart, chart
+from bot.domain.ingest import has_sha, revision_label
 from bot.services import applier, outbox, slo
 
 # The audit log and DORA pages are read by their own modules, named here with the others.
@@ -66,7 +67,13 @@ class DeploymentRow:
 
     @property
     def short_sha(self) -> str:
-        return self.sha[:7]
+        """The short sha, or the version of a release named by its version only."""
+        return revision_label(self.sha, self.version)
+
+    @property
+    def has_commit(self) -> bool:
+        """Whether the release is a commit (not a version reported without a sha)."""
+        return has_sha(self.sha)
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,13 @@ class PendingGate:
 
     @property
     def short_sha(self) -> str:
-        return self.sha[:7]
+        """The short sha, or the version of a release named by its version only."""
+        return revision_label(self.sha, self.version)
+
+    @property
+    def has_commit(self) -> bool:
+        """Whether the release is a commit (not a version reported without a sha)."""
+        return has_sha(self.sha)
 
 
 @dataclass(frozen=True)

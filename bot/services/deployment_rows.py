@@ -11,6 +11,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from bot.domain.ingest import has_sha, release_label, revision_label
 from bot.store.tables import Deployment, Release, ReleaseMessage
 
 
@@ -34,12 +35,18 @@ class DeploymentRow:
 
     @property
     def short_sha(self) -> str:
-        return self.sha[:7]
+        """The short sha, or the version of a release named by its version only."""
+        return revision_label(self.sha, self.version)
+
+    @property
+    def has_commit(self) -> bool:
+        """Whether the release is a commit (not a version reported without a sha)."""
+        return has_sha(self.sha)
 
     @property
     def label(self) -> str:
-        """`v1.4.0 (f95f852)`, or the short sha alone."""
-        return f"{self.version} ({self.short_sha})" if self.version else self.short_sha
+        """`v1.4.0 (f95f852)`, the short sha alone, or the version alone (no commit)."""
+        return release_label(self.sha, self.version)
 
 
 # A deployment's own version, else the one its release (sha) was first seen as.

@@ -20,6 +20,7 @@ from bot.domain import states
 from bot.domain.events import DeployEvent, DeployTarget, GateRequest
 from bot.domain.gates import refusal as refusals
 from bot.domain.gates.timing import cannot_ask_again
+from bot.domain.ingest import revision_label
 from bot.services import audit, deployments
 from bot.services.gate_reads import environment_at, pending_gate
 from bot.services.gates import REFUSED, Outcome
@@ -67,7 +68,8 @@ def refusal(
         return refusals.asked_again_already(deployment.sha, deployment.environment, newer.id, state)
     again = (
         refusals.cmd(
-            f"/release promote {deployment.service} {deployment.sha[:7]} to "
+            f"/release promote {deployment.service} "
+            f"{revision_label(deployment.sha, deployment.version)} to "
             f"{deployment.environment}"
         )
         if gate.context.get("on_approve")
@@ -141,7 +143,8 @@ def rerequest(
     )
     return Outcome(
         REREQUESTED,
-        f"asked again: {deployment.sha[:7]} to {deployment.environment} waits for approval "
+        f"asked again: {revision_label(deployment.sha, deployment.version)} to "
+        f"{deployment.environment} waits for approval "
         f"(gate #{fresh_id})",
         fresh_id,
         created.id,

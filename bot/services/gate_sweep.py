@@ -21,6 +21,7 @@ from bot.config.types import format_duration
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
+from bot.domain.ingest import revision_label
 from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
 from bot.services import audit, freeze_gates, outbox
 from bot.services.gate_close import close_gate, lock_gate
@@ -206,7 +207,8 @@ def _escalate(
     outbox.enqueue(session, line, now=now)
     channel = config.channel_for(deployment.service)
     text = (
-        f":rotating_light: {deployment.service} {deployment.sha[:7]} → "
+        f":rotating_light: {deployment.service} "
+        f"{revision_label(deployment.sha, deployment.version)} → "
         f"{deployment.environment} has waited {waited} for your approval in {channel}. "
         f"It expires at {gate.expires_at:%Y-%m-%d %H:%M} UTC."
     )

@@ -20,6 +20,7 @@ from bot.domain import states
 from bot.domain.config_hash import config_sha256
 from bot.domain.events import GateRequest
 from bot.domain.gates import refusal as refusals
+from bot.domain.ingest import revision_label
 from bot.services import audit, freeze_gates, freezes, gate_reads, outbox, slo
 from bot.services.gate_close import (
     bump_version,
@@ -159,7 +160,7 @@ def _supersede_pending(
             deployment=deployment,
             status=rules.SUPERSEDED,
             actor="releasebot",
-            reason=f"superseded by {newer.sha[:7]}",
+            reason=f"superseded by {revision_label(newer.sha, newer.version)}",
             target_state=states.SUPERSEDED,
         )
 

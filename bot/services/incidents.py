@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from bot.domain import states
+from bot.domain.ingest import revision_label
 from bot.domain.messages import PagerAlert
 from bot.services import audit, outbox
 from bot.store.tables import AuditEvent, Deployment, row_id
@@ -80,7 +81,8 @@ def _resolve(
             deployment_id=row_id(bad),
             action="resolve",
             dedup_key=incident_key(bad),
-            summary=f"{bad.service} {bad.environment} recovered: {by.sha[:7]} verified {how}",
+            summary=f"{bad.service} {bad.environment} recovered: "
+            f"{revision_label(by.sha, by.version)} verified {how}",
         ),
         now=now,
     )

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.ingest import is_version_key, revision_label
 from bot.domain.messages import DeployMarker
 from bot.services import audit, outbox
 from bot.store.tables import AuditEvent, Deployment, row_id
@@ -82,7 +83,7 @@ def rollback(
     why: str,
 ) -> None:
     """A rollback of the deployment was started."""
-    text = f"Rolling back to {target[:12]}: {why}"
+    text = f"Rolling back to {_revision(target)}: {why}"
     _enqueue(
         session,
         now,
@@ -135,6 +136,12 @@ def verification_failed(
     )
 
 
+def _revision(key: str, version: str | None = None) -> str:
+    """What a marker names as the version: 12 characters of the sha, or the version of a
+    release reported without one (never the `v:` of its key)."""
+    return revision_label(key, version) if is_version_key(key) else key[:12]
+
+
 _TITLES = {
     "deploy": "Deploy",
     "rollback": "Rollback",
@@ -161,11 +168,12 @@ def _enqueue(
     markers = service.markers if service is not None else None
     if markers is None:
         return
-    version = deployment.sha[:12]
+    version = _revision(deployment.sha, deployment.version)
     title = f"{_TITLES[event]}: {deployment.service} {version} to {deployment.environment}"
     if outcome:
         title += f" ({outcome})"
-    body = text or (deployment.description or f"{deployment.service} {deployment.sha}")
+    named = version if is_version_key(deployment.sha) else deployment.sha
+    body = text or (deployment.description or f"{deployment.service} {named}")
     batch = [
         DeployMarker(
             deployment_id=row_id(deployment),

@@ -140,7 +140,7 @@ def _rollback_failed(
     target = str(payload.get("sha") or deployment.rollback_to or "")
     if deployment.rollback_to and target != deployment.rollback_to:
         return False  # a rollback to another version is under way
-    why = f"rollback to {target[:7]} failed: {error}"
+    why = f"rollback to {revision_label(target)} failed: {error}"
     transition(
         session,
         deployment=deployment,

@@ -28,6 +28,7 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.domain import states
 from bot.domain.events import DeployEvent
+from bot.domain.ingest import revision_label
 from bot.domain.messages import TemplateLine
 from bot.domain.slo import Budget
 from bot.ports import CheckResult, Comparison
@@ -119,7 +120,8 @@ def deployed(session: Session, *, now: datetime, config: Config, deployment: Dep
             now=now,
             deployment=deployment,
             what="deploy",
-            summary=f"Deployed {deployment.service} {deployment.sha[:7]} "
+            summary=f"Deployed {deployment.service} "
+            f"{revision_label(deployment.sha, deployment.version)} "
             f"to {deployment.environment}",
         )
     env = config.services[deployment.service].environment(deployment.environment)

@@ -15,6 +15,7 @@ from bot.config import Config, ScheduledFreeze
 from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
+from bot.domain.ingest import has_sha, release_label, revision_label
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import flags, freezes, pipeline, rollouts, slo, verification
 from bot.store.tables import (
@@ -76,7 +77,18 @@ class ReleaseView:
 
     @property
     def short_sha(self) -> str:
-        return self.sha[:7]
+        """The short sha, or the version of a release named by its version only."""
+        return revision_label(self.sha, self.version)
+
+    @property
+    def has_commit(self) -> bool:
+        """Whether the release is a commit (not a version reported without a sha)."""
+        return has_sha(self.sha)
+
+    @property
+    def label(self) -> str:
+        """`1.4.2 (f95f852)`, the short sha alone, or the version alone (no commit)."""
+        return release_label(self.sha, self.version)
 
 
 def release_view(

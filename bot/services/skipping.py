@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates import refusal as refusals
+from bot.domain.ingest import revision_label
 from bot.domain.messages import TemplateLine
 from bot.services import audit, outbox, verification
 from bot.services.gates import REFUSED, Outcome
@@ -103,7 +104,8 @@ def skip(
     outbox.enqueue(session, line, now=now)
     return Outcome(
         SKIPPED,
-        f"verification of {deployment.service} {deployment.sha[:7]} in "
+        f"verification of {deployment.service} "
+        f"{revision_label(deployment.sha, deployment.version)} in "
         f"{deployment.environment} skipped; it counts as verified",
         deployment_id=deployment_id,
     )

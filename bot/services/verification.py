@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
+from bot.domain.ingest import revision_label
 from bot.domain.messages import OncallLine, PagerAlert, ReleaseMessageUpdate, TemplateLine
 from bot.ports import CheckResult
 from bot.services import audit, incidents, outbox
@@ -140,7 +141,8 @@ def cancel_older(session: Session, *, now: datetime, newer: Deployment) -> None:
             session,
             now=now,
             deployment=deployment,
-            reason=f"{newer.sha[:7]} was deployed before verification finished",
+            reason=f"{revision_label(newer.sha, newer.version)} was deployed before verification "
+            "finished",
         )
         transition(
             session,
@@ -149,7 +151,7 @@ def cancel_older(session: Session, *, now: datetime, newer: Deployment) -> None:
             now=now,
             actor="releasebot",
             source="verification",
-            note=f"superseded by {newer.sha[:7]}",
+            note=f"superseded by {revision_label(newer.sha, newer.version)}",
         )
 
 
@@ -363,7 +365,8 @@ def failed(
         action="trigger",
         dedup_key=incident_key(deployment),
         summary=f"{deployment.service} {deployment.environment}: "
-        f"verification failed after deploying {deployment.sha[:7]}: "
+        f"verification failed after deploying "
+        f"{revision_label(deployment.sha, deployment.version)}: "
         f"{check}: {summary}"[:1000],
         severity="critical"
         if config.is_production(deployment.service, deployment.environment)

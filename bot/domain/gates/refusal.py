@@ -19,6 +19,7 @@ from typing import Final
 
 from bot.domain.gates.common import Mention, plain
 from bot.domain.gates.freeze import FreezeHold, moment
+from bot.domain.ingest import revision_label
 from bot.domain.wording import join
 
 _GROUP_PREFIX: Final = "S"
@@ -324,7 +325,8 @@ def no_gate_any_more(service: str, environment: str) -> Refusal:
 def asked_again_already(sha: str, environment: str, newer_id: int | None, state: str) -> Refusal:
     """A Re-request of a release that was asked for again since."""
     return Refusal(
-        f"{sha[:7]} was already asked for again in {environment} (deployment #{newer_id}, {state})",
+        f"{revision_label(sha)} was already asked for again in {environment} "
+        f"(deployment #{newer_id}, {state})",
         f"decide on the release message of deployment #{newer_id} "
         "(`/release pending` lists the gates waiting)",
     )
@@ -335,9 +337,10 @@ def superseded_since(
 ) -> Refusal:
     """A Re-request of a release something newer went past (`again`: how to send it anyway)."""
     return Refusal(
-        f"superseded by {newer_sha[:7]} (deployment #{newer_id}, {state}): a newer release "
-        f"went to {environment} after this gate",
-        f"act on {newer_sha[:7]}'s release message; to send {sha[:7]} to {environment} "
+        f"superseded by {revision_label(newer_sha)} (deployment #{newer_id}, {state}): a newer "
+        f"release went to {environment} after this gate",
+        f"act on {revision_label(newer_sha)}'s release message; to send {revision_label(sha)} "
+        f"to {environment} "
         f"anyway, {again}",
     )
 
