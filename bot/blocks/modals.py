@@ -1,4 +1,4 @@
-"""Modals that ask for a reason: reject a release, roll back, break glass."""
+"""Modals that ask for a reason: reject a release or a flag step, roll back, break glass."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from typing import Any, Final
 
 REJECT_MODAL: Final = "release_reject_modal"
+FLAG_REJECT_MODAL: Final = "release_flag_reject_modal"
 ROLLBACK_MODAL: Final = "release_rollback_modal"
 BREAK_GLASS_MODAL: Final = "release_break_glass_modal"
 REASON_BLOCK: Final = "reason"
@@ -44,6 +45,18 @@ def reject_modal(metadata: dict[str, Any]) -> dict[str, Any]:
         callback_id=REJECT_MODAL,
         title="Reject release",
         prompt="Why are you rejecting this release? The reason goes in the audit trail.",
+        submit="Reject",
+        metadata=metadata,
+    )
+
+
+def flag_reject_modal(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Behind a flag step's Reject: the flag stays as it is, the step is closed."""
+    return reason_modal(
+        callback_id=FLAG_REJECT_MODAL,
+        title="Reject flag step",
+        prompt="Why are you rejecting this flag step? The flag stays as it is; the reason "
+        "goes in the thread and the audit trail.",
         submit="Reject",
         metadata=metadata,
     )

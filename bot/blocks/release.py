@@ -263,6 +263,10 @@ def _flags(r: ReleaseView) -> list[Block]:
             where += " · :x: checks failed: use Kill switch"
         elif flag["pending"]:
             where += f" · :hourglass: {with_mentions(flag.get('progress') or 'waiting')}"
+            if flag.get("expires_at"):
+                where += f" · expires {_esc(clock_time(flag['expires_at']))}"
+        elif status in ("rejected", "expired"):
+            where += f" · {_closed_step(flag)}"
         platform = _PLATFORMS.get(str(flag["provider"]), _esc(flag["provider"]))
         lines.append(f"• `{name}` ({platform}): {where}")
         value = f"{r.deployment_id}:{flag['flag']}"
@@ -270,12 +274,26 @@ def _flags(r: ReleaseView) -> list[Block]:
         if flag["next_percent"] is not None:
             label = f"Release {flag['flag']} {flag['next_percent']}%"
             elements.append(_button("release_flag", label, value, "primary"))
+        if flag["pending"]:
+            elements.append(_button("release_flag_reject", "Reject", value, "danger"))
         if flag["can_kill"]:
             elements.append(_button("release_kill_switch", "Kill switch", value, "danger"))
         if elements:
             block_id = f"flag_actions_{_esc(r.deployment_id)}_{index}"
             blocks.append({"type": "actions", "block_id": block_id, "elements": elements})
     return [_text("\n".join(lines)), *blocks]
+
+
+def _closed_step(flag: dict[str, Any]) -> str:
+    """A flag step whose gate closed without the change: who rejected it and why, or that it
+    expired."""
+    step = f"step to {_esc(flag.get('step_percent'))}%"
+    if flag.get("status") == "rejected":
+        return (
+            f":no_entry: {step} rejected by {mention(flag.get('decided_by') or 'unknown')}: "
+            f"{_esc(truncate(flag.get('reason') or '', 300))}"
+        )
+    return f":alarm_clock: {step} expired: nobody decided in time"
 
 
 def _button(action_id: str, label: str, value: str, style: str | None) -> Block:

@@ -10,6 +10,8 @@ step (`require`, the same quorum rules as an environment's gate):
       require:
         - { approvers: ["S0RELMGRS"], count: 1 }
       forbid_self_approval: true
+      expires_after: 4h                  # a step nobody decided in time expires (default 4h)
+      remind_after: 1h                   # remind the approvers (then every remind_every)
       flags:
         - key: new-checkout-flow
           launchdarkly: { project: "acme-web", environment: "production" }
@@ -18,13 +20,14 @@ step (`require`, the same quorum rules as an environment's gate):
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
 from bot.config.base import ConfigModel, Loc, invalid, problems_error
 from bot.config.gates import GatePolicy, Rules, UnknownPeople
-from bot.config.types import EnvVarName, Name, Text, Url
+from bot.config.types import EnvVarName, Name, PositiveDuration, Text, Url, format_duration
 
 Percent = Annotated[int, Field(ge=1, le=100, strict=True)]
 
@@ -94,13 +97,31 @@ class Flag(ConfigModel):
 
 
 class ReleaseFlags(ConfigModel):
-    """Feature flags released after a deploy verifies, each step behind a gate of its own."""
+    """Feature flags released after a deploy verifies, each step behind a gate of its own.
+
+    A step waiting for approvals expires `expires_after` after it opened (as a deploy gate
+    does, default 4h); its approvers are reminded in the thread once at `remind_after`, and
+    again every `remind_every` when it is set, until it expires."""
 
     environment: Name | None = None
     require: Rules
     forbid_self_approval: bool = True
     unknown_people: UnknownPeople = "refuse"
+    expires_after: PositiveDuration = timedelta(hours=4)
+    remind_after: PositiveDuration | None = None
+    remind_every: PositiveDuration | None = None
     flags: Annotated[list[Flag], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check_reminder(self) -> Self:
+        for key in ("remind_after", "remind_every"):
+            value = getattr(self, key)
+            if value is not None and value >= self.expires_after:
+                raise invalid(
+                    f"must be shorter than expires_after ({format_duration(self.expires_after)})",
+                    key,
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
@@ -124,4 +145,7 @@ class ReleaseFlags(ConfigModel):
             require=list(self.require),
             forbid_self_approval=self.forbid_self_approval,
             unknown_people=self.unknown_people,
+            expires_after=self.expires_after,
+            remind_after=self.remind_after,
+            remind_every=self.remind_every,
         )

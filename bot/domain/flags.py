@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
+from bot.domain.gates import decisions
 from bot.domain.gates.common import Mention, plain
 from bot.domain.gates.refusal import Refusal, who
 
@@ -35,8 +37,24 @@ FAILED: Final = "failed"  # a check failed after it: the next step is not offere
 UNDELIVERED: Final = "undelivered"  # the platform refused the change
 CANCELLED: Final = "cancelled"  # a pending step the kill switch closed
 OFF: Final = "off"  # the kill switch's change went through: the flag is off
+REJECTED: Final = decisions.REJECTED  # an approver rejected the pending step, with a reason
+EXPIRED: Final = decisions.EXPIRED  # nobody decided the pending step in time
 
-STATUSES: Final = (PENDING, SENDING, VERIFYING, PASSED, FAILED, UNDELIVERED, CANCELLED, OFF)
+STATUSES: Final = (
+    PENDING,
+    SENDING,
+    VERIFYING,
+    PASSED,
+    FAILED,
+    UNDELIVERED,
+    CANCELLED,
+    OFF,
+    REJECTED,
+    EXPIRED,
+)
+CLOSED_UNDECIDED: Final = frozenset({REJECTED, EXPIRED})
+"""A step's gate closed without the change: like a deploy gate rejected or expired, the same
+deployment offers it no more; a newer verified deploy offers it again."""
 _SERVING: Final = frozenset({VERIFYING, PASSED, FAILED})
 
 
@@ -111,6 +129,8 @@ def flag_state(
         return FlagState(now, step_after(steps, now), False, False, True, last.status)
     if last.status == FAILED:
         return FlagState(now, last.percent if newer else None, False, False, True, last.status)
+    if last.status in CLOSED_UNDECIDED:
+        return FlagState(now, last.percent if newer else None, False, False, now > 0, last.status)
     # undelivered (or a cancelled gate): the same step may be asked for again
     return FlagState(now, last.percent, False, False, now > 0, last.status)
 
@@ -182,6 +202,31 @@ def not_offered(flag: str, state: FlagState) -> Refusal:
             "deploy a fix: its release message offers the flag again",
         )
     return Refusal(f"{flag} is fully released ({state.serving}%)", "there is no step left")
+
+
+def step_closed(
+    flag: str,
+    percent: int,
+    status: str,
+    *,
+    by: str | None,
+    reason: str | None,
+    expired_at: datetime | None,
+    mention: Mention = plain,
+) -> Refusal:
+    """A click on a step whose gate was rejected or expired: it can no longer be approved."""
+    step = f"the step of {flag} to {percent}%"
+    again = "deploy again: the verified release message of the new deploy offers the step again"
+    if status == REJECTED:
+        said = f": {reason}" if reason else ""
+        return Refusal(f"{step} was rejected by {mention(by or 'someone')}{said}", again)
+    when = f" at {expired_at:%Y-%m-%d %H:%M} UTC" if expired_at is not None else ""
+    return Refusal(f"{step} expired{when}: nobody decided in time", again)
+
+
+def nothing_to_reject(flag: str) -> Refusal:
+    """A Reject click when no step of the flag waits for approvals."""
+    return Refusal(f"no step of {flag} is waiting for approval", "use the newest release message")
 
 
 def kill_not_allowed(flag: str, principals: Sequence[str], mention: Mention = plain) -> Refusal:

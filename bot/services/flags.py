@@ -26,7 +26,7 @@ from bot.domain import flags as rules
 from bot.domain import gates, states
 from bot.domain.gates import refusal as refusals
 from bot.domain.messages import ReleaseMessageUpdate
-from bot.services import audit, flag_checks, freeze_gates, freezes, outbox
+from bot.services import audit, flag_checks, flag_gates, freeze_gates, freezes, outbox
 from bot.services.gate_reads import memberships_from
 from bot.services.gates import APPROVED, RECORDED, REFUSED, Outcome
 from bot.services.people import release_people
@@ -89,10 +89,26 @@ def views(
                     "can_kill": state.can_kill,
                     "status": state.status,
                     "progress": steps[-1].progress if steps and state.pending else None,
+                    **_last_gate(steps),
                 }
             )
         found[deployment.id] = shown
     return found
+
+
+def _last_gate(steps: list[FlagStep]) -> dict[str, Any]:
+    """What the message shows of the newest step's gate: when a pending one expires, who
+    rejected a closed one and why (`step_percent`, `expires_at`, `decided_by`, `reason`)."""
+    last = steps[-1] if steps else None
+    if last is None or last.status not in (rules.PENDING, *rules.CLOSED_UNDECIDED):
+        return {}
+    expires = last.expires_at.isoformat() if last.expires_at is not None else None
+    return {
+        "step_percent": last.percent,
+        "expires_at": expires,
+        "decided_by": last.decided_by,
+        "reason": last.reason,
+    }
 
 
 def kill_principals(config: Config, service: str) -> tuple[str, ...]:
@@ -119,19 +135,19 @@ def release_step(
 ) -> Outcome:
     """One person's click on "Release <flag> N%": an approval of the flag's next step (its
     gate opens with the first one); when the quorum is met the change is queued."""
-    found = _target(session, config, deployment_id, flag)
+    found = target(session, config, deployment_id, flag)
     if isinstance(found, gates.Refusal):
-        return _refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, found)
+        return refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, found)
     deployment, service, release, settings = found
     steps = history(session, deployment.service, deployment.environment, flag)
     state = rules.flag_state(settings.steps, records(steps), deployment_id=row_id(deployment))
     if state.next_percent is None:
-        nothing = rules.not_offered(flag, state)
-        return _refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, nothing)
+        nothing = flag_gates.not_offered(steps, flag, state)
+        return refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, nothing)
     step = steps[-1] if state.pending else None
-    if step is not None:
-        flag_checks.lock_step(session, step)
-    approvers = _approvers(session, step)
+    if step is not None and (late := flag_gates.lock_open(session, now=now, step=step)):
+        return refused(session, now, person.user_id, f"flag_step:{step.id}", flag, late)
+    approvers = approvals_of(session, step)
     policy = release.policy()
     requirement = gates.requirement_for(policy, None)
     memberships = memberships_from(group_members, {*approvers, person.user_id})
@@ -160,12 +176,13 @@ def release_step(
     )
     if refusal is not None:
         subject = f"flag_step:{step.id}" if step is not None else f"deployment:{deployment_id}"
-        return _refused(session, now, person.user_id, subject, flag, refusal, state.next_percent)
+        return refused(session, now, person.user_id, subject, flag, refusal, state.next_percent)
     if step is None:
         step = _open_step(
             session, now, deployment, settings, len(steps) + 1, state.next_percent, requirement
         )
         step.requested_by = person.user_id
+        flag_gates.schedule(step, policy)
     step_id = row_id(step)
     session.add(FlagApproval(step_id=step_id, user_id=person.user_id, created_at=now))
     audit.append(
@@ -188,7 +205,7 @@ def release_step(
     return Outcome(APPROVED, told, deployment_id=deployment_id)
 
 
-def _target(
+def target(
     session: Session, config: Config, deployment_id: int, flag: str
 ) -> tuple[Deployment, Service, ReleaseFlags, Flag] | gates.Refusal:
     """The deployment, its service, release block and flag, or why a click on it is refused."""
@@ -206,7 +223,7 @@ def _target(
     return deployment, service, release, settings
 
 
-def _approvers(session: Session, step: FlagStep | None) -> list[str]:
+def approvals_of(session: Session, step: FlagStep | None) -> list[str]:
     if step is None:
         return []
     return list(
@@ -282,15 +299,15 @@ def kill(
     if deployment is None or service is None or release is None or settings is None:
         known = [f.key for f in release.flags] if release is not None else []
         refusal = rules.unknown_flag(flag, known)
-        return _refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
+        return refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
     if not allowed:
         principals = kill_principals(config, deployment.service)
         refusal = rules.kill_not_allowed(flag, principals, gates.slack_mention)
-        return _refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
+        return refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
     steps = history(session, deployment.service, deployment.environment, flag)
     if rules.serving(records(steps)) == 0 and not _in_flight(steps):
         refusal = rules.nothing_to_kill(flag)
-        return _refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
+        return refused(session, now, user_id, f"deployment:{deployment_id}", flag, refusal)
     if steps:
         flag_checks.stop(session, now=now, step=steps[-1], reason="the kill switch was pulled")
     step = FlagStep(
@@ -343,7 +360,7 @@ def _in_flight(steps: list[FlagStep]) -> bool:
 # --- shared ----------------------------------------------------------------------------------
 
 
-def _refused(
+def refused(
     session: Session,
     now: datetime,
     user_id: str,

@@ -448,6 +448,11 @@ class FlagStep(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=200)
     delivered_at: datetime | None = _at(default=None)
     receipt: dict[str, Any] | None = _json(default=None)  # what the platform answered
+    # While pending: when it expires, when approvers are reminded next, when they last were.
+    expires_at: datetime | None = _at(default=None)
+    remind_at: datetime | None = _at(default=None)
+    reminded_at: datetime | None = _at(default=None)
+    reason: str | None = Field(default=None, max_length=3000)  # why it was rejected or expired
 
 
 class FlagApproval(SQLModel, table=True):

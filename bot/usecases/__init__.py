@@ -13,7 +13,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 |---------------|----------------------------------------------------------------|
 | ingest        | record a delivery                                              |
 | decide        | decide a gate, ask for and confirm break-glass                 |
-| flags         | release a feature flag a step further, pull its kill switch    |
+| flags         | release a flag a step further, reject a step, pull the kill switch |
 | operate       | promote, roll back, unlock (buttons and `/release`)            |
 | freeze        | freeze and unfreeze an environment                             |
 | lock          | lock and unlock a service's environments, the locks in force   |
@@ -170,6 +170,13 @@ class UseCases:
     async def release_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:
         return await flags.release_flag(
             self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
+        )
+
+    async def reject_flag(
+        self, *, deployment_id: int, flag: str, user_id: str, reason: str
+    ) -> Outcome:
+        return await flags.reject_flag(
+            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id, reason=reason
         )
 
     async def kill_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:

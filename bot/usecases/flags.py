@@ -4,8 +4,9 @@ message of a verified deploy).
 "Release <flag> N%" is an approval of the flag's next step, decided by the same rules as a
 deploy gate (`bot.services.flags`): who clicked is looked up in Slack's directory (e-mail,
 user groups) first. "Kill switch" asks no quorum and passes freezes, like a rollback, but
-only the release's approvers and on-call may pull it. A refusal is audited either way, and
-so is a click in an environment locked with `/release lock` (the kill switch excepted).
+only the release's approvers and on-call may pull it. "Reject" closes a step waiting for
+approvals, with a reason, under the rules of a deploy gate's rejection. A refusal is
+audited either way, and so is a Release click in an environment locked with `/release lock`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bot.domain.flags import FlagChange
 from bot.domain.gates import refusal as refusals
 from bot.logs import logged_ids
 from bot.ports import Clock
-from bot.services import flag_checks, flags, gates, releases
+from bot.services import flag_checks, flag_reject, flags, gates, releases
 from bot.store.db import Database
 from bot.usecases.context import Context
 from bot.usecases.refusals import Click, among, approver
@@ -57,6 +58,38 @@ async def release_flag(
             flag=flag,
             person=clicked.person,
             group_members=clicked.group_members,
+        )
+    )
+    ctx.wake()
+    return outcome
+
+
+@logged_ids("deployment_id")
+async def reject_flag(
+    ctx: Context, *, deployment_id: int, flag: str, user_id: str, reason: str
+) -> gates.Outcome:
+    """Reject the flag's pending step, with a reason: only someone who may approve it may
+    (who clicked is looked up in Slack's directory first, as for an approval)."""
+    scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
+    if scope is None:
+        return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
+    found = ctx.config.services.get(scope[0])
+    release = found.release if found is not None else None
+    principals = [p for rule in release.require for p in rule.approvers] if release else []
+    clicked = await approver(ctx, _click(user_id, deployment_id, flag), principals)
+    if isinstance(clicked, gates.Outcome):
+        return clicked
+    now = ctx.clock.now()
+    outcome = await ctx.write(
+        lambda s: flag_reject.reject_step(
+            s,
+            now=now,
+            config=ctx.config,
+            deployment_id=deployment_id,
+            flag=flag,
+            person=clicked.person,
+            group_members=clicked.group_members,
+            reason=reason,
         )
     )
     ctx.wake()

@@ -1,5 +1,5 @@
-"""Housekeeping the scheduler runs: sweep gates (remind, escalate, then expire) and drop old
-webhook bodies past their retention."""
+"""Housekeeping the scheduler runs: sweep gates and flag steps (remind, escalate, then
+expire) and drop old webhook bodies past their retention."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from bot.domain.errors import DeliveryFailed
-from bot.services import gate_sweep
+from bot.services import flag_gates, gate_sweep
 from bot.services.housekeeping import drop_old_webhook_bodies
 from bot.usecases.context import Context
 
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 async def sweep_gates(ctx: Context) -> int:
     """Remind approvers of gates waiting long, escalate the ones waiting longer (the user
-    groups among their approvers read from Slack first), expire the ones past their time."""
+    groups among their approvers read from Slack first), expire the ones past their time;
+    then remind or expire the flag steps waiting for approvals."""
     now = ctx.clock.now()
     principals = await ctx.read(
         lambda s: gate_sweep.escalation_principals(s, now=now, config=ctx.config)
@@ -32,6 +33,7 @@ async def sweep_gates(ctx: Context) -> int:
     acted = await ctx.write(
         lambda s: gate_sweep.sweep(s, now=now, config=ctx.config, group_members=members)
     )
+    acted += await ctx.write(lambda s: flag_gates.sweep(s, now=now, config=ctx.config))
     if acted:
         ctx.wake()
     return acted

@@ -16,11 +16,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.modals import (
     BREAK_GLASS_MODAL,
+    FLAG_REJECT_MODAL,
     REASON_BLOCK,
     REASON_INPUT,
     REJECT_MODAL,
     ROLLBACK_MODAL,
     break_glass_modal,
+    flag_reject_modal,
     reject_modal,
     rollback_modal,
 )
@@ -82,8 +84,9 @@ def _register_rollouts(app: AsyncApp, usecases: UseCases) -> None:
 
 
 def _register_flags(app: AsyncApp, usecases: UseCases) -> None:
-    """Release <flag> (an approval of its next step) and Kill switch (turn it off at once);
-    both buttons carry `<deployment id>:<flag key>`."""
+    """Release <flag> (an approval of its next step), Reject (close a step waiting for
+    approvals, with a reason) and Kill switch (turn it off at once); each button carries
+    `<deployment id>:<flag key>`."""
 
     @app.action("release_flag", middleware=ACK_FIRST)
     async def release(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -104,6 +107,38 @@ def _register_flags(app: AsyncApp, usecases: UseCases) -> None:
             user = body["user"]["id"]
             told = await usecases.kill_flag(deployment_id=target[0], flag=target[1], user_id=user)
             await _tell(client, body, told)
+
+    _register_flag_reject(app, usecases)
+
+
+def _register_flag_reject(app: AsyncApp, usecases: UseCases) -> None:
+    """Reject on a flag step waiting for approvals: a modal asks why, then the step is
+    closed (the button carries `<deployment id>:<flag key>`, as the flag's others do)."""
+
+    @app.action("release_flag_reject", middleware=ACK_FIRST)
+    async def clicked(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        target = _flag_value(body)
+        if target is None:
+            return
+        metadata = {"deployment_id": target[0], "flag": target[1], "channel": _channel(body)}
+        await client.views_open(trigger_id=body["trigger_id"], view=flag_reject_modal(metadata))
+
+    @app.view(FLAG_REJECT_MODAL)
+    async def submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        reason = _reason(body)
+        if not reason:
+            await ack(response_action="errors", errors={REASON_BLOCK: REASON_MISSING.text})
+            return
+        await ack()
+        metadata = json.loads(body["view"].get("private_metadata") or "{}")
+        outcome = await usecases.reject_flag(
+            deployment_id=int(metadata["deployment_id"]),
+            flag=str(metadata["flag"])[:200],
+            user_id=body["user"]["id"],
+            reason=reason,
+        )
+        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
 
 def _flag_value(body: dict[str, Any]) -> tuple[int, str] | None:

@@ -4,7 +4,8 @@ that ran after it.
 
     flags   [{id, deployment_id, service, environment, flag, seq, kind: rollout|kill,
               percent, provider, status, requirement, progress, requested_by, created_at,
-              decided_at, decided_by, delivered_at,
+              decided_at, decided_by, reason (why it was rejected or expired),
+              expires_at, delivered_at,
               receipt: {platform, status, ...} (the platform's answer, no secret),
               approvals: [{user_id, at}],
               checks: [{check_id, name, kind, runs: [{id, due_at, status, finished_at,
@@ -101,6 +102,8 @@ def _doc(
         "created_at": iso(step.created_at),
         "decided_at": iso(step.decided_at),
         "decided_by": step.decided_by,
+        "reason": step.reason,
+        "expires_at": iso(step.expires_at),
         "delivered_at": iso(step.delivered_at),
         "receipt": jsonable(step.receipt),
         "approvals": [{"user_id": a.user_id, "at": iso(a.created_at)} for a in approvals],

@@ -1,0 +1,173 @@
+"""A flag step's gate and the clock: when it expires and reminds (the deploy gate's timing
+rules, `bot.domain.gates.timing`, over the `release:` block's `expires_after`,
+`remind_after` and `remind_every`), the sweep that reminds and expires, and the close of a
+step rejected or expired.
+
+A closed step changes nothing on the flag platform: it is marked, audited
+(`flag.step_rejected`, `flag.step_expired`, with the subject `flag_step:<id>`), told in the
+release thread, and the release message is edited to show it. The scheduler's
+`gates.sweep` job sweeps flag steps with the deploy gates; each step is locked by its row
+version first, so a sweep racing a click ends in one consistent outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from bot.config import Config, GatePolicy
+from bot.config.types import format_duration
+from bot.domain import flags as rules
+from bot.domain import gates
+from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
+from bot.domain.messages import TemplateLine
+from bot.services import audit, flag_checks, outbox
+from bot.store.tables import FlagStep, row_id
+
+NOBODY_DECIDED = "nobody decided in time"
+
+
+def schedule(step: FlagStep, policy: GatePolicy) -> None:
+    """A newly opened step's expiry and first reminder, as a deploy gate's would be."""
+    times = GateTimes.from_gate(policy, step.created_at)
+    step.expires_at = times.expires_at
+    step.remind_at = times.remind_at
+
+
+def expired(step: FlagStep, now: datetime) -> bool:
+    """The pending step is past its time (the sweep may not have closed it yet)."""
+    return step.status == rules.PENDING and step.expires_at is not None and now >= step.expires_at
+
+
+def lock_open(session: Session, *, now: datetime, step: FlagStep) -> gates.Refusal | None:
+    """Lock the pending `step` for a decision; a step past its time (the sweep has not closed
+    it yet) is expired here instead, and why it can no longer be decided is answered."""
+    flag_checks.lock_step(session, step)
+    if not expired(step, now):
+        return None
+    expire(session, now=now, step=step)
+    return closed_refusal(step)
+
+
+def closed_refusal(step: FlagStep) -> gates.Refusal:
+    """Why the rejected or expired `step` can no longer be approved, and what to do."""
+    return rules.step_closed(
+        step.flag,
+        step.percent,
+        step.status,
+        by=step.decided_by,
+        reason=step.reason,
+        expired_at=step.expires_at,
+        mention=gates.slack_mention,
+    )
+
+
+def not_offered(steps: Sequence[FlagStep], flag: str, state: rules.FlagState) -> gates.Refusal:
+    """Why no step of the flag is offered now: the last one's gate closed, or the flag's
+    state says why (`rules.not_offered`)."""
+    if steps and steps[-1].status in rules.CLOSED_UNDECIDED:
+        return closed_refusal(steps[-1])
+    return rules.not_offered(flag, state)
+
+
+def close(
+    session: Session, *, now: datetime, step: FlagStep, status: str, actor: str, reason: str
+) -> None:
+    """Close the locked, pending `step` as rejected or expired: audited, told in the release
+    thread, the message edited. The flag is not changed."""
+    step.status = status
+    step.decided_at = now
+    step.decided_by = actor
+    step.reason = reason[:3000] or None
+    session.add(step)
+    session.flush()
+    audit.append(
+        session,
+        at=now,
+        actor=actor,
+        action=f"flag.step_{status}",
+        subject=f"flag_step:{row_id(step)}",
+        details={
+            "flag": step.flag,
+            "percent": step.percent,
+            "deployment_id": step.deployment_id,
+            "reason": reason,
+            "requirement": step.requirement,
+        },
+    )
+    what = f"The step of {step.flag} to {step.percent}%"
+    if status == rules.REJECTED:
+        text = f"{what} was rejected ({reason}); the flag is unchanged. Decided"
+        icon, by = ":no_entry:", actor
+    else:
+        text = f"{what} expired: {reason}; the flag is unchanged"
+        icon, by = ":alarm_clock:", None
+    flag_checks.tell(
+        session, now=now, deployment_id=step.deployment_id, icon=icon, text=text, by=by
+    )
+
+
+def expire(session: Session, *, now: datetime, step: FlagStep) -> None:
+    """Close the locked `step` as expired."""
+    close(
+        session, now=now, step=step, status=rules.EXPIRED, actor="releasebot", reason=NOBODY_DECIDED
+    )
+
+
+def sweep(session: Session, *, now: datetime, config: Config) -> int:
+    """Remind or expire each pending flag step that is due; how many steps were taken."""
+    acted = 0
+    pending = session.exec(
+        select(FlagStep)
+        .where(FlagStep.status == rules.PENDING)
+        .where(col(FlagStep.expires_at).is_not(None))
+        .order_by(col(FlagStep.id))
+    ).all()
+    for step in pending:
+        assert step.expires_at is not None
+        if now >= step.expires_at:
+            flag_checks.lock_step(session, step)
+            expire(session, now=now, step=step)
+            acted += 1
+        elif reminder_due(step.remind_at, step.reminded_at, now):
+            _remind(session, now=now, config=config, step=step)
+            acted += 1
+    return acted
+
+
+def _remind(session: Session, *, now: datetime, config: Config, step: FlagStep) -> None:
+    """A thread line mentioning the step's approvers; a repeating reminder is scheduled
+    again (`remind_every`), never at or after expiry."""
+    assert step.remind_at is not None and step.expires_at is not None
+    flag_checks.lock_step(session, step)
+    service = config.services.get(step.service)
+    every = service.release.remind_every if service and service.release else None
+    following = next_reminder(step.remind_at, every, now, step.expires_at)
+    step.reminded_at = now
+    if following is not None:
+        step.remind_at = following
+    session.add(step)
+    session.flush()
+    approvers = list(gates.Requirement.from_dict(step.requirement).principals())
+    waited = format_duration(now - step.created_at)
+    text = (
+        f"the step of {step.flag} to {step.percent}% has waited {waited} for approval. "
+        f"It expires at {step.expires_at:%Y-%m-%d %H:%M} UTC."
+    )
+    fields = {"icon": ":bell:", "text": text, "by": None, "mention": approvers}
+    line = TemplateLine(step.deployment_id, flag_checks.TEMPLATE, fields)
+    outbox.enqueue(session, line, now=now)
+    details: dict[str, object] = {"flag": step.flag, "percent": step.percent}
+    details["approvers"] = approvers
+    if following is not None:
+        details["next_reminder"] = following.isoformat()
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action="flag.reminded",
+        subject=f"flag_step:{row_id(step)}",
+        details=details,
+    )
