@@ -16,7 +16,11 @@
   Kubernetes schemas of two releases with `kubernetes-validate --strict`; the ServiceMonitor
   (a CRD's kind, in no Kubernetes schema) is checked by our own rules instead. Split mode is
   checked to render a web and a worker Deployment (the Service and budget on the web pods)
-  and to refuse rendering without PostgreSQL.
+  and to refuse rendering without PostgreSQL. The spool's persistent volume
+  (`spool.persistence`) is rendered and checked too, alone and with split: the pods that
+  receive webhooks become a StatefulSet with a claim per pod mounted at RELEASEBOT_SPOOL_DIR
+  (or one existing claim for one pod), and rendering refuses an existing claim for several
+  pods or a mount under /tmp.
 
 Prints one line per check and every problem; exits 1 when any check failed.
 """
@@ -47,6 +51,14 @@ SPLIT: dict[str, Any] = {
     "split": True,
     "database": {"backend": "postgresql"},
     "serviceMonitor": {"enabled": True},
+}
+# The webhook spool on a persistent volume: a claim per pod, from a StorageClass.
+SPOOL_PERSISTENCE = {"enabled": True, "size": "2Gi", "storageClass": "fast-ssd"}
+SPOOL: dict[str, Any] = {"spool": {"persistence": SPOOL_PERSISTENCE}}
+# One pod on a claim made beforehand.
+SPOOL_CLAIM: dict[str, Any] = {
+    "replicaCount": 1,
+    "spool": {"persistence": {"enabled": True, "existingClaim": "releasebot-spool"}},
 }
 
 problems: list[str] = []
@@ -231,7 +243,7 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 @check("helm chart: helm lint --strict")
 def chart_lint() -> Iterator[str]:
-    for values in ({}, {"serviceMonitor": {"enabled": True}}, SPLIT):
+    for values in ({}, {"serviceMonitor": {"enabled": True}}, SPLIT, SPOOL, SPLIT | SPOOL):
         report = helm.lint(CHART, values, strict=True)
         yield from (str(error) for error in report.get("errors") or [])
         for message in report.get("messages") or []:
@@ -243,9 +255,13 @@ def chart_lint() -> Iterator[str]:
 def chart_schemas() -> Iterator[str]:
     expected = ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service"]
     split = ["Deployment", "Service"]  # the worker Deployment and its headless Service
+    without_deployment = [kind for kind in expected if kind != "Deployment"]
     for values, kinds_wanted in (
         ({"serviceMonitor": {"enabled": True}}, [*expected, "ServiceMonitor"]),
         (SPLIT, [*expected, *split, "ServiceMonitor"]),
+        (SPOOL, [*without_deployment, "StatefulSet"]),
+        (SPLIT | SPOOL, [*without_deployment, "StatefulSet", *split, "ServiceMonitor"]),
+        (SPOOL_CLAIM, [*without_deployment, "StatefulSet"]),
     ):
         docs = render(values)
         kinds = sorted(doc["kind"] for doc in docs)
@@ -359,6 +375,94 @@ def chart_split_rules() -> Iterator[str]:
             yield f"{values}: split must refuse to render without PostgreSQL and a worker"
 
 
+def container_of(workload: dict[str, Any]) -> dict[str, Any]:
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def spool_dir(workload: dict[str, Any]) -> str | None:
+    """RELEASEBOT_SPOOL_DIR of its pods (None: unset, the temp directory, /tmp's emptyDir)."""
+    env = container_of(workload)["env"]
+    found = [e.get("value") for e in env if e["name"] == "RELEASEBOT_SPOOL_DIR"]
+    return str(found[-1]) if found else None
+
+
+def spool_volume(workload: dict[str, Any]) -> Iterator[str]:
+    """Problems of a StatefulSet whose pods keep their spool on a claim of their own each."""
+    name = workload["metadata"]["name"]
+    directory = spool_dir(workload)
+    mounts = {m["mountPath"]: m["name"] for m in container_of(workload)["volumeMounts"]}
+    if directory is None or directory.startswith("/tmp") or directory not in mounts:
+        yield f"{name}: RELEASEBOT_SPOOL_DIR {directory} must be the spool volume's mount"
+        return
+    claims = {
+        t["metadata"]["name"]: t["spec"] for t in workload["spec"].get("volumeClaimTemplates", [])
+    }
+    claim = claims.get(mounts[directory])
+    wanted = {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": SPOOL_PERSISTENCE["storageClass"],
+        "resources": {"requests": {"storage": SPOOL_PERSISTENCE["size"]}},
+    }
+    if claim != wanted:
+        yield f"{name}: the spool's volumeClaimTemplate is {claim}, not {wanted}"
+
+
+@check("helm chart: the webhook spool on persistent volumes (spool.persistence)")
+def chart_spool_rules() -> Iterator[str]:
+    for values in ({}, SPLIT):
+        if any(doc["kind"] == "StatefulSet" or spool_dir(doc) for doc in workloads(values)):
+            yield f"without spool.persistence the pods keep the spool in /tmp ({values})"
+    for values, role in ((SPOOL, "all"), (SPLIT | SPOOL, "web")):
+        docs = render(values)
+        [job] = [doc for doc in docs if doc["kind"] == "Job"]
+        by_role = {role_of(doc): doc for doc in docs if doc["kind"] in WORKLOADS}
+        spooling = by_role[role]
+        if spooling["kind"] != "StatefulSet":
+            yield f"the {role} pods must be a StatefulSet with spool.persistence ({values})"
+            continue
+        yield from deployment_problems(spooling, job)
+        yield from spool_volume(spooling)
+        services = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Service"}
+        front = services.get(spooling["spec"]["serviceName"], {}).get("spec", {})
+        if not selects(front.get("selector", {}), spooling):
+            yield f"{spooling['metadata']['name']}: serviceName must be the Service of its pods"
+        budget = next(doc for doc in docs if doc["kind"] == "PodDisruptionBudget")
+        if not selects(budget["spec"]["selector"]["matchLabels"], spooling):
+            yield f"{spooling['metadata']['name']}: the PodDisruptionBudget must select its pods"
+        worker = by_role.get("worker")
+        if worker is not None and (worker["kind"] != "Deployment" or spool_dir(worker)):
+            yield "the split worker receives no webhooks: a Deployment without a spool volume"
+    [claimed] = workloads(SPOOL_CLAIM)
+    volumes = {v["name"]: v for v in claimed["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container_of(claimed)["volumeMounts"]}
+    volume = volumes.get(mounts.get(spool_dir(claimed) or "", ""), {})
+    if claimed["kind"] != "StatefulSet" or claimed["spec"].get("volumeClaimTemplates"):
+        yield "existingClaim: one StatefulSet pod on that claim, no claim template"
+    if volume.get("persistentVolumeClaim", {}).get("claimName") != "releasebot-spool":
+        yield f"existingClaim: RELEASEBOT_SPOOL_DIR must be the claim's mount, not {volume}"
+    refused = (
+        {"spool": {"persistence": {"enabled": True, "existingClaim": "releasebot-spool"}}},
+        SPLIT | {"spool": SPOOL_CLAIM["spool"]},
+        {"spool": {"persistence": {**SPOOL_PERSISTENCE, "mountPath": "/tmp/spool"}}},
+    )
+    for values in refused:
+        try:
+            render(values)
+        except helm.HelmRenderError as exc:
+            if "spool.persistence" not in str(exc):
+                yield f"{values}: refused for another reason: {exc}"
+        else:
+            yield f"{values}: must refuse one claim for several pods, or a spool under /tmp"
+
+
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
+def workloads(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [doc for doc in render(values) if doc["kind"] in WORKLOADS]
+
+
 def main() -> int:
     for run in (
         hadolint,
@@ -370,6 +474,7 @@ def main() -> int:
         chart_schemas,
         chart_rules,
         chart_split_rules,
+        chart_spool_rules,
     ):
         run()
     if problems:

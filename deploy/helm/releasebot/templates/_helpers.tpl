@@ -94,3 +94,25 @@ never in `helm template`). */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The spool's persistent volume (spool.persistence): an existing claim is one volume, so
+only one pod may mount it (replicaCount, or web.replicas with split, of 1); a claim per pod
+(the volumeClaimTemplate) needs a size; the mount is a directory of its own, outside /tmp
+(an emptyDir) and the config. Rendering fails otherwise. */}}
+{{- define "releasebot.checkSpool" -}}
+{{- $persistence := .Values.spool.persistence -}}
+{{- if $persistence.enabled -}}
+{{- $replicas := int (ternary .Values.web.replicas .Values.replicaCount (and .Values.split true)) -}}
+{{- $which := ternary "web.replicas" "replicaCount" (and .Values.split true) -}}
+{{- if and $persistence.existingClaim (ne $replicas 1) -}}
+{{- fail (printf "spool.persistence.existingClaim %q is one volume that one pod at a time may mount, so %s must be 1 (it is %d); leave existingClaim empty to give each pod a claim of its own" $persistence.existingClaim $which $replicas) -}}
+{{- end -}}
+{{- if and (not $persistence.existingClaim) (not $persistence.size) -}}
+{{- fail "spool.persistence.size is needed for the claim each pod gets (e.g. 1Gi)" -}}
+{{- end -}}
+{{- $path := $persistence.mountPath | toString -}}
+{{- if or (not (hasPrefix "/" $path)) (eq $path "/") (eq $path "/tmp") (hasPrefix "/tmp/" $path) (hasPrefix "/etc/releasebot" $path) -}}
+{{- fail (printf "spool.persistence.mountPath must be an absolute directory of its own, outside /tmp (an emptyDir) and /etc/releasebot (the config); it is %q" $path) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
