@@ -428,6 +428,9 @@ ACTIONS = [
     "release_break_glass",
     "release_break_glass_confirm",
     "release_rerequest",
+    "release_flag",
+    "release_flag_reject",
+    "release_kill_switch",
     "release_list_page",
     "release_unknown",
 ]
@@ -473,7 +476,13 @@ def click(draw: st.DrawFn) -> Inbound:
     return _interaction(payload, draw)
 
 
-MODALS = ["release_reject_modal", "release_rollback_modal", "release_break_glass_modal", "x"]
+MODALS = [
+    "release_reject_modal",
+    "release_rollback_modal",
+    "release_break_glass_modal",
+    "release_flag_reject_modal",
+    "x",
+]
 
 
 @st.composite

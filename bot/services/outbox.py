@@ -221,14 +221,13 @@ def begin_attempt(
     call is going out (keeping the time of an earlier attempt still in doubt). None when
     the lease was lost (another worker claimed the row, or it was settled): send nothing."""
     conn = session.connection()
-    row = conn.execute(sa.select(_OUTBOX.c.attempted_at).where(_held(row_id, token))).first()
+    fenced = token is not None
+    held = {"row_id": row_id, "token": token}
+    row = conn.execute(_ATTEMPTED_AT[fenced], held).first()
     if row is None:
         return None
-    conn.execute(
-        sa.update(_OUTBOX)
-        .where(_held(row_id, token))
-        .values(attempted_at=row.attempted_at or now, claimed_until=now + lease)
-    )
+    went_out = row.attempted_at or now
+    conn.execute(_BEGIN[fenced], {**held, "went_out": went_out, "until": now + lease})
     return Attempt(in_doubt_since=row.attempted_at)
 
 
@@ -264,10 +263,34 @@ _SENT_VALUES: dict[str, Any] = {
 }
 
 
+# The statements of a lane's two writes per row, built once (fenced by a lease token, or
+# not): the row still held, then marked attempted, or marked sent.
+def _one_held(fenced: bool) -> sa.ColumnElement[bool]:
+    clause = (_OUTBOX.c.id == sa.bindparam("row_id")) & (_OUTBOX.c.status == PENDING)
+    return clause & (_OUTBOX.c.lease_token == sa.bindparam("token")) if fenced else clause
+
+
+_ATTEMPTED_AT = {
+    fenced: sa.select(_OUTBOX.c.attempted_at).where(_one_held(fenced)) for fenced in (True, False)
+}
+_BEGIN = {
+    fenced: sa.update(_OUTBOX)
+    .where(_one_held(fenced))
+    .values(attempted_at=sa.bindparam("went_out"), claimed_until=sa.bindparam("until"))
+    for fenced in (True, False)
+}
+_MARK_SENT = {
+    fenced: sa.update(_OUTBOX)
+    .where(_one_held(fenced))
+    .values(sent_at=sa.bindparam("now"), **_SENT_VALUES)
+    for fenced in (True, False)
+}
+
+
 def mark_sent(session: Session, *, row_id: int, now: datetime, token: str | None = None) -> bool:
     """Mark a row sent; False (and nothing changed) when `token` no longer holds it."""
     result = session.connection().execute(
-        sa.update(_OUTBOX).where(_held(row_id, token)).values(sent_at=now, **_SENT_VALUES)
+        _MARK_SENT[token is not None], {"row_id": row_id, "token": token, "now": now}
     )
     return bool(result.rowcount)
 
