@@ -357,8 +357,7 @@ class Sends:
         announcement = Announcement.from_payload(row.payload)
         view = self._view(announcement.deployment_id, batch)
         channel = view.channel or self._config.channel_for(view.service)
-        lines = lines_of(row.payload)  # lines queued while it waited go out with it
-        text = "\n".join(self._renderer.thread_reply(view, line) for line in lines)
+        text = self._renderer.thread_reply(view, row.payload)
         tag = metadata(ANNOUNCE_EVENT, deployment_id=view.deployment_id, outbox_id=row.id)
         await self._post_once(row, batch, channel=channel, text=text, metadata=tag)
 
