@@ -126,12 +126,14 @@ def _rewrite(
     if conn.dialect.name == "postgresql":
         # One writer at a time recounts a day: two would each miss the other's rows.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEAD_LOCK})
-    conn.execute(sa.delete(LEADS).where(t.release_id == release_id))
     commits = conn.execute(
         sa.select(_COMMIT.c.sha, _COMMIT.c.authored_us).where(
             _COMMIT.c.release_id == release_id, _COMMIT.c.authored_us.is_not(None)
         )
     ).all()
+    if not commits and not kept:  # nothing stored, nothing to store: no day's count moves
+        return 0
+    conn.execute(sa.delete(LEADS).where(t.release_id == release_id))
     rows = [row for run in sources.values() for row in _rows(release_id, run, commits)]
     if rows:
         conn.execute(sa.insert(LEADS), rows)
