@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 Receipt = dict[str, Any]
 _CURRENT: ContextVar[list[Receipt] | None] = ContextVar("delivery_receipts", default=None)
-_RUN_ID = re.compile(r"\(run (\d+)\)|/runs/(\d+)|/pipelines/(\d+)|/job/[^/]+/(\d+)")
+_RUN_ID = re.compile(r"\(run (\d+)\)|/runs/(\d+)|/pipelines/(\d+)|/job/[^/]+/(\d+)|/-/jobs/(\d+)")
 # Kinds whose sending is not itself a side effect worth a receipt: forwarding the audit
 # trail to a SIEM would otherwise audit every forward, and forward that record in turn.
 UNRECORDED = frozenset({"audit.forward"})

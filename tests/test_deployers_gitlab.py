@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -185,7 +186,8 @@ async def test_approve_posts_the_approval(
     comment = "Approved in Slack by Grace Hopper: change window open"
     fake.on("POST", APPROVAL_PATH, approval_answer("approved", comment))
 
-    result = await approver.execute(approval())
+    # Only the approval: `run_job: false` leaves starting the job to people in GitLab.
+    result = await approver.execute(replace(approval(), target={"run_job": False}))
 
     [call] = fake.requests
     assert call.headers["private-token"] == TOKEN
@@ -386,7 +388,12 @@ async def test_promote_approves_the_deployment_of_that_commit_waiting_in_gitlab(
     fake.on("POST", path, approval_answer("approved", "x"))
 
     result = await approver.execute(
-        req("gitlab_deployment_approval", action, target={"environment": "prod-eu"}, context={})
+        req(
+            "gitlab_deployment_approval",
+            action,
+            target={"environment": "prod-eu", "run_job": False},
+            context={},
+        )
     )
 
     listing, decision = fake.requests

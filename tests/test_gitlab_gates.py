@@ -47,17 +47,37 @@ HOOK_PROJECT_ID = 30  # the Deployment Hook fixture's project
 
 
 class FakeGitLab:
-    """GitLab's REST API for one project (by id or path): deployments and their approvals."""
+    """GitLab's REST API for one project (by id or path): deployments, their approvals, and
+    their jobs (played as GitLab plays them: a `manual` job is enqueued, a started one is
+    refused as unplayable, a finished one would be retried, which releasebot must never ask)."""
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
         self.deployments: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[int, dict[str, Any]] = {}
         self.refusal: tuple[int, str] | None = None  # what POST .../approval answers instead
+        self.play_refusal: tuple[int, str] | None = None  # what POST .../play answers instead
+        self.outage_at_play = 0  # the next play is carried out, then this many answers are lost
+        self._lost = 0
 
     def hold(
-        self, deployment_id: int, *, environment: str = "production", sha: str = SHA_A
+        self,
+        deployment_id: int,
+        *,
+        environment: str = "production",
+        sha: str = SHA_A,
+        approvals: int = 1,
     ) -> None:
-        """A deployment GitLab blocks until it is approved; its job waits in `manual`."""
+        """A deployment GitLab blocks until `approvals` more are given; its job waits in
+        `manual` (and stays there once approved, as with approval rules)."""
+        job_id = 3580121210 + deployment_id
+        job = {
+            "id": job_id,
+            "status": "manual",
+            "name": "deploy",
+            "web_url": f"https://gitlab.com/acme/ledger/-/jobs/{job_id}",
+        }
+        self.jobs[job_id] = job
         self.deployments[deployment_id] = {
             "id": deployment_id,
             "iid": deployment_id - 10,
@@ -66,11 +86,15 @@ class FakeGitLab:
             "status": "blocked",
             "created_at": "2026-11-16T10:00:00.000Z",
             "environment": {"id": 4, "name": environment},
-            "deployable": {"id": 3580121225, "status": "manual", "name": "deploy"},
+            "deployable": job,
             "user": {"username": "jsmithy2"},
             "approvals": [],
-            "pending_approval_count": 1,
+            "pending_approval_count": approvals,
         }
+
+    def plays(self) -> list[str]:
+        """The path of every job play sent."""
+        return [unquote(r.url.path) for r in self.calls("POST", "/play")]
 
     def calls(self, method: str, suffix: str) -> list[httpx.Request]:
         return [
@@ -87,6 +111,15 @@ class FakeGitLab:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        answer = self._answer(request)
+        if request.url.path.endswith("/play") and self.outage_at_play:
+            self._lost, self.outage_at_play = self.outage_at_play, 0
+        if self._lost > 0:
+            self._lost -= 1
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return answer
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("private-token") != API_TOKEN:
             return httpx.Response(401, json={"message": "401 Unauthorized"})
         parts = request.url.raw_path.decode().split("?", 1)[0].split("/")
@@ -109,7 +142,25 @@ class FakeGitLab:
             return self._approve(int(rest[1]), json.loads(request.content))
         if rest[:2] == ["repository", "commits"]:
             return self._commit(rest)
+        if rest[:1] == ["jobs"] and int(rest[1]) in self.jobs:
+            job = self.jobs[int(rest[1])]
+            if rest[2:] == ["play"] and request.method == "POST":
+                return self._play(job)
+            if len(rest) == 2 and request.method == "GET":
+                return httpx.Response(200, json=job)
         return httpx.Response(404, json={"message": "404 Not Found"})
+
+    def _play(self, job: dict[str, Any]) -> httpx.Response:
+        if self.play_refusal is not None:
+            status, message = self.play_refusal
+            return httpx.Response(status, json={"message": message})
+        if job["status"] == "manual":
+            job["status"] = "pending"
+            return httpx.Response(200, json=job)
+        if job["status"] in ("success", "failed", "canceled"):
+            job["status"] = "retried"  # GitLab would run it again: a second deploy
+            return httpx.Response(200, json=job)
+        return httpx.Response(400, json={"message": "400 Bad request - Unplayable Job"})
 
     def _list(self, params: httpx.QueryParams) -> httpx.Response:
         found = [
@@ -128,10 +179,12 @@ class FakeGitLab:
         if self.refusal is not None:
             status, message = self.refusal
             return httpx.Response(status, json={"message": message})
-        if deployment["status"] != "blocked":
+        if deployment["status"] != "blocked" or deployment["pending_approval_count"] <= 0:
             return httpx.Response(
                 400, json={"message": "This deployment is not waiting for approvals."}
             )
+        if body["status"] == "approved":
+            deployment["pending_approval_count"] -= 1
         approval = {
             "user": {"id": 77, "username": "releasebot-approver", "name": "Release Bot"},
             "status": body["status"],

@@ -19,7 +19,14 @@ class GithubWorkflowDeploy(ConfigModel):
 
 
 class GitlabDeploymentApproval(ConfigModel):
-    """Approve the waiting GitLab protected-environment deployment."""
+    """Approve the waiting GitLab protected-environment deployment, then run its job.
+
+    `run_job` (default true): once GitLab no longer waits for approvals, play the
+    deployment's job left in `manual`; false only approves, and someone starts the job in
+    GitLab.
+    """
+
+    run_job: bool = True
 
 
 class GitlabTrigger(ConfigModel):

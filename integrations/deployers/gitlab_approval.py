@@ -15,6 +15,19 @@ plus `["gitlab_represented_as"]` when a rule or group must be named. GitLab answ
 approver: it must be allowed to approve (and may be barred from approving a deployment it
 triggered).
 
+An approval does not start the deployment: GitLab leaves its job in `manual`. So after an
+approval GitLab accepted (or found already recorded, below), unless the environment says
+`deploy.gitlab_deployment_approval.run_job: false`, the deployment is read
+(`GET /projects/:id/deployments/:deployment_id`) and, once GitLab no longer waits for
+approvals, its job is played (`POST /projects/:id/jobs/:job_id/play`) when it is `manual`:
+once, and never when it already started (that counts as done) or ended (`failed`,
+`canceled`: a non-retryable failure). While a GitLab rule still wants more approvers nothing
+is played and the result says "GitLab waits for N more approvals". The result then carries
+the job's page (`.../-/jobs/<id>`), so the delivery receipt names the job. The token's user
+must be allowed to run it: the Developer role or more, and deploy access to the protected
+environment. `integrations/deployers/gitlab_jobs.py` holds the details. A reject runs
+nothing.
+
 For promote (a promotion's gate was approved in Slack, or the environment has no gate), and
 for an approve that names no deployment or a promotion's reject (its gate rejected in Slack,
 or expired: `on_approve` in the context), the deployment is the newest one of the
@@ -31,8 +44,9 @@ GitLab" (the promotion it refused never starts either way). Approving again whil
 deployment still waits just updates the approval, so the call is retried like any other.
 Once enough approvals unblocked it, GitLab answers 400 "This deployment is not waiting for
 approvals."; that counts as done only when the deployment's `approvals` hold this very
-decision (same status and comment, i.e. an earlier attempt got through); otherwise it is a
-non-retryable failure with GitLab's words.
+decision (same status and comment, i.e. an earlier attempt got through), and the job is then
+handled from that same read of the deployment, so a retry after a lost answer never plays it
+twice; otherwise it is a non-retryable failure with GitLab's words.
 
 **`gitlab_trigger`** `{project, ref, token_env}`: for promote/rollback/approve,
 
@@ -75,6 +89,7 @@ from integrations.deployers import (
     secret_value,
     short_sha,
 )
+from integrations.deployers.gitlab_jobs import GitLabJobRunner, runs_job
 from integrations.errors import CredentialsError
 from integrations.gitlab.client import pick_waiting, project_path, waiting_query
 from integrations.gitlab.payloads import CONTEXT_DEPLOYMENT, CONTEXT_ENVIRONMENT, CONTEXT_PROJECT
@@ -106,6 +121,7 @@ class GitLabApprovalDeployer:
         self._client = client
         self._token = token.strip()
         self._retry = retry or RetryPolicy()
+        self._jobs = GitLabJobRunner(client, self._token, self._retry)
 
     async def execute(self, request: DeployRequest) -> DeployResult:
         require_action(request, ("approve", "reject", "promote"))
@@ -176,10 +192,12 @@ class GitLabApprovalDeployer:
             )
         except DeliveryFailed as failure:
             if failure.status == 400 and NOT_WAITING in failure.reason.lower():
-                if await self._already_recorded(deployment_path, status, comment):
-                    return DeployResult(
-                        detail=f"{done.detail} (GitLab had already recorded this decision)"
+                recorded = await self._already_recorded(deployment_path, status, comment)
+                if recorded is not None:
+                    done = replace(
+                        done, detail=f"{done.detail} (GitLab had already recorded this decision)"
                     )
+                    return await self._run_job(request, done, project_id, deployment_id, recorded)
             raise explained(
                 failure,
                 {
@@ -189,13 +207,40 @@ class GitLabApprovalDeployer:
                     404: "project or deployment not found, or the token cannot see it",
                 },
             ) from failure
-        return DeployResult(detail=f"{done.detail}: {_answer(response, status)}")
+        done = replace(done, detail=f"{done.detail}: {_answer(response, status)}")
+        return await self._run_job(request, done, project_id, deployment_id)
+
+    async def _run_job(
+        self,
+        request: DeployRequest,
+        done: DeployResult,
+        project_id: str,
+        deployment_id: int,
+        deployment: Mapping[str, Any] | None = None,
+    ) -> DeployResult:
+        """`done`, after playing the approved deployment's job when the environment runs it
+        (`run_job`, default true); a reject runs nothing."""
+        if request.action != "approve" or not runs_job(request):
+            return done
+        try:
+            outcome = await self._jobs.after_approval(project_id, deployment_id, deployment)
+        except DeliveryFailed as failure:
+            raise DeliveryFailed(
+                f"GitLab recorded the approval of deployment {deployment_id}, "
+                f"but its job did not run: {failure.reason}",
+                retryable=failure.retryable,
+                retry_after=failure.retry_after,
+                status=failure.status,
+            ) from failure
+        return DeployResult(detail=f"{done.detail}; {outcome.detail}", url=outcome.url)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _already_recorded(self, deployment_path: str, status: str, comment: str) -> bool:
-        """Whether the deployment's approvals hold this decision (an earlier attempt's)."""
+    async def _already_recorded(
+        self, deployment_path: str, status: str, comment: str
+    ) -> Mapping[str, Any] | None:
+        """The deployment, when its approvals hold this decision (an earlier attempt's)."""
         try:
             response = await self._retry.request(
                 self._client,
@@ -204,17 +249,19 @@ class GitLabApprovalDeployer:
                 headers={"PRIVATE-TOKEN": self._token},
                 secrets=[self._token],
             )
-            approvals = json_object(response, f"GET {deployment_path}").get("approvals")
+            deployment = json_object(response, f"GET {deployment_path}")
         except DeliveryFailed:
-            return False
+            return None
+        approvals = deployment.get("approvals")
         if not isinstance(approvals, list):
-            return False
-        return any(
+            return None
+        recorded = any(
             isinstance(item, Mapping)
             and item.get("status") == status
             and item.get("comment") == comment
             for item in approvals
         )
+        return deployment if recorded else None
 
     def __repr__(self) -> str:
         return f"GitLabApprovalDeployer(base_url={str(self._client.base_url)!r})"
