@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlmodel import select
 
-from bot.app import Overrides
 from bot.config import Config, parse_config
 from bot.scheduling import gate_sweep
 from bot.store.tables import FlagStep
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
-from tests.fake_flags import LD_API_KEY, FlagEdge
+from tests.fake_flags import LD_API_KEY, FlagEdge, flag_bot
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import example_config_data
-from tests.slackflow import gated_env, submit_reason, told
+from tests.slackflow import submit_reason, told
 from tests.test_flags_launchdarkly import (
     FLAG,
     audited,
@@ -51,16 +50,14 @@ def flags(edge: FakeEdge) -> FlagEdge:
 async def bot(
     bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        config=two_approvals_config(),
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
+    async with flag_bot(
+        bot_factory,
+        clock,
+        app_private_key,
+        transport=flags.transport,
         environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+        config=two_approvals_config(),
+    ) as running:
         yield running
 
 

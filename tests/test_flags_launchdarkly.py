@@ -13,14 +13,13 @@ from urllib.parse import urlencode
 import pytest
 from sqlmodel import col, select
 
-from bot.app import Overrides
 from bot.config import parse_config
 from bot.domain.errors import ConfigError
 from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent, Deployment
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
-from tests.fake_flags import LD_API_KEY, FlagEdge
+from tests.fake_flags import LD_API_KEY, FlagEdge, flag_bot
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import (
     SHA_A,
@@ -30,7 +29,7 @@ from tests.helpers import (
     github_headers,
     slack_headers,
 )
-from tests.slackflow import CHANNEL, gated_env, told
+from tests.slackflow import CHANNEL, told
 
 FLAG = "new-checkout-flow"
 
@@ -44,15 +43,13 @@ def flags(edge: FakeEdge) -> FlagEdge:
 async def bot(
     bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
+    async with flag_bot(
+        bot_factory,
+        clock,
+        app_private_key,
+        transport=flags.transport,
         environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+    ) as running:
         yield running
 
 

@@ -17,7 +17,7 @@ from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
-from tests.fake_flags import UNLEASH_HOST, UNLEASH_TOKEN, FlagEdge
+from tests.fake_flags import UNLEASH_HOST, UNLEASH_TOKEN, FlagEdge, flag_bot
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import SHA_B, example_config_data
 from tests.slackflow import click, gated_env, request_gate, submit_reason, the_gate, told
@@ -49,16 +49,14 @@ def flags(edge: FakeEdge) -> FlagEdge:
 async def bot(
     bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        config=unleash_config(),
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
+    async with flag_bot(
+        bot_factory,
+        clock,
+        app_private_key,
+        transport=flags.transport,
         environ={"UNLEASH_ADMIN_TOKEN": UNLEASH_TOKEN},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+        config=unleash_config(),
+    ) as running:
         yield running
 
 
