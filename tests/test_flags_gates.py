@@ -5,8 +5,6 @@ pack shows how it closed. The flag platform is never touched by a step that clos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlmodel import select
 
@@ -14,9 +12,9 @@ from bot.config import Config, parse_config
 from bot.scheduling import gate_sweep
 from bot.store.tables import FlagStep
 from integrations.sandbox.webapi import FakeSlackWebApi
-from tests.conftest import Bot, BotFactory
-from tests.fake_flags import LD_API_KEY, FlagEdge, flag_bot
-from tests.fakes import FakeEdge, FrozenClock
+from tests.conftest import Bot
+from tests.fake_flags import LD_API_KEY, FlagEdge, flag_fixtures
+from tests.fakes import FrozenClock
 from tests.helpers import example_config_data
 from tests.slackflow import submit_reason, told
 from tests.test_flags_launchdarkly import (
@@ -41,24 +39,9 @@ def two_approvals_config() -> Config:
     return parse_config(data)
 
 
-@pytest.fixture
-def flags(edge: FakeEdge) -> FlagEdge:
-    return FlagEdge(edge)
-
-
-@pytest.fixture
-async def bot(
-    bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
-) -> AsyncIterator[Bot]:
-    async with flag_bot(
-        bot_factory,
-        clock,
-        app_private_key,
-        transport=flags.transport,
-        environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY},
-        config=two_approvals_config(),
-    ) as running:
-        yield running
+flags, bot = flag_fixtures(
+    environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY}, config=two_approvals_config
+)
 
 
 def flag_buttons(slack: FakeSlackWebApi) -> list[str]:
