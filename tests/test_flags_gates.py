@@ -101,7 +101,8 @@ async def test_an_approver_rejects_a_waiting_flag_step_with_a_reason(
     )
     section = release_section(slack)
     assert "step to 10% rejected by <@U0RM2>: not before the holiday sale" in section
-    assert flag_buttons(slack) == []  # nothing to approve or reject on this deploy any more
+    # nothing to approve or reject on this deploy any more; the step may be asked for again
+    assert flag_buttons(slack) == ["release_flag_rerequest"]
     line = next(t for t in thread(slack) if "was rejected" in t)
     assert "not before the holiday sale" in line and "<@U0RM2>" in line
     [rejected] = audited(bot, "flag.step_rejected")
@@ -169,7 +170,7 @@ async def test_a_flag_step_nobody_decided_expires_and_a_late_approval_is_refused
     [step] = steps(bot)
     assert (step.status, step.decided_by) == ("expired", "releasebot")
     assert "step to 10% expired: nobody decided in time" in release_section(slack)
-    assert flag_buttons(slack) == []
+    assert flag_buttons(slack) == ["release_flag_rerequest"]
     assert any("expired: nobody decided in time" in t for t in thread(slack))
     [expired] = audited(bot, "flag.step_expired")
     assert (expired["actor"], expired["subject"]) == ("releasebot", f"flag_step:{step.id}")

@@ -64,6 +64,30 @@ def closed_refusal(step: FlagStep) -> gates.Refusal:
     )
 
 
+def stale_click(
+    flag: str,
+    steps: Sequence[FlagStep],
+    pending: FlagStep | None,
+    step_id: int | None,
+    *,
+    rerequested: bool,
+) -> gates.Refusal | None:
+    """Why a Release click is from an older state of the message, or None. A step asked for
+    again (`rerequested`) is approved only by the Release button showing it, which carries
+    its id; a button from before (no id, or another step's) is refused, so a late click on
+    the closed step's button never counts for the fresh one."""
+    if step_id is None:
+        if pending is not None and rerequested:
+            return rules.asked_again(flag, pending.percent)
+        return None
+    if pending is not None:
+        return None if pending.id == step_id else rules.asked_again(flag, pending.percent)
+    clicked = next((s for s in steps if s.id == step_id), None)
+    if clicked is not None and clicked.status in rules.CLOSED_UNDECIDED:
+        return closed_refusal(clicked)
+    return rules.stale_button(flag)
+
+
 def not_offered(steps: Sequence[FlagStep], flag: str, state: rules.FlagState) -> gates.Refusal:
     """Why no step of the flag is offered now: the last one's gate closed, or the flag's
     state says why (`rules.not_offered`)."""
