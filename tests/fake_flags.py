@@ -5,11 +5,18 @@ request. `FlagEdge` puts them beside the rest of the fake outside world (`FakeEd
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.fakes import FakeEdge
+from bot.app import Overrides
+from bot.config import Config
+from tests.conftest import Bot, BotFactory
+from tests.fakes import FakeEdge, FrozenClock
+from tests.slackflow import gated_env
 
 LD_HOST = "app.launchdarkly.com"
 UNLEASH_HOST = "unleash.acme.example"
@@ -178,3 +185,60 @@ class FlagEdge:
         if request.url.host == UNLEASH_HOST:
             return self.unleash.handle(request)
         return self.edge._route(request)
+
+
+@asynccontextmanager
+async def flag_bot(
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    app_private_key: str,
+    *,
+    transport: httpx.AsyncBaseTransport,
+    environ: dict[str, str],
+    config: Config | None = None,
+) -> AsyncIterator[Bot]:
+    """The bot the flag tests drive: the flag platforms behind `transport`, their secrets in
+    `environ`, the scheduler and the outbox worker off (the tests run them), and the GitHub
+    App of the gate tests."""
+    overrides = Overrides(
+        clock=clock,
+        config=config,
+        start_scheduler=False,
+        run_outbox_worker=False,
+        process_before_response=True,
+        http_transport=transport,
+        environ=environ,
+    )
+    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+        yield running
+
+
+def flag_fixtures(
+    *, environ: dict[str, str], config: Callable[[], Config] | None = None
+) -> tuple[Any, Any]:
+    """The `flags` (the fake platforms) and `bot` (`flag_bot` over them, with `environ` and
+    the config `config` builds, the example's by default) fixtures of a flag test module:
+
+        flags, bot = flag_fixtures(environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY})
+    """
+
+    @pytest.fixture(name="flags")
+    def flags_fixture(edge: FakeEdge) -> FlagEdge:
+        return FlagEdge(edge)
+
+    @pytest.fixture(name="bot")
+    async def bot_fixture(
+        bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
+    ) -> AsyncIterator[Bot]:
+        built = config() if config is not None else None
+        async with flag_bot(
+            bot_factory,
+            clock,
+            app_private_key,
+            transport=flags.transport,
+            environ=environ,
+            config=built,
+        ) as running:
+            yield running
+
+    return flags_fixture, bot_fixture

@@ -430,6 +430,7 @@ ACTIONS = [
     "release_rerequest",
     "release_flag",
     "release_flag_reject",
+    "release_flag_rerequest",
     "release_kill_switch",
     "release_list_page",
     "release_unknown",

@@ -5,21 +5,18 @@ pack shows how it closed. The flag platform is never touched by a step that clos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlmodel import select
 
-from bot.app import Overrides
 from bot.config import Config, parse_config
 from bot.scheduling import gate_sweep
 from bot.store.tables import FlagStep
 from integrations.sandbox.webapi import FakeSlackWebApi
-from tests.conftest import Bot, BotFactory
-from tests.fake_flags import LD_API_KEY, FlagEdge
-from tests.fakes import FakeEdge, FrozenClock
+from tests.conftest import Bot
+from tests.fake_flags import LD_API_KEY, FlagEdge, flag_fixtures
+from tests.fakes import FrozenClock
 from tests.helpers import example_config_data
-from tests.slackflow import gated_env, submit_reason, told
+from tests.slackflow import submit_reason, told
 from tests.test_flags_launchdarkly import (
     FLAG,
     audited,
@@ -42,26 +39,9 @@ def two_approvals_config() -> Config:
     return parse_config(data)
 
 
-@pytest.fixture
-def flags(edge: FakeEdge) -> FlagEdge:
-    return FlagEdge(edge)
-
-
-@pytest.fixture
-async def bot(
-    bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
-) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        config=two_approvals_config(),
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
-        environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
-        yield running
+flags, bot = flag_fixtures(
+    environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY}, config=two_approvals_config
+)
 
 
 def flag_buttons(slack: FakeSlackWebApi) -> list[str]:
@@ -121,7 +101,8 @@ async def test_an_approver_rejects_a_waiting_flag_step_with_a_reason(
     )
     section = release_section(slack)
     assert "step to 10% rejected by <@U0RM2>: not before the holiday sale" in section
-    assert flag_buttons(slack) == []  # nothing to approve or reject on this deploy any more
+    # nothing to approve or reject on this deploy any more; the step may be asked for again
+    assert flag_buttons(slack) == ["release_flag_rerequest"]
     line = next(t for t in thread(slack) if "was rejected" in t)
     assert "not before the holiday sale" in line and "<@U0RM2>" in line
     [rejected] = audited(bot, "flag.step_rejected")
@@ -189,7 +170,7 @@ async def test_a_flag_step_nobody_decided_expires_and_a_late_approval_is_refused
     [step] = steps(bot)
     assert (step.status, step.decided_by) == ("expired", "releasebot")
     assert "step to 10% expired: nobody decided in time" in release_section(slack)
-    assert flag_buttons(slack) == []
+    assert flag_buttons(slack) == ["release_flag_rerequest"]
     assert any("expired: nobody decided in time" in t for t in thread(slack))
     [expired] = audited(bot, "flag.step_expired")
     assert (expired["actor"], expired["subject"]) == ("releasebot", f"flag_step:{step.id}")

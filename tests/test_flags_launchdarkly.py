@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from sqlmodel import col, select
 
-from bot.app import Overrides
 from bot.config import parse_config
 from bot.domain.errors import ConfigError
 from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent, Deployment
 from integrations.sandbox.webapi import FakeSlackWebApi
-from tests.conftest import Bot, BotFactory
-from tests.fake_flags import LD_API_KEY, FlagEdge
-from tests.fakes import FakeEdge, FrozenClock
+from tests.conftest import Bot
+from tests.fake_flags import LD_API_KEY, FlagEdge, flag_fixtures
+from tests.fakes import FrozenClock
 from tests.helpers import (
     SHA_A,
     deployment_status,
@@ -30,30 +28,12 @@ from tests.helpers import (
     github_headers,
     slack_headers,
 )
-from tests.slackflow import CHANNEL, gated_env, told
+from tests.slackflow import CHANNEL, told
 
 FLAG = "new-checkout-flow"
 
 
-@pytest.fixture
-def flags(edge: FakeEdge) -> FlagEdge:
-    return FlagEdge(edge)
-
-
-@pytest.fixture
-async def bot(
-    bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
-) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
-        environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
-        yield running
+flags, bot = flag_fixtures(environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY})
 
 
 async def deploy(bot: Bot, *, creator: str = "Codertocat") -> int:
@@ -103,8 +83,10 @@ def audited(bot: Bot, action: str) -> list[dict[str, Any]]:
     return [json.loads(r.details) | {"actor": r.actor, "subject": r.subject} for r in found]
 
 
-async def flag_click(bot: Bot, user: str, action: str, deployment_id: int) -> None:
-    """A click on a flag button, whose value is `<deployment id>:<flag>`."""
+async def flag_click(
+    bot: Bot, user: str, action: str, deployment_id: int, *, value: str | None = None
+) -> None:
+    """A click on a flag button, whose value is `<deployment id>:<flag>` (or `value`)."""
     payload = {
         "type": "block_actions",
         "team": {"id": "T0SANDBOX"},
@@ -118,7 +100,7 @@ async def flag_click(bot: Bot, user: str, action: str, deployment_id: int) -> No
                 "type": "button",
                 "action_id": action,
                 "block_id": "b",
-                "value": f"{deployment_id}:{FLAG}",
+                "value": value or f"{deployment_id}:{FLAG}",
                 "action_ts": str(time.time()),
             }
         ],

@@ -5,10 +5,8 @@ audited; and a freeze holding a flag release until break-glass opens its window.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlmodel import select
 
 from bot.app import Overrides
@@ -17,8 +15,8 @@ from bot.scheduling import checks_tick
 from bot.store.tables import AuditEvent
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
-from tests.fake_flags import UNLEASH_HOST, UNLEASH_TOKEN, FlagEdge
-from tests.fakes import FakeEdge, FrozenClock
+from tests.fake_flags import UNLEASH_HOST, UNLEASH_TOKEN, FlagEdge, flag_fixtures
+from tests.fakes import FrozenClock
 from tests.helpers import SHA_B, example_config_data
 from tests.slackflow import click, gated_env, request_gate, submit_reason, the_gate, told
 from tests.test_flags_launchdarkly import (
@@ -40,26 +38,7 @@ def unleash_config() -> Config:
     return parse_config(data)
 
 
-@pytest.fixture
-def flags(edge: FakeEdge) -> FlagEdge:
-    return FlagEdge(edge)
-
-
-@pytest.fixture
-async def bot(
-    bot_factory: BotFactory, clock: FrozenClock, flags: FlagEdge, app_private_key: str
-) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        config=unleash_config(),
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=flags.transport,
-        environ={"UNLEASH_ADMIN_TOKEN": UNLEASH_TOKEN},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
-        yield running
+flags, bot = flag_fixtures(environ={"UNLEASH_ADMIN_TOKEN": UNLEASH_TOKEN}, config=unleash_config)
 
 
 async def test_a_toggle_goes_to_100_percent_in_three_gated_steps_then_the_kill_switch(

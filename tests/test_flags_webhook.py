@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Overrides
 from bot.config import Config, parse_config
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import Bot, BotFactory
+from tests.fake_flags import flag_bot
 from tests.fakes import FakeEdge, FrozenClock
 from tests.helpers import example_config_data
-from tests.slackflow import gated_env
 from tests.test_flags_launchdarkly import FLAG, audited, deploy, flag_click, run_checks
 
 HOST = "flags.acme.example"
@@ -72,16 +71,14 @@ def receiver(edge: FakeEdge) -> FlagReceiver:
 async def bot(
     bot_factory: BotFactory, clock: FrozenClock, receiver: FlagReceiver, app_private_key: str
 ) -> AsyncIterator[Bot]:
-    overrides = Overrides(
-        clock=clock,
-        config=webhook_config(),
-        start_scheduler=False,
-        run_outbox_worker=False,
-        process_before_response=True,
-        http_transport=receiver.transport,
+    async with flag_bot(
+        bot_factory,
+        clock,
+        app_private_key,
+        transport=receiver.transport,
         environ={"FLAG_HOOK_SECRET": SECRET},
-    )
-    async with bot_factory(env=gated_env(app_private_key), overrides=overrides) as running:
+        config=webhook_config(),
+    ) as running:
         yield running
 
 

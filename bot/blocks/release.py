@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 COMMITS_SHOWN: Final = 10
 SKIP_VERIFICATION: Final = "release_skip_verification"
 SKIP_VERIFICATION_MODAL: Final = "release_skip_verification_modal"
+FLAG_REREQUEST: Final = "release_flag_rerequest"
 
 
 def release_blocks(view: ReleaseView, *, details_url: str) -> list[Block]:
@@ -249,8 +250,8 @@ _PLATFORMS: Final = {"launchdarkly": "LaunchDarkly", "unleash": "Unleash", "webh
 
 
 def _flags(r: ReleaseView) -> list[Block]:
-    """The `release:` flags: where each stands, then its Release and Kill switch buttons (one
-    actions block per flag, so each block's action ids stay unique)."""
+    """The `release:` flags: where each stands, then its Release, Reject, Re-request and Kill
+    switch buttons (one actions block per flag, so each block's action ids stay unique)."""
     lines = ["*Release*"]
     blocks: list[Block] = []
     for index, flag in enumerate(r.flags):
@@ -270,12 +271,18 @@ def _flags(r: ReleaseView) -> list[Block]:
         platform = _PLATFORMS.get(str(flag["provider"]), _esc(flag["provider"]))
         lines.append(f"• `{name}` ({platform}): {where}")
         value = f"{r.deployment_id}:{flag['flag']}"
+        # One step's buttons carry its id: Re-request, and Release on a step asked for again
+        # (so a Release click from before it was asked for again is refused).
+        stepped = f"{r.deployment_id}/{flag.get('step_id')}:{flag['flag']}"
         elements: list[Block] = []
         if flag["next_percent"] is not None:
             label = f"Release {flag['flag']} {flag['next_percent']}%"
-            elements.append(_button("release_flag", label, value, "primary"))
+            released = stepped if flag.get("rerequested") else value
+            elements.append(_button("release_flag", label, released, "primary"))
         if flag["pending"]:
             elements.append(_button("release_flag_reject", "Reject", value, "danger"))
+        if flag.get("can_rerequest"):
+            elements.append(_button(FLAG_REREQUEST, "Re-request", stepped, "primary"))
         if flag["can_kill"]:
             elements.append(_button("release_kill_switch", "Kill switch", value, "danger"))
         if elements:

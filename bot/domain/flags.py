@@ -135,6 +135,31 @@ def flag_state(
     return FlagState(now, last.percent, False, False, now > 0, last.status)
 
 
+def rerequested(history: Sequence[StepRecord]) -> bool:
+    """The newest step waits for approvals after being asked for again: the step before it,
+    to the same percentage on the same deployment, was rejected or expired."""
+    if len(history) < 2 or history[-1].status != PENDING:
+        return False
+    last, before = history[-1], history[-2]
+    return (
+        before.kind == ROLLOUT
+        and before.status in CLOSED_UNDECIDED
+        and (before.percent, before.deployment_id) == (last.percent, last.deployment_id)
+    )
+
+
+def can_rerequest(history: Sequence[StepRecord], *, deployment_id: int) -> bool:
+    """The release message of `deployment_id` offers Re-request: the flag's newest step was
+    opened from it and was rejected or expired."""
+    last = history[-1] if history else None
+    return (
+        last is not None
+        and last.kind == ROLLOUT
+        and last.status in CLOSED_UNDECIDED
+        and last.deployment_id == deployment_id
+    )
+
+
 @dataclass(frozen=True)
 class FlagChange:
     """Send one flag change to its platform: roll out to `percent`, or turn it off
@@ -216,12 +241,60 @@ def step_closed(
 ) -> Refusal:
     """A click on a step whose gate was rejected or expired: it can no longer be approved."""
     step = f"the step of {flag} to {percent}%"
-    again = "deploy again: the verified release message of the new deploy offers the step again"
+    again = (
+        "use Re-request on its release message to ask for the step again, or deploy again: "
+        "the verified release message of the new deploy offers the step again"
+    )
     if status == REJECTED:
         said = f": {reason}" if reason else ""
         return Refusal(f"{step} was rejected by {mention(by or 'someone')}{said}", again)
     when = f" at {expired_at:%Y-%m-%d %H:%M} UTC" if expired_at is not None else ""
     return Refusal(f"{step} expired{when}: nobody decided in time", again)
+
+
+def asked_again(flag: str, percent: int) -> Refusal:
+    """A Release click from before the step was asked for again (its button carried the
+    closed step, not the fresh one)."""
+    return Refusal(
+        f"this button is from before the step of {flag} to {percent}% was asked for again",
+        "use Release on the release message as it shows now",
+    )
+
+
+def stale_button(flag: str) -> Refusal:
+    """A click carrying a step of the flag the release message no longer shows."""
+    return Refusal(
+        f"this button of {flag} is from an older state of the release message",
+        "use the buttons the release message shows now",
+    )
+
+
+def not_rerequestable(flag: str, percent: int, status: str) -> Refusal:
+    """A Re-request of a step that was not rejected or did not expire."""
+    return Refusal(
+        f"only a step that was rejected or expired can be asked for again; the step of "
+        f"{flag} to {percent}% is {status}",
+        "use the buttons the release message shows now",
+    )
+
+
+def already_asked_again(flag: str, percent: int) -> Refusal:
+    """A Re-request of a step that was asked for again already (or the flag moved on)."""
+    return Refusal(
+        f"the step of {flag} to {percent}% was already asked for again, or {flag} moved on since",
+        "decide on the release message as it shows now",
+    )
+
+
+def rerequest_not_allowed(
+    flag: str, principals: Sequence[str], mention: Mention = plain
+) -> Refusal:
+    """A Re-request by someone who is not a release manager, owner or approver of the flag."""
+    return Refusal(
+        f"only the release managers, the service's owners or the approvers of {flag} may "
+        "re-request its step",
+        f"ask {who(principals, mention)} to re-request it",
+    )
 
 
 def nothing_to_reject(flag: str) -> Refusal:

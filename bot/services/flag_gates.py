@@ -21,9 +21,9 @@ from bot.config import Config, GatePolicy
 from bot.config.types import format_duration
 from bot.domain import flags as rules
 from bot.domain import gates
-from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
+from bot.domain.gates.timing import GateTimes, reminder_due
 from bot.domain.messages import TemplateLine
-from bot.services import audit, flag_checks, outbox
+from bot.services import audit, flag_checks, gate_rows, outbox
 from bot.store.tables import FlagStep, row_id
 
 NOBODY_DECIDED = "nobody decided in time"
@@ -64,6 +64,30 @@ def closed_refusal(step: FlagStep) -> gates.Refusal:
     )
 
 
+def stale_click(
+    flag: str,
+    steps: Sequence[FlagStep],
+    pending: FlagStep | None,
+    step_id: int | None,
+    *,
+    rerequested: bool,
+) -> gates.Refusal | None:
+    """Why a Release click is from an older state of the message, or None. A step asked for
+    again (`rerequested`) is approved only by the Release button showing it, which carries
+    its id; a button from before (no id, or another step's) is refused, so a late click on
+    the closed step's button never counts for the fresh one."""
+    if step_id is None:
+        if pending is not None and rerequested:
+            return rules.asked_again(flag, pending.percent)
+        return None
+    if pending is not None:
+        return None if pending.id == step_id else rules.asked_again(flag, pending.percent)
+    clicked = next((s for s in steps if s.id == step_id), None)
+    if clicked is not None and clicked.status in rules.CLOSED_UNDECIDED:
+        return closed_refusal(clicked)
+    return rules.stale_button(flag)
+
+
 def not_offered(steps: Sequence[FlagStep], flag: str, state: rules.FlagState) -> gates.Refusal:
     """Why no step of the flag is offered now: the last one's gate closed, or the flag's
     state says why (`rules.not_offered`)."""
@@ -77,12 +101,7 @@ def close(
 ) -> None:
     """Close the locked, pending `step` as rejected or expired: audited, told in the release
     thread, the message edited. The flag is not changed."""
-    step.status = status
-    step.decided_at = now
-    step.decided_by = actor
-    step.reason = reason[:3000] or None
-    session.add(step)
-    session.flush()
+    gate_rows.record_decision(session, step, now=now, status=status, actor=actor, reason=reason)
     audit.append(
         session,
         at=now,
@@ -144,12 +163,7 @@ def _remind(session: Session, *, now: datetime, config: Config, step: FlagStep) 
     flag_checks.lock_step(session, step)
     service = config.services.get(step.service)
     every = service.release.remind_every if service and service.release else None
-    following = next_reminder(step.remind_at, every, now, step.expires_at)
-    step.reminded_at = now
-    if following is not None:
-        step.remind_at = following
-    session.add(step)
-    session.flush()
+    following = gate_rows.reminder_sent(session, step, now=now, every=every)
     approvers = list(gates.Requirement.from_dict(step.requirement).principals())
     waited = format_duration(now - step.created_at)
     text = (
@@ -159,15 +173,11 @@ def _remind(session: Session, *, now: datetime, config: Config, step: FlagStep) 
     fields = {"icon": ":bell:", "text": text, "by": None, "mention": approvers}
     line = TemplateLine(step.deployment_id, flag_checks.TEMPLATE, fields)
     outbox.enqueue(session, line, now=now)
-    details: dict[str, object] = {"flag": step.flag, "percent": step.percent}
-    details["approvers"] = approvers
-    if following is not None:
-        details["next_reminder"] = following.isoformat()
-    audit.append(
+    gate_rows.audit_reminder(
         session,
-        at=now,
-        actor="releasebot",
+        now=now,
         action="flag.reminded",
         subject=f"flag_step:{row_id(step)}",
-        details=details,
+        details={"flag": step.flag, "percent": step.percent, "approvers": approvers},
+        following=following,
     )

@@ -8,7 +8,6 @@ is left as it was (`flag_gates.close`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from sqlmodel import Session
@@ -17,26 +16,26 @@ from bot.config import Config
 from bot.domain import flags as rules
 from bot.domain import gates
 from bot.domain.gates import refusal as refusals
-from bot.services import flag_gates, freezes
-from bot.services.flags import approvals_of, history, records, refused, target
+from bot.services import flag_gates
+from bot.services.flags import (
+    StepClick,
+    approvals_of,
+    decision_refusal,
+    history,
+    records,
+    refused,
+    target,
+)
 from bot.services.gate_reads import memberships_from
 from bot.services.gates import REJECTED, Outcome
-from bot.services.people import release_people
 from bot.store.tables import row_id
 
 
 def reject_step(
-    session: Session,
-    *,
-    now: datetime,
-    config: Config,
-    deployment_id: int,
-    flag: str,
-    person: gates.Person,
-    group_members: Mapping[str, frozenset[str]],
-    reason: str,
+    session: Session, *, now: datetime, config: Config, click: StepClick, reason: str
 ) -> Outcome:
     """One person's rejection of the flag's pending step, with their reason."""
+    deployment_id, flag, person = click.deployment_id, click.flag, click.person
     subject = f"deployment:{deployment_id}"
     reason = reason.strip()
     if not reason:
@@ -44,7 +43,7 @@ def reject_step(
     found = target(session, config, deployment_id, flag)
     if isinstance(found, gates.Refusal):
         return refused(session, now, person.user_id, subject, flag, found)
-    deployment, service, release, settings = found
+    deployment, service, _, settings = found
     steps = history(session, deployment.service, deployment.environment, flag)
     state = rules.flag_state(settings.steps, records(steps), deployment_id=row_id(deployment))
     if not state.pending:
@@ -61,22 +60,17 @@ def reject_step(
     if late is not None:
         return refused(session, now, person.user_id, subject, flag, late, step.percent)
     approvers = approvals_of(session, step)
-    policy = release.policy()
-    refusal = gates.decision_refusal(
+    refusal = decision_refusal(
+        session,
+        now=now,
+        config=config,
         decision="reject",
-        gate_status=gates.PENDING,
+        deployment=deployment,
+        service=service,
         requirement=gates.Requirement.from_dict(step.requirement),
-        forbid_self_approval=policy.forbid_self_approval,
         person=person,
-        people=release_people(session, deployment),
-        approvals=approvers,
-        memberships=memberships_from(group_members, {*approvers, person.user_id}),
-        environment=deployment.environment,
-        freezes=freezes.active(session, config=config, now=now),
-        at=now,
-        mention=gates.slack_mention,
-        production=service.is_production(deployment.environment),
-        allow_unknown_people=policy.unknown_people == "allow",
+        approvers=approvers,
+        memberships=memberships_from(click.group_members, {*approvers, person.user_id}),
     )
     if refusal is not None:
         return refused(session, now, person.user_id, subject, flag, refusal, step.percent)

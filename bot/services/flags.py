@@ -15,8 +15,9 @@ Every change is audited with the subject `flag_step:<id>`; the change itself is 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
@@ -89,52 +90,79 @@ def views(
                     "can_kill": state.can_kill,
                     "status": state.status,
                     "progress": steps[-1].progress if steps and state.pending else None,
-                    **_last_gate(steps),
+                    **_last_gate(steps, deployment.id),
                 }
             )
         found[deployment.id] = shown
     return found
 
 
-def _last_gate(steps: list[FlagStep]) -> dict[str, Any]:
+def _last_gate(steps: list[FlagStep], deployment_id: int) -> dict[str, Any]:
     """What the message shows of the newest step's gate: when a pending one expires, who
-    rejected a closed one and why (`step_percent`, `expires_at`, `decided_by`, `reason`)."""
+    rejected a closed one and why (`step_percent`, `expires_at`, `decided_by`, `reason`);
+    its id (`step_id`), whether it waits after being asked for again (`rerequested`: its
+    Release button carries the id) and whether Re-request is offered (`can_rerequest`)."""
     last = steps[-1] if steps else None
     if last is None or last.status not in (rules.PENDING, *rules.CLOSED_UNDECIDED):
         return {}
     expires = last.expires_at.isoformat() if last.expires_at is not None else None
+    taken = records(steps)
     return {
         "step_percent": last.percent,
         "expires_at": expires,
         "decided_by": last.decided_by,
         "reason": last.reason,
+        "step_id": last.id,
+        "rerequested": rules.rerequested(taken),
+        "can_rerequest": rules.can_rerequest(taken, deployment_id=deployment_id),
     }
+
+
+def release_approvers(config: Config, service: str) -> list[str]:
+    """The principals of the service's `release:` block's `require` rules, in their order."""
+    found = config.services.get(service)
+    release = found.release if found is not None else None
+    return [p for rule in release.require for p in rule.approvers] if release else []
+
+
+def rerequest_principals(config: Config, service: str) -> tuple[str, ...]:
+    """Who may ask again for a step that was rejected or expired, as whoever may re-request
+    a deploy gate: the release managers, the service's owners, and the release's approvers."""
+    found = config.services.get(service)
+    owners = list(found.owners) if found is not None else []
+    approvers = release_approvers(config, service)
+    return tuple(dict.fromkeys([*config.slack.release_managers, *owners, *approvers]))
 
 
 def kill_principals(config: Config, service: str) -> tuple[str, ...]:
     """Who may pull a flag's kill switch: the release's approvers and on-call."""
-    found = config.services.get(service)
-    approvers = (
-        [p for r in found.release.require for p in r.approvers] if found and found.release else []
-    )
+    approvers = release_approvers(config, service)
     return tuple(dict.fromkeys([*approvers, *config.slack.oncall]))
 
 
 # --- releasing a step ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StepClick:
+    """A Release or Reject click on a flag's step: on which deployment's message, which
+    flag, who clicked (as the gate rules know them) and the members of the user groups
+    among the release's approvers."""
+
+    deployment_id: int
+    flag: str
+    person: gates.Person
+    group_members: Mapping[str, frozenset[str]]
+
+
 def release_step(
-    session: Session,
-    *,
-    now: datetime,
-    config: Config,
-    deployment_id: int,
-    flag: str,
-    person: gates.Person,
-    group_members: Mapping[str, frozenset[str]],
+    session: Session, *, now: datetime, config: Config, click: StepClick, step_id: int | None = None
 ) -> Outcome:
     """One person's click on "Release <flag> N%": an approval of the flag's next step (its
-    gate opens with the first one); when the quorum is met the change is queued."""
+    gate opens with the first one); when the quorum is met the change is queued. A step
+    asked for again is approved only by a click carrying its id (`step_id`): a button from
+    before, carrying none, is refused (`flag_gates.stale_click`)."""
+    deployment_id, flag, person = click.deployment_id, click.flag, click.person
     found = target(session, config, deployment_id, flag)
     if isinstance(found, gates.Refusal):
         return refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, found)
@@ -145,40 +173,34 @@ def release_step(
         nothing = flag_gates.not_offered(steps, flag, state)
         return refused(session, now, person.user_id, f"deployment:{deployment_id}", flag, nothing)
     step = steps[-1] if state.pending else None
-    if step is not None and (late := flag_gates.lock_open(session, now=now, step=step)):
-        return refused(session, now, person.user_id, f"flag_step:{step.id}", flag, late)
+    again = rules.rerequested(records(steps))
+    late = flag_gates.stale_click(flag, steps, step, step_id, rerequested=again)
+    if late is None and step is not None:
+        late = flag_gates.lock_open(session, now=now, step=step)
+    if late is not None:
+        where = f"flag_step:{step.id}" if step is not None else f"deployment:{deployment_id}"
+        return refused(session, now, person.user_id, where, flag, late)
     approvers = approvals_of(session, step)
     policy = release.policy()
     requirement = gates.requirement_for(policy, None)
-    memberships = memberships_from(group_members, {*approvers, person.user_id})
-    refusal = gates.decision_refusal(
+    memberships = memberships_from(click.group_members, {*approvers, person.user_id})
+    refusal = decision_refusal(
+        session,
+        now=now,
+        config=config,
         decision="approve",
-        gate_status=gates.PENDING,
+        deployment=deployment,
+        service=service,
         requirement=requirement,
-        forbid_self_approval=policy.forbid_self_approval,
         person=person,
-        people=release_people(session, deployment),
-        approvals=approvers,
+        approvers=approvers,
         memberships=memberships,
-        environment=deployment.environment,
-        freezes=freezes.active(session, config=config, now=now),
-        at=now,
-        break_glass_until=freeze_gates.window_until(
-            session,
-            now=now,
-            config=config,
-            service=deployment.service,
-            environment=deployment.environment,
-        ),
-        mention=gates.slack_mention,
-        production=service.is_production(deployment.environment),
-        allow_unknown_people=policy.unknown_people == "allow",
     )
     if refusal is not None:
         subject = f"flag_step:{step.id}" if step is not None else f"deployment:{deployment_id}"
         return refused(session, now, person.user_id, subject, flag, refusal, state.next_percent)
     if step is None:
-        step = _open_step(
+        step = open_step(
             session, now, deployment, settings, len(steps) + 1, state.next_percent, requirement
         )
         step.requested_by = person.user_id
@@ -203,6 +225,55 @@ def release_step(
     flag_checks.send(session, now=now, step=step, actor=person.user_id, reason=status.describe())
     told = f"approved: {flag} goes to {step.percent}% on {settings.provider}"
     return Outcome(APPROVED, told, deployment_id=deployment_id)
+
+
+def decision_refusal(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    decision: Literal["approve", "reject"],
+    deployment: Deployment,
+    service: Service,
+    requirement: gates.Requirement,
+    person: gates.Person,
+    approvers: list[str],
+    memberships: Mapping[str, frozenset[str]],
+) -> gates.Refusal | None:
+    """Why this person's approval or rejection of a pending flag step is refused, by the
+    deploy gate's rules over the `release:` block's policy, or None. An approval passes a
+    freeze only inside a break-glass window of the service in that environment; a
+    rejection, as on a deploy gate, is never held by a freeze."""
+    assert service.release is not None
+    policy = service.release.policy()
+    window = (
+        freeze_gates.window_until(
+            session,
+            now=now,
+            config=config,
+            service=deployment.service,
+            environment=deployment.environment,
+        )
+        if decision == "approve"
+        else None
+    )
+    return gates.decision_refusal(
+        decision=decision,
+        gate_status=gates.PENDING,
+        requirement=requirement,
+        forbid_self_approval=policy.forbid_self_approval,
+        person=person,
+        people=release_people(session, deployment),
+        approvals=approvers,
+        memberships=memberships,
+        environment=deployment.environment,
+        freezes=freezes.active(session, config=config, now=now),
+        at=now,
+        break_glass_until=window,
+        mention=gates.slack_mention,
+        production=service.is_production(deployment.environment),
+        allow_unknown_people=policy.unknown_people == "allow",
+    )
 
 
 def target(
@@ -235,7 +306,7 @@ def approvals_of(session: Session, step: FlagStep | None) -> list[str]:
     )
 
 
-def _open_step(
+def open_step(
     session: Session,
     now: datetime,
     deployment: Deployment,

@@ -20,7 +20,7 @@ from bot.domain.gates.pipeline import (
     review_left_waiting_note,
 )
 from bot.domain.messages import DeployerCall, ReleaseMessageUpdate, TemplateLine
-from bot.services import audit, checkpoints, outbox
+from bot.services import audit, checkpoints, gate_rows, outbox
 from bot.services.transitions import transition
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate, row_id
@@ -68,12 +68,7 @@ def close_gate(
     False: the pipeline took the decision itself). A promotion's gate rejected or expired
     starts nothing, but where the code host may hold a deployment of that commit waiting for
     this very decision (`REJECTS_WHAT_WAITS`), the rejection is carried to it too."""
-    gate.status = status
-    gate.decided_at = now
-    gate.decided_by = actor
-    gate.reason = reason[:3000] or None
-    session.add(gate)
-    session.flush()
+    gate_rows.record_decision(session, gate, now=now, status=status, actor=actor, reason=reason)
     audit.append(
         session,
         at=now,

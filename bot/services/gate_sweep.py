@@ -20,10 +20,10 @@ from bot.config import Config, GatePolicy
 from bot.config.types import format_duration
 from bot.domain import gates as rules
 from bot.domain import states
-from bot.domain.gates.timing import GateTimes, next_reminder, reminder_due
+from bot.domain.gates.timing import GateTimes, reminder_due
 from bot.domain.ingest import revision_label
 from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
-from bot.services import audit, freeze_gates, outbox
+from bot.services import audit, freeze_gates, gate_rows, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.gate_reads import environment_at
 from bot.store import statements as sql
@@ -122,12 +122,7 @@ def _remind(
     assert gate.remind_at is not None and gate.expires_at is not None
     lock_gate(session, gate)
     every = policy.remind_every if policy is not None else None
-    following = next_reminder(gate.remind_at, every, now, gate.expires_at)
-    gate.reminded_at = now
-    if following is not None:
-        gate.remind_at = following
-    session.add(gate)
-    session.flush()
+    following = gate_rows.reminder_sent(session, gate, now=now, every=every)
     principals = (
         rules.Requirement.from_dict(gate.requirement).principals() if gate.requirement else ()
     )
@@ -141,16 +136,13 @@ def _remind(
         },
     )
     outbox.enqueue(session, reminder, now=now)
-    details: dict[str, object] = {"approvers": list(principals)}
-    if following is not None:
-        details["next_reminder"] = following.isoformat()
-    audit.append(
+    gate_rows.audit_reminder(
         session,
-        at=now,
-        actor="releasebot",
+        now=now,
         action="gate.reminded",
         subject=f"gate:{gate.id}",
-        details=details,
+        details={"approvers": list(principals)},
+        following=following,
     )
 
 

@@ -13,7 +13,7 @@ what a handler may read besides: settings, config, clock and metrics (never the 
 |---------------|----------------------------------------------------------------|
 | ingest        | record a delivery                                              |
 | decide        | decide a gate, ask for and confirm break-glass                 |
-| flags         | release a flag a step further, reject a step, pull the kill switch |
+| flags         | release a flag a step, reject or re-request it, pull the kill switch |
 | operate       | promote, roll back, unlock (buttons and `/release`)            |
 | freeze        | freeze and unfreeze an environment                             |
 | lock          | lock and unlock a service's environments, the locks in force   |
@@ -167,9 +167,18 @@ class UseCases:
             self._ctx, gate_id=gate_id, user_id=user_id, reason=reason
         )
 
-    async def release_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:
+    async def release_flag(
+        self, *, deployment_id: int, flag: str, user_id: str, step_id: int | None = None
+    ) -> Outcome:
         return await flags.release_flag(
-            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
+            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id, step_id=step_id
+        )
+
+    async def rerequest_flag(
+        self, *, deployment_id: int, flag: str, step_id: int, user_id: str
+    ) -> Outcome:
+        return await flags.rerequest_flag(
+            self._ctx, deployment_id=deployment_id, flag=flag, step_id=step_id, user_id=user_id
         )
 
     async def reject_flag(

@@ -27,7 +27,12 @@ from bot.blocks.modals import (
     rollback_modal,
 )
 from bot.blocks.mrkdwn import keeping_mentions
-from bot.blocks.release import SKIP_VERIFICATION, SKIP_VERIFICATION_MODAL, skip_verification_modal
+from bot.blocks.release import (
+    FLAG_REREQUEST,
+    SKIP_VERIFICATION,
+    SKIP_VERIFICATION_MODAL,
+    skip_verification_modal,
+)
 from bot.blocks.rollouts import ABORT, ABORT_MODAL, PROMOTE, abort_modal
 from bot.domain.gates.refusal import REASON_MISSING
 from bot.usecases import Outcome, UseCases
@@ -48,6 +53,8 @@ ICONS = {
 
 Act = Callable[[int, str], Awaitable[Outcome]]  # (id from the button, user) -> outcome
 ActWithReason = Callable[[int, str, str], Awaitable[Outcome]]  # ... and the reason given
+Submit = Callable[[dict[str, Any], str, str], Awaitable[Outcome]]  # (modal metadata, user, why)
+FlagTarget = tuple[int, str, int | None]  # (deployment id, flag key, step id or None)
 
 
 def register_actions(app: AsyncApp, usecases: UseCases) -> None:
@@ -85,30 +92,49 @@ def _register_rollouts(app: AsyncApp, usecases: UseCases) -> None:
 
 def _register_flags(app: AsyncApp, usecases: UseCases) -> None:
     """Release <flag> (an approval of its next step), Reject (close a step waiting for
-    approvals, with a reason) and Kill switch (turn it off at once); each button carries
-    `<deployment id>:<flag key>`."""
+    approvals, with a reason), Re-request (ask again for a step that was rejected or expired)
+    and Kill switch (turn it off at once); each button carries `<deployment id>:<flag key>`,
+    or `<deployment id>/<step id>:<flag key>` when it is about one step: Re-request, and
+    Release on a step asked for again."""
 
-    @app.action("release_flag", middleware=ACK_FIRST)
-    async def release(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        target = _flag_value(body)
-        if target is not None:
-            user = body["user"]["id"]
-            told = await usecases.release_flag(
-                deployment_id=target[0], flag=target[1], user_id=user
-            )
-            await _tell(client, body, told)
+    async def release(target: FlagTarget, user: str) -> Outcome:
+        deployment_id, flag, step_id = target
+        return await usecases.release_flag(
+            deployment_id=deployment_id, flag=flag, user_id=user, step_id=step_id
+        )
 
-    @app.action("release_kill_switch", middleware=ACK_FIRST)
-    async def kill(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        target = _flag_value(body)
-        if target is not None:
-            user = body["user"]["id"]
-            told = await usecases.kill_flag(deployment_id=target[0], flag=target[1], user_id=user)
-            await _tell(client, body, told)
+    async def kill(target: FlagTarget, user: str) -> Outcome:
+        return await usecases.kill_flag(deployment_id=target[0], flag=target[1], user_id=user)
 
+    async def rerequest(target: FlagTarget, user: str) -> Outcome | None:
+        deployment_id, flag, step_id = target
+        if step_id is None:
+            log.warning("ignoring a flag re-request without a step")
+            return None
+        return await usecases.rerequest_flag(
+            deployment_id=deployment_id, flag=flag, step_id=step_id, user_id=user
+        )
+
+    _on_flag_click(app, "release_flag", release)
+    _on_flag_click(app, "release_kill_switch", kill)
+    _on_flag_click(app, FLAG_REREQUEST, rerequest)
     _register_flag_reject(app, usecases)
+
+
+def _on_flag_click(
+    app: AsyncApp, action_id: str, act: Callable[[FlagTarget, str], Awaitable[Outcome | None]]
+) -> None:
+    """A flag button that acts at once on what it carries, and says what happened."""
+
+    @app.action(action_id, middleware=ACK_FIRST)
+    async def clicked(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        target = _flag_value(body)
+        if target is None:
+            return
+        outcome = await act(target, body["user"]["id"])
+        if outcome is not None:
+            await _tell(client, body, outcome)
 
 
 def _register_flag_reject(app: AsyncApp, usecases: UseCases) -> None:
@@ -124,33 +150,33 @@ def _register_flag_reject(app: AsyncApp, usecases: UseCases) -> None:
         metadata = {"deployment_id": target[0], "flag": target[1], "channel": _channel(body)}
         await client.views_open(trigger_id=body["trigger_id"], view=flag_reject_modal(metadata))
 
-    @app.view(FLAG_REJECT_MODAL)
-    async def submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        reason = _reason(body)
-        if not reason:
-            await ack(response_action="errors", errors={REASON_BLOCK: REASON_MISSING.text})
-            return
-        await ack()
-        metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await usecases.reject_flag(
+    async def reject(metadata: dict[str, Any], user: str, reason: str) -> Outcome:
+        return await usecases.reject_flag(
             deployment_id=int(metadata["deployment_id"]),
             flag=str(metadata["flag"])[:200],
-            user_id=body["user"]["id"],
+            user_id=user,
             reason=reason,
         )
-        await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
+
+    _on_submit(app, FLAG_REJECT_MODAL, reject)
 
 
-def _flag_value(body: dict[str, Any]) -> tuple[int, str] | None:
+def _flag_value(body: dict[str, Any]) -> FlagTarget | None:
+    """`<deployment id>:<flag key>`, or `<deployment id>/<step id>:<flag key>`."""
     try:
         value = str(body["actions"][0]["value"])
     except (KeyError, IndexError, TypeError):
         value = ""
-    deployment, _, flag = value.partition(":")
-    if deployment.isdigit() and len(deployment) < 10 and int(deployment) < 2**31 and flag:
-        return int(deployment), flag[:200]
+    ids, _, flag = value.partition(":")
+    deployment, slash, step = ids.partition("/")
+    if _small_id(deployment) and flag and (not slash or _small_id(step)):
+        return int(deployment), flag[:200], int(step) if slash else None
     log.warning("ignoring a flag click without a deployment and a flag")
     return None
+
+
+def _small_id(text: str) -> bool:
+    return text.isdigit() and len(text) < 10 and int(text) < 2**31
 
 
 def register_operations(app: AsyncApp, usecases: UseCases) -> None:
@@ -243,6 +269,16 @@ def _on_reason(
             trigger_id=body["trigger_id"], view=modal({key: target, "channel": _channel(body)})
         )
 
+    async def submit(metadata: dict[str, Any], user: str, reason: str) -> Outcome:
+        return await act(int(metadata[key]), user, reason)
+
+    _on_submit(app, modal_id, submit)
+
+
+def _on_submit(app: AsyncApp, modal_id: str, act: Submit) -> None:
+    """A modal asking why: submitting a reason acts on what its metadata carries (none: asked
+    again), and says what happened in the channel the button was clicked in."""
+
     @app.view(modal_id)
     async def submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         reason = _reason(body)
@@ -251,7 +287,7 @@ def _on_reason(
             return
         await ack()
         metadata = json.loads(body["view"].get("private_metadata") or "{}")
-        outcome = await act(int(metadata[key]), body["user"]["id"], reason)
+        outcome = await act(metadata, body["user"]["id"], reason)
         await _tell(client, {**body, "channel": {"id": metadata.get("channel")}}, outcome)
 
 

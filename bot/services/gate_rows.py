@@ -1,0 +1,81 @@
+"""What a deploy gate (`gate`) and a flag step's gate (`flag_step`) do alike to their rows:
+a decision recorded on the row (status, when, by whom, why), and a reminder sent (when it
+went out, when the next one is due, audited with the approvers it mentioned).
+
+Each caller locks its row first (by its row version) and audits the decision itself, with
+the subject and details of its kind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlmodel import Session
+
+from bot.domain.gates.timing import next_reminder
+from bot.services import audit
+
+REASON_KEPT = 3000
+
+
+class Decided(Protocol):
+    """A row whose gate is decided: a deploy gate or a flag step."""
+
+    status: str
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+
+
+class Reminded(Protocol):
+    """A row whose approvers are reminded until it expires."""
+
+    remind_at: datetime | None
+    reminded_at: datetime | None
+    expires_at: datetime | None
+
+
+def record_decision(
+    session: Session, row: Decided, *, now: datetime, status: str, actor: str, reason: str
+) -> None:
+    """The decision on the locked row: its status, when, by whom, and why (the reason is
+    kept to its first 3000 characters; an empty one is stored as none)."""
+    row.status = status
+    row.decided_at = now
+    row.decided_by = actor
+    row.reason = reason[:REASON_KEPT] or None
+    session.add(row)
+    session.flush()
+
+
+def reminder_sent(
+    session: Session, row: Reminded, *, now: datetime, every: timedelta | None
+) -> datetime | None:
+    """A reminder of the locked row goes out now: the next one, when `every` repeats it, is
+    scheduled (never at or after expiry). Answers when the next one is due, or None."""
+    assert row.remind_at is not None and row.expires_at is not None
+    following = next_reminder(row.remind_at, every, now, row.expires_at)
+    row.reminded_at = now
+    if following is not None:
+        row.remind_at = following
+    session.add(row)
+    session.flush()
+    return following
+
+
+def audit_reminder(
+    session: Session,
+    *,
+    now: datetime,
+    action: str,
+    subject: str,
+    details: dict[str, object],
+    following: datetime | None,
+) -> None:
+    """The reminder in the audit trail, by releasebot, with when the next one is due."""
+    if following is not None:
+        details["next_reminder"] = following.isoformat()
+    audit.append(
+        session, at=now, actor="releasebot", action=action, subject=subject, details=details
+    )
