@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from sqlmodel import Session
 
@@ -26,8 +27,53 @@ from bot.store.db import Database
 log = logging.getLogger(__name__)
 
 BATCH = 16  # deliveries applied in one transaction: short, so webhook writes interleave
+BUSY_BATCH = 4  # while requests arrive: a batch holds SQLite's writer for a few ms only
 QUIET_SECONDS = 0.02  # no delivery stored for this long: the requests have let up
-LONGEST_WAIT_SECONDS = 1.0  # a batch waits for a quiet moment this long at most
+LONGEST_HOLD_SECONDS = 2.0  # a backlog is held back for requests this long at most
+
+
+class RequestsFirst:
+    """When the applier holds back for the webhook requests (times from `time.monotonic`).
+
+    While deliveries keep arriving (one stored within the last `QUIET_SECONDS`), each batch
+    waits for a quiet moment and is small, so a burst is answered at the speed of storing.
+    But a backlog is held back at most `LONGEST_HOLD_SECONDS` from its first hold: after
+    that it is applied batch after batch, full size, even while requests keep arriving, so
+    a sustained load never starves the applier. A backlog applied to its end starts anew.
+    """
+
+    def __init__(
+        self, *, quiet: float = QUIET_SECONDS, longest: float = LONGEST_HOLD_SECONDS
+    ) -> None:
+        self._quiet = quiet
+        self._longest = longest
+        self._last_store = float("-inf")
+        self._held_since: float | None = None
+
+    def stored(self, now: float) -> None:
+        """A delivery was stored at `now`."""
+        self._last_store = now
+
+    def busy(self, now: float) -> bool:
+        return now - self._last_store < self._quiet
+
+    def hold(self, now: float) -> bool:
+        """Whether the next batch waits (for a quiet moment) at `now`."""
+        if not self.busy(now):
+            return False
+        if self._held_since is None:
+            self._held_since = now
+        return now - self._held_since < self._longest
+
+    def batch(self, now: float, full: int) -> int:
+        """How many deliveries the batch starting at `now` takes: a few while requests
+        arrive and the backlog is still held back for them, else `full`."""
+        within = self._held_since is None or now - self._held_since < self._longest
+        return min(BUSY_BATCH, full) if self.busy(now) and within else full
+
+    def drained(self) -> None:
+        """The backlog was applied to its end: the next one may be held back again."""
+        self._held_since = None
 
 
 class Applier:
@@ -53,11 +99,11 @@ class Applier:
         self._batch = batch
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
-        self._last_store = 0.0  # time.monotonic() of the last delivery stored here
+        self._requests = RequestsFirst()
 
     def wake(self) -> None:
         """A delivery was stored: look for work now (once the requests let it)."""
-        self._last_store = time.monotonic()
+        self._requests.stored(time.monotonic())
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -68,66 +114,55 @@ class Applier:
             self._wakeup.set()
 
     async def run(self, *, poll_seconds: float = 1.0) -> None:
-        """Apply whenever woken, or every `poll_seconds`, until stopped.
-
-        Requests come first: while deliveries keep arriving (one stored within the last
-        `QUIET_SECONDS`), a batch waits, but never longer than `LONGEST_WAIT_SECONDS`. A
-        burst is answered at the speed of storing and applied right after it; a steady
-        trickle is applied as it arrives. The wait happens once: a backlog is then applied
-        batch after batch even while requests keep arriving, so a sustained load never
-        leaves the applier at one batch per `LONGEST_WAIT_SECONDS`.
-        """
+        """Apply whenever woken, or every `poll_seconds`, until stopped. Requests come
+        first (`RequestsFirst`): a burst is answered at the speed of storing and applied
+        right after it; a steady trickle is applied as it arrives."""
         self._wakeup = asyncio.Event()
-        backlog = False
         while not self._stopping:
             self._wakeup.clear()
             done = None
             try:
-                if not backlog:  # once per burst: a backlog is then applied batch by batch
-                    await self._let_requests_in()
-                done = await self._apply_batch()
+                await self._let_requests_in()
+                limit = self._requests.batch(time.monotonic(), self._batch)
+                done = await self._apply_batch(limit)
             except Exception:  # keep applying; the deliveries stay pending
                 log.exception("applying stored deliveries failed; will try again")
             if self._stopping:
                 break
-            backlog = done is not None and done.claimed >= self._batch and done.applied > 0
-            if backlog:
-                continue  # the next batch at once, even while requests keep arriving
+            if done is not None and done.claimed >= limit and done.applied > 0:
+                continue  # a backlog: the next batch at once (once requests let it)
+            self._requests.drained()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
             except TimeoutError:
                 pass
 
     async def _let_requests_in(self) -> None:
-        started = time.monotonic()
-        while not self._stopping:
-            now = time.monotonic()
-            if now - self._last_store >= QUIET_SECONDS or now - started >= LONGEST_WAIT_SECONDS:
-                return
+        while not self._stopping and self._requests.hold(time.monotonic()):
             await asyncio.sleep(QUIET_SECONDS)
 
     async def drain(self) -> int:
         """Apply every delivery that is due now; returns how many were applied."""
         applied = 0
         while not self._stopping:
-            done = await self._apply_batch()
+            done = await self._apply_batch(self._batch)
             applied += done.applied
             if done.claimed < self._batch or not done.applied:
                 break
         return applied
 
-    async def _apply_batch(self) -> applier.Applied:
-        done = await asyncio.to_thread(self._db.write, self._apply)
+    async def _apply_batch(self, limit: int) -> applier.Applied:
+        done = await asyncio.to_thread(self._db.write, partial(self._apply, limit=limit))
         if done.applied:
             self._wake_outbox()
         return done
 
-    def _apply(self, session: Session) -> applier.Applied:
+    def _apply(self, session: Session, *, limit: int) -> applier.Applied:
         done = applier.apply_due(
             session,
             now=self._clock.now(),
             config=self._config,
-            limit=self._batch,
+            limit=limit,
             max_attempts=self._max_attempts,
         )
         if done.failed:
