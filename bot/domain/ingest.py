@@ -45,6 +45,29 @@ def release_label(key: str, version: str | None = None) -> str:
     return f"{version} ({short})" if version and has_sha(key) else short
 
 
+class NamedRelease:
+    """How a row that carries a release key (`sha`) and its `version` names the release:
+    mixed into the read models the messages, commands and pages are built from."""
+
+    sha: str
+    version: str | None
+
+    @property
+    def short_sha(self) -> str:
+        """The short sha, or the version of a release named by its version only."""
+        return revision_label(self.sha, self.version)
+
+    @property
+    def has_commit(self) -> bool:
+        """Whether the release is a commit (not a version reported without a sha)."""
+        return has_sha(self.sha)
+
+    @property
+    def label(self) -> str:
+        """`1.4.2 (f95f852)`, the short sha alone, or the version alone (no commit)."""
+        return release_label(self.sha, self.version)
+
+
 def has_sha(key: str | None) -> bool:
     """Whether a release key (or a base) is a commit sha the code host can compare."""
     return bool(key) and not is_version_key(key or "")

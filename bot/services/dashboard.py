@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import gates as rules
 from bot.domain.baseline import Chart, chart
-from bot.domain.ingest import has_sha, revision_label
+from bot.domain.ingest import NamedRelease
 from bot.services import applier, outbox, slo
 
 # The audit log and DORA pages are read by their own modules, named here with the others.
@@ -50,7 +50,7 @@ RECENT_PER_ENVIRONMENT = 5
 
 
 @dataclass(frozen=True)
-class DeploymentRow:
+class DeploymentRow(NamedRelease):
     id: int
     release_id: int
     service: str
@@ -64,16 +64,6 @@ class DeploymentRow:
     deployer: str | None
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def short_sha(self) -> str:
-        """The short sha, or the version of a release named by its version only."""
-        return revision_label(self.sha, self.version)
-
-    @property
-    def has_commit(self) -> bool:
-        """Whether the release is a commit (not a version reported without a sha)."""
-        return has_sha(self.sha)
 
 
 @dataclass(frozen=True)
@@ -97,7 +87,7 @@ class ServiceSummary:
 
 
 @dataclass(frozen=True)
-class PendingGate:
+class PendingGate(NamedRelease):
     gate_id: int
     deployment_id: int
     service: str
@@ -107,16 +97,6 @@ class PendingGate:
     progress: str | None
     created_at: datetime
     expires_at: datetime | None
-
-    @property
-    def short_sha(self) -> str:
-        """The short sha, or the version of a release named by its version only."""
-        return revision_label(self.sha, self.version)
-
-    @property
-    def has_commit(self) -> bool:
-        """Whether the release is a commit (not a version reported without a sha)."""
-        return has_sha(self.sha)
 
 
 @dataclass(frozen=True)

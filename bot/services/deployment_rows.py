@@ -11,12 +11,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from bot.domain.ingest import has_sha, release_label, revision_label
+from bot.domain.ingest import NamedRelease
 from bot.store.tables import Deployment, Release, ReleaseMessage
 
 
 @dataclass(frozen=True)
-class DeploymentRow:
+class DeploymentRow(NamedRelease):
     """One deployment as lists show it."""
 
     deployment_id: int
@@ -32,21 +32,6 @@ class DeploymentRow:
     risk_level: str | None
     channel: str | None = None  # where its release message lives, once posted
     ts: str | None = None
-
-    @property
-    def short_sha(self) -> str:
-        """The short sha, or the version of a release named by its version only."""
-        return revision_label(self.sha, self.version)
-
-    @property
-    def has_commit(self) -> bool:
-        """Whether the release is a commit (not a version reported without a sha)."""
-        return has_sha(self.sha)
-
-    @property
-    def label(self) -> str:
-        """`v1.4.0 (f95f852)`, the short sha alone, or the version alone (no commit)."""
-        return release_label(self.sha, self.version)
 
 
 # A deployment's own version, else the one its release (sha) was first seen as.

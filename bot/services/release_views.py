@@ -15,7 +15,7 @@ from bot.config import Config, ScheduledFreeze
 from bot.domain import states
 from bot.domain.gates import EXPIRED
 from bot.domain.gates.timing import rerequest_refusal
-from bot.domain.ingest import has_sha, release_label, revision_label
+from bot.domain.ingest import NamedRelease
 from bot.domain.promotion import PROMOTABLE, ROLLBACKABLE, next_environment
 from bot.services import flags, freezes, pipeline, rollouts, slo, verification
 from bot.store.tables import (
@@ -32,7 +32,7 @@ from bot.store.tables import (
 
 
 @dataclass(frozen=True)
-class ReleaseView:
+class ReleaseView(NamedRelease):
     deployment_id: int
     service: str
     environment: str
@@ -74,21 +74,6 @@ class ReleaseView:
     budget: str | None = None  # the service's error budget as last measured (with an slo)
     flags: tuple[dict[str, Any], ...] = ()  # the `release:` flags offered (`flags.views`)
     rollout: dict[str, Any] | None = None  # its Argo Rollout, as last read (`rollouts.views`)
-
-    @property
-    def short_sha(self) -> str:
-        """The short sha, or the version of a release named by its version only."""
-        return revision_label(self.sha, self.version)
-
-    @property
-    def has_commit(self) -> bool:
-        """Whether the release is a commit (not a version reported without a sha)."""
-        return has_sha(self.sha)
-
-    @property
-    def label(self) -> str:
-        """`1.4.2 (f95f852)`, the short sha alone, or the version alone (no commit)."""
-        return release_label(self.sha, self.version)
 
 
 def release_view(
