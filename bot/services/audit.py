@@ -32,6 +32,7 @@ from bot.domain.audit import (
 )
 from bot.store import deferred
 from bot.store import statements as sql
+from bot.store.db import innermost_transaction
 from bot.store.tables import AuditEvent
 
 CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
@@ -110,7 +111,7 @@ def append(
             }
         ],
     )
-    session.info[_HEAD] = (_innermost(session), seq, digest)
+    session.info[_HEAD] = (innermost_transaction(session), seq, digest)
 
 
 def head_of(session: Session) -> tuple[int, str]:
@@ -136,13 +137,9 @@ def head_of(session: Session) -> tuple[int, str]:
 _HEAD = "audit_chain_head"
 
 
-def _innermost(session: Session) -> object:
-    return session.get_nested_transaction() or session.get_transaction()
-
-
 def _cached_head(session: Session) -> tuple[int, str] | None:
     cached = session.info.get(_HEAD)
-    if cached is None or cached[0] is not _innermost(session):
+    if cached is None or cached[0] is not innermost_transaction(session):
         return None
     return cached[1], cached[2]
 

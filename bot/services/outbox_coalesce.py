@@ -28,6 +28,7 @@ from sqlmodel import Session
 from bot.domain import messages
 from bot.domain.messages import Message
 from bot.store import statements as sql
+from bot.store.db import innermost_transaction
 
 EDIT = messages.ReleaseMessageUpdate.KIND
 LINE = messages.TemplateLine.KIND
@@ -114,7 +115,7 @@ def _locking(conn: sa.Connection, query: sa.Select[Any]) -> sa.Select[Any]:
 
 
 def _seen(session: Session) -> _Seen:
-    innermost = session.get_nested_transaction() or session.get_transaction()
+    innermost = innermost_transaction(session)
     seen: _Seen | None = session.info.get(_STATE)
     if seen is None or seen.transaction is not innermost:
         seen = _Seen(innermost)

@@ -46,6 +46,12 @@ GROUP_MAX = 64  # writes in one group commit
 GROUP_IDLE_SECONDS = 2.0  # the group writer thread stops after this long without work
 
 
+def innermost_transaction(session: Session) -> object:
+    """The transaction, or savepoint, the session's statements run in now: what a value a
+    session caches for "this transaction" is keyed by, so no other transaction trusts it."""
+    return session.get_nested_transaction() or session.get_transaction()
+
+
 def normalize_url(url: str) -> str:
     """Accept the usual spellings of a PostgreSQL URL and use psycopg 3 for them."""
     for prefix in ("postgres://", "postgresql://"):
