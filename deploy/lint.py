@@ -32,7 +32,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -365,14 +365,9 @@ def chart_split_rules() -> Iterator[str]:
         {"split": True, "database": {"backend": "sqlite"}},
         {**SPLIT, "worker": {"replicas": 0}},
     )
-    for values in refused:
-        try:
-            render(values)
-        except helm.HelmRenderError as exc:
-            if "split: true" not in str(exc):
-                yield f"{values}: refused for another reason: {exc}"
-        else:
-            yield f"{values}: split must refuse to render without PostgreSQL and a worker"
+    yield from refusals(
+        refused, "split: true", "split must refuse to render without PostgreSQL and a worker"
+    )
 
 
 def container_of(workload: dict[str, Any]) -> dict[str, Any]:
@@ -446,14 +441,24 @@ def chart_spool_rules() -> Iterator[str]:
         SPLIT | {"spool": SPOOL_CLAIM["spool"]},
         {"spool": {"persistence": {**SPOOL_PERSISTENCE, "mountPath": "/tmp/spool"}}},
     )
+    yield from refusals(
+        refused,
+        "spool.persistence",
+        "must refuse one claim for several pods, or a spool under /tmp",
+    )
+
+
+def refusals(refused: Iterable[dict[str, Any]], naming: str, expected: str) -> Iterator[str]:
+    """A problem for each of these values the chart renders, or refuses without `naming`
+    the setting at fault."""
     for values in refused:
         try:
             render(values)
         except helm.HelmRenderError as exc:
-            if "spool.persistence" not in str(exc):
+            if naming not in str(exc):
                 yield f"{values}: refused for another reason: {exc}"
         else:
-            yield f"{values}: must refuse one claim for several pods, or a spool under /tmp"
+            yield f"{values}: {expected}"
 
 
 WORKLOADS = ("Deployment", "StatefulSet")

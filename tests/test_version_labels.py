@@ -51,7 +51,7 @@ from tests.test_markers import MARKERS, Observability
 from tests.test_markers import SECRETS as MARKER_SECRETS
 from tests.test_render import VIEW
 from tests.test_slash_commands import Slash, shown
-from tests.test_versions_without_sha import SERVICE, promote, report
+from tests.test_versions_without_sha import SERVICE, chart_config_data, promote, report
 
 __all__ = ["app_private_key"]  # the fixture the bot below is built with
 
@@ -64,13 +64,11 @@ def labels_config() -> Config:
     """payments-batch: staging, then a gated production (approvals blind: no commits), both
     reported through POST /webhooks/generic; its owner is U0OWNER01, its changes go to
     PagerDuty, and production's gate escalates after 1h and expires after 4h."""
-    data = example_config_data()
+    data = chart_config_data()
     payments = data["services"][SERVICE]
     payments["owners"] = ["U0OWNER01"]
     payments["oncall"] = {"pagerduty": {"routing_key_env": "PD_PAYMENTS_ROUTING_KEY"}}
-    payments["environments"].insert(0, {"name": "staging", "track": {"generic": True}})
-    gate = payments["environments"][1]["gate"]
-    gate.update(unknown_people="allow", expires_after="4h", escalate_after="1h")
+    payments["environments"][1]["gate"].update(expires_after="4h", escalate_after="1h")
     return parse_config(data)
 
 

@@ -41,15 +41,19 @@ __all__ = ["app_private_key"]  # the fixture the bot below is built with
 SERVICE = "payments-batch"
 
 
-def chart_config() -> Config:
+def chart_config_data() -> dict[str, Any]:
     """payments-batch: staging, then a gated production deployed through its webhook; both
-    reported through POST /webhooks/generic."""
+    reported through POST /webhooks/generic (the YAML's data, to change further)."""
     data = example_config_data()
     payments = data["services"][SERVICE]
     payments["environments"].insert(0, {"name": "staging", "track": {"generic": True}})
     # Nobody can know who touched a release without commits: approvals go through, blind.
     payments["environments"][1]["gate"]["unknown_people"] = "allow"
-    return parse_config(data)
+    return data
+
+
+def chart_config() -> Config:
+    return parse_config(chart_config_data())
 
 
 @pytest.fixture
