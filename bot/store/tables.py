@@ -73,8 +73,26 @@ class Deployment(SQLModel, table=True):
         ),
         sa.Index("ix_deployment_service_env_created", "service", "environment", "created_at"),
         # Superseding, cancelling older verifications and finishing rollbacks look for the
-        # deployments of one service and environment in given states on every CI event.
-        sa.Index("ix_deployment_service_env_state", "service", "environment", "state"),
+        # deployments of one service and environment in given states on every CI event; the
+        # risk assessment counts them per state over a time window from this index alone.
+        sa.Index(
+            "ix_deployment_service_env_state_created",
+            "service",
+            "environment",
+            "state",
+            "created_at",
+        ),
+        # The newest deployment of a service and environment that ran (the base a release is
+        # compared with, the last production deployment), without walking the ones that
+        # never ran: a burst of superseded deployments would otherwise be read on each.
+        sa.Index(
+            "ix_deployment_service_env_ran",
+            "service",
+            "environment",
+            "created_at",
+            sqlite_where=sa.text("deployed_at IS NOT NULL"),
+            postgresql_where=sa.text("deployed_at IS NOT NULL"),
+        ),
         # DORA reads the deployments of one environment that ran in a time range, for all
         # services or one, from this index alone: counts (service, state) and the first
         # production deployment of each release (release_id). Time before service: the
@@ -382,10 +400,13 @@ class OutboxMessage(SQLModel, table=True):
         sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
         # The worker walks the pending rows in id order (claim_due); sent rows are skipped.
         sa.Index("ix_outbox_status_id", "status", "id"),
+        # A message's pending rows (what a new row may join, what is sent before an edit):
+        # by key first, so a long backlog of other messages' rows is never walked.
+        sa.Index("ix_outbox_key_status_id", "key", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(max_length=100, index=True)
+    key: str = Field(max_length=100)
     kind: str = Field(max_length=64)
     payload: dict[str, Any] = _json(default_factory=dict)
     status: str = Field(max_length=16)
