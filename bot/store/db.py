@@ -106,6 +106,11 @@ class Database:
         # SQLite has one writer at a time; queueing writers in-process is cheaper than
         # letting them spin on the busy timeout.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        # On SQLite one connection serves every write (they run one at a time, under the
+        # lock): checking a connection out of the pool and resetting it on its return cost
+        # more than a small write does.
+        self._writer: sa.Connection | None = None
+        self._writer_pool: object = None  # the pool it came from: a disposed engine's is old
         self._group_queue: queue.SimpleQueue[_GroupItem[Any]] = queue.SimpleQueue()
         self._group_thread: threading.Thread | None = None
         self._group_start = threading.Lock()
@@ -139,17 +144,48 @@ class Database:
         return self._run(fn)
 
     def _run(self, fn: Callable[[Session], T]) -> T:
-        with self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with Session(bind=conn, expire_on_commit=False) as session:
-                    result = fn(session)
-                    session.commit()
-                    return result
-            finally:
-                conn.info.pop("write", None)
+        with self._write_connection() as conn:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                result = fn(session)
+                session.commit()
+                return result
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[sa.Connection]:
+        """A connection to write one transaction on (its BEGIN takes the write lock). The
+        caller holds `_write_lock` on SQLite, where the same connection is used each time."""
+        if self._write_lock is None:
+            with self.engine.connect() as conn:
+                conn.info["write"] = True
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("write", None)
+            return
+        conn = self._writer
+        if (
+            conn is None
+            or conn.closed
+            or conn.invalidated
+            or self._writer_pool is not self.engine.pool
+        ):
+            if conn is not None:  # the engine was disposed of: its connections are dropped
+                conn.close()
+            conn = self._writer = self.engine.connect()
+            self._writer_pool = self.engine.pool
+            conn.info["write"] = True  # never returned to the pool, never used to read
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():  # left open by a failure: nothing of it is kept
+                conn.rollback()
 
     def dispose(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         self.engine.dispose()
 
     # --- group commit ----------------------------------------------------------------------
@@ -248,19 +284,14 @@ class Database:
         for index, item in enumerate(group):
             if item.many is not None:
                 batches.setdefault(item.many, []).append(index)
-        with self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with conn.begin():
-                    for many, indexes in batches.items():
-                        items = [group[i].item for i in indexes]
-                        done = _batch_in_savepoint(conn, many, items)
-                        outcomes.update(zip(indexes, done, strict=True))
-                    for index, item in enumerate(group):
-                        if item.many is None:
-                            outcomes[index] = _in_savepoint(conn, item.fn)
-            finally:
-                conn.info.pop("write", None)
+        with self._write_connection() as conn, conn.begin():
+            for many, indexes in batches.items():
+                items = [group[i].item for i in indexes]
+                done = _batch_in_savepoint(conn, many, items)
+                outcomes.update(zip(indexes, done, strict=True))
+            for index, item in enumerate(group):
+                if item.many is None:
+                    outcomes[index] = _in_savepoint(conn, item.fn)
 
     def _write_alone(self, item: _GroupItem[Any]) -> None:
         try:
