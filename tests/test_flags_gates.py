@@ -76,8 +76,22 @@ async def pending_step(bot: Bot, slack: FakeSlackWebApi, clock: FrozenClock) -> 
     return deployment_id
 
 
-async def reject(bot: Bot, slack: FakeSlackWebApi, user: str, deployment_id: int) -> None:
-    await flag_click(bot, user, "release_flag_reject", deployment_id)
+def button_values(slack: FakeSlackWebApi) -> dict[str, str]:
+    """The flag buttons of the release message: action id -> the value it carries."""
+    return {
+        e["action_id"]: e["value"]
+        for b in message(slack)["blocks"]
+        if b["type"] == "actions" and b["block_id"].startswith("flag_actions")
+        for e in b["elements"]
+    }
+
+
+async def reject(
+    bot: Bot, slack: FakeSlackWebApi, user: str, deployment_id: int, *, value: str | None = None
+) -> None:
+    """A click on the message's Reject button (or one carrying `value`), then its reason."""
+    clicked = value or button_values(slack)["release_flag_reject"]
+    await flag_click(bot, user, "release_flag_reject", deployment_id, value=clicked)
     view = slack.opened_views()[-1]["view"]
     assert view["callback_id"] == "release_flag_reject_modal"
     assert await submit_reason(bot, slack, user, "not before the holiday sale") == {}

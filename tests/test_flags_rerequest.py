@@ -6,6 +6,7 @@ never counts for the fresh step; and a freeze does not stop the asking, only the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
@@ -18,13 +19,14 @@ from tests.fake_flags import LD_API_KEY, FlagEdge, flag_fixtures
 from tests.fakes import FrozenClock
 from tests.slackflow import CHANNEL, told
 from tests.test_flags_gates import (
+    button_values,
     pending_step,
     reject,
     release_section,
     steps,
     two_approvals_config,
 )
-from tests.test_flags_launchdarkly import FLAG, audited, flag_click, message, thread
+from tests.test_flags_launchdarkly import FLAG, audited, flag_click, thread
 
 REREQUEST = "release_flag_rerequest"
 
@@ -32,16 +34,6 @@ REREQUEST = "release_flag_rerequest"
 flags, bot = flag_fixtures(
     environ={"LAUNCHDARKLY_API_KEY": LD_API_KEY}, config=two_approvals_config
 )
-
-
-def button_values(slack: FakeSlackWebApi) -> dict[str, str]:
-    """The flag buttons of the release message: action id -> the value it carries."""
-    return {
-        e["action_id"]: e["value"]
-        for b in message(slack)["blocks"]
-        if b["type"] == "actions" and b["block_id"].startswith("flag_actions")
-        for e in b["elements"]
-    }
 
 
 def approvals(bot: Bot, step_id: int | None) -> list[str]:
@@ -148,3 +140,49 @@ async def test_a_rejected_flag_step_is_asked_for_again_during_a_freeze_but_not_a
     await flag_click(bot, "U0RM1", REREQUEST, deployment_id, value=value)  # the first button
     assert "already asked for again" in told(slack, "U0RM1")
     assert len(steps(bot)) == 2
+
+
+async def test_a_late_reject_click_never_closes_the_step_asked_for_again(
+    bot: Bot, slack: FakeSlackWebApi, flags: FlagEdge, clock: FrozenClock
+) -> None:
+    deployment_id = await pending_step(bot, slack, clock)
+    [first] = steps(bot)
+    closed_reject = button_values(slack)["release_flag_reject"]
+    assert closed_reject == f"{deployment_id}/{first.id}:{FLAG}"  # Reject names its step
+    await reject(bot, slack, "U0RM2", deployment_id)
+    await flag_click(bot, "U0RM1", REREQUEST, deployment_id, value=button_values(slack)[REREQUEST])
+    old, fresh = steps(bot)
+    assert (old.status, fresh.status) == ("rejected", "pending")
+
+    # The closed step's Reject button, and one from before Reject carried a step, are
+    # refused: the fresh step keeps waiting for its approvals.
+    for late in (closed_reject, f"{deployment_id}:{FLAG}"):
+        await reject(bot, slack, "U0RM2", deployment_id, value=late)
+        assert "from before the step of" in told(slack, "U0RM2")
+        assert [s.status for s in steps(bot)] == ["rejected", "pending"]
+    assert len(audited(bot, "flag.step_rejected")) == 1
+
+    # The Reject button the message shows now closes the fresh step.
+    assert button_values(slack)["release_flag_reject"] == f"{deployment_id}/{fresh.id}:{FLAG}"
+    await reject(bot, slack, "U0RM2", deployment_id)
+    assert [s.status for s in steps(bot)] == ["rejected", "rejected"]
+
+
+async def test_two_re_request_clicks_at_once_open_one_fresh_step(
+    bot: Bot, slack: FakeSlackWebApi, flags: FlagEdge, clock: FrozenClock
+) -> None:
+    deployment_id = await pending_step(bot, slack, clock)
+    await expire(bot, clock)
+    value = button_values(slack)[REREQUEST]
+
+    await asyncio.gather(
+        flag_click(bot, "U0RM1", REREQUEST, deployment_id, value=value),
+        flag_click(bot, "U0RM2", REREQUEST, deployment_id, value=value),
+    )
+
+    old, fresh = steps(bot)
+    assert (old.status, fresh.status) == ("expired", "pending")
+    assert len(audited(bot, "flag.step_rerequested")) == 1
+    answers = [told(slack, "U0RM1"), told(slack, "U0RM2")]
+    assert sum("asked again: the step of" in answer for answer in answers) == 1
+    assert sum("already asked for again" in answer for answer in answers) == 1

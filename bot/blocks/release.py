@@ -271,8 +271,8 @@ def _flags(r: ReleaseView) -> list[Block]:
         platform = _PLATFORMS.get(str(flag["provider"]), _esc(flag["provider"]))
         lines.append(f"• `{name}` ({platform}): {where}")
         value = f"{r.deployment_id}:{flag['flag']}"
-        # One step's buttons carry its id: Re-request, and Release on a step asked for again
-        # (so a Release click from before it was asked for again is refused).
+        # One step's buttons carry its id: Reject and Re-request, and Release on a step asked
+        # for again (so a click from before the step was asked for again is refused).
         stepped = f"{r.deployment_id}/{flag.get('step_id')}:{flag['flag']}"
         elements: list[Block] = []
         if flag["next_percent"] is not None:
@@ -280,7 +280,7 @@ def _flags(r: ReleaseView) -> list[Block]:
             released = stepped if flag.get("rerequested") else value
             elements.append(_button("release_flag", label, released, "primary"))
         if flag["pending"]:
-            elements.append(_button("release_flag_reject", "Reject", value, "danger"))
+            elements.append(_button("release_flag_reject", "Reject", stepped, "danger"))
         if flag.get("can_rerequest"):
             elements.append(_button(FLAG_REREQUEST, "Re-request", stepped, "primary"))
         if flag["can_kill"]:

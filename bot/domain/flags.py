@@ -253,11 +253,11 @@ def step_closed(
 
 
 def asked_again(flag: str, percent: int) -> Refusal:
-    """A Release click from before the step was asked for again (its button carried the
-    closed step, not the fresh one)."""
+    """A Release or Reject click from before the step was asked for again (its button
+    carried the closed step, not the fresh one)."""
     return Refusal(
         f"this button is from before the step of {flag} to {percent}% was asked for again",
-        "use Release on the release message as it shows now",
+        "use the buttons the release message shows now",
     )
 
 

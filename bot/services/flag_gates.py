@@ -72,8 +72,8 @@ def stale_click(
     *,
     rerequested: bool,
 ) -> gates.Refusal | None:
-    """Why a Release click is from an older state of the message, or None. A step asked for
-    again (`rerequested`) is approved only by the Release button showing it, which carries
+    """Why a Release or Reject click is from an older state of the message, or None. A step
+    asked for again (`rerequested`) is decided only by the buttons showing it, which carry
     its id; a button from before (no id, or another step's) is refused, so a late click on
     the closed step's button never counts for the fresh one."""
     if step_id is None:

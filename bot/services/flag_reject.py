@@ -32,9 +32,18 @@ from bot.store.tables import row_id
 
 
 def reject_step(
-    session: Session, *, now: datetime, config: Config, click: StepClick, reason: str
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    click: StepClick,
+    reason: str,
+    step_id: int | None = None,
 ) -> Outcome:
-    """One person's rejection of the flag's pending step, with their reason."""
+    """One person's rejection of the flag's pending step, with their reason. A click from
+    an older state of the message (another step's id, or none on a step asked for again)
+    is refused, as a Release click is (`flag_gates.stale_click`): a late Reject of a closed
+    step never closes the fresh one."""
     deployment_id, flag, person = click.deployment_id, click.flag, click.person
     subject = f"deployment:{deployment_id}"
     reason = reason.strip()
@@ -56,7 +65,10 @@ def reject_step(
         return refused(session, now, person.user_id, subject, flag, nothing)
     step = steps[-1]
     subject = f"flag_step:{row_id(step)}"
-    late = flag_gates.lock_open(session, now=now, step=step)
+    again = rules.rerequested(records(steps))
+    late = flag_gates.stale_click(flag, steps, step, step_id, rerequested=again)
+    if late is None:
+        late = flag_gates.lock_open(session, now=now, step=step)
     if late is not None:
         return refused(session, now, person.user_id, subject, flag, late, step.percent)
     approvers = approvals_of(session, step)

@@ -155,25 +155,27 @@ class Database:
         """A connection to write one transaction on (its BEGIN takes the write lock). The
         caller holds `_write_lock` on SQLite, where the same connection is used each time."""
         if self._write_lock is None:
-            with self.engine.connect() as conn:
-                conn.info["write"] = True
+            with self.engine.connect() as pooled:
+                pooled.info["write"] = True
                 try:
-                    yield conn
+                    yield pooled
                 finally:
-                    conn.info.pop("write", None)
+                    pooled.info.pop("write", None)
             return
-        conn = self._writer
+        old = self._writer
         if (
-            conn is None
-            or conn.closed
-            or conn.invalidated
+            old is None
+            or old.closed
+            or old.invalidated
             or self._writer_pool is not self.engine.pool
         ):
-            if conn is not None:  # the engine was disposed of: its connections are dropped
-                conn.close()
-            conn = self._writer = self.engine.connect()
-            self._writer_pool = self.engine.pool
-            conn.info["write"] = True  # never returned to the pool, never used to read
+            if old is not None:  # the engine was disposed of: its connections are dropped
+                old.close()
+            fresh = self.engine.connect()
+            fresh.info["write"] = True  # never returned to the pool, never used to read
+            self._writer, self._writer_pool = fresh, self.engine.pool
+        conn = self._writer
+        assert conn is not None
         try:
             yield conn
         finally:

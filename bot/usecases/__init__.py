@@ -182,10 +182,21 @@ class UseCases:
         )
 
     async def reject_flag(
-        self, *, deployment_id: int, flag: str, user_id: str, reason: str
+        self,
+        *,
+        deployment_id: int,
+        flag: str,
+        user_id: str,
+        reason: str,
+        step_id: int | None = None,
     ) -> Outcome:
         return await flags.reject_flag(
-            self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id, reason=reason
+            self._ctx,
+            deployment_id=deployment_id,
+            flag=flag,
+            user_id=user_id,
+            reason=reason,
+            step_id=step_id,
         )
 
     async def kill_flag(self, *, deployment_id: int, flag: str, user_id: str) -> Outcome:

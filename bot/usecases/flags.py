@@ -61,10 +61,17 @@ async def release_flag(
 
 @logged_ids("deployment_id")
 async def reject_flag(
-    ctx: Context, *, deployment_id: int, flag: str, user_id: str, reason: str
+    ctx: Context,
+    *,
+    deployment_id: int,
+    flag: str,
+    user_id: str,
+    reason: str,
+    step_id: int | None = None,
 ) -> gates.Outcome:
-    """Reject the flag's pending step, with a reason: only someone who may approve it may
-    (who clicked is looked up in Slack's directory first, as for an approval)."""
+    """Reject the flag's pending step (`step_id`, carried by the Reject button), with a
+    reason: only someone who may approve it may (who clicked is looked up in Slack's
+    directory first, as for an approval)."""
     scope = await _scope(ctx, deployment_id)
     if isinstance(scope, gates.Outcome):
         return scope
@@ -73,7 +80,7 @@ async def reject_flag(
         _click(user_id, deployment_id, flag),
         scope[0],
         lambda s, now, step: flag_reject.reject_step(
-            s, now=now, config=ctx.config, click=step, reason=reason
+            s, now=now, config=ctx.config, click=step, reason=reason, step_id=step_id
         ),
     )
 

@@ -139,7 +139,8 @@ def _on_flag_click(
 
 def _register_flag_reject(app: AsyncApp, usecases: UseCases) -> None:
     """Reject on a flag step waiting for approvals: a modal asks why, then the step is
-    closed (the button carries `<deployment id>:<flag key>`, as the flag's others do)."""
+    closed (the button carries `<deployment id>/<step id>:<flag key>`; one from before the
+    step id was carried has `<deployment id>:<flag key>`)."""
 
     @app.action("release_flag_reject", middleware=ACK_FIRST)
     async def clicked(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -147,15 +148,20 @@ def _register_flag_reject(app: AsyncApp, usecases: UseCases) -> None:
         target = _flag_value(body)
         if target is None:
             return
-        metadata = {"deployment_id": target[0], "flag": target[1], "channel": _channel(body)}
+        deployment_id, flag, step_id = target
+        metadata = {"deployment_id": deployment_id, "flag": flag, "channel": _channel(body)}
+        if step_id is not None:
+            metadata["step_id"] = step_id
         await client.views_open(trigger_id=body["trigger_id"], view=flag_reject_modal(metadata))
 
     async def reject(metadata: dict[str, Any], user: str, reason: str) -> Outcome:
+        step = metadata.get("step_id")
         return await usecases.reject_flag(
             deployment_id=int(metadata["deployment_id"]),
             flag=str(metadata["flag"])[:200],
             user_id=user,
             reason=reason,
+            step_id=int(step) if step is not None and _small_id(str(step)) else None,
         )
 
     _on_submit(app, FLAG_REJECT_MODAL, reject)
