@@ -261,7 +261,8 @@ def chart_schemas() -> Iterator[str]:
         (SPLIT, [*expected, *split, "ServiceMonitor"]),
         (SPOOL, [*without_deployment, "StatefulSet"]),
         (SPLIT | SPOOL, [*without_deployment, "StatefulSet", *split, "ServiceMonitor"]),
-        (SPOOL_CLAIM, [*without_deployment, "StatefulSet"]),
+        # One pod: no budget, which would block node drains.
+        (SPOOL_CLAIM, ["ConfigMap", "Job", "Service", "StatefulSet"]),
     ):
         docs = render(values)
         kinds = sorted(doc["kind"] for doc in docs)
@@ -319,6 +320,9 @@ def chart_rules() -> Iterator[str]:
     selector = docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
     if selector != docs["Deployment"]["spec"]["selector"]["matchLabels"]:
         yield "the PodDisruptionBudget must select the Deployment's pods"
+    lone = [doc["kind"] for doc in render({"replicaCount": 1})]
+    if "PodDisruptionBudget" in lone:
+        yield "one pod gets no PodDisruptionBudget (minAvailable 1 would block node drains)"
     monitor = docs["ServiceMonitor"]
     service = docs["Service"]
     wanted = monitor["spec"]["selector"]["matchLabels"].items()
@@ -436,6 +440,8 @@ def chart_spool_rules() -> Iterator[str]:
         yield "existingClaim: one StatefulSet pod on that claim, no claim template"
     if volume.get("persistentVolumeClaim", {}).get("claimName") != "releasebot-spool":
         yield f"existingClaim: RELEASEBOT_SPOOL_DIR must be the claim's mount, not {volume}"
+    if any(doc["kind"] == "PodDisruptionBudget" for doc in render(SPOOL_CLAIM)):
+        yield "existingClaim: its one pod gets no PodDisruptionBudget (it would block drains)"
     refused = (
         {"spool": {"persistence": {"enabled": True, "existingClaim": "releasebot-spool"}}},
         SPLIT | {"spool": SPOOL_CLAIM["spool"]},
