@@ -12,6 +12,8 @@ step (`require`, the same quorum rules as an environment's gate):
       forbid_self_approval: true
       expires_after: 4h                  # a step nobody decided in time expires (default 4h)
       remind_after: 1h                   # remind the approvers (then every remind_every)
+      escalate_after: 2h                 # mention escalate_to (default: on-call), DM who
+      escalate_to: ["S0ONCALL1"]         # has not voted, once per step
       flags:
         - key: new-checkout-flow
           launchdarkly: { project: "acme-web", environment: "production" }
@@ -27,7 +29,15 @@ from pydantic import Field, model_validator
 
 from bot.config.base import ConfigModel, Loc, invalid, problems_error
 from bot.config.gates import GatePolicy, Rules, UnknownPeople
-from bot.config.types import EnvVarName, Name, PositiveDuration, Text, Url, format_duration
+from bot.config.types import (
+    EnvVarName,
+    Name,
+    PositiveDuration,
+    SlackPrincipal,
+    Text,
+    Url,
+    format_duration,
+)
 
 Percent = Annotated[int, Field(ge=1, le=100, strict=True)]
 
@@ -101,7 +111,10 @@ class ReleaseFlags(ConfigModel):
 
     A step waiting for approvals expires `expires_after` after it opened (as a deploy gate
     does, default 4h); its approvers are reminded in the thread once at `remind_after`, and
-    again every `remind_every` when it is set, until it expires."""
+    again every `remind_every` when it is set, until it expires. At `escalate_after` the
+    thread mentions `escalate_to` (by default whoever is on call for the service, else
+    `slack.oncall`) and each approver who has not voted gets a direct message, once per
+    step."""
 
     environment: Name | None = None
     require: Rules
@@ -110,17 +123,21 @@ class ReleaseFlags(ConfigModel):
     expires_after: PositiveDuration = timedelta(hours=4)
     remind_after: PositiveDuration | None = None
     remind_every: PositiveDuration | None = None
+    escalate_after: PositiveDuration | None = None
+    escalate_to: Annotated[list[SlackPrincipal], Field(min_length=1)] | None = None
     flags: Annotated[list[Flag], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _check_reminder(self) -> Self:
-        for key in ("remind_after", "remind_every"):
+        for key in ("remind_after", "remind_every", "escalate_after"):
             value = getattr(self, key)
             if value is not None and value >= self.expires_after:
                 raise invalid(
                     f"must be shorter than expires_after ({format_duration(self.expires_after)})",
                     key,
                 )
+        if self.escalate_to is not None and self.escalate_after is None:
+            raise invalid("is used only with escalate_after (when to escalate)", "escalate_to")
         return self
 
     @model_validator(mode="after")
@@ -148,4 +165,6 @@ class ReleaseFlags(ConfigModel):
             expires_after=self.expires_after,
             remind_after=self.remind_after,
             remind_every=self.remind_every,
+            escalate_after=self.escalate_after,
+            escalate_to=self.escalate_to,
         )

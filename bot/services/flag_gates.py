@@ -1,7 +1,7 @@
-"""A flag step's gate and the clock: when it expires and reminds (the deploy gate's timing
-rules, `bot.domain.gates.timing`, over the `release:` block's `expires_after`,
-`remind_after` and `remind_every`), the sweep that reminds and expires, and the close of a
-step rejected or expired.
+"""A flag step's gate and the clock: when it expires, reminds and escalates (the deploy
+gate's timing rules, `bot.domain.gates.timing`, over the `release:` block's
+`expires_after`, `remind_after`, `remind_every` and `escalate_after`), the sweep that
+reminds, escalates and expires, and the close of a step rejected or expired.
 
 A closed step changes nothing on the flag platform: it is marked, audited
 (`flag.step_rejected`, `flag.step_expired`, with the subject `flag_step:<id>`), told in the
@@ -12,21 +12,23 @@ version first, so a sweep racing a click ends in one consistent outcome.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from bot.config import Config, GatePolicy
+from bot.config.flags import ReleaseFlags
 from bot.config.types import format_duration
 from bot.domain import flags as rules
 from bot.domain import gates
 from bot.domain.gates.timing import GateTimes, reminder_due
-from bot.domain.messages import TemplateLine
-from bot.services import audit, flag_checks, gate_rows, outbox
-from bot.store.tables import FlagStep, row_id
+from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
+from bot.services import audit, flag_checks, gate_rows, gate_sweep, outbox
+from bot.store.tables import AuditEvent, FlagApproval, FlagStep, row_id
 
 NOBODY_DECIDED = "nobody decided in time"
+ESCALATED = "flag.escalated"
 
 
 def schedule(step: FlagStep, policy: GatePolicy) -> None:
@@ -135,25 +137,138 @@ def expire(session: Session, *, now: datetime, step: FlagStep) -> None:
     )
 
 
-def sweep(session: Session, *, now: datetime, config: Config) -> int:
-    """Remind or expire each pending flag step that is due; how many steps were taken."""
+def sweep(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    group_members: Mapping[str, frozenset[str]] | None = None,
+) -> int:
+    """Remind, escalate or expire each pending flag step that is due; how many steps were
+    taken. `group_members` resolves the user groups among the approvers of steps due for
+    escalation (`escalation_principals`); None leaves escalations for a later sweep."""
     acted = 0
-    pending = session.exec(
-        select(FlagStep)
-        .where(FlagStep.status == rules.PENDING)
-        .where(col(FlagStep.expires_at).is_not(None))
-        .order_by(col(FlagStep.id))
-    ).all()
-    for step in pending:
+    for step in _pending(session):
         assert step.expires_at is not None
         if now >= step.expires_at:
             flag_checks.lock_step(session, step)
             expire(session, now=now, step=step)
             acted += 1
-        elif reminder_due(step.remind_at, step.reminded_at, now):
+            continue
+        if reminder_due(step.remind_at, step.reminded_at, now):
             _remind(session, now=now, config=config, step=step)
             acted += 1
+        release = _escalating(session, config, step, now)
+        if group_members is not None and release is not None:
+            _escalate(
+                session,
+                now=now,
+                config=config,
+                step=step,
+                release=release,
+                group_members=group_members,
+            )
+            acted += 1
     return acted
+
+
+def escalation_principals(session: Session, *, now: datetime, config: Config) -> frozenset[str]:
+    """The approvers (users and groups) of every pending flag step due for escalation."""
+    found: set[str] = set()
+    for step in _pending(session):
+        if not expired(step, now) and _escalating(session, config, step, now) is not None:
+            found.update(_approvers(step))
+    return frozenset(found)
+
+
+def _pending(session: Session) -> Sequence[FlagStep]:
+    return session.exec(
+        select(FlagStep)
+        .where(FlagStep.status == rules.PENDING)
+        .where(col(FlagStep.expires_at).is_not(None))
+        .order_by(col(FlagStep.id))
+    ).all()
+
+
+def _approvers(step: FlagStep) -> list[str]:
+    return list(gates.Requirement.from_dict(step.requirement).principals())
+
+
+def _escalating(
+    session: Session, config: Config, step: FlagStep, now: datetime
+) -> ReleaseFlags | None:
+    """The release settings of a step due for escalation now (its `escalate_after` has
+    passed since it opened and it was not escalated yet), else None."""
+    service = config.services.get(step.service)
+    release = service.release if service is not None else None
+    if release is None or release.escalate_after is None:
+        return None
+    if now < step.created_at + release.escalate_after:
+        return None
+    done = session.exec(
+        select(AuditEvent.seq)
+        .where(col(AuditEvent.subject) == f"flag_step:{row_id(step)}")
+        .where(col(AuditEvent.action) == ESCALATED)
+        .limit(1)
+    ).first()
+    return release if done is None else None
+
+
+def _escalate(
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    step: FlagStep,
+    release: ReleaseFlags,
+    group_members: Mapping[str, frozenset[str]],
+) -> None:
+    """Mention the escalation group in the thread (whoever is on call when the line is
+    sent, without `escalate_to`), and ask each approver who has not voted in a direct
+    message."""
+    assert step.expires_at is not None
+    flag_checks.lock_step(session, step)
+    escalate_to = list(release.escalate_to or config.slack.oncall)
+    voted = set(
+        session.exec(select(FlagApproval.user_id).where(FlagApproval.step_id == row_id(step)))
+    )
+    asked = sorted(gate_sweep.people(_approvers(step), group_members) - voted)
+    waited = format_duration(now - step.created_at)
+    what = f"the step of {step.flag} to {step.percent}%"
+    expires = f"It expires at {step.expires_at:%Y-%m-%d %H:%M} UTC."
+    text = (
+        f"{what} has waited {waited} for approval; the approvers who have not voted were "
+        f"sent a direct message. {expires}"
+    )
+    fields = {"icon": ":rotating_light:", "text": text, "by": None, "mention": escalate_to}
+    line: TemplateLine | OncallLine = (
+        TemplateLine(step.deployment_id, flag_checks.TEMPLATE, fields)
+        if release.escalate_to
+        else OncallLine(
+            step.deployment_id, flag_checks.TEMPLATE, {**fields, "oncall_field": "mention"}
+        )
+    )
+    outbox.enqueue(session, line, now=now)
+    channel = config.channel_for(step.service)
+    asking = (
+        f":rotating_light: {what} ({step.service} in {step.environment}) has waited {waited} "
+        f"for your approval in {channel}. {expires}"
+    )
+    for user in asked:
+        outbox.enqueue(session, DirectMessage(user, asking), now=now)
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action=ESCALATED,
+        subject=f"flag_step:{row_id(step)}",
+        details={
+            "flag": step.flag,
+            "percent": step.percent,
+            "escalate_to": escalate_to,
+            "asked": asked,
+        },
+    )
 
 
 def _remind(session: Session, *, now: datetime, config: Config, step: FlagStep) -> None:
@@ -164,7 +279,7 @@ def _remind(session: Session, *, now: datetime, config: Config, step: FlagStep) 
     service = config.services.get(step.service)
     every = service.release.remind_every if service and service.release else None
     following = gate_rows.reminder_sent(session, step, now=now, every=every)
-    approvers = list(gates.Requirement.from_dict(step.requirement).principals())
+    approvers = _approvers(step)
     waited = format_duration(now - step.created_at)
     text = (
         f"the step of {step.flag} to {step.percent}% has waited {waited} for approval. "

@@ -177,7 +177,7 @@ def _escalate(
     lock_gate(session, gate)
     escalate_to = list(policy.escalate_to or config.slack.oncall)
     voted = {user for user, _ in session.connection().execute(sql.GATE_VOTES, {"gate_id": gate.id})}
-    asked = sorted(_people(_approvers(gate, policy), group_members) - voted)
+    asked = sorted(people(_approvers(gate, policy), group_members) - voted)
     waited = format_duration(now - gate.created_at)
     fields = {
         "escalate_to": escalate_to,
@@ -216,7 +216,7 @@ def _escalate(
     )
 
 
-def _people(principals: Iterable[str], group_members: Mapping[str, frozenset[str]]) -> set[str]:
+def people(principals: Iterable[str], group_members: Mapping[str, frozenset[str]]) -> set[str]:
     """The users among `principals`, with the members of its groups."""
     found: set[str] = set()
     for principal in principals:

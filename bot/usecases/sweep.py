@@ -18,10 +18,13 @@ log = logging.getLogger(__name__)
 async def sweep_gates(ctx: Context) -> int:
     """Remind approvers of gates waiting long, escalate the ones waiting longer (the user
     groups among their approvers read from Slack first), expire the ones past their time;
-    then remind or expire the flag steps waiting for approvals."""
+    then the same for the flag steps waiting for approvals."""
     now = ctx.clock.now()
     principals = await ctx.read(
-        lambda s: gate_sweep.escalation_principals(s, now=now, config=ctx.config)
+        lambda s: (
+            gate_sweep.escalation_principals(s, now=now, config=ctx.config)
+            | flag_gates.escalation_principals(s, now=now, config=ctx.config)
+        )
     )
     members: Mapping[str, frozenset[str]] | None = {}
     if principals:
@@ -33,7 +36,9 @@ async def sweep_gates(ctx: Context) -> int:
     acted = await ctx.write(
         lambda s: gate_sweep.sweep(s, now=now, config=ctx.config, group_members=members)
     )
-    acted += await ctx.write(lambda s: flag_gates.sweep(s, now=now, config=ctx.config))
+    acted += await ctx.write(
+        lambda s: flag_gates.sweep(s, now=now, config=ctx.config, group_members=members)
+    )
     if acted:
         ctx.wake()
     return acted
