@@ -157,7 +157,7 @@ def test_the_documented_template_names_the_rollouts() -> None:
     assert later.delivery != parsed.delivery
 
 
-async def test_a_paused_canary_shows_its_step_with_promote_and_abort(
+async def test_a_paused_canary_shows_its_step_with_promote_promote_fully_and_abort(
     bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge
 ) -> None:
     await paused_canary(bot)
@@ -165,7 +165,11 @@ async def test_a_paused_canary_shows_its_step_with_promote_and_abort(
     posted = message(slack)
     assert "canary 2/5, paused" in text_of(posted)
     assert ROLLOUT in text_of(posted)
-    assert {"release_rollout_promote", "release_rollout_abort"} <= set(buttons(posted))
+    assert [b for b in buttons(posted) if b.startswith("release_rollout")] == [
+        "release_rollout_promote",
+        "release_rollout_promote_full",
+        "release_rollout_abort",
+    ]
     [read] = edge.argocd.calls("GET", f"/api/v1/applications/{APP}/resource")
     assert dict(read.url.params) == {
         "namespace": "storefront",
@@ -205,18 +209,39 @@ async def test_promote_by_an_approver_resumes_the_rollout(
     assert asked["actor"] == "U0RM1"
 
 
-async def test_promote_by_the_change_s_author_is_refused(
+async def test_promote_fully_by_an_approver_skips_the_remaining_steps(
     bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge
 ) -> None:
     deployment_id = await paused_canary(bot)
 
-    await click(bot, "U0OWNER01", "release_rollout_promote", deployment_id)
+    await click(bot, "U0RM1", "release_rollout_promote_full", deployment_id)
+
+    assert "Argo CD is asked to promote-full" in told(slack, "U0RM1")
+    [(action, query)] = edge.argocd.actions_run()
+    assert (action, query["resourceName"]) == ("promote-full", ROLLOUT)
+    [done] = audited(bot, "rollout.action_done")
+    assert (done["actor"], done["action"]) == ("U0RM1", "promote-full")
+    posted = message(slack)
+    assert "canary 5/5" in text_of(posted)  # the last step: every remaining one skipped
+    assert "release_rollout_promote_full" not in buttons(posted)
+
+
+@pytest.mark.parametrize(
+    ("button", "action"),
+    [("release_rollout_promote", "resume"), ("release_rollout_promote_full", "promote-full")],
+)
+async def test_promote_by_the_change_s_author_is_refused(
+    bot: Bot, slack: FakeSlackWebApi, edge: DeployEdge, button: str, action: str
+) -> None:
+    deployment_id = await paused_canary(bot)
+
+    await click(bot, "U0OWNER01", button, deployment_id)
 
     refused = told(slack, "U0OWNER01")
     assert "who did not write the change" in refused
     assert edge.argocd.actions_run() == []
     [refusal] = audited(bot, "rollout.action_refused")
-    assert (refusal["actor"], refusal["action"]) == ("U0OWNER01", "resume")
+    assert (refusal["actor"], refusal["action"]) == ("U0OWNER01", action)
     assert "canary 2/5, paused" in text_of(message(slack))
 
 

@@ -1,5 +1,5 @@
 """An Argo Rollout on its release message: where the canary stands ("canary 2/5, paused"),
-the Promote and Abort buttons, and the modal asking why to abort."""
+the Promote, Promote fully and Abort buttons, and the modal asking why to abort."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from bot.blocks.modals import reason_modal
 from bot.blocks.mrkdwn import escape_mrkdwn, truncate
 
 PROMOTE: Final = "release_rollout_promote"
+PROMOTE_FULL: Final = "release_rollout_promote_full"
 ABORT: Final = "release_rollout_abort"
 ABORT_MODAL: Final = "release_rollout_abort_modal"
 
 
 def rollout_blocks(deployment_id: int, rollout: dict[str, Any]) -> list[Block]:
-    """The Rollout's line, then Promote and Abort while it still progresses or waits."""
+    """The Rollout's line, then Promote (the next step), Promote fully (every remaining
+    step at once) and Abort while it still progresses or waits."""
     name = escape_mrkdwn(truncate(str(rollout["name"]), 200))
     line = f"*Rollout* `{name}`: {escape_mrkdwn(rollout['where'])}"
     if rollout.get("asked"):
@@ -32,6 +34,7 @@ def rollout_blocks(deployment_id: int, rollout: dict[str, Any]) -> list[Block]:
                 "block_id": f"rollout_actions_{value}",
                 "elements": [
                     _button(PROMOTE, "Promote", value, "primary"),
+                    _button(PROMOTE_FULL, "Promote fully", value, None),
                     _button(ABORT, "Abort", value, "danger"),
                 ],
             }
@@ -39,14 +42,16 @@ def rollout_blocks(deployment_id: int, rollout: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _button(action_id: str, label: str, value: str, style: str) -> Block:
-    return {
+def _button(action_id: str, label: str, value: str, style: str | None) -> Block:
+    button: Block = {
         "type": "button",
         "action_id": action_id,
         "value": value,
-        "style": style,
         "text": {"type": "plain_text", "text": label},
     }
+    if style is not None:
+        button["style"] = style
+    return button
 
 
 def abort_modal(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -204,9 +204,11 @@ class UseCases:
             self._ctx, deployment_id=deployment_id, flag=flag, user_id=user_id
         )
 
-    async def promote_rollout(self, *, deployment_id: int, user_id: str) -> Outcome:
+    async def promote_rollout(
+        self, *, deployment_id: int, user_id: str, fully: bool = False
+    ) -> Outcome:
         return await rollouts.promote_rollout(
-            self._ctx, deployment_id=deployment_id, user_id=user_id
+            self._ctx, deployment_id=deployment_id, user_id=user_id, fully=fully
         )
 
     async def abort_rollout(self, *, deployment_id: int, user_id: str, reason: str) -> Outcome:

@@ -23,17 +23,22 @@ from bot.store.db import Database
 from bot.usecases.context import Context
 from bot.usecases.refusals import Click, among, approver
 
-PROMOTE_ACTION = "resume"
+PROMOTE_ACTION = "resume"  # on from the pause, to the next step
+PROMOTE_FULL_ACTION = "promote-full"  # every remaining step skipped: all traffic at once
 
 
 @logged_ids("deployment_id")
-async def promote_rollout(ctx: Context, *, deployment_id: int, user_id: str) -> gates.Outcome:
-    """Let the Rollout go on from its pause (`resume`), if the gate rules let this person."""
+async def promote_rollout(
+    ctx: Context, *, deployment_id: int, user_id: str, fully: bool = False
+) -> gates.Outcome:
+    """Let the Rollout go on from its pause (`resume`), or `fully` to its end at once
+    (`promote-full`), if the gate rules let this person."""
+    action = PROMOTE_FULL_ACTION if fully else PROMOTE_ACTION
     scope = await ctx.read(lambda s: releases.scope(s, deployment_id))
     if scope is None:
         return gates.Outcome(gates.REFUSED, refusals.unknown_deployment().text)
     service, environment = scope
-    click = _click(user_id, deployment_id, PROMOTE_ACTION)
+    click = _click(user_id, deployment_id, action)
     locked = await ctx.read(
         lambda s: releases.lock_refusal(s, service=service, environment=environment)
     )
@@ -54,7 +59,7 @@ async def promote_rollout(ctx: Context, *, deployment_id: int, user_id: str) -> 
             person=clicked.person,
             group_members=clicked.group_members,
             allowed=allowed,
-            action=PROMOTE_ACTION,
+            action=action,
         )
     )
     ctx.wake()

@@ -33,7 +33,7 @@ from bot.blocks.release import (
     SKIP_VERIFICATION_MODAL,
     skip_verification_modal,
 )
-from bot.blocks.rollouts import ABORT, ABORT_MODAL, PROMOTE, abort_modal
+from bot.blocks.rollouts import ABORT, ABORT_MODAL, PROMOTE, PROMOTE_FULL, abort_modal
 from bot.domain.gates.refusal import REASON_MISSING
 from bot.usecases import Outcome, UseCases
 from handlers.slack.middleware import ACK_FIRST
@@ -75,11 +75,14 @@ def register_actions(app: AsyncApp, usecases: UseCases) -> None:
 
 
 def _register_rollouts(app: AsyncApp, usecases: UseCases) -> None:
-    """An Argo Rollout's Promote (one click, under the gate's rules) and Abort (a modal asks
-    why); both buttons carry the deployment id."""
+    """An Argo Rollout's Promote and Promote fully (one click, under the gate's rules) and
+    Abort (a modal asks why); the buttons carry the deployment id."""
 
     async def promote(deployment_id: int, user: str) -> Outcome:
         return await usecases.promote_rollout(deployment_id=deployment_id, user_id=user)
+
+    async def promote_fully(deployment_id: int, user: str) -> Outcome:
+        return await usecases.promote_rollout(deployment_id=deployment_id, user_id=user, fully=True)
 
     async def abort(deployment_id: int, user: str, reason: str) -> Outcome:
         return await usecases.abort_rollout(
@@ -87,6 +90,7 @@ def _register_rollouts(app: AsyncApp, usecases: UseCases) -> None:
         )
 
     _on_click(app, PROMOTE, promote)
+    _on_click(app, PROMOTE_FULL, promote_fully)
     _on_reason(app, ABORT, ABORT_MODAL, abort_modal, "deployment_id", abort)
 
 
