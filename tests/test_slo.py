@@ -123,6 +123,8 @@ async def test_an_exhausted_budget_holds_promotion_and_blocks_the_gate(
     assert any("Measuring the error budget before promoting on" in m["text"] for m in thread)
     blocks = json.dumps(staging_message(slack)["blocks"])
     assert "*Error budget*" in blocks and "30d error budget (objective 99.9%) exhausted" in blocks
+    # when it was measured: the budget is read again only before a gate or a promotion
+    assert f"measured {clock.now():%Y-%m-%d %H:%M} UTC" in blocks
     assert (
         "burn 1h 20\\u00d7, 5m 30\\u00d7" in blocks and "burning fast: 1h/5m above 14.4" in blocks
     )
@@ -146,6 +148,7 @@ async def test_an_exhausted_budget_holds_promotion_and_blocks_the_gate(
     # the budget shows in /release status and on the dashboard
     status = shown(await slash("U0RM1", "status checkout"))
     assert "30d error budget (objective 99.9%) exhausted (-50.0% left)" in status
+    assert f"measured {clock.now():%Y-%m-%d %H:%M} UTC" in status
     page = (await bot.http.get(f"/deployments/{gate.deployment_id}")).text
     assert "<dt>Error budget</dt>" in page and "exhausted (-50.0% left)" in page
 

@@ -16,7 +16,7 @@ promotion of a service with an `slo:` is decided only after a fresh one (`reacti
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -71,11 +71,17 @@ def latest(session: Session, service: str) -> Budget | None:
 
 
 def latest_line(session: Session, config: Config, service: str) -> str | None:
-    """The service's budget in one line, for messages and pages; None without an slo."""
+    """The service's budget in one line, with when it was measured (it is read again only
+    before a gate or a promotion), for messages and pages; None without an slo."""
     if not has_slo(config, service):
         return None
     budget = latest(session, service)
-    return budget.describe() if budget is not None else "error budget not measured yet"
+    if budget is None:
+        return "error budget not measured yet"
+    if budget.measured_at is None:
+        return budget.describe()
+    at = datetime.fromisoformat(budget.measured_at).astimezone(UTC)
+    return f"{budget.describe()} · measured {at:%Y-%m-%d %H:%M} UTC"
 
 
 def measured_since(session: Session, service: str, moment: datetime) -> Budget | None:
