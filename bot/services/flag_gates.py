@@ -23,9 +23,9 @@ from bot.config.types import format_duration
 from bot.domain import flags as rules
 from bot.domain import gates
 from bot.domain.gates.timing import GateTimes, reminder_due
-from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
+from bot.domain.messages import OncallLine, TemplateLine
 from bot.services import audit, flag_checks, gate_rows, gate_sweep, outbox
-from bot.store.tables import AuditEvent, FlagApproval, FlagStep, row_id
+from bot.store.tables import FlagApproval, FlagStep, row_id
 
 NOBODY_DECIDED = "nobody decided in time"
 ESCALATED = "flag.escalated"
@@ -205,13 +205,8 @@ def _escalating(
         return None
     if now < step.created_at + release.escalate_after:
         return None
-    done = session.exec(
-        select(AuditEvent.seq)
-        .where(col(AuditEvent.subject) == f"flag_step:{row_id(step)}")
-        .where(col(AuditEvent.action) == ESCALATED)
-        .limit(1)
-    ).first()
-    return release if done is None else None
+    done = gate_rows.escalated(session, subject=f"flag_step:{row_id(step)}", action=ESCALATED)
+    return None if done else release
 
 
 def _escalate(
@@ -248,26 +243,20 @@ def _escalate(
             step.deployment_id, flag_checks.TEMPLATE, {**fields, "oncall_field": "mention"}
         )
     )
-    outbox.enqueue(session, line, now=now)
     channel = config.channel_for(step.service)
     asking = (
         f":rotating_light: {what} ({step.service} in {step.environment}) has waited {waited} "
         f"for your approval in {channel}. {expires}"
     )
-    for user in asked:
-        outbox.enqueue(session, DirectMessage(user, asking), now=now)
-    audit.append(
+    gate_rows.queue_escalation(
         session,
-        at=now,
-        actor="releasebot",
+        now=now,
+        line=line,
+        asked=asked,
+        asking=asking,
         action=ESCALATED,
         subject=f"flag_step:{row_id(step)}",
-        details={
-            "flag": step.flag,
-            "percent": step.percent,
-            "escalate_to": escalate_to,
-            "asked": asked,
-        },
+        details={"flag": step.flag, "percent": step.percent, "escalate_to": escalate_to},
     )
 
 

@@ -1,6 +1,7 @@
 """What a deploy gate (`gate`) and a flag step's gate (`flag_step`) do alike to their rows:
-a decision recorded on the row (status, when, by whom, why), and a reminder sent (when it
-went out, when the next one is due, audited with the approvers it mentioned).
+a decision recorded on the row (status, when, by whom, why), a reminder sent (when it
+went out, when the next one is due, audited with the approvers it mentioned), and an
+escalation (once per row: a thread line, a direct message to each approver asked, audited).
 
 Each caller locks its row first (by its row version) and audits the decision itself, with
 the subject and details of its kind.
@@ -11,10 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.domain.gates.timing import next_reminder
-from bot.services import audit
+from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
+from bot.services import audit, outbox
+from bot.store.tables import AuditEvent
 
 REASON_KEPT = 3000
 
@@ -78,4 +81,41 @@ def audit_reminder(
         details["next_reminder"] = following.isoformat()
     audit.append(
         session, at=now, actor="releasebot", action=action, subject=subject, details=details
+    )
+
+
+def escalated(session: Session, *, subject: str, action: str) -> bool:
+    """Whether the row (`gate:<id>`, `flag_step:<id>`) has escalated already."""
+    done = session.exec(
+        select(AuditEvent.seq)
+        .where(col(AuditEvent.subject) == subject)
+        .where(col(AuditEvent.action) == action)
+        .limit(1)
+    ).first()
+    return done is not None
+
+
+def queue_escalation(
+    session: Session,
+    *,
+    now: datetime,
+    line: TemplateLine | OncallLine,
+    asked: list[str],
+    asking: str,
+    action: str,
+    subject: str,
+    details: dict[str, object],
+) -> None:
+    """The escalation's thread `line`, the direct message `asking` to each approver `asked`,
+    and the audit record (`action` on `subject`, with whom it asked) that marks it done."""
+    outbox.enqueue(session, line, now=now)
+    for user in asked:
+        outbox.enqueue(session, DirectMessage(user, asking), now=now)
+    audit.append(
+        session,
+        at=now,
+        actor="releasebot",
+        action=action,
+        subject=subject,
+        details={**details, "asked": asked},
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bot.config import Config, GatePolicy
 from bot.config.types import format_duration
@@ -22,12 +22,12 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates.timing import GateTimes, reminder_due
 from bot.domain.ingest import revision_label
-from bot.domain.messages import DirectMessage, OncallLine, TemplateLine
-from bot.services import audit, freeze_gates, gate_rows, outbox
+from bot.domain.messages import OncallLine, TemplateLine
+from bot.services import freeze_gates, gate_rows, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.gate_reads import environment_at
 from bot.store import statements as sql
-from bot.store.tables import AuditEvent, Deployment, Gate, row_id
+from bot.store.tables import Deployment, Gate, row_id
 
 ESCALATED = "gate.escalated"
 
@@ -152,13 +152,7 @@ def _escalation_due(session: Session, gate: Gate, policy: GatePolicy | None, now
     escalate_at = GateTimes.from_gate(policy, gate.created_at).escalate_at
     if escalate_at is None or now < escalate_at:
         return False
-    done = session.exec(
-        select(AuditEvent.seq)
-        .where(col(AuditEvent.subject) == f"gate:{gate.id}")
-        .where(col(AuditEvent.action) == ESCALATED)
-        .limit(1)
-    ).first()
-    return done is None
+    return not gate_rows.escalated(session, subject=f"gate:{gate.id}", action=ESCALATED)
 
 
 def _escalate(
@@ -196,23 +190,22 @@ def _escalate(
             {**fields, "oncall_field": "escalate_to"},
         )
     )
-    outbox.enqueue(session, line, now=now)
     channel = config.channel_for(deployment.service)
-    text = (
+    asking = (
         f":rotating_light: {deployment.service} "
         f"{revision_label(deployment.sha, deployment.version)} → "
         f"{deployment.environment} has waited {waited} for your approval in {channel}. "
         f"It expires at {gate.expires_at:%Y-%m-%d %H:%M} UTC."
     )
-    for user in asked:
-        outbox.enqueue(session, DirectMessage(user, text), now=now)
-    audit.append(
+    gate_rows.queue_escalation(
         session,
-        at=now,
-        actor="releasebot",
+        now=now,
+        line=line,
+        asked=asked,
+        asking=asking,
         action=ESCALATED,
         subject=f"gate:{gate.id}",
-        details={"escalate_to": escalate_to, "asked": asked},
+        details={"escalate_to": escalate_to},
     )
 
 
