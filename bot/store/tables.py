@@ -63,6 +63,12 @@ class ReleaseCommit(SQLModel, table=True):
     authored_us: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
+_SERVICE_ENV = ("service", "environment")
+_RAN: dict[str, Any] = {
+    f"{dialect}_where": sa.text("deployed_at IS NOT NULL") for dialect in ("sqlite", "postgresql")
+}
+
+
 class Deployment(SQLModel, table=True):
     """A release into one environment; `state` follows bot.domain.states."""
 
@@ -72,27 +78,12 @@ class Deployment(SQLModel, table=True):
             "service", "environment", "sha", "attempt", name="uq_deployment_attempt"
         ),
         sa.Index("ix_deployment_service_env_created", "service", "environment", "created_at"),
-        # Superseding, cancelling older verifications and finishing rollbacks look for the
-        # deployments of one service and environment in given states on every CI event; the
-        # risk assessment counts them per state over a time window from this index alone.
-        sa.Index(
-            "ix_deployment_service_env_state_created",
-            "service",
-            "environment",
-            "state",
-            "created_at",
-        ),
-        # The newest deployment of a service and environment that ran (the base a release is
-        # compared with, the last production deployment), without walking the ones that
-        # never ran: a burst of superseded deployments would otherwise be read on each.
-        sa.Index(
-            "ix_deployment_service_env_ran",
-            "service",
-            "environment",
-            "created_at",
-            sqlite_where=sa.text("deployed_at IS NOT NULL"),
-            postgresql_where=sa.text("deployed_at IS NOT NULL"),
-        ),
+        # Deployments of a service and environment in given states (superseding, cancelling,
+        # rollbacks), and the risk assessment's counts per state over a window, index-only.
+        sa.Index("ix_deployment_service_env_state_created", *_SERVICE_ENV, "state", "created_at"),
+        # The newest deployment that ran (a release's comparison base, the last production
+        # deployment), without walking a burst of superseded ones that never ran.
+        sa.Index("ix_deployment_service_env_ran", *_SERVICE_ENV, "created_at", **_RAN),
         # DORA reads the deployments of one environment that ran in a time range, for all
         # services or one, from this index alone: counts (service, state) and the first
         # production deployment of each release (release_id). Time before service: the
