@@ -9,11 +9,13 @@ reads, for many deployments at once.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
@@ -201,6 +203,33 @@ def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
     with db.read() as session:
         kept = session.exec(select(WebhookDelivery.delivery_id, WebhookDelivery.outcome)).all()
     assert sorted(kept) == [("s-1", "pending"), ("s-2", "pending")]
+
+
+async def test_deliveries_awaited_on_the_loop_are_answered_together_even_if_one_stops_waiting(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """A webhook request awaits its delivery's group commit on the event loop; one whose
+    client went away (its task cancelled) still has its delivery stored, and the others of
+    its group get their answers."""
+    items = [stored(example_config, clock, f"a-{n}", "in_progress") for n in (1, 2, 3)]
+    release, held = held_group(db)
+    waiting = [
+        asyncio.create_task(db.store_batched(store_many, item, partial(store_one, item=item)))
+        for item in items
+    ]
+    await asyncio.sleep(0)  # each task queues its write behind the held group
+    waiting[1].cancel()
+    release.set()
+    await asyncio.wrap_future(held)
+
+    first, third = await waiting[0], await waiting[2]
+    assert (first.status, third.status) == ("accepted", "accepted")
+    assert waiting[1].cancelled()
+    again = await db.store_batched(store_many, items[1], partial(store_one, item=items[1]))
+    assert again.status == "duplicate"  # it was stored though nobody awaited it
+    with db.read() as session:
+        kept = session.exec(select(WebhookDelivery.delivery_id)).all()
+    assert sorted(kept) == ["a-1", "a-2", "a-3"]
 
 
 def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(

@@ -9,8 +9,8 @@ with a group commit: one writer thread runs every `fn` that is waiting when it g
 in one transaction, each in its own SAVEPOINT, and resolves their futures only after the
 COMMIT. One that fails rolls back alone and is retried on its own, like `write` would.
 
-`Database.submit_batched(many, item, alone)` is the cheaper kind of group write: every item
-of a group submitted with the same `many` function is written by one call of it (one
+`await Database.store_batched(many, item, alone)` is the cheaper kind of group write: every
+item of a group stored with the same `many` function is written by one call of it (one
 SELECT and one multi-row INSERT for a group of deliveries, instead of a SAVEPOINT and a
 session each). When the database refuses that call (another replica stored one of the
 items first), each item is written again on its own through `alone`.
@@ -18,6 +18,7 @@ items first), each item is written again on its own through `alone`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import random
@@ -214,13 +215,28 @@ class Database:
         item: Any,
         alone: Callable[[Session], T],
     ) -> Future[T]:
-        """Write `item` in the next group commit together with the other items submitted
-        with the same `many`, which gets them all and answers one result per item, in
-        order. Its future resolves after the COMMIT, like `submit_write`'s."""
+        """`store_batched` for a caller on a thread: its future resolves after the COMMIT."""
         future: Future[T] = Future()
         future.set_running_or_notify_cancel()
         self._enqueue(_GroupItem(alone, future, many=many, item=item))
         return future
+
+    async def store_batched(
+        self,
+        many: Callable[[sa.Connection, list[Any]], list[T]],
+        item: Any,
+        alone: Callable[[Session], T],
+    ) -> T:
+        """Write `item` in the next group commit together with the other items stored with
+        the same `many`, which gets them all and answers one result per item, in order;
+        the answer comes after the COMMIT, like `submit_write`'s. Awaited on the running
+        event loop: the writer thread hands a whole group's answers to the loop at once
+        (one wake-up per group, not per write). A caller that stops waiting does not stop
+        the write."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+        self._enqueue(_GroupItem(alone, answer, many=many, item=item, loop=loop))
+        return await answer
 
     def _enqueue(self, item: _GroupItem[Any]) -> None:
         self._group_queue.put(item)
@@ -250,14 +266,13 @@ class Database:
                 except queue.Empty:
                     break
             try:
-                self._commit_group(group)
+                answers = self._commit_group(group)
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 log.exception("group writer failed")
-                for item in group:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                answers = [(item, _Outcome(error=exc)) for item in group]
+            _answer(answers)
 
-    def _commit_group(self, group: list[_GroupItem[Any]]) -> None:
+    def _commit_group(self, group: list[_GroupItem[Any]]) -> list[tuple[_GroupItem[Any], _Outcome]]:
         outcomes: dict[int, _Outcome] = {}
         try:
             if self._write_lock is not None:
@@ -269,17 +284,11 @@ class Database:
             # The group's transaction failed as a whole (BEGIN or COMMIT): nothing of it
             # is stored. Run every write on its own, with the usual retries.
             log.warning("group commit of %d writes failed; writing one by one", len(group))
-            for item in group:
-                self._write_alone(item)
-            return
-        for index, item in enumerate(group):
-            outcome = outcomes[index]
-            if outcome.retry:
-                self._write_alone(item)
-            elif outcome.error is not None:
-                item.future.set_exception(outcome.error)
-            else:
-                item.future.set_result(outcome.result)
+            return [(item, self._write_alone(item)) for item in group]
+        return [
+            (item, self._write_alone(item) if outcomes[index].retry else outcomes[index])
+            for index, item in enumerate(group)
+        ]
 
     def _run_group(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
         batches: dict[Callable[..., list[Any]], list[int]] = {}
@@ -295,19 +304,50 @@ class Database:
                 if item.many is None:
                     outcomes[index] = _in_savepoint(conn, item.fn)
 
-    def _write_alone(self, item: _GroupItem[Any]) -> None:
+    def _write_alone(self, item: _GroupItem[Any]) -> _Outcome:
         try:
-            item.future.set_result(self.write(item.fn))
+            return _Outcome(result=self.write(item.fn))
         except Exception as exc:
-            item.future.set_exception(exc)
+            return _Outcome(error=exc)
 
 
 @dataclass
 class _GroupItem(Generic[R]):
     fn: Callable[[Session], R]  # the write alone, in a session
-    future: Future[R]
+    future: Future[R] | asyncio.Future[R]  # an asyncio one is answered on `loop`
     many: Callable[[sa.Connection, list[Any]], list[R]] | None = None  # batched with its kind
     item: Any = None  # what `many` gets for this write
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _answer(answers: list[tuple[_GroupItem[Any], _Outcome]]) -> None:
+    """Resolve each write's future with its outcome: a thread's at once, and those awaited
+    on an event loop in one callback per loop."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[Any, _Outcome]]] = {}
+    for item, outcome in answers:
+        if item.loop is not None:
+            on_loops.setdefault(item.loop, []).append((item.future, outcome))
+        else:
+            _settle(item.future, outcome)
+    for loop, settled in on_loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # the loop has closed: nobody awaits these any more
+            log.debug("%d answers for a closed event loop dropped", len(settled))
+
+
+def _settle_all(settled: list[tuple[Any, _Outcome]]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)
+
+
+def _settle(future: Future[Any] | asyncio.Future[Any], outcome: _Outcome) -> None:
+    if future.done():  # an awaiting caller that stopped waiting cancelled it
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+    else:
+        future.set_result(outcome.result)
 
 
 @dataclass
