@@ -49,7 +49,9 @@ def load_json(raw: bytes) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BadInput(f"malformed JSON: {exc}") from None
-    if b"\\u" in raw:  # NUL and surrogates reach a JSON string only as escapes
+    # NUL and surrogates reach a JSON string only as escapes; a body without a backslash
+    # (most) is told by memchr, far quicker than searching for the two bytes.
+    if b"\\" in raw and b"\\u" in raw:
         check_text(data)
     return data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Self
 
 from pydantic import ConfigDict, Field, model_validator
@@ -39,12 +40,18 @@ class Config(ConfigModel):
 
     def services_for_repo(self, provider: str, repo_path: str) -> list[tuple[str, Service]]:
         """Every service built from this repository (case-insensitive), in file order."""
-        provider, path = provider.lower(), repo_path.strip("/").casefold()
-        return [
-            (name, service)
-            for name, service in self.services.items()
-            if service.provider == provider and service.repo_path.casefold() == path
-        ]
+        key = (provider.lower(), repo_path.strip("/").casefold())
+        return list(self.services_by_repo.get(key, ()))
+
+    @cached_property
+    def services_by_repo(self) -> dict[tuple[str, str], list[tuple[str, Service]]]:
+        """The services of each (provider, repository path casefolded), in file order: what
+        every webhook is matched by, built once (the config is frozen)."""
+        found: dict[tuple[str, str], list[tuple[str, Service]]] = {}
+        for name, service in self.services.items():
+            key = (service.provider, service.repo_path.casefold())
+            found.setdefault(key, []).append((name, service))
+        return found
 
     def service_for_repo(self, provider: str, repo_path: str) -> tuple[str, Service] | None:
         """The first service built from this repository (case-insensitive), or None."""
