@@ -28,7 +28,7 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from bot.config.base import ConfigModel, Loc, invalid, problems_error
-from bot.config.gates import GatePolicy, Rules, UnknownPeople
+from bot.config.gates import GatePolicy, Rules, UnknownPeople, check_timing
 from bot.config.types import (
     EnvVarName,
     Name,
@@ -36,7 +36,6 @@ from bot.config.types import (
     SlackPrincipal,
     Text,
     Url,
-    format_duration,
 )
 
 Percent = Annotated[int, Field(ge=1, le=100, strict=True)]
@@ -129,15 +128,7 @@ class ReleaseFlags(ConfigModel):
 
     @model_validator(mode="after")
     def _check_reminder(self) -> Self:
-        for key in ("remind_after", "remind_every", "escalate_after"):
-            value = getattr(self, key)
-            if value is not None and value >= self.expires_after:
-                raise invalid(
-                    f"must be shorter than expires_after ({format_duration(self.expires_after)})",
-                    key,
-                )
-        if self.escalate_to is not None and self.escalate_after is None:
-            raise invalid("is used only with escalate_after (when to escalate)", "escalate_to")
+        check_timing(self)
         return self
 
     @model_validator(mode="after")

@@ -127,6 +127,20 @@ class ErrorBudgetGate(ConfigModel):
 UnknownPeople = Literal["refuse", "allow"]
 
 
+def check_timing(waits: Any) -> None:
+    """The reminder and escalation keys of a gate, or of a flag release's steps, come
+    before its expiry, and `escalate_to` only with `escalate_after` (raised naming the key)."""
+    for key in ("remind_after", "remind_every", "escalate_after"):
+        value = getattr(waits, key)
+        if value is not None and value >= waits.expires_after:
+            raise invalid(
+                f"must be shorter than expires_after ({format_duration(waits.expires_after)})",
+                key,
+            )
+    if waits.escalate_to is not None and waits.escalate_after is None:
+        raise invalid("is used only with escalate_after (when to escalate)", "escalate_to")
+
+
 class GatePolicy(ConfigModel):
     """A manual gate: every `require` rule must be met by distinct people.
 
@@ -203,15 +217,7 @@ class GatePolicy(ConfigModel):
 
     @model_validator(mode="after")
     def _check_reminder(self) -> Self:
-        for key in ("remind_after", "remind_every", "escalate_after"):
-            value = getattr(self, key)
-            if value is not None and value >= self.expires_after:
-                raise invalid(
-                    f"must be shorter than expires_after ({format_duration(self.expires_after)})",
-                    key,
-                )
-        if self.escalate_to is not None and self.escalate_after is None:
-            raise invalid("is used only with escalate_after (when to escalate)", "escalate_to")
+        check_timing(self)
         return self
 
 
