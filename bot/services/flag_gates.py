@@ -23,7 +23,7 @@ from bot.config.types import format_duration
 from bot.domain import flags as rules
 from bot.domain import gates
 from bot.domain.gates.timing import GateTimes, reminder_due
-from bot.domain.messages import OncallLine, TemplateLine
+from bot.domain.messages import TemplateLine
 from bot.services import audit, flag_checks, gate_rows, gate_sweep, outbox
 from bot.store.tables import FlagApproval, FlagStep, row_id
 
@@ -236,13 +236,6 @@ def _escalate(
         f"sent a direct message. {expires}"
     )
     fields = {"icon": ":rotating_light:", "text": text, "by": None, "mention": escalate_to}
-    line: TemplateLine | OncallLine = (
-        TemplateLine(step.deployment_id, flag_checks.TEMPLATE, fields)
-        if release.escalate_to
-        else OncallLine(
-            step.deployment_id, flag_checks.TEMPLATE, {**fields, "oncall_field": "mention"}
-        )
-    )
     channel = config.channel_for(step.service)
     asking = (
         f":rotating_light: {what} ({step.service} in {step.environment}) has waited {waited} "
@@ -251,7 +244,9 @@ def _escalate(
     gate_rows.queue_escalation(
         session,
         now=now,
-        line=line,
+        line=(step.deployment_id, flag_checks.TEMPLATE, fields),
+        mentioning="mention",
+        on_call=not release.escalate_to,
         asked=asked,
         asking=asking,
         action=ESCALATED,

@@ -10,7 +10,7 @@ the subject and details of its kind.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
@@ -99,16 +99,28 @@ def queue_escalation(
     session: Session,
     *,
     now: datetime,
-    line: TemplateLine | OncallLine,
+    line: tuple[int, str, dict[str, Any]],
+    mentioning: str,
+    on_call: bool,
     asked: list[str],
     asking: str,
     action: str,
     subject: str,
     details: dict[str, object],
 ) -> None:
-    """The escalation's thread `line`, the direct message `asking` to each approver `asked`,
-    and the audit record (`action` on `subject`, with whom it asked) that marks it done."""
-    outbox.enqueue(session, line, now=now)
+    """The escalation's thread line (deployment id, template, fields; the field
+    `mentioning` names whom it mentions), the direct message `asking` to each approver
+    `asked`, and the audit record (`action` on `subject`, with whom it asked) that marks it
+    done. `on_call`: without an `escalate_to` of its own, the line mentions whoever is on
+    call for the service when it is sent (PagerDuty), the field's group as the fallback."""
+    deployment_id, template, fields = line
+    outbox.enqueue(
+        session,
+        OncallLine(deployment_id, template, {**fields, "oncall_field": mentioning})
+        if on_call
+        else TemplateLine(deployment_id, template, fields),
+        now=now,
+    )
     for user in asked:
         outbox.enqueue(session, DirectMessage(user, asking), now=now)
     audit.append(

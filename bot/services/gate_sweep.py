@@ -22,7 +22,7 @@ from bot.domain import gates as rules
 from bot.domain import states
 from bot.domain.gates.timing import GateTimes, reminder_due
 from bot.domain.ingest import revision_label
-from bot.domain.messages import OncallLine, TemplateLine
+from bot.domain.messages import TemplateLine
 from bot.services import freeze_gates, gate_rows, outbox
 from bot.services.gate_close import close_gate, lock_gate
 from bot.services.gate_reads import environment_at
@@ -179,17 +179,6 @@ def _escalate(
         "expires_at": gate.expires_at.isoformat(),
         "progress": gate.progress,
     }
-    # Without its own escalate_to, the gate escalates to whoever is on call when the line
-    # is sent (PagerDuty), `slack.oncall` as the fallback.
-    line: TemplateLine | OncallLine = (
-        TemplateLine(row_id(deployment), "gate_escalation.txt.j2", fields)
-        if policy.escalate_to
-        else OncallLine(
-            row_id(deployment),
-            "gate_escalation.txt.j2",
-            {**fields, "oncall_field": "escalate_to"},
-        )
-    )
     channel = config.channel_for(deployment.service)
     asking = (
         f":rotating_light: {deployment.service} "
@@ -200,7 +189,9 @@ def _escalate(
     gate_rows.queue_escalation(
         session,
         now=now,
-        line=line,
+        line=(row_id(deployment), "gate_escalation.txt.j2", fields),
+        mentioning="escalate_to",
+        on_call=not policy.escalate_to,
         asked=asked,
         asking=asking,
         action=ESCALATED,
