@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
             stack.callback(engine.dispose)
             await asyncio.to_thread(migrate.upgrade, engine)
             db = Database(engine)
+            stack.callback(db.dispose)  # its writer connection too, before the engine
             clock = overrides.clock or SystemClock()
             slack = await _slack_edge(settings, overrides, clock, stack)
             world = await outside_world(settings, overrides, stack, clock)

@@ -171,7 +171,7 @@ class Database:
             or self._writer_pool is not self.engine.pool
         ):
             if old is not None:  # the engine was disposed of: its connections are dropped
-                old.close()
+                old.invalidate()
             fresh = self.engine.connect()
             fresh.info["write"] = True  # never returned to the pool, never used to read
             self._writer, self._writer_pool = fresh, self.engine.pool
@@ -179,15 +179,19 @@ class Database:
         assert conn is not None
         try:
             yield conn
-        finally:
-            if conn.in_transaction():  # left open by a failure: nothing of it is kept
-                conn.rollback()
+        except BaseException:
+            # Whatever the failure left behind (a COMMIT that failed leaves SQLite's
+            # transaction open, and its write lock held, under a transaction SQLAlchemy
+            # calls inactive), the connection goes: the next write opens a fresh one.
+            self._writer = None
+            conn.invalidate()
+            raise
 
     def dispose(self) -> None:
         if self._write_lock is not None:
             with self._write_lock:
                 if self._writer is not None:
-                    self._writer.close()
+                    self._writer.invalidate()  # closed, never back in the pool
                     self._writer = None
         self.engine.dispose()
 
