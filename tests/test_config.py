@@ -574,6 +574,16 @@ def test_service_for_repo_is_case_insensitive(config: Config) -> None:
     assert config.service_for_repo("github", "acme/unknown") is None
 
 
+def test_a_copy_of_the_config_with_other_services_matches_its_own(config: Config) -> None:
+    assert config.service_for_repo("github", "acme/checkout") is not None  # matched once
+    ledger_only = {"ledger": config.services["ledger"]}
+    copy = config.model_copy(update={"services": ledger_only})
+    assert copy.service_for_repo("github", "acme/checkout") is None
+    found = copy.service_for_repo("gitlab", "acme/ledger")
+    assert found is not None and found[0] == "ledger"
+    assert config.service_for_repo("github", "acme/checkout") is not None
+
+
 def test_service_for_argocd_app(config: Config) -> None:
     found = config.service_for_argocd_app("storefront-prod")
     assert found is not None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cached_property
 from typing import Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from bot.config.base import ConfigModel, Loc, problems_error, quoted_list, suggest
 from bot.config.gates import BreakGlass, ScheduledFreeze
@@ -30,6 +29,9 @@ class Config(ConfigModel):
     freezes: list[ScheduledFreeze] = []
     break_glass: BreakGlass | None = None
     services: dict[Name, Service]
+    _repo_index: tuple[object, dict[tuple[str, str], list[tuple[str, Service]]]] | None = (
+        PrivateAttr(default=None)
+    )
 
     # ---- lookups ----
 
@@ -41,16 +43,20 @@ class Config(ConfigModel):
     def services_for_repo(self, provider: str, repo_path: str) -> list[tuple[str, Service]]:
         """Every service built from this repository (case-insensitive), in file order."""
         key = (provider.lower(), repo_path.strip("/").casefold())
-        return list(self.services_by_repo.get(key, ()))
+        return list(self._services_by_repo().get(key, ()))
 
-    @cached_property
-    def services_by_repo(self) -> dict[tuple[str, str], list[tuple[str, Service]]]:
+    def _services_by_repo(self) -> dict[tuple[str, str], list[tuple[str, Service]]]:
         """The services of each (provider, repository path casefolded), in file order: what
-        every webhook is matched by, built once (the config is frozen)."""
+        every webhook is matched by. Built once for these services (a copy of the config
+        with other services builds its own)."""
+        built = self._repo_index
+        if built is not None and built[0] is self.services:
+            return built[1]
         found: dict[tuple[str, str], list[tuple[str, Service]]] = {}
         for name, service in self.services.items():
             key = (service.provider, service.repo_path.casefold())
             found.setdefault(key, []).append((name, service))
+        self._repo_index = (self.services, found)
         return found
 
     def service_for_repo(self, provider: str, repo_path: str) -> tuple[str, Service] | None:
