@@ -320,9 +320,10 @@ def chart_rules() -> Iterator[str]:
     selector = docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
     if selector != docs["Deployment"]["spec"]["selector"]["matchLabels"]:
         yield "the PodDisruptionBudget must select the Deployment's pods"
-    lone = [doc["kind"] for doc in render({"replicaCount": 1})]
-    if "PodDisruptionBudget" in lone:
-        yield "one pod gets no PodDisruptionBudget (minAvailable 1 would block node drains)"
+    for budget in (1, "50%"):
+        values = {"replicaCount": 1, "podDisruptionBudget": {"minAvailable": budget}}
+        if "PodDisruptionBudget" in [doc["kind"] for doc in render(values)]:
+            yield f"one pod gets no PodDisruptionBudget (minAvailable {budget} blocks drains)"
     monitor = docs["ServiceMonitor"]
     service = docs["Service"]
     wanted = monitor["spec"]["selector"]["matchLabels"].items()
