@@ -67,8 +67,9 @@ RELEASE_PEOPLE = sa.select(RELEASE.c.commits, RELEASE.c.diff).where(
 INSERT_DEPLOYMENT = sa.insert(DEPLOYMENT)
 # The deployments a new one supersedes: same service and environment, another sha, in a
 # supersedable state, created no later than it. Found by (service, environment, state)
-# (ix_deployment_service_env_state), the created_at test made in Python: with it in the SQL,
-# SQLite picks the created_at index instead and walks the environment's whole history.
+# (ix_deployment_service_env_state_created), the created_at test made in Python: with it
+# in the SQL, SQLite picks the created_at index instead and walks the environment's whole
+# history.
 # There rarely is one, so only the ones found are loaded as objects, oldest first (the
 # order the created_at index gave them in).
 SUPERSEDABLE = (
