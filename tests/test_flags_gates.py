@@ -257,3 +257,20 @@ def test_flag_reminders_must_come_before_the_expiry() -> None:
     assert "services.checkout.release.remind_after: must be shorter than expires_after (4h)" in (
         "\n".join(getattr(raised.value, "problems", []))
     )
+
+
+async def test_a_reject_from_a_step_already_released_is_refused_as_an_older_button(
+    bot: Bot, slack: FakeSlackWebApi, flags: FlagEdge, clock: FrozenClock
+) -> None:
+    deployment_id = await pending_step(bot, slack, clock)
+    first_reject = button_values(slack)["release_flag_reject"]
+    await flag_click(bot, "U0RM2", "release_flag", deployment_id)  # the quorum: 10%
+    assert flags.launchdarkly.serving() == 10
+    await run_checks(bot, clock)  # the 10% step's checks pass: 50% is offered
+    await flag_click(bot, "U0RM1", "release_flag", deployment_id)  # 50% waits for one more
+    assert steps(bot)[-1].percent == 50 and steps(bot)[-1].status == "pending"
+
+    await reject(bot, slack, "U0RM2", deployment_id, value=first_reject)
+
+    assert "from an older state of the release message" in told(slack, "U0RM2")
+    assert steps(bot)[-1].status == "pending"

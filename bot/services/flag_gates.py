@@ -83,7 +83,9 @@ def stale_click(
             return rules.asked_again(flag, pending.percent)
         return None
     if pending is not None:
-        return None if pending.id == step_id else rules.asked_again(flag, pending.percent)
+        if pending.id == step_id:
+            return None
+        return rules.asked_again(flag, pending.percent) if rerequested else rules.stale_button(flag)
     clicked = next((s for s in steps if s.id == step_id), None)
     if clicked is not None and clicked.status in rules.CLOSED_UNDECIDED:
         return closed_refusal(clicked)
