@@ -19,6 +19,7 @@ items first), each item is written again on its own through `alone`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import random
@@ -160,6 +161,9 @@ class Database:
                 pooled.info["write"] = True
                 try:
                     yield pooled
+                except BaseException:
+                    _drop_if_left_open(pooled)
+                    raise
                 finally:
                     pooled.info.pop("write", None)
             return
@@ -180,11 +184,8 @@ class Database:
         try:
             yield conn
         except BaseException:
-            # Whatever the failure left behind (a COMMIT that failed leaves SQLite's
-            # transaction open, and its write lock held, under a transaction SQLAlchemy
-            # calls inactive), the connection goes: the next write opens a fresh one.
-            self._writer = None
-            conn.invalidate()
+            if _drop_if_left_open(conn):
+                self._writer = None  # the next write opens a fresh one
             raise
 
     def dispose(self) -> None:
@@ -359,6 +360,20 @@ class _Outcome:
     result: Any = None
     error: BaseException | None = None
     retry: bool = False  # the database refused it: run it again on its own
+
+
+def _drop_if_left_open(conn: sa.Connection) -> bool:
+    """After a write failed on `conn`: a COMMIT that failed leaves its transaction attached
+    (SQLAlchemy calls it inactive) and the driver's still open (SQLite's write lock held,
+    psycopg in a transaction). Such a connection is rolled back and dropped, never used
+    again; True when it was. One a rolled-back write left clean is kept."""
+    if conn.get_transaction() is None:
+        return False
+    with contextlib.suppress(Exception):
+        conn.rollback()
+    with contextlib.suppress(Exception):
+        conn.invalidate()
+    return True
 
 
 def _in_savepoint(conn: sa.Connection, fn: Callable[[Session], Any]) -> _Outcome:
