@@ -90,6 +90,36 @@ def test_a_failing_write_in_a_group_rolls_back_alone_and_the_chain_holds(
         assert audit.verify_chain(session) == (2, None)
 
 
+class Halt(BaseException):
+    """Not an Exception: what the group writer does not expect (an interpreter shutdown)."""
+
+
+def test_writes_a_group_stored_keep_their_answers_when_a_retry_dies(
+    db: Database, clock: FrozenClock
+) -> None:
+    """The group commits the first write; the second is refused and, retried alone, dies
+    with a BaseException. The first's caller still learns it was stored."""
+    release, held = held_group(db)
+    tries: list[int] = []
+
+    def refused_then_dies(session: Session) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        raise Halt()
+
+    stored = db.submit_write(note(clock, "test.stored"))
+    dying = db.submit_write(refused_then_dies)
+    release.set()
+    held.result(10)
+
+    assert stored.result(10) == "test.stored"
+    with pytest.raises(Halt):
+        dying.result(10)
+    assert actions(db) == ["test.stored"]
+    assert db.submit_write(note(clock, "test.after")).result(10) == "test.after"  # writer lives
+
+
 def test_a_write_the_database_refuses_in_a_group_is_retried_on_its_own(
     db: Database, clock: FrozenClock
 ) -> None:

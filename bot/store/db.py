@@ -270,14 +270,20 @@ class Database:
                     group.append(self._group_queue.get_nowait())
                 except queue.Empty:
                     break
+            answers: list[tuple[_GroupItem[Any], _Outcome]] = []
             try:
-                answers = self._commit_group(group)
+                self._commit_group(group, answers)
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 log.exception("group writer failed")
-                answers = [(item, _Outcome(error=exc)) for item in group]
+                known = {id(item) for item, _ in answers}  # those keep what they got
+                answers += [(item, _Outcome(error=exc)) for item in group if id(item) not in known]
             _answer(answers)
 
-    def _commit_group(self, group: list[_GroupItem[Any]]) -> list[tuple[_GroupItem[Any], _Outcome]]:
+    def _commit_group(
+        self, group: list[_GroupItem[Any]], answers: list[tuple[_GroupItem[Any], _Outcome]]
+    ) -> None:
+        """Write the group, adding each write's outcome to `answers` once it is final: the
+        writes the group's transaction stored first, then those rewritten one by one."""
         outcomes: dict[int, _Outcome] = {}
         try:
             if self._write_lock is not None:
@@ -289,11 +295,13 @@ class Database:
             # The group's transaction failed as a whole (BEGIN or COMMIT): nothing of it
             # is stored. Run every write on its own, with the usual retries.
             log.warning("group commit of %d writes failed; writing one by one", len(group))
-            return [(item, self._write_alone(item)) for item in group]
-        return [
-            (item, self._write_alone(item) if outcomes[index].retry else outcomes[index])
-            for index, item in enumerate(group)
-        ]
+            for item in group:
+                answers.append((item, self._write_alone(item)))
+            return
+        again = [item for index, item in enumerate(group) if outcomes[index].retry]
+        answers += [(item, outcomes[i]) for i, item in enumerate(group) if not outcomes[i].retry]
+        for item in again:
+            answers.append((item, self._write_alone(item)))
 
     def _run_group(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
         batches: dict[Callable[..., list[Any]], list[int]] = {}
