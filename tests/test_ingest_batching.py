@@ -199,11 +199,12 @@ def stored(config: Config, clock: FrozenClock, delivery_id: str, status: str) ->
     return to_store(now=clock.now(), config=config, delivery=delivery, work=work)
 
 
-def submit_stored(db: Database, item: ToStore) -> Future[IngestResult]:
-    return db.submit_batched(store_many, item, lambda s: store_one(s, item))
+def submit_stored(db: Database, item: ToStore) -> asyncio.Task[IngestResult]:
+    """A webhook request's store, queued behind whatever holds the group writer."""
+    return asyncio.create_task(db.store_batched(store_many, item, partial(store_one, item=item)))
 
 
-def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
+async def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
     inserts: list[int] = []
@@ -220,10 +221,11 @@ def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
             submit_stored(db, stored(example_config, clock, "s-1", "in_progress")),  # a copy
             submit_stored(db, stored(example_config, clock, "s-2", "success")),
         ]
+        await asyncio.sleep(0)  # each task queues its write behind the held group
         release.set()
-        held.result(10)
-        answers = [f.result(10).status for f in futures]
-        again = submit_stored(db, stored(example_config, clock, "s-2", "success")).result(10)
+        await asyncio.wrap_future(held)
+        answers = [(await f).status for f in futures]
+        again = await submit_stored(db, stored(example_config, clock, "s-2", "success"))
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count)
 
@@ -262,7 +264,7 @@ async def test_deliveries_awaited_on_the_loop_are_answered_together_even_if_one_
     assert sorted(kept) == ["a-1", "a-2", "a-3"]
 
 
-def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(
+async def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
     """The look-up found nothing, then the insert met the row another replica committed
@@ -278,13 +280,14 @@ def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(
 
     release, held = held_group(db)
     futures = [
-        db.submit_batched(blind_many, item, lambda s, item=item: store_one(s, item))
+        asyncio.create_task(db.store_batched(blind_many, item, partial(store_one, item=item)))
         for item in (racing, other)
     ]
+    await asyncio.sleep(0)  # both queue behind the held group: they are stored together
     release.set()
-    held.result(10)
+    await asyncio.wrap_future(held)
 
-    assert [f.result(10).status for f in futures] == ["duplicate", "accepted"]
+    assert [(await f).status for f in futures] == ["duplicate", "accepted"]
     with db.read() as session:
         ids = session.exec(select(WebhookDelivery.delivery_id)).all()
     assert sorted(ids) == ["r-1", "r-2"]

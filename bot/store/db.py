@@ -214,18 +214,6 @@ class Database:
         self._enqueue(_GroupItem(fn, future))
         return future
 
-    def submit_batched(
-        self,
-        many: Callable[[sa.Connection, list[Any]], list[T]],
-        item: Any,
-        alone: Callable[[Session], T],
-    ) -> Future[T]:
-        """`store_batched` for a caller on a thread: its future resolves after the COMMIT."""
-        future: Future[T] = Future()
-        future.set_running_or_notify_cancel()
-        self._enqueue(_GroupItem(alone, future, many=many, item=item))
-        return future
-
     async def store_batched(
         self,
         many: Callable[[sa.Connection, list[Any]], list[T]],
