@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
@@ -35,7 +35,6 @@ from bot.ports import (
     PostedMessage,
     SlackSender,
 )
-from bot.services import outbox
 from bot.services import receipts as stored
 from bot.services.outbox import Claimed
 from bot.store.db import Database
@@ -68,22 +67,9 @@ def note(receipt: Receipt) -> None:
         current.append(receipt)
 
 
-def mark_sent(
-    row: Claimed, found: list[Receipt], *, now: Any, token: str | None
-) -> Callable[[Session], bool]:
-    """Settle a sent row and audit its receipts in one transaction: the write `record` and
-    `outbox.mark_sent` would make one after the other. False when `token` no longer holds
-    the row (another worker took it over); its receipts are recorded all the same, since
-    what they say happened."""
-
-    def write(session: Session) -> bool:
-        _audit(session, row, found, now=now)
-        return outbox.mark_sent(session, row_id=row.id, now=now, token=token)
-
-    return write
-
-
-def _audit(session: Session, row: Claimed, found: list[Receipt], *, now: Any) -> None:
+def audit(session: Session, row: Claimed, found: list[Receipt], *, now: Any) -> None:
+    """Audit the receipts of a sent row, inside the caller's transaction (the one that marks
+    it sent, `bot.outbox_worker.marks`)."""
     if found and row.kind not in UNRECORDED:
         stored.record(
             session,
@@ -101,7 +87,7 @@ async def record(db: Database, row: Claimed, found: list[Receipt], *, now: Any) 
     effect has happened, and sending it again to get a receipt would do it twice."""
     if not found or row.kind in UNRECORDED:
         return
-    write = partial(_audit, row=row, found=found, now=now)
+    write = partial(audit, row=row, found=found, now=now)
     try:
         await asyncio.to_thread(db.write, write)
     except Exception:

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from bot.app import Overrides
 from bot.config import Config
+from bot.domain.errors import DeliveryFailed
 from bot.domain.messages import DirectMessage
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
@@ -431,7 +432,7 @@ async def test_a_row_that_could_not_be_marked_attempted_is_given_back_not_held_f
     queue_direct_messages(db, clock, "only")
     slack = GatedSlack()
     worker = worker_on(db, clock, example_config, slack)
-    real_begin = outbox.begin_attempt
+    real_begin = outbox.begin_attempts
     failures: list[bool] = []
 
     def database_down_once(*args: Any, **kwargs: Any) -> Any:
@@ -440,7 +441,7 @@ async def test_a_row_that_could_not_be_marked_attempted_is_given_back_not_held_f
             raise sa.exc.OperationalError("UPDATE", {}, Exception("connection refused"))
         return real_begin(*args, **kwargs)
 
-    monkeypatch.setattr(outbox, "begin_attempt", database_down_once)
+    monkeypatch.setattr(outbox, "begin_attempts", database_down_once)
     assert await worker.drain_round() == 1
     assert failures and slack.calls == []
     assert await worker.renew_leases() == set()  # holds nothing: there is nothing to renew
@@ -450,3 +451,53 @@ async def test_a_row_that_could_not_be_marked_attempted_is_given_back_not_held_f
     assert await asyncio.wait_for(sending, timeout=WAIT) == 1
     assert [c.text for c in slack.calls] == ["only"]
     assert statuses(db) == [("only", "sent")]
+
+
+class FailingFor(GatedSlack):
+    """Answers every call once the test says so; a call with `failing` text fails with a
+    server error."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self._failing = failing
+
+    async def post_message(self, *, channel: str, text: str, **kwargs: Any) -> PostedMessage:
+        posted = await super().post_message(channel=channel, text=text, **kwargs)
+        if text == self._failing:
+            raise DeliveryFailed("chat.postMessage: internal_error", retryable=True, status=500)
+        return posted
+
+
+async def test_an_outcome_that_cannot_be_recorded_leaves_the_rows_sent_beside_it_marked_sent(
+    two_databases: tuple[Database, Database],
+    clock: FrozenClock,
+    example_config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lanes' marks are written together; one that fails (the database refuses the
+    failed row's retry) must not take down the marks written with it: the rows Slack took
+    are marked sent, and only the failed row waits for its lease to run out."""
+    db, _ = two_databases
+    for user, text in (("U0RM1", "first"), ("U0RM2", "refused"), ("U0RM3", "third")):
+        db.write(
+            lambda s, u=user, t=text: outbox.enqueue(
+                s, DirectMessage(user_id=u, text=t), now=clock.now()
+            )
+        )
+    slack = FailingFor("refused")
+    worker = worker_on(db, clock, example_config, slack)
+
+    def refused(*args: Any, **kwargs: Any) -> bool:
+        raise sa.exc.OperationalError("UPDATE", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(outbox, "mark_retry", refused)
+    sending = asyncio.create_task(worker.drain_round())
+    for call in await slack.started(3):
+        call.answer.set()  # all three answered at once: their marks go out together
+    assert await asyncio.wait_for(sending, timeout=WAIT) == 3
+    assert statuses(db) == [("first", "sent"), ("refused", "pending"), ("third", "sent")]
+    with db.read() as session:
+        refused_row = session.exec(
+            select(OutboxMessage).where(OutboxMessage.status == "pending")
+        ).one()
+    assert refused_row.claimed_until is not None  # still leased: tried again once it runs out

@@ -37,6 +37,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.outbox_worker.limiter import LimitedSlack, RateLimited, SlackLimiter
+from bot.outbox_worker.marks import MarkGroups
 from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch, superseded
 from bot.ports import Clock, Deployer, DeploymentLookup, Pager, ScmClient, SlackSender
 from bot.render import Renderer
@@ -108,6 +109,7 @@ class OutboxWorker:
         self._held: dict[int, str] = {}  # rows claimed and not settled: id -> lease token
         self._lost: set[int] = set()  # rows whose lease another worker took over
         self._lanes: set[asyncio.Task[None]] = set()
+        self._marks = MarkGroups(db, clock, lease)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -284,15 +286,8 @@ class OutboxWorker:
 
     async def _send(self, row: outbox.Claimed, batch: Batch) -> bool:
         """Send one row and settle it at once; False when it was not sent."""
-        begin = partial(
-            outbox.begin_attempt,
-            row_id=row.id,
-            token=row.lease_token,
-            now=self._clock.now(),
-            lease=self._lease,
-        )
         try:
-            attempt = await asyncio.to_thread(self._db.write, begin)
+            attempt = await self._marks.begin(row)
         except Exception:  # nothing went out: give the row back (or let its lease run out)
             log.exception("could not mark outbox row %s as attempted; not sending it", row.id)
             await self._give_back([row.id])
@@ -318,8 +313,13 @@ class OutboxWorker:
             failure = DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
             await self._settle(row, self._failure(row, failure, attempt.in_doubt_since))
             return False
-        mark = receipts.mark_sent(row, answers, now=self._clock.now(), token=row.lease_token)
-        if await self._settle(row, mark) is False:
+        self._held.pop(row.id, None)
+        try:
+            held = await self._marks.sent(row, answers, self._clock.now())
+        except Exception:
+            log.exception("could not record the outcome of outbox row %s", row.id)
+            held = True  # not known to be lost: its lease runs out, and it is looked up then
+        if not held:
             log.warning("outbox row %s was sent, but another worker holds it now", row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
         return True
@@ -386,7 +386,7 @@ class OutboxWorker:
         in doubt is looked up first)."""
         self._held.pop(row.id, None)
         try:
-            return await asyncio.to_thread(self._db.write, write)
+            return await self._marks.settle(row, write)
         except Exception:
             log.exception("could not record the outcome of outbox row %s", row.id)
             return None

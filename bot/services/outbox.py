@@ -214,21 +214,40 @@ class Attempt:
     in_doubt_since: datetime | None
 
 
-def begin_attempt(
-    session: Session, *, row_id: int, token: str | None, now: datetime, lease: timedelta = LEASE
-) -> Attempt | None:
-    """Check that the claim `token` still holds the row, extend its lease and note that a
-    call is going out (keeping the time of an earlier attempt still in doubt). None when
-    the lease was lost (another worker claimed the row, or it was settled): send nothing."""
+def begin_attempts(
+    session: Session,
+    *,
+    row_ids: list[int],
+    token: str | None,
+    now: datetime,
+    lease: timedelta = LEASE,
+) -> dict[int, Attempt]:
+    """For rows of one claim about to be sent: check that the claim `token` still holds
+    each, extend its lease and note that a call is going out (keeping the time of an
+    earlier attempt still in doubt). Returns the rows still held, each with its Attempt;
+    a row left out was lost (another worker claimed it, or it was settled): send nothing."""
+    if not row_ids:
+        return {}
     conn = session.connection()
-    fenced = token is not None
-    held = {"row_id": row_id, "token": token}
-    row = conn.execute(_ATTEMPTED_AT[fenced], held).first()
-    if row is None:
-        return None
-    went_out = row.attempted_at or now
-    conn.execute(_BEGIN[fenced], {**held, "went_out": went_out, "until": now + lease})
-    return Attempt(in_doubt_since=row.attempted_at)
+    held = _held(row_ids, token)
+    found = sa.select(_OUTBOX.c.id, _OUTBOX.c.attempted_at).where(held)
+    if conn.dialect.name == "postgresql":
+        found = found.with_for_update()  # no other claim may take them before the update
+    attempts = {row.id: Attempt(in_doubt_since=row.attempted_at) for row in conn.execute(found)}
+    if attempts:
+        conn.execute(
+            sa.update(_OUTBOX)
+            .where(_held(list(attempts), token))
+            .values(
+                attempted_at=sa.func.coalesce(_OUTBOX.c.attempted_at, _went_out(now)),
+                claimed_until=now + lease,
+            )
+        )
+    return attempts
+
+
+def _went_out(now: datetime) -> sa.BindParameter[datetime]:
+    return sa.bindparam("went_out", now, type_=_OUTBOX.c.attempted_at.type)
 
 
 def renew(
@@ -263,22 +282,12 @@ _SENT_VALUES: dict[str, Any] = {
 }
 
 
-# The statements of a lane's two writes per row, built once (fenced by a lease token, or
-# not): the row still held, then marked attempted, or marked sent.
+# The statement that marks one row sent, built once (fenced by a lease token, or not).
 def _one_held(fenced: bool) -> sa.ColumnElement[bool]:
     clause = (_OUTBOX.c.id == sa.bindparam("row_id")) & (_OUTBOX.c.status == PENDING)
     return clause & (_OUTBOX.c.lease_token == sa.bindparam("token")) if fenced else clause
 
 
-_ATTEMPTED_AT = {
-    fenced: sa.select(_OUTBOX.c.attempted_at).where(_one_held(fenced)) for fenced in (True, False)
-}
-_BEGIN = {
-    fenced: sa.update(_OUTBOX)
-    .where(_one_held(fenced))
-    .values(attempted_at=sa.bindparam("went_out"), claimed_until=sa.bindparam("until"))
-    for fenced in (True, False)
-}
 _MARK_SENT = {
     fenced: sa.update(_OUTBOX)
     .where(_one_held(fenced))
@@ -314,12 +323,14 @@ def settle(session: Session, *, sent: list[int], untried: list[int], now: dateti
 
 def mark_sent_many(
     session: Session, *, row_ids: list[int], now: datetime, token: str | None = None
-) -> None:
-    """Mark rows sent; with `token`, only those that claim still holds."""
+) -> set[int]:
+    """Mark rows sent; with `token`, only those that claim still holds. Returns the rows
+    marked (a row left out was taken over by another worker, or settled already)."""
     clause = _held(row_ids, token) if token is not None else _OUTBOX.c.id.in_(row_ids)
-    session.connection().execute(
-        sa.update(_OUTBOX).where(clause).values(sent_at=now, **_SENT_VALUES)
+    marked = session.connection().execute(
+        sa.update(_OUTBOX).where(clause).values(sent_at=now, **_SENT_VALUES).returning(_OUTBOX.c.id)
     )
+    return set(marked.scalars())
 
 
 def release(session: Session, *, row_ids: list[int], token: str | None = None) -> None:
