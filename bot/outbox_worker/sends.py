@@ -41,6 +41,7 @@ from bot.domain.messages import (
     lines_of,
     thread_reply_from_payload,
 )
+from bot.outbox_worker.writes import LaneWrites
 from bot.paging import pager_event, pager_targets
 from bot.ports import (
     Clock,
@@ -130,6 +131,7 @@ class Sends:
         self,
         *,
         db: Database,
+        writes: LaneWrites,
         clock: Clock,
         config: Config,
         slack: SlackSender,
@@ -143,6 +145,7 @@ class Sends:
         public_url: str,
     ) -> None:
         self._db = db
+        self._writes = writes  # joined with the lanes' marks (`writes.py`)
         self._clock = clock
         self._config = config
         self._slack = slack
@@ -290,8 +293,7 @@ class Sends:
                 channel=channel, text=text, blocks=blocks, metadata=tag
             )
         now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write,
+        await self._writes.write(
             lambda s: save_message(
                 s, deployment_id=view.deployment_id, channel=posted.channel, ts=posted.ts, now=now
             ),
@@ -339,8 +341,7 @@ class Sends:
                     raise
                 unavailable = exc.reason
         now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write,
+        await self._writes.write(
             lambda s: assessment.record(
                 s,
                 now=now,
@@ -414,8 +415,7 @@ class Sends:
             raise DeliveryFailed("the deployment is gone", retryable=False)
         result = await deployer.execute(request)
         now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write,
+        await self._writes.write(
             lambda s: pipeline.record_result(s, now=now, payload=row.payload, result=result),
         )
         self.wake()
@@ -437,8 +437,7 @@ class Sends:
             found = await lookup.deployment(project, message.deployment_id)
         event, waiting = resolved_event(message, found)
         now = self._clock.now()
-        await asyncio.to_thread(
-            self._db.write,
+        await self._writes.write(
             lambda s: apply_resolved(
                 s, now=now, config=self._config, event=event, waiting_id=waiting
             ),

@@ -37,8 +37,8 @@ from bot.domain.errors import DeliveryFailed
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.outbox_worker.limiter import LimitedSlack, RateLimited, SlackLimiter
-from bot.outbox_worker.marks import MarkGroups
 from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch, superseded
+from bot.outbox_worker.writes import LaneWrites
 from bot.ports import Clock, Deployer, DeploymentLookup, Pager, ScmClient, SlackSender
 from bot.render import Renderer
 from bot.services import outbox, pipeline
@@ -88,8 +88,10 @@ class OutboxWorker:
         self._concurrency = concurrency
         self._lease = lease
         self.limiter = limiter or SlackLimiter(clock)
+        self._writes = LaneWrites(db, clock, lease)
         sends = Sends(
             db=db,
+            writes=self._writes,
             clock=clock,
             config=config,
             slack=LimitedSlack(receipts.slack_sender(slack), self.limiter),
@@ -109,7 +111,6 @@ class OutboxWorker:
         self._held: dict[int, str] = {}  # rows claimed and not settled: id -> lease token
         self._lost: set[int] = set()  # rows whose lease another worker took over
         self._lanes: set[asyncio.Task[None]] = set()
-        self._marks = MarkGroups(db, clock, lease)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -287,7 +288,7 @@ class OutboxWorker:
     async def _send(self, row: outbox.Claimed, batch: Batch) -> bool:
         """Send one row and settle it at once; False when it was not sent."""
         try:
-            attempt = await self._marks.begin(row)
+            attempt = await self._writes.begin(row)
         except Exception:  # nothing went out: give the row back (or let its lease run out)
             log.exception("could not mark outbox row %s as attempted; not sending it", row.id)
             await self._give_back([row.id])
@@ -315,7 +316,7 @@ class OutboxWorker:
             return False
         self._held.pop(row.id, None)
         try:
-            held = await self._marks.sent(row, answers, self._clock.now())
+            held = await self._writes.sent(row, answers, self._clock.now())
         except Exception:
             log.exception("could not record the outcome of outbox row %s", row.id)
             held = True  # not known to be lost: its lease runs out, and it is looked up then
@@ -386,7 +387,7 @@ class OutboxWorker:
         in doubt is looked up first)."""
         self._held.pop(row.id, None)
         try:
-            return await self._marks.settle(row, write)
+            return await self._writes.write(write)
         except Exception:
             log.exception("could not record the outcome of outbox row %s", row.id)
             return None

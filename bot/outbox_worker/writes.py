@@ -1,15 +1,17 @@
-"""The lanes' marks, written in groups: one transaction for every mark asked for meanwhile.
+"""The lanes' writes, in groups: one transaction for every write asked for meanwhile.
 
-Each row a lane sends takes two writes: marked attempted before its call goes out (the lease
-checked and extended), and settled after (sent with its receipts, due again, or dead).
-With many lanes in flight those writes queue behind one another; here every mark asked for
-while a group is being written joins the next group, written in one transaction, the
-attempted marks of one claim in two statements (`outbox.begin_attempts`). A lane still
-awaits its own mark before it goes on, so its rows keep their order and nothing goes out
-before its row is marked attempted.
+Each row a lane sends takes at least two writes: marked attempted before its call goes out
+(the lease checked and extended), and settled after (sent with its receipts, due again, or
+dead); some sends write what they learnt in between (a posted message's ts, a risk score, a
+deployer's answer). With many lanes in flight those writes queue behind one another; here
+every write asked for while a group is being written joins the next group, written in one
+transaction, the attempted and the sent marks of one claim in two statements each
+(`outbox.begin_attempts`, `outbox.mark_sent_many`). A lane still awaits each of its writes
+before it goes on, so its rows keep their order and nothing goes out before its row is
+marked attempted.
 
-A group that fails is written again one mark at a time, so one bad mark (a settle that
-raises) fails only its own lane; a mark alone that fails is the lane's error, as before.
+A group that fails is written again one write at a time, so one bad write fails only its
+own lane; a write alone that fails is the lane's error, as it would be on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
@@ -32,23 +34,25 @@ from bot.store.db import Database
 
 log = logging.getLogger("bot.outbox_worker")
 
+T = TypeVar("T")
+
 
 BEGIN = "begin"  # mark the row attempted, its lease extended
 SENT = "sent"  # mark it sent, its receipts audited
-SETTLE = "settle"  # run the mark's own write (due again, or dead)
+WRITE = "write"  # run a write of its own (a row due again or dead, what a send learnt)
 
 
 @dataclass
 class _Mark:
     what: str
-    row: outbox.Claimed
-    write: Callable[[Session], object] | None = None  # SETTLE's
+    row: outbox.Claimed | None = None  # BEGIN's and SENT's
+    write: Callable[[Session], Any] | None = None  # WRITE's
     receipts: list[receipts.Receipt] = field(default_factory=list)  # SENT's
     at: datetime | None = None  # SENT's: when the platforms answered
     answer: asyncio.Future[Any] = field(repr=False, default_factory=asyncio.Future)
 
 
-class MarkGroups:
+class LaneWrites:
     def __init__(self, db: Database, clock: Clock, lease: timedelta) -> None:
         self._db = db
         self._clock = clock
@@ -58,18 +62,19 @@ class MarkGroups:
 
     async def begin(self, row: outbox.Claimed) -> outbox.Attempt | None:
         """Mark `row` attempted, its lease extended; None when its claim no longer holds it."""
-        answer: outbox.Attempt | None = await self._ask(_Mark(BEGIN, row))
+        answer: outbox.Attempt | None = await self._ask(_Mark(BEGIN, row=row))
         return answer
 
     async def sent(self, row: outbox.Claimed, found: list[receipts.Receipt], at: datetime) -> bool:
         """Mark `row` sent and audit what the platforms answered (`found`, at `at`); False
         when its claim no longer holds it (its receipts are audited all the same, since what
         they say happened)."""
-        return bool(await self._ask(_Mark(SENT, row, receipts=found, at=at)))
+        return bool(await self._ask(_Mark(SENT, row=row, receipts=found, at=at)))
 
-    async def settle(self, row: outbox.Claimed, write: Callable[[Session], object]) -> object:
-        """Run `write` (the row's outcome) in the next group; what it returned."""
-        return await self._ask(_Mark(SETTLE, row, write=write))
+    async def write(self, write: Callable[[Session], T]) -> T:
+        """Run `write` in the next group; what it returned."""
+        answer: T = await self._ask(_Mark(WRITE, write=write))
+        return answer
 
     async def _ask(self, mark: _Mark) -> Any:
         self._waiting.append(mark)
@@ -95,7 +100,7 @@ class MarkGroups:
             if len(group) == 1:
                 _answer(group[0], exc)
                 return
-            log.warning("a group of %d outbox marks failed; writing them one by one", len(group))
+            log.warning("a group of %d outbox writes failed; writing them one by one", len(group))
             for mark in group:
                 try:
                     (answer,) = await asyncio.to_thread(
@@ -127,25 +132,25 @@ def _write_group(
         begun |= outbox.begin_attempts(session, row_ids=row_ids, token=token, now=now, lease=lease)
     for mark in group:
         if mark.what == SENT:
+            assert mark.row is not None
             receipts.audit(session, mark.row, mark.receipts, now=mark.at)
     marked: set[int] = set()
     for token, row_ids in _by_token(group, SENT).items():
         marked |= outbox.mark_sent_many(session, row_ids=row_ids, now=now, token=token)
     answers: list[object] = []
     for mark in group:
-        if mark.what == BEGIN:
-            answers.append(begun.get(mark.row.id))
-        elif mark.what == SENT:
-            answers.append(mark.row.id in marked)
-        else:
-            assert mark.write is not None
+        if mark.write is not None:
             answers.append(mark.write(session))
+        else:
+            assert mark.row is not None
+            row_id = mark.row.id
+            answers.append(begun.get(row_id) if mark.what == BEGIN else row_id in marked)
     return answers
 
 
 def _by_token(group: list[_Mark], what: str) -> dict[str | None, list[int]]:
     rows: dict[str | None, list[int]] = defaultdict(list)
     for mark in group:
-        if mark.what == what:
+        if mark.what == what and mark.row is not None:
             rows[mark.row.lease_token].append(mark.row.id)
     return rows
