@@ -148,12 +148,7 @@ def _apply_one(session: Session, *, now: datetime, config: Config, row: Any) -> 
     conn = session.connection()
     # Marked first, so a replica applying the same delivery (its claim's lock lost) waits
     # here and then finds it applied.
-    taken = conn.execute(
-        sa.update(DELIVERY)
-        .where(DELIVERY.c.id == row.id)
-        .where(DELIVERY.c.outcome == PENDING)
-        .values(outcome="applying", attempts=DELIVERY.c.attempts + 1)
-    ).rowcount
+    taken = conn.execute(_TAKE, {"row_id": row.id}).rowcount
     if taken != 1:
         raise _AlreadyApplied(row.id)
     delivery = Delivery(row.provider, row.delivery_id, row.event, b"")
@@ -161,17 +156,36 @@ def _apply_one(session: Session, *, now: datetime, config: Config, row: Any) -> 
         session, now=now, config=config, delivery=delivery, work=Work.from_dict(row.work)
     )
     conn.execute(
-        sa.update(DELIVERY)
-        .where(DELIVERY.c.id == row.id)
-        .values(
-            outcome=result.status,
-            detail=(result.detail or "")[:500] or None,
-            deployment_id=result.deployment_id,
-            applied_at=now,
-            error=None,
-            next_attempt_at=None,
-        )
+        _RECORD,
+        {
+            "row_id": row.id,
+            "outcome": result.status,
+            "detail": (result.detail or "")[:500] or None,
+            "deployment_id": result.deployment_id,
+            "applied_at": now,
+        },
     )
+
+
+# The two statements each delivery applied runs, built once.
+_TAKE = (
+    sa.update(DELIVERY)
+    .where(DELIVERY.c.id == sa.bindparam("row_id"))
+    .where(DELIVERY.c.outcome == PENDING)
+    .values(outcome="applying", attempts=DELIVERY.c.attempts + 1)
+)
+_RECORD = (
+    sa.update(DELIVERY)
+    .where(DELIVERY.c.id == sa.bindparam("row_id"))
+    .values(
+        outcome=sa.bindparam("outcome"),
+        detail=sa.bindparam("detail"),
+        deployment_id=sa.bindparam("deployment_id"),
+        applied_at=sa.bindparam("applied_at", type_=DELIVERY.c.applied_at.type),
+        error=None,
+        next_attempt_at=None,
+    )
+)
 
 
 class _AlreadyApplied(Exception):
