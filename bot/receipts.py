@@ -69,7 +69,7 @@ def note(receipt: Receipt) -> None:
 
 def audit(session: Session, row: Claimed, found: list[Receipt], *, now: Any) -> None:
     """Audit the receipts of a sent row, inside the caller's transaction (the one that marks
-    it sent, `bot.outbox_worker.marks`)."""
+    it sent, `bot.outbox_worker.writes`)."""
     if found and row.kind not in UNRECORDED:
         stored.record(
             session,

@@ -79,14 +79,20 @@ class LaneWrites:
     async def _ask(self, mark: _Mark) -> Any:
         self._waiting.append(mark)
         if self._writing is None:
-            self._writing = asyncio.create_task(self._write_groups(), name="outbox-marks")
+            self._writing = asyncio.create_task(self._write_groups(), name="outbox-writes")
         return await mark.answer
 
     async def _write_groups(self) -> None:
+        group: list[_Mark] = []
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 await self._write(group)
+        except BaseException:  # cancelled with the loop: no lane waits for an answer forever
+            for mark in (*group, *self._waiting):
+                mark.answer.cancel()
+            self._waiting = []
+            raise
         finally:
             self._writing = None
 
