@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +25,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.domain.messages import DirectMessage
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
+from bot.outbox_worker.writes import LaneWrites
 from bot.ports import PostedMessage
 from bot.render import Renderer
 from bot.services import outbox
@@ -501,3 +503,41 @@ async def test_an_outcome_that_cannot_be_recorded_leaves_the_rows_sent_beside_it
             select(OutboxMessage).where(OutboxMessage.status == "pending")
         ).one()
     assert refused_row.claimed_until is not None  # still leased: tried again once it runs out
+
+
+async def test_lanes_waiting_on_a_group_cancelled_with_the_loop_are_not_left_waiting(
+    two_databases: tuple[Database, Database],
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shutting down while a group of lane writes is being written: the lanes waiting on
+    that group, and on the next, end (cancelled) instead of waiting for answers that never
+    come, so the worker's shutdown is not held up by them."""
+    db, _ = two_databases
+    writing, release, written = threading.Event(), threading.Event(), threading.Event()
+    real_write = db.write
+
+    def slow_write(fn: Any, **kwargs: Any) -> Any:
+        writing.set()
+        release.wait(WAIT)
+        try:
+            return real_write(fn, **kwargs)
+        finally:
+            written.set()
+
+    monkeypatch.setattr(db, "write", slow_write)
+    writes = LaneWrites(db, clock, outbox.LEASE)
+    first = asyncio.create_task(writes.write(lambda s: 1))
+    await asyncio.to_thread(writing.wait, WAIT)  # the first group is in the database
+    second = asyncio.create_task(writes.write(lambda s: 2))  # waits for the next group
+    await asyncio.sleep(0)
+    group = writes._writing
+    assert group is not None
+    group.cancel()
+    try:
+        for lane in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(lane, timeout=WAIT)
+    finally:
+        release.set()
+        await asyncio.to_thread(written.wait, WAIT)  # the database is closed after it
