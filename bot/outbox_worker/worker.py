@@ -25,9 +25,10 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 from sqlmodel import Session
 
@@ -45,6 +46,8 @@ from bot.services import outbox, pipeline
 from bot.store.db import Database
 
 log = logging.getLogger("bot.outbox_worker")
+
+T = TypeVar("T")
 
 HORIZON = timedelta(hours=24)
 DEFAULT_CONCURRENCY = 8
@@ -306,21 +309,17 @@ class OutboxWorker:
             self._metrics.outbox_failures.labels(row.kind, str(exc.retryable).lower()).inc()
             if row.kind.startswith("slack."):
                 self._metrics.slack_api_errors.labels(_error_code(exc.reason)).inc()
-            await self._settle(row, self._failure(row, exc, attempt.in_doubt_since))
+            failed = self._failure(row, exc, attempt.in_doubt_since)
+            await self._settle(row, self._writes.write(failed))
             return False
         except Exception as exc:
             log.exception("outbox row %s (%s) failed unexpectedly", row.id, row.kind)
             self._metrics.outbox_failures.labels(row.kind, "true").inc()
             failure = DeliveryFailed(f"{type(exc).__name__}: {exc}", retryable=True)
-            await self._settle(row, self._failure(row, failure, attempt.in_doubt_since))
+            failed = self._failure(row, failure, attempt.in_doubt_since)
+            await self._settle(row, self._writes.write(failed))
             return False
-        self._held.pop(row.id, None)
-        try:
-            held = await self._writes.sent(row, answers, self._clock.now())
-        except Exception:
-            log.exception("could not record the outcome of outbox row %s", row.id)
-            held = True  # not known to be lost: its lease runs out, and it is looked up then
-        if not held:
+        if await self._settle(row, self._writes.sent(row, answers, self._clock.now())) is False:
             log.warning("outbox row %s was sent, but another worker holds it now", row.id)
         self._metrics.outbox_sent.labels(row.kind).inc()
         return True
@@ -381,13 +380,13 @@ class OutboxWorker:
             attempted_at=attempted_at,
         )
 
-    async def _settle(self, row: outbox.Claimed, write: Callable[[Session], object]) -> object:
-        """Record a row's outcome; it is no longer held either way. A failure to record is
-        logged: the row keeps its lease until it runs out, then it is tried again (a post
-        in doubt is looked up first)."""
+    async def _settle(self, row: outbox.Claimed, recorded: Awaitable[T]) -> T | None:
+        """Await the write that records a row's outcome (`self._writes`); the row is no
+        longer held either way. A failure to record is logged (None): the row keeps its
+        lease until it runs out, then it is tried again (a post in doubt is looked up first)."""
         self._held.pop(row.id, None)
         try:
-            return await self._writes.write(write)
+            return await recorded
         except Exception:
             log.exception("could not record the outcome of outbox row %s", row.id)
             return None

@@ -43,7 +43,7 @@ WRITE = "write"  # run a write of its own (a row due again or dead, what a send 
 
 
 @dataclass
-class _Mark:
+class _Asked:
     what: str
     row: outbox.Claimed | None = None  # BEGIN's and SENT's
     write: Callable[[Session], Any] | None = None  # WRITE's
@@ -57,33 +57,33 @@ class LaneWrites:
         self._db = db
         self._clock = clock
         self._lease = lease
-        self._waiting: list[_Mark] = []
+        self._waiting: list[_Asked] = []
         self._writing: asyncio.Task[None] | None = None
 
     async def begin(self, row: outbox.Claimed) -> outbox.Attempt | None:
         """Mark `row` attempted, its lease extended; None when its claim no longer holds it."""
-        answer: outbox.Attempt | None = await self._ask(_Mark(BEGIN, row=row))
+        answer: outbox.Attempt | None = await self._ask(_Asked(BEGIN, row=row))
         return answer
 
     async def sent(self, row: outbox.Claimed, found: list[receipts.Receipt], at: datetime) -> bool:
         """Mark `row` sent and audit what the platforms answered (`found`, at `at`); False
         when its claim no longer holds it (its receipts are audited all the same, since what
         they say happened)."""
-        return bool(await self._ask(_Mark(SENT, row=row, receipts=found, at=at)))
+        return bool(await self._ask(_Asked(SENT, row=row, receipts=found, at=at)))
 
     async def write(self, write: Callable[[Session], T]) -> T:
         """Run `write` in the next group; what it returned."""
-        answer: T = await self._ask(_Mark(WRITE, write=write))
+        answer: T = await self._ask(_Asked(WRITE, write=write))
         return answer
 
-    async def _ask(self, mark: _Mark) -> Any:
+    async def _ask(self, mark: _Asked) -> Any:
         self._waiting.append(mark)
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_groups(), name="outbox-writes")
         return await mark.answer
 
     async def _write_groups(self) -> None:
-        group: list[_Mark] = []
+        group: list[_Asked] = []
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
@@ -96,7 +96,7 @@ class LaneWrites:
         finally:
             self._writing = None
 
-    async def _write(self, group: list[_Mark]) -> None:
+    async def _write(self, group: list[_Asked]) -> None:
         now = self._clock.now()
         try:
             answers = await asyncio.to_thread(
@@ -120,7 +120,7 @@ class LaneWrites:
             _answer(mark, answer)
 
 
-def _answer(mark: _Mark, answer: object) -> None:
+def _answer(mark: _Asked, answer: object) -> None:
     if mark.answer.done():
         return
     if isinstance(answer, BaseException):
@@ -130,7 +130,7 @@ def _answer(mark: _Mark, answer: object) -> None:
 
 
 def _write_group(
-    group: list[_Mark], session: Session, *, now: datetime, lease: timedelta
+    group: list[_Asked], session: Session, *, now: datetime, lease: timedelta
 ) -> list[object]:
     """Every mark of `group` in this transaction; their answers in the same order."""
     begun: dict[int, outbox.Attempt] = {}
@@ -154,7 +154,7 @@ def _write_group(
     return answers
 
 
-def _by_token(group: list[_Mark], what: str) -> dict[str | None, list[int]]:
+def _by_token(group: list[_Asked], what: str) -> dict[str | None, list[int]]:
     rows: dict[str | None, list[int]] = defaultdict(list)
     for mark in group:
         if mark.what == what and mark.row is not None:

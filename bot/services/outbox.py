@@ -282,28 +282,6 @@ _SENT_VALUES: dict[str, Any] = {
 }
 
 
-# The statement that marks one row sent, built once (fenced by a lease token, or not).
-def _one_held(fenced: bool) -> sa.ColumnElement[bool]:
-    clause = (_OUTBOX.c.id == sa.bindparam("row_id")) & (_OUTBOX.c.status == PENDING)
-    return clause & (_OUTBOX.c.lease_token == sa.bindparam("token")) if fenced else clause
-
-
-_MARK_SENT = {
-    fenced: sa.update(_OUTBOX)
-    .where(_one_held(fenced))
-    .values(sent_at=sa.bindparam("now"), **_SENT_VALUES)
-    for fenced in (True, False)
-}
-
-
-def mark_sent(session: Session, *, row_id: int, now: datetime, token: str | None = None) -> bool:
-    """Mark a row sent; False (and nothing changed) when `token` no longer holds it."""
-    result = session.connection().execute(
-        _MARK_SENT[token is not None], {"row_id": row_id, "token": token, "now": now}
-    )
-    return bool(result.rowcount)
-
-
 def retry_delay(attempts: int, retry_after: float | None, *, jitter: float) -> float:
     """Seconds until a failed row is tried again: what the API asked for (Retry-After), else
     an exponential backoff up to MAX_BACKOFF; `jitter` in [0, 1) spreads the retries."""
