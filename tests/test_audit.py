@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot.cli import main
 from bot.services import audit
@@ -374,3 +374,91 @@ def test_concurrent_appends_from_many_threads_keep_one_unbroken_chain(
         assert mine == list(range(each))  # each writer's records, all there, in its order
     with db.read() as session:
         assert audit.verify_chain(session) == (writers * each, None)
+
+
+def note(session: Session, clock: FrozenClock, actor: str, index: int = 0) -> None:
+    audit.append(
+        session,
+        at=clock.now(),
+        actor=actor,
+        action="test.appended",
+        subject=f"writer:{actor}",
+        details={"index": index},
+    )
+
+
+def test_a_transaction_still_open_after_appending_does_not_hold_up_another_writers_append(
+    db: Database, clock: FrozenClock
+) -> None:
+    """A record takes its place in the chain when its transaction commits: a long
+    transaction that appended early (a batch of webhook deliveries) does not keep other
+    replicas from appending meanwhile, and the chain follows the order of the commits."""
+    with Session(db.engine) as slow, ThreadPoolExecutor(max_workers=1) as other:
+        note(slow, clock, "slow", 0)
+        note(slow, clock, "slow", 1)
+        # Waited on for at most ten seconds: a writer queued behind `slow` would wait for
+        # ever, since `slow` commits only after it.
+        other.submit(db.write, partial(note, clock=clock, actor="quick")).result(timeout=10)
+        slow.commit()
+
+    records = list(chain_rows(db))
+    assert [(r["seq"], r["actor"], r["details"]["index"]) for r in records] == [
+        (1, "quick", 0),
+        (2, "slow", 0),
+        (3, "slow", 1),
+    ]
+    assert_is_an_unbroken_chain(records)
+
+
+def test_records_appended_in_a_rolled_back_savepoint_leave_no_gap_in_the_chain(
+    db: Database, clock: FrozenClock
+) -> None:
+    """A delivery that fails inside a batch is undone with its savepoint: its records go
+    with it, the records around it keep their order and the chain stays unbroken."""
+
+    def batch(session: Session) -> None:
+        note(session, clock, "kept", 0)
+        with session.begin_nested():
+            note(session, clock, "kept", 1)
+            with session.begin_nested():
+                note(session, clock, "kept", 2)
+        with pytest.raises(KeyError), session.begin_nested():
+            note(session, clock, "undone", 0)
+            with session.begin_nested():
+                note(session, clock, "undone", 1)
+            raise KeyError("the delivery failed")
+        note(session, clock, "kept", 3)
+
+    db.write(batch)
+    failed = db.submit_write(lambda s: (note(s, clock, "group-undone"), {}["missing"]))
+    kept = db.submit_write(partial(note, clock=clock, actor="group-kept"))
+    kept.result(timeout=10)
+    with pytest.raises(KeyError):
+        failed.result(timeout=10)
+
+    records = list(chain_rows(db))
+    assert [(r["actor"], r["details"]["index"]) for r in records] == [
+        ("kept", 0),
+        ("kept", 1),
+        ("kept", 2),
+        ("kept", 3),
+        ("group-kept", 0),
+    ]
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert_is_an_unbroken_chain(records)
+    with db.read() as session:
+        assert audit.verify_chain(session) == (5, None)
+
+
+def test_a_read_of_the_trail_in_the_appending_transaction_sees_its_own_records(
+    db: Database, clock: FrozenClock
+) -> None:
+    def append_then_read(session: Session) -> list[str]:
+        note(session, clock, "first")
+        note(session, clock, "second")
+        found = session.exec(select(AuditEvent.actor).order_by(col(AuditEvent.seq))).all()
+        note(session, clock, "third")
+        return list(found)
+
+    assert db.write(append_then_read) == ["first", "second"]
+    assert [r["actor"] for r in chain_rows(db)] == ["first", "second", "third"]

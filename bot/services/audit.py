@@ -17,10 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from bot.domain.audit import (
-    GENESIS_HASH,
     AuditKeys,
     AuditRecord,
     ChainBreak,
@@ -28,22 +29,13 @@ from bot.domain.audit import (
     canonical_json,
     find_break,
     format_at,
-    record_hash,
 )
-from bot.store import deferred
+from bot.services import audit_chain
 from bot.store import statements as sql
-from bot.store.db import innermost_transaction
 from bot.store.tables import AuditEvent
 
-CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one appender at a time
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 
-
-# The append path runs several times per webhook delivery: `sql.AUDIT_CHAIN_HEAD` and
-# `sql.INSERT_AUDIT_EVENT` are built once and run on the session's connection, not as ORM
-# objects: nothing reads the new row back through the ORM. Inside
-# `deferred.deferred_inserts` (a webhook delivery) the INSERTs are written together.
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _KEYS: weakref.WeakKeyDictionary[Engine, AuditKeys] = weakref.WeakKeyDictionary()
 _UNKEYED = AuditKeys()
 
@@ -74,74 +66,49 @@ def append(
 ) -> None:
     """Add one record at the end of the chain, inside the caller's transaction.
 
-    On PostgreSQL, writers queue on a transaction-scoped advisory lock, so replicas append
-    one after another; should two writers still race for the same `seq` they collide on
-    the primary key and the loser's whole transaction is retried by `Database.write`, so
-    the chain never forks.
+    The record takes its place in the chain (its seq, the hash it links to) when the
+    transaction commits, after the records committed before it (`audit_chain`): it is
+    dropped with the transaction, or with a savepoint it was appended in, when either is
+    rolled back. Records of one transaction keep the order they were appended in.
     """
-    head = head_of(session)
-    seq, prev_hash = head[0] + 1, head[1]
-    stamp = format_at(at)
-    body = json.loads(canonical_json(dict(details or {})))
-    key = keys_of(session).current
-    digest = record_hash(
-        prev_hash=prev_hash,
-        seq=seq,
-        at=stamp,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=body,
-        key=key,
+    text = canonical_json(dict(details or {}))
+    session.info[_APPENDED] = True
+    audit_chain.stage(
+        # session.connection() also begins the session's pending savepoint, if any, so the
+        # record is dropped when that savepoint is rolled back.
+        session.connection(),
+        audit_chain.Staged(
+            at=format_at(at),
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=json.loads(text),
+            details_json=text,
+            key=keys_of(session).current,
+        ),
     )
-    deferred.insert(
-        session,
-        sql.INSERT_AUDIT_EVENT,
-        [
-            {
-                "seq": seq,
-                "at": stamp,
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": canonical_json(body),
-                "prev_hash": prev_hash,
-                "hash": digest,
-                "key_id": key.key_id if key is not None else None,
-            }
-        ],
-    )
-    session.info[_HEAD] = (innermost_transaction(session), seq, digest)
 
 
 def head_of(session: Session) -> tuple[int, str]:
-    """(seq, hash) of the chain's newest record, (0, genesis) when empty, as this
-    transaction sees it; from here on this transaction holds the chain's append lock."""
-    head = _cached_head(session)
-    if head is not None:
-        return head
+    """(seq, hash) of the chain's newest record, this transaction's appends included, (0,
+    genesis) when empty; from here on this transaction holds the chain's append lock."""
     conn = session.connection()
-    deferred.flush(session)  # records held back in this session come before the head
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK, {"key": CHAIN_LOCK})
-    last = conn.execute(sql.AUDIT_CHAIN_HEAD).first()
-    return (0, GENESIS_HASH) if last is None else (last.seq, last.hash)
+    audit_chain.write_staged(conn)
+    audit_chain.lock_chain(conn)
+    return audit_chain.head(conn)
 
 
-# The chain head this session appended last, so the next append in the same transaction
-# skips the lookup (a delivery appends several records). It is used only while the
-# innermost transaction (or savepoint) that wrote it is still the current one: until then
-# this transaction holds the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory
-# lock, taken in that same transaction or savepoint), so no other writer can have appended.
-# In any other transaction, or once a savepoint began or ended, the head is read again.
-_HEAD = "audit_chain_head"
+# A query of the audit trail in a transaction that appended to it sees those records too: the
+# records staged so far are written first (the transaction holds the chain's lock from then).
+_APPENDED = "audit_appended"  # in Session.info: this session staged records
 
 
-def _cached_head(session: Session) -> tuple[int, str] | None:
-    cached = session.info.get(_HEAD)
-    if cached is None or cached[0] is not innermost_transaction(session):
-        return None
-    return cached[1], cached[2]
+@sa.event.listens_for(OrmSession, "do_orm_execute")
+def _before_reading(state: ORMExecuteState) -> None:
+    if not state.session.info.get(_APPENDED) or not state.is_select:
+        return
+    if any(mapper.class_ is AuditEvent for mapper in state.all_mappers):
+        audit_chain.write_staged(state.session.connection())
 
 
 def to_record(event: AuditEvent) -> AuditRecord:

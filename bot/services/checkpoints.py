@@ -27,7 +27,6 @@ from bot.domain.checkpoints import CheckpointToFile, CheckpointToSlack, Checkpoi
 from bot.domain.messages import Message
 from bot.domain.signing import Signer
 from bot.services import audit, outbox
-from bot.store import deferred
 from bot.store import statements as sql
 from bot.store.tables import Deployment
 
@@ -116,7 +115,6 @@ def publish(session: Session, *, now: datetime, reason: str, force: bool = False
     seq, digest = audit.head_of(session)
     if digest == GENESIS_HASH or (not force and seq <= last_published(session)):
         return None
-    deferred.flush(session)  # the head record may still be held back in this session
     key_id = (
         session.connection()
         .execute(sa.select(sql.AUDIT_EVENT.c.key_id).where(sql.AUDIT_EVENT.c.seq == seq))

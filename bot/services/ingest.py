@@ -170,7 +170,7 @@ def apply_work(
     """Apply what one delivery says: its event through `reactions.apply_event`, or its sha
     lookup queued for the worker. Re-applying is harmless: an event the deployment has
     already seen changes nothing (answered ignored, "deployment already ...")."""
-    # The audit records and outbox rows the delivery causes are written together at the end.
+    # The outbox rows the delivery queues are written together at the end.
     with deferred_inserts(session):
         if work.lookup is not None:
             return _queue_lookup(

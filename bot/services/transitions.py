@@ -8,8 +8,9 @@ in its thread) in the same transaction.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -19,6 +20,22 @@ from bot.domain.messages import ReleaseMessageUpdate, StateChangeLine
 from bot.services import audit, outbox
 from bot.store import statements as sql
 from bot.store.tables import Deployment, row_id
+
+ENVIRONMENT_LOCK: Final = 7_200_316  # PostgreSQL advisory lock class, keyed by environment
+_LOCK_ENVIRONMENT = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))")
+
+
+def lock_environment(session: Session, *, service: str, environment: str) -> None:
+    """Until this transaction ends, be the only writer deciding which deployment of the
+    service's environment is the newest (a new one, the older ones it supersedes, the older
+    checks it cancels, the older gate it closes). Two such writers at once would each miss
+    the other's deployment. PostgreSQL only: SQLite's write transaction holds the whole
+    database already."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            _LOCK_ENVIRONMENT, {"key": ENVIRONMENT_LOCK, "name": f"{service}/{environment}"}
+        )
 
 
 def transition(

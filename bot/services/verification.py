@@ -21,7 +21,7 @@ from bot.domain.messages import OncallLine, PagerAlert, ReleaseMessageUpdate, Te
 from bot.ports import CheckResult
 from bot.services import audit, incidents, outbox
 from bot.services.incidents import incident_key
-from bot.services.transitions import transition
+from bot.services.transitions import lock_environment, transition
 from bot.store import statements as sql
 from bot.store.tables import Check, CheckRun, Deployment
 
@@ -66,6 +66,7 @@ def plan(session: Session, *, now: datetime, config: Config, deployment: Deploym
     if env is None or not env.verify:
         return 0
     assert deployment.id is not None
+    lock_environment(session, service=deployment.service, environment=deployment.environment)
     cancel_older(session, now=now, newer=deployment)
     conn = session.connection()
     count = 0
@@ -252,10 +253,16 @@ def record(
 ) -> Recorded:
     """Store one result and move the deployment on: verified, failed, or still verifying."""
     run = session.get(CheckRun, run_id)
-    if run is None or run.status != RUNNING:
+    if run is None:
+        return IGNORED
+    # The deployment's row is locked (PostgreSQL) before the run is read again and its
+    # runs are counted: two results recorded at once are then counted one after the other
+    # (the second sees the first), and a run cancelled or recorded meanwhile is left alone.
+    deployment = session.get(Deployment, run.deployment_id, with_for_update=True)
+    session.refresh(run)
+    if run.status != RUNNING:
         return IGNORED  # cancelled while it ran, or recorded already
     check = session.get(Check, run.check_id)
-    deployment = session.get(Deployment, run.deployment_id)
     assert check is not None and deployment is not None and deployment.id is not None
     run.status = PASSED if result.passed else FAILED
     run.finished_at = now

@@ -1,12 +1,12 @@
-"""Append-only rows (audit records, outbox rows) written together at the end of a unit of work.
+"""Append-only rows (outbox rows) written together at the end of a unit of work.
 
-A webhook delivery appends several audit records and queues several outbox rows; inside
-`deferred_inserts(session)` each of these INSERTs is held back and, when the block ends
-normally, every held-back row of one statement is written in a single executemany, in the
-order the rows were added (so ids come out as if each had been inserted at once). Nothing
-inside the block may read those tables back: the callers are the append and enqueue paths,
-which never do (the audit chain head they need is computed, not read). When the block raises,
-the held-back rows are dropped with the rest of the caller's transaction, which is rolled back.
+A webhook delivery queues several outbox rows; inside `deferred_inserts(session)` each of
+these INSERTs is held back and, when the block ends normally, every held-back row of one
+statement is written in a single executemany, in the order the rows were added (so ids come
+out as if each had been inserted at once). Nothing inside the block may read those rows
+back. When the block raises, the held-back rows are dropped with the rest of the caller's
+transaction, which is rolled back. (Audit records are held back until the transaction
+commits in any case: `bot.services.audit_chain`.)
 
 Outside such a block (the default) the helpers insert at once, as before.
 """
