@@ -13,11 +13,12 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from bot.config import Config
 from bot.domain import states
@@ -230,9 +231,9 @@ def test_deliveries_for_two_versions_at_once_make_two_deployments(
     assert sorted(d.sha for d in deployments) == sorted([SHA_A, other])
     assert len(rows(db, Release)) == 2
     # The version that deployed last is being verified; one that deployed before it was
-    # replaced mid-verification, or never ran (superseded while pending).
-    assert {d.state for d in deployments} <= {states.VERIFYING, states.SUPERSEDED}
-    assert states.VERIFYING in {d.state for d in deployments}
+    # replaced mid-verification, or never ran (superseded while pending): never both
+    # verifying, each unaware of the other.
+    assert sorted(d.state for d in deployments) == [states.SUPERSEDED, states.VERIFYING]
     for deployment in deployments:
         assert_audit_explains(db, deployment)
     assert_chain_verifies(db)
@@ -284,4 +285,50 @@ def test_a_burst_of_unrelated_deployments_from_many_workers_is_all_recorded(
     assert all(d.deployed_at is not None for d in deployments)
     assert {d.state for d in deployments} <= {states.VERIFYING, states.SUPERSEDED}
     assert len(rows(db, WebhookDelivery)) == workers * each
+    assert_chain_verifies(db)
+
+
+def until_a_writer_waits_for_a_lock(db: Database, writing: Future[Any]) -> None:
+    """PostgreSQL: return once another connection waits for a lock held here (or the write
+    ended without waiting). SQLite needs no wait: its other writer cannot begin before this
+    transaction ends."""
+    if db.is_sqlite:
+        return
+    with db.engine.connect() as conn:
+        while not writing.done():
+            waiting = conn.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            ).scalar_one()
+            if waiting:
+                return
+            conn.rollback()  # a fresh snapshot of pg_locks each round
+
+
+def test_a_version_started_while_another_is_being_recorded_supersedes_it(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """Two versions of one service start in one environment at once (two replicas apply
+    their deliveries): the second waits for the first to be stored and supersedes it, so
+    the environment never has two current deployments each unaware of the other."""
+    body = deployment_status("pending", sha=SHA_A)
+    parsed = payloads.parse("deployment_status", body)
+    assert parsed.event is not None
+    delivery = Delivery(
+        provider="github", delivery_id="delivery-a", event="deployment_status", body=encode(body)
+    )
+    with Session(db.engine) as session, ThreadPoolExecutor(max_workers=1) as other:
+        record_delivery(
+            session, now=clock.now(), config=example_config, delivery=delivery, event=parsed.event
+        )
+        second = other.submit(
+            github_delivery(db, clock, example_config, "delivery-b", "pending", sha=SHA_B)
+        )
+        until_a_writer_waits_for_a_lock(db, second)
+        session.commit()
+        second.result(timeout=30)
+
+    by_sha = {d.sha: d for d in rows(db, Deployment)}
+    assert (by_sha[SHA_A].state, by_sha[SHA_B].state) == (states.SUPERSEDED, states.PENDING)
+    for deployment in by_sha.values():
+        assert_audit_explains(db, deployment)
     assert_chain_verifies(db)

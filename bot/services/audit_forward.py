@@ -26,7 +26,7 @@ from bot.store.tables import OutboxMessage
 
 BATCH = 500
 ROWS_PER_CALL = 20
-FORWARD_LOCK = 7_200_313  # PostgreSQL advisory lock id: one replica queues at a time
+FORWARD_LOCK = 7_200_315  # PostgreSQL advisory lock id: one replica queues at a time
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 

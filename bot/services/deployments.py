@@ -26,7 +26,7 @@ from bot.domain.messages import ReleaseMessageUpdate
 from bot.ports import Comparison
 from bot.services import assessment, audit, gates, outbox
 from bot.services.gate_close import close_gate, lock_gate, review_left_waiting
-from bot.services.transitions import transition
+from bot.services.transitions import lock_environment, transition
 from bot.store import statements as sql
 from bot.store.tables import Deployment, Gate, Release, row_id
 
@@ -333,6 +333,7 @@ def _create(
     event: DeployEvent,
     attempt: int,
 ) -> Deployment:
+    lock_environment(session, service=service, environment=environment)
     release_id = _release(session, now=now, service=service, event=event)
     deployment = Deployment(
         release_id=release_id,

@@ -59,6 +59,7 @@ from bot.services.gate_reads import (
 from bot.services.gate_reads import (
     scope as scope,
 )
+from bot.services.transitions import lock_environment
 from bot.store import statements as sql
 from bot.store.tables import Approval, Deployment, Gate
 
@@ -102,6 +103,7 @@ def open_gate(
     if (env is None or env.gate is None) and hold is None:
         freeze_gates.go_ahead(session, now=now, deployment=deployment, request=request)
         return None
+    lock_environment(session, service=deployment.service, environment=deployment.environment)
     existing = pending_gate(session, deployment.id)
     if existing is not None:
         return existing

@@ -40,6 +40,8 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_US: Final = 86_400_000_000
 LEAD_LOCK: Final = 7_200_314  # PostgreSQL advisory lock id (audit 7_200_312, digest 7_200_313)
 
+_RELEASE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key, :release)")
+
 LEADS = CommitLeadTime.__table__  # type: ignore[attr-defined]
 COUNTS = CommitLeadCount.__table__  # type: ignore[attr-defined]
 _DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
@@ -95,6 +97,10 @@ def _rewrite(
     """(Re)write the release's rows: from its first production run, and for every other
     environment it has rows in, from the run they were written for. With `ran`, only when
     that deployment is the first production run and its rows are not written yet."""
+    if conn.dialect.name == "postgresql":
+        # One writer at a time per release: two production runs of one release finishing
+        # at once (two regions, two replicas) would each take its own run for the first.
+        conn.execute(_RELEASE_LOCK, {"key": LEAD_LOCK, "release": release_id})
     d = _DEPLOYMENT.c
     runs = conn.execute(
         sa.select(d.id, d.service, d.environment, d.deployed_at)

@@ -171,7 +171,12 @@ def budget_measured(
     slo.record(session, now=now, budget=budget)
     for waiting in slo.waiting_for(session, budget.service):
         gates.reassess(session, now=now, config=config, deployment=waiting)
-    source = session.get(Deployment, promote) if promote is not None else None
+    # Locked and read afresh: a rollback of it committing meanwhile is seen, not promoted.
+    source = (
+        session.get(Deployment, promote, with_for_update=True, populate_existing=True)
+        if promote is not None
+        else None
+    )
     if source is not None and source.state in (states.VERIFIED, states.SUCCEEDED):
         promote_automatically(session, now=now, config=config, deployment=source)
     if source is not None:

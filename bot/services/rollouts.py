@@ -213,7 +213,8 @@ def promote(
 ) -> Outcome:
     """Promote the Rollout a step (`resume`) or to the end (`promote-full`), if the
     environment's gate rules let this person approve (or, without a gate, `allowed`)."""
-    deployment = session.get(Deployment, deployment_id)
+    # Locked first (PostgreSQL): a second click meanwhile finds this one's request.
+    deployment = session.get(Deployment, deployment_id, with_for_update=True)
     if deployment is None:
         return Outcome(REFUSED, refusals.unknown_deployment().text)
     entry = _active(session, deployment_id)
@@ -288,7 +289,7 @@ def abort(
     reason: str,
 ) -> Outcome:
     """Abort the Rollout (traffic back to the stable version), if the person may."""
-    deployment = session.get(Deployment, deployment_id)
+    deployment = session.get(Deployment, deployment_id, with_for_update=True)  # as `promote`
     if deployment is None:
         return Outcome(REFUSED, refusals.unknown_deployment().text)
     entry = _active(session, deployment_id)
