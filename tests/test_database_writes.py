@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from bot.services import audit
@@ -56,3 +57,26 @@ def test_a_disposed_database_writes_on_a_fresh_connection(db: Database, clock: F
     db.engine.dispose()  # as a restart drops every connection
     db.write(note(clock, "test.after"))
     assert actions(db) == ["test.before", "test.after"]
+
+
+def test_a_write_whose_row_was_deleted_underneath_is_run_again(
+    db: Database, clock: FrozenClock
+) -> None:
+    """An unlock deleting an environment's lock while a rollback updates it (two
+    PostgreSQL connections): the ORM finds no row to update and raises StaleDataError.
+    The rollback is not lost: it runs again, on what the database holds now."""
+    attempts: list[int] = []
+
+    def relock(session: Session) -> str:
+        attempts.append(len(attempts) + 1)
+        note(clock, f"relock.attempt{len(attempts)}")(session)
+        if len(attempts) == 1:
+            raise StaleDataError(
+                "UPDATE statement on table 'environment_lock' expected to update 1 row(s); "
+                "0 were matched."
+            )
+        return "locked afresh"
+
+    assert db.write(relock) == "locked afresh"
+    assert attempts == [1, 2]
+    assert actions(db) == ["relock.attempt2"]  # nothing of the refused attempt is kept

@@ -35,9 +35,14 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
 from bot.domain.errors import ConcurrentUpdate
+
+# Another writer got there first: a unique key taken, a row_version moved on, a row the ORM
+# updates or deletes gone. The whole write is run again, on what the database holds now.
+_REFUSED = (IntegrityError, ConcurrentUpdate, StaleDataError)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +135,7 @@ class Database:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
             try:
                 return self._write_once(fn)
-            except (IntegrityError, ConcurrentUpdate) as exc:
+            except _REFUSED as exc:
                 last = exc
             except OperationalError as exc:
                 if not _is_retryable_operational(exc):
@@ -383,7 +388,7 @@ def _in_savepoint(conn: sa.Connection, fn: Callable[[Session], Any]) -> _Outcome
             result = fn(session)
             session.commit()
             return _Outcome(result=result)
-        except (IntegrityError, ConcurrentUpdate):
+        except _REFUSED:
             session.rollback()
             return _Outcome(retry=True)
         except OperationalError as exc:
