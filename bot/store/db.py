@@ -209,8 +209,8 @@ class Database:
         The future resolves (with fn's result or exception) after the transaction committed,
         so a caller that answers when it resolves answers only for stored data. `fn` runs in
         its own SAVEPOINT: when it raises, only its own changes are rolled back; when the
-        database refused it (a unique key, a version column), it is run again on its own
-        through `write`, as `write` would have retried it. `fn` may run more than once.
+        database refused it (a unique key, a version column, a row gone), it is run again on
+        its own through `write`, as `write` would have retried it. `fn` may run more than once.
         """
         future: Future[T] = Future()
         # Running from now on: a caller that stops waiting (a cancelled request) cannot
