@@ -67,12 +67,14 @@ def database(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, str
         yield url, f"throwaway PostgreSQL cluster ({kind})"
 
 
-def start(workdir: Path, name: str, role: str, url: str, slack: Server) -> Server:
+def start(
+    workdir: Path, name: str, role: str, url: str, slack: Server, *, nice: int = 0
+) -> Server:
     directory = workdir / name
     directory.mkdir()
     server = start_releasebot(
         directory,
-        wrap=[],
+        wrap=["nice", "-n", str(nice)] if nice else [],
         extra_env={
             "RELEASEBOT_DATABASE_URL": url,
             "RELEASEBOT_ROLE": role,
@@ -118,7 +120,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         servers = [slack]
         try:
             webs = [start(workdir, f"web{i + 1}", "web", url, slack) for i in range(args.webs)]
-            worker = start(workdir, "worker", "worker", url, slack)
+            worker = start(workdir, "worker", "worker", url, slack, nice=args.worker_nice)
             servers += [*webs, worker]
             async with control_client() as client:
                 await wait_until_up(client, slack, "/")
@@ -171,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="a PostgreSQL server to make a database on")
     parser.add_argument("--webs", type=int, default=2, help="web replicas (default 2)")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the worker at this lower CPU priority (nice), as when the web replicas "
+        "have cores of their own (default 0: all share the machine alike)",
+    )
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32, help="in flight, all webs")
     parser.add_argument("--warmup", type=int, default=200)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import object_session
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bot.config import Config
 from bot.domain import states
@@ -41,6 +41,43 @@ DEPLOYED = (states.SUCCEEDED, states.VERIFYING, states.VERIFIED)
 FAILED = (states.FAILED, states.VERIFICATION_FAILED, states.ROLLED_BACK, states.ROLLBACK_FAILED)
 
 
+# Built once (the assessment runs for every deployment); run on the session's connection.
+_D = sql.DEPLOYMENT.c
+# The newest deployment of another sha that ran in an environment, down the partial index
+# of deployments that ran (`ix_deployment_service_env_ran`).
+_LAST_DEPLOYED_OTHER = (
+    sa.select(_D.sha)
+    .where(_D.service == sa.bindparam("service"))
+    .where(_D.environment == sa.bindparam("environment"))
+    .where(_D.deployed_at.is_not(None))
+    .where(_D.sha != sa.bindparam("sha"))
+    .where(_D.created_at <= sa.bindparam("until"))
+    .order_by(_D.created_at.desc())
+    .limit(1)
+)
+# The service's record in an environment over a window, per state, from an index alone (a
+# busy service has thousands of deployments there): how many, and each state's newest.
+_RECENT_PER_STATE = (
+    sa.select(_D.state, sa.func.count(), sa.func.max(_D.created_at))
+    .where(_D.service == sa.bindparam("service"))
+    .where(_D.environment == sa.bindparam("environment"))
+    .where(_D.created_at >= sa.bindparam("since"))
+    .where(_D.created_at < sa.bindparam("until"))
+    .where(_D.state.in_(DEPLOYED + FAILED))
+    .group_by(_D.state)
+)
+_LAST_PRODUCTION = (
+    sa.select(_D.created_at)
+    .where(_D.service == sa.bindparam("service"))
+    .where(_D.environment.in_(sa.bindparam("environments", expanding=True)))
+    .where(_D.deployed_at.is_not(None))  # implied by the states: an index
+    .where(_D.state.in_(DEPLOYED))
+    .where(_D.created_at < sa.bindparam("until"))
+    .order_by(_D.created_at.desc())
+    .limit(1)
+)
+
+
 @dataclass(frozen=True)
 class AssessmentPlan:
     deployment_id: int
@@ -61,19 +98,19 @@ def previous_deployed_sha(
     """The base of the comparison: the last version that deployed successfully to this
     environment, else to a production environment (`production`, in order), other than
     this one."""
+    conn = session.connection()
     for environment in dict.fromkeys((deployment.environment, *production)):
-        found = session.exec(
-            select(Deployment.sha)
-            .where(Deployment.service == deployment.service)
-            .where(Deployment.environment == environment)
-            .where(col(Deployment.deployed_at).is_not(None))
-            .where(Deployment.sha != deployment.sha)
-            .where(col(Deployment.created_at) <= deployment.created_at)
-            .order_by(col(Deployment.created_at).desc())
-            .limit(1)
-        ).first()
+        found = conn.execute(
+            _LAST_DEPLOYED_OTHER,
+            {
+                "service": deployment.service,
+                "environment": environment,
+                "sha": deployment.sha,
+                "until": deployment.created_at,
+            },
+        ).scalar()
         if found is not None:
-            return found
+            return str(found)
     return None
 
 
@@ -290,36 +327,28 @@ def _inputs(
     session: Session, *, config: Config, deployment: Deployment, release: Release
 ) -> RiskInputs:
     diff = release.diff or {}
-    # The service's record in this environment over the last RECENT, per state, from an
-    # index alone (a busy service has thousands of deployments there): how many, and each
-    # state's newest deployment, the latest of which says whether the last one failed.
-    window = (
-        (col(Deployment.service) == deployment.service)
-        & (col(Deployment.environment) == deployment.environment)
-        & (col(Deployment.created_at) >= deployment.created_at - RECENT)
-        & (col(Deployment.created_at) < deployment.created_at)
-        & col(Deployment.state).in_(DEPLOYED + FAILED)
-    )
-    per_state = session.execute(
-        sa.select(col(Deployment.state), sa.func.count(), sa.func.max(col(Deployment.created_at)))
-        .where(window)
-        .group_by(col(Deployment.state))
+    # The newest of the states' newest deployments says whether the last one failed.
+    conn = session.connection()
+    per_state = conn.execute(
+        _RECENT_PER_STATE,
+        {
+            "service": deployment.service,
+            "environment": deployment.environment,
+            "since": deployment.created_at - RECENT,
+            "until": deployment.created_at,
+        },
     ).all()
     recent_deploys = sum(count for _, count, _ in per_state)
     recent_failures = sum(count for state, count, _ in per_state if state in FAILED)
     latest_state = max(per_state, key=lambda row: row[2])[0] if per_state else None
-    last_production = session.exec(
-        select(Deployment.created_at)
-        .where(Deployment.service == deployment.service)
-        .where(
-            col(Deployment.environment).in_(config.production_environments_of(deployment.service))
-        )
-        .where(col(Deployment.deployed_at).is_not(None))  # implied by the states: an index
-        .where(col(Deployment.state).in_(DEPLOYED))
-        .where(col(Deployment.created_at) < deployment.created_at)
-        .order_by(col(Deployment.created_at).desc())
-        .limit(1)
-    ).first()
+    last_production = conn.execute(
+        _LAST_PRODUCTION,
+        {
+            "service": deployment.service,
+            "environments": list(config.production_environments_of(deployment.service)),
+            "until": deployment.created_at,
+        },
+    ).scalar()
     days = (
         (deployment.created_at - last_production).total_seconds() / 86400
         if last_production is not None

@@ -41,11 +41,41 @@ DAY_US: Final = 86_400_000_000
 LEAD_LOCK: Final = 7_200_314  # PostgreSQL advisory lock id (audit 7_200_312, digest 7_200_313)
 
 _RELEASE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key, :release)")
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 LEADS = CommitLeadTime.__table__  # type: ignore[attr-defined]
 COUNTS = CommitLeadCount.__table__  # type: ignore[attr-defined]
 _DEPLOYMENT = Deployment.__table__  # type: ignore[attr-defined]
 _COMMIT = ReleaseCommit.__table__  # type: ignore[attr-defined]
+
+# Built once: a release's rows are (re)written each time one of its deployments succeeds.
+_RUNS = (
+    sa.select(
+        _DEPLOYMENT.c.id,
+        _DEPLOYMENT.c.service,
+        _DEPLOYMENT.c.environment,
+        _DEPLOYMENT.c.deployed_at,
+    )
+    .where(_DEPLOYMENT.c.release_id == sa.bindparam("release"))
+    .where(_DEPLOYMENT.c.deployed_at.is_not(None))
+    .order_by(_DEPLOYMENT.c.deployed_at, _DEPLOYMENT.c.id)
+)
+_KEPT = (
+    sa.select(
+        LEADS.c.environment,
+        LEADS.c.deployment_id.label("id"),
+        LEADS.c.service,
+        LEADS.c.deployed_at,
+    )
+    .where(LEADS.c.release_id == sa.bindparam("release"))
+    .distinct()
+)
+_COMMITS = (
+    sa.select(_COMMIT.c.sha, _COMMIT.c.authored_us)
+    .where(_COMMIT.c.release_id == sa.bindparam("release"))
+    .where(_COMMIT.c.authored_us.is_not(None))
+)
+_DELETE = sa.delete(LEADS).where(LEADS.c.release_id == sa.bindparam("release"))
 
 
 def lead_bin(lead_us: int) -> int:
@@ -101,24 +131,12 @@ def _rewrite(
         # One writer at a time per release: two production runs of one release finishing
         # at once (two regions, two replicas) would each take its own run for the first.
         conn.execute(_RELEASE_LOCK, {"key": LEAD_LOCK, "release": release_id})
-    d = _DEPLOYMENT.c
-    runs = conn.execute(
-        sa.select(d.id, d.service, d.environment, d.deployed_at)
-        .where(d.release_id == release_id, d.deployed_at.is_not(None))
-        .order_by(d.deployed_at, d.id)
-    ).all()
+    params = {"release": release_id}
+    runs = conn.execute(_RUNS, params).all()
     first = next((r for r in runs if is_production(r.service, r.environment)), None)
     if ran is not None and (first is None or first.id != ran):
         return 0
-    t = LEADS.c
-    kept = {
-        row.environment: row
-        for row in conn.execute(
-            sa.select(t.environment, t.deployment_id.label("id"), t.service, t.deployed_at)
-            .where(t.release_id == release_id)
-            .distinct()
-        )
-    }
+    kept = {row.environment: row for row in conn.execute(_KEPT, params)}
     if ran is not None and any(row.id == ran for row in kept.values()):
         return 0
     sources: dict[str, Any] = dict(kept)
@@ -131,15 +149,11 @@ def _rewrite(
         return 0
     if conn.dialect.name == "postgresql":
         # One writer at a time recounts a day: two would each miss the other's rows.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEAD_LOCK})
-    commits = conn.execute(
-        sa.select(_COMMIT.c.sha, _COMMIT.c.authored_us).where(
-            _COMMIT.c.release_id == release_id, _COMMIT.c.authored_us.is_not(None)
-        )
-    ).all()
+        conn.execute(_LOCK, {"key": LEAD_LOCK})
+    commits = conn.execute(_COMMITS, params).all()
     if not commits and not kept:  # nothing stored, nothing to store: no day's count moves
         return 0
-    conn.execute(sa.delete(LEADS).where(t.release_id == release_id))
+    conn.execute(_DELETE, params)
     rows = [row for run in sources.values() for row in _rows(release_id, run, commits)]
     if rows:
         conn.execute(sa.insert(LEADS), rows)
