@@ -14,6 +14,8 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -23,13 +25,14 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.domain.ingest import Delivery, IngestResult
-from bot.services import audit
+from bot.services import audit, lead_times
 from bot.services.ingest import record_delivery
 from bot.store.db import Database
-from bot.store.tables import AuditEvent, Deployment, Release, WebhookDelivery
+from bot.store.tables import AuditEvent, CommitLeadTime, Deployment, Release, WebhookDelivery
 from integrations.github import payloads
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode
+from tests.test_dora import NOW, History, commit
 
 T = TypeVar("T")
 THREADS = 8
@@ -332,3 +335,44 @@ def test_a_version_started_while_another_is_being_recorded_supersedes_it(
     for deployment in by_sha.values():
         assert_audit_explains(db, deployment)
     assert_chain_verifies(db)
+
+
+def test_two_production_regions_finishing_one_release_at_once_time_it_from_the_first(
+    db: Database,
+) -> None:
+    """Two production environments run the same release and finish at once, each applied
+    by its own replica: the release's lead times are timed from the run that finished
+    first, once, not from each region as if it were the only one."""
+    history = History(db)
+    ran = NOW - timedelta(days=1)
+    history.release("A", "checkout", [commit("a1", ran - timedelta(hours=2))], NOW)
+    regions = {
+        name: history.deploy(
+            name, release="A", service="checkout", state=states.SUCCEEDED, created=ran,
+            deployed=None, environment=f"production-{name}",
+        )
+        for name in ("eu", "us")
+    }  # fmt: skip
+
+    def finish(session: Session, region: str, at: datetime) -> int:
+        # As a state change records it: a Core UPDATE (the ORM's own hook is not involved).
+        ran_at = sa.update(Deployment).where(col(Deployment.id) == regions[region])
+        session.connection().execute(ran_at.values(deployed_at=at))
+        deployment = session.get(Deployment, regions[region])
+        assert deployment is not None and deployment.deployed_at == at
+        return lead_times.deployed(
+            session, deployment=deployment, is_production=lambda _s, e: e.startswith("production")
+        )
+
+    with Session(db.engine) as session, ThreadPoolExecutor(max_workers=1) as other:
+        assert finish(session, "eu", ran) == 1
+        second = other.submit(db.write, partial(finish, region="us", at=ran + timedelta(minutes=1)))
+        until_a_writer_waits_for_a_lock(db, second)
+        session.commit()
+        assert second.result(timeout=30) == 0  # not the first production run: nothing to time
+
+    with db.read() as session:
+        stored = session.exec(select(CommitLeadTime)).all()
+    assert [(row.deployment_id, row.environment) for row in stored] == [
+        (regions["eu"], "production-eu")
+    ]
