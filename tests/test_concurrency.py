@@ -25,14 +25,17 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.domain.ingest import Delivery, IngestResult
-from bot.services import audit, lead_times
+from bot.domain.slo import Budget
+from bot.services import audit, lead_times, reactions
 from bot.services.ingest import record_delivery
+from bot.services.transitions import transition
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, CommitLeadTime, Deployment, Release, WebhookDelivery
 from integrations.github import payloads
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode
 from tests.test_dora import NOW, History, commit
+from tests.test_slo import slo_config
 
 T = TypeVar("T")
 THREADS = 8
@@ -375,4 +378,55 @@ def test_two_production_regions_finishing_one_release_at_once_time_it_from_the_f
         stored = session.exec(select(CommitLeadTime)).all()
     assert [(row.deployment_id, row.environment) for row in stored] == [
         (regions["eu"], "production-eu")
+    ]
+
+
+def test_a_promotion_after_a_budget_measurement_waits_for_a_rollback_of_its_source(
+    db: Database, clock: FrozenClock
+) -> None:
+    """Staging's version is being rolled back (a release manager's click) just as its
+    error budget comes in healthy: the automatic promotion waits for the rollback to be
+    stored, then sees it and does not ship that version to production."""
+    config = slo_config()
+    now = clock.now()
+    history = History(db)
+    history.release("A", "checkout", [], now - timedelta(hours=1))
+    source = history.deploy(
+        "staging", release="A", service="checkout", state=states.VERIFIED,
+        created=now - timedelta(hours=1), deployed=now - timedelta(hours=1),
+        environment="staging",
+    )  # fmt: skip
+    healthy = Budget(
+        service="checkout", objective=99.9, window="30d", known=True, remaining=0.9,
+        error_ratio=0.0001, measured_at=now.isoformat(),
+    )  # fmt: skip
+
+    def measured(session: Session, promote: int) -> None:
+        reactions.budget_measured(session, now=now, config=config, budget=healthy, promote=promote)
+
+    with Session(db.engine) as session, ThreadPoolExecutor(max_workers=1) as other:
+        staging = session.get(Deployment, source)
+        assert staging is not None
+        transition(
+            session, deployment=staging, target=states.ROLLING_BACK, now=now, actor="U0RELMGR",
+            source="slack",
+        )  # fmt: skip
+        measuring = other.submit(db.write, partial(measured, promote=source))
+        until_a_writer_waits_for_a_lock(db, measuring)
+        session.commit()
+        measuring.result(timeout=30)
+
+    assert [(d.sha[0], d.environment) for d in rows(db, Deployment)] == [("a", "staging")]
+    # The same measurement for a version that stayed verified: it is promoted.
+    history.release("B", "checkout", [], now - timedelta(minutes=30))
+    stayed = history.deploy(
+        "b-staging", release="B", service="checkout", state=states.VERIFIED,
+        created=now - timedelta(minutes=30), deployed=now - timedelta(minutes=30),
+        environment="staging",
+    )  # fmt: skip
+    db.write(partial(measured, promote=stayed))
+    assert sorted((d.sha[0], d.environment) for d in rows(db, Deployment)) == [
+        ("a", "staging"),
+        ("b", "production"),
+        ("b", "staging"),
     ]
