@@ -25,12 +25,20 @@ from sqlmodel import Session, col, select
 from bot.config import Config
 from bot.domain import states
 from bot.domain.ingest import Delivery, IngestResult
+from bot.domain.rollouts import RolloutAction, RolloutRef, RolloutStatus
 from bot.domain.slo import Budget
-from bot.services import audit, lead_times, reactions
+from bot.services import audit, lead_times, reactions, rollouts
 from bot.services.ingest import record_delivery
 from bot.services.transitions import transition
 from bot.store.db import Database
-from bot.store.tables import AuditEvent, CommitLeadTime, Deployment, Release, WebhookDelivery
+from bot.store.tables import (
+    AuditEvent,
+    CommitLeadTime,
+    Deployment,
+    OutboxMessage,
+    Release,
+    WebhookDelivery,
+)
 from integrations.github import payloads
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, SHA_B, deployment_status, encode
@@ -430,3 +438,40 @@ def test_a_promotion_after_a_budget_measurement_waits_for_a_rollback_of_its_sour
         ("b", "production"),
         ("b", "staging"),
     ]
+
+
+def test_two_abort_clicks_at_once_ask_argo_cd_once(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """Two on-call engineers click Abort on one paused canary at the same moment: one
+    action goes to Argo CD, the other click is told it was already asked."""
+    now = clock.now()
+    history = History(db)
+    history.release("A", "checkout", [], now - timedelta(minutes=10))
+    canary = history.deploy(
+        "canary", release="A", service="checkout", state=states.IN_PROGRESS,
+        created=now - timedelta(minutes=10), deployed=None,
+    )  # fmt: skip
+    db.write(
+        lambda s: rollouts.observed(
+            s, now=now, deployment_id=canary, rollout=RolloutRef("checkout", "checkout"),
+            status=RolloutStatus("canary", 2, 5, True, False, "Paused"),
+        )
+    )  # fmt: skip
+
+    def abort(session: Session, user_id: str) -> str:
+        outcome = rollouts.abort(
+            session, now=now, config=example_config, deployment_id=canary, user_id=user_id,
+            allowed=True, reason="errors climbing",
+        )  # fmt: skip
+        return outcome.result
+
+    with Session(db.engine) as session, ThreadPoolExecutor(max_workers=1) as other:
+        assert abort(session, "U0ONCALL1") == rollouts.APPROVED
+        second = other.submit(db.write, partial(abort, user_id="U0ONCALL2"))
+        until_a_writer_waits_for_a_lock(db, second)
+        session.commit()
+        assert second.result(timeout=30) == rollouts.REFUSED
+
+    asked = [row for row in rows(db, OutboxMessage) if row.kind == RolloutAction.KIND]
+    assert len(asked) == 1
