@@ -398,12 +398,15 @@ def test_a_promotion_after_a_budget_measurement_waits_for_a_rollback_of_its_sour
     config = slo_config()
     now = clock.now()
     history = History(db)
-    history.release("A", "checkout", [], now - timedelta(hours=1))
-    source = history.deploy(
-        "staging", release="A", service="checkout", state=states.VERIFIED,
-        created=now - timedelta(hours=1), deployed=now - timedelta(hours=1),
-        environment="staging",
-    )  # fmt: skip
+
+    def verified_in_staging(release: str, ago: timedelta) -> int:
+        history.release(release, "checkout", [], now - ago)
+        return history.deploy(
+            f"{release}-staging", release=release, service="checkout", state=states.VERIFIED,
+            created=now - ago, deployed=now - ago, environment="staging",
+        )  # fmt: skip
+
+    source = verified_in_staging("A", timedelta(hours=1))
     healthy = Budget(
         service="checkout", objective=99.9, window="30d", known=True, remaining=0.9,
         error_ratio=0.0001, measured_at=now.isoformat(),
@@ -426,12 +429,7 @@ def test_a_promotion_after_a_budget_measurement_waits_for_a_rollback_of_its_sour
 
     assert [(d.sha[0], d.environment) for d in rows(db, Deployment)] == [("a", "staging")]
     # The same measurement for a version that stayed verified: it is promoted.
-    history.release("B", "checkout", [], now - timedelta(minutes=30))
-    stayed = history.deploy(
-        "b-staging", release="B", service="checkout", state=states.VERIFIED,
-        created=now - timedelta(minutes=30), deployed=now - timedelta(minutes=30),
-        environment="staging",
-    )  # fmt: skip
+    stayed = verified_in_staging("B", timedelta(minutes=30))
     db.write(partial(measured, promote=stayed))
     assert sorted((d.sha[0], d.environment) for d in rows(db, Deployment)) == [
         ("a", "staging"),
