@@ -71,7 +71,6 @@ def append(
     dropped with the transaction, or with a savepoint it was appended in, when either is
     rolled back. Records of one transaction keep the order they were appended in.
     """
-    text = canonical_json(dict(details or {}))
     session.info[_APPENDED] = True
     audit_chain.stage(
         # session.connection() also begins the session's pending savepoint, if any, so the
@@ -82,8 +81,7 @@ def append(
             actor=actor,
             action=action,
             subject=subject,
-            details=json.loads(text),
-            details_json=text,
+            details=canonical_json(dict(details or {})),
             key=keys_of(session).current,
         ),
     )

@@ -20,6 +20,7 @@ write alike.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bot.domain.audit import GENESIS_HASH, AuditKey, record_hash
+from bot.store import advisory
 from bot.store import statements as sql
 
-CHAIN_LOCK = 7_200_312  # PostgreSQL advisory lock id: one chain writer at a time
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _STAGED = "audit_staged"  # the key of the connection's `_Staged` in `Connection.info`
 
 
@@ -42,8 +42,7 @@ class Staged:
     actor: str
     action: str
     subject: str
-    details: dict[str, Any]  # as canonical JSON reads back
-    details_json: str  # canonical JSON
+    details: str  # canonical JSON, as stored
     key: AuditKey | None
 
 
@@ -79,8 +78,7 @@ def write_staged(conn: Connection) -> None:
 def lock_chain(conn: Connection) -> None:
     """Hold the chain's append lock until this transaction ends (PostgreSQL; SQLite's write
     transaction holds the whole database already)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK, {"key": CHAIN_LOCK})
+    advisory.hold(conn, advisory.AUDIT_CHAIN)
 
 
 def head(conn: Connection) -> tuple[int, str]:
@@ -102,7 +100,7 @@ def _write(conn: Connection, records: list[Staged]) -> None:
             actor=record.actor,
             action=record.action,
             subject=record.subject,
-            details=record.details,
+            details=json.loads(record.details),
             key=record.key,
         )
         rows.append(
@@ -112,7 +110,7 @@ def _write(conn: Connection, records: list[Staged]) -> None:
                 "actor": record.actor,
                 "action": record.action,
                 "subject": record.subject,
-                "details": record.details_json,
+                "details": record.details,
                 "prev_hash": prev_hash,
                 "hash": digest,
                 "key_id": record.key.key_id if record.key is not None else None,

@@ -16,18 +16,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.domain.forwarding import KEY, AuditForward
 from bot.services import audit_export, outbox
+from bot.store import advisory
 from bot.store import statements as sql
 from bot.store.tables import OutboxMessage
 
 BATCH = 500
 ROWS_PER_CALL = 20
-FORWARD_LOCK = 7_200_315  # PostgreSQL advisory lock id: one replica queues at a time
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def forwarded_upto(session: Session) -> int:
@@ -45,8 +43,7 @@ def forwarded_upto(session: Session) -> int:
 def enqueue_new(session: Session, *, now: datetime) -> int:
     """Queue the records appended since the last call; returns how many rows it queued."""
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK, {"key": FORWARD_LOCK})
+    advisory.hold(conn, advisory.AUDIT_FORWARD)  # one replica queues at a time
     head = conn.execute(sql.AUDIT_CHAIN_HEAD).first()
     upto = head.seq if head is not None else 0
     after = forwarded_upto(session)

@@ -75,6 +75,7 @@ from bot.services.dora_history import FAILURE_STATES as FAILURE_STATES
 from bot.services.dora_history import History, read_history
 from bot.services.production import PRODUCTION as PRODUCTION
 from bot.services.production import Production as Production
+from bot.store import advisory
 from bot.store.tables import OutboxMessage
 
 WINDOWS: Final = (7, 30, 90)
@@ -83,7 +84,6 @@ WINDOWS: Final = (7, 30, 90)
 DIGEST_KIND: Final = "slack.digest"
 DIGEST_KEY: Final = "digest"
 DIGEST_ONCE_PER: Final = timedelta(hours=12)  # replicas: the first queues it, others skip
-DIGEST_LOCK: Final = 7_200_313  # PostgreSQL advisory lock id (audit uses 7_200_312)
 
 # --- from the history to the figures -----------------------------------------------------
 
@@ -241,8 +241,7 @@ def enqueue_digest(
     Every replica runs the cron job; the first to get here queues the week's digest and the
     others find it (on PostgreSQL they queue on an advisory lock first). False: not queued.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DIGEST_LOCK})
+    advisory.hold(session.connection(), advisory.DORA_DIGEST)
     recent = session.execute(
         sa.select(col(OutboxMessage.id))
         .where(col(OutboxMessage.kind) == DIGEST_KIND)

@@ -32,16 +32,13 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from bot.services.production import BY_NAME
+from bot.store import advisory
 from bot.store.tables import CommitLeadCount, CommitLeadTime, Deployment, ReleaseCommit
 
 IsProduction = Callable[[str, str], bool]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_US: Final = 86_400_000_000
-LEAD_LOCK: Final = 7_200_314  # PostgreSQL advisory lock id (audit 7_200_312, digest 7_200_313)
-
-_RELEASE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key, :release)")
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 LEADS = CommitLeadTime.__table__  # type: ignore[attr-defined]
 COUNTS = CommitLeadCount.__table__  # type: ignore[attr-defined]
@@ -127,10 +124,9 @@ def _rewrite(
     """(Re)write the release's rows: from its first production run, and for every other
     environment it has rows in, from the run they were written for. With `ran`, only when
     that deployment is the first production run and its rows are not written yet."""
-    if conn.dialect.name == "postgresql":
-        # One writer at a time per release: two production runs of one release finishing
-        # at once (two regions, two replicas) would each take its own run for the first.
-        conn.execute(_RELEASE_LOCK, {"key": LEAD_LOCK, "release": release_id})
+    # One writer at a time per release: two production runs of one release finishing at
+    # once (two regions, two replicas) would each take its own run for the first.
+    advisory.hold(conn, advisory.LEAD_TIMES, release_id)
     params = {"release": release_id}
     runs = conn.execute(_RUNS, params).all()
     first = next((r for r in runs if is_production(r.service, r.environment)), None)
@@ -147,9 +143,8 @@ def _rewrite(
         sources[first.environment] = first
     if not sources:
         return 0
-    if conn.dialect.name == "postgresql":
-        # One writer at a time recounts a day: two would each miss the other's rows.
-        conn.execute(_LOCK, {"key": LEAD_LOCK})
+    # One writer at a time recounts a day: two would each miss the other's rows.
+    advisory.hold(conn, advisory.LEAD_TIMES)
     commits = conn.execute(_COMMITS, params).all()
     if not commits and not kept:  # nothing stored, nothing to store: no day's count moves
         return 0

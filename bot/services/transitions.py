@@ -8,9 +8,8 @@ in its thread) in the same transaction.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -18,11 +17,9 @@ from bot.domain import states
 from bot.domain.errors import ConcurrentUpdate
 from bot.domain.messages import ReleaseMessageUpdate, StateChangeLine
 from bot.services import audit, outbox
+from bot.store import advisory
 from bot.store import statements as sql
 from bot.store.tables import Deployment, row_id
-
-ENVIRONMENT_LOCK: Final = 7_200_316  # PostgreSQL advisory lock class, keyed by environment
-_LOCK_ENVIRONMENT = sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))")
 
 
 def lock_environment(session: Session, *, service: str, environment: str) -> None:
@@ -31,11 +28,7 @@ def lock_environment(session: Session, *, service: str, environment: str) -> Non
     checks it cancels, the older gate it closes). Two such writers at once would each miss
     the other's deployment. PostgreSQL only: SQLite's write transaction holds the whole
     database already."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            _LOCK_ENVIRONMENT, {"key": ENVIRONMENT_LOCK, "name": f"{service}/{environment}"}
-        )
+    advisory.hold(session.connection(), advisory.ENVIRONMENT, f"{service}/{environment}")
 
 
 def transition(
