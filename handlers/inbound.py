@@ -24,6 +24,8 @@ from array import array
 from itertools import accumulate
 from typing import Any
 
+from pydantic_core import from_json
+
 MAX_JSON_DEPTH = 64
 MAX_DELIVERY_ID = 200
 
@@ -46,9 +48,16 @@ def load_json(raw: bytes) -> Any:
         raise BadInput("body is not UTF-8") from None
     check_nesting(raw)
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise BadInput(f"malformed JSON: {exc}") from None
+        # pydantic's parser reads a webhook's 10-15 KB in half the time of `json`. Whatever
+        # it refuses (a BOM, a lone surrogate's escape, malformed JSON) is read again by
+        # `json`, so what is accepted, and the words a refusal is answered with, stay
+        # `json`'s.
+        data = from_json(raw, cache_strings="keys")
+    except ValueError:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(f"malformed JSON: {exc}") from None
     # NUL and surrogates reach a JSON string only as escapes; a body without a backslash
     # (most) is told by memchr, far quicker than searching for the two bytes.
     if b"\\" in raw and b"\\u" in raw:

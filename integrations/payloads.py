@@ -25,7 +25,8 @@ def get_path(data: Any, path: str) -> Any:
     """`get_path(d, "deployment.creator.login")`; None when any step is missing."""
     current = data
     for part in path.split("."):
-        if not isinstance(current, Mapping):
+        # Parsed JSON holds plain dicts: told by their type, before the slower ABC check.
+        if type(current) is not dict and not isinstance(current, Mapping):
             return None
         current = current.get(part)
     return current

@@ -26,7 +26,7 @@ from bot.config import Config
 from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit, outbox, verification
 from bot.services.delivery_work import Work
-from bot.services.ingest import ToStore, record_delivery, store_many, store_one, to_store
+from bot.services.ingest import ToStore, insert_many, record_delivery, store_one, to_store
 from bot.services.release_views import release_view, release_views
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release, WebhookDelivery
@@ -201,17 +201,21 @@ def stored(config: Config, clock: FrozenClock, delivery_id: str, status: str) ->
 
 def submit_stored(db: Database, item: ToStore) -> asyncio.Task[IngestResult]:
     """A webhook request's store, queued behind whatever holds the group writer."""
-    return asyncio.create_task(db.store_batched(store_many, item, partial(store_one, item=item)))
+    return asyncio.create_task(db.store_batched(insert_many, item, partial(store_one, item=item)))
 
 
 async def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
     inserts: list[int] = []
+    looked_up: list[str] = []
 
     def count(conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO WEBHOOK_DELIVERY"):
-            inserts.append(len(params) if isinstance(params, list) else 1)
+        words = " ".join(statement.split()).upper()
+        if words.startswith("INSERT INTO WEBHOOK_DELIVERY"):
+            inserts.append(len(params) if isinstance(params, list | tuple) else 1)
+        elif words.startswith("SELECT") and "FROM WEBHOOK_DELIVERY" in words:
+            looked_up.append(statement)
 
     sa.event.listen(db.engine, "before_cursor_execute", count)
     try:
@@ -225,13 +229,16 @@ async def test_deliveries_stored_together_take_one_insert_and_copies_answer_dupl
         release.set()
         await asyncio.wrap_future(held)
         answers = [(await f).status for f in futures]
+        # New deliveries are stored without a look-up: one statement for the group's two.
+        assert (inserts, looked_up) == ([2], [])
         again = await submit_stored(db, stored(example_config, clock, "s-2", "success"))
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count)
 
     assert answers == ["accepted", "duplicate", "accepted"]
+    # A redelivery fails the unique key, and is then stored alone, looked up first.
     assert again.status == "duplicate"
-    assert len(inserts) == 1  # the group's two new deliveries in one statement
+    assert len(looked_up) == 1
     with db.read() as session:
         kept = session.exec(select(WebhookDelivery.delivery_id, WebhookDelivery.outcome)).all()
     assert sorted(kept) == [("s-1", "pending"), ("s-2", "pending")]
@@ -245,10 +252,7 @@ async def test_deliveries_awaited_on_the_loop_are_answered_together_even_if_one_
     its group get their answers."""
     items = [stored(example_config, clock, f"a-{n}", "in_progress") for n in (1, 2, 3)]
     release, held = held_group(db)
-    waiting = [
-        asyncio.create_task(db.store_batched(store_many, item, partial(store_one, item=item)))
-        for item in items
-    ]
+    waiting = [submit_stored(db, item) for item in items]
     await asyncio.sleep(0)  # each task queues its write behind the held group
     waiting[1].cancel()
     release.set()
@@ -257,7 +261,7 @@ async def test_deliveries_awaited_on_the_loop_are_answered_together_even_if_one_
     first, third = await waiting[0], await waiting[2]
     assert (first.status, third.status) == ("accepted", "accepted")
     assert waiting[1].cancelled()
-    again = await db.store_batched(store_many, items[1], partial(store_one, item=items[1]))
+    again = await submit_stored(db, items[1])
     assert again.status == "duplicate"  # it was stored though nobody awaited it
     with db.read() as session:
         kept = session.exec(select(WebhookDelivery.delivery_id)).all()
@@ -267,22 +271,14 @@ async def test_deliveries_awaited_on_the_loop_are_answered_together_even_if_one_
 async def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
-    """The look-up found nothing, then the insert met the row another replica committed
-    in between: the group is stored again one by one, and only that copy is a duplicate."""
+    """The group's insert met the row another replica committed before it: the group is
+    stored again one by one, and only that copy is a duplicate; nothing else is lost."""
     racing = stored(example_config, clock, "r-1", "in_progress")
     other = stored(example_config, clock, "r-2", "in_progress")
     db.write(lambda s: store_one(s, racing))  # the other replica's commit
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
-
-    def blind_many(conn: Any, batch: list[ToStore]) -> list[IngestResult]:
-        conn.execute(sa.insert(table), [item.row for item in batch])  # the look-up missed it
-        return [item.result for item in batch]
 
     release, held = held_group(db)
-    futures = [
-        asyncio.create_task(db.store_batched(blind_many, item, partial(store_one, item=item)))
-        for item in (racing, other)
-    ]
+    futures = [submit_stored(db, item) for item in (racing, other)]
     await asyncio.sleep(0)  # both queue behind the held group: they are stored together
     release.set()
     await asyncio.wrap_future(held)
@@ -291,6 +287,31 @@ async def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate
     with db.read() as session:
         ids = session.exec(select(WebhookDelivery.delivery_id)).all()
     assert sorted(ids) == ["r-1", "r-2"]
+
+
+async def test_a_redelivery_in_a_group_shared_with_other_writes_fails_only_its_batch(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """Deliveries share a group with another write (an audit record): the deliveries'
+    insert meets a stored copy and is rolled back to its savepoint, the other write is
+    committed with the group, and every delivery is stored again alone."""
+    old = stored(example_config, clock, "m-1", "in_progress")
+    db.write(lambda s: store_one(s, old))
+    release, held = held_group(db)
+    deliveries = [
+        submit_stored(db, item) for item in (old, stored(example_config, clock, "m-2", "success"))
+    ]
+    other = db.submit_write(note(clock, "test.beside"))
+    await asyncio.sleep(0)  # all three queue behind the held group
+    release.set()
+    await asyncio.wrap_future(held)
+
+    assert [(await d).status for d in deliveries] == ["duplicate", "accepted"]
+    assert other.result(10) == "test.beside"
+    assert actions(db) == ["test.beside"]
+    with db.read() as session:
+        ids = session.exec(select(WebhookDelivery.delivery_id)).all()
+    assert sorted(ids) == ["m-1", "m-2"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The applier's queue: stored deliveries claimed and applied in arrival order per key.
 
-A delivery is stored pending (`ingest.store_many`) with the service and environment it
+A delivery is stored pending (`ingest.insert_many`) with the service and environment it
 is applied in order with (`apply_key`). `apply_due` claims the oldest pending deliveries
 that are due (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer serialises
 claims) and applies, per key, the run of deliveries that starts at the key's first pending

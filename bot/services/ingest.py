@@ -65,23 +65,49 @@ def to_store(*, now: datetime, config: Config, delivery: Delivery, work: Work) -
     is stored pending, keyed by the service and environment it is applied in order with,
     and answered accepted.
     """
-    decided = _decided(config, delivery, work)
-    key = None if decided is not None else apply_key(config, work)
+    event = work.lookup.event if work.lookup is not None else work.event
+    tracked = resolve(config, event.target) if event is not None else None
+    decided = _decided(delivery, work, event, tracked)
+    key = None if decided is not None else _key(tracked)
     result = decided or IngestResult(ACCEPTED, delivery.delivery_id)
     row = _row(delivery, now=now, result=result, work=work, key=key, pending=decided is None)
     return ToStore(row, result)
 
 
+def insert_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
+    """Store a group of new deliveries with one multi-row INSERT and no look-up: what the
+    group commit runs for webhook requests, in order, one answer per delivery. A copy
+    earlier in the group is answered `duplicate` here; a delivery id stored before (a
+    redelivery, or a copy another replica stored meanwhile) fails the INSERT on
+    uq_webhook_delivery, and the group commit then stores each delivery of the group
+    alone (`store_one`), which answers that copy `duplicate`."""
+    rows, results = _first_copies(batch, set())
+    if rows:
+        conn.execute(sql.INSERT_DELIVERY, rows)
+    return results
+
+
 def store_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
     """Store a group of deliveries with one look-up and one multi-row insert: the answer
     of each, in order; a delivery id already stored (or earlier in the group) is
-    answered `duplicate`. A copy stored meanwhile by another replica fails the insert on
-    uq_webhook_delivery; the group commit then stores each alone (`store_one`)."""
+    answered `duplicate`. What the spool drain and `store_one` run, where copies are
+    expected."""
     seen: set[tuple[str, str]] = set()
     for provider in {item.provider for item in batch}:
         ids = [item.delivery_id for item in batch if item.provider == provider]
         found = conn.execute(sql.SEEN_DELIVERIES, {"provider": provider, "ids": ids})
         seen.update((provider, delivery_id) for (delivery_id,) in found)
+    rows, results = _first_copies(batch, seen)
+    if rows:
+        conn.execute(sql.INSERT_DELIVERY, rows)
+    return results
+
+
+def _first_copies(
+    batch: list[ToStore], seen: set[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], list[IngestResult]]:
+    """The rows to insert (each delivery not in `seen` nor earlier in `batch`) and every
+    delivery's answer, in order."""
     rows: list[dict[str, Any]] = []
     results: list[IngestResult] = []
     for item in batch:
@@ -92,13 +118,11 @@ def store_many(conn: sa.Connection, batch: list[ToStore]) -> list[IngestResult]:
         seen.add(key)
         rows.append(item.row)
         results.append(item.result)
-    if rows:
-        conn.execute(sql.INSERT_DELIVERY, rows)
-    return results
+    return rows, results
 
 
 def store_one(session: Session, item: ToStore) -> IngestResult:
-    """Store one delivery once per delivery id, on its own (`store_many`'s fallback)."""
+    """Store one delivery once per delivery id, on its own (`insert_many`'s fallback)."""
     return store_many(session.connection(), [item])[0]
 
 
@@ -191,17 +215,22 @@ def apply_key(config: Config, work: Work) -> str | None:
     """The service and environment a delivery is applied in order with (None: nothing
     configured tracks it)."""
     event = work.lookup.event if work.lookup is not None else work.event
-    tracked = resolve(config, event.target) if event is not None else None
+    return _key(resolve(config, event.target) if event is not None else None)
+
+
+def _key(tracked: Tracked | None) -> str | None:
     return f"{tracked.service}/{tracked.environment}" if tracked is not None else None
 
 
-def _decided(config: Config, delivery: Delivery, work: Work) -> IngestResult | None:
-    """The answer to a delivery that needs no applying, or None when it does."""
-    event = work.lookup.event if work.lookup is not None else work.event
+def _decided(
+    delivery: Delivery, work: Work, event: DeployEvent | None, tracked: Tracked | None
+) -> IngestResult | None:
+    """The answer to a delivery that needs no applying, or None when it does: `event` is
+    what it says happened and `tracked` where (None: nothing configured tracks it)."""
     if event is None:
         status = ACCEPTED if delivery.event == "ping" else IGNORED
         return IngestResult(status, delivery.delivery_id, detail=work.note)
-    if resolve(config, event.target) is None:
+    if tracked is None:
         return _untracked(delivery, event)
     return None
 

@@ -301,6 +301,9 @@ class Database:
         for index, item in enumerate(group):
             if item.many is not None:
                 batches.setdefault(item.many, []).append(index)
+        if len(batches) == 1 and len(group) == len(next(iter(batches.values()))):
+            self._run_one_batch(group, outcomes)
+            return
         with self._write_connection() as conn, conn.begin():
             for many, indexes in batches.items():
                 items = [group[i].item for i in indexes]
@@ -309,6 +312,21 @@ class Database:
             for index, item in enumerate(group):
                 if item.many is None:
                     outcomes[index] = _in_savepoint(conn, item.fn)
+
+    def _run_one_batch(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
+        """A group of one kind of batched write only (webhook deliveries, mostly): the
+        transaction is the batch, with no SAVEPOINT around it. When it fails, nothing of it
+        is stored and every item is written again alone, as a failed savepoint's would be."""
+        many = group[0].many
+        assert many is not None
+        try:
+            with self._write_connection() as conn, conn.begin():
+                results = many(conn, [item.item for item in group])
+        except Exception:
+            log.info("batched write of %d items failed; writing them one by one", len(group))
+            outcomes.update((index, _Outcome(retry=True)) for index in range(len(group)))
+            return
+        outcomes.update(enumerate(_Outcome(result=result) for result in results))
 
     def _write_alone(self, item: _GroupItem[Any]) -> _Outcome:
         try:
