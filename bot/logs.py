@@ -19,9 +19,8 @@ import logging
 import random
 import re
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from functools import wraps
 from inspect import signature
@@ -48,6 +47,7 @@ HANDLER_NAME = "releasebot"
 # Shorter values than this are not secrets worth the false matches (and "1" would be everywhere).
 _MIN_SECRET = 6
 
+_FIELD_SET = frozenset(FIELDS)
 _NO_IDS: Mapping[str, object] = MappingProxyType({})
 _ids: ContextVar[Mapping[str, object]] = ContextVar("releasebot_log_ids", default=_NO_IDS)
 
@@ -60,18 +60,30 @@ def current_ids() -> dict[str, object]:
     return dict(_ids.get())
 
 
-@contextmanager
-def log_context(**ids: object) -> Iterator[None]:
-    """Bind ids (those that are not None) to every line logged inside the block."""
+def log_context(**ids: object) -> _Bound:
+    """Bind ids (those that are not None) to every line logged inside the `with` block."""
     known = {name: value for name, value in ids.items() if value is not None}
-    unknown = set(known) - set(FIELDS)
-    if unknown:
+    if not known.keys() <= _FIELD_SET:
+        unknown = known.keys() - _FIELD_SET
         raise ValueError(f"not a log field: {', '.join(sorted(unknown))}")
-    token = _ids.set(MappingProxyType({**_ids.get(), **known}))
-    try:
-        yield
-    finally:
-        _ids.reset(token)
+    return _Bound(known)
+
+
+class _Bound:
+    """`log_context`'s block (a class, not a generator: every request enters one)."""
+
+    __slots__ = ("_known", "_token")
+
+    def __init__(self, known: dict[str, object]) -> None:
+        self._known = known
+        self._token: Token[Mapping[str, object]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _ids.set(MappingProxyType({**_ids.get(), **self._known}))
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _ids.reset(self._token)
 
 
 def logged_ids(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -131,6 +131,8 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The latency histogram's child per (route, method, status class), looked up once.
+        self._latency: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,8 +140,8 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
-        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
-
+        request_id = request_id_from(_header(scope, REQUEST_ID_BYTES))
+        echoed = (REQUEST_ID_BYTES, request_id.encode("latin-1"))
         status_sent = False
 
         async def send_wrapper(message: Message) -> None:
@@ -147,8 +149,7 @@ class RequestMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 status_sent = True
-                message.setdefault("headers", [])
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         try:
@@ -160,11 +161,29 @@ class RequestMetrics:
                     if not status_sent:  # else the connection is closed unfinished
                         await answer(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.request_latency.labels(
-                path, scope.get("method", ""), f"{status // 100}xx"
-            ).observe(time.perf_counter() - started)
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        key = (
+            getattr(scope.get("route"), "path", "unmatched"),
+            scope.get("method", ""),
+            f"{status // 100}xx",
+        )
+        child = self._latency.get(key)
+        if child is None:
+            child = self._latency[key] = self.metrics.request_latency.labels(*key)
+        child.observe(seconds)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the header `name` (lower case, as ASGI gives names), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode("latin-1")
 
 
 def _unexpected(error: Exception, scope: Scope, request_id: str) -> JSONResponse:
