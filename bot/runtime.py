@@ -56,6 +56,7 @@ class Runtime:
             metrics=metrics,
             wake_outbox=worker.wake,
             max_attempts=settings.apply_attempts,
+            watch_arrivals=settings.role == "worker",
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
         drainer = SpoolDrainer(db, spool, wake_applier=applier.wake)

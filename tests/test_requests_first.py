@@ -3,7 +3,16 @@ storing; it never holds a backlog back for long, so a sustained load does not st
 
 from __future__ import annotations
 
-from bot.usecases.apply import BATCH, BUSY_BATCH, RequestsFirst
+from bot.config import Config
+from bot.domain.ingest import Delivery
+from bot.metrics import Metrics
+from bot.services.delivery_work import Work
+from bot.services.ingest import store_one, to_store
+from bot.store.db import Database
+from bot.usecases.apply import BATCH, BUSY_BATCH, Applier, RequestsFirst
+from integrations.github import payloads
+from tests.fakes import FrozenClock
+from tests.helpers import SHA_A, deployment_status, encode
 
 
 def test_a_burst_is_held_back_in_small_batches_until_requests_let_up() -> None:
@@ -45,3 +54,31 @@ def test_a_steady_trickle_is_applied_as_it_arrives() -> None:
     policy.stored(10.0)
     assert not policy.hold(10.1)  # ten a second: each one finds a quiet moment
     assert policy.batch(10.1, BATCH) == BATCH
+
+
+async def test_a_worker_counts_deliveries_other_replicas_store_as_requests_arriving(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """`--role worker` stores nothing itself: a delivery a web replica stored since its last
+    look is what tells it requests are arriving."""
+    worker = Applier(
+        db=db,
+        clock=clock,
+        config=example_config,
+        metrics=Metrics(),
+        wake_outbox=lambda: None,
+        max_attempts=3,
+        watch_arrivals=True,
+    )
+    assert not await worker.notice_arrivals()  # the first look learns where things stand
+
+    body = deployment_status("in_progress", sha=SHA_A)
+    parsed = payloads.parse("deployment_status", body)
+    delivery = Delivery("github", "from-a-web-replica", "deployment_status", encode(body))
+    item = to_store(
+        now=clock.now(), config=example_config, delivery=delivery, work=Work(event=parsed.event)
+    )
+    db.write(lambda session: store_one(session, item))
+
+    assert await worker.notice_arrivals()
+    assert not await worker.notice_arrivals()  # nothing stored since

@@ -226,6 +226,14 @@ def _record_failure(
     return bool(given_up)
 
 
+_NEWEST = sa.select(sa.func.max(DELIVERY.c.id))
+
+
+def newest(session: Session) -> int:
+    """The id of the newest delivery stored, by any replica (0: none yet)."""
+    return int(session.connection().execute(_NEWEST).scalar() or 0)
+
+
 def backlog(session: Session) -> Backlog:
     """How many deliveries wait to be applied, retry, or were given up on."""
     conn = session.connection()

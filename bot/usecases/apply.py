@@ -89,7 +89,10 @@ class Applier:
         wake_outbox: Callable[[], None],
         max_attempts: int,
         batch: int = BATCH,
+        watch_arrivals: bool = False,
     ) -> None:
+        """`watch_arrivals`: this process stores no deliveries itself (`--role worker`), so
+        it learns that requests are arriving from the deliveries other replicas store."""
         self._db = db
         self._clock = clock
         self._config = config
@@ -100,6 +103,8 @@ class Applier:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._requests = RequestsFirst()
+        self._watch_arrivals = watch_arrivals
+        self._newest_seen: int | None = None
 
     def wake(self) -> None:
         """A delivery was stored: look for work now (once the requests let it)."""
@@ -138,8 +143,27 @@ class Applier:
                 pass
 
     async def _let_requests_in(self) -> None:
-        while not self._stopping and self._requests.hold(time.monotonic()):
+        while not self._stopping:
+            if self._watch_arrivals:
+                await self.notice_arrivals()
+            if not self._requests.hold(time.monotonic()):
+                return
             await asyncio.sleep(QUIET_SECONDS)
+
+    async def notice_arrivals(self) -> bool:
+        """Whether another replica stored a delivery since the last look. Such a delivery
+        counts as a request arriving, as one stored here does: the web replicas answering
+        a burst come first (on one machine, for the CPU; on any, for the database)."""
+        newest = await asyncio.to_thread(self._newest)
+        arrived = self._newest_seen is not None and newest > self._newest_seen
+        if arrived:
+            self._requests.stored(time.monotonic())
+        self._newest_seen = newest
+        return arrived
+
+    def _newest(self) -> int:
+        with self._db.read() as session:
+            return applier.newest(session)
 
     async def drain(self) -> int:
         """Apply every delivery that is due now; returns how many were applied."""
