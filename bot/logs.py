@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import sys
@@ -48,6 +49,9 @@ HANDLER_NAME = "releasebot"
 _MIN_SECRET = 6
 
 _FIELD_SET = frozenset(FIELDS)
+_REQUEST_IDS = random.Random()  # seeded from the system; nothing else reseeds it
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_REQUEST_IDS.seed)
 _NO_IDS: Mapping[str, object] = MappingProxyType({})
 _ids: ContextVar[Mapping[str, object]] = ContextVar("releasebot_log_ids", default=_NO_IDS)
 
@@ -116,9 +120,9 @@ def request_id_from(value: str | None) -> str:
     new one (32 hex digits)."""
     if value is not None and _REQUEST_ID.fullmatch(value):
         return value
-    # A label to tell requests apart, not a secret: Python's generator (reseeded in a
+    # A label to tell requests apart, not a secret: a generator of its own (reseeded in a
     # forked child) spares every request a system call for fresh randomness.
-    return f"{random.getrandbits(128):032x}"
+    return f"{_REQUEST_IDS.getrandbits(128):032x}"
 
 
 class _ContextIds(logging.Filter):

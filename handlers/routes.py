@@ -149,7 +149,8 @@ class RequestMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 status_sent = True
-                message["headers"] = [*message.get("headers", ()), echoed]
+                headers = message.get("headers", ())
+                message["headers"] = [h for h in headers if h[0] != REQUEST_ID_BYTES] + [echoed]
             await send(message)
 
         try:

@@ -5,7 +5,6 @@ same values, and the same ones refused, in the standard library's words."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers.inbound import BadInput, check_nesting, check_text, load_json
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from tests.helpers import FIXTURES
 
 
 def by_the_standard_library(raw: bytes) -> Any:
@@ -71,7 +69,7 @@ def test_text_that_cannot_be_stored_is_still_refused(raw: bytes) -> None:
 
 
 def test_every_published_payload_reads_as_the_standard_library_reads_it() -> None:
-    bodies = sorted(FIXTURES.glob("*/*.json"))
+    bodies = sorted(FIXTURES.rglob("*.json"))
     assert len(bodies) > 20
     for path in bodies:
         raw = path.read_bytes()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Any, ClassVar
@@ -26,7 +27,14 @@ from bot.config import Config
 from bot.domain.ingest import Delivery, IngestResult
 from bot.services import audit, outbox, verification
 from bot.services.delivery_work import Work
-from bot.services.ingest import ToStore, insert_many, record_delivery, store_one, to_store
+from bot.services.ingest import (
+    ToStore,
+    insert_many,
+    record_delivery,
+    store_many,
+    store_one,
+    to_store,
+)
 from bot.services.release_views import release_view, release_views
 from bot.store.db import Database
 from bot.store.tables import AuditEvent, Deployment, OutboxMessage, Release, WebhookDelivery
@@ -201,24 +209,45 @@ def stored(config: Config, clock: FrozenClock, delivery_id: str, status: str) ->
 
 def submit_stored(db: Database, item: ToStore) -> asyncio.Task[IngestResult]:
     """A webhook request's store, queued behind whatever holds the group writer."""
-    return asyncio.create_task(db.store_batched(insert_many, item, partial(store_one, item=item)))
+    alone = partial(store_one, item=item)
+    return asyncio.create_task(db.store_batched(insert_many, item, alone, again=store_many))
+
+
+@dataclass
+class Statements:
+    """What the database was asked while a test ran: rows per delivery INSERT, look-ups of
+    stored deliveries, and SAVEPOINTs."""
+
+    inserts: list[int] = field(default_factory=list)
+    looked_up: int = 0
+    savepoints: int = 0
+
+    def __call__(
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        words = " ".join(statement.split()).upper()
+        if words.startswith("INSERT INTO WEBHOOK_DELIVERY"):
+            self.inserts.append(len(context.compiled_parameters))
+        elif words.startswith("SELECT") and "FROM WEBHOOK_DELIVERY" in words:
+            self.looked_up += 1
+        elif words.startswith("SAVEPOINT"):
+            self.savepoints += 1
+
+
+@contextmanager
+def watching(db: Database) -> Iterator[Statements]:
+    seen = Statements()
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
 
 
 async def test_deliveries_stored_together_take_one_insert_and_copies_answer_duplicate(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
-    inserts: list[int] = []
-    looked_up: list[str] = []
-
-    def count(conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        words = " ".join(statement.split()).upper()
-        if words.startswith("INSERT INTO WEBHOOK_DELIVERY"):
-            inserts.append(len(params) if isinstance(params, list | tuple) else 1)
-        elif words.startswith("SELECT") and "FROM WEBHOOK_DELIVERY" in words:
-            looked_up.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with watching(db) as seen:
         release, held = held_group(db)
         futures = [
             submit_stored(db, stored(example_config, clock, "s-1", "in_progress")),
@@ -229,16 +258,16 @@ async def test_deliveries_stored_together_take_one_insert_and_copies_answer_dupl
         release.set()
         await asyncio.wrap_future(held)
         answers = [(await f).status for f in futures]
-        # New deliveries are stored without a look-up: one statement for the group's two.
-        assert (inserts, looked_up) == ([2], [])
+    # New deliveries: one statement for the group's two, no look-up, no savepoint.
+    assert (seen.inserts, seen.looked_up, seen.savepoints) == ([2], 0, 0)
+
+    with watching(db) as seen:
         again = await submit_stored(db, stored(example_config, clock, "s-2", "success"))
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
+    # A redelivery fails the unique key; the group is written again, looked up first.
+    assert again.status == "duplicate"
+    assert seen.looked_up == 1
 
     assert answers == ["accepted", "duplicate", "accepted"]
-    # A redelivery fails the unique key, and is then stored alone, looked up first.
-    assert again.status == "duplicate"
-    assert len(looked_up) == 1
     with db.read() as session:
         kept = session.exec(select(WebhookDelivery.delivery_id, WebhookDelivery.outcome)).all()
     assert sorted(kept) == [("s-1", "pending"), ("s-2", "pending")]
@@ -272,13 +301,48 @@ async def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
     """The group's insert met the row another replica committed before it: the group is
-    stored again one by one, and only that copy is a duplicate; nothing else is lost."""
+    written once more, with one look-up for all of it (not one by one), and only that copy
+    is a duplicate; nothing else is lost."""
     racing = stored(example_config, clock, "r-1", "in_progress")
-    other = stored(example_config, clock, "r-2", "in_progress")
+    others = [stored(example_config, clock, f"r-{n}", "in_progress") for n in (2, 3, 4)]
     db.write(lambda s: store_one(s, racing))  # the other replica's commit
 
+    with watching(db) as seen:
+        release, held = held_group(db)
+        futures = [submit_stored(db, item) for item in (racing, *others)]
+        await asyncio.sleep(0)  # all queue behind the held group: they are stored together
+        release.set()
+        await asyncio.wrap_future(held)
+        answers = [(await f).status for f in futures]
+
+    assert answers == ["duplicate", "accepted", "accepted", "accepted"]
+    assert (seen.inserts, seen.looked_up) == ([4, 3], 1)
+    with db.read() as session:
+        ids = session.exec(select(WebhookDelivery.delivery_id)).all()
+    assert sorted(ids) == ["r-1", "r-2", "r-3", "r-4"]
+
+
+async def test_when_the_second_try_fails_too_each_delivery_is_stored_alone(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """The careful second try can meet a copy too (its look-up ran before another replica
+    committed): then every delivery of the group is stored on its own."""
+    racing = stored(example_config, clock, "x-1", "in_progress")
+    other = stored(example_config, clock, "x-2", "in_progress")
+    db.write(lambda s: store_one(s, racing))  # the other replica's commit
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
+    def missed_it(conn: Any, batch: list[ToStore]) -> list[IngestResult]:
+        conn.execute(sa.insert(table), [item.row for item in batch])  # the look-up missed it
+        return [item.result for item in batch]
+
     release, held = held_group(db)
-    futures = [submit_stored(db, item) for item in (racing, other)]
+    futures = [
+        asyncio.create_task(
+            db.store_batched(insert_many, item, partial(store_one, item=item), again=missed_it)
+        )
+        for item in (racing, other)
+    ]
     await asyncio.sleep(0)  # both queue behind the held group: they are stored together
     release.set()
     await asyncio.wrap_future(held)
@@ -286,25 +350,32 @@ async def test_a_delivery_another_replica_stored_meanwhile_is_answered_duplicate
     assert [(await f).status for f in futures] == ["duplicate", "accepted"]
     with db.read() as session:
         ids = session.exec(select(WebhookDelivery.delivery_id)).all()
-    assert sorted(ids) == ["r-1", "r-2"]
+    assert sorted(ids) == ["x-1", "x-2"]
 
 
 async def test_a_redelivery_in_a_group_shared_with_other_writes_fails_only_its_batch(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
-    """Deliveries share a group with another write (an audit record): the deliveries'
-    insert meets a stored copy and is rolled back to its savepoint, the other write is
-    committed with the group, and every delivery is stored again alone."""
+    """Deliveries share a group with another write (an audit record), each in a savepoint
+    of its own: the deliveries' insert meets a stored copy and is rolled back to its
+    savepoint, then written again with a look-up in a fresh one, and the other write is
+    committed with the group."""
     old = stored(example_config, clock, "m-1", "in_progress")
     db.write(lambda s: store_one(s, old))
-    release, held = held_group(db)
-    deliveries = [
-        submit_stored(db, item) for item in (old, stored(example_config, clock, "m-2", "success"))
-    ]
-    other = db.submit_write(note(clock, "test.beside"))
-    await asyncio.sleep(0)  # all three queue behind the held group
-    release.set()
-    await asyncio.wrap_future(held)
+    with watching(db) as seen:
+        release, held = held_group(db)
+        deliveries = [
+            submit_stored(db, item)
+            for item in (old, stored(example_config, clock, "m-2", "success"))
+        ]
+        other = db.submit_write(note(clock, "test.beside"))
+        await asyncio.sleep(0)  # all three queue behind the held group
+        release.set()
+        await asyncio.wrap_future(held)
+        await asyncio.gather(*deliveries)
+
+    # One group: the audit write's savepoint and the deliveries' two (a try, and again).
+    assert (seen.inserts, seen.looked_up, seen.savepoints) == ([2, 1], 1, 3)
 
     assert [(await d).status for d in deliveries] == ["duplicate", "accepted"]
     assert other.result(10) == "test.beside"

@@ -224,16 +224,20 @@ class Database:
         many: Callable[[sa.Connection, list[Any]], list[T]],
         item: Any,
         alone: Callable[[Session], T],
+        *,
+        again: Callable[[sa.Connection, list[Any]], list[T]] | None = None,
     ) -> T:
         """Write `item` in the next group commit together with the other items stored with
         the same `many`, which gets them all and answers one result per item, in order;
-        the answer comes after the COMMIT, like `submit_write`'s. Awaited on the running
+        the answer comes after the COMMIT, like `submit_write`'s. When a group of these
+        items alone fails, it is written once more with `again` (a more careful `many`),
+        and only if that fails too is each item written `alone`. Awaited on the running
         event loop: the writer thread hands a whole group's answers to the loop at once
         (one wake-up per group, not per write). A caller that stops waiting does not stop
         the write."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        self._enqueue(_GroupItem(alone, answer, many=many, item=item, loop=loop))
+        self._enqueue(_GroupItem(alone, answer, many=many, item=item, loop=loop, again=again))
         return await answer
 
     def _enqueue(self, item: _GroupItem[Any]) -> None:
@@ -307,7 +311,7 @@ class Database:
         with self._write_connection() as conn, conn.begin():
             for many, indexes in batches.items():
                 items = [group[i].item for i in indexes]
-                done = _batch_in_savepoint(conn, many, items)
+                done = _batch_in_savepoint(conn, many, items, again=group[indexes[0]].again)
                 outcomes.update(zip(indexes, done, strict=True))
             for index, item in enumerate(group):
                 if item.many is None:
@@ -316,17 +320,23 @@ class Database:
     def _run_one_batch(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
         """A group of one kind of batched write only (webhook deliveries, mostly): the
         transaction is the batch, with no SAVEPOINT around it. When it fails, nothing of it
-        is stored and every item is written again alone, as a failed savepoint's would be."""
-        many = group[0].many
-        assert many is not None
-        try:
-            with self._write_connection() as conn, conn.begin():
-                results = many(conn, [item.item for item in group])
-        except Exception:
-            log.info("batched write of %d items failed; writing them one by one", len(group))
-            outcomes.update((index, _Outcome(retry=True)) for index in range(len(group)))
+        is stored: it is written once more with the kind's `again` in a transaction of its
+        own, and when that fails too (or there is none) every item is written alone."""
+        items = [item.item for item in group]
+        for many in (group[0].many, group[0].again):
+            if many is None:
+                continue
+            try:
+                with self._write_connection() as conn, conn.begin():
+                    results = many(conn, items)
+                    if len(results) != len(items):
+                        raise RuntimeError(f"{len(results)} answers for {len(items)} writes")
+            except Exception:
+                log.info("batched write of %d items failed", len(items))
+                continue
+            outcomes.update(enumerate(_Outcome(result=result) for result in results))
             return
-        outcomes.update(enumerate(_Outcome(result=result) for result in results))
+        outcomes.update((index, _Outcome(retry=True)) for index in range(len(group)))
 
     def _write_alone(self, item: _GroupItem[Any]) -> _Outcome:
         try:
@@ -342,6 +352,7 @@ class _GroupItem(Generic[R]):
     many: Callable[[sa.Connection, list[Any]], list[R]] | None = None  # batched with its kind
     item: Any = None  # what `many` gets for this write
     loop: asyncio.AbstractEventLoop | None = None
+    again: Callable[[sa.Connection, list[Any]], list[R]] | None = None  # `many`'s second try
 
 
 def _answer(answers: list[tuple[_GroupItem[Any], _Outcome]]) -> None:
@@ -420,20 +431,32 @@ def _in_savepoint(conn: sa.Connection, fn: Callable[[Session], Any]) -> _Outcome
 
 
 def _batch_in_savepoint(
-    conn: sa.Connection, many: Callable[[sa.Connection, list[Any]], list[Any]], items: list[Any]
+    conn: sa.Connection,
+    many: Callable[[sa.Connection, list[Any]], list[Any]],
+    items: list[Any],
+    *,
+    again: Callable[[sa.Connection, list[Any]], list[Any]] | None = None,
 ) -> list[_Outcome]:
     """Write a batch of items of one kind in one SAVEPOINT: an outcome per item. When the
-    batch fails (another writer stored one of its items first, or one item is bad), every
-    item is written again alone, so each gets its own answer."""
-    savepoint = conn.begin_nested()
-    try:
-        results = many(conn, items)
-    except Exception:
-        savepoint.rollback()
-        log.info("batched write of %d items failed; writing them one by one", len(items))
-        return [_Outcome(retry=True) for _ in items]
-    savepoint.commit()
-    return [_Outcome(result=result) for result in results]
+    batch fails (another writer stored one of its items first, or one item is bad), it is
+    written once more with `again` in a fresh SAVEPOINT, and when that fails too (or there
+    is none) every item is written again alone, so each gets its own answer."""
+    for attempt in (many, again):
+        if attempt is None:
+            continue
+        savepoint = conn.begin_nested()
+        try:
+            results = attempt(conn, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{len(results)} answers for {len(items)} writes")
+        except Exception:
+            savepoint.rollback()
+            log.info("batched write of %d items failed", len(items))
+            continue
+        savepoint.commit()
+        return [_Outcome(result=result) for result in results]
+    log.info("writing the %d items one by one", len(items))
+    return [_Outcome(retry=True) for _ in items]
 
 
 def _is_retryable_operational(exc: OperationalError) -> bool:

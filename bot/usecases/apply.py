@@ -91,8 +91,9 @@ class Applier:
         batch: int = BATCH,
         watch_arrivals: bool = False,
     ) -> None:
-        """`watch_arrivals`: this process stores no deliveries itself (`--role worker`), so
-        it learns that requests are arriving from the deliveries other replicas store."""
+        """`watch_arrivals` (`--role worker`): the webhooks go to other replicas, so
+        requests arriving are told by the deliveries those store, as well as by this
+        process's own (`wake`)."""
         self._db = db
         self._clock = clock
         self._config = config

@@ -43,7 +43,7 @@ async def store(ctx: Context, item: ingest.ToStore) -> IngestResult:
         return await _hold(ctx, spool, item, None)
     alone = partial(ingest.store_one, item=item)
     try:
-        return await ctx.db.store_batched(ingest.insert_many, item, alone)
+        return await ctx.db.store_batched(ingest.insert_many, item, alone, again=ingest.store_many)
     except Exception as error:
         if spool is None or not database_unavailable(error):
             raise
