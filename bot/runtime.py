@@ -17,7 +17,7 @@ from bot.settings import Settings
 from bot.store.db import Database
 from bot.store.spool import Spool
 from bot.usecases import Context, UseCases, audit_trail
-from bot.usecases.apply import Applier
+from bot.usecases.apply import Applier, watches_arrivals
 from bot.usecases.spooled import SpoolDrainer
 from bot.usecases.verify import Verifier
 
@@ -56,7 +56,7 @@ class Runtime:
             metrics=metrics,
             wake_outbox=worker.wake,
             max_attempts=settings.apply_attempts,
-            watch_arrivals=settings.role == "worker",
+            watch_arrivals=watches_arrivals(settings.role, db.engine.dialect.name),
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
         drainer = SpoolDrainer(db, spool, wake_applier=applier.wake)

@@ -11,6 +11,7 @@ from bot.services.ingest import store_one, to_store
 from bot.store.db import Database
 from bot.usecases.apply import BATCH, BUSY_BATCH, Applier, RequestsFirst
 from integrations.github import payloads
+from tests.conftest import BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, deployment_status, encode
 
@@ -82,3 +83,13 @@ async def test_a_worker_counts_deliveries_other_replicas_store_as_requests_arriv
 
     assert await worker.notice_arrivals()
     assert not await worker.notice_arrivals()  # nothing stored since
+
+
+async def test_a_worker_and_a_postgresql_replica_watch_what_other_replicas_store(
+    bot_factory: BotFactory,
+) -> None:
+    async with bot_factory(env={"RELEASEBOT_ROLE": "worker"}) as worker:
+        assert worker.runtime.applier.watching_arrivals
+    async with bot_factory() as replica:  # role all
+        on_postgresql = replica.runtime.context.db.engine.dialect.name == "postgresql"
+        assert replica.runtime.applier.watching_arrivals == on_postgresql

@@ -76,6 +76,14 @@ class RequestsFirst:
         self._held_since = None
 
 
+def watches_arrivals(role: str, dialect: str) -> bool:
+    """Whether an applier learns of arriving requests from the deliveries other replicas
+    store: a worker always (the webhooks go to other replicas), and a replica of role
+    `all` on PostgreSQL (others like it may share the database), not on SQLite (one
+    process)."""
+    return role == "worker" or (role == "all" and dialect == "postgresql")
+
+
 class Applier:
     """Claims stored deliveries and applies them, until stopped."""
 
@@ -106,6 +114,11 @@ class Applier:
         self._requests = RequestsFirst()
         self._watch_arrivals = watch_arrivals
         self._newest_seen: int | None = None
+
+    @property
+    def watching_arrivals(self) -> bool:
+        """Whether deliveries other replicas store tell this applier requests arrive."""
+        return self._watch_arrivals
 
     def wake(self) -> None:
         """A delivery was stored: look for work now (once the requests let it)."""
