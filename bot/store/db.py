@@ -51,6 +51,8 @@ R = TypeVar("R")
 WRITE_ATTEMPTS = 8
 GROUP_MAX = 64  # writes in one group commit
 GROUP_IDLE_SECONDS = 2.0  # the group writer thread stops after this long without work
+BUSY_GROUP = 8  # a group this large means writes arrive faster than groups commit
+GROUP_LINGER_SECONDS = 0.001  # then the next group waits this long for more writes
 
 
 def innermost_transaction(session: Session) -> object:
@@ -121,6 +123,7 @@ class Database:
         self._group_queue: queue.SimpleQueue[_GroupItem[Any]] = queue.SimpleQueue()
         self._group_thread: threading.Thread | None = None
         self._group_start = threading.Lock()
+        self._last_group, self._last_end = 0, 0.0  # the size of the last group, and its end
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -259,22 +262,38 @@ class Database:
                         self._group_thread = None
                         return
                 continue
-            # Whatever queued up while the previous group ran goes into this one: nothing
-            # waits for company, so a lone write is not delayed.
-            group = [first]
-            while len(group) < GROUP_MAX:
-                try:
-                    group.append(self._group_queue.get_nowait())
-                except queue.Empty:
-                    break
+            group = self._gather(first)
             answers: list[tuple[_GroupItem[Any], _Outcome]] = []
             try:
                 self._commit_group(group, answers)
+                self._last_group, self._last_end = len(group), time.monotonic()
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 log.exception("group writer failed")
                 known = {id(item) for item, _ in answers}  # those keep what they got
                 answers += [(item, _Outcome(error=exc)) for item in group if id(item) not in known]
             _answer(answers)
+
+    def _gather(self, first: _GroupItem[Any]) -> list[_GroupItem[Any]]:
+        """The next group: whatever queued up while the previous group ran. A lone write
+        does not wait for company; but while writes arrive faster than groups commit (the
+        previous group was large and ended just now), the writer waits up to
+        `GROUP_LINGER_SECONDS` for more, so a burst takes fewer, larger transactions."""
+        group = [first]
+        busy = self._last_group >= BUSY_GROUP and time.monotonic() - self._last_end < 0.01
+        deadline = time.monotonic() + GROUP_LINGER_SECONDS if busy else 0.0
+        while len(group) < GROUP_MAX:
+            try:
+                group.append(self._group_queue.get_nowait())
+                continue
+            except queue.Empty:
+                left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                group.append(self._group_queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return group
 
     def _commit_group(
         self, group: list[_GroupItem[Any]], answers: list[tuple[_GroupItem[Any], _Outcome]]
