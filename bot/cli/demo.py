@@ -447,10 +447,7 @@ def run_demo(*, host: str, port: int, database: Path, auto: bool, play: bool = T
             Story(base=base, secret=secret, world=world, auto=auto, say=say).play()
             say("the story is over; the bot keeps running. Ctrl-C to stop.")
         while True:
-            # Ctrl-C may be handed by the kernel to any of the servers' threads; Python
-            # raises it here, in the main thread, only once this thread wakes: short naps
-            # keep that prompt (a sleep of an hour once kept the demo running for one).
-            time.sleep(0.5)
+            time.sleep(3600)
     except KeyboardInterrupt:
         server.should_exit = True
 
