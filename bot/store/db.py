@@ -338,24 +338,16 @@ class Database:
 
     def _run_one_batch(self, group: list[_GroupItem[Any]], outcomes: dict[int, _Outcome]) -> None:
         """A group of one kind of batched write only (webhook deliveries, mostly): the
-        transaction is the batch, with no SAVEPOINT around it. When it fails, nothing of it
-        is stored: it is written once more with the kind's `again` in a transaction of its
-        own, and when that fails too (or there is none) every item is written alone."""
+        transaction is the batch, with no SAVEPOINT around it."""
+
+        @contextmanager
+        def transaction() -> Iterator[sa.Connection]:
+            with self._write_connection() as conn, conn.begin():
+                yield conn
+
         items = [item.item for item in group]
-        for many in (group[0].many, group[0].again):
-            if many is None:
-                continue
-            try:
-                with self._write_connection() as conn, conn.begin():
-                    results = many(conn, items)
-                    if len(results) != len(items):
-                        raise RuntimeError(f"{len(results)} answers for {len(items)} writes")
-            except Exception:
-                log.info("batched write of %d items failed", len(items))
-                continue
-            outcomes.update(enumerate(_Outcome(result=result) for result in results))
-            return
-        outcomes.update((index, _Outcome(retry=True)) for index in range(len(group)))
+        done = _first_batch_that_holds(group[0].many, group[0].again, items, transaction)
+        outcomes.update(enumerate(done))
 
     def _write_alone(self, item: _GroupItem[Any]) -> _Outcome:
         try:
@@ -456,23 +448,39 @@ def _batch_in_savepoint(
     *,
     again: Callable[[sa.Connection, list[Any]], list[Any]] | None = None,
 ) -> list[_Outcome]:
-    """Write a batch of items of one kind in one SAVEPOINT: an outcome per item. When the
-    batch fails (another writer stored one of its items first, or one item is bad), it is
-    written once more with `again` in a fresh SAVEPOINT, and when that fails too (or there
-    is none) every item is written again alone, so each gets its own answer."""
+    """Write a batch of items of one kind in one SAVEPOINT: an outcome per item."""
+
+    @contextmanager
+    def savepoint() -> Iterator[sa.Connection]:
+        with conn.begin_nested():
+            yield conn
+
+    return _first_batch_that_holds(many, again, items, savepoint)
+
+
+def _first_batch_that_holds(
+    many: Callable[[sa.Connection, list[Any]], list[Any]] | None,
+    again: Callable[[sa.Connection, list[Any]], list[Any]] | None,
+    items: list[Any],
+    scope: Callable[[], contextlib.AbstractContextManager[sa.Connection]],
+) -> list[_Outcome]:
+    """Write a batch with `many` in a `scope` (a transaction, or a savepoint) of its own:
+    an outcome per item. When it fails (another writer stored one of its items first, or
+    one item is bad), nothing of it is kept and it is written once more with `again` in a
+    fresh scope; when that fails too (or there is none) every item is marked to be written
+    again alone, so each gets its own answer. A batch answering a different number of
+    results than it got items fails inside its scope."""
     for attempt in (many, again):
         if attempt is None:
             continue
-        savepoint = conn.begin_nested()
         try:
-            results = attempt(conn, items)
-            if len(results) != len(items):
-                raise RuntimeError(f"{len(results)} answers for {len(items)} writes")
+            with scope() as conn:
+                results = attempt(conn, items)
+                if len(results) != len(items):
+                    raise RuntimeError(f"{len(results)} answers for {len(items)} writes")
         except Exception:
-            savepoint.rollback()
             log.info("batched write of %d items failed", len(items))
             continue
-        savepoint.commit()
         return [_Outcome(result=result) for result in results]
     log.info("writing the %d items one by one", len(items))
     return [_Outcome(retry=True) for _ in items]
