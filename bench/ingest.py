@@ -568,6 +568,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "python": sys.version.split()[0],
             "providers": args.providers,
             "role": args.role,
+            "on_backlog_s": args.on_backlog,
         },
         "providers": {},
     }
@@ -690,6 +691,10 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
             cpu_start = None if wrap else cpu_seconds(server.process.pid)
             releasebot = await run_load(args.client, server.base_url, requests, args.concurrency)
             cpu_load = None if wrap else cpu_seconds(server.process.pid)
+            if args.on_backlog is not None and applies:
+                results["on_backlog"] = await second_burst(
+                    args, client, server, build(args.count, 700_000_000)
+                )
             drain, pending_after_load, dead = await wait_for_drain(
                 client, server, args.drain_timeout, deliveries=applies
             )
@@ -753,6 +758,17 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
         "all_202": {"value": releasebot.all_202, "target": True, "met": releasebot.all_202},
     }
     return results
+
+
+async def second_burst(
+    args: argparse.Namespace, client: httpx.AsyncClient, server: Server, requests: list[Job]
+) -> dict[str, Any]:
+    """A burst sent `--on-backlog` seconds after the first, on top of what the server still
+    has to apply and send: requests come first, a backlog or not."""
+    await asyncio.sleep(args.on_backlog)
+    pending, _ = await outbox_pending(client, server)
+    load = await run_load(args.client, server.base_url, requests, args.concurrency)
+    return load.summary() | {"pending_at_start": pending, "after_s": args.on_backlog}
 
 
 def _target(value: float, target: float, *, higher_is_better: bool) -> dict[str, Any]:
@@ -847,8 +863,19 @@ def print_provider(cfg: dict[str, Any], provider: str, results: dict[str, Any]) 
             f"({drain['pending_after_load']} deliveries to apply and outbox rows pending then, "
             f"{drain['dead']} dead)\n"
         )
+    again = results.get("on_backlog")
+    if again:
+        lat = again["latency_ms"]
+        out(
+            f"a second burst of {again['deliveries']}, {again['after_s']:g} s after the first, "
+            f"on a backlog of {again['pending_at_start']} deliveries and outbox rows: "
+            f"{again['throughput_per_s']:.0f}/s, p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
+            f"max {lat['max']} ms\n"
+        )
     if cfg["role"] == "web":
         out("role web: deliveries were stored, none applied (the HTTP path alone)\n")
+    elif again:
+        out("(the drain above follows the second burst: it covers both)\n")
     elif not drain["timed_out"]:
         out(
             f"burst of {cfg['count']}: last Slack message {drain['from_first_delivery_s']:.2f} s "
@@ -952,6 +979,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--steady-rate", type=float, default=10.0, help="their rate per second (default 10)"
+    )
+    parser.add_argument(
+        "--on-backlog",
+        type=float,
+        metavar="SECONDS",
+        help="SECONDS after the burst, send a second one of --count deliveries while the "
+        "first is still being applied and sent, and report its figures (the drain then "
+        "covers both)",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-fake-slack", type=int, metavar="PORT", help=argparse.SUPPRESS)

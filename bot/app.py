@@ -33,6 +33,7 @@ from bot.ports import (
     SystemClock,
 )
 from bot.render import Renderer
+from bot.requests_first import Arrivals, RequestsFirst
 from bot.runtime import Runtime
 from bot.scheduling import start_background
 from bot.settings import Settings, SettingsError
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
     overrides = overrides or Overrides()
     config = overrides.config or load_config(settings.config_path)
     metrics = Metrics()
+    arrivals = Arrivals()  # the requests being answered, which the background work lets first
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 stack,
                 renderer=renderer,
                 directory=directory,
+                arrivals=arrivals,
             )
             runtime = Runtime.assemble(
                 db=db,
@@ -115,6 +118,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 runners=world.runners,
                 migrations_head=migrate.head(),
                 scm=world.scm,
+                arrivals=arrivals,
                 apply_inline=overrides.apply_before_response
                 if overrides.apply_before_response is not None
                 else not overrides.run_outbox_worker,
@@ -147,7 +151,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics, arrivals=arrivals)],
         lifespan=lifespan,
     )
 
@@ -165,8 +169,10 @@ def _outbox_worker(
     *,
     renderer: Renderer,
     directory: SlackDirectory,
+    arrivals: Arrivals,
 ) -> OutboxWorker:
-    """The worker that sends what the services queued, with every sender it knows."""
+    """The worker that sends what the services queued, with every sender it knows; it
+    gives way to the requests this process answers."""
     return OutboxWorker(
         db=db,
         clock=clock,
@@ -193,6 +199,7 @@ def _outbox_worker(
             renderer=renderer,
             directory=directory,
         ),
+        requests=RequestsFirst(arrivals),
     )
 
 

@@ -13,6 +13,7 @@ from bot.config import Config
 from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
 from bot.ports import CheckRunner, Clock, ScmClient, SlackDirectory
+from bot.requests_first import Arrivals, RequestsFirst
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.store.spool import Spool
@@ -46,9 +47,11 @@ class Runtime:
         migrations_head: str | None = None,
         apply_inline: bool = False,
         scm: Mapping[str, ScmClient] | None = None,
+        arrivals: Arrivals | None = None,
     ) -> Runtime:
         """The use cases over these parts, with a verifier running checks through `runners`
-        and an applier applying stored deliveries (or each applied as it is stored)."""
+        and an applier applying stored deliveries (or each applied as it is stored), giving
+        way to the requests `arrivals` counts."""
         applier = Applier(
             db=db,
             clock=clock,
@@ -57,6 +60,7 @@ class Runtime:
             wake_outbox=worker.wake,
             max_attempts=settings.apply_attempts,
             watch_arrivals=watches_arrivals(settings.role, db.engine.dialect.name),
+            requests=RequestsFirst(arrivals),
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
         drainer = SpoolDrainer(db, spool, wake_applier=applier.wake)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.logs import REQUEST_ID_HEADER, log_context, request_id_from
 from bot.metrics import Metrics
+from bot.requests_first import Arrivals
 from bot.usecases import UseCases
 from bot.usecases.availability import RETRY_AFTER_SECONDS, database_unavailable
 from handlers.api import create_gate, get_gate
@@ -126,11 +127,16 @@ class RequestMetrics:
     Each request gets a request id (the caller's `X-Request-Id` when it is a plain token of
     at most 128 characters, else a new one): every line logged while it is handled carries
     it, and the response echoes it in `X-Request-Id`.
+
+    A POST (a webhook, Slack's events and clicks, the gate API) counts in `arrivals` while
+    it is answered: the background work of the process gives way to it
+    (`bot.requests_first`). Reads (pages, probes, `/metrics`) do not.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, arrivals: Arrivals | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.arrivals = arrivals or Arrivals()
         # The latency histogram's child per (route, method, status class), looked up once.
         self._latency: dict[tuple[str, str, str], Any] = {}
 
@@ -153,6 +159,9 @@ class RequestMetrics:
                 message["headers"] = [h for h in headers if h[0] != REQUEST_ID_BYTES] + [echoed]
             await send(message)
 
+        posted = scope.get("method") == "POST"
+        if posted:
+            self.arrivals.started()
         try:
             with log_context(request_id=request_id):
                 try:
@@ -162,6 +171,8 @@ class RequestMetrics:
                     if not status_sent:  # else the connection is closed unfinished
                         await answer(scope, receive, send_wrapper)
         finally:
+            if posted:
+                self.arrivals.finished()
             self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:

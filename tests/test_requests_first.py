@@ -1,60 +1,321 @@
-"""While webhooks arrive, the applier holds back so requests are answered at the speed of
-storing; it never holds a backlog back for long, so a sustained load does not starve it."""
+"""While requests arrive, the background work of the process (the applier, the outbox worker)
+gives way to them: a burst is answered at the speed of storing, a burst on top of a
+backlog too, and under a sustained load the work takes turns with the requests, so
+neither is starved."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from bot.config import Config
 from bot.domain.ingest import Delivery
+from bot.domain.messages import DirectMessage
 from bot.metrics import Metrics
+from bot.outbox_worker import OutboxWorker
+from bot.ports import PostedMessage
+from bot.render import Renderer
+from bot.requests_first import QUIET_SECONDS, Arrivals, RequestsFirst
+from bot.services import applier, outbox
 from bot.services.delivery_work import Work
 from bot.services.ingest import store_one, to_store
 from bot.store.db import Database
-from bot.usecases.apply import BATCH, BUSY_BATCH, Applier, RequestsFirst
+from bot.usecases.apply import BUSY_BATCH, Applier
+from handlers.routes import RequestMetrics
 from integrations.github import payloads
 from tests.conftest import BotFactory
 from tests.fakes import FrozenClock
 from tests.helpers import SHA_A, deployment_status, encode
 
+WAIT = 10.0  # seconds a test waits for the background work to get somewhere before it fails
 
-def test_a_burst_is_held_back_in_small_batches_until_requests_let_up() -> None:
+
+# --- the rule -------------------------------------------------------------------------------
+
+
+def test_a_burst_is_held_back_until_requests_let_up() -> None:
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.stored(10.000)
+    policy.arrivals.stored(10.000)
     assert policy.hold(10.005)  # a delivery stored 5 ms ago: wait for a quiet moment
-    assert policy.batch(10.005, BATCH) == BUSY_BATCH
-    policy.stored(10.010)
+    assert policy.busy(10.005)  # (and the step after it is kept small)
+    policy.arrivals.stored(10.010)
     assert policy.hold(10.015)
-    assert not policy.hold(10.031)  # 21 ms without a delivery: apply now, a full batch
-    assert policy.batch(10.031, BATCH) == BATCH
+    assert not policy.hold(10.031)  # 21 ms without a delivery: go on, a full step
+    assert not policy.busy(10.031)
 
 
-def test_a_backlog_is_held_back_at_most_the_longest_hold_then_applied_in_full() -> None:
+def test_a_request_being_answered_holds_the_work_back_however_long_it_takes() -> None:
+    """A request is counted from its start, not from its delivery's store: a slow process,
+    storing seldom, is not mistaken for a quiet one."""
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    now = 10.0
-    held = []
-    while now < 13.0:  # a delivery every 10 ms for three seconds: never quiet
-        policy.stored(now)
-        held.append((now, policy.hold(now + 0.001), policy.batch(now + 0.001, BATCH)))
-        now += 0.01
-    assert all(hold and size == BUSY_BATCH for at, hold, size in held if at < 11.99)
-    assert all(not hold and size == BATCH for at, hold, size in held if at > 12.01)
+    policy.arrivals.started()
+    assert policy.hold(10.0)
+    assert policy.hold(10.5)  # nothing stored for 500 ms, but a request waits
+    policy.arrivals.finished()
+    assert not policy.hold(10.6)
 
 
-def test_once_drained_the_next_burst_is_held_back_again() -> None:
+def test_past_the_longest_hold_the_work_and_the_requests_take_turns() -> None:
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.stored(10.0)
+    policy.arrivals.started()  # a sustained load: a request always in flight
+    assert policy.hold(10.0)
+    assert policy.hold(11.99)
+    assert not policy.hold(12.0)  # held back two seconds: a step now
+    policy.ran(12.0, 12.03)  # the step took 30 ms: the requests get as long
+    assert policy.hold(12.031)
+    assert policy.hold(12.059)
+    assert not policy.hold(12.061)
+    assert policy.busy(12.061)  # and the step is a small one
+
+
+def test_once_drained_or_quiet_as_long_the_next_burst_is_held_back_anew() -> None:
+    policy = RequestsFirst(quiet=0.02, longest=2.0)
+    policy.arrivals.stored(10.0)
     assert policy.hold(10.001)
-    policy.stored(12.5)
+    policy.arrivals.stored(12.5)
     assert not policy.hold(12.501)  # the same backlog, held back long enough
     policy.drained()
-    policy.stored(20.0)
-    assert policy.hold(20.001)  # a new burst after the backlog was applied
+    policy.arrivals.stored(20.0)
+    assert policy.hold(20.001)  # a new burst after the backlog was worked off
+
+    policy.arrivals.stored(22.5)
+    assert not policy.hold(22.501)  # held back long enough again, the backlog still there
+    assert not policy.hold(23.0)  # quiet, not for long
+    policy.arrivals.stored(23.5)
+    assert not policy.hold(23.501)  # the same burst going on: no new hold
+    assert not policy.hold(25.6)  # quiet for two seconds ...
+    policy.arrivals.stored(25.7)
+    assert policy.hold(25.701)  # ... so this is a new burst, held back anew
 
 
-def test_a_steady_trickle_is_applied_as_it_arrives() -> None:
+def test_a_steady_trickle_is_worked_as_it_arrives() -> None:
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.stored(10.0)
+    policy.arrivals.stored(10.0)
     assert not policy.hold(10.1)  # ten a second: each one finds a quiet moment
-    assert policy.batch(10.1, BATCH) == BATCH
+    assert not policy.busy(10.1)
+
+
+# --- what counts as a request ----------------------------------------------------------------
+
+
+async def test_a_post_counts_as_a_request_arriving_while_it_is_answered_a_read_does_not() -> None:
+    arrivals = Arrivals()
+    seen: list[tuple[str, int]] = []
+
+    async def look(request: Request) -> JSONResponse:
+        seen.append((request.method, arrivals.in_flight))
+        return JSONResponse({})
+
+    async def fail(request: Request) -> JSONResponse:
+        seen.append((request.method, arrivals.in_flight))
+        raise RuntimeError("boom")
+
+    app = Starlette(
+        routes=[
+            Route("/look", look, methods=["GET", "POST"]),
+            Route("/fail", fail, methods=["POST"]),
+        ],
+        middleware=[Middleware(RequestMetrics, metrics=Metrics(), arrivals=arrivals)],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bot") as client:
+        assert (await client.post("/look")).status_code == 200
+        assert (await client.get("/look")).status_code == 200
+        assert (await client.post("/fail")).status_code == 500
+    assert seen == [("POST", 1), ("GET", 0), ("POST", 1)]
+    assert arrivals.in_flight == 0  # each counted out, the failed one too
+
+
+# --- the applier ----------------------------------------------------------------------------
+
+
+def store_deliveries(db: Database, clock: FrozenClock, config: Config, count: int) -> None:
+    """`count` GitHub deliveries of one deployment's statuses, stored as a web replica would."""
+    for index in range(count):
+        state = "in_progress" if index % 2 == 0 else "success"
+        body = deployment_status(
+            state, sha=f"{index // 2 + 1:040x}", deployment_id=1000 + index // 2
+        )
+        parsed = payloads.parse("deployment_status", body)
+        delivery = Delivery("github", f"delivery-{index}", "deployment_status", encode(body))
+        item = to_store(
+            now=clock.now(), config=config, delivery=delivery, work=Work(event=parsed.event)
+        )
+        db.write(lambda session, item=item: store_one(session, item))
+
+
+def pending(db: Database) -> int:
+    with db.read() as session:
+        return applier.backlog(session).pending
+
+
+def test_a_batch_ends_where_a_request_comes_in_and_the_rest_waits_its_turn(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    store_deliveries(db, clock, example_config, 3)
+
+    def request_arrived() -> bool:
+        return True
+
+    done = db.write(
+        lambda s: applier.apply_due(
+            s,
+            now=clock.now(),
+            config=example_config,
+            limit=16,
+            max_attempts=3,
+            stop=request_arrived,
+        )
+    )
+    assert (done.applied, done.claimed) == (1, 3)  # still a backlog: the applier goes on
+    assert pending(db) == 2
+    done = db.write(
+        lambda s: applier.apply_due(
+            s, now=clock.now(), config=example_config, limit=16, max_attempts=3
+        )
+    )
+    assert done.applied == 2 and pending(db) == 0
+
+
+@dataclass
+class Watched(Arrivals):
+    """This process's arrivals, telling the test when the background work has looked at
+    them `enough` times (it then holds back, or has gone on)."""
+
+    enough: int = 3
+    looks: int = 0
+    looked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def busy(self, now: float, *, quiet: float = QUIET_SECONDS) -> bool:
+        self.looks += 1
+        if self.looks >= self.enough:
+            self.looked.set()
+        return super().busy(now, quiet=quiet)
+
+
+def an_applier(
+    db: Database,
+    clock: FrozenClock,
+    config: Config,
+    requests: RequestsFirst,
+    woken: Callable[[], None],
+) -> Applier:
+    return Applier(
+        db=db,
+        clock=clock,
+        config=config,
+        metrics=Metrics(),
+        wake_outbox=woken,
+        max_attempts=3,
+        requests=requests,
+    )
+
+
+async def test_the_applier_applies_nothing_while_a_request_of_a_burst_is_answered(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    store_deliveries(db, clock, example_config, 2)
+    arrivals = Watched()
+    applied = asyncio.Event()
+    worker = an_applier(db, clock, example_config, RequestsFirst(arrivals), applied.set)
+    arrivals.started()
+    running = asyncio.create_task(worker.run(poll_seconds=60))
+    try:
+        await asyncio.wait_for(arrivals.looked.wait(), WAIT)
+        assert pending(db) == 2  # it looked three times and held back each time
+        arrivals.finished()
+        await asyncio.wait_for(applied.wait(), WAIT)
+        assert pending(db) == 0
+    finally:
+        worker.stop()
+        await running
+
+
+async def test_under_a_sustained_load_the_applier_takes_small_turns_and_is_not_starved(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    store_deliveries(db, clock, example_config, BUSY_BATCH + 2)
+    batches: list[int] = []
+    done = asyncio.Event()
+
+    def woken() -> None:
+        batches.append(BUSY_BATCH + 2 - pending(db))
+        if not pending(db):
+            done.set()
+
+    arrivals = Arrivals()
+    arrivals.started()  # a request always being answered, never finished
+    worker = an_applier(db, clock, example_config, RequestsFirst(arrivals, longest=0.0), woken)
+    running = asyncio.create_task(worker.run(poll_seconds=60))
+    try:
+        await asyncio.wait_for(done.wait(), WAIT)
+    finally:
+        worker.stop()
+        await running
+    assert batches == [BUSY_BATCH, BUSY_BATCH + 2]  # small batches, one per turn
+    assert arrivals.in_flight == 1
+
+
+# --- the outbox worker -----------------------------------------------------------------------
+
+
+@dataclass
+class PostingSlack:
+    posts: list[str] = field(default_factory=list)
+    posted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def post_message(self, *, channel: str, text: str, **_: Any) -> PostedMessage:
+        self.posts.append(text)
+        self.posted.set()
+        return PostedMessage(channel=channel, ts=f"1700000000.{len(self.posts):06d}")
+
+    async def update_message(self, **_: Any) -> None:
+        raise AssertionError("nothing here is edited")
+
+    async def find_message(self, **_: Any) -> PostedMessage | None:
+        return None
+
+
+async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_answered(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    message = DirectMessage(user_id="U0RM1", text="checkout waits for your approval")
+    db.write(lambda s: outbox.enqueue_many(s, [message], now=clock.now()))
+    arrivals = Watched()
+    slack = PostingSlack()
+    worker = OutboxWorker(
+        db=db,
+        clock=clock,
+        config=example_config,
+        slack=slack,
+        renderer=Renderer(),
+        metrics=Metrics(),
+        min_interval=0.0,
+        requests=RequestsFirst(arrivals),
+    )
+    arrivals.started()
+    running = asyncio.create_task(worker.run(poll_seconds=60))
+    try:
+        await asyncio.wait_for(arrivals.looked.wait(), WAIT)
+        assert slack.posts == []  # it looked three times and held back each time
+        arrivals.finished()
+        await asyncio.wait_for(slack.posted.wait(), WAIT)
+        assert slack.posts == ["checkout waits for your approval"]
+    finally:
+        worker.stop()
+        await running
 
 
 async def test_a_worker_counts_deliveries_other_replicas_store_as_requests_arriving(

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch, supersede
 from bot.outbox_worker.writes import LaneWrites
 from bot.ports import Clock, Deployer, DeploymentLookup, Pager, ScmClient, SlackSender
 from bot.render import Renderer
+from bot.requests_first import QUIET_SECONDS, RequestsFirst
 from bot.services import outbox, pipeline
 from bot.store.db import Database
 
@@ -52,6 +54,8 @@ T = TypeVar("T")
 HORIZON = timedelta(hours=24)
 DEFAULT_CONCURRENCY = 8
 PER_KEY = 20  # rows of one key a claim takes at most, so a long backlog does not hog it
+BUSY_ROWS = 4  # while requests arrive: the rows a claim takes, sent in one turn
+TURN_LONGEST = 0.1  # seconds a turn waits for its rows' calls (a slow Slack takes no turns)
 
 
 class OutboxWorker:
@@ -78,6 +82,7 @@ class OutboxWorker:
         lease: timedelta = outbox.LEASE,
         limiter: SlackLimiter | None = None,
         more: Mapping[str, Handler] | None = None,  # further kinds: checkpoints, audit.forward
+        requests: RequestsFirst | None = None,  # the requests this process answers come first
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -114,6 +119,8 @@ class OutboxWorker:
         self._held: dict[int, str] = {}  # rows claimed and not settled: id -> lease token
         self._lost: set[int] = set()  # rows whose lease another worker took over
         self._lanes: set[asyncio.Task[None]] = set()
+        self._requests = requests or RequestsFirst()  # nobody: it never holds
+        self._running = False  # `run` is running: its lanes give way to requests
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -133,12 +140,13 @@ class OutboxWorker:
         """
         loop = asyncio.get_running_loop()
         renewing = asyncio.create_task(self._renew_forever(), name="outbox-lease-renewal")
+        self._running = True
         try:
             while not self._stopping:
                 started = loop.time()
                 if len(self._lanes) < self._concurrency:
                     try:
-                        await self._claim_and_start(self._concurrency - len(self._lanes))
+                        await self._claim_in_turn()
                     except Exception:  # keep the worker alive; the rows stay pending
                         log.exception("outbox claim failed; will try again")
                 await self._wait(poll_seconds)
@@ -151,9 +159,34 @@ class OutboxWorker:
             await self._give_back_all()
             raise
         finally:
+            self._running = False
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
+
+    async def _claim_in_turn(self) -> None:
+        """Claim rows for the free lanes. While requests arrive (`RequestsFirst`), wait for
+        a quiet moment or for this worker's turn; on its turn, take a small step: a few
+        rows, sent (or `TURN_LONGEST` waited for, when Slack is slow) before the requests
+        get theirs. A claim that finds less than it could take has worked the backlog off."""
+        requests = self._requests
+        await self._let_requests_in()
+        started = time.monotonic()
+        busy = requests.busy(started)
+        keys = self._concurrency - len(self._lanes)
+        limit = BUSY_ROWS if busy else self._batch
+        claimed, lanes = await self._claim_and_start(keys, limit=limit)
+        if busy:
+            if lanes:
+                await asyncio.wait(lanes, timeout=TURN_LONGEST)
+            requests.ran(started, time.monotonic())
+        if claimed < limit and len(lanes) < keys:
+            requests.drained()
+
+    async def _let_requests_in(self) -> None:
+        """While `run` runs: wait as long as the requests come first (`RequestsFirst`)."""
+        while self._running and not self._stopping and self._requests.hold(time.monotonic()):
+            await asyncio.sleep(QUIET_SECONDS)
 
     async def _wait(self, poll_seconds: float) -> None:
         """Until woken, a lane finishes, or `poll_seconds` pass."""
@@ -213,15 +246,18 @@ class OutboxWorker:
             except Exception:
                 log.exception("could not renew the outbox leases; will try again")
 
-    async def _claim_and_start(self, keys: int) -> tuple[int, list[asyncio.Task[None]]]:
-        """Claim due rows of up to `keys` messages and start one lane for each."""
+    async def _claim_and_start(
+        self, keys: int, *, limit: int | None = None
+    ) -> tuple[int, list[asyncio.Task[None]]]:
+        """Claim due rows (up to `limit`) of up to `keys` messages and start one lane for
+        each."""
         if self._stopping or keys < 1:
             return 0, []
         token = outbox.new_lease_token()
         claim = partial(
             outbox.claim_due,
             now=self._clock.now(),
-            limit=self._batch,
+            limit=limit or self._batch,
             per_key=PER_KEY,
             max_keys=keys,
             token=token,
@@ -261,6 +297,8 @@ class OutboxWorker:
             settled = {row.id for row in replaced}
             rows = [row for row in rows if row.id not in settled]
         for index, row in enumerate(rows):
+            if index:
+                await self._let_requests_in()
             if self._stopping or row.id in self._lost:
                 await self._give_back([r.id for r in rows[index:]])
                 return

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,13 +77,23 @@ class DeliveryRow:
 
 
 def apply_due(
-    session: Session, *, now: datetime, config: Config, limit: int, max_attempts: int
+    session: Session,
+    *,
+    now: datetime,
+    config: Config,
+    limit: int,
+    max_attempts: int,
+    stop: Callable[[], bool] | None = None,
 ) -> Applied:
-    """Claim up to `limit` due deliveries and apply them, in order per key."""
+    """Claim up to `limit` due deliveries and apply them, in order per key. `stop` is asked
+    after each delivery: when it says yes, the batch ends there, and the deliveries it has
+    not reached stay pending for the next one (still counted as claimed)."""
     rows = _claim(session, now=now, limit=limit)
     blocked: set[str] = set()
     applied = failed = 0
-    for row in rows:
+    for index, row in enumerate(rows):
+        if index and stop is not None and stop():
+            break
         if row.apply_key in blocked:
             continue  # an earlier delivery of its key failed just now: it waits its turn
         try:

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.metrics import Metrics
 from bot.ports import Clock
+from bot.requests_first import QUIET_SECONDS, RequestsFirst
 from bot.services import applier
 from bot.store.db import Database
 
@@ -28,52 +29,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 16  # deliveries applied in one transaction: short, so webhook writes interleave
 BUSY_BATCH = 4  # while requests arrive: a batch holds SQLite's writer for a few ms only
-QUIET_SECONDS = 0.02  # no delivery stored for this long: the requests have let up
-LONGEST_HOLD_SECONDS = 2.0  # a backlog is held back for requests this long at most
-
-
-class RequestsFirst:
-    """When the applier holds back for the webhook requests (times from `time.monotonic`).
-
-    While deliveries keep arriving (one stored within the last `QUIET_SECONDS`), each batch
-    waits for a quiet moment and is small, so a burst is answered at the speed of storing.
-    But a backlog is held back at most `LONGEST_HOLD_SECONDS` from its first hold: after
-    that it is applied batch after batch, full size, even while requests keep arriving, so
-    a sustained load never starves the applier. A backlog applied to its end starts anew.
-    """
-
-    def __init__(
-        self, *, quiet: float = QUIET_SECONDS, longest: float = LONGEST_HOLD_SECONDS
-    ) -> None:
-        self._quiet = quiet
-        self._longest = longest
-        self._last_store = float("-inf")
-        self._held_since: float | None = None
-
-    def stored(self, now: float) -> None:
-        """A delivery was stored at `now`."""
-        self._last_store = now
-
-    def busy(self, now: float) -> bool:
-        return now - self._last_store < self._quiet
-
-    def hold(self, now: float) -> bool:
-        """Whether the next batch waits (for a quiet moment) at `now`."""
-        if not self.busy(now):
-            return False
-        if self._held_since is None:
-            self._held_since = now
-        return now - self._held_since < self._longest
-
-    def batch(self, now: float, full: int) -> int:
-        """How many deliveries the batch starting at `now` takes: a few while requests
-        arrive and the backlog is still held back for them, else `full`."""
-        within = self._held_since is None or now - self._held_since < self._longest
-        return min(BUSY_BATCH, full) if self.busy(now) and within else full
-
-    def drained(self) -> None:
-        """The backlog was applied to its end: the next one may be held back again."""
-        self._held_since = None
 
 
 def watches_arrivals(role: str, dialect: str) -> bool:
@@ -98,10 +53,12 @@ class Applier:
         max_attempts: int,
         batch: int = BATCH,
         watch_arrivals: bool = False,
+        requests: RequestsFirst | None = None,
     ) -> None:
-        """`watch_arrivals` (`--role worker`): the webhooks go to other replicas, so
-        requests arriving are told by the deliveries those store, as well as by this
-        process's own (`wake`)."""
+        """`requests`: when to give way to the requests this process answers
+        (`bot.requests_first`). `watch_arrivals` (`--role worker`): the webhooks go to
+        other replicas, so requests arriving are told by the deliveries those store, as
+        well as by this process's own (`wake`)."""
         self._db = db
         self._clock = clock
         self._config = config
@@ -111,7 +68,7 @@ class Applier:
         self._batch = batch
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
-        self._requests = RequestsFirst()
+        self._requests = requests or RequestsFirst()
         self._watch_arrivals = watch_arrivals
         self._newest_seen: int | None = None
 
@@ -122,7 +79,7 @@ class Applier:
 
     def wake(self) -> None:
         """A delivery was stored: look for work now (once the requests let it)."""
-        self._requests.stored(time.monotonic())
+        self._requests.arrivals.stored(time.monotonic())
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -135,15 +92,20 @@ class Applier:
     async def run(self, *, poll_seconds: float = 1.0) -> None:
         """Apply whenever woken, or every `poll_seconds`, until stopped. Requests come
         first (`RequestsFirst`): a burst is answered at the speed of storing and applied
-        right after it; a steady trickle is applied as it arrives."""
+        right after it; under a sustained load batches and requests take turns; a steady
+        trickle is applied as it arrives."""
         self._wakeup = asyncio.Event()
         while not self._stopping:
             self._wakeup.clear()
             done = None
             try:
                 await self._let_requests_in()
-                limit = self._requests.batch(time.monotonic(), self._batch)
-                done = await self._apply_batch(limit)
+                started = time.monotonic()
+                busy = self._requests.busy(started)
+                limit = min(BUSY_BATCH, self._batch) if busy else self._batch
+                # Begun in a quiet moment, a batch ends early when a request comes in.
+                done = await self._apply_batch(limit, stop=None if busy else self._requested)
+                self._requests.ran(started, time.monotonic())
             except Exception:  # keep applying; the deliveries stay pending
                 log.exception("applying stored deliveries failed; will try again")
             if self._stopping:
@@ -171,7 +133,7 @@ class Applier:
         newest = await asyncio.to_thread(self._newest)
         arrived = self._newest_seen is not None and newest > self._newest_seen
         if arrived:
-            self._requests.stored(time.monotonic())
+            self._requests.arrivals.stored(time.monotonic())
         self._newest_seen = newest
         return arrived
 
@@ -189,19 +151,28 @@ class Applier:
                 break
         return applied
 
-    async def _apply_batch(self, limit: int) -> applier.Applied:
-        done = await asyncio.to_thread(self._db.write, partial(self._apply, limit=limit))
+    def _requested(self) -> bool:
+        return self._requests.arrivals.in_flight > 0
+
+    async def _apply_batch(
+        self, limit: int, *, stop: Callable[[], bool] | None = None
+    ) -> applier.Applied:
+        write = partial(self._apply, limit=limit, stop=stop)
+        done = await asyncio.to_thread(self._db.write, write)
         if done.applied:
             self._wake_outbox()
         return done
 
-    def _apply(self, session: Session, *, limit: int) -> applier.Applied:
+    def _apply(
+        self, session: Session, *, limit: int, stop: Callable[[], bool] | None = None
+    ) -> applier.Applied:
         done = applier.apply_due(
             session,
             now=self._clock.now(),
             config=self._config,
             limit=limit,
             max_attempts=self._max_attempts,
+            stop=stop,
         )
         if done.failed:
             self._metrics.deliveries_apply_failures.inc(done.failed)

@@ -1,0 +1,93 @@
+"""Requests first: the background work of a process gives way to the requests it answers.
+
+The applier and the outbox worker share the process with the HTTP requests: its event loop,
+its CPU and Python's one lock. Every slice of CPU a batch takes is a slice a request waits
+for, and a request kept waiting stores its delivery later, which made the work look idle
+and take more: without a rule, a burst arriving on top of a backlog was answered at a
+fifteenth of its usual rate. So, while requests arrive, each kind of background work:
+
+- holds back for a while (`longest`, two seconds from its first hold), taking a step only
+  in a quiet moment (no request in flight, none stored for `quiet`): a burst is answered
+  at the speed of storing, and applied right after it. Once the backlog is worked off, or
+  the requests have been quiet for as long, the next burst is held back anew;
+- past that, takes turns: after each step (kept small) it waits as long as the step took,
+  so the requests keep about half of the process and the work keeps moving. A sustained
+  load starves neither.
+
+`Arrivals` is the signal, one per process: the POST requests being answered now (counted
+by the HTTP middleware: webhooks, Slack's events and clicks, the gate API) and the last
+delivery stored, here or, as a `--role worker` learns from the database, by another
+replica. Each kind of work keeps its own `RequestsFirst`. Times are `time.monotonic()`
+seconds, passed in.
+"""
+
+from __future__ import annotations
+
+QUIET_SECONDS = 0.02  # no request in flight and none stored for this long: a quiet moment
+LONGEST_HOLD_SECONDS = 2.0  # held back this long at most, then taking turns
+
+
+class Arrivals:
+    """Requests arriving, as the background work of this process sees them."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0  # POST requests being answered now
+        self._last_stored = float("-inf")
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+
+    def stored(self, now: float) -> None:
+        """A delivery was stored at `now` (here, or by another replica)."""
+        self._last_stored = now
+
+    def busy(self, now: float, *, quiet: float = QUIET_SECONDS) -> bool:
+        return self.in_flight > 0 or now - self._last_stored < quiet
+
+
+class RequestsFirst:
+    """When one kind of background work holds back for the requests."""
+
+    def __init__(
+        self,
+        arrivals: Arrivals | None = None,
+        *,
+        quiet: float = QUIET_SECONDS,
+        longest: float = LONGEST_HOLD_SECONDS,
+    ) -> None:
+        self.arrivals = arrivals or Arrivals()
+        self._quiet = quiet
+        self._longest = longest
+        self._held_since: float | None = None
+        self._turn_at = float("-inf")  # past the longest hold: the next step's turn
+        self._last_busy = float("-inf")  # when a step last found requests arriving
+
+    def busy(self, now: float) -> bool:
+        """Whether requests are arriving at `now`: the next step is kept small."""
+        return self.arrivals.busy(now, quiet=self._quiet)
+
+    def hold(self, now: float) -> bool:
+        """Whether the next step waits at `now`: for a quiet moment, while the backlog has
+        been held back less than `longest`; after that, until its turn. Requests quiet for
+        `longest` end the hold: the next burst is held back anew."""
+        if not self.busy(now):
+            if self._held_since is not None and now - self._last_busy >= self._longest:
+                self.drained()
+            return False
+        self._last_busy = now
+        if self._held_since is None:
+            self._held_since = now
+        return now - self._held_since < self._longest or now < self._turn_at
+
+    def ran(self, started: float, ended: float) -> None:
+        """A step ran from `started` to `ended`: while requests arrive, they get as long
+        again before the next one."""
+        self._turn_at = ended + (ended - started)
+
+    def drained(self) -> None:
+        """The backlog was worked off: the next one may be held back again."""
+        self._held_since = None
+        self._turn_at = float("-inf")
