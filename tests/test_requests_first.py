@@ -6,7 +6,8 @@ neither is starved."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +206,17 @@ class Watched(Arrivals):
         return super().busy(now, quiet=quiet)
 
 
+@contextlib.asynccontextmanager
+async def running(worker: Applier | OutboxWorker) -> AsyncIterator[None]:
+    """`worker.run()` in a task for the block, stopped (and awaited) after it."""
+    task = asyncio.create_task(worker.run(poll_seconds=60))
+    try:
+        yield
+    finally:
+        worker.stop()
+        await task
+
+
 def an_applier(
     db: Database,
     clock: FrozenClock,
@@ -231,16 +243,12 @@ async def test_the_applier_applies_nothing_while_a_request_of_a_burst_is_answere
     applied = asyncio.Event()
     worker = an_applier(db, clock, example_config, RequestsFirst(arrivals), applied.set)
     arrivals.started()
-    running = asyncio.create_task(worker.run(poll_seconds=60))
-    try:
+    async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
         assert pending(db) == 2  # it looked three times and held back each time
         arrivals.finished()
         await asyncio.wait_for(applied.wait(), WAIT)
         assert pending(db) == 0
-    finally:
-        worker.stop()
-        await running
 
 
 async def test_under_a_sustained_load_the_applier_takes_small_turns_and_is_not_starved(
@@ -258,12 +266,8 @@ async def test_under_a_sustained_load_the_applier_takes_small_turns_and_is_not_s
     arrivals = Arrivals()
     arrivals.started()  # a request always being answered, never finished
     worker = an_applier(db, clock, example_config, RequestsFirst(arrivals, longest=0.0), woken)
-    running = asyncio.create_task(worker.run(poll_seconds=60))
-    try:
+    async with running(worker):
         await asyncio.wait_for(done.wait(), WAIT)
-    finally:
-        worker.stop()
-        await running
     assert batches == [BUSY_BATCH, BUSY_BATCH + 2]  # small batches, one per turn
     assert arrivals.in_flight == 1
 
@@ -306,16 +310,12 @@ async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_ans
         requests=RequestsFirst(arrivals),
     )
     arrivals.started()
-    running = asyncio.create_task(worker.run(poll_seconds=60))
-    try:
+    async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
         assert slack.posts == []  # it looked three times and held back each time
         arrivals.finished()
         await asyncio.wait_for(slack.posted.wait(), WAIT)
         assert slack.posts == ["checkout waits for your approval"]
-    finally:
-        worker.stop()
-        await running
 
 
 async def test_a_worker_counts_deliveries_other_replicas_store_as_requests_arriving(
