@@ -717,8 +717,9 @@ async def bench_provider(args: argparse.Namespace, workdir: Path, provider: str)
             # server process CPU (all threads) per delivery, during the load and including the
             # outbox drain that follows it
             "server_cpu_ms_per_delivery": cpu_ms_per_delivery(cpu_start, cpu_load, args.count),
+            # (with --on-backlog, the drain follows both bursts: per delivery of the two)
             "server_cpu_ms_per_delivery_incl_drain": cpu_ms_per_delivery(
-                cpu_start, cpu_drain, args.count
+                cpu_start, cpu_drain, args.count * (2 if "on_backlog" in results else 1)
             ),
         }
         results["drain"] = {

@@ -63,7 +63,7 @@ class Runtime:
             requests=RequestsFirst(arrivals),
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
-        drainer = SpoolDrainer(db, spool, wake_applier=applier.wake)
+        drainer = SpoolDrainer(db, spool, wake_applier=applier.look)
         context = Context(
             db=db,
             config=config,

@@ -160,8 +160,7 @@ class RequestMetrics:
             await send(message)
 
         posted = scope.get("method") == "POST"
-        if posted:
-            self.arrivals.started()
+        arrival = self.arrivals.started(time.monotonic()) if posted else None
         try:
             with log_context(request_id=request_id):
                 try:
@@ -171,8 +170,8 @@ class RequestMetrics:
                     if not status_sent:  # else the connection is closed unfinished
                         await answer(scope, receive, send_wrapper)
         finally:
-            if posted:
-                self.arrivals.finished()
+            if arrival is not None:
+                self.arrivals.finished(arrival)
             self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:

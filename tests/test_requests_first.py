@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from bot.metrics import Metrics
 from bot.outbox_worker import OutboxWorker
 from bot.ports import PostedMessage
 from bot.render import Renderer
-from bot.requests_first import QUIET_SECONDS, Arrivals, RequestsFirst
+from bot.requests_first import LONGEST_HOLD_SECONDS, QUIET_SECONDS, Arrivals, RequestsFirst
 from bot.services import applier, outbox
 from bot.services.delivery_work import Work
 from bot.services.ingest import store_one, to_store
@@ -54,48 +55,70 @@ def test_a_burst_is_held_back_until_requests_let_up() -> None:
     assert not policy.busy(10.031)
 
 
-def test_a_request_being_answered_holds_the_work_back_however_long_it_takes() -> None:
+def test_a_request_being_answered_holds_the_work_back_until_it_goes_stale() -> None:
     """A request is counted from its start, not from its delivery's store: a slow process,
-    storing seldom, is not mistaken for a quiet one."""
+    storing seldom, is not mistaken for a quiet one. But one begun two seconds ago no
+    longer counts: a client that sends its headers and then nothing holds nothing back."""
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.arrivals.started()
+    request = policy.arrivals.started(10.0)
     assert policy.hold(10.0)
     assert policy.hold(10.5)  # nothing stored for 500 ms, but a request waits
-    policy.arrivals.finished()
+    policy.arrivals.finished(request)
     assert not policy.hold(10.6)
+    assert policy.arrivals.in_flight == 0
+
+    policy.arrivals.started(20.0)  # never finished
+    assert policy.hold(20.1)
+    assert policy.requested(20.1)
+    assert not policy.hold(22.1)
+    assert not policy.requested(22.1)
+    assert policy.arrivals.in_flight == 1  # still open, no longer holding anything back
 
 
 def test_past_the_longest_hold_the_work_and_the_requests_take_turns() -> None:
-    policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.arrivals.started()  # a sustained load: a request always in flight
-    assert policy.hold(10.0)
-    assert policy.hold(11.99)
-    assert not policy.hold(12.0)  # held back two seconds: a step now
+    policy = RequestsFirst(quiet=0.02, longest=2.0, longest_pause=0.1)
+
+    def hold(now: float) -> bool:  # a sustained load: a request just begun at every look
+        policy.arrivals.started(now)
+        return policy.hold(now)
+
+    assert hold(10.0)
+    assert hold(11.99)
+    assert not hold(12.0)  # held back two seconds: a step now
+    assert policy.busy(12.0)  # a small one
     policy.ran(12.0, 12.03)  # the step took 30 ms: the requests get as long
-    assert policy.hold(12.031)
-    assert policy.hold(12.059)
-    assert not policy.hold(12.061)
-    assert policy.busy(12.061)  # and the step is a small one
+    assert hold(12.031)
+    assert hold(12.059)
+    assert not hold(12.061)
+    policy.ran(12.061, 13.061)  # a step that waited a second (on a lock, on Slack)
+    assert hold(13.16)  # costs the requests' turn 100 ms, not a second
+    assert not hold(13.162)
 
 
 def test_once_drained_or_quiet_as_long_the_next_burst_is_held_back_anew() -> None:
     policy = RequestsFirst(quiet=0.02, longest=2.0)
-    policy.arrivals.stored(10.0)
-    assert policy.hold(10.001)
-    policy.arrivals.stored(12.5)
-    assert not policy.hold(12.501)  # the same backlog, held back long enough
-    policy.drained()
-    policy.arrivals.stored(20.0)
-    assert policy.hold(20.001)  # a new burst after the backlog was worked off
 
-    policy.arrivals.stored(22.5)
-    assert not policy.hold(22.501)  # held back long enough again, the backlog still there
-    assert not policy.hold(23.0)  # quiet, not for long
-    policy.arrivals.stored(23.5)
-    assert not policy.hold(23.501)  # the same burst going on: no new hold
-    assert not policy.hold(25.6)  # quiet for two seconds ...
-    policy.arrivals.stored(25.7)
-    assert policy.hold(25.701)  # ... so this is a new burst, held back anew
+    def burst(start: float, end: float) -> list[bool]:
+        """A delivery stored every 10 ms from `start` to `end`, and the work's look at each."""
+        holds = []
+        for step in range(round((end - start) / 0.01) + 1):
+            now = start + step * 0.01
+            policy.arrivals.stored(now)
+            holds.append(policy.hold(now + 0.001))
+        return holds
+
+    holds = burst(10.0, 12.5)
+    assert all(holds[:199]) and not any(holds[201:])  # held back two seconds, then turns
+    policy.drained(12.6)  # the backlog worked off in a quiet moment
+    holds = burst(12.7, 15.0)  # a new burst after it: held back anew
+    assert all(holds[:199]) and not any(holds[201:])
+
+    policy.drained(15.0)  # worked off while requests keep arriving ...
+    assert not any(burst(15.01, 15.5))  # ... is no new burst: no new two-second hold
+    assert not policy.hold(16.0)  # quiet, not for long
+    assert not any(burst(16.01, 16.5))  # the same burst going on
+    assert not policy.hold(18.0)  # quiet for two seconds ...
+    assert all(burst(18.6, 19.0))  # ... so this is a new burst, held back anew
 
 
 def test_a_steady_trickle_is_worked_as_it_arrives() -> None:
@@ -187,23 +210,39 @@ def test_a_batch_ends_where_a_request_comes_in_and_the_rest_waits_its_turn(
     assert done.applied == 2 and pending(db) == 0
 
 
-@dataclass
 class Watched(Arrivals):
-    """This process's arrivals, telling the test when the background work has looked at
-    them `enough` times (it then holds back, or has gone on)."""
+    """This process's arrivals as a test drives and watches them. `looked` is set once the
+    background work has looked `enough` times (it then holds back, or has gone on); with
+    `streaming`, every look finds a request just begun (a sustained load); `mid_batch` runs
+    when a batch first asks, between two deliveries, whether a request came in."""
 
-    enough: int = 3
-    looks: int = 0
-    looked: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        enough: int = 3,
+        streaming: bool = False,
+        mid_batch: Callable[[Watched, float], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.enough = enough
+        self.streaming = streaming
+        self.mid_batch = mid_batch
+        self.looks = 0
+        self.looked = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
-    def busy(self, now: float, *, quiet: float = QUIET_SECONDS) -> bool:
+    def busy(
+        self, now: float, *, quiet: float = QUIET_SECONDS, stale: float = LONGEST_HOLD_SECONDS
+    ) -> bool:
+        if quiet == 0.0 and self.mid_batch is not None:  # asked by a batch, in its thread
+            self.mid_batch(self, now)
+            self.mid_batch = None
         self.looks += 1
         if self.looks >= self.enough:
-            self.looked.set()
-        return super().busy(now, quiet=quiet)
+            self._loop.call_soon_threadsafe(self.looked.set)
+        if self.streaming:
+            self.started(now)
+        return super().busy(now, quiet=quiet, stale=stale)
 
 
 @contextlib.asynccontextmanager
@@ -242,11 +281,33 @@ async def test_the_applier_applies_nothing_while_a_request_of_a_burst_is_answere
     arrivals = Watched()
     applied = asyncio.Event()
     worker = an_applier(db, clock, example_config, RequestsFirst(arrivals), applied.set)
-    arrivals.started()
+    request = arrivals.started(time.monotonic())
     async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
         assert pending(db) == 2  # it looked three times and held back each time
-        arrivals.finished()
+        arrivals.finished(request)
+        await asyncio.wait_for(applied.wait(), WAIT)
+        assert pending(db) == 0
+
+
+async def test_a_batch_a_click_cuts_short_goes_on_once_the_click_is_answered(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    """No delivery is stored meanwhile, so nothing wakes the applier: it goes on by itself,
+    not at its next poll (a minute here)."""
+    store_deliveries(db, clock, example_config, 6)
+    clicks: list[int] = []
+    arrivals = Watched(enough=10**9, mid_batch=lambda a, now: clicks.append(a.started(now)))
+    applied = asyncio.Event()
+    worker = an_applier(db, clock, example_config, RequestsFirst(arrivals), applied.set)
+    async with running(worker):
+        await asyncio.wait_for(applied.wait(), WAIT)
+        assert pending(db) == 5  # the click came in after the first delivery
+        applied.clear()
+        arrivals.enough = arrivals.looks + 3
+        await asyncio.wait_for(arrivals.looked.wait(), WAIT)
+        assert pending(db) == 5  # held back while the click is answered
+        arrivals.finished(clicks[0])
         await asyncio.wait_for(applied.wait(), WAIT)
         assert pending(db) == 0
 
@@ -263,13 +324,12 @@ async def test_under_a_sustained_load_the_applier_takes_small_turns_and_is_not_s
         if not pending(db):
             done.set()
 
-    arrivals = Arrivals()
-    arrivals.started()  # a request always being answered, never finished
-    worker = an_applier(db, clock, example_config, RequestsFirst(arrivals, longest=0.0), woken)
+    arrivals = Watched(streaming=True)  # a request just begun at every look
+    requests = RequestsFirst(arrivals, longest=0.05)
+    worker = an_applier(db, clock, example_config, requests, woken)
     async with running(worker):
         await asyncio.wait_for(done.wait(), WAIT)
     assert batches == [BUSY_BATCH, BUSY_BATCH + 2]  # small batches, one per turn
-    assert arrivals.in_flight == 1
 
 
 # --- the outbox worker -----------------------------------------------------------------------
@@ -309,11 +369,11 @@ async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_ans
         min_interval=0.0,
         requests=RequestsFirst(arrivals),
     )
-    arrivals.started()
+    request = arrivals.started(time.monotonic())
     async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
         assert slack.posts == []  # it looked three times and held back each time
-        arrivals.finished()
+        arrivals.finished(request)
         await asyncio.wait_for(slack.posted.wait(), WAIT)
         assert slack.posts == ["checkout waits for your approval"]
 

@@ -121,6 +121,7 @@ class OutboxWorker:
         self._lanes: set[asyncio.Task[None]] = set()
         self._requests = requests or RequestsFirst()  # nobody: it never holds
         self._running = False  # `run` is running: its lanes give way to requests
+        self._holding: asyncio.Task[None] | None = None  # the shared wait while they do
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -168,24 +169,39 @@ class OutboxWorker:
         """Claim rows for the free lanes. While requests arrive (`RequestsFirst`), wait for
         a quiet moment or for this worker's turn; on its turn, take a small step: a few
         rows, sent (or `TURN_LONGEST` waited for, when Slack is slow) before the requests
-        get theirs. A claim that finds less than it could take has worked the backlog off."""
+        get theirs. A claim that finds nothing, with no lane running, has worked the
+        backlog off."""
         requests = self._requests
         await self._let_requests_in()
         started = time.monotonic()
         busy = requests.busy(started)
-        keys = self._concurrency - len(self._lanes)
         limit = BUSY_ROWS if busy else self._batch
-        claimed, lanes = await self._claim_and_start(keys, limit=limit)
+        claimed, lanes = await self._claim_and_start(
+            self._concurrency - len(self._lanes), limit=limit
+        )
         if busy:
             if lanes:
                 await asyncio.wait(lanes, timeout=TURN_LONGEST)
             requests.ran(started, time.monotonic())
-        if claimed < limit and len(lanes) < keys:
-            requests.drained()
+            if claimed >= limit:
+                self._wakeup.set()  # more is due: the next step once its turn comes
+        if not claimed and not self._lanes:
+            requests.drained(time.monotonic())
 
     async def _let_requests_in(self) -> None:
-        """While `run` runs: wait as long as the requests come first (`RequestsFirst`)."""
-        while self._running and not self._stopping and self._requests.hold(time.monotonic()):
+        """While `run` runs: wait as long as the requests come first (`RequestsFirst`).
+        Every lane waiting waits on one shared look, not on a look of its own."""
+        if not self._held_back():
+            return
+        if self._holding is None or self._holding.done():
+            self._holding = asyncio.create_task(self._hold_back(), name="outbox-requests-first")
+        await asyncio.shield(self._holding)
+
+    def _held_back(self) -> bool:
+        return self._running and not self._stopping and self._requests.hold(time.monotonic())
+
+    async def _hold_back(self) -> None:
+        while self._held_back():
             await asyncio.sleep(QUIET_SECONDS)
 
     async def _wait(self, poll_seconds: float) -> None:

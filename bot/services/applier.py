@@ -43,11 +43,13 @@ RETRY_LONGEST_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class Applied:
-    """What one claim did: deliveries applied, and those that failed this time."""
+    """What one claim did: deliveries applied, those that failed this time, and those
+    claimed but left for the next batch (it ended early)."""
 
     applied: int = 0
     failed: int = 0
     claimed: int = 0
+    left: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,14 @@ def apply_due(
 ) -> Applied:
     """Claim up to `limit` due deliveries and apply them, in order per key. `stop` is asked
     after each delivery: when it says yes, the batch ends there, and the deliveries it has
-    not reached stay pending for the next one (still counted as claimed)."""
+    not reached stay pending for the next one (`left`)."""
     rows = _claim(session, now=now, limit=limit)
     blocked: set[str] = set()
     applied = failed = 0
+    left = 0
     for index, row in enumerate(rows):
         if index and stop is not None and stop():
+            left = len(rows) - index
             break
         if row.apply_key in blocked:
             continue  # an earlier delivery of its key failed just now: it waits its turn
@@ -104,7 +108,7 @@ def apply_due(
             failed += 1
             if not _record_failure(session, now=now, row=row, exc=exc, max_attempts=max_attempts):
                 blocked.add(row.apply_key)  # retried later; given up on, the next goes on
-    return Applied(applied=applied, failed=failed, claimed=len(rows))
+    return Applied(applied=applied, failed=failed, claimed=len(rows), left=left)
 
 
 def _claim(session: Session, *, now: datetime, limit: int) -> list[Any]:

@@ -80,6 +80,11 @@ class Applier:
     def wake(self) -> None:
         """A delivery was stored: look for work now (once the requests let it)."""
         self._requests.arrivals.stored(time.monotonic())
+        self.look()
+
+    def look(self) -> None:
+        """Look for work now: deliveries came in some other way than a request (the spool
+        drained into the database)."""
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -100,6 +105,8 @@ class Applier:
             done = None
             try:
                 await self._let_requests_in()
+                if self._stopping:
+                    break
                 started = time.monotonic()
                 busy = self._requests.busy(started)
                 limit = min(BUSY_BATCH, self._batch) if busy else self._batch
@@ -110,9 +117,9 @@ class Applier:
                 log.exception("applying stored deliveries failed; will try again")
             if self._stopping:
                 break
-            if done is not None and done.claimed >= limit and done.applied > 0:
+            if done is not None and (done.left or (done.claimed >= limit and done.applied > 0)):
                 continue  # a backlog: the next batch at once (once requests let it)
-            self._requests.drained()
+            self._requests.drained(time.monotonic())
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
             except TimeoutError:
@@ -152,7 +159,7 @@ class Applier:
         return applied
 
     def _requested(self) -> bool:
-        return self._requests.arrivals.in_flight > 0
+        return self._requests.requested(time.monotonic())
 
     async def _apply_batch(
         self, limit: int, *, stop: Callable[[], bool] | None = None
