@@ -245,6 +245,32 @@ class Watched(Arrivals):
         return super().busy(now, quiet=quiet, stale=stale)
 
 
+class Turns(RequestsFirst):
+    """The rule as it runs, its answers written down: ("hold", held?) at each look, and
+    "ran" after each step."""
+
+    def __init__(self, arrivals: Arrivals, *, longest: float) -> None:
+        super().__init__(arrivals, longest=longest)
+        self.log: list[tuple[str, bool] | str] = []
+
+    def hold(self, now: float) -> bool:
+        held = super().hold(now)
+        self.log.append(("hold", held))
+        return held
+
+    def ran(self, started: float, ended: float) -> None:
+        super().ran(started, ended)
+        self.log.append("ran")
+
+
+def paused_between_steps(log: list[tuple[str, bool] | str]) -> bool:
+    """Whether, after every step but the last, the work held back at least once before
+    taking the next one."""
+    between = " ".join("ran" if entry == "ran" else str(entry[1]) for entry in log)
+    stretches = between.split("ran")[1:-1]  # the looks between two steps
+    return bool(stretches) and all("True" in stretch for stretch in stretches)
+
+
 @contextlib.asynccontextmanager
 async def running(worker: Applier | OutboxWorker) -> AsyncIterator[None]:
     """`worker.run()` in a task for the block, stopped (and awaited) after it."""
@@ -325,11 +351,13 @@ async def test_under_a_sustained_load_the_applier_takes_small_turns_and_is_not_s
             done.set()
 
     arrivals = Watched(streaming=True)  # a request just begun at every look
-    requests = RequestsFirst(arrivals, longest=0.05)
+    requests = Turns(arrivals, longest=0.05)
     worker = an_applier(db, clock, example_config, requests, woken)
     async with running(worker):
         await asyncio.wait_for(done.wait(), WAIT)
     assert batches == [BUSY_BATCH, BUSY_BATCH + 2]  # small batches, one per turn
+    assert requests.log.count("ran") == 2
+    assert paused_between_steps(requests.log)  # the requests had their turn in between
 
 
 # --- the outbox worker -----------------------------------------------------------------------
@@ -414,3 +442,33 @@ async def test_a_worker_and_a_postgresql_replica_watch_what_other_replicas_store
     async with bot_factory() as replica:  # role all
         on_postgresql = replica.runtime.context.db.engine.dialect.name == "postgresql"
         assert replica.runtime.applier.watching_arrivals == on_postgresql
+
+
+async def test_under_a_sustained_load_the_outbox_worker_sends_in_small_turns_until_done(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    texts = [f"reminder {n}" for n in range(10)]
+    messages = [DirectMessage(user_id="U0RM1", text=text) for text in texts]  # one message key
+    db.write(lambda s: outbox.enqueue_many(s, messages, now=clock.now()))
+    arrivals = Watched(streaming=True)  # a request just begun at every look
+    requests = Turns(arrivals, longest=0.05)
+    slack = PostingSlack()
+    worker = OutboxWorker(
+        db=db,
+        clock=clock,
+        config=example_config,
+        slack=slack,
+        renderer=Renderer(),
+        metrics=Metrics(),
+        min_interval=0.0,
+        requests=requests,
+    )
+    async with running(worker):  # its poll is a minute: it has to wake itself between turns
+        while True:
+            slack.posted.clear()
+            if len(slack.posts) >= len(texts):
+                break
+            await asyncio.wait_for(slack.posted.wait(), WAIT)
+    assert slack.posts == texts  # in order
+    assert requests.log.count("ran") >= 3  # 4 rows a turn at most
+    assert paused_between_steps(requests.log)
