@@ -60,6 +60,15 @@ class Metrics:
             ["error"],
             registry=self.registry,
         )
+        self.held_back = Counter(
+            "releasebot_held_back_seconds",
+            "Seconds the background work waited for the requests this process answers "
+            "(requests first), by work: applier, outbox.",
+            ["work"],
+            registry=self.registry,
+        )
+        for work in ("applier", "outbox"):
+            self.held_back.labels(work)  # 0 until it first holds back, not absent
         self.request_latency = Histogram(
             "releasebot_http_request_duration_seconds",
             "HTTP request latency by route and status class.",

@@ -263,6 +263,12 @@ class Turns(RequestsFirst):
         self.log.append("ran")
 
 
+def held_back(metrics: Metrics, work: str) -> float:
+    """`releasebot_held_back_seconds` for `work`, as /metrics shows it."""
+    value = metrics.registry.get_sample_value("releasebot_held_back_seconds_total", {"work": work})
+    return value or 0.0
+
+
 def paused_between_steps(log: list[tuple[str, bool] | str]) -> bool:
     """Whether, after every step but the last, the work held back at least once before
     taking the next one."""
@@ -288,12 +294,13 @@ def an_applier(
     config: Config,
     requests: RequestsFirst,
     woken: Callable[[], None],
+    metrics: Metrics | None = None,
 ) -> Applier:
     return Applier(
         db=db,
         clock=clock,
         config=config,
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
         wake_outbox=woken,
         max_attempts=3,
         requests=requests,
@@ -306,7 +313,9 @@ async def test_the_applier_applies_nothing_while_a_request_of_a_burst_is_answere
     store_deliveries(db, clock, example_config, 2)
     arrivals = Watched()
     applied = asyncio.Event()
-    worker = an_applier(db, clock, example_config, RequestsFirst(arrivals), applied.set)
+    metrics = Metrics()
+    requests = RequestsFirst(arrivals)
+    worker = an_applier(db, clock, example_config, requests, applied.set, metrics)
     request = arrivals.started(time.monotonic())
     async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
@@ -314,6 +323,7 @@ async def test_the_applier_applies_nothing_while_a_request_of_a_burst_is_answere
         arrivals.finished(request)
         await asyncio.wait_for(applied.wait(), WAIT)
         assert pending(db) == 0
+    assert held_back(metrics, "applier") >= 2 * QUIET_SECONDS  # shown in /metrics
 
 
 async def test_a_batch_a_click_cuts_short_goes_on_once_the_click_is_answered(
@@ -387,13 +397,14 @@ async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_ans
     db.write(lambda s: outbox.enqueue_many(s, [message], now=clock.now()))
     arrivals = Watched()
     slack = PostingSlack()
+    metrics = Metrics()
     worker = OutboxWorker(
         db=db,
         clock=clock,
         config=example_config,
         slack=slack,
         renderer=Renderer(),
-        metrics=Metrics(),
+        metrics=metrics,
         min_interval=0.0,
         requests=RequestsFirst(arrivals),
     )
@@ -404,6 +415,7 @@ async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_ans
         arrivals.finished(request)
         await asyncio.wait_for(slack.posted.wait(), WAIT)
         assert slack.posts == ["checkout waits for your approval"]
+    assert held_back(metrics, "outbox") >= 2 * QUIET_SECONDS  # shown in /metrics
 
 
 async def test_a_worker_counts_deliveries_other_replicas_store_as_requests_arriving(

@@ -201,8 +201,10 @@ class OutboxWorker:
         return self._running and not self._stopping and self._requests.hold(time.monotonic())
 
     async def _hold_back(self) -> None:
+        began = time.monotonic()
         while self._held_back():
             await asyncio.sleep(QUIET_SECONDS)
+        self._metrics.held_back.labels("outbox").inc(time.monotonic() - began)
 
     async def _wait(self, poll_seconds: float) -> None:
         """Until woken, a lane finishes, or `poll_seconds` pass."""

@@ -126,12 +126,16 @@ class Applier:
                 pass
 
     async def _let_requests_in(self) -> None:
+        began: float | None = None  # when this wait began holding back
         while not self._stopping:
             if self._watch_arrivals:
                 await self.notice_arrivals()
             if not self._requests.hold(time.monotonic()):
-                return
+                break
+            began = time.monotonic() if began is None else began
             await asyncio.sleep(QUIET_SECONDS)
+        if began is not None:
+            self._metrics.held_back.labels("applier").inc(time.monotonic() - began)
 
     async def notice_arrivals(self) -> bool:
         """Whether another replica stored a delivery since the last look. Such a delivery
