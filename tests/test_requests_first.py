@@ -390,6 +390,26 @@ class PostingSlack:
         return None
 
 
+def an_outbox_worker(
+    db: Database,
+    clock: FrozenClock,
+    config: Config,
+    slack: PostingSlack,
+    requests: RequestsFirst,
+    metrics: Metrics | None = None,
+) -> OutboxWorker:
+    return OutboxWorker(
+        db=db,
+        clock=clock,
+        config=config,
+        slack=slack,
+        renderer=Renderer(),
+        metrics=metrics or Metrics(),
+        min_interval=0.0,  # claims as soon as woken: only the rule holds it back
+        requests=requests,
+    )
+
+
 async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_answered(
     db: Database, clock: FrozenClock, example_config: Config
 ) -> None:
@@ -398,16 +418,7 @@ async def test_the_outbox_worker_sends_nothing_while_a_request_of_a_burst_is_ans
     arrivals = Watched()
     slack = PostingSlack()
     metrics = Metrics()
-    worker = OutboxWorker(
-        db=db,
-        clock=clock,
-        config=example_config,
-        slack=slack,
-        renderer=Renderer(),
-        metrics=metrics,
-        min_interval=0.0,
-        requests=RequestsFirst(arrivals),
-    )
+    worker = an_outbox_worker(db, clock, example_config, slack, RequestsFirst(arrivals), metrics)
     request = arrivals.started(time.monotonic())
     async with running(worker):
         await asyncio.wait_for(arrivals.looked.wait(), WAIT)
@@ -465,16 +476,7 @@ async def test_under_a_sustained_load_the_outbox_worker_sends_in_small_turns_unt
     arrivals = Watched(streaming=True)  # a request just begun at every look
     requests = Turns(arrivals, longest=0.05)
     slack = PostingSlack()
-    worker = OutboxWorker(
-        db=db,
-        clock=clock,
-        config=example_config,
-        slack=slack,
-        renderer=Renderer(),
-        metrics=Metrics(),
-        min_interval=0.0,
-        requests=requests,
-    )
+    worker = an_outbox_worker(db, clock, example_config, slack, requests)
     async with running(worker):  # its poll is a minute: it has to wake itself between turns
         while True:
             slack.posted.clear()
