@@ -24,7 +24,10 @@ its own `RequestsFirst`. Times are `time.monotonic()` seconds, passed in.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable
 
 QUIET_SECONDS = 0.02  # no request in flight and none stored for this long: a quiet moment
 LONGEST_HOLD_SECONDS = 2.0  # held back this long at most, then taking turns
@@ -105,6 +108,23 @@ class RequestsFirst:
             self._held_since = now  # a new burst
         self._last_busy = now
         return now - self._held_since < self._longest or now < self._turn_at
+
+    async def wait_turn(
+        self, *, go_on: Callable[[], bool], look: Callable[[], Awaitable[object]] | None = None
+    ) -> float:
+        """Wait as long as `hold` says, looking again every `quiet` seconds (after `look`,
+        when given: a worker reading what other replicas stored) while `go_on()`; the
+        seconds it held back (0: it did not)."""
+        began: float | None = None
+        while go_on():
+            if look is not None:
+                await look()
+            now = time.monotonic()
+            if not self.hold(now):
+                break
+            began = now if began is None else began
+            await asyncio.sleep(self._quiet)
+        return 0.0 if began is None else time.monotonic() - began
 
     def ran(self, started: float, ended: float) -> None:
         """A step ran from `started` to `ended`: while requests arrive, they get as long

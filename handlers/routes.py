@@ -128,8 +128,8 @@ class RequestMetrics:
     at most 128 characters, else a new one): every line logged while it is handled carries
     it, and the response echoes it in `X-Request-Id`.
 
-    A POST (a webhook, Slack's events and clicks, the gate API) counts in `arrivals` while
-    it is answered: the background work of the process gives way to it
+    A POST (a webhook, Slack's events and clicks over HTTP, the gate API) counts in
+    `arrivals` while it is answered: the background work of the process gives way to it
     (`bot.requests_first`). Reads (pages, probes, `/metrics`) do not.
     """
 

@@ -43,7 +43,7 @@ from bot.outbox_worker.sends import Batch, Handler, Sends, read_batch, supersede
 from bot.outbox_worker.writes import LaneWrites
 from bot.ports import Clock, Deployer, DeploymentLookup, Pager, ScmClient, SlackSender
 from bot.render import Renderer
-from bot.requests_first import QUIET_SECONDS, RequestsFirst
+from bot.requests_first import RequestsFirst
 from bot.services import outbox, pipeline
 from bot.store.db import Database
 
@@ -201,10 +201,8 @@ class OutboxWorker:
         return self._running and not self._stopping and self._requests.hold(time.monotonic())
 
     async def _hold_back(self) -> None:
-        began = time.monotonic()
-        while self._held_back():
-            await asyncio.sleep(QUIET_SECONDS)
-        self._metrics.held_back.labels("outbox").inc(time.monotonic() - began)
+        held = await self._requests.wait_turn(go_on=lambda: self._running and not self._stopping)
+        self._metrics.held_back.labels("outbox").inc(held)
 
     async def _wait(self, poll_seconds: float) -> None:
         """Until woken, a lane finishes, or `poll_seconds` pass."""

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.metrics import Metrics
 from bot.ports import Clock
-from bot.requests_first import QUIET_SECONDS, RequestsFirst
+from bot.requests_first import RequestsFirst
 from bot.services import applier
 from bot.store.db import Database
 
@@ -126,16 +126,12 @@ class Applier:
                 pass
 
     async def _let_requests_in(self) -> None:
-        began: float | None = None  # when this wait began holding back
-        while not self._stopping:
-            if self._watch_arrivals:
-                await self.notice_arrivals()
-            if not self._requests.hold(time.monotonic()):
-                break
-            began = time.monotonic() if began is None else began
-            await asyncio.sleep(QUIET_SECONDS)
-        if began is not None:
-            self._metrics.held_back.labels("applier").inc(time.monotonic() - began)
+        held = await self._requests.wait_turn(
+            go_on=lambda: not self._stopping,
+            look=self.notice_arrivals if self._watch_arrivals else None,
+        )
+        if held:
+            self._metrics.held_back.labels("applier").inc(held)
 
     async def notice_arrivals(self) -> bool:
         """Whether another replica stored a delivery since the last look. Such a delivery
