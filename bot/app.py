@@ -38,6 +38,7 @@ from bot.runtime import Runtime
 from bot.scheduling import start_background
 from bot.settings import Settings, SettingsError
 from bot.store.db import Database, make_engine
+from bot.store.doorbell import doorbell_for
 from bot.usecases import UseCases
 from bot.usecases.doctor import Patient, log_findings
 from handlers.routes import RequestMetrics, routes
@@ -107,8 +108,11 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> Sta
                 directory=directory,
                 arrivals=arrivals,
             )
+            doorbell = doorbell_for(engine, role=settings.role)
+            stack.push_async_callback(doorbell.aclose)
             runtime = Runtime.assemble(
                 db=db,
+                doorbell=doorbell,
                 config=config,
                 settings=settings,
                 clock=clock,

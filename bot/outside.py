@@ -72,6 +72,9 @@ class Overrides:
     run_outbox_worker: bool = True
     startup_checks: bool | None = None  # doctor's checks once at start; None: as the scheduler
     outbox_poll_seconds: float = 5.0
+    # The applier looks for retries come due, and for deliveries another process stored
+    # that no ring told of (`bot.store.doorbell`), this often.
+    applier_poll_seconds: float = 1.0
     # Store and apply each webhook delivery before answering it, instead of leaving it to
     # the applier. None: when the outbox worker's loop is not run either (a test that
     # drives the background work itself asserts on what a delivery did once answered).

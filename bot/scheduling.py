@@ -171,8 +171,6 @@ def register_jobs(scheduler: AsyncIOScheduler, runtime: Runtime, holder: str | N
 
 # --- what runs beside the HTTP server, by role ---------------------------------------------
 
-APPLIER_POLL_SECONDS = 1.0  # retries coming due, and deliveries other replicas stored
-
 
 def start_background(
     runtime: Runtime, overrides: Overrides, stack: AsyncExitStack
@@ -197,6 +195,7 @@ def start_background(
             runtime.worker.stop()
             runtime.spool_drainer.stop()
             runtime.verifier.stop()
+            runtime.doorbell.stop()
 
     def stop_claiming() -> None:
         with contextlib.suppress(RuntimeError):  # the loop has already closed
@@ -218,7 +217,7 @@ def start_background(
     if works and overrides.run_outbox_worker:
         tasks.append(
             asyncio.create_task(
-                runtime.applier.run(poll_seconds=APPLIER_POLL_SECONDS), name="applier"
+                runtime.applier.run(poll_seconds=overrides.applier_poll_seconds), name="applier"
             )
         )
         tasks.append(
@@ -227,6 +226,10 @@ def start_background(
                 name="outbox-worker",
             )
         )
+        if runtime.doorbell.listens:  # woken by the other processes' work, not only by polls
+            tasks.append(
+                asyncio.create_task(runtime.doorbell.listen(runtime.heard()), name="doorbell")
+            )
 
     async def drain() -> None:
         begin_drain()

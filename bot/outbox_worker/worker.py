@@ -115,6 +115,7 @@ class OutboxWorker:
         self._config = config
         self._by_kind = {**sends.table(), **(more or {})}
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
         self._stopping = False
         self._held: dict[int, str] = {}  # rows claimed and not settled: id -> lease token
         self._lost: set[int] = set()  # rows whose lease another worker took over
@@ -206,6 +207,8 @@ class OutboxWorker:
 
     async def _wait(self, poll_seconds: float) -> None:
         """Until woken, a lane finishes, or `poll_seconds` pass."""
+        if not self._lanes and not self._wakeup.is_set():
+            self._idle.set()
         woken = asyncio.create_task(self._wakeup.wait())
         try:
             await asyncio.wait(
@@ -213,7 +216,12 @@ class OutboxWorker:
             )
         finally:
             woken.cancel()
+            self._idle.clear()
         self._wakeup.clear()
+
+    async def idle(self) -> None:
+        """Until `run` waits for work (a wake-up or its poll) with no message in flight."""
+        await self._idle.wait()
 
     async def drain(self) -> int:
         """Send every row that is due now, round after round; returns how many were claimed."""

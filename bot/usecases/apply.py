@@ -67,6 +67,7 @@ class Applier:
         self._max_attempts = max_attempts
         self._batch = batch
         self._wakeup: asyncio.Event | None = None
+        self._idle = asyncio.Event()
         self._stopping = False
         self._requests = requests or RequestsFirst()
         self._watch_arrivals = watch_arrivals
@@ -120,10 +121,18 @@ class Applier:
             if done is not None and (done.left or (done.claimed >= limit and done.applied > 0)):
                 continue  # a backlog: the next batch at once (once requests let it)
             self._requests.drained(time.monotonic())
+            if not self._wakeup.is_set():
+                self._idle.set()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
             except TimeoutError:
                 pass
+            finally:
+                self._idle.clear()
+
+    async def idle(self) -> None:
+        """Until the loop waits for work (a wake-up or its poll) with none left to do."""
+        await self._idle.wait()
 
     async def _let_requests_in(self) -> None:
         held = await self._requests.wait_turn(

@@ -45,7 +45,9 @@ import asyncio
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -128,7 +130,7 @@ class FakeSlackWebApi:
             held = status == 200 and body.get("ok") is True and method in self._held_methods
             if held:
                 self._held_answers += 1
-                self._changed.notify_all()
+            self._changed.notify_all()
         if held:
             await asyncio.to_thread(self._release.wait, HOLD_SECONDS)
             with self._lock:
@@ -235,6 +237,24 @@ class FakeSlackWebApi:
         """Block until a call's answer is being held back (its effect is stored)."""
         with self._changed:
             return self._changed.wait_for(lambda: self._held_answers > 0, timeout=timeout)
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Block until `done()` holds, asked again after every call received, or until
+        `timeout` seconds pass; whether it holds. `done` may use this fake's queries."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                seen = len(self._state.calls)
+            if done():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._changed:
+                self._changed.wait_for(partial(self._calls_since, seen), timeout=remaining)
+
+    def _calls_since(self, seen: int) -> bool:
+        return len(self._state.calls) != seen
 
     # -- queries for tests and the sandbox -----------------------------------------------------
 
