@@ -1,16 +1,20 @@
-"""Webhook ingest on PostgreSQL with the roles split: N `--role web` replicas and a worker.
+"""Webhook ingest on PostgreSQL with the roles split: N `--role web` replicas and workers.
 
     .venv/bin/python bench/ingest_replicas.py                  # a throwaway cluster (root only)
     .venv/bin/python bench/ingest_replicas.py --database-url postgresql+psycopg://...
-    options: --webs 2 --count 3000 --concurrency 32 --durable --keep --json
+    options: --webs 2 --workers 1 --count 3000 --concurrency 32 --steady-count 100
+             --steady-rate 10 --durable --keep --json
 
 What `bench/ingest.py` does for one process on SQLite, for the shape a platform team runs at
-scale: `--webs` processes of `releasebot serve --role web` and one `--role worker` on one
-PostgreSQL database, the stand-in Slack of `bench/ingest.py` in a process of its own. The
-same signed GitHub `deployment_status` deliveries are spread over the web replicas (each
-deployment's two statuses to the same one, `--concurrency` in flight in all); reported:
-throughput over the whole burst, latency percentiles, the answers, and how long the worker
-then took to apply every delivery and send every outbox row.
+scale: `--webs` processes of `releasebot serve --role web` and `--workers` of `--role worker` (one
+by default) on one PostgreSQL database, the stand-in Slack of `bench/ingest.py` in a process
+of its own. The same signed GitHub `deployment_status` deliveries are spread over the web
+replicas (each deployment's two statuses to the same one, `--concurrency` in flight in
+all); reported: throughput over the whole burst, latency percentiles, the answers, and how
+long the workers then took to apply every delivery and send every outbox row. Then, as in
+`bench/ingest.py`, `--steady-count` new deployments at `--steady-rate` per second to the
+first web replica, and the webhook-to-Slack-message latency of each: a worker does the
+work, so this is how fast the web's word reaches it.
 
 The database is a new one on `--database-url` (dropped afterwards), or a throwaway cluster
 made with initdb (as in `bench/reliability.py`; `--durable` keeps PostgreSQL's fsync and
@@ -43,6 +47,7 @@ from ingest import (  # noqa: E402
     run_load,
     start_fake_slack,
     start_releasebot,
+    steady_latency,
     wait_for_drain,
     wait_until_up,
 )
@@ -120,28 +125,39 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         servers = [slack]
         try:
             webs = [start(workdir, f"web{i + 1}", "web", url, slack) for i in range(args.webs)]
-            worker = start(workdir, "worker", "worker", url, slack, nice=args.worker_nice)
-            servers += [*webs, worker]
+            workers = [
+                start(workdir, f"worker{i + 1}", "worker", url, slack, nice=args.worker_nice)
+                for i in range(args.workers)
+            ]
+            worker = workers[0]
+            servers += [*webs, *workers]
             async with control_client() as client:
                 await wait_until_up(client, slack, "/")
-                for server in [*webs, worker]:
+                for server in [*webs, *workers]:
                     await wait_until_up(client, server, "/readyz")
                 await load(webs, args, args.warmup, 10_000_000)
                 await wait_for_drain(client, worker, args.drain_timeout)
                 burst = await load(webs, args, args.count, 20_000_000)
                 drained, pending, dead = await wait_for_drain(client, worker, args.drain_timeout)
+                steady = (
+                    await steady_latency(args, client, webs[0], "github", f"{slack.base_url}/api/")
+                    if args.steady_count
+                    else None
+                )
         finally:
             for server in reversed(servers):
                 server.stop()
     return {
         "database": kind,
         "webs": args.webs,
+        "workers": args.workers,
         "count": args.count,
         "concurrency": args.concurrency,
         "burst": burst.summary(),
         "drain_seconds": None if drained is None else round(drained, 2),
         "pending_after_burst": pending,
         "dead": dead,
+        "steady": steady,
     }
 
 
@@ -151,7 +167,7 @@ def report(figures: dict[str, Any]) -> None:
     rate = burst["throughput_per_s"]
     out(
         f"\nwebhook ingest on {figures['database']}: {figures['webs']} x `serve --role web` + "
-        f"1 x `--role worker`, {figures['count']} signed GitHub deliveries, "
+        f"{figures['workers']} x `--role worker`, {figures['count']} signed GitHub deliveries, "
         f"{figures['concurrency']} in flight over all webs"
     )
     verdict = "PASS" if rate >= TARGET_THROUGHPUT else "MISS"
@@ -167,12 +183,25 @@ def report(figures: dict[str, Any]) -> None:
         f"burst ({figures['pending_after_burst']} deliveries and outbox rows pending then, "
         f"{figures['dead']} dead)"
     )
+    steady = figures["steady"]
+    if steady is not None and not steady["messages_found"]:
+        out("  webhook to Slack message: no message found")
+    elif steady is not None:
+        latency = steady["latency_ms"]
+        verdict = "PASS" if steady["target"]["met"] else "MISS"
+        out(
+            f"  webhook to Slack message, {steady['deliveries']} at {steady['rate_per_s']}/s: "
+            f"p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms "
+            f"(target p95 <= {steady['target']['p95_ms']:.0f} ms) {verdict}; "
+            f"{steady['messages_found']} messages found"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="a PostgreSQL server to make a database on")
     parser.add_argument("--webs", type=int, default=2, help="web replicas (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="worker replicas (default 1)")
     parser.add_argument(
         "--worker-nice",
         type=int,
@@ -184,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="in flight, all webs")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--steady-count", type=int, default=100, help="deployments after the burst (0: none)"
+    )
+    parser.add_argument("--steady-rate", type=float, default=10.0, help="per second")
+    parser.set_defaults(client="aiohttp")  # the load generator `bench/ingest.py` uses
     parser.add_argument("--durable", action="store_true", help="throwaway cluster with fsync on")
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
     parser.add_argument("--json", action="store_true")
