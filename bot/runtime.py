@@ -97,7 +97,15 @@ class Runtime:
     def heard(self) -> bell.Heard:
         """What another process's ring wakes here: a delivery stored elsewhere counts as a
         request arriving, as one stored here does (`Applier.wake`)."""
-        return {bell.DELIVERIES: self.applier.wake, bell.OUTBOX: self.worker.wake}
+        return {
+            bell.DELIVERIES: self.applier.wake,
+            bell.OUTBOX: self.worker.wake,
+            bell.CHANGED: self._look,
+        }
+
+    def _look(self) -> None:
+        self.applier.look()
+        self.worker.wake()
 
     @property
     def db(self) -> Database:

@@ -13,7 +13,8 @@ its next poll (a second for deliveries, five for the outbox). The doorbell carri
   connects again, waking everything once for what was committed while it was deaf.
 - **SQLite:** the processes share one file on one machine. A worker (`--role worker`)
   watches `PRAGMA data_version`, which changes whenever another connection commits, every
-  `WATCH_SECONDS`, and wakes both; ringing is a no-op. One process (`--role all`, the
+  `WATCH_SECONDS`, and wakes both (its own commits change it too, so such a change is not
+  taken for requests arriving); ringing is a no-op. One process (`--role all`, the
   default) wakes its own loops directly and watches nothing.
 
 The polls stay as they were: a ring lost (a connection down) costs at most one poll.
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 
 DELIVERIES = "deliveries"  # a webhook delivery was stored: the applier has work
 OUTBOX = "outbox"  # outbox rows were queued: the outbox worker has work
-TOPICS = (DELIVERIES, OUTBOX)
+# Something was committed, what is not known (a listener connected again after missing
+# rings; a SQLite file changed, by this process or another): look for work of every kind,
+# without taking it for requests arriving.
+CHANGED = "changed"
 
 CHANNEL = "releasebot_work"
 RING_GAP_SECONDS = 0.01  # between two rings of one process: a burst rings ~100 times a second
@@ -161,7 +165,7 @@ class PostgresDoorbell(Doorbell):
                     log.info("listening for the other replicas' work")
                     await self._now_listening(True)
                     wait = RECONNECT_SECONDS[0]
-                    _wake_all(heard)  # what was committed before we listened
+                    _look(heard)  # what was committed before we listened
                     while not self._stopping:
                         async for notice in connection.notifies(timeout=NOTIFY_TIMEOUT_SECONDS):
                             self._hear(notice.payload, heard)
@@ -226,7 +230,7 @@ class SqliteWatch(Doorbell):
                 if version != seen:
                     seen = version
                     self.heard += 1
-                    _wake_all(heard)
+                    _look(heard)
         finally:
             await asyncio.to_thread(connection.close)
 
@@ -241,6 +245,7 @@ def _data_version(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _wake_all(heard: Heard) -> None:
-    for wake in heard.values():
+def _look(heard: Heard) -> None:
+    wake = heard.get(CHANGED)
+    if wake is not None:
         wake()
