@@ -486,3 +486,60 @@ async def test_under_a_sustained_load_the_outbox_worker_sends_in_small_turns_unt
     assert slack.posts == texts  # in order
     assert requests.log.count("ran") >= 3  # 4 rows a turn at most
     assert paused_between_steps(requests.log)
+
+
+class Drains(RequestsFirst):
+    """The rule, told when each claim takes its turn (`busy`), and writing down at each
+    `drained` (the backlog worked off) whether `unsent()` said a message was still unsent."""
+
+    def __init__(self, arrivals: Arrivals, unsent: Callable[[], bool]) -> None:
+        super().__init__(arrivals)
+        self.unsent = unsent
+        self.claims = 0
+        self.claimed_again = asyncio.Event()  # a second claim came
+        self.drains: list[bool] = []
+        self.worked_off = asyncio.Event()
+
+    def busy(self, now: float) -> bool:
+        self.claims += 1
+        if self.claims >= 2:
+            self.claimed_again.set()
+        return super().busy(now)
+
+    def drained(self, now: float) -> None:
+        super().drained(now)
+        self.drains.append(self.unsent())
+        self.worked_off.set()
+
+
+@dataclass
+class HeldSlack(PostingSlack):
+    """Slack that takes each post in, then answers only once the test lets it."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def post_message(self, *, channel: str, text: str, **kw: Any) -> PostedMessage:
+        self.entered.set()
+        await self.answer.wait()
+        return await super().post_message(channel=channel, text=text, **kw)
+
+
+async def test_the_outbox_backlog_is_worked_off_only_once_no_message_is_still_being_sent(
+    db: Database, clock: FrozenClock, example_config: Config
+) -> None:
+    texts = ["first reminder", "second reminder"]  # one message key: sent one after the other
+    messages = [DirectMessage(user_id="U0RM1", text=text) for text in texts]
+    db.write(lambda s: outbox.enqueue_many(s, messages, now=clock.now()))
+    slack = HeldSlack()
+    requests = Drains(Watched(), unsent=lambda: len(slack.posts) < len(texts))
+    worker = an_outbox_worker(db, clock, example_config, slack, requests)
+    async with running(worker):
+        await asyncio.wait_for(slack.entered.wait(), WAIT)  # the first is being sent
+        worker.wake()  # a claim now finds nothing: the second waits for the first
+        await asyncio.wait_for(requests.claimed_again.wait(), WAIT)
+        slack.answer.set()
+        await asyncio.wait_for(requests.worked_off.wait(), WAIT)
+    assert slack.posts == texts
+    # Worked off only once both were sent, never while one was in flight or waiting for it.
+    assert requests.drains and not any(requests.drains)
