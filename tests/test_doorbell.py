@@ -87,6 +87,9 @@ async def test_a_delivery_a_web_stored_is_applied_and_posted_by_the_worker_at_on
         expected = PostgresDoorbell if postgres else SqliteWatch
         assert isinstance(worker.runtime.doorbell, expected) and worker.runtime.doorbell.listens
         assert not web.runtime.doorbell.listens  # a web replica runs no loop to wake
+        if isinstance(worker.runtime.doorbell, PostgresDoorbell):
+            await asyncio.wait_for(worker.runtime.doorbell.wait_listening(), WAIT)
+        assert (await worker.http.get("/readyz")).json()["dependencies"]["doorbell"]["ok"]
         await settled(worker)
 
         body = encode(deployment_status("in_progress"))
@@ -143,6 +146,8 @@ async def test_a_worker_that_lost_its_listening_connection_listens_again(
             ).all()
         assert killed == [(True,)]
         await asyncio.wait_for(doorbell.wait_listening(False), WAIT)
+        ready = (await worker.http.get("/readyz")).json()
+        assert ready["ready"] and ready["down"] == ["doorbell"]  # polling meanwhile
         await settled(worker)
 
         body = encode(deployment_status("in_progress"))
@@ -151,3 +156,5 @@ async def test_a_worker_that_lost_its_listening_connection_listens_again(
         # Deaf when the web rang: connected again, it wakes its loops for what it missed.
         assert await until(slack, lambda: release_message(slack) is not None)
         assert doorbell.listening
+        ready = (await worker.http.get("/readyz")).json()
+        assert ready["dependencies"]["doorbell"]["listening"] and ready["down"] == []

@@ -67,6 +67,10 @@ class Doorbell:
     async def aclose(self) -> None:
         """Close the connections."""
 
+    def state(self) -> dict[str, Any]:
+        """For /readyz: whether the other processes' work is heard, or only polled for."""
+        return {"ok": True}
+
 
 def doorbell_for(engine: Engine, *, role: str) -> Doorbell:
     """The doorbell of a process of `role` on `engine`'s database."""
@@ -102,6 +106,11 @@ class PostgresDoorbell(Doorbell):
     @property
     def listening(self) -> bool:
         return self._listening
+
+    def state(self) -> dict[str, Any]:
+        """For /readyz: listening for the other replicas' rings, or polling until it is
+        connected again (the replica stays ready either way)."""
+        return {"ok": self._listening, "listening": self._listening, "heard": self.heard}
 
     async def wait_listening(self, listening: bool = True) -> None:
         """Until the listener is connected (or, `False`, has lost its connection)."""
