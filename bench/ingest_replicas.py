@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.webs < 1 or args.workers < 1:
+        parser.error("--webs and --workers take at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="releasebot-replicas-"))
     try:
         figures = asyncio.run(bench(args, workdir))

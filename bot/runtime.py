@@ -72,7 +72,8 @@ class Runtime:
         )
         spool = Spool(settings.spool_path, limit=settings.spool_max)
         drainer = SpoolDrainer(
-            db, spool, wake_applier=_and_ring(applier.look, doorbell, bell.DELIVERIES)
+            # Stored from the spool, not by requests arriving now: the others only look.
+            db, spool, wake_applier=_and_ring(applier.look, doorbell, bell.CHANGED)
         )
         context = Context(
             db=db,
@@ -94,7 +95,7 @@ class Runtime:
         usecases = UseCases(context, verifier)
         return cls(context, worker, verifier, usecases, applier, drainer, doorbell)
 
-    def heard(self) -> bell.Heard:
+    def wakes(self) -> bell.Wakes:
         """What another process's ring wakes here: a delivery stored elsewhere counts as a
         request arriving, as one stored here does (`Applier.wake`)."""
         return {

@@ -229,7 +229,7 @@ def start_background(
         if runtime.doorbell.listens:  # woken by the other processes' work, not only by polls
             runtime.context.links["doorbell"] = runtime.doorbell.state  # in /readyz
             tasks.append(
-                asyncio.create_task(runtime.doorbell.listen(runtime.heard()), name="doorbell")
+                asyncio.create_task(runtime.doorbell.listen(runtime.wakes()), name="doorbell")
             )
 
     async def drain() -> None:

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.outside import Overrides
+from bot.store import doorbell as doorbell_module
 from bot.store.doorbell import PostgresDoorbell, SqliteWatch
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import PG_URL, Bot, BotFactory
@@ -59,9 +60,10 @@ async def web_and_worker(
 
 
 async def settled(worker: Bot) -> None:
-    """Until the worker's applier and outbox worker both wait for work: from then on only
-    a ring wakes them before their polls, an hour away."""
+    """Until the worker hears the others, and its applier and outbox worker both wait for
+    work: from then on only a ring wakes them before their polls, an hour away."""
     runtime = worker.runtime
+    await asyncio.wait_for(runtime.doorbell.ready(), WAIT)
     await asyncio.wait_for(asyncio.gather(runtime.applier.idle(), runtime.worker.idle()), WAIT)
 
 
@@ -87,10 +89,8 @@ async def test_a_delivery_a_web_stored_is_applied_and_posted_by_the_worker_at_on
         expected = PostgresDoorbell if postgres else SqliteWatch
         assert isinstance(worker.runtime.doorbell, expected) and worker.runtime.doorbell.listens
         assert not web.runtime.doorbell.listens  # a web replica runs no loop to wake
-        if isinstance(worker.runtime.doorbell, PostgresDoorbell):
-            await asyncio.wait_for(worker.runtime.doorbell.wait_listening(), WAIT)
-        assert (await worker.http.get("/readyz")).json()["dependencies"]["doorbell"]["ok"]
         await settled(worker)
+        assert (await worker.http.get("/readyz")).json()["dependencies"]["doorbell"]["ok"]
 
         body = encode(deployment_status("in_progress"))
         answer = await web.post("/webhooks/github", body, github_headers("deployment_status", body))
@@ -125,18 +125,25 @@ async def test_a_click_a_web_answered_reaches_slack_and_github_through_the_worke
         assert await until(slack, lambda: shows(slack, ":white_check_mark:"))
         message = release_message(slack)
         assert message is not None and "release_approve" not in buttons(message)
+        # The thread line telling of the pipeline's answer comes after the call to GitHub.
         assert await until(slack, lambda: bool(github.decisions()))
         assert github.decisions()[0]["state"] == "approved"
 
 
 @pytest.mark.skipif(PG_URL is None, reason="LISTEN and NOTIFY are PostgreSQL's")
 async def test_a_worker_that_lost_its_listening_connection_listens_again(
-    bot_factory: BotFactory, clock: FrozenClock, edge: FakeEdge, slack: FakeSlackWebApi
+    bot_factory: BotFactory,
+    clock: FrozenClock,
+    edge: FakeEdge,
+    slack: FakeSlackWebApi,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Deaf for 3 s once the connection is lost: time for the test to ring unheard.
+    monkeypatch.setattr(doorbell_module, "RECONNECT_SECONDS", (3.0, 30.0))
     async with web_and_worker(bot_factory, clock, edge, {}) as (web, worker):
         doorbell = worker.runtime.doorbell
         assert isinstance(doorbell, PostgresDoorbell)
-        await asyncio.wait_for(doorbell.wait_listening(), WAIT)
+        await settled(worker)
         with worker.runtime.db.engine.connect() as connection:
             killed = connection.execute(
                 sa.text(
@@ -148,12 +155,15 @@ async def test_a_worker_that_lost_its_listening_connection_listens_again(
         await asyncio.wait_for(doorbell.wait_listening(False), WAIT)
         ready = (await worker.http.get("/readyz")).json()
         assert ready["ready"] and ready["down"] == ["doorbell"]  # polling meanwhile
-        await settled(worker)
+        runtime = worker.runtime
+        await asyncio.wait_for(asyncio.gather(runtime.applier.idle(), runtime.worker.idle()), WAIT)
+        assert not doorbell.listening
 
         body = encode(deployment_status("in_progress"))
         answer = await web.post("/webhooks/github", body, github_headers("deployment_status", body))
         assert answer.status_code == 202
         # Deaf when the web rang: connected again, it wakes its loops for what it missed.
+        assert not doorbell.listening and doorbell.heard == 0
         assert await until(slack, lambda: release_message(slack) is not None)
         assert doorbell.listening
         ready = (await worker.http.get("/readyz")).json()

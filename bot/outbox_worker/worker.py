@@ -125,6 +125,7 @@ class OutboxWorker:
         self._holding: asyncio.Task[None] | None = None  # the shared wait while they do
 
     def wake(self) -> None:
+        self._idle.clear()
         self._wakeup.set()
 
     def stop(self) -> None:
@@ -146,12 +147,14 @@ class OutboxWorker:
         try:
             while not self._stopping:
                 started = loop.time()
+                claimed = True
                 if len(self._lanes) < self._concurrency:
                     try:
                         await self._claim_in_turn()
                     except Exception:  # keep the worker alive; the rows stay pending
+                        claimed = False
                         log.exception("outbox claim failed; will try again")
-                await self._wait(poll_seconds)
+                await self._wait(poll_seconds, idle=claimed)
                 pause = self._min_interval - (loop.time() - started)
                 if pause > 0 and not self._stopping:
                     await asyncio.sleep(pause)
@@ -205,9 +208,10 @@ class OutboxWorker:
         held = await self._requests.wait_turn(go_on=lambda: self._running and not self._stopping)
         self._metrics.held_back.labels("outbox").inc(held)
 
-    async def _wait(self, poll_seconds: float) -> None:
-        """Until woken, a lane finishes, or `poll_seconds` pass."""
-        if not self._lanes and not self._wakeup.is_set():
+    async def _wait(self, poll_seconds: float, *, idle: bool = True) -> None:
+        """Until woken, a lane finishes, or `poll_seconds` pass. `idle`: the claim before
+        found what was due (it did not fail), so with no lane running there is nothing to do."""
+        if idle and not self._lanes and not self._wakeup.is_set():
             self._idle.set()
         woken = asyncio.create_task(self._wakeup.wait())
         try:

@@ -86,12 +86,14 @@ class Applier:
     def look(self) -> None:
         """Look for work now: deliveries came in some other way than a request (the spool
         drained into the database)."""
+        self._idle.clear()
         if self._wakeup is not None:
             self._wakeup.set()
 
     def stop(self) -> None:
         """Claim nothing more; the batch being applied finishes (it is one transaction)."""
         self._stopping = True
+        self._idle.clear()
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -121,7 +123,7 @@ class Applier:
             if done is not None and (done.left or (done.claimed >= limit and done.applied > 0)):
                 continue  # a backlog: the next batch at once (once requests let it)
             self._requests.drained(time.monotonic())
-            if not self._wakeup.is_set():
+            if done is not None and not self._wakeup.is_set():  # not after a failed batch
                 self._idle.set()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=poll_seconds)
