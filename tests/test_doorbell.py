@@ -7,7 +7,8 @@ process on one database, and the worker's polls are an hour long: only the doorb
 (`NOTIFY`) and the worker listens; on SQLite the worker watches the file's data_version.
 
 The tests wait for the fake Slack to receive the calls (`FakeSlackWebApi.wait_until`, woken
-by each call it receives), never for time to pass.
+by each call it receives), never on a sleep of their own; only the reconnection test waits
+out the listener's backoff, held at 3 s so that the web rings while the worker is deaf.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import sqlalchemy as sa
 
 from bot.outside import Overrides
 from bot.store import doorbell as doorbell_module
-from bot.store.doorbell import PostgresDoorbell, SqliteWatch
+from bot.store.db import make_engine
+from bot.store.doorbell import PostgresDoorbell, SqliteWatch, connect_args
 from integrations.sandbox.webapi import FakeSlackWebApi
 from tests.conftest import PG_URL, Bot, BotFactory
 from tests.fakes import FakeEdge, FakeGitHub, FrozenClock
@@ -168,3 +170,16 @@ async def test_a_worker_that_lost_its_listening_connection_listens_again(
         assert doorbell.listening
         ready = (await worker.http.get("/readyz")).json()
         assert ready["dependencies"]["doorbell"]["listening"] and ready["down"] == []
+
+
+def test_the_doorbell_connects_as_the_engine_does_to_every_host_of_the_url() -> None:
+    engine = make_engine(
+        "postgresql://bot:p%40ss@/releasebot?host=db1:5432&host=db2:5433&sslmode=require"
+    )
+    try:
+        args = connect_args(engine)
+    finally:
+        engine.dispose()
+    assert args["host"] == "db1,db2" and args["port"] == "5432,5433"  # both, in order
+    assert args["password"] == "p@ss" and args["sslmode"] == "require"
+    assert args["dbname"] == "releasebot" and args["connect_timeout"] > 0

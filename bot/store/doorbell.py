@@ -83,7 +83,7 @@ class Doorbell:
 def doorbell_for(engine: Engine, *, role: str) -> Doorbell:
     """The doorbell of a process of `role` on `engine`'s database."""
     if engine.dialect.name == "postgresql":
-        return PostgresDoorbell(_connect_args(engine), listens=role != "web")
+        return PostgresDoorbell(connect_args(engine), listens=role != "web")
     database = engine.url.database
     on_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
     if on_file and role == "worker":
@@ -91,7 +91,7 @@ def doorbell_for(engine: Engine, *, role: str) -> Doorbell:
     return Doorbell()
 
 
-def _connect_args(engine: Engine) -> dict[str, Any]:
+def connect_args(engine: Engine) -> dict[str, Any]:
     """What the engine connects with (every host of a multi-host URL, its query options),
     for psycopg's own connections."""
     _, params = engine.dialect.create_connect_args(engine.url)
